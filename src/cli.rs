@@ -1,0 +1,30 @@
+//! The command line: `enlace [serve|migrate]`, with every setting also taken from the environment.
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "enlace",
+    version,
+    about = "Self-hosted supporter contacts and mailing lists, in English and Spanish.",
+    long_about = "Self-hosted supporter contacts and mailing lists, in English and Spanish.\n\n\
+        Every setting below is read from its ENLACE_* environment variable; an optional \
+        enlace.toml in the working folder (or the file named by ENLACE_CONFIG) may set the same \
+        keys in lower case without the prefix, e.g. `listen = \"0.0.0.0:8080\"`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Run the HTTP API and the background workers (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}

@@ -1,0 +1,183 @@
+//! Settings: every `ENLACE_*` environment variable (optionally from `enlace.toml`), parsed once.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use url::Url;
+
+/// Everything the service reads from its environment. `enlace --help` prints this list.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Settings {
+    /// Database: `sqlite://PATH` (embedded) or `postgres://user@host/db`.
+    #[arg(long, env = "ENLACE_DATABASE_URL", default_value = "sqlite://data/enlace.db", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Address the HTTP server binds.
+    #[arg(long, env = "ENLACE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Base URL used in links inside e-mails and pages.
+    #[arg(long, env = "ENLACE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: Url,
+
+    /// SMTP relay, `smtp://[user:pass@]host:port[?tls=required|opportunistic|none]` or `smtps://…`.
+    /// Unset: messages are written as .eml files to DATA_DIR/outbox.
+    #[arg(long, env = "ENLACE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Key for signing tokens (at least 32 bytes). Unset: generated once into DATA_DIR/secret.key.
+    #[arg(long, env = "ENLACE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Default From of every message.
+    #[arg(long, env = "ENLACE_FROM", default_value = "Enlace <no-reply@localhost>")]
+    pub from: String,
+
+    /// Postal address printed in every newsletter footer.
+    #[arg(long, env = "ENLACE_POSTAL_ADDRESS")]
+    pub postal_address: Option<String>,
+
+    /// Name of the organisation, shown on pages and in messages.
+    #[arg(long, env = "ENLACE_ORG_NAME", default_value = "Enlace")]
+    pub org_name: String,
+
+    /// Comma-separated origins allowed to call the public endpoints from a browser.
+    #[arg(long, env = "ENLACE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Comma-separated URL prefixes a form may redirect to after signing up.
+    #[arg(long, env = "ENLACE_REDIRECT_ALLOWLIST", value_delimiter = ',')]
+    pub redirect_allowlist: Vec<String>,
+
+    /// Public POSTs allowed per minute per client address (0 = off).
+    #[arg(long, env = "ENLACE_PUBLIC_RATE_LIMIT", default_value_t = 20)]
+    pub public_rate_limit: u32,
+
+    /// Comma-separated proxy addresses whose X-Forwarded-For is believed.
+    #[arg(long, env = "ENLACE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// Folder for the generated secret key and the .eml outbox.
+    #[arg(long, env = "ENLACE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Hours a confirmation link stays valid.
+    #[arg(long, env = "ENLACE_CONFIRM_TTL_HOURS", default_value_t = 168)]
+    pub confirm_ttl_hours: u32,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "ENLACE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Messages delivered at once by the mail worker.
+    #[arg(long, env = "ENLACE_MAIL_CONCURRENCY", default_value_t = 8)]
+    pub mail_concurrency: usize,
+
+    /// Database connections kept in the pool.
+    #[arg(long, env = "ENLACE_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+
+    /// Log filter, e.g. `info` or `warn,enlace=debug`.
+    #[arg(long, env = "ENLACE_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "ENLACE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Settings {
+    /// Checks what clap cannot: URL schemes and the redirect allow-list.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !matches!(self.public_url.scheme(), "http" | "https") {
+            bail!("ENLACE_PUBLIC_URL must be an http(s) URL");
+        }
+        for prefix in &self.redirect_allowlist {
+            let url = Url::parse(prefix).with_context(|| "ENLACE_REDIRECT_ALLOWLIST holds an invalid URL")?;
+            if !matches!(url.scheme(), "http" | "https") {
+                bail!("ENLACE_REDIRECT_ALLOWLIST entries must be http(s) URLs");
+            }
+        }
+        if !(self.database_url.starts_with("sqlite://")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            bail!("ENLACE_DATABASE_URL must start with sqlite:// or postgres://");
+        }
+        if self.mail_concurrency == 0 || self.db_pool_size == 0 {
+            bail!("ENLACE_MAIL_CONCURRENCY and ENLACE_DB_POOL_SIZE must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The public URL without a trailing slash, for joining paths.
+    pub fn base_url(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// The signing key: configured, or generated once and kept in `DATA_DIR/secret.key`.
+    pub fn load_secret_key(&self) -> anyhow::Result<Vec<u8>> {
+        if let Some(key) = &self.secret_key {
+            if key.len() < 32 {
+                bail!("ENLACE_SECRET_KEY must be at least 32 bytes long");
+            }
+            return Ok(key.as_bytes().to_vec());
+        }
+        let path = self.data_dir.join("secret.key");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            let key = existing.trim();
+            if key.len() >= 32 {
+                return Ok(key.as_bytes().to_vec());
+            }
+            bail!("{} is shorter than 32 bytes", path.display());
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        let key = crate::tokens::random_token();
+        write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+        tracing::warn!(path = %path.display(), "ENLACE_SECRET_KEY is unset; generated a key and saved it");
+        Ok(key.into_bytes())
+    }
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Copies the keys of an optional `enlace.toml` into `ENLACE_*` variables that are not set yet,
+/// so the environment always wins. Call before any thread starts.
+pub fn load_config_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let table: toml::Table = text.parse().with_context(|| format!("parsing {}", path.display()))?;
+    for (key, value) in table {
+        let name = format!("ENLACE_{}", key.to_ascii_uppercase());
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        if std::env::var_os(&name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! The `confirmation_tokens` table: hashes of double opt-in tokens, with expiry and use.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::confirmation_tokens;
+use super::AnyConnection;
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = confirmation_tokens)]
+pub struct ConfirmationToken {
+    pub token_hash: String,
+    pub subscriber_id: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+}
+
+pub fn insert_confirmation_token(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    subscriber_id: &str,
+    now: NaiveDateTime,
+    expires_at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(confirmation_tokens::table)
+        .values((
+            confirmation_tokens::token_hash.eq(token_hash),
+            confirmation_tokens::subscriber_id.eq(subscriber_id),
+            confirmation_tokens::created_at.eq(now),
+            confirmation_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_confirmation_token(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<ConfirmationToken>> {
+    confirmation_tokens::table
+        .find(token_hash)
+        .select(ConfirmationToken::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Marks every open token of the subscriber used, so old links answer "already confirmed".
+pub fn use_confirmation_tokens(conn: &mut AnyConnection, subscriber_id: &str, now: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(
+        confirmation_tokens::table
+            .filter(confirmation_tokens::subscriber_id.eq(subscriber_id))
+            .filter(confirmation_tokens::used_at.is_null()),
+    )
+    .set(confirmation_tokens::used_at.eq(Some(now)))
+    .execute(conn)
+    .map(drop)
+}

@@ -1,0 +1,35 @@
+//! The append-only consent ledger: what each person agreed to, in which words, when and from where.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::consent_events;
+use super::AnyConnection;
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug, serde::Serialize)]
+#[diesel(table_name = consent_events)]
+pub struct ConsentEvent {
+    pub id: String,
+    pub subscriber_id: String,
+    pub action: String,
+    pub interests: String,
+    pub wording: String,
+    pub wording_version: String,
+    pub language: String,
+    pub source: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn insert_consent_event(conn: &mut AnyConnection, event: &ConsentEvent) -> QueryResult<()> {
+    diesel::insert_into(consent_events::table).values(event).execute(conn).map(drop)
+}
+
+pub fn list_consent_events(conn: &mut AnyConnection, subscriber_id: &str) -> QueryResult<Vec<ConsentEvent>> {
+    consent_events::table
+        .filter(consent_events::subscriber_id.eq(subscriber_id))
+        .order((consent_events::created_at.asc(), consent_events::id.asc()))
+        .select(ConsentEvent::as_select())
+        .load(conn)
+}

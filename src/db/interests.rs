@@ -1,0 +1,88 @@
+//! The `interests` and `custom_fields` tables (read side; staff manage them).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{custom_fields, interests};
+use super::AnyConnection;
+use crate::domain::{FieldDeclaration, FieldType, Language};
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = interests)]
+pub struct Interest {
+    pub slug: String,
+    pub name_en: String,
+    pub name_es: String,
+    pub description_en: String,
+    pub description_es: String,
+    pub public: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl Interest {
+    pub fn name(&self, language: Language) -> &str {
+        match language {
+            Language::En => &self.name_en,
+            Language::Es => &self.name_es,
+        }
+    }
+
+    pub fn description(&self, language: Language) -> &str {
+        match language {
+            Language::En => &self.description_en,
+            Language::Es => &self.description_es,
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = custom_fields)]
+pub struct CustomField {
+    pub key: String,
+    pub field_type: String,
+    pub allowed_values: Option<String>,
+    pub public: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl CustomField {
+    pub fn declaration(&self) -> Option<FieldDeclaration> {
+        Some(FieldDeclaration {
+            key: self.key.clone(),
+            field_type: FieldType::parse(&self.field_type)?,
+            allowed_values: self
+                .allowed_values
+                .as_deref()
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default(),
+            public: self.public,
+        })
+    }
+}
+
+pub fn insert_interest(conn: &mut AnyConnection, interest: &Interest) -> QueryResult<()> {
+    diesel::insert_into(interests::table).values(interest).execute(conn).map(drop)
+}
+
+pub fn insert_custom_field(conn: &mut AnyConnection, field: &CustomField) -> QueryResult<()> {
+    diesel::insert_into(custom_fields::table).values(field).execute(conn).map(drop)
+}
+
+pub fn list_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Interest>> {
+    interests::table.order(interests::slug.asc()).select(Interest::as_select()).load(conn)
+}
+
+pub fn list_public_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Interest>> {
+    interests::table
+        .filter(interests::public.eq(true))
+        .order(interests::slug.asc())
+        .select(Interest::as_select())
+        .load(conn)
+}
+
+pub fn list_field_declarations(conn: &mut AnyConnection) -> QueryResult<Vec<FieldDeclaration>> {
+    let rows: Vec<CustomField> = custom_fields::table.select(CustomField::as_select()).load(conn)?;
+    Ok(rows.iter().filter_map(CustomField::declaration).collect())
+}

@@ -1,0 +1,176 @@
+//! The durable job queue (the outbox): rows are written in the same transaction as the state
+//! change they follow from, claimed under an expiring lease, and finished with a recorded outcome.
+
+use chrono::NaiveDateTime;
+use diesel::dsl::{count_star, max};
+use diesel::prelude::*;
+
+use super::schema::jobs;
+use super::AnyConnection;
+
+pub const QUEUED: &str = "queued";
+pub const RUNNING: &str = "running";
+
+#[derive(Insertable)]
+#[diesel(table_name = jobs)]
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub payload: &'a str,
+    pub subscriber_id: Option<&'a str>,
+    pub state: &'a str,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+}
+
+/// A job as a worker holds it after claiming.
+#[derive(Queryable, Clone, Debug)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub subscriber_id: Option<String>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+#[derive(Queryable, Selectable, Clone, Debug, serde::Serialize)]
+#[diesel(table_name = jobs)]
+pub struct JobRecord {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+pub fn insert_job(conn: &mut AnyConnection, job: &NewJob) -> QueryResult<()> {
+    diesel::insert_into(jobs::table).values(job).execute(conn).map(drop)
+}
+
+/// Claims up to `limit` due jobs (or jobs whose lease ran out). The UPDATE repeats the
+/// claimable condition, which the database re-checks on each locked row, so two processes on
+/// one database never hold the same job: the loser of a race simply gets fewer rows.
+/// Call inside `write_transaction` (SQLite then takes the write lock before the SELECT).
+pub fn claim_jobs(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<ClaimedJob>> {
+    let claimable = jobs::state
+        .eq(QUEUED)
+        .and(jobs::run_at.le(now))
+        .or(jobs::state.eq(RUNNING).and(jobs::locked_until.lt(now)));
+    let candidates: Vec<String> = jobs::table
+        .filter(claimable)
+        .order(jobs::run_at.asc())
+        .limit(limit)
+        .select(jobs::id)
+        .load(conn)?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::update(jobs::table.filter(jobs::id.eq_any(&candidates)).filter(claimable))
+        .set((
+            jobs::state.eq(RUNNING),
+            jobs::locked_until.eq(Some(lease_until)),
+            jobs::attempts.eq(jobs::attempts + 1),
+        ))
+        .returning((
+            jobs::id,
+            jobs::kind,
+            jobs::payload,
+            jobs::subscriber_id,
+            jobs::attempts,
+            jobs::max_attempts,
+        ))
+        .get_results(conn)
+}
+
+/// Finishes a claimed job (only if this claim still holds it). The payload is cleared: it may
+/// hold a confirmation token that has no business outliving the delivery.
+pub fn finish_job(
+    conn: &mut AnyConnection,
+    job: &ClaimedJob,
+    state: &str,
+    error: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        jobs::table
+            .find(&job.id)
+            .filter(jobs::state.eq(RUNNING))
+            .filter(jobs::attempts.eq(job.attempts)),
+    )
+    .set((
+        jobs::state.eq(state),
+        jobs::payload.eq("{}"),
+        jobs::last_error.eq(error),
+        jobs::locked_until.eq(None::<NaiveDateTime>),
+        jobs::finished_at.eq(Some(now)),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Puts a claimed job back in the queue to be tried again at `run_at`.
+pub fn retry_job(conn: &mut AnyConnection, job: &ClaimedJob, error: &str, run_at: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(
+        jobs::table
+            .find(&job.id)
+            .filter(jobs::state.eq(RUNNING))
+            .filter(jobs::attempts.eq(job.attempts)),
+    )
+    .set((
+        jobs::state.eq(QUEUED),
+        jobs::run_at.eq(run_at),
+        jobs::last_error.eq(Some(error)),
+        jobs::locked_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// How many of `kinds` were queued for a subscriber since `since`, and when the last one was.
+pub fn recent_jobs_for_subscriber(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+    kinds: &[&str],
+    since: NaiveDateTime,
+) -> QueryResult<(i64, Option<NaiveDateTime>)> {
+    jobs::table
+        .filter(jobs::subscriber_id.eq(subscriber_id))
+        .filter(jobs::kind.eq_any(kinds))
+        .filter(jobs::created_at.ge(since))
+        .select((count_star(), max(jobs::created_at)))
+        .first(conn)
+}
+
+/// Jobs waiting or running.
+pub fn queue_depth(conn: &mut AnyConnection) -> QueryResult<i64> {
+    jobs::table
+        .filter(jobs::state.eq_any([QUEUED, RUNNING]))
+        .select(count_star())
+        .first(conn)
+}
+
+/// When the next queued job becomes due, to let an idle worker sleep exactly that long.
+pub fn next_run_at(conn: &mut AnyConnection) -> QueryResult<Option<NaiveDateTime>> {
+    jobs::table
+        .filter(jobs::state.eq(QUEUED))
+        .select(diesel::dsl::min(jobs::run_at))
+        .first(conn)
+}
+
+pub fn list_jobs_for_subscriber(conn: &mut AnyConnection, subscriber_id: &str) -> QueryResult<Vec<JobRecord>> {
+    jobs::table
+        .filter(jobs::subscriber_id.eq(subscriber_id))
+        .order(jobs::created_at.asc())
+        .select(JobRecord::as_select())
+        .load(conn)
+}

@@ -1,0 +1,135 @@
+//! The `subscribers` and `subscriber_interests` tables.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{interests, subscriber_interests, subscribers};
+use super::AnyConnection;
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = subscribers)]
+pub struct Subscriber {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub language: String,
+    pub status: String,
+    pub attributes: String,
+    pub source: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub confirmed_at: Option<NaiveDateTime>,
+    pub unsubscribed_at: Option<NaiveDateTime>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = subscribers)]
+pub struct NewSubscriber<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub language: &'a str,
+    pub status: &'a str,
+    pub attributes: &'a str,
+    pub source: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Profile fields a signup or the preferences page may change.
+#[derive(AsChangeset)]
+#[diesel(table_name = subscribers)]
+pub struct ProfileChanges<'a> {
+    pub name: Option<Option<&'a str>>,
+    pub language: Option<&'a str>,
+    pub attributes: Option<&'a str>,
+    pub source: Option<Option<&'a str>>,
+    pub updated_at: NaiveDateTime,
+}
+
+pub fn insert_subscriber(conn: &mut AnyConnection, new: &NewSubscriber) -> QueryResult<()> {
+    diesel::insert_into(subscribers::table).values(new).execute(conn).map(drop)
+}
+
+pub fn find_subscriber_by_email(conn: &mut AnyConnection, email: &str) -> QueryResult<Option<Subscriber>> {
+    subscribers::table
+        .filter(subscribers::email.eq(email))
+        .select(Subscriber::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Subscriber>> {
+    subscribers::table.find(id).select(Subscriber::as_select()).first(conn).optional()
+}
+
+pub fn update_profile(conn: &mut AnyConnection, id: &str, changes: &ProfileChanges) -> QueryResult<()> {
+    diesel::update(subscribers::table.find(id)).set(changes).execute(conn).map(drop)
+}
+
+/// Moves a subscriber to `status`, stamping the matching time column.
+pub fn set_status(conn: &mut AnyConnection, id: &str, status: &str, now: NaiveDateTime) -> QueryResult<()> {
+    let target = subscribers::table.find(id);
+    match status {
+        "confirmed" => diesel::update(target)
+            .set((
+                subscribers::status.eq(status),
+                subscribers::confirmed_at.eq(Some(now)),
+                subscribers::unsubscribed_at.eq(None::<NaiveDateTime>),
+                subscribers::updated_at.eq(now),
+            ))
+            .execute(conn),
+        "unsubscribed" => diesel::update(target)
+            .set((
+                subscribers::status.eq(status),
+                subscribers::unsubscribed_at.eq(Some(now)),
+                subscribers::updated_at.eq(now),
+            ))
+            .execute(conn),
+        _ => diesel::update(target)
+            .set((subscribers::status.eq(status), subscribers::updated_at.eq(now)))
+            .execute(conn),
+    }
+    .map(drop)
+}
+
+/// Replaces the subscriber's interests with `slugs`.
+pub fn replace_interests(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+    slugs: &[&str],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::delete(subscriber_interests::table.filter(subscriber_interests::subscriber_id.eq(subscriber_id)))
+        .execute(conn)?;
+    for slug in slugs {
+        diesel::insert_into(subscriber_interests::table)
+            .values((
+                subscriber_interests::subscriber_id.eq(subscriber_id),
+                subscriber_interests::interest_slug.eq(*slug),
+                subscriber_interests::created_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The subscriber's interests as (slug, name_en, name_es, description_en, description_es).
+pub fn list_subscriber_interests(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+) -> QueryResult<Vec<super::interests::Interest>> {
+    subscriber_interests::table
+        .inner_join(interests::table)
+        .filter(subscriber_interests::subscriber_id.eq(subscriber_id))
+        .order(interests::slug.asc())
+        .select(super::interests::Interest::as_select())
+        .load(conn)
+}
+
+pub fn count_subscribers_by_status(conn: &mut AnyConnection) -> QueryResult<Vec<(String, i64)>> {
+    subscribers::table
+        .group_by(subscribers::status)
+        .select((subscribers::status, diesel::dsl::count_star()))
+        .load(conn)
+}

@@ -1,0 +1,36 @@
+//! The suppression list: hashes of addresses that must never be mailed.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::suppressions;
+use super::AnyConnection;
+
+pub fn find_suppression(conn: &mut AnyConnection, email_hash: &str) -> QueryResult<Option<String>> {
+    suppressions::table
+        .find(email_hash)
+        .select(suppressions::reason)
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_suppression(conn: &mut AnyConnection, email_hash: &str, reason: &str, now: NaiveDateTime) -> QueryResult<()> {
+    diesel::insert_into(suppressions::table)
+        .values((
+            suppressions::email_hash.eq(email_hash),
+            suppressions::reason.eq(reason),
+            suppressions::created_at.eq(now),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn delete_suppression(conn: &mut AnyConnection, email_hash: &str, reason: &str) -> QueryResult<()> {
+    diesel::delete(
+        suppressions::table
+            .filter(suppressions::email_hash.eq(email_hash))
+            .filter(suppressions::reason.eq(reason)),
+    )
+    .execute(conn)
+    .map(drop)
+}

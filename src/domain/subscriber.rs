@@ -1,0 +1,220 @@
+//! Subscriber values: e-mail address, name, language, status, interest slugs.
+
+use std::fmt;
+
+use validator::ValidateEmail;
+
+/// A syntactically valid address, trimmed and lower-cased (the one place this happens).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let email = raw.trim().to_lowercase();
+        if email.is_empty() {
+            return Err("is required");
+        }
+        if email.len() > 254 {
+            return Err("is longer than 254 characters");
+        }
+        if email.chars().any(char::is_control) || !email.validate_email() {
+            return Err("is not a valid e-mail address");
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+}
+
+// Addresses never reach logs by accident through Debug.
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Email(…)")
+    }
+}
+
+/// A display name: at most 100 characters, no control characters (so no header injection).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    pub const MAX_CHARS: usize = 100;
+
+    /// Blank input means "no name".
+    pub fn parse(raw: &str) -> Result<Option<Self>, &'static str> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        if name.chars().count() > Self::MAX_CHARS {
+            return Err("is longer than 100 characters");
+        }
+        if name.chars().any(char::is_control) {
+            return Err("contains control characters");
+        }
+        Ok(Some(Self(name.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The languages every page and message exists in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    En,
+    Es,
+}
+
+impl Language {
+    pub const ALL: [Language; 2] = [Language::En, Language::Es];
+
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "en" => Ok(Self::En),
+            "es" => Ok(Self::Es),
+            _ => Err("must be \"en\" or \"es\""),
+        }
+    }
+
+    /// Matches a language tag such as `es-MX` by its primary subtag.
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        let primary = tag.split(['-', '_']).next()?;
+        Self::parse(primary).ok()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Es => "es",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriberStatus {
+    Pending,
+    Confirmed,
+    Unsubscribed,
+    Bounced,
+    Complained,
+}
+
+impl SubscriberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Unsubscribed => "unsubscribed",
+            Self::Bounced => "bounced",
+            Self::Complained => "complained",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "pending" => Self::Pending,
+            "confirmed" => Self::Confirmed,
+            "unsubscribed" => Self::Unsubscribed,
+            "bounced" => Self::Bounced,
+            "complained" => Self::Complained,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an address must never be mailed (kept as a hash that survives erasure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuppressionReason {
+    HardBounce,
+    Complaint,
+    Manual,
+    /// Erased on request: the person may come back only through their own new confirmation.
+    Erased,
+}
+
+impl SuppressionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HardBounce => "hard_bounce",
+            Self::Complaint => "complaint",
+            Self::Manual => "manual",
+            Self::Erased => "erased",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "hard_bounce" => Self::HardBounce,
+            "complaint" => Self::Complaint,
+            "manual" => Self::Manual,
+            "erased" => Self::Erased,
+            _ => return None,
+        })
+    }
+}
+
+/// An interest's key: lower-case letters, digits and dashes, 1–64 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InterestSlug(String);
+
+impl InterestSlug {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let slug = raw.trim();
+        let valid = !slug.is_empty()
+            && slug.len() <= 64
+            && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if valid {
+            Ok(Self(slug.to_owned()))
+        } else {
+            Err("is not a valid interest")
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_once() {
+        let email = Email::parse("  Ana.Lopez+news@Example.ORG ").unwrap();
+        assert_eq!(email.as_str(), "ana.lopez+news@example.org");
+        assert_eq!(email.domain(), "example.org");
+        assert!(Email::parse("not-an-email").is_err());
+        assert!(Email::parse("a@b.org\r\nBcc: x@y.org").is_err());
+        assert!(Email::parse(&format!("{}@example.org", "a".repeat(250))).is_err());
+        assert!(!format!("{email:?}").contains("ana"));
+    }
+
+    #[test]
+    fn names_reject_control_characters_and_length() {
+        assert_eq!(Name::parse("  ").unwrap(), None);
+        assert_eq!(Name::parse(" María José ").unwrap().unwrap().as_str(), "María José");
+        assert!(Name::parse("Eve\r\nBcc: x@y.org").is_err());
+        assert!(Name::parse(&"ñ".repeat(101)).is_err());
+        assert!(Name::parse(&"ñ".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn language_tags() {
+        assert_eq!(Language::from_tag("es-MX"), Some(Language::Es));
+        assert_eq!(Language::from_tag("EN"), Some(Language::En));
+        assert_eq!(Language::from_tag("fr"), None);
+        assert!(Language::parse("de").is_err());
+    }
+}

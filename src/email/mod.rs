@@ -1,0 +1,123 @@
+//! Outgoing mail: composing multipart messages with the list headers, and the transports
+//! (SMTP, `.eml` files, or memory for tests) that carry them.
+
+mod smtp;
+pub mod templates;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use lettre::address::Envelope;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+
+pub use smtp::{SmtpConfig, SmtpPool};
+pub use templates::Templates;
+
+use crate::domain::Language;
+
+/// One rendered message to one subscriber.
+#[derive(Clone, Debug)]
+pub struct OutgoingMail {
+    pub to_email: String,
+    pub to_name: Option<String>,
+    pub language: Language,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub unsubscribe_url: String,
+}
+
+/// A message as handed to the transport.
+#[derive(Clone, Debug)]
+pub struct SentMessage {
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again later (4xx, network, timeout).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The server or the address will not take it (5xx, invalid address).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+pub enum Transport {
+    Smtp(SmtpPool),
+    Files(PathBuf),
+    Memory(Arc<Mutex<Vec<SentMessage>>>),
+}
+
+impl Transport {
+    pub async fn send(&self, envelope: &Envelope, raw: Vec<u8>) -> Result<(), SendError> {
+        match self {
+            Self::Smtp(pool) => pool.send(envelope, &raw).await,
+            Self::Files(dir) => {
+                let id = uuid::Uuid::now_v7();
+                let path = dir.join(format!("{id}.eml"));
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| SendError::Transient(format!("creating outbox folder: {e}")))?;
+                tokio::fs::write(&path, raw)
+                    .await
+                    .map_err(|e| SendError::Transient(format!("writing {}: {e}", path.display())))?;
+                tracing::info!(file = %path.display(), "message written to the outbox folder");
+                Ok(())
+            }
+            Self::Memory(sent) => {
+                let recipients = envelope.to().iter().map(ToString::to_string).collect();
+                sent.lock().expect("mail store lock").push(SentMessage { recipients, raw });
+                Ok(())
+            }
+        }
+    }
+}
+
+pub struct Mailer {
+    pub transport: Transport,
+    pub from: Mailbox,
+}
+
+impl Mailer {
+    pub fn new(transport: Transport, from: &str) -> anyhow::Result<Self> {
+        let from: Mailbox = from.parse().context("ENLACE_FROM is not a valid mailbox")?;
+        Ok(Self { transport, from })
+    }
+
+    /// Builds the message: multipart text + HTML, RFC 2369/8058 list headers, content language.
+    pub fn compose(&self, mail: &OutgoingMail) -> Result<Message, SendError> {
+        let address = mail
+            .to_email
+            .parse()
+            .map_err(|_| SendError::Permanent("the recipient address is not deliverable".into()))?;
+        // lettre encodes names and subjects (RFC 2047), so no header can be injected through them.
+        let to = Mailbox::new(mail.to_name.clone(), address);
+        let header = |name: &'static str, value: String| {
+            HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+        };
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject.clone())
+            .raw_header(header("List-Unsubscribe", format!("<{}>", mail.unsubscribe_url)))
+            .raw_header(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()))
+            .raw_header(header("Content-Language", mail.language.as_str().into()))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(mail.text.clone()))
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(mail.html.clone())),
+            )
+            .map_err(|e| SendError::Permanent(format!("building the message: {e}")))
+    }
+
+    pub async fn send(&self, mail: &OutgoingMail) -> Result<(), SendError> {
+        let message = self.compose(mail)?;
+        let envelope = message.envelope().clone();
+        self.transport.send(&envelope, message.formatted()).await
+    }
+}

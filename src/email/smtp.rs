@@ -1,0 +1,176 @@
+//! A small pool of SMTP connections with TCP_NODELAY set. lettre's own pooled transport leaves
+//! Nagle's algorithm on, which holds each message's final "." for a delayed ACK (~40 ms a message).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use tokio::sync::Mutex;
+
+use super::SendError;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    Opportunistic,
+    Required,
+    Implicit,
+}
+
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub credentials: Option<Credentials>,
+}
+
+impl SmtpConfig {
+    /// Reads lettre's URL form: `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]`
+    /// or `smtps://…` for implicit TLS.
+    pub fn from_url(raw: &str) -> anyhow::Result<Self> {
+        let url = url::Url::parse(raw).context("ENLACE_SMTP_URL is not a URL")?;
+        let host = url.host_str().context("ENLACE_SMTP_URL has no host")?.to_owned();
+        let query_tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+        let tls = match (url.scheme(), query_tls.as_deref()) {
+            ("smtps", _) => TlsMode::Implicit,
+            ("smtp", None | Some("none")) => TlsMode::None,
+            ("smtp", Some("opportunistic")) => TlsMode::Opportunistic,
+            ("smtp", Some("required")) => TlsMode::Required,
+            ("smtp", Some(other)) => bail!("ENLACE_SMTP_URL: unknown tls={other}"),
+            (scheme, _) => bail!("ENLACE_SMTP_URL: unsupported scheme {scheme}"),
+        };
+        let port = url.port().unwrap_or(match tls {
+            TlsMode::Implicit => 465,
+            TlsMode::Required => 587,
+            _ => 25,
+        });
+        let credentials = if url.username().is_empty() {
+            None
+        } else {
+            let decode = |s: &str| {
+                percent_decode(s).context("ENLACE_SMTP_URL: credentials are not valid percent-encoding")
+            };
+            Some(Credentials::new(
+                decode(url.username())?,
+                decode(url.password().unwrap_or_default())?,
+            ))
+        };
+        Ok(Self { host, port, tls, credentials })
+    }
+}
+
+fn percent_decode(s: &str) -> anyhow::Result<String> {
+    Ok(url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default())
+}
+
+pub struct SmtpPool {
+    config: SmtpConfig,
+    hello: ClientId,
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    max_idle: usize,
+}
+
+impl SmtpPool {
+    pub fn new(config: SmtpConfig, max_idle: usize) -> Self {
+        Self { config, hello: ClientId::default(), idle: Mutex::new(Vec::new()), max_idle }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let cfg = &self.config;
+        let tls = || TlsParameters::new(cfg.host.clone()).map_err(classify);
+        let mut conn = if cfg.tls == TlsMode::Implicit {
+            // lettre builds the TLS stream itself here, so TCP_NODELAY cannot be set.
+            AsyncSmtpConnection::connect_tokio1((cfg.host.as_str(), cfg.port), Some(TIMEOUT), &self.hello, Some(tls()?), None)
+                .await
+                .map_err(classify)?
+        } else {
+            let io = |e: std::io::Error| SendError::Transient(format!("connecting to the SMTP server: {e}"));
+            let stream = tokio::net::TcpStream::connect((cfg.host.as_str(), cfg.port)).await.map_err(io)?;
+            stream.set_nodelay(true).map_err(io)?;
+            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                .await
+                .map_err(classify)?;
+            match cfg.tls {
+                TlsMode::Required => conn.starttls(tls()?, &self.hello).await.map_err(classify)?,
+                TlsMode::Opportunistic if conn.can_starttls() => {
+                    conn.starttls(tls()?, &self.hello).await.map_err(classify)?
+                }
+                _ => {}
+            }
+            conn
+        };
+        if let Some(credentials) = &cfg.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(classify)?;
+        }
+        Ok(conn)
+    }
+
+    pub async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), SendError> {
+        let reused = self.idle.lock().await.pop();
+        let was_reused = reused.is_some();
+        let mut conn = match reused {
+            Some(conn) => conn,
+            None => self.connect_with_timeout().await?,
+        };
+        let mut result = tokio::time::timeout(TIMEOUT, conn.send(envelope, raw)).await;
+        // An idle connection the server has since closed fails before MAIL FROM is accepted;
+        // one fresh attempt then is safe and saves a retry cycle.
+        if was_reused && matches!(&result, Ok(Err(e)) if !e.is_permanent() && !e.is_transient()) {
+            conn = self.connect_with_timeout().await?;
+            result = tokio::time::timeout(TIMEOUT, conn.send(envelope, raw)).await;
+        }
+        match result {
+            Ok(Ok(_)) => {
+                let mut idle = self.idle.lock().await;
+                if idle.len() < self.max_idle && !conn.has_broken() {
+                    idle.push(conn);
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(SendError::Transient("SMTP send timed out".into())),
+        }
+    }
+
+    async fn connect_with_timeout(&self) -> Result<AsyncSmtpConnection, SendError> {
+        tokio::time::timeout(TIMEOUT, self.connect())
+            .await
+            .unwrap_or_else(|_| Err(SendError::Transient("SMTP connection timed out".into())))
+    }
+}
+
+fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() {
+        SendError::Permanent(e.to_string())
+    } else if e.is_client() {
+        SendError::Permanent(format!("message refused before sending: {e}"))
+    } else {
+        SendError::Transient(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lettre_url_forms() {
+        let c = SmtpConfig::from_url("smtp://127.0.0.1:2525").unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.tls), ("127.0.0.1", 2525, TlsMode::None));
+        let c = SmtpConfig::from_url("smtp://user%40x.org:p%40ss@mail.example.org?tls=required").unwrap();
+        assert_eq!((c.port, c.tls), (587, TlsMode::Required));
+        assert!(c.credentials.is_some());
+        assert_eq!(SmtpConfig::from_url("smtps://mail.example.org").unwrap().port, 465);
+        assert!(SmtpConfig::from_url("http://x").is_err());
+        assert!(SmtpConfig::from_url("smtp://x?tls=maybe").is_err());
+    }
+}

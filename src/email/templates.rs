@@ -1,0 +1,126 @@
+//! Pages and messages in English and Spanish: minijinja templates (auto-escaped HTML) plus one
+//! catalog of wording per language, all compiled into the binary.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use minijinja::value::Kwargs;
+use minijinja::{context, Environment, UndefinedBehavior, Value};
+
+use crate::domain::Language;
+
+macro_rules! embedded {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../templates/", $name)))),*]
+    };
+}
+
+/// Every template the service renders; a test renders each one in both languages.
+pub const TEMPLATES: &[(&str, &str)] = embedded![
+    "pages/base.html",
+    "pages/thanks.html",
+    "pages/form_errors.html",
+    "pages/confirm.html",
+    "pages/confirmed.html",
+    "pages/already_confirmed.html",
+    "pages/link_invalid.html",
+    "pages/link_expired.html",
+    "pages/renewed.html",
+    "pages/unsubscribe.html",
+    "pages/unsubscribed.html",
+    "pages/preferences.html",
+    "pages/error.html",
+    "mail/base.html",
+    "mail/footer.txt",
+    "mail/confirmation.html",
+    "mail/confirmation.txt",
+    "mail/welcome.html",
+    "mail/welcome.txt",
+    "mail/already_subscribed.html",
+    "mail/already_subscribed.txt",
+];
+
+pub const CATALOGS: &[(Language, &str)] = &[
+    (Language::En, include_str!("../../locales/en.toml")),
+    (Language::Es, include_str!("../../locales/es.toml")),
+];
+
+pub struct Templates {
+    env: Environment<'static>,
+    catalogs: HashMap<Language, Value>,
+    raw_catalogs: HashMap<Language, toml::Table>,
+    org: String,
+    postal_address: Option<String>,
+}
+
+impl Templates {
+    pub fn new(org: &str, postal_address: Option<&str>) -> anyhow::Result<Self> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // minijinja escapes `.html` templates by default and leaves `.txt` alone.
+        env.add_filter("fill", fill);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source).with_context(|| format!("template {name}"))?;
+        }
+        let mut catalogs = HashMap::new();
+        let mut raw_catalogs = HashMap::new();
+        for (language, source) in CATALOGS {
+            let table: toml::Table =
+                source.parse().with_context(|| format!("catalog {}", language.as_str()))?;
+            catalogs.insert(*language, Value::from_serialize(&table));
+            raw_catalogs.insert(*language, table);
+        }
+        Ok(Self {
+            env,
+            catalogs,
+            raw_catalogs,
+            org: org.to_owned(),
+            postal_address: postal_address.map(str::to_owned),
+        })
+    }
+
+    /// Renders `name` for a reader of `language`, with the shared variables added to `ctx`.
+    pub fn render(&self, name: &str, language: Language, ctx: Value) -> Result<String, minijinja::Error> {
+        let full = context! {
+            t => self.catalogs[&language].clone(),
+            lang => language.as_str(),
+            org => &self.org,
+            postal_address => &self.postal_address,
+            ..ctx
+        };
+        self.env.get_template(name)?.render(full)
+    }
+
+    /// A catalog string by dotted path (`mail.welcome.subject`), with `{org}` filled in.
+    pub fn text(&self, language: Language, path: &str) -> String {
+        let mut node: Option<&toml::Value> = None;
+        let mut table = &self.raw_catalogs[&language];
+        for (i, part) in path.split('.').enumerate() {
+            node = table.get(part);
+            if i + 1 < path.split('.').count() {
+                match node.and_then(toml::Value::as_table) {
+                    Some(t) => table = t,
+                    None => return path.to_owned(),
+                }
+            }
+        }
+        node.and_then(toml::Value::as_str)
+            .map(|s| s.replace("{org}", &self.org))
+            .unwrap_or_else(|| path.to_owned())
+    }
+
+    pub fn catalog(&self, language: Language) -> &toml::Table {
+        &self.raw_catalogs[&language]
+    }
+}
+
+/// `{{ "Hello {name}"|fill(name=n) }}`: fills `{key}` placeholders; the result is still escaped.
+fn fill(value: String, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+    let mut out = value;
+    for key in kwargs.args() {
+        let v: Value = kwargs.get(key)?;
+        let text = if v.is_none() || v.is_undefined() { String::new() } else { v.to_string() };
+        out = out.replace(&format!("{{{key}}}"), &text);
+    }
+    Ok(out)
+}

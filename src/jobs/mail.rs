@@ -1,0 +1,151 @@
+//! Mail jobs: rendered at send time from the subscriber's current record, so an address that was
+//! erased, suppressed or already confirmed in the meantime gets nothing.
+
+use minijinja::context;
+use uuid::Uuid;
+
+use super::{JobResult, Worker};
+use crate::db::jobs::ClaimedJob;
+use crate::db::{self, subscribers, suppressions};
+use crate::domain::{Language, SubscriberStatus, SuppressionReason};
+use crate::email::{OutgoingMail, SendError};
+use crate::tokens;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailKind {
+    Confirmation,
+    Welcome,
+    AlreadySubscribed,
+}
+
+impl MailKind {
+    pub fn job_kind(self) -> &'static str {
+        match self {
+            Self::Confirmation => "mail.confirmation",
+            Self::Welcome => "mail.welcome",
+            Self::AlreadySubscribed => "mail.already_subscribed",
+        }
+    }
+
+    pub fn from_job_kind(kind: &str) -> Option<Self> {
+        Some(match kind {
+            "mail.confirmation" => Self::Confirmation,
+            "mail.welcome" => Self::Welcome,
+            "mail.already_subscribed" => Self::AlreadySubscribed,
+            _ => return None,
+        })
+    }
+
+    fn template(self) -> &'static str {
+        match self {
+            Self::Confirmation => "confirmation",
+            Self::Welcome => "welcome",
+            Self::AlreadySubscribed => "already_subscribed",
+        }
+    }
+
+    /// Which subscriber states this mail still makes sense for.
+    fn wanted_for(self, status: SubscriberStatus) -> bool {
+        match self {
+            Self::Confirmation => matches!(status, SubscriberStatus::Pending | SubscriberStatus::Unsubscribed),
+            Self::Welcome | Self::AlreadySubscribed => status == SubscriberStatus::Confirmed,
+        }
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Payload {
+    token: Option<String>,
+}
+
+/// What the worker read from the database for one mail.
+struct Recipient {
+    subscriber: subscribers::Subscriber,
+    interests: Vec<db::interests::Interest>,
+}
+
+impl Worker {
+    pub(super) async fn deliver(&self, kind: MailKind, job: &ClaimedJob) -> anyhow::Result<JobResult> {
+        let Some(subscriber_id) = job.subscriber_id.clone() else {
+            return Ok(JobResult::Dropped("no recipient"));
+        };
+        let recipient = self
+            .db
+            .run(move |conn| -> Result<Option<Recipient>, db::DbError> {
+                let Some(subscriber) = subscribers::find_subscriber(conn, &subscriber_id)? else {
+                    return Ok(None);
+                };
+                let hash = tokens::email_hash(&subscriber.email);
+                let blocked = suppressions::find_suppression(conn, &hash)?
+                    .and_then(|r| SuppressionReason::parse(&r))
+                    .is_some_and(|r| r != SuppressionReason::Erased);
+                if blocked {
+                    return Ok(None);
+                }
+                let interests = subscribers::list_subscriber_interests(conn, &subscriber.id)?;
+                Ok(Some(Recipient { subscriber, interests }))
+            })
+            .await?;
+        let Some(recipient) = recipient else {
+            return Ok(JobResult::Dropped("recipient erased or suppressed"));
+        };
+        let status = SubscriberStatus::parse(&recipient.subscriber.status);
+        if !status.is_some_and(|s| kind.wanted_for(s)) {
+            return Ok(JobResult::Dropped("no longer needed for the subscriber's status"));
+        }
+        let payload: Payload = serde_json::from_str(&job.payload).unwrap_or_default();
+        let mail = match self.render(kind, &recipient, payload.token.as_deref()) {
+            Ok(mail) => mail,
+            Err(e) => return Ok(JobResult::Failed(SendError::Permanent(format!("rendering: {e:#}")))),
+        };
+        Ok(match self.mailer.send(&mail).await {
+            Ok(()) => {
+                tracing::info!(job_id = %job.id, kind = kind.job_kind(), subscriber_id = %recipient.subscriber.id, "mail sent");
+                JobResult::Done
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, kind = kind.job_kind(), attempt = job.attempts, error = %e, "mail not sent");
+                JobResult::Failed(e)
+            }
+        })
+    }
+
+    fn render(&self, kind: MailKind, recipient: &Recipient, token: Option<&str>) -> anyhow::Result<OutgoingMail> {
+        let subscriber = &recipient.subscriber;
+        let language = Language::parse(&subscriber.language).unwrap_or_default();
+        let id: Uuid = subscriber.id.parse()?;
+        let manage = self.tokens.sign(id);
+        let unsubscribe_url = format!("{}/unsubscribe/{manage}", self.base_url);
+        let preferences_url = format!("{}/preferences/{manage}", self.base_url);
+        let confirm_url = match (kind, token) {
+            (MailKind::Confirmation, Some(token)) => Some(format!("{}/confirm/{token}", self.base_url)),
+            (MailKind::Confirmation, None) => anyhow::bail!("confirmation job without a token"),
+            _ => None,
+        };
+        let interests: Vec<_> = recipient
+            .interests
+            .iter()
+            .map(|i| context! { name => i.name(language), description => i.description(language) })
+            .collect();
+        let ctx = context! {
+            name => subscriber.name,
+            unsubscribe_url => &unsubscribe_url,
+            preferences_url => &preferences_url,
+            confirm_url => confirm_url,
+            expires_days => self.confirm_ttl_days,
+            interests => interests,
+        };
+        let template = kind.template();
+        let html = self.templates.render(&format!("mail/{template}.html"), language, ctx.clone())?;
+        let text = self.templates.render(&format!("mail/{template}.txt"), language, ctx)?;
+        Ok(OutgoingMail {
+            to_email: subscriber.email.clone(),
+            to_name: subscriber.name.clone(),
+            language,
+            subject: self.templates.text(language, &format!("mail.{template}.subject")),
+            text,
+            html,
+            unsubscribe_url,
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! The background worker: claims due jobs from the durable queue, runs them, and records the
+//! outcome (done, retried later with exponential backoff, failed, or dropped as moot).
+
+mod mail;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, NaiveDateTime};
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::Notify;
+
+pub use mail::MailKind;
+
+use crate::db::jobs::{self as queue, ClaimedJob, NewJob};
+use crate::db::{self, AnyConnection, Db};
+use crate::email::{Mailer, SendError, Templates};
+use crate::metrics::Metrics;
+use crate::tokens::ManageTokens;
+
+/// Attempts before a mail is recorded as failed: with the backoff below, about 15 hours.
+pub const MAIL_MAX_ATTEMPTS: i32 = 20;
+/// How long a claimed job stays reserved for the worker holding it.
+const LEASE: Duration = Duration::minutes(5);
+/// How often an idle worker looks at the queue even without being woken.
+const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
+
+/// Queues a mail to a subscriber; the worker renders it when it is sent.
+pub fn enqueue_mail(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+    kind: MailKind,
+    token: Option<&str>,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    let payload = match token {
+        Some(token) => serde_json::json!({ "token": token }).to_string(),
+        None => "{}".to_owned(),
+    };
+    queue::insert_job(
+        conn,
+        &NewJob {
+            id: &db::new_id(),
+            kind: kind.job_kind(),
+            payload: &payload,
+            subscriber_id: Some(subscriber_id),
+            state: queue::QUEUED,
+            attempts: 0,
+            max_attempts: MAIL_MAX_ATTEMPTS,
+            run_at: now,
+            created_at: now,
+        },
+    )
+}
+
+/// Delay before attempt `n + 1`: 30 s doubling per attempt, capped at one hour, with jitter.
+pub fn backoff(attempts: i32) -> Duration {
+    let base = 30i64.saturating_mul(1i64 << attempts.clamp(0, 20).saturating_sub(1)).min(3600);
+    let mut jitter = [0u8; 2];
+    let _ = getrandom::fill(&mut jitter);
+    Duration::seconds(base) + Duration::milliseconds(i64::from(u16::from_le_bytes(jitter)) % (base * 100).max(1))
+}
+
+/// Everything a job needs to run.
+pub struct Worker {
+    pub db: Db,
+    pub mailer: Arc<Mailer>,
+    pub templates: Arc<Templates>,
+    pub tokens: ManageTokens,
+    pub base_url: String,
+    pub confirm_ttl_days: i64,
+    pub concurrency: usize,
+    pub metrics: Metrics,
+}
+
+enum JobResult {
+    Done,
+    Dropped(&'static str),
+    Failed(SendError),
+}
+
+impl Worker {
+    /// Runs every job due at `now` (and any that become due while it runs); returns how many ran.
+    /// Tests call this to drive the queue step by step.
+    pub async fn run_pending(&self, now: NaiveDateTime) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let limit = (self.concurrency * 4) as i64;
+            let claimed = self
+                .db
+                .run(move |conn| {
+                    db::write_transaction(conn, |c| queue::claim_jobs(c, now, now + LEASE, limit)).map_err(db::DbError::from)
+                })
+                .await?;
+            if claimed.is_empty() {
+                return Ok(total);
+            }
+            total += claimed.len();
+            stream::iter(claimed)
+                .for_each_concurrent(self.concurrency, |job| async move {
+                    if let Err(e) = self.run_job(job, now).await {
+                        tracing::error!(error = format!("{e:#}"), "recording a job outcome failed");
+                    }
+                })
+                .await;
+        }
+    }
+
+    async fn run_job(&self, job: ClaimedJob, now: NaiveDateTime) -> anyhow::Result<()> {
+        let result = match MailKind::from_job_kind(&job.kind) {
+            Some(kind) => self.deliver(kind, &job).await?,
+            None => JobResult::Failed(SendError::Permanent(format!("unknown job kind {}", job.kind))),
+        };
+        let kind = job.kind.clone();
+        let finished_at = db::now().max(now);
+        match &result {
+            JobResult::Done => self.metrics.mail_sent(&kind),
+            JobResult::Failed(SendError::Permanent(_)) => self.metrics.mail_failed(&kind),
+            JobResult::Failed(SendError::Transient(_)) if job.attempts >= job.max_attempts => {
+                self.metrics.mail_failed(&kind)
+            }
+            _ => {}
+        }
+        let job_id = job.id.clone();
+        let attempts = job.attempts;
+        self.db
+            .run(move |conn| {
+                match result {
+                    JobResult::Done => queue::finish_job(conn, &job, "done", None, finished_at),
+                    JobResult::Dropped(why) => queue::finish_job(conn, &job, "dropped", Some(why), finished_at),
+                    JobResult::Failed(SendError::Transient(e)) if job.attempts < job.max_attempts => {
+                        queue::retry_job(conn, &job, &e, now + backoff(job.attempts))
+                    }
+                    JobResult::Failed(e) => queue::finish_job(conn, &job, "failed", Some(&e.to_string()), finished_at),
+                }
+                .map_err(db::DbError::from)
+            })
+            .await?;
+        tracing::debug!(job_id, attempts, "job finished");
+        Ok(())
+    }
+
+    /// The loop `enlace serve` runs until shutdown: wakes when a request queued mail, otherwise
+    /// when the next retry is due or every few seconds.
+    pub async fn run_forever(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let sleep_for = match self.run_pending(db::now()).await {
+                Ok(_) => self.time_until_next_job().await,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "job worker could not reach the database");
+                    IDLE_POLL
+                }
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(sleep_for) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn time_until_next_job(&self) -> StdDuration {
+        let next = self.db.run(|conn| queue::next_run_at(conn).map_err(db::DbError::from)).await;
+        match next {
+            Ok(Some(at)) => (at - db::now()).to_std().unwrap_or(StdDuration::ZERO).min(IDLE_POLL),
+            _ => IDLE_POLL,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Enlace: supporter contacts and mailing lists with double opt-in, in English and Spanish.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod email;
+pub mod error;
+pub mod jobs;
+pub mod metrics;
+pub mod routes;
+pub mod signup;
+pub mod startup;
+pub mod telemetry;
+pub mod tokens;

@@ -1,0 +1,122 @@
+//! HTTP routes. The table below is the single list of what the server serves: it registers the
+//! handlers, and a test compares it with openapi.yaml in both directions.
+
+mod confirm;
+mod health;
+mod manage;
+mod pages;
+mod subscribe;
+
+use std::net::IpAddr;
+
+use actix_web::http::header::{self, AcceptLanguage, Header};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+pub use pages::Page;
+
+use crate::domain::Language;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+macro_rules! routes {
+    ($( $path:literal => { $( $method:ident => $handler:path ),+ $(,)? } ),* $(,)?) => {
+        /// (method, path) of every route served.
+        pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path) ),+ ),* ];
+
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(
+                cfg.service(
+                    web::resource($path)
+                        $( .route(web::$method().to($handler)) )+
+                        .default_service(web::to(method_not_allowed)),
+                );
+            )*
+        }
+    };
+}
+
+routes! {
+    "/api/v1/subscribe" => { post => subscribe::subscribe },
+    "/api/v1/confirm" => { post => confirm::confirm_json },
+    "/confirm/{token}" => { get => confirm::confirm_page, post => confirm::confirm_form },
+    "/confirm/{token}/renew" => { post => confirm::renew },
+    "/unsubscribe/{token}" => { get => manage::unsubscribe_page, post => manage::unsubscribe },
+    "/preferences/{token}" => { get => manage::preferences_page, post => manage::update_preferences },
+    "/healthz" => { get => health::healthz },
+    "/readyz" => { get => health::readyz },
+    "/metrics" => { get => health::metrics },
+    "/openapi.yaml" => { get => health::openapi },
+}
+
+async fn method_not_allowed() -> HandlerResult {
+    Err(ApiError::MethodNotAllowed)
+}
+
+pub async fn not_found() -> HandlerResult {
+    Err(ApiError::NotFound)
+}
+
+/// The client's address: the socket peer, or — when that peer is a trusted proxy — the last
+/// X-Forwarded-For hop that is not itself a trusted proxy.
+pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    Some(forwarded.into_iter().rev().find(|ip| !trusted.contains(ip)).unwrap_or(peer))
+}
+
+/// Applies the per-address limit on public POSTs; answers 429 with Retry-After when exceeded.
+pub fn check_rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let (Some(limiter), Some(ip)) = (&state.limiter, client_ip(req, &state.settings.trusted_proxies)) else {
+        return Ok(());
+    };
+    limiter.check_key(&ip).map_err(|not_until| {
+        use governor::clock::{Clock, DefaultClock};
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        ApiError::TooManyRequests { retry_after_secs: wait.as_secs().max(1) }
+    })
+}
+
+/// The reader's language when no subscriber is known: Accept-Language, else English.
+pub fn negotiate_language(req: &HttpRequest) -> Language {
+    AcceptLanguage::parse(req)
+        .ok()
+        .and_then(|accept| {
+            accept.ranked().into_iter().find_map(|pref| match pref {
+                header::Preference::Specific(tag) => Language::from_tag(tag.primary_language()),
+                header::Preference::Any => None,
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Consent evidence from the request: client address and user agent (bounded).
+pub fn evidence(state: &AppState, req: &HttpRequest) -> crate::signup::Evidence {
+    crate::signup::Evidence {
+        ip: client_ip(req, &state.settings.trusted_proxies).map(|ip| ip.to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect()),
+    }
+}
+
+pub fn media_type(req: &HttpRequest) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+pub type HandlerResult = Result<HttpResponse, ApiError>;

@@ -1,0 +1,62 @@
+//! Rendering the public HTML pages, including error pages for people arriving from a form or a link.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpResponse;
+use minijinja::{context, Value};
+
+use crate::domain::Language;
+use crate::error::{ApiError, FieldErrors};
+use crate::startup::AppState;
+
+pub struct Page;
+
+impl Page {
+    /// Renders `pages/{name}.html` for a reader of `language`.
+    pub fn render(state: &AppState, language: Language, status: StatusCode, name: &str, ctx: Value) -> HttpResponse {
+        match state.templates.render(&format!("pages/{name}.html"), language, ctx) {
+            Ok(body) => HttpResponse::build(status)
+                .content_type("text/html; charset=utf-8")
+                .insert_header((header::CONTENT_LANGUAGE, language.as_str()))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body(body),
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), page = name, "rendering a page failed");
+                HttpResponse::InternalServerError().content_type("text/plain; charset=utf-8").body("Internal error")
+            }
+        }
+    }
+
+    /// An HTML answer for an error met while serving a page or a form.
+    pub fn error(state: &AppState, language: Language, error: ApiError) -> HttpResponse {
+        let (title, message) = match &error {
+            ApiError::TooManyRequests { .. } => ("errors.rate_limited_title", "errors.rate_limited"),
+            ApiError::NotFound => ("errors.not_found_title", "errors.not_found"),
+            ApiError::Validation(errors) => return Self::form_errors(state, language, errors),
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "request failed");
+                ("errors.server_title", "errors.server")
+            }
+            _ => ("errors.server_title", "errors.server"),
+        };
+        let status = actix_web::ResponseError::status_code(&error);
+        let mut response = Self::render(
+            state,
+            language,
+            status,
+            "error",
+            context! { title => state.templates.text(language, title), message => state.templates.text(language, message) },
+        );
+        if let ApiError::TooManyRequests { retry_after_secs } = error {
+            if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+
+    pub fn form_errors(state: &AppState, language: Language, errors: &FieldErrors) -> HttpResponse {
+        let errors: Vec<Value> =
+            errors.iter().map(|(field, messages)| context! { field => field, messages => messages }).collect();
+        Self::render(state, language, StatusCode::UNPROCESSABLE_ENTITY, "form_errors", context! { errors => errors })
+    }
+}

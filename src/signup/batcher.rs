@@ -1,0 +1,74 @@
+//! Group commit for signups: concurrent requests are gathered and written in one transaction,
+//! so each answer still means "on disk" while the disk syncs once per batch, not once per request.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::{apply_batch, Signup, SignupError, SignupOutcome, SignupPolicy};
+use crate::db::Db;
+use crate::email::Templates;
+use crate::metrics::Metrics;
+
+/// Largest number of signups committed together.
+const MAX_BATCH: usize = 512;
+/// Requests waiting for a batch before callers are told to back off.
+const QUEUE_CAPACITY: usize = 8192;
+
+type Reply = oneshot::Sender<Result<SignupOutcome, SignupError>>;
+
+#[derive(Clone)]
+pub struct SignupQueue {
+    tx: mpsc::Sender<(Signup, Reply)>,
+}
+
+impl SignupQueue {
+    /// Starts the writer task on the current runtime.
+    pub fn start(
+        db: Db,
+        templates: Arc<Templates>,
+        policy: SignupPolicy,
+        metrics: Metrics,
+        mail_ready: Arc<Notify>,
+    ) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(Signup, Reply)>(QUEUE_CAPACITY);
+        let policy = Arc::new(policy);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let (signups, replies): (Vec<Signup>, Vec<Reply>) = batch.drain(..).unzip();
+                let templates = templates.clone();
+                let policy = policy.clone();
+                let size = signups.len();
+                let results = db
+                    .run(move |conn| Ok::<_, crate::db::DbError>(apply_batch(conn, &templates, &policy, &signups)))
+                    .await
+                    .unwrap_or_else(|e| {
+                        let message = e.to_string();
+                        (0..size).map(|_| Err(SignupError::Store(anyhow::anyhow!(message.clone())))).collect()
+                    });
+                metrics.signup_batch(size);
+                let mut queued_mail = false;
+                for (result, reply) in results.into_iter().zip(replies) {
+                    if let Ok(outcome) = &result {
+                        metrics.signup(outcome.as_str());
+                        queued_mail |= outcome.queued_mail();
+                    }
+                    let _ = reply.send(result);
+                }
+                if queued_mail {
+                    mail_ready.notify_one();
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Hands a signup to the writer and waits until it is committed (or refused).
+    pub async fn submit(&self, signup: Signup) -> Result<SignupOutcome, SignupError> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || SignupError::Store(anyhow::anyhow!("the signup writer has stopped"));
+        self.tx.send((signup, reply)).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}

@@ -1,0 +1,124 @@
+//! Confirming a subscription with the token from the confirmation mail, and renewing an expired one.
+
+use chrono::NaiveDateTime;
+
+use super::{queue_confirmation, throttled, Evidence, SignupPolicy};
+use crate::db::consent::{insert_consent_event, ConsentEvent};
+use crate::db::{self, confirmations, subscribers, suppressions, AnyConnection};
+use crate::domain::{Language, SubscriberStatus, SuppressionReason};
+use crate::email::Templates;
+use crate::jobs::{self, MailKind};
+use crate::tokens;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    Confirmed { subscriber_id: String, language: Language },
+    AlreadyConfirmed { language: Language },
+    Expired { language: Language },
+    Invalid,
+}
+
+/// What the confirmation page should show, without changing anything (link scanners fetch GETs).
+pub fn inspect_token(conn: &mut AnyConnection, token: &str, now: NaiveDateTime) -> diesel::QueryResult<ConfirmOutcome> {
+    let (outcome, _) = classify(conn, token, now)?;
+    Ok(outcome)
+}
+
+/// Looks the token up and says what confirming it would do; `Confirmed` means "would confirm".
+fn classify(
+    conn: &mut AnyConnection,
+    token: &str,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<(ConfirmOutcome, Option<subscribers::Subscriber>)> {
+    if !tokens::is_well_formed(token) {
+        return Ok((ConfirmOutcome::Invalid, None));
+    }
+    let Some(row) = confirmations::find_confirmation_token(conn, &tokens::hash_token(token))? else {
+        return Ok((ConfirmOutcome::Invalid, None));
+    };
+    let Some(subscriber) = subscribers::find_subscriber(conn, &row.subscriber_id)? else {
+        return Ok((ConfirmOutcome::Invalid, None));
+    };
+    let language = Language::parse(&subscriber.language).unwrap_or_default();
+    let status = SubscriberStatus::parse(&subscriber.status);
+    let suppressed = suppressions::find_suppression(conn, &tokens::email_hash(&subscriber.email))?
+        .and_then(|r| SuppressionReason::parse(&r))
+        .is_some_and(|r| r != SuppressionReason::Erased);
+    let outcome = if status == Some(SubscriberStatus::Confirmed) || row.used_at.is_some() {
+        ConfirmOutcome::AlreadyConfirmed { language }
+    } else if suppressed || !matches!(status, Some(SubscriberStatus::Pending | SubscriberStatus::Unsubscribed)) {
+        ConfirmOutcome::Invalid
+    } else if row.expires_at <= now {
+        ConfirmOutcome::Expired { language }
+    } else {
+        ConfirmOutcome::Confirmed { subscriber_id: subscriber.id.clone(), language }
+    };
+    Ok((outcome, Some(subscriber)))
+}
+
+/// Confirms: status, consent evidence, used tokens, welcome mail — all in one transaction.
+/// A second use changes nothing and answers `AlreadyConfirmed`.
+pub fn confirm(
+    conn: &mut AnyConnection,
+    templates: &Templates,
+    token: &str,
+    evidence: &Evidence,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<ConfirmOutcome> {
+    db::write_transaction(conn, |conn| {
+        let (outcome, subscriber) = classify(conn, token, now)?;
+        let (ConfirmOutcome::Confirmed { language, .. }, Some(subscriber)) = (&outcome, subscriber) else {
+            return Ok(outcome);
+        };
+        subscribers::set_status(conn, &subscriber.id, SubscriberStatus::Confirmed.as_str(), now)?;
+        confirmations::use_confirmation_tokens(conn, &subscriber.id, now)?;
+        suppressions::delete_suppression(
+            conn,
+            &tokens::email_hash(&subscriber.email),
+            SuppressionReason::Erased.as_str(),
+        )?;
+        let interests: Vec<String> = subscribers::list_subscriber_interests(conn, &subscriber.id)?
+            .into_iter()
+            .map(|i| i.slug)
+            .collect();
+        insert_consent_event(
+            conn,
+            &ConsentEvent {
+                id: db::new_id(),
+                subscriber_id: subscriber.id.clone(),
+                action: "confirm".into(),
+                interests: serde_json::to_string(&interests).unwrap_or_else(|_| "[]".into()),
+                wording: templates.text(*language, "consent.confirm"),
+                wording_version: templates.text(*language, "consent_wording_version"),
+                language: language.as_str().into(),
+                source: subscriber.source.clone(),
+                ip: evidence.ip.clone(),
+                user_agent: evidence.user_agent.clone(),
+                created_at: now,
+            },
+        )?;
+        jobs::enqueue_mail(conn, &subscriber.id, MailKind::Welcome, None, now)?;
+        Ok(outcome)
+    })
+}
+
+/// Sends a fresh link for an expired token, within the usual resend limits. Answers the same
+/// whether or not a mail went out, so the page reveals nothing about the address.
+pub fn renew(
+    conn: &mut AnyConnection,
+    policy: &SignupPolicy,
+    token: &str,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<(ConfirmOutcome, bool)> {
+    db::write_transaction(conn, |conn| {
+        let (outcome, subscriber) = classify(conn, token, now)?;
+        let (ConfirmOutcome::Expired { .. }, Some(subscriber)) = (&outcome, subscriber) else {
+            return Ok((outcome, false));
+        };
+        if throttled(conn, &subscriber.id, now)? {
+            return Ok((outcome, false));
+        }
+        queue_confirmation(conn, &subscriber.id, policy, now)?;
+        Ok((outcome, true))
+    })
+}

@@ -1,0 +1,126 @@
+//! Unsubscribing and changing preferences through the signed link every mail carries.
+
+use chrono::NaiveDateTime;
+
+use super::Evidence;
+use crate::db::consent::{insert_consent_event, ConsentEvent};
+use crate::db::{self, subscribers, AnyConnection};
+use crate::domain::{InterestSlug, Language, Name, SubscriberStatus};
+use crate::email::Templates;
+
+/// Unsubscribes from everything. Idempotent: a repeat (or an erased subscriber) changes nothing.
+/// Returns whether this call changed the status.
+pub fn unsubscribe(
+    conn: &mut AnyConnection,
+    templates: &Templates,
+    subscriber_id: &str,
+    evidence: &Evidence,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<bool> {
+    db::write_transaction(conn, |conn| {
+        let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
+            return Ok(false);
+        };
+        if !matches!(
+            SubscriberStatus::parse(&subscriber.status),
+            Some(SubscriberStatus::Pending | SubscriberStatus::Confirmed)
+        ) {
+            return Ok(false);
+        }
+        subscribers::set_status(conn, subscriber_id, SubscriberStatus::Unsubscribed.as_str(), now)?;
+        let language = Language::parse(&subscriber.language).unwrap_or_default();
+        insert_consent_event(
+            conn,
+            &ConsentEvent {
+                id: db::new_id(),
+                subscriber_id: subscriber_id.to_owned(),
+                action: "unsubscribe".into(),
+                interests: "[]".into(),
+                wording: templates.text(language, "consent.unsubscribe"),
+                wording_version: templates.text(language, "consent_wording_version"),
+                language: language.as_str().into(),
+                source: None,
+                ip: evidence.ip.clone(),
+                user_agent: evidence.user_agent.clone(),
+                created_at: now,
+            },
+        )?;
+        Ok(true)
+    })
+}
+
+/// A preferences change, parsed.
+pub struct PreferencesChange {
+    pub name: Option<Name>,
+    pub language: Language,
+    pub interests: Vec<InterestSlug>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PreferencesOutcome {
+    Saved,
+    UnknownInterest(String),
+    NotFound,
+}
+
+/// Saves name, language and interests; interest changes are recorded in the consent ledger.
+/// Only public interests, or ones the person already has, may be chosen.
+pub fn update_preferences(
+    conn: &mut AnyConnection,
+    templates: &Templates,
+    subscriber_id: &str,
+    change: &PreferencesChange,
+    evidence: &Evidence,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<PreferencesOutcome> {
+    db::write_transaction(conn, |conn| {
+        let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
+            return Ok(PreferencesOutcome::NotFound);
+        };
+        let current: Vec<String> =
+            subscribers::list_subscriber_interests(conn, subscriber_id)?.into_iter().map(|i| i.slug).collect();
+        let public: Vec<String> =
+            db::interests::list_public_interests(conn)?.into_iter().map(|i| i.slug).collect();
+        for slug in &change.interests {
+            if !public.iter().chain(&current).any(|s| s == slug.as_str()) {
+                return Ok(PreferencesOutcome::UnknownInterest(slug.as_str().to_owned()));
+            }
+        }
+        subscribers::update_profile(
+            conn,
+            subscriber_id,
+            &subscribers::ProfileChanges {
+                name: Some(change.name.as_ref().map(Name::as_str)),
+                language: Some(change.language.as_str()),
+                attributes: None,
+                source: None,
+                updated_at: now,
+            },
+        )?;
+        let mut chosen: Vec<&str> = change.interests.iter().map(InterestSlug::as_str).collect();
+        chosen.sort_unstable();
+        chosen.dedup();
+        let mut before: Vec<&str> = current.iter().map(String::as_str).collect();
+        before.sort_unstable();
+        if chosen != before {
+            subscribers::replace_interests(conn, subscriber_id, &chosen, now)?;
+            insert_consent_event(
+                conn,
+                &ConsentEvent {
+                    id: db::new_id(),
+                    subscriber_id: subscriber.id.clone(),
+                    action: "preferences".into(),
+                    interests: serde_json::to_string(&chosen).unwrap_or_else(|_| "[]".into()),
+                    wording: templates.text(change.language, "consent.preferences"),
+                    wording_version: templates.text(change.language, "consent_wording_version"),
+                    language: change.language.as_str().into(),
+                    source: None,
+                    ip: evidence.ip.clone(),
+                    user_agent: evidence.user_agent.clone(),
+                    created_at: now,
+                },
+            )?;
+        }
+        Ok(PreferencesOutcome::Saved)
+    })
+}

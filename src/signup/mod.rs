@@ -1,0 +1,277 @@
+//! Double opt-in signups: deciding what a signup means for an address, and writing that decision
+//! (subscriber, interests, consent evidence, token, queued mail) in one transaction.
+
+mod batcher;
+pub mod confirm;
+pub mod manage;
+
+use std::collections::HashMap;
+
+use chrono::{Duration, NaiveDateTime};
+use serde_json::{Map, Value};
+
+pub use batcher::SignupQueue;
+
+use crate::db::consent::{insert_consent_event, ConsentEvent};
+use crate::db::interests::{list_field_declarations, list_public_interests, Interest};
+use crate::db::{self, confirmations, subscribers, suppressions, AnyConnection};
+use crate::domain::{
+    AttributeError, Email, FieldDeclaration, InterestSlug, Language, Name, SubscriberStatus, SuppressionReason,
+};
+use crate::email::Templates;
+use crate::error::FieldErrors;
+use crate::jobs::{self, MailKind};
+use crate::tokens;
+
+/// At most one confirmation or notice per address in this window…
+pub const RESEND_INTERVAL_MINUTES: i64 = 10;
+/// …and at most this many per day.
+pub const RESENDS_PER_DAY: i64 = 3;
+
+/// A signup after parsing: the only shape that reaches the database.
+#[derive(Clone, Debug)]
+pub struct Signup {
+    pub email: Email,
+    pub name: Option<Name>,
+    pub language: Language,
+    pub interests: Vec<InterestSlug>,
+    pub source: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub evidence: Evidence,
+}
+
+/// Where a consent action came from.
+#[derive(Clone, Debug, Default)]
+pub struct Evidence {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What happened behind the identical public answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignupOutcome {
+    /// New address: pending, confirmation queued.
+    Created,
+    /// Still pending: a fresh confirmation queued.
+    Resent,
+    /// Unsubscribed earlier: a fresh confirmation queued for renewed consent.
+    Reconsent,
+    /// Already confirmed: an "already subscribed" notice queued.
+    AlreadySubscribed,
+    /// Too soon or too often for another message to this address.
+    Throttled,
+    /// Suppressed, bounced or complained: nothing is sent.
+    Suppressed,
+}
+
+impl SignupOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Resent => "resent",
+            Self::Reconsent => "reconsent",
+            Self::AlreadySubscribed => "already_subscribed",
+            Self::Throttled => "throttled",
+            Self::Suppressed => "suppressed",
+        }
+    }
+
+    pub fn queued_mail(self) -> bool {
+        matches!(self, Self::Created | Self::Resent | Self::Reconsent | Self::AlreadySubscribed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    #[error("invalid signup")]
+    Validation(FieldErrors),
+    #[error("storing the signup")]
+    Store(#[source] anyhow::Error),
+}
+
+/// What a batch needs to know besides the signups themselves.
+pub struct SignupPolicy {
+    pub confirm_ttl: Duration,
+}
+
+/// Interests and fields a public form may use, read once per batch.
+pub struct PublicCatalog {
+    interests: HashMap<String, Interest>,
+    fields: HashMap<String, FieldDeclaration>,
+}
+
+impl PublicCatalog {
+    pub fn load(conn: &mut AnyConnection) -> diesel::QueryResult<Self> {
+        let interests = list_public_interests(conn)?.into_iter().map(|i| (i.slug.clone(), i)).collect();
+        let fields = list_field_declarations(conn)?.into_iter().map(|f| (f.key.clone(), f)).collect();
+        Ok(Self { interests, fields })
+    }
+
+    /// Checks interests and attributes; returns the attributes to store.
+    fn check(&self, signup: &Signup) -> Result<Map<String, Value>, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        for slug in &signup.interests {
+            if !self.interests.contains_key(slug.as_str()) {
+                errors.entry("interests".into()).or_default().push(format!("unknown interest: {}", slug.as_str()));
+            }
+        }
+        let mut attributes = Map::new();
+        for (key, value) in &signup.attributes {
+            let checked = match self.fields.get(key) {
+                None => Err(AttributeError::Undeclared),
+                Some(field) if !field.public => Err(AttributeError::NotPublic),
+                Some(field) => field.check(value),
+            };
+            match checked {
+                Ok(Value::Null) => {}
+                Ok(v) => {
+                    attributes.insert(key.clone(), v);
+                }
+                Err(e) => errors.entry(format!("attributes.{key}")).or_default().push(e.to_string()),
+            }
+        }
+        if errors.is_empty() {
+            Ok(attributes)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Decides and writes one signup inside the caller's transaction. Validation failures write nothing.
+pub fn apply_signup(
+    conn: &mut AnyConnection,
+    catalog: &PublicCatalog,
+    templates: &Templates,
+    policy: &SignupPolicy,
+    signup: &Signup,
+    now: NaiveDateTime,
+) -> Result<Result<SignupOutcome, FieldErrors>, diesel::result::Error> {
+    let attributes = match catalog.check(signup) {
+        Ok(a) => a,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    let email_hash = tokens::email_hash(signup.email.as_str());
+    let suppression = suppressions::find_suppression(conn, &email_hash)?.and_then(|r| SuppressionReason::parse(&r));
+    // An erased person may come back, but only through their own confirmation.
+    if matches!(suppression, Some(r) if r != SuppressionReason::Erased) {
+        return Ok(Ok(SignupOutcome::Suppressed));
+    }
+    let existing = subscribers::find_subscriber_by_email(conn, signup.email.as_str())?;
+    let (subscriber_id, outcome) = match &existing {
+        None => {
+            let id = db::new_id();
+            let attributes = Value::Object(attributes).to_string();
+            subscribers::insert_subscriber(
+                conn,
+                &subscribers::NewSubscriber {
+                    id: &id,
+                    email: signup.email.as_str(),
+                    name: signup.name.as_ref().map(Name::as_str),
+                    language: signup.language.as_str(),
+                    status: SubscriberStatus::Pending.as_str(),
+                    attributes: &attributes,
+                    source: signup.source.as_deref(),
+                    created_at: now,
+                    updated_at: now,
+                },
+            )?;
+            (id, SignupOutcome::Created)
+        }
+        Some(row) => {
+            let outcome = match SubscriberStatus::parse(&row.status) {
+                Some(SubscriberStatus::Pending) => SignupOutcome::Resent,
+                Some(SubscriberStatus::Unsubscribed) => SignupOutcome::Reconsent,
+                Some(SubscriberStatus::Confirmed) => SignupOutcome::AlreadySubscribed,
+                _ => return Ok(Ok(SignupOutcome::Suppressed)),
+            };
+            if throttled(conn, &row.id, now)? {
+                return Ok(Ok(SignupOutcome::Throttled));
+            }
+            if outcome != SignupOutcome::AlreadySubscribed {
+                // Not receiving mail yet: the newest request describes what they want.
+                let mut merged: Map<String, Value> = serde_json::from_str(&row.attributes).unwrap_or_default();
+                merged.extend(attributes);
+                let merged = Value::Object(merged).to_string();
+                subscribers::update_profile(
+                    conn,
+                    &row.id,
+                    &subscribers::ProfileChanges {
+                        name: signup.name.as_ref().map(|n| Some(n.as_str())),
+                        language: Some(signup.language.as_str()),
+                        attributes: Some(&merged),
+                        source: signup.source.as_deref().map(Some),
+                        updated_at: now,
+                    },
+                )?;
+            }
+            (row.id.clone(), outcome)
+        }
+    };
+    if outcome == SignupOutcome::AlreadySubscribed {
+        jobs::enqueue_mail(conn, &subscriber_id, MailKind::AlreadySubscribed, None, now)?;
+        return Ok(Ok(outcome));
+    }
+    let slugs: Vec<&str> = signup.interests.iter().map(InterestSlug::as_str).collect();
+    subscribers::replace_interests(conn, &subscriber_id, &slugs, now)?;
+    insert_consent_event(
+        conn,
+        &ConsentEvent {
+            id: db::new_id(),
+            subscriber_id: subscriber_id.clone(),
+            action: "signup".into(),
+            interests: serde_json::to_string(&slugs).unwrap_or_else(|_| "[]".into()),
+            wording: templates.text(signup.language, "consent.signup"),
+            wording_version: templates.text(signup.language, "consent_wording_version"),
+            language: signup.language.as_str().into(),
+            source: signup.source.clone(),
+            ip: signup.evidence.ip.clone(),
+            user_agent: signup.evidence.user_agent.clone(),
+            created_at: now,
+        },
+    )?;
+    queue_confirmation(conn, &subscriber_id, policy, now)?;
+    Ok(Ok(outcome))
+}
+
+/// Creates a confirmation token and queues the mail that carries it.
+pub fn queue_confirmation(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+    policy: &SignupPolicy,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    let token = tokens::random_token();
+    confirmations::insert_confirmation_token(conn, &tokens::hash_token(&token), subscriber_id, now, now + policy.confirm_ttl)?;
+    jobs::enqueue_mail(conn, subscriber_id, MailKind::Confirmation, Some(&token), now)
+}
+
+/// Whether another confirmation or notice to this subscriber would be too soon or too many.
+pub fn throttled(conn: &mut AnyConnection, subscriber_id: &str, now: NaiveDateTime) -> diesel::QueryResult<bool> {
+    let kinds = [MailKind::Confirmation.job_kind(), MailKind::AlreadySubscribed.job_kind()];
+    let (count, last) = db::jobs::recent_jobs_for_subscriber(conn, subscriber_id, &kinds, now - Duration::hours(24))?;
+    Ok(count >= RESENDS_PER_DAY || last.is_some_and(|t| t > now - Duration::minutes(RESEND_INTERVAL_MINUTES)))
+}
+
+/// Runs a group of signups in one transaction (one durable commit for all of them). If the
+/// transaction fails, each signup is retried alone so one bad row cannot sink the others.
+pub fn apply_batch(
+    conn: &mut AnyConnection,
+    templates: &Templates,
+    policy: &SignupPolicy,
+    batch: &[Signup],
+) -> Vec<Result<SignupOutcome, SignupError>> {
+    let now = db::now();
+    let together = db::write_transaction(conn, |c| {
+        let catalog = PublicCatalog::load(c)?;
+        batch.iter().map(|s| apply_signup(c, &catalog, templates, policy, s, now)).collect::<Result<Vec<_>, _>>()
+    });
+    match together {
+        Ok(results) => results.into_iter().map(|r| r.map_err(SignupError::Validation)).collect(),
+        Err(e) if batch.len() == 1 => vec![Err(SignupError::Store(e.into()))],
+        Err(e) => {
+            tracing::warn!(error = %e, size = batch.len(), "signup batch failed; retrying one by one");
+            batch.iter().flat_map(|s| apply_batch(conn, templates, policy, std::slice::from_ref(s))).collect()
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Building and running the application: shared state, middleware, routes, the signup writer
+//! and the mail worker.
+
+use std::net::{IpAddr, TcpListener};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, Next};
+use actix_web::{web, App, HttpServer, ResponseError};
+use anyhow::Context;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{watch, Notify};
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::email::{Mailer, SmtpConfig, SmtpPool, Templates, Transport};
+use crate::error::ApiError;
+use crate::jobs::Worker;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::signup::{SignupPolicy, SignupQueue};
+use crate::tokens::ManageTokens;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: Db,
+    pub settings: Settings,
+    pub templates: Arc<Templates>,
+    pub manage_tokens: ManageTokens,
+    pub signups: SignupQueue,
+    pub limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    pub metrics: Metrics,
+    /// Woken whenever a request queued mail, so the worker sends it at once.
+    pub mail_ready: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn signup_policy(&self) -> SignupPolicy {
+        SignupPolicy { confirm_ttl: chrono::Duration::hours(i64::from(self.settings.confirm_ttl_hours)) }
+    }
+}
+
+/// Knobs tests turn; production uses the defaults.
+#[derive(Default)]
+pub struct Options {
+    /// Use this transport instead of the one the settings name.
+    pub transport: Option<Transport>,
+    /// Leave the queue to the caller (`Worker::run_pending`) instead of a background loop.
+    pub manual_worker: bool,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub worker: Arc<Worker>,
+    pub db: Db,
+    worker_task: Option<(Arc<Notify>, watch::Sender<bool>)>,
+}
+
+impl Application {
+    pub fn build(settings: Settings, options: Options) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let secret = settings.load_secret_key()?;
+        let db = Db::connect(&settings.database_url, settings.db_pool_size)?;
+        db.migrate()?;
+        let templates = Arc::new(Templates::new(&settings.org_name, settings.postal_address.as_deref())?);
+        let transport = match options.transport {
+            Some(t) => t,
+            None => match &settings.smtp_url {
+                Some(url) => Transport::Smtp(SmtpPool::new(SmtpConfig::from_url(url)?, settings.mail_concurrency)),
+                None => {
+                    let dir = settings.data_dir.join("outbox");
+                    tracing::warn!(folder = %dir.display(), "ENLACE_SMTP_URL is unset; messages are written as .eml files");
+                    Transport::Files(dir)
+                }
+            },
+        };
+        let mailer = Arc::new(Mailer::new(transport, &settings.from)?);
+        let metrics = Metrics::new();
+        let manage_tokens = ManageTokens::new(&secret);
+        let mail_ready = Arc::new(Notify::new());
+        let worker = Arc::new(Worker {
+            db: db.clone(),
+            mailer,
+            templates: templates.clone(),
+            tokens: manage_tokens.clone(),
+            base_url: settings.base_url(),
+            confirm_ttl_days: (i64::from(settings.confirm_ttl_hours) + 23) / 24,
+            concurrency: settings.mail_concurrency,
+            metrics: metrics.clone(),
+        });
+        let limiter = NonZeroU32::new(settings.public_rate_limit)
+            .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
+        let policy = SignupPolicy { confirm_ttl: chrono::Duration::hours(i64::from(settings.confirm_ttl_hours)) };
+        let signups = SignupQueue::start(db.clone(), templates.clone(), policy, metrics.clone(), mail_ready.clone());
+
+        let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let max_body = settings.max_body_bytes;
+        let cors_origins = settings.cors_origins.clone();
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            settings,
+            templates,
+            manage_tokens,
+            signups,
+            limiter: limiter.clone(),
+            metrics,
+            mail_ready: mail_ready.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+                .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+                .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+                .wrap(cors(&cors_origins))
+                .wrap(security_headers())
+                .wrap(from_fn(observe))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .run();
+
+        let worker_task = if options.manual_worker {
+            None
+        } else {
+            let (stop, stopped) = watch::channel(false);
+            tokio::spawn(worker.clone().run_forever(mail_ready.clone(), stopped));
+            if let Some(limiter) = limiter {
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                    loop {
+                        tick.tick().await;
+                        limiter.retain_recent();
+                        limiter.shrink_to_fit();
+                    }
+                });
+            }
+            Some((mail_ready, stop))
+        };
+        Ok(Self { port, server, worker, db, worker_task })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM (requests in flight finish), then stops the worker.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        if let Some((wake, stop)) = self.worker_task {
+            let _ = stop.send(true);
+            wake.notify_one();
+        }
+        tracing::info!("stopped");
+        result
+    }
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([header::CONTENT_TYPE, header::ACCEPT, header::ACCEPT_LANGUAGE])
+        .max_age(3600)
+        // A request from another origin is still served (forms post cross-site anyway); the
+        // browser just does not let that page read the answer.
+        .block_on_origin_mismatch(false);
+    for origin in origins.iter().filter(|o| !o.is_empty()) {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+}
+
+/// Request log and metrics, by route pattern (`/confirm/{token}`): a path may hold a token.
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let res = next.call(req).await?;
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let status = res.status().as_u16();
+    let elapsed = start.elapsed();
+    if let Some(state) = state {
+        state.metrics.request(&method, &route, status, elapsed.as_secs_f64());
+    }
+    tracing::info!(method, route, status, micros = elapsed.as_micros() as u64, "request");
+    Ok(res)
+}
+
+fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::ContentType => ApiError::UnsupportedMediaType("send application/json".into()),
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge(limit),
+        E::Deserialize(e) if e.is_data() => ApiError::field("body", e.to_string()),
+        E::Deserialize(e) => ApiError::BadRequest(format!("the body is not valid JSON: {e}")),
+        other => ApiError::BadRequest(other.to_string()),
+    }
+    .into()
+}
+
+/// Errors raised by actix itself (an oversized body, a broken payload) get a problem+json body too.
+fn problem_for_bare_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem_or_page = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/problem+json") || ct.starts_with("text/html"));
+    if is_problem_or_page || res.status().as_u16() < 400 {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let detail = res.response().error().map(|e| e.to_string()).unwrap_or_default();
+    let problem = match status.as_u16() {
+        413 => ApiError::PayloadTooLarge(
+            res.request()
+                .app_data::<web::Data<AppState>>()
+                .map(|s| s.settings.max_body_bytes)
+                .unwrap_or_default(),
+        ),
+        404 => ApiError::NotFound,
+        405 => ApiError::MethodNotAllowed,
+        415 => ApiError::UnsupportedMediaType(detail),
+        s if s < 500 => ApiError::BadRequest(if detail.is_empty() { "bad request".into() } else { detail }),
+        _ => ApiError::Internal(anyhow::anyhow!(detail)),
+    };
+    let (req, _) = res.into_parts();
+    let response = problem.error_response().map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response)))
+}
