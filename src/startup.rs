@@ -52,6 +52,8 @@ pub struct Options {
     pub transport: Option<Transport>,
     /// Leave the queue to the caller (`Worker::run_pending`) instead of a background loop.
     pub manual_worker: bool,
+    /// Serve on this already-bound socket instead of binding `ENLACE_LISTEN`.
+    pub listener: Option<TcpListener>,
 }
 
 pub struct Application {
@@ -99,7 +101,10 @@ impl Application {
         let policy = SignupPolicy { confirm_ttl: chrono::Duration::hours(i64::from(settings.confirm_ttl_hours)) };
         let signups = SignupQueue::start(db.clone(), templates.clone(), policy, metrics.clone(), mail_ready.clone());
 
-        let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let listener = match options.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?,
+        };
         let port = listener.local_addr()?.port();
         let max_body = settings.max_body_bytes;
         let cors_origins = settings.cors_origins.clone();

@@ -32,6 +32,7 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "pages/error.html",
     "mail/base.html",
     "mail/footer.txt",
+    "mail/macros.txt",
     "mail/confirmation.html",
     "mail/confirmation.txt",
     "mail/welcome.html",

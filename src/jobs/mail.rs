@@ -96,7 +96,10 @@ impl Worker {
         let payload: Payload = serde_json::from_str(&job.payload).unwrap_or_default();
         let mail = match self.render(kind, &recipient, payload.token.as_deref()) {
             Ok(mail) => mail,
-            Err(e) => return Ok(JobResult::Failed(SendError::Permanent(format!("rendering: {e:#}")))),
+            Err(e) => {
+                tracing::error!(job_id = %job.id, kind = kind.job_kind(), error = format!("{e:#}"), "rendering a mail failed");
+                return Ok(JobResult::Failed(SendError::Permanent(format!("rendering: {e:#}"))));
+            }
         };
         Ok(match self.mailer.send(&mail).await {
             Ok(()) => {

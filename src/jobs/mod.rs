@@ -18,7 +18,7 @@ use crate::email::{Mailer, SendError, Templates};
 use crate::metrics::Metrics;
 use crate::tokens::ManageTokens;
 
-/// Attempts before a mail is recorded as failed: with the backoff below, about 15 hours.
+/// Attempts before a mail is recorded as failed: with the backoff below, about 13 hours.
 pub const MAIL_MAX_ATTEMPTS: i32 = 20;
 /// How long a claimed job stays reserved for the worker holding it.
 const LEASE: Duration = Duration::minutes(5);

@@ -1,0 +1,299 @@
+//! `spawn_app()`: the production application on port 0 with a fresh database (SQLite, or
+//! PostgreSQL when ENLACE_TEST_POSTGRES_URL is set), mail kept in memory, and a worker the test
+//! drives step by step.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use enlace::cli::Cli;
+use enlace::config::Settings;
+use enlace::db::{self, AnyConnection, Db};
+use enlace::email::{SentMessage, Transport};
+use enlace::jobs::Worker;
+use enlace::startup::{Application, Options};
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub worker: Arc<Worker>,
+    pub db: Db,
+    pub sent: Arc<Mutex<Vec<SentMessage>>>,
+    dir: PathBuf,
+    postgres: Option<(String, String)>,
+}
+
+/// A received message, decoded.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub to_name: Option<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub list_unsubscribe: Option<String>,
+    pub list_unsubscribe_post: Option<String>,
+    pub content_language: Option<String>,
+    pub raw: String,
+}
+
+pub fn parse_mail(raw: &[u8]) -> Mail {
+    let message = mail_parser::MessageParser::default().parse(raw).expect("a parsable message");
+    let to = message.to().and_then(|a| a.first()).expect("a To address");
+    let header = |name: &str| message.header_raw(name).map(|v| v.trim().to_owned());
+    Mail {
+        to: to.address().unwrap_or_default().to_owned(),
+        to_name: to.name().map(str::to_owned),
+        subject: message.subject().unwrap_or_default().to_owned(),
+        text: message.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+        html: message.body_html(0).map(|t| t.into_owned()).unwrap_or_default(),
+        list_unsubscribe: header("List-Unsubscribe"),
+        list_unsubscribe_post: header("List-Unsubscribe-Post"),
+        content_language: header("Content-Language"),
+        raw: String::from_utf8_lossy(raw).into_owned(),
+    }
+}
+
+pub fn test_settings() -> Settings {
+    let mut settings = Cli::parse_from(["enlace"]).settings;
+    settings.listen = "127.0.0.1:0".into();
+    settings.secret_key = Some("test-secret-key-that-is-long-enough-0123456789".into());
+    settings.public_rate_limit = 0;
+    settings.log = "warn".into();
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    spawn(configure, Some(Transport::Memory(sent.clone())), true, sent).await
+}
+
+/// An application whose mail goes through `ENLACE_SMTP_URL` and whose worker runs by itself.
+pub async fn spawn_app_with_smtp(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(configure, None, false, Arc::new(Mutex::new(Vec::new()))).await
+}
+
+/// Same as `spawn_app_with_smtp`, but the test drives the worker.
+pub async fn spawn_app_with_smtp_manual(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(configure, None, true, Arc::new(Mutex::new(Vec::new()))).await
+}
+
+async fn spawn(
+    configure: impl FnOnce(&mut Settings),
+    transport: Option<Transport>,
+    manual_worker: bool,
+    sent: Arc<Mutex<Vec<SentMessage>>>,
+) -> TestApp {
+    enlace::telemetry::init(&std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()), "text");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join("enlace-tests").join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings = test_settings();
+    settings.data_dir = dir.clone();
+    let postgres = match std::env::var("ENLACE_TEST_POSTGRES_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name = format!("enlace_test_{id}");
+            let mut admin = PgConnection::establish(&admin_url).expect("connecting to ENLACE_TEST_POSTGRES_URL");
+            admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
+            settings.database_url = database_url_with_name(&admin_url, &name);
+            Some((admin_url, name))
+        }
+        _ => {
+            settings.database_url = format!("sqlite://{}", dir.join("enlace.db").display());
+            None
+        }
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    settings.public_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port()).parse().unwrap();
+    configure(&mut settings);
+    let options = Options { transport, manual_worker, listener: Some(listener) };
+    let app = Application::build(settings, options).expect("building the app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let worker = app.worker.clone();
+    let db = app.db.clone();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    TestApp { address, client, worker, db, sent, dir, postgres }
+}
+
+pub fn database_url_with_name(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("a PostgreSQL URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin_url, name)) = &self.postgres {
+            if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
+    }
+
+    pub async fn subscribe(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post_json("/api/v1/subscribe", &body).await
+    }
+
+    pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Runs every job due now; returns how many ran.
+    pub async fn run_jobs(&self) -> usize {
+        self.worker.run_pending(db::now()).await.unwrap()
+    }
+
+    /// Runs every job due at `now + offset` (retries whose backoff has not passed yet, say).
+    pub async fn run_jobs_after(&self, offset: chrono::Duration) -> usize {
+        self.worker.run_pending(db::now() + offset).await.unwrap()
+    }
+
+    /// Every message handed to the in-memory transport so far, decoded.
+    pub fn mails(&self) -> Vec<Mail> {
+        self.sent.lock().unwrap().iter().map(|m| parse_mail(&m.raw)).collect()
+    }
+
+    pub fn mails_to(&self, address: &str) -> Vec<Mail> {
+        self.mails().into_iter().filter(|m| m.to == address).collect()
+    }
+
+    /// Runs the queue and returns the single new message to `address`.
+    pub async fn deliver_one(&self, address: &str) -> Mail {
+        let before = self.mails_to(address).len();
+        self.run_jobs().await;
+        let mails = self.mails_to(address);
+        assert_eq!(mails.len(), before + 1, "expected exactly one new mail to {address}");
+        mails.last().unwrap().clone()
+    }
+
+    /// The link in a mail's text part that starts with `{address}{prefix}`, as a path.
+    pub fn link(&self, mail: &Mail, prefix: &str) -> String {
+        let start = format!("{}{}", self.address, prefix);
+        let found = mail
+            .text
+            .split_whitespace()
+            .find(|w| w.starts_with(&start))
+            .unwrap_or_else(|| panic!("no {prefix} link in:\n{}", mail.text));
+        assert!(mail.html.contains(&found.replace('/', "&#x2f;")) || mail.html.contains(found), "the HTML part links too");
+        found.trim_start_matches(&self.address).to_owned()
+    }
+
+    pub fn conn(&self) -> r2d2_conn::Conn {
+        self.db.get().unwrap()
+    }
+
+    pub fn sql(&self, statement: &str) {
+        self.conn().batch_execute(statement).unwrap();
+    }
+
+    pub fn count(&self, table_where: &str) -> i64 {
+        use diesel::sql_types::BigInt;
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.conn();
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table_where}"))
+            .get_result::<Count>(&mut *conn as &mut AnyConnection)
+            .unwrap()
+            .n
+    }
+
+    pub fn status_of(&self, email: &str) -> Option<String> {
+        let mut conn = self.conn();
+        db::subscribers::find_subscriber_by_email(&mut conn, email).unwrap().map(|s| s.status)
+    }
+
+    /// Declares an interest directly (staff endpoints come later).
+    pub fn add_interest(&self, slug: &str, public: bool) {
+        let now = db::now();
+        db::interests::insert_interest(
+            &mut self.conn(),
+            &db::interests::Interest {
+                slug: slug.into(),
+                name_en: format!("{slug} (en)"),
+                name_es: format!("{slug} (es)"),
+                description_en: format!("About {slug}"),
+                description_es: format!("Sobre {slug}"),
+                public,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .unwrap();
+    }
+
+    pub fn add_field(&self, key: &str, field_type: &str, allowed: &[&str], public: bool) {
+        let now = db::now();
+        db::interests::insert_custom_field(
+            &mut self.conn(),
+            &db::interests::CustomField {
+                key: key.into(),
+                field_type: field_type.into(),
+                allowed_values: (!allowed.is_empty()).then(|| serde_json::to_string(allowed).unwrap()),
+                public,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .unwrap();
+    }
+
+    /// Moves every queued mail back in time by `minutes`, as if it had been sent that long ago.
+    pub fn age_jobs(&self, minutes: i64) {
+        use diesel::prelude::*;
+        use enlace::db::schema::jobs::dsl as j;
+        let mut conn = self.conn();
+        let rows: Vec<(String, chrono::NaiveDateTime)> = j::jobs.select((j::id, j::created_at)).load(&mut *conn).unwrap();
+        for (id, at) in rows {
+            diesel::update(j::jobs.find(id))
+                .set(j::created_at.eq(at - chrono::Duration::minutes(minutes)))
+                .execute(&mut *conn)
+                .unwrap();
+        }
+    }
+
+    /// Makes every confirmation token of the test already expired.
+    pub fn expire_tokens(&self) {
+        use diesel::prelude::*;
+        use enlace::db::schema::confirmation_tokens::dsl as t;
+        diesel::update(t::confirmation_tokens)
+            .set(t::expires_at.eq(db::now() - chrono::Duration::minutes(1)))
+            .execute(&mut *self.conn())
+            .unwrap();
+    }
+}
+
+pub mod r2d2_conn {
+    pub type Conn = diesel::r2d2::PooledConnection<enlace::db::ConnManager>;
+}

@@ -1,0 +1,7 @@
+mod confirm;
+mod helpers;
+mod manage;
+mod operations;
+mod schema;
+mod smtp;
+mod subscribe;
