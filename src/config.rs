@@ -10,7 +10,12 @@ use url::Url;
 #[derive(clap::Args, Clone, Debug)]
 pub struct Settings {
     /// Database: `sqlite://PATH` (embedded) or `postgres://user@host/db`.
-    #[arg(long, env = "ENLACE_DATABASE_URL", default_value = "sqlite://data/enlace.db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ENLACE_DATABASE_URL",
+        default_value = "sqlite://data/enlace.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
 
     /// Address the HTTP server binds.
@@ -18,7 +23,11 @@ pub struct Settings {
     pub listen: String,
 
     /// Base URL used in links inside e-mails and pages.
-    #[arg(long, env = "ENLACE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "ENLACE_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub public_url: Url,
 
     /// SMTP relay, `smtp://[user:pass@]host:port[?tls=required|opportunistic|none]` or `smtps://…`.
@@ -31,7 +40,11 @@ pub struct Settings {
     pub secret_key: Option<String>,
 
     /// Default From of every message.
-    #[arg(long, env = "ENLACE_FROM", default_value = "Enlace <no-reply@localhost>")]
+    #[arg(
+        long,
+        env = "ENLACE_FROM",
+        default_value = "Enlace <no-reply@localhost>"
+    )]
     pub from: String,
 
     /// Postal address printed in every newsletter footer.
@@ -94,7 +107,8 @@ impl Settings {
             bail!("ENLACE_PUBLIC_URL must be an http(s) URL");
         }
         for prefix in &self.redirect_allowlist {
-            let url = Url::parse(prefix).with_context(|| "ENLACE_REDIRECT_ALLOWLIST holds an invalid URL")?;
+            let url = Url::parse(prefix)
+                .with_context(|| "ENLACE_REDIRECT_ALLOWLIST holds an invalid URL")?;
             if !matches!(url.scheme(), "http" | "https") {
                 bail!("ENLACE_REDIRECT_ALLOWLIST entries must be http(s) URLs");
             }
@@ -163,14 +177,20 @@ pub fn load_config_file(path: &std::path::Path) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let table: toml::Table = text.parse().with_context(|| format!("parsing {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", path.display()))?;
     for (key, value) in table {
         let name = format!("ENLACE_{}", key.to_ascii_uppercase());
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Array(items) => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(","),
             other => other.to_string(),

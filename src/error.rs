@@ -50,7 +50,10 @@ impl From<diesel::result::Error> for ApiError {
 impl ApiError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         let mut errors = FieldErrors::new();
-        errors.entry(field.to_owned()).or_default().push(message.into());
+        errors
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
         Self::Validation(errors)
     }
 
@@ -117,6 +120,12 @@ impl ResponseError for ApiError {
         if let Self::TooManyRequests { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
-        response.json(Problem { kind: format!("urn:enlace:problem:{slug}"), title, status: status.as_u16(), detail, errors })
+        response.json(Problem {
+            kind: format!("urn:enlace:problem:{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            errors,
+        })
     }
 }

@@ -41,7 +41,9 @@ pub struct AppState {
 
 impl AppState {
     pub fn signup_policy(&self) -> SignupPolicy {
-        SignupPolicy { confirm_ttl: chrono::Duration::hours(i64::from(self.settings.confirm_ttl_hours)) }
+        SignupPolicy {
+            confirm_ttl: chrono::Duration::hours(i64::from(self.settings.confirm_ttl_hours)),
+        }
     }
 }
 
@@ -70,11 +72,17 @@ impl Application {
         let secret = settings.load_secret_key()?;
         let db = Db::connect(&settings.database_url, settings.db_pool_size)?;
         db.migrate()?;
-        let templates = Arc::new(Templates::new(&settings.org_name, settings.postal_address.as_deref())?);
+        let templates = Arc::new(Templates::new(
+            &settings.org_name,
+            settings.postal_address.as_deref(),
+        )?);
         let transport = match options.transport {
             Some(t) => t,
             None => match &settings.smtp_url {
-                Some(url) => Transport::Smtp(SmtpPool::new(SmtpConfig::from_url(url)?, settings.mail_concurrency)),
+                Some(url) => Transport::Smtp(SmtpPool::new(
+                    SmtpConfig::from_url(url)?,
+                    settings.mail_concurrency,
+                )),
                 None => {
                     let dir = settings.data_dir.join("outbox");
                     tracing::warn!(folder = %dir.display(), "ENLACE_SMTP_URL is unset; messages are written as .eml files");
@@ -98,12 +106,21 @@ impl Application {
         });
         let limiter = NonZeroU32::new(settings.public_rate_limit)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
-        let policy = SignupPolicy { confirm_ttl: chrono::Duration::hours(i64::from(settings.confirm_ttl_hours)) };
-        let signups = SignupQueue::start(db.clone(), templates.clone(), policy, metrics.clone(), mail_ready.clone());
+        let policy = SignupPolicy {
+            confirm_ttl: chrono::Duration::hours(i64::from(settings.confirm_ttl_hours)),
+        };
+        let signups = SignupQueue::start(
+            db.clone(),
+            templates.clone(),
+            policy,
+            metrics.clone(),
+            mail_ready.clone(),
+        );
 
         let listener = match options.listener {
             Some(listener) => listener,
-            None => TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?,
+            None => TcpListener::bind(&settings.listen)
+                .with_context(|| format!("binding {}", settings.listen))?,
         };
         let port = listener.local_addr()?.port();
         let max_body = settings.max_body_bytes;
@@ -122,8 +139,14 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(max_body))
-                .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
-                .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(json_error),
+                )
+                .app_data(
+                    web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()),
+                )
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                 .wrap(cors(&cors_origins))
                 .wrap(security_headers())
@@ -152,7 +175,13 @@ impl Application {
             }
             Some((mail_ready, stop))
         };
-        Ok(Self { port, server, worker, db, worker_task })
+        Ok(Self {
+            port,
+            server,
+            worker,
+            db,
+            worker_task,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -174,7 +203,11 @@ impl Application {
 fn cors(origins: &[String]) -> Cors {
     let mut cors = Cors::default()
         .allowed_methods(["GET", "POST"])
-        .allowed_headers([header::CONTENT_TYPE, header::ACCEPT, header::ACCEPT_LANGUAGE])
+        .allowed_headers([
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::ACCEPT_LANGUAGE,
+        ])
         .max_age(3600)
         // A request from another origin is still served (forms post cross-site anyway); the
         // browser just does not let that page read the answer.
@@ -205,21 +238,37 @@ async fn observe(
     let method = req.method().to_string();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status().as_u16();
     let elapsed = start.elapsed();
     if let Some(state) = state {
-        state.metrics.request(&method, &route, status, elapsed.as_secs_f64());
+        state
+            .metrics
+            .request(&method, &route, status, elapsed.as_secs_f64());
     }
-    tracing::info!(method, route, status, micros = elapsed.as_micros() as u64, "request");
+    tracing::info!(
+        method,
+        route,
+        status,
+        micros = elapsed.as_micros() as u64,
+        "request"
+    );
     Ok(res)
 }
 
-fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     match err {
         E::ContentType => ApiError::UnsupportedMediaType("send application/json".into()),
-        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge(limit),
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => {
+            ApiError::PayloadTooLarge(limit)
+        }
         E::Deserialize(e) if e.is_data() => ApiError::field("body", e.to_string()),
         E::Deserialize(e) => ApiError::BadRequest(format!("the body is not valid JSON: {e}")),
         other => ApiError::BadRequest(other.to_string()),
@@ -235,12 +284,18 @@ fn problem_for_bare_errors<B: MessageBody + 'static>(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/problem+json") || ct.starts_with("text/html"));
+        .is_some_and(|ct| {
+            ct.starts_with("application/problem+json") || ct.starts_with("text/html")
+        });
     if is_problem_or_page || res.status().as_u16() < 400 {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
-    let detail = res.response().error().map(|e| e.to_string()).unwrap_or_default();
+    let detail = res
+        .response()
+        .error()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     let problem = match status.as_u16() {
         413 => ApiError::PayloadTooLarge(
             res.request()
@@ -251,10 +306,16 @@ fn problem_for_bare_errors<B: MessageBody + 'static>(
         404 => ApiError::NotFound,
         405 => ApiError::MethodNotAllowed,
         415 => ApiError::UnsupportedMediaType(detail),
-        s if s < 500 => ApiError::BadRequest(if detail.is_empty() { "bad request".into() } else { detail }),
+        s if s < 500 => ApiError::BadRequest(if detail.is_empty() {
+            "bad request".into()
+        } else {
+            detail
+        }),
         _ => ApiError::Internal(anyhow::anyhow!(detail)),
     };
     let (req, _) = res.into_parts();
     let response = problem.error_response().map_into_right_body();
-    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response)))
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(
+        req, response,
+    )))
 }

@@ -24,7 +24,10 @@ pub fn hash_token(token: &str) -> String {
 
 /// A confirmation token looks like what `random_token` makes; anything else is rejected early.
 pub fn is_well_formed(token: &str) -> bool {
-    token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Signs subscriber ids into unsubscribe/preferences tokens with the service key.
@@ -39,7 +42,8 @@ impl ManageTokens {
     }
 
     fn mac(&self, id: &Uuid) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         mac.update(MANAGE_PURPOSE);
         mac.update(id.as_bytes());
         mac
@@ -76,10 +80,12 @@ pub fn email_hash(normalised_email: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]

@@ -34,7 +34,10 @@ pub fn insert_confirmation_token(
         .map(drop)
 }
 
-pub fn find_confirmation_token(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<ConfirmationToken>> {
+pub fn find_confirmation_token(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+) -> QueryResult<Option<ConfirmationToken>> {
     confirmation_tokens::table
         .find(token_hash)
         .select(ConfirmationToken::as_select())
@@ -43,7 +46,11 @@ pub fn find_confirmation_token(conn: &mut AnyConnection, token_hash: &str) -> Qu
 }
 
 /// Marks every open token of the subscriber used, so old links answer "already confirmed".
-pub fn use_confirmation_tokens(conn: &mut AnyConnection, subscriber_id: &str, now: NaiveDateTime) -> QueryResult<()> {
+pub fn use_confirmation_tokens(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
     diesel::update(
         confirmation_tokens::table
             .filter(confirmation_tokens::subscriber_id.eq(subscriber_id))

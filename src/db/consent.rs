@@ -23,10 +23,16 @@ pub struct ConsentEvent {
 }
 
 pub fn insert_consent_event(conn: &mut AnyConnection, event: &ConsentEvent) -> QueryResult<()> {
-    diesel::insert_into(consent_events::table).values(event).execute(conn).map(drop)
+    diesel::insert_into(consent_events::table)
+        .values(event)
+        .execute(conn)
+        .map(drop)
 }
 
-pub fn list_consent_events(conn: &mut AnyConnection, subscriber_id: &str) -> QueryResult<Vec<ConsentEvent>> {
+pub fn list_consent_events(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+) -> QueryResult<Vec<ConsentEvent>> {
     consent_events::table
         .filter(consent_events::subscriber_id.eq(subscriber_id))
         .order((consent_events::created_at.asc(), consent_events::id.asc()))

@@ -63,15 +63,24 @@ impl CustomField {
 }
 
 pub fn insert_interest(conn: &mut AnyConnection, interest: &Interest) -> QueryResult<()> {
-    diesel::insert_into(interests::table).values(interest).execute(conn).map(drop)
+    diesel::insert_into(interests::table)
+        .values(interest)
+        .execute(conn)
+        .map(drop)
 }
 
 pub fn insert_custom_field(conn: &mut AnyConnection, field: &CustomField) -> QueryResult<()> {
-    diesel::insert_into(custom_fields::table).values(field).execute(conn).map(drop)
+    diesel::insert_into(custom_fields::table)
+        .values(field)
+        .execute(conn)
+        .map(drop)
 }
 
 pub fn list_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Interest>> {
-    interests::table.order(interests::slug.asc()).select(Interest::as_select()).load(conn)
+    interests::table
+        .order(interests::slug.asc())
+        .select(Interest::as_select())
+        .load(conn)
 }
 
 pub fn list_public_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Interest>> {
@@ -83,6 +92,8 @@ pub fn list_public_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Intere
 }
 
 pub fn list_field_declarations(conn: &mut AnyConnection) -> QueryResult<Vec<FieldDeclaration>> {
-    let rows: Vec<CustomField> = custom_fields::table.select(CustomField::as_select()).load(conn)?;
+    let rows: Vec<CustomField> = custom_fields::table
+        .select(CustomField::as_select())
+        .load(conn)?;
     Ok(rows.iter().filter_map(CustomField::declaration).collect())
 }

@@ -49,7 +49,10 @@ pub struct JobRecord {
 }
 
 pub fn insert_job(conn: &mut AnyConnection, job: &NewJob) -> QueryResult<()> {
-    diesel::insert_into(jobs::table).values(job).execute(conn).map(drop)
+    diesel::insert_into(jobs::table)
+        .values(job)
+        .execute(conn)
+        .map(drop)
 }
 
 /// Claims up to `limit` due jobs (or jobs whose lease ran out). The UPDATE repeats the
@@ -75,21 +78,25 @@ pub fn claim_jobs(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    diesel::update(jobs::table.filter(jobs::id.eq_any(&candidates)).filter(claimable))
-        .set((
-            jobs::state.eq(RUNNING),
-            jobs::locked_until.eq(Some(lease_until)),
-            jobs::attempts.eq(jobs::attempts + 1),
-        ))
-        .returning((
-            jobs::id,
-            jobs::kind,
-            jobs::payload,
-            jobs::subscriber_id,
-            jobs::attempts,
-            jobs::max_attempts,
-        ))
-        .get_results(conn)
+    diesel::update(
+        jobs::table
+            .filter(jobs::id.eq_any(&candidates))
+            .filter(claimable),
+    )
+    .set((
+        jobs::state.eq(RUNNING),
+        jobs::locked_until.eq(Some(lease_until)),
+        jobs::attempts.eq(jobs::attempts + 1),
+    ))
+    .returning((
+        jobs::id,
+        jobs::kind,
+        jobs::payload,
+        jobs::subscriber_id,
+        jobs::attempts,
+        jobs::max_attempts,
+    ))
+    .get_results(conn)
 }
 
 /// Finishes a claimed job (only if this claim still holds it). The payload is cleared: it may
@@ -119,7 +126,12 @@ pub fn finish_job(
 }
 
 /// Puts a claimed job back in the queue to be tried again at `run_at`.
-pub fn retry_job(conn: &mut AnyConnection, job: &ClaimedJob, error: &str, run_at: NaiveDateTime) -> QueryResult<bool> {
+pub fn retry_job(
+    conn: &mut AnyConnection,
+    job: &ClaimedJob,
+    error: &str,
+    run_at: NaiveDateTime,
+) -> QueryResult<bool> {
     diesel::update(
         jobs::table
             .find(&job.id)
@@ -167,7 +179,10 @@ pub fn next_run_at(conn: &mut AnyConnection) -> QueryResult<Option<NaiveDateTime
         .first(conn)
 }
 
-pub fn list_jobs_for_subscriber(conn: &mut AnyConnection, subscriber_id: &str) -> QueryResult<Vec<JobRecord>> {
+pub fn list_jobs_for_subscriber(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+) -> QueryResult<Vec<JobRecord>> {
     jobs::table
         .filter(jobs::subscriber_id.eq(subscriber_id))
         .order(jobs::created_at.asc())

@@ -80,7 +80,8 @@ impl ManageConnection for ConnManager {
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
@@ -171,8 +172,12 @@ impl Db {
 
 pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<()> {
     let result = match conn {
-        AnyConnection::Postgresql(pg) => pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
-        AnyConnection::Sqlite(lite) => lite.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        AnyConnection::Postgresql(pg) => pg
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+        AnyConnection::Sqlite(lite) => lite
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.len()),
     };
     let applied = result.map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
     if applied > 0 {
@@ -205,7 +210,9 @@ where
     };
     AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")?;
     let result = f(conn);
-    let AnyConnection::Sqlite(lite) = conn else { unreachable!("the connection cannot change backend") };
+    let AnyConnection::Sqlite(lite) = conn else {
+        unreachable!("the connection cannot change backend")
+    };
     match result {
         Ok(value) => match AnsiTransactionManager::commit_transaction(lite) {
             Ok(()) => Ok(value),

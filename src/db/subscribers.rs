@@ -48,10 +48,16 @@ pub struct ProfileChanges<'a> {
 }
 
 pub fn insert_subscriber(conn: &mut AnyConnection, new: &NewSubscriber) -> QueryResult<()> {
-    diesel::insert_into(subscribers::table).values(new).execute(conn).map(drop)
+    diesel::insert_into(subscribers::table)
+        .values(new)
+        .execute(conn)
+        .map(drop)
 }
 
-pub fn find_subscriber_by_email(conn: &mut AnyConnection, email: &str) -> QueryResult<Option<Subscriber>> {
+pub fn find_subscriber_by_email(
+    conn: &mut AnyConnection,
+    email: &str,
+) -> QueryResult<Option<Subscriber>> {
     subscribers::table
         .filter(subscribers::email.eq(email))
         .select(Subscriber::as_select())
@@ -60,15 +66,31 @@ pub fn find_subscriber_by_email(conn: &mut AnyConnection, email: &str) -> QueryR
 }
 
 pub fn find_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Subscriber>> {
-    subscribers::table.find(id).select(Subscriber::as_select()).first(conn).optional()
+    subscribers::table
+        .find(id)
+        .select(Subscriber::as_select())
+        .first(conn)
+        .optional()
 }
 
-pub fn update_profile(conn: &mut AnyConnection, id: &str, changes: &ProfileChanges) -> QueryResult<()> {
-    diesel::update(subscribers::table.find(id)).set(changes).execute(conn).map(drop)
+pub fn update_profile(
+    conn: &mut AnyConnection,
+    id: &str,
+    changes: &ProfileChanges,
+) -> QueryResult<()> {
+    diesel::update(subscribers::table.find(id))
+        .set(changes)
+        .execute(conn)
+        .map(drop)
 }
 
 /// Moves a subscriber to `status`, stamping the matching time column.
-pub fn set_status(conn: &mut AnyConnection, id: &str, status: &str, now: NaiveDateTime) -> QueryResult<()> {
+pub fn set_status(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
     let target = subscribers::table.find(id);
     match status {
         "confirmed" => diesel::update(target)
@@ -87,7 +109,10 @@ pub fn set_status(conn: &mut AnyConnection, id: &str, status: &str, now: NaiveDa
             ))
             .execute(conn),
         _ => diesel::update(target)
-            .set((subscribers::status.eq(status), subscribers::updated_at.eq(now)))
+            .set((
+                subscribers::status.eq(status),
+                subscribers::updated_at.eq(now),
+            ))
             .execute(conn),
     }
     .map(drop)
@@ -100,8 +125,10 @@ pub fn replace_interests(
     slugs: &[&str],
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    diesel::delete(subscriber_interests::table.filter(subscriber_interests::subscriber_id.eq(subscriber_id)))
-        .execute(conn)?;
+    diesel::delete(
+        subscriber_interests::table.filter(subscriber_interests::subscriber_id.eq(subscriber_id)),
+    )
+    .execute(conn)?;
     for slug in slugs {
         diesel::insert_into(subscriber_interests::table)
             .values((

@@ -14,7 +14,12 @@ pub fn find_suppression(conn: &mut AnyConnection, email_hash: &str) -> QueryResu
         .optional()
 }
 
-pub fn insert_suppression(conn: &mut AnyConnection, email_hash: &str, reason: &str, now: NaiveDateTime) -> QueryResult<()> {
+pub fn insert_suppression(
+    conn: &mut AnyConnection,
+    email_hash: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
     diesel::insert_into(suppressions::table)
         .values((
             suppressions::email_hash.eq(email_hash),
@@ -25,7 +30,11 @@ pub fn insert_suppression(conn: &mut AnyConnection, email_hash: &str, reason: &s
         .map(drop)
 }
 
-pub fn delete_suppression(conn: &mut AnyConnection, email_hash: &str, reason: &str) -> QueryResult<()> {
+pub fn delete_suppression(
+    conn: &mut AnyConnection,
+    email_hash: &str,
+    reason: &str,
+) -> QueryResult<()> {
     diesel::delete(
         suppressions::table
             .filter(suppressions::email_hash.eq(email_hash))

@@ -4,6 +4,4 @@ mod attributes;
 mod subscriber;
 
 pub use attributes::{AttributeError, FieldDeclaration, FieldType};
-pub use subscriber::{
-    Email, InterestSlug, Language, Name, SubscriberStatus, SuppressionReason,
-};
+pub use subscriber::{Email, InterestSlug, Language, Name, SubscriberStatus, SuppressionReason};

@@ -67,7 +67,9 @@ impl Name {
 }
 
 /// The languages every page and message exists in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     #[default]
@@ -173,7 +175,9 @@ impl InterestSlug {
         let slug = raw.trim();
         let valid = !slug.is_empty()
             && slug.len() <= 64
-            && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && slug
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if valid {
             Ok(Self(slug.to_owned()))
         } else {
@@ -204,7 +208,10 @@ mod tests {
     #[test]
     fn names_reject_control_characters_and_length() {
         assert_eq!(Name::parse("  ").unwrap(), None);
-        assert_eq!(Name::parse(" María José ").unwrap().unwrap().as_str(), "María José");
+        assert_eq!(
+            Name::parse(" María José ").unwrap().unwrap().as_str(),
+            "María José"
+        );
         assert!(Name::parse("Eve\r\nBcc: x@y.org").is_err());
         assert!(Name::parse(&"ñ".repeat(101)).is_err());
         assert!(Name::parse(&"ñ".repeat(100)).is_ok());

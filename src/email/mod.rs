@@ -63,15 +63,17 @@ impl Transport {
                 tokio::fs::create_dir_all(dir)
                     .await
                     .map_err(|e| SendError::Transient(format!("creating outbox folder: {e}")))?;
-                tokio::fs::write(&path, raw)
-                    .await
-                    .map_err(|e| SendError::Transient(format!("writing {}: {e}", path.display())))?;
+                tokio::fs::write(&path, raw).await.map_err(|e| {
+                    SendError::Transient(format!("writing {}: {e}", path.display()))
+                })?;
                 tracing::info!(file = %path.display(), "message written to the outbox folder");
                 Ok(())
             }
             Self::Memory(sent) => {
                 let recipients = envelope.to().iter().map(ToString::to_string).collect();
-                sent.lock().expect("mail store lock").push(SentMessage { recipients, raw });
+                sent.lock()
+                    .expect("mail store lock")
+                    .push(SentMessage { recipients, raw });
                 Ok(())
             }
         }
@@ -104,13 +106,27 @@ impl Mailer {
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject.clone())
-            .raw_header(header("List-Unsubscribe", format!("<{}>", mail.unsubscribe_url)))
-            .raw_header(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()))
+            .raw_header(header(
+                "List-Unsubscribe",
+                format!("<{}>", mail.unsubscribe_url),
+            ))
+            .raw_header(header(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".into(),
+            ))
             .raw_header(header("Content-Language", mail.language.as_str().into()))
             .multipart(
                 MultiPart::alternative()
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(mail.text.clone()))
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(mail.html.clone())),
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(mail.text.clone()),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(mail.html.clone()),
+                    ),
             )
             .map_err(|e| SendError::Permanent(format!("building the message: {e}")))
     }

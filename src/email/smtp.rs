@@ -35,8 +35,14 @@ impl SmtpConfig {
     /// or `smtps://…` for implicit TLS.
     pub fn from_url(raw: &str) -> anyhow::Result<Self> {
         let url = url::Url::parse(raw).context("ENLACE_SMTP_URL is not a URL")?;
-        let host = url.host_str().context("ENLACE_SMTP_URL has no host")?.to_owned();
-        let query_tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+        let host = url
+            .host_str()
+            .context("ENLACE_SMTP_URL has no host")?
+            .to_owned();
+        let query_tls = url
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned());
         let tls = match (url.scheme(), query_tls.as_deref()) {
             ("smtps", _) => TlsMode::Implicit,
             ("smtp", None | Some("none")) => TlsMode::None,
@@ -54,22 +60,30 @@ impl SmtpConfig {
             None
         } else {
             let decode = |s: &str| {
-                percent_decode(s).context("ENLACE_SMTP_URL: credentials are not valid percent-encoding")
+                percent_decode(s)
+                    .context("ENLACE_SMTP_URL: credentials are not valid percent-encoding")
             };
             Some(Credentials::new(
                 decode(url.username())?,
                 decode(url.password().unwrap_or_default())?,
             ))
         };
-        Ok(Self { host, port, tls, credentials })
+        Ok(Self {
+            host,
+            port,
+            tls,
+            credentials,
+        })
     }
 }
 
 fn percent_decode(s: &str) -> anyhow::Result<String> {
-    Ok(url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default())
+    Ok(
+        url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default(),
+    )
 }
 
 pub struct SmtpPool {
@@ -81,7 +95,12 @@ pub struct SmtpPool {
 
 impl SmtpPool {
     pub fn new(config: SmtpConfig, max_idle: usize) -> Self {
-        Self { config, hello: ClientId::default(), idle: Mutex::new(Vec::new()), max_idle }
+        Self {
+            config,
+            hello: ClientId::default(),
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        }
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
@@ -89,16 +108,27 @@ impl SmtpPool {
         let tls = || TlsParameters::new(cfg.host.clone()).map_err(classify);
         let mut conn = if cfg.tls == TlsMode::Implicit {
             // lettre builds the TLS stream itself here, so TCP_NODELAY cannot be set.
-            AsyncSmtpConnection::connect_tokio1((cfg.host.as_str(), cfg.port), Some(TIMEOUT), &self.hello, Some(tls()?), None)
-                .await
-                .map_err(classify)?
+            AsyncSmtpConnection::connect_tokio1(
+                (cfg.host.as_str(), cfg.port),
+                Some(TIMEOUT),
+                &self.hello,
+                Some(tls()?),
+                None,
+            )
+            .await
+            .map_err(classify)?
         } else {
-            let io = |e: std::io::Error| SendError::Transient(format!("connecting to the SMTP server: {e}"));
-            let stream = tokio::net::TcpStream::connect((cfg.host.as_str(), cfg.port)).await.map_err(io)?;
-            stream.set_nodelay(true).map_err(io)?;
-            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+            let io = |e: std::io::Error| {
+                SendError::Transient(format!("connecting to the SMTP server: {e}"))
+            };
+            let stream = tokio::net::TcpStream::connect((cfg.host.as_str(), cfg.port))
                 .await
-                .map_err(classify)?;
+                .map_err(io)?;
+            stream.set_nodelay(true).map_err(io)?;
+            let mut conn =
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                    .await
+                    .map_err(classify)?;
             match cfg.tls {
                 TlsMode::Required => conn.starttls(tls()?, &self.hello).await.map_err(classify)?,
                 TlsMode::Opportunistic if conn.can_starttls() => {
@@ -109,7 +139,9 @@ impl SmtpPool {
             conn
         };
         if let Some(credentials) = &cfg.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(classify)?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(classify)?;
         }
         Ok(conn)
     }
@@ -165,11 +197,20 @@ mod tests {
     #[test]
     fn parses_lettre_url_forms() {
         let c = SmtpConfig::from_url("smtp://127.0.0.1:2525").unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.tls), ("127.0.0.1", 2525, TlsMode::None));
-        let c = SmtpConfig::from_url("smtp://user%40x.org:p%40ss@mail.example.org?tls=required").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.tls),
+            ("127.0.0.1", 2525, TlsMode::None)
+        );
+        let c = SmtpConfig::from_url("smtp://user%40x.org:p%40ss@mail.example.org?tls=required")
+            .unwrap();
         assert_eq!((c.port, c.tls), (587, TlsMode::Required));
         assert!(c.credentials.is_some());
-        assert_eq!(SmtpConfig::from_url("smtps://mail.example.org").unwrap().port, 465);
+        assert_eq!(
+            SmtpConfig::from_url("smtps://mail.example.org")
+                .unwrap()
+                .port,
+            465
+        );
         assert!(SmtpConfig::from_url("http://x").is_err());
         assert!(SmtpConfig::from_url("smtp://x?tls=maybe").is_err());
     }

@@ -61,13 +61,15 @@ impl Templates {
         // minijinja escapes `.html` templates by default and leaves `.txt` alone.
         env.add_filter("fill", fill);
         for (name, source) in TEMPLATES {
-            env.add_template(name, source).with_context(|| format!("template {name}"))?;
+            env.add_template(name, source)
+                .with_context(|| format!("template {name}"))?;
         }
         let mut catalogs = HashMap::new();
         let mut raw_catalogs = HashMap::new();
         for (language, source) in CATALOGS {
-            let table: toml::Table =
-                source.parse().with_context(|| format!("catalog {}", language.as_str()))?;
+            let table: toml::Table = source
+                .parse()
+                .with_context(|| format!("catalog {}", language.as_str()))?;
             catalogs.insert(*language, Value::from_serialize(&table));
             raw_catalogs.insert(*language, table);
         }
@@ -81,7 +83,12 @@ impl Templates {
     }
 
     /// Renders `name` for a reader of `language`, with the shared variables added to `ctx`.
-    pub fn render(&self, name: &str, language: Language, ctx: Value) -> Result<String, minijinja::Error> {
+    pub fn render(
+        &self,
+        name: &str,
+        language: Language,
+        ctx: Value,
+    ) -> Result<String, minijinja::Error> {
         let full = context! {
             t => self.catalogs[&language].clone(),
             lang => language.as_str(),
@@ -120,7 +127,11 @@ fn fill(value: String, kwargs: Kwargs) -> Result<String, minijinja::Error> {
     let mut out = value;
     for key in kwargs.args() {
         let v: Value = kwargs.get(key)?;
-        let text = if v.is_none() || v.is_undefined() { String::new() } else { v.to_string() };
+        let text = if v.is_none() || v.is_undefined() {
+            String::new()
+        } else {
+            v.to_string()
+        };
         out = out.replace(&format!("{{{key}}}"), &text);
     }
     Ok(out)

@@ -47,7 +47,10 @@ impl MailKind {
     /// Which subscriber states this mail still makes sense for.
     fn wanted_for(self, status: SubscriberStatus) -> bool {
         match self {
-            Self::Confirmation => matches!(status, SubscriberStatus::Pending | SubscriberStatus::Unsubscribed),
+            Self::Confirmation => matches!(
+                status,
+                SubscriberStatus::Pending | SubscriberStatus::Unsubscribed
+            ),
             Self::Welcome | Self::AlreadySubscribed => status == SubscriberStatus::Confirmed,
         }
     }
@@ -65,7 +68,11 @@ struct Recipient {
 }
 
 impl Worker {
-    pub(super) async fn deliver(&self, kind: MailKind, job: &ClaimedJob) -> anyhow::Result<JobResult> {
+    pub(super) async fn deliver(
+        &self,
+        kind: MailKind,
+        job: &ClaimedJob,
+    ) -> anyhow::Result<JobResult> {
         let Some(subscriber_id) = job.subscriber_id.clone() else {
             return Ok(JobResult::Dropped("no recipient"));
         };
@@ -83,7 +90,10 @@ impl Worker {
                     return Ok(None);
                 }
                 let interests = subscribers::list_subscriber_interests(conn, &subscriber.id)?;
-                Ok(Some(Recipient { subscriber, interests }))
+                Ok(Some(Recipient {
+                    subscriber,
+                    interests,
+                }))
             })
             .await?;
         let Some(recipient) = recipient else {
@@ -91,14 +101,18 @@ impl Worker {
         };
         let status = SubscriberStatus::parse(&recipient.subscriber.status);
         if !status.is_some_and(|s| kind.wanted_for(s)) {
-            return Ok(JobResult::Dropped("no longer needed for the subscriber's status"));
+            return Ok(JobResult::Dropped(
+                "no longer needed for the subscriber's status",
+            ));
         }
         let payload: Payload = serde_json::from_str(&job.payload).unwrap_or_default();
         let mail = match self.render(kind, &recipient, payload.token.as_deref()) {
             Ok(mail) => mail,
             Err(e) => {
                 tracing::error!(job_id = %job.id, kind = kind.job_kind(), error = format!("{e:#}"), "rendering a mail failed");
-                return Ok(JobResult::Failed(SendError::Permanent(format!("rendering: {e:#}"))));
+                return Ok(JobResult::Failed(SendError::Permanent(format!(
+                    "rendering: {e:#}"
+                ))));
             }
         };
         Ok(match self.mailer.send(&mail).await {
@@ -113,7 +127,12 @@ impl Worker {
         })
     }
 
-    fn render(&self, kind: MailKind, recipient: &Recipient, token: Option<&str>) -> anyhow::Result<OutgoingMail> {
+    fn render(
+        &self,
+        kind: MailKind,
+        recipient: &Recipient,
+        token: Option<&str>,
+    ) -> anyhow::Result<OutgoingMail> {
         let subscriber = &recipient.subscriber;
         let language = Language::parse(&subscriber.language).unwrap_or_default();
         let id: Uuid = subscriber.id.parse()?;
@@ -121,7 +140,9 @@ impl Worker {
         let unsubscribe_url = format!("{}/unsubscribe/{manage}", self.base_url);
         let preferences_url = format!("{}/preferences/{manage}", self.base_url);
         let confirm_url = match (kind, token) {
-            (MailKind::Confirmation, Some(token)) => Some(format!("{}/confirm/{token}", self.base_url)),
+            (MailKind::Confirmation, Some(token)) => {
+                Some(format!("{}/confirm/{token}", self.base_url))
+            }
             (MailKind::Confirmation, None) => anyhow::bail!("confirmation job without a token"),
             _ => None,
         };
@@ -139,13 +160,19 @@ impl Worker {
             interests => interests,
         };
         let template = kind.template();
-        let html = self.templates.render(&format!("mail/{template}.html"), language, ctx.clone())?;
-        let text = self.templates.render(&format!("mail/{template}.txt"), language, ctx)?;
+        let html =
+            self.templates
+                .render(&format!("mail/{template}.html"), language, ctx.clone())?;
+        let text = self
+            .templates
+            .render(&format!("mail/{template}.txt"), language, ctx)?;
         Ok(OutgoingMail {
             to_email: subscriber.email.clone(),
             to_name: subscriber.name.clone(),
             language,
-            subject: self.templates.text(language, &format!("mail.{template}.subject")),
+            subject: self
+                .templates
+                .text(language, &format!("mail.{template}.subject")),
             text,
             html,
             unsubscribe_url,

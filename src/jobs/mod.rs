@@ -55,10 +55,13 @@ pub fn enqueue_mail(
 
 /// Delay before attempt `n + 1`: 30 s doubling per attempt, capped at one hour, with jitter.
 pub fn backoff(attempts: i32) -> Duration {
-    let base = 30i64.saturating_mul(1i64 << attempts.clamp(0, 20).saturating_sub(1)).min(3600);
+    let base = 30i64
+        .saturating_mul(1i64 << attempts.clamp(0, 20).saturating_sub(1))
+        .min(3600);
     let mut jitter = [0u8; 2];
     let _ = getrandom::fill(&mut jitter);
-    Duration::seconds(base) + Duration::milliseconds(i64::from(u16::from_le_bytes(jitter)) % (base * 100).max(1))
+    Duration::seconds(base)
+        + Duration::milliseconds(i64::from(u16::from_le_bytes(jitter)) % (base * 100).max(1))
 }
 
 /// Everything a job needs to run.
@@ -89,7 +92,8 @@ impl Worker {
             let claimed = self
                 .db
                 .run(move |conn| {
-                    db::write_transaction(conn, |c| queue::claim_jobs(c, now, now + LEASE, limit)).map_err(db::DbError::from)
+                    db::write_transaction(conn, |c| queue::claim_jobs(c, now, now + LEASE, limit))
+                        .map_err(db::DbError::from)
                 })
                 .await?;
             if claimed.is_empty() {
@@ -109,7 +113,10 @@ impl Worker {
     async fn run_job(&self, job: ClaimedJob, now: NaiveDateTime) -> anyhow::Result<()> {
         let result = match MailKind::from_job_kind(&job.kind) {
             Some(kind) => self.deliver(kind, &job).await?,
-            None => JobResult::Failed(SendError::Permanent(format!("unknown job kind {}", job.kind))),
+            None => JobResult::Failed(SendError::Permanent(format!(
+                "unknown job kind {}",
+                job.kind
+            ))),
         };
         let kind = job.kind.clone();
         let finished_at = db::now().max(now);
@@ -127,11 +134,17 @@ impl Worker {
             .run(move |conn| {
                 match result {
                     JobResult::Done => queue::finish_job(conn, &job, "done", None, finished_at),
-                    JobResult::Dropped(why) => queue::finish_job(conn, &job, "dropped", Some(why), finished_at),
-                    JobResult::Failed(SendError::Transient(e)) if job.attempts < job.max_attempts => {
+                    JobResult::Dropped(why) => {
+                        queue::finish_job(conn, &job, "dropped", Some(why), finished_at)
+                    }
+                    JobResult::Failed(SendError::Transient(e))
+                        if job.attempts < job.max_attempts =>
+                    {
                         queue::retry_job(conn, &job, &e, now + backoff(job.attempts))
                     }
-                    JobResult::Failed(e) => queue::finish_job(conn, &job, "failed", Some(&e.to_string()), finished_at),
+                    JobResult::Failed(e) => {
+                        queue::finish_job(conn, &job, "failed", Some(&e.to_string()), finished_at)
+                    }
                 }
                 .map_err(db::DbError::from)
             })
@@ -142,7 +155,11 @@ impl Worker {
 
     /// The loop `enlace serve` runs until shutdown: wakes when a request queued mail, otherwise
     /// when the next retry is due or every few seconds.
-    pub async fn run_forever(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run_forever(
+        self: Arc<Self>,
+        wake: Arc<Notify>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
             if *shutdown.borrow() {
                 return;
@@ -150,7 +167,10 @@ impl Worker {
             let sleep_for = match self.run_pending(db::now()).await {
                 Ok(_) => self.time_until_next_job().await,
                 Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "job worker could not reach the database");
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "job worker could not reach the database"
+                    );
                     IDLE_POLL
                 }
             };
@@ -163,9 +183,15 @@ impl Worker {
     }
 
     async fn time_until_next_job(&self) -> StdDuration {
-        let next = self.db.run(|conn| queue::next_run_at(conn).map_err(db::DbError::from)).await;
+        let next = self
+            .db
+            .run(|conn| queue::next_run_at(conn).map_err(db::DbError::from))
+            .await;
         match next {
-            Ok(Some(at)) => (at - db::now()).to_std().unwrap_or(StdDuration::ZERO).min(IDLE_POLL),
+            Ok(Some(at)) => (at - db::now())
+                .to_std()
+                .unwrap_or(StdDuration::ZERO)
+                .min(IDLE_POLL),
             _ => IDLE_POLL,
         }
     }

@@ -13,7 +13,11 @@ use crate::error::ApiError;
 use crate::signup::confirm::{self, ConfirmOutcome};
 use crate::startup::AppState;
 
-pub async fn confirm_page(req: HttpRequest, token: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+pub async fn confirm_page(
+    req: HttpRequest,
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let token = token.into_inner();
     let lookup = token.clone();
     let result = state
@@ -36,14 +40,24 @@ pub async fn confirm_page(req: HttpRequest, token: web::Path<String>, state: web
                 .iter()
                 .map(|i| context! { name => i.name(language), description => i.description(language) })
                 .collect();
-            Page::render(&state, language, StatusCode::OK, "confirm", context! { token => token, interests => interests })
+            Page::render(
+                &state,
+                language,
+                StatusCode::OK,
+                "confirm",
+                context! { token => token, interests => interests },
+            )
         }
         Ok((outcome, _)) => outcome_page(&state, &req, outcome, &token),
         Err(e) => Page::error(&state, negotiate_language(&req), ApiError::from(e)),
     }
 }
 
-pub async fn confirm_form(req: HttpRequest, token: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+pub async fn confirm_form(
+    req: HttpRequest,
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     if let Err(e) = check_rate_limit(&state, &req) {
         return Page::error(&state, negotiate_language(&req), e);
     }
@@ -60,10 +74,16 @@ pub struct ConfirmJson {
     token: String,
 }
 
-pub async fn confirm_json(req: HttpRequest, body: web::Json<ConfirmJson>, state: web::Data<AppState>) -> HandlerResult {
+pub async fn confirm_json(
+    req: HttpRequest,
+    body: web::Json<ConfirmJson>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
     check_rate_limit(&state, &req)?;
     match run_confirm(&state, &req, body.into_inner().token).await? {
-        ConfirmOutcome::Confirmed { .. } => Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "confirmed" }))),
+        ConfirmOutcome::Confirmed { .. } => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "confirmed" })))
+        }
         ConfirmOutcome::AlreadyConfirmed { .. } => {
             Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "already_confirmed" })))
         }
@@ -74,12 +94,18 @@ pub async fn confirm_json(req: HttpRequest, body: web::Json<ConfirmJson>, state:
     }
 }
 
-async fn run_confirm(state: &AppState, req: &HttpRequest, token: String) -> Result<ConfirmOutcome, ApiError> {
+async fn run_confirm(
+    state: &AppState,
+    req: &HttpRequest,
+    token: String,
+) -> Result<ConfirmOutcome, ApiError> {
     let templates = state.templates.clone();
     let evidence = evidence(state, req);
     let outcome = state
         .db
-        .run(move |conn| confirm::confirm(conn, &templates, &token, &evidence, db::now()).map_err(DbError::from))
+        .run(move |conn| {
+            confirm::confirm(conn, &templates, &token, &evidence, db::now()).map_err(DbError::from)
+        })
         .await?;
     if matches!(outcome, ConfirmOutcome::Confirmed { .. }) {
         state.metrics.confirmation();
@@ -88,7 +114,11 @@ async fn run_confirm(state: &AppState, req: &HttpRequest, token: String) -> Resu
     Ok(outcome)
 }
 
-pub async fn renew(req: HttpRequest, token: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+pub async fn renew(
+    req: HttpRequest,
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     if let Err(e) = check_rate_limit(&state, &req) {
         return Page::error(&state, negotiate_language(&req), e);
     }
@@ -120,22 +150,53 @@ fn outcome_language(outcome: &ConfirmOutcome) -> Option<Language> {
     }
 }
 
-fn outcome_page(state: &AppState, req: &HttpRequest, outcome: ConfirmOutcome, token: &str) -> HttpResponse {
+fn outcome_page(
+    state: &AppState,
+    req: &HttpRequest,
+    outcome: ConfirmOutcome,
+    token: &str,
+) -> HttpResponse {
     let language = outcome_language(&outcome).unwrap_or_else(|| negotiate_language(req));
     match outcome {
         ConfirmOutcome::Confirmed { subscriber_id, .. } => {
             let preferences_url = subscriber_id
                 .parse()
-                .map(|id| format!("{}/preferences/{}", state.settings.base_url(), state.manage_tokens.sign(id)))
+                .map(|id| {
+                    format!(
+                        "{}/preferences/{}",
+                        state.settings.base_url(),
+                        state.manage_tokens.sign(id)
+                    )
+                })
                 .unwrap_or_default();
-            Page::render(state, language, StatusCode::OK, "confirmed", context! { preferences_url => preferences_url, interests => Vec::<()>::new() })
+            Page::render(
+                state,
+                language,
+                StatusCode::OK,
+                "confirmed",
+                context! { preferences_url => preferences_url, interests => Vec::<()>::new() },
+            )
         }
-        ConfirmOutcome::AlreadyConfirmed { .. } => {
-            Page::render(state, language, StatusCode::OK, "already_confirmed", context! {})
-        }
-        ConfirmOutcome::Expired { .. } => {
-            Page::render(state, language, StatusCode::GONE, "link_expired", context! { token => token })
-        }
-        ConfirmOutcome::Invalid => Page::render(state, language, StatusCode::NOT_FOUND, "link_invalid", context! {}),
+        ConfirmOutcome::AlreadyConfirmed { .. } => Page::render(
+            state,
+            language,
+            StatusCode::OK,
+            "already_confirmed",
+            context! {},
+        ),
+        ConfirmOutcome::Expired { .. } => Page::render(
+            state,
+            language,
+            StatusCode::GONE,
+            "link_expired",
+            context! { token => token },
+        ),
+        ConfirmOutcome::Invalid => Page::render(
+            state,
+            language,
+            StatusCode::NOT_FOUND,
+            "link_invalid",
+            context! {},
+        ),
     }
 }

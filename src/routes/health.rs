@@ -30,7 +30,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HandlerResult {
     let (depth, by_status) = state
         .db
         .run(|conn| -> Result<_, DbError> {
-            Ok((db::jobs::queue_depth(conn)?, db::subscribers::count_subscribers_by_status(conn)?))
+            Ok((
+                db::jobs::queue_depth(conn)?,
+                db::subscribers::count_subscribers_by_status(conn)?,
+            ))
         })
         .await?;
     Ok(HttpResponse::Ok()
@@ -39,5 +42,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HandlerResult {
 }
 
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/yaml").body(OPENAPI)
+    HttpResponse::Ok()
+        .content_type("application/yaml")
+        .body(OPENAPI)
 }

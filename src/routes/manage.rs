@@ -12,11 +12,19 @@ use crate::error::{ApiError, FieldErrors};
 use crate::signup::manage::{self, PreferencesChange, PreferencesOutcome};
 use crate::startup::AppState;
 
-/// The subscriber id inside a genuine link, or the "link not valid" page.
-fn verify(state: &AppState, req: &HttpRequest, token: &str) -> Result<String, HttpResponse> {
-    state.manage_tokens.verify(token).map(|id| id.to_string()).ok_or_else(|| {
-        Page::render(state, negotiate_language(req), StatusCode::NOT_FOUND, "link_invalid", context! {})
-    })
+/// The subscriber id inside a genuine link.
+fn verify(state: &AppState, token: &str) -> Option<String> {
+    state.manage_tokens.verify(token).map(|id| id.to_string())
+}
+
+fn invalid_link(state: &AppState, req: &HttpRequest) -> HttpResponse {
+    Page::render(
+        state,
+        negotiate_language(req),
+        StatusCode::NOT_FOUND,
+        "link_invalid",
+        context! {},
+    )
 }
 
 async fn subscriber_language(state: &AppState, req: &HttpRequest, id: &str) -> Language {
@@ -27,17 +35,22 @@ async fn subscriber_language(state: &AppState, req: &HttpRequest, id: &str) -> L
         .await
         .ok()
         .flatten();
-    found.and_then(|s| Language::parse(&s.language).ok()).unwrap_or_else(|| negotiate_language(req))
+    found
+        .and_then(|s| Language::parse(&s.language).ok())
+        .unwrap_or_else(|| negotiate_language(req))
 }
 
 fn urls(state: &AppState, token: &str) -> String {
     format!("{}/preferences/{token}", state.settings.base_url())
 }
 
-pub async fn unsubscribe_page(req: HttpRequest, token: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    let id = match verify(&state, &req, &token) {
-        Ok(id) => id,
-        Err(page) => return page,
+pub async fn unsubscribe_page(
+    req: HttpRequest,
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Some(id) = verify(&state, &token) else {
+        return invalid_link(&state, &req);
     };
     let language = subscriber_language(&state, &req, &id).await;
     Page::render(
@@ -52,17 +65,23 @@ pub async fn unsubscribe_page(req: HttpRequest, token: web::Path<String>, state:
 /// RFC 8058 one-click and the page's button alike: no cookie, no auth, no redirect, any body
 /// (`List-Unsubscribe=One-Click` urlencoded or multipart). Mail providers send these from shared
 /// addresses, so this POST is not rate limited per address; the signed token is the guard.
-pub async fn unsubscribe(req: HttpRequest, token: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    let id = match verify(&state, &req, &token) {
-        Ok(id) => id,
-        Err(page) => return page,
+pub async fn unsubscribe(
+    req: HttpRequest,
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Some(id) = verify(&state, &token) else {
+        return invalid_link(&state, &req);
     };
     let templates = state.templates.clone();
     let evidence = evidence(&state, &req);
     let target = id.clone();
     let result = state
         .db
-        .run(move |conn| manage::unsubscribe(conn, &templates, &target, &evidence, db::now()).map_err(DbError::from))
+        .run(move |conn| {
+            manage::unsubscribe(conn, &templates, &target, &evidence, db::now())
+                .map_err(DbError::from)
+        })
         .await;
     match result {
         Ok(changed) => {
@@ -71,16 +90,25 @@ pub async fn unsubscribe(req: HttpRequest, token: web::Path<String>, state: web:
                 tracing::info!(subscriber_id = %id, "unsubscribed");
             }
             let language = subscriber_language(&state, &req, &id).await;
-            Page::render(&state, language, StatusCode::OK, "unsubscribed", context! { preferences_url => urls(&state, &token) })
+            Page::render(
+                &state,
+                language,
+                StatusCode::OK,
+                "unsubscribed",
+                context! { preferences_url => urls(&state, &token) },
+            )
         }
         Err(e) => Page::error(&state, negotiate_language(&req), ApiError::from(e)),
     }
 }
 
-pub async fn preferences_page(req: HttpRequest, token: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    let id = match verify(&state, &req, &token) {
-        Ok(id) => id,
-        Err(page) => return page,
+pub async fn preferences_page(
+    req: HttpRequest,
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Some(id) = verify(&state, &token) else {
+        return invalid_link(&state, &req);
     };
     render_preferences(&state, &req, &token, &id, false, FieldErrors::new()).await
 }
@@ -97,7 +125,9 @@ async fn render_preferences(
     let loaded = state
         .db
         .run(move |conn| -> Result<_, DbError> {
-            let Some(subscriber) = subscribers::find_subscriber(conn, &lookup)? else { return Ok(None) };
+            let Some(subscriber) = subscribers::find_subscriber(conn, &lookup)? else {
+                return Ok(None);
+            };
             let mine = subscribers::list_subscriber_interests(conn, &lookup)?;
             let public = interests::list_public_interests(conn)?;
             Ok(Some((subscriber, mine, public)))
@@ -106,7 +136,7 @@ async fn render_preferences(
     let (subscriber, mine, public) = match loaded {
         Ok(Some(found)) => found,
         // Erased since the mail was sent: nothing is held any more.
-        Ok(None) => return Page::render(state, negotiate_language(req), StatusCode::NOT_FOUND, "link_invalid", context! {}),
+        Ok(None) => return invalid_link(state, req),
         Err(e) => return Page::error(state, negotiate_language(req), ApiError::from(e)),
     };
     let language = Language::parse(&subscriber.language).unwrap_or_default();
@@ -127,8 +157,15 @@ async fn render_preferences(
             }
         })
         .collect();
-    let errors: Vec<_> = errors.iter().map(|(field, messages)| context! { field => field, messages => messages }).collect();
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let errors: Vec<_> = errors
+        .iter()
+        .map(|(field, messages)| context! { field => field, messages => messages })
+        .collect();
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     Page::render(
         state,
         language,
@@ -164,23 +201,32 @@ pub async fn update_preferences(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let id = match verify(&state, &req, &token) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = verify(&state, &token) else {
+        return invalid_link(&state, &req);
     };
     if let Err(e) = check_rate_limit(&state, &req) {
         return Page::error(&state, negotiate_language(&req), e);
     }
     let form: PreferencesForm = match serde_html_form::from_bytes::<PreferencesForm>(&body) {
         Ok(form) if form.interests.len() <= 100 => form,
-        _ => return Page::error(&state, negotiate_language(&req), ApiError::field("form", "could not be read")),
+        _ => {
+            return Page::error(
+                &state,
+                negotiate_language(&req),
+                ApiError::field("form", "could not be read"),
+            )
+        }
     };
     if form.action.as_deref() == Some("unsubscribe") {
         return unsubscribe(req, token, state).await;
     }
     let mut errors = FieldErrors::new();
-    let mut add = |field: &str, message: String| errors.entry(field.to_owned()).or_default().push(message);
-    let name = Name::parse(form.name.as_deref().unwrap_or_default()).map_err(|e| add("name", e.into())).ok().flatten();
+    let mut add =
+        |field: &str, message: String| errors.entry(field.to_owned()).or_default().push(message);
+    let name = Name::parse(form.name.as_deref().unwrap_or_default())
+        .map_err(|e| add("name", e.into()))
+        .ok()
+        .flatten();
     let current = subscriber_language(&state, &req, &id).await;
     let language = match form.language.as_deref() {
         None | Some("") => current,
@@ -199,26 +245,34 @@ pub async fn update_preferences(
     if !errors.is_empty() {
         return render_preferences(&state, &req, &token, &id, false, errors).await;
     }
-    let change = PreferencesChange { name, language, interests };
+    let change = PreferencesChange {
+        name,
+        language,
+        interests,
+    };
     let templates = state.templates.clone();
     let evidence = evidence(&state, &req);
     let target = id.clone();
     let result = state
         .db
         .run(move |conn| {
-            manage::update_preferences(conn, &templates, &target, &change, &evidence, db::now()).map_err(DbError::from)
+            manage::update_preferences(conn, &templates, &target, &change, &evidence, db::now())
+                .map_err(DbError::from)
         })
         .await;
     match result {
-        Ok(PreferencesOutcome::Saved) => render_preferences(&state, &req, &token, &id, true, FieldErrors::new()).await,
+        Ok(PreferencesOutcome::Saved) => {
+            render_preferences(&state, &req, &token, &id, true, FieldErrors::new()).await
+        }
         Ok(PreferencesOutcome::UnknownInterest(slug)) => {
             let mut errors = FieldErrors::new();
-            errors.insert("interests".into(), vec![format!("unknown interest: {slug}")]);
+            errors.insert(
+                "interests".into(),
+                vec![format!("unknown interest: {slug}")],
+            );
             render_preferences(&state, &req, &token, &id, false, errors).await
         }
-        Ok(PreferencesOutcome::NotFound) => {
-            Page::render(&state, negotiate_language(&req), StatusCode::NOT_FOUND, "link_invalid", context! {})
-        }
+        Ok(PreferencesOutcome::NotFound) => invalid_link(&state, &req),
         Err(e) => Page::error(&state, negotiate_language(&req), ApiError::from(e)),
     }
 }

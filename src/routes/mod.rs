@@ -70,18 +70,29 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
         .flat_map(|v| v.split(','))
         .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
         .collect::<Vec<_>>();
-    Some(forwarded.into_iter().rev().find(|ip| !trusted.contains(ip)).unwrap_or(peer))
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.contains(ip))
+            .unwrap_or(peer),
+    )
 }
 
 /// Applies the per-address limit on public POSTs; answers 429 with Retry-After when exceeded.
 pub fn check_rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let (Some(limiter), Some(ip)) = (&state.limiter, client_ip(req, &state.settings.trusted_proxies)) else {
+    let (Some(limiter), Some(ip)) = (
+        &state.limiter,
+        client_ip(req, &state.settings.trusted_proxies),
+    ) else {
         return Ok(());
     };
     limiter.check_key(&ip).map_err(|not_until| {
         use governor::clock::{Clock, DefaultClock};
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        ApiError::TooManyRequests { retry_after_secs: wait.as_secs().max(1) }
+        ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs().max(1),
+        }
     })
 }
 

@@ -12,16 +12,31 @@ pub struct Page;
 
 impl Page {
     /// Renders `pages/{name}.html` for a reader of `language`.
-    pub fn render(state: &AppState, language: Language, status: StatusCode, name: &str, ctx: Value) -> HttpResponse {
-        match state.templates.render(&format!("pages/{name}.html"), language, ctx) {
+    pub fn render(
+        state: &AppState,
+        language: Language,
+        status: StatusCode,
+        name: &str,
+        ctx: Value,
+    ) -> HttpResponse {
+        match state
+            .templates
+            .render(&format!("pages/{name}.html"), language, ctx)
+        {
             Ok(body) => HttpResponse::build(status)
                 .content_type("text/html; charset=utf-8")
                 .insert_header((header::CONTENT_LANGUAGE, language.as_str()))
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .body(body),
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), page = name, "rendering a page failed");
-                HttpResponse::InternalServerError().content_type("text/plain; charset=utf-8").body("Internal error")
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    page = name,
+                    "rendering a page failed"
+                );
+                HttpResponse::InternalServerError()
+                    .content_type("text/plain; charset=utf-8")
+                    .body("Internal error")
             }
         }
     }
@@ -29,7 +44,9 @@ impl Page {
     /// An HTML answer for an error met while serving a page or a form.
     pub fn error(state: &AppState, language: Language, error: ApiError) -> HttpResponse {
         let (title, message) = match &error {
-            ApiError::TooManyRequests { .. } => ("errors.rate_limited_title", "errors.rate_limited"),
+            ApiError::TooManyRequests { .. } => {
+                ("errors.rate_limited_title", "errors.rate_limited")
+            }
             ApiError::NotFound => ("errors.not_found_title", "errors.not_found"),
             ApiError::Validation(errors) => return Self::form_errors(state, language, errors),
             ApiError::Internal(e) => {
@@ -55,8 +72,16 @@ impl Page {
     }
 
     pub fn form_errors(state: &AppState, language: Language, errors: &FieldErrors) -> HttpResponse {
-        let errors: Vec<Value> =
-            errors.iter().map(|(field, messages)| context! { field => field, messages => messages }).collect();
-        Self::render(state, language, StatusCode::UNPROCESSABLE_ENTITY, "form_errors", context! { errors => errors })
+        let errors: Vec<Value> = errors
+            .iter()
+            .map(|(field, messages)| context! { field => field, messages => messages })
+            .collect();
+        Self::render(
+            state,
+            language,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "form_errors",
+            context! { errors => errors },
+        )
     }
 }

@@ -65,16 +65,35 @@ struct RawSignup<'a> {
     attributes: Map<String, Value>,
 }
 
-fn parse_signup(raw: RawSignup<'_>, mut errors: FieldErrors, req: &HttpRequest, state: &AppState) -> Result<Signup, ApiError> {
-    let mut add = |field: &str, message: &str| errors.entry(field.to_owned()).or_default().push(message.to_owned());
+fn parse_signup(
+    raw: RawSignup<'_>,
+    mut errors: FieldErrors,
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Signup, ApiError> {
+    let mut add = |field: &str, message: &str| {
+        errors
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.to_owned())
+    };
     let email = Email::parse(raw.email).map_err(|e| add("email", e)).ok();
-    let name = Name::parse(raw.name.unwrap_or_default()).map_err(|e| add("name", e)).ok().flatten();
+    let name = Name::parse(raw.name.unwrap_or_default())
+        .map_err(|e| add("name", e))
+        .ok()
+        .flatten();
     let mut interests = Vec::new();
     for slug in raw.interests {
         match InterestSlug::parse(slug) {
             Ok(slug) if !interests.contains(&slug) => interests.push(slug),
             Ok(_) => {}
-            Err(_) => add("interests", &format!("unknown interest: {}", slug.chars().take(64).collect::<String>())),
+            Err(_) => add(
+                "interests",
+                &format!(
+                    "unknown interest: {}",
+                    slug.chars().take(64).collect::<String>()
+                ),
+            ),
         }
     }
     let source = raw.source.map(str::trim).filter(|s| !s.is_empty());
@@ -108,7 +127,11 @@ fn validation_errors(result: Result<(), validator::ValidationErrors>) -> FieldEr
     errors
 }
 
-pub async fn subscribe(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HandlerResult {
+pub async fn subscribe(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HandlerResult {
     match media_type(&req).as_str() {
         "application/json" => subscribe_json(&req, &body, &state).await,
         "application/x-www-form-urlencoded" => Ok(subscribe_form(&req, &body, &state).await),
@@ -129,7 +152,10 @@ async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> Han
     })?;
     let mut errors = validation_errors(json.validate());
     if json.attributes.len() > 50 {
-        errors.entry("attributes".into()).or_default().push("at most 50 attributes".into());
+        errors
+            .entry("attributes".into())
+            .or_default()
+            .push("at most 50 attributes".into());
     }
     let language = match json.language.as_deref() {
         None => Language::En,
@@ -189,7 +215,12 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
     };
     let result = match parse_signup(raw, errors, req, state) {
         Err(e) => Err(e),
-        Ok(_) if form.website.as_deref().is_some_and(|w| !w.trim().is_empty()) => {
+        Ok(_)
+            if form
+                .website
+                .as_deref()
+                .is_some_and(|w| !w.trim().is_empty()) =>
+        {
             tracing::info!("honeypot field filled; signup ignored");
             Ok(())
         }
@@ -202,8 +233,14 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
     if let Err(e) = result {
         return Page::error(state, language, e);
     }
-    match form.redirect_to.as_deref().filter(|target| redirect_allowed(target, &state.settings.redirect_allowlist)) {
-        Some(target) => HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish(),
+    match form
+        .redirect_to
+        .as_deref()
+        .filter(|target| redirect_allowed(target, &state.settings.redirect_allowlist))
+    {
+        Some(target) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, target))
+            .finish(),
         None => Page::render(state, language, StatusCode::OK, "thanks", context! {}),
     }
 }
@@ -211,7 +248,9 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
 /// A redirect target is honoured only when it starts with an allow-listed prefix at a path
 /// boundary, so `https://example.org` does not admit `https://example.org.evil.net`.
 pub fn redirect_allowed(target: &str, allowlist: &[String]) -> bool {
-    let Ok(url) = url::Url::parse(target) else { return false };
+    let Ok(url) = url::Url::parse(target) else {
+        return false;
+    };
     if !matches!(url.scheme(), "http" | "https") || target.contains(['\r', '\n', '\\']) {
         return false;
     }
@@ -228,7 +267,10 @@ mod tests {
 
     #[test]
     fn redirects_only_to_allowed_prefixes() {
-        let allow = vec!["https://example.org".to_owned(), "https://x.org/thanks/".to_owned()];
+        let allow = vec![
+            "https://example.org".to_owned(),
+            "https://x.org/thanks/".to_owned(),
+        ];
         assert!(redirect_allowed("https://example.org/gracias", &allow));
         assert!(redirect_allowed("https://example.org", &allow));
         assert!(redirect_allowed("https://x.org/thanks/es", &allow));

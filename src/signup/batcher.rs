@@ -41,11 +41,17 @@ impl SignupQueue {
                 let policy = policy.clone();
                 let size = signups.len();
                 let results = db
-                    .run(move |conn| Ok::<_, crate::db::DbError>(apply_batch(conn, &templates, &policy, &signups)))
+                    .run(move |conn| {
+                        Ok::<_, crate::db::DbError>(apply_batch(
+                            conn, &templates, &policy, &signups,
+                        ))
+                    })
                     .await
                     .unwrap_or_else(|e| {
                         let message = e.to_string();
-                        (0..size).map(|_| Err(SignupError::Store(anyhow::anyhow!(message.clone())))).collect()
+                        (0..size)
+                            .map(|_| Err(SignupError::Store(anyhow::anyhow!(message.clone()))))
+                            .collect()
                     });
                 metrics.signup_batch(size);
                 let mut queued_mail = false;

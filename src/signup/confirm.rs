@@ -12,14 +12,25 @@ use crate::tokens;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfirmOutcome {
-    Confirmed { subscriber_id: String, language: Language },
-    AlreadyConfirmed { language: Language },
-    Expired { language: Language },
+    Confirmed {
+        subscriber_id: String,
+        language: Language,
+    },
+    AlreadyConfirmed {
+        language: Language,
+    },
+    Expired {
+        language: Language,
+    },
     Invalid,
 }
 
 /// What the confirmation page should show, without changing anything (link scanners fetch GETs).
-pub fn inspect_token(conn: &mut AnyConnection, token: &str, now: NaiveDateTime) -> diesel::QueryResult<ConfirmOutcome> {
+pub fn inspect_token(
+    conn: &mut AnyConnection,
+    token: &str,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<ConfirmOutcome> {
     let (outcome, _) = classify(conn, token, now)?;
     Ok(outcome)
 }
@@ -33,7 +44,8 @@ fn classify(
     if !tokens::is_well_formed(token) {
         return Ok((ConfirmOutcome::Invalid, None));
     }
-    let Some(row) = confirmations::find_confirmation_token(conn, &tokens::hash_token(token))? else {
+    let Some(row) = confirmations::find_confirmation_token(conn, &tokens::hash_token(token))?
+    else {
         return Ok((ConfirmOutcome::Invalid, None));
     };
     let Some(subscriber) = subscribers::find_subscriber(conn, &row.subscriber_id)? else {
@@ -46,12 +58,20 @@ fn classify(
         .is_some_and(|r| r != SuppressionReason::Erased);
     let outcome = if status == Some(SubscriberStatus::Confirmed) || row.used_at.is_some() {
         ConfirmOutcome::AlreadyConfirmed { language }
-    } else if suppressed || !matches!(status, Some(SubscriberStatus::Pending | SubscriberStatus::Unsubscribed)) {
+    } else if suppressed
+        || !matches!(
+            status,
+            Some(SubscriberStatus::Pending | SubscriberStatus::Unsubscribed)
+        )
+    {
         ConfirmOutcome::Invalid
     } else if row.expires_at <= now {
         ConfirmOutcome::Expired { language }
     } else {
-        ConfirmOutcome::Confirmed { subscriber_id: subscriber.id.clone(), language }
+        ConfirmOutcome::Confirmed {
+            subscriber_id: subscriber.id.clone(),
+            language,
+        }
     };
     Ok((outcome, Some(subscriber)))
 }
@@ -67,10 +87,16 @@ pub fn confirm(
 ) -> diesel::QueryResult<ConfirmOutcome> {
     db::write_transaction(conn, |conn| {
         let (outcome, subscriber) = classify(conn, token, now)?;
-        let (ConfirmOutcome::Confirmed { language, .. }, Some(subscriber)) = (&outcome, subscriber) else {
+        let (ConfirmOutcome::Confirmed { language, .. }, Some(subscriber)) = (&outcome, subscriber)
+        else {
             return Ok(outcome);
         };
-        subscribers::set_status(conn, &subscriber.id, SubscriberStatus::Confirmed.as_str(), now)?;
+        subscribers::set_status(
+            conn,
+            &subscriber.id,
+            SubscriberStatus::Confirmed.as_str(),
+            now,
+        )?;
         confirmations::use_confirmation_tokens(conn, &subscriber.id, now)?;
         suppressions::delete_suppression(
             conn,

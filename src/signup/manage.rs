@@ -27,7 +27,12 @@ pub fn unsubscribe(
         ) {
             return Ok(false);
         }
-        subscribers::set_status(conn, subscriber_id, SubscriberStatus::Unsubscribed.as_str(), now)?;
+        subscribers::set_status(
+            conn,
+            subscriber_id,
+            SubscriberStatus::Unsubscribed.as_str(),
+            now,
+        )?;
         let language = Language::parse(&subscriber.language).unwrap_or_default();
         insert_consent_event(
             conn,
@@ -77,13 +82,19 @@ pub fn update_preferences(
         let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
             return Ok(PreferencesOutcome::NotFound);
         };
-        let current: Vec<String> =
-            subscribers::list_subscriber_interests(conn, subscriber_id)?.into_iter().map(|i| i.slug).collect();
-        let public: Vec<String> =
-            db::interests::list_public_interests(conn)?.into_iter().map(|i| i.slug).collect();
+        let current: Vec<String> = subscribers::list_subscriber_interests(conn, subscriber_id)?
+            .into_iter()
+            .map(|i| i.slug)
+            .collect();
+        let public: Vec<String> = db::interests::list_public_interests(conn)?
+            .into_iter()
+            .map(|i| i.slug)
+            .collect();
         for slug in &change.interests {
             if !public.iter().chain(&current).any(|s| s == slug.as_str()) {
-                return Ok(PreferencesOutcome::UnknownInterest(slug.as_str().to_owned()));
+                return Ok(PreferencesOutcome::UnknownInterest(
+                    slug.as_str().to_owned(),
+                ));
             }
         }
         subscribers::update_profile(

@@ -16,7 +16,8 @@ use crate::db::consent::{insert_consent_event, ConsentEvent};
 use crate::db::interests::{list_field_declarations, list_public_interests, Interest};
 use crate::db::{self, confirmations, subscribers, suppressions, AnyConnection};
 use crate::domain::{
-    AttributeError, Email, FieldDeclaration, InterestSlug, Language, Name, SubscriberStatus, SuppressionReason,
+    AttributeError, Email, FieldDeclaration, InterestSlug, Language, Name, SubscriberStatus,
+    SuppressionReason,
 };
 use crate::email::Templates;
 use crate::error::FieldErrors;
@@ -77,7 +78,10 @@ impl SignupOutcome {
     }
 
     pub fn queued_mail(self) -> bool {
-        matches!(self, Self::Created | Self::Resent | Self::Reconsent | Self::AlreadySubscribed)
+        matches!(
+            self,
+            Self::Created | Self::Resent | Self::Reconsent | Self::AlreadySubscribed
+        )
     }
 }
 
@@ -102,8 +106,14 @@ pub struct PublicCatalog {
 
 impl PublicCatalog {
     pub fn load(conn: &mut AnyConnection) -> diesel::QueryResult<Self> {
-        let interests = list_public_interests(conn)?.into_iter().map(|i| (i.slug.clone(), i)).collect();
-        let fields = list_field_declarations(conn)?.into_iter().map(|f| (f.key.clone(), f)).collect();
+        let interests = list_public_interests(conn)?
+            .into_iter()
+            .map(|i| (i.slug.clone(), i))
+            .collect();
+        let fields = list_field_declarations(conn)?
+            .into_iter()
+            .map(|f| (f.key.clone(), f))
+            .collect();
         Ok(Self { interests, fields })
     }
 
@@ -112,7 +122,10 @@ impl PublicCatalog {
         let mut errors = FieldErrors::new();
         for slug in &signup.interests {
             if !self.interests.contains_key(slug.as_str()) {
-                errors.entry("interests".into()).or_default().push(format!("unknown interest: {}", slug.as_str()));
+                errors
+                    .entry("interests".into())
+                    .or_default()
+                    .push(format!("unknown interest: {}", slug.as_str()));
             }
         }
         let mut attributes = Map::new();
@@ -127,7 +140,10 @@ impl PublicCatalog {
                 Ok(v) => {
                     attributes.insert(key.clone(), v);
                 }
-                Err(e) => errors.entry(format!("attributes.{key}")).or_default().push(e.to_string()),
+                Err(e) => errors
+                    .entry(format!("attributes.{key}"))
+                    .or_default()
+                    .push(e.to_string()),
             }
         }
         if errors.is_empty() {
@@ -152,7 +168,8 @@ pub fn apply_signup(
         Err(errors) => return Ok(Err(errors)),
     };
     let email_hash = tokens::email_hash(signup.email.as_str());
-    let suppression = suppressions::find_suppression(conn, &email_hash)?.and_then(|r| SuppressionReason::parse(&r));
+    let suppression = suppressions::find_suppression(conn, &email_hash)?
+        .and_then(|r| SuppressionReason::parse(&r));
     // An erased person may come back, but only through their own confirmation.
     if matches!(suppression, Some(r) if r != SuppressionReason::Erased) {
         return Ok(Ok(SignupOutcome::Suppressed));
@@ -190,7 +207,8 @@ pub fn apply_signup(
             }
             if outcome != SignupOutcome::AlreadySubscribed {
                 // Not receiving mail yet: the newest request describes what they want.
-                let mut merged: Map<String, Value> = serde_json::from_str(&row.attributes).unwrap_or_default();
+                let mut merged: Map<String, Value> =
+                    serde_json::from_str(&row.attributes).unwrap_or_default();
                 merged.extend(attributes);
                 let merged = Value::Object(merged).to_string();
                 subscribers::update_profile(
@@ -242,15 +260,40 @@ pub fn queue_confirmation(
     now: NaiveDateTime,
 ) -> diesel::QueryResult<()> {
     let token = tokens::random_token();
-    confirmations::insert_confirmation_token(conn, &tokens::hash_token(&token), subscriber_id, now, now + policy.confirm_ttl)?;
-    jobs::enqueue_mail(conn, subscriber_id, MailKind::Confirmation, Some(&token), now)
+    confirmations::insert_confirmation_token(
+        conn,
+        &tokens::hash_token(&token),
+        subscriber_id,
+        now,
+        now + policy.confirm_ttl,
+    )?;
+    jobs::enqueue_mail(
+        conn,
+        subscriber_id,
+        MailKind::Confirmation,
+        Some(&token),
+        now,
+    )
 }
 
 /// Whether another confirmation or notice to this subscriber would be too soon or too many.
-pub fn throttled(conn: &mut AnyConnection, subscriber_id: &str, now: NaiveDateTime) -> diesel::QueryResult<bool> {
-    let kinds = [MailKind::Confirmation.job_kind(), MailKind::AlreadySubscribed.job_kind()];
-    let (count, last) = db::jobs::recent_jobs_for_subscriber(conn, subscriber_id, &kinds, now - Duration::hours(24))?;
-    Ok(count >= RESENDS_PER_DAY || last.is_some_and(|t| t > now - Duration::minutes(RESEND_INTERVAL_MINUTES)))
+pub fn throttled(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<bool> {
+    let kinds = [
+        MailKind::Confirmation.job_kind(),
+        MailKind::AlreadySubscribed.job_kind(),
+    ];
+    let (count, last) = db::jobs::recent_jobs_for_subscriber(
+        conn,
+        subscriber_id,
+        &kinds,
+        now - Duration::hours(24),
+    )?;
+    Ok(count >= RESENDS_PER_DAY
+        || last.is_some_and(|t| t > now - Duration::minutes(RESEND_INTERVAL_MINUTES)))
 }
 
 /// Runs a group of signups in one transaction (one durable commit for all of them). If the
@@ -264,14 +307,23 @@ pub fn apply_batch(
     let now = db::now();
     let together = db::write_transaction(conn, |c| {
         let catalog = PublicCatalog::load(c)?;
-        batch.iter().map(|s| apply_signup(c, &catalog, templates, policy, s, now)).collect::<Result<Vec<_>, _>>()
+        batch
+            .iter()
+            .map(|s| apply_signup(c, &catalog, templates, policy, s, now))
+            .collect::<Result<Vec<_>, _>>()
     });
     match together {
-        Ok(results) => results.into_iter().map(|r| r.map_err(SignupError::Validation)).collect(),
+        Ok(results) => results
+            .into_iter()
+            .map(|r| r.map_err(SignupError::Validation))
+            .collect(),
         Err(e) if batch.len() == 1 => vec![Err(SignupError::Store(e.into()))],
         Err(e) => {
             tracing::warn!(error = %e, size = batch.len(), "signup batch failed; retrying one by one");
-            batch.iter().flat_map(|s| apply_batch(conn, templates, policy, std::slice::from_ref(s))).collect()
+            batch
+                .iter()
+                .flat_map(|s| apply_batch(conn, templates, policy, std::slice::from_ref(s)))
+                .collect()
         }
     }
 }

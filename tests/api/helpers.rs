@@ -40,15 +40,23 @@ pub struct Mail {
 }
 
 pub fn parse_mail(raw: &[u8]) -> Mail {
-    let message = mail_parser::MessageParser::default().parse(raw).expect("a parsable message");
+    let message = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("a parsable message");
     let to = message.to().and_then(|a| a.first()).expect("a To address");
     let header = |name: &str| message.header_raw(name).map(|v| v.trim().to_owned());
     Mail {
         to: to.address().unwrap_or_default().to_owned(),
         to_name: to.name().map(str::to_owned),
         subject: message.subject().unwrap_or_default().to_owned(),
-        text: message.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
-        html: message.body_html(0).map(|t| t.into_owned()).unwrap_or_default(),
+        text: message
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
+        html: message
+            .body_html(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
         list_unsubscribe: header("List-Unsubscribe"),
         list_unsubscribe_post: header("List-Unsubscribe-Post"),
         content_language: header("Content-Language"),
@@ -90,7 +98,10 @@ async fn spawn(
     manual_worker: bool,
     sent: Arc<Mutex<Vec<SentMessage>>>,
 ) -> TestApp {
-    enlace::telemetry::init(&std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()), "text");
+    enlace::telemetry::init(
+        &std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()),
+        "text",
+    );
     let id = uuid::Uuid::new_v4().simple().to_string();
     let dir = std::env::temp_dir().join("enlace-tests").join(&id);
     std::fs::create_dir_all(&dir).unwrap();
@@ -99,8 +110,11 @@ async fn spawn(
     let postgres = match std::env::var("ENLACE_TEST_POSTGRES_URL") {
         Ok(admin_url) if !admin_url.is_empty() => {
             let name = format!("enlace_test_{id}");
-            let mut admin = PgConnection::establish(&admin_url).expect("connecting to ENLACE_TEST_POSTGRES_URL");
-            admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
+            let mut admin = PgConnection::establish(&admin_url)
+                .expect("connecting to ENLACE_TEST_POSTGRES_URL");
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .unwrap();
             settings.database_url = database_url_with_name(&admin_url, &name);
             Some((admin_url, name))
         }
@@ -110,16 +124,33 @@ async fn spawn(
         }
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    settings.public_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port()).parse().unwrap();
+    settings.public_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port())
+        .parse()
+        .unwrap();
     configure(&mut settings);
-    let options = Options { transport, manual_worker, listener: Some(listener) };
+    let options = Options {
+        transport,
+        manual_worker,
+        listener: Some(listener),
+    };
     let app = Application::build(settings, options).expect("building the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let worker = app.worker.clone();
     let db = app.db.clone();
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { address, client, worker, db, sent, dir, postgres }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        address,
+        client,
+        worker,
+        db,
+        sent,
+        dir,
+        postgres,
+    }
 }
 
 pub fn database_url_with_name(url: &str, name: &str) -> String {
@@ -133,7 +164,8 @@ impl Drop for TestApp {
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Some((admin_url, name)) = &self.postgres {
             if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
             }
         }
     }
@@ -145,7 +177,12 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client.post(self.url(path)).json(body).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn subscribe(&self, body: serde_json::Value) -> reqwest::Response {
@@ -178,11 +215,19 @@ impl TestApp {
 
     /// Every message handed to the in-memory transport so far, decoded.
     pub fn mails(&self) -> Vec<Mail> {
-        self.sent.lock().unwrap().iter().map(|m| parse_mail(&m.raw)).collect()
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| parse_mail(&m.raw))
+            .collect()
     }
 
     pub fn mails_to(&self, address: &str) -> Vec<Mail> {
-        self.mails().into_iter().filter(|m| m.to == address).collect()
+        self.mails()
+            .into_iter()
+            .filter(|m| m.to == address)
+            .collect()
     }
 
     /// Runs the queue and returns the single new message to `address`.
@@ -190,7 +235,11 @@ impl TestApp {
         let before = self.mails_to(address).len();
         self.run_jobs().await;
         let mails = self.mails_to(address);
-        assert_eq!(mails.len(), before + 1, "expected exactly one new mail to {address}");
+        assert_eq!(
+            mails.len(),
+            before + 1,
+            "expected exactly one new mail to {address}"
+        );
         mails.last().unwrap().clone()
     }
 
@@ -202,7 +251,10 @@ impl TestApp {
             .split_whitespace()
             .find(|w| w.starts_with(&start))
             .unwrap_or_else(|| panic!("no {prefix} link in:\n{}", mail.text));
-        assert!(mail.html.contains(&found.replace('/', "&#x2f;")) || mail.html.contains(found), "the HTML part links too");
+        assert!(
+            mail.html.contains(&found.replace('/', "&#x2f;")) || mail.html.contains(found),
+            "the HTML part links too"
+        );
         found.trim_start_matches(&self.address).to_owned()
     }
 
@@ -231,7 +283,9 @@ impl TestApp {
 
     pub fn status_of(&self, email: &str) -> Option<String> {
         let mut conn = self.conn();
-        db::subscribers::find_subscriber_by_email(&mut conn, email).unwrap().map(|s| s.status)
+        db::subscribers::find_subscriber_by_email(&mut conn, email)
+            .unwrap()
+            .map(|s| s.status)
     }
 
     /// Declares an interest directly (staff endpoints come later).
@@ -260,7 +314,8 @@ impl TestApp {
             &db::interests::CustomField {
                 key: key.into(),
                 field_type: field_type.into(),
-                allowed_values: (!allowed.is_empty()).then(|| serde_json::to_string(allowed).unwrap()),
+                allowed_values: (!allowed.is_empty())
+                    .then(|| serde_json::to_string(allowed).unwrap()),
                 public,
                 created_at: now,
                 updated_at: now,
@@ -274,7 +329,10 @@ impl TestApp {
         use diesel::prelude::*;
         use enlace::db::schema::jobs::dsl as j;
         let mut conn = self.conn();
-        let rows: Vec<(String, chrono::NaiveDateTime)> = j::jobs.select((j::id, j::created_at)).load(&mut *conn).unwrap();
+        let rows: Vec<(String, chrono::NaiveDateTime)> = j::jobs
+            .select((j::id, j::created_at))
+            .load(&mut *conn)
+            .unwrap();
         for (id, at) in rows {
             diesel::update(j::jobs.find(id))
                 .set(j::created_at.eq(at - chrono::Duration::minutes(minutes)))

@@ -5,15 +5,24 @@ use serde_json::json;
 use crate::helpers::{spawn_app, Mail, TestApp};
 
 async fn confirmed(app: &TestApp, email: &str, language: &str) -> Mail {
-    app.subscribe(json!({"email": email, "language": language, "interests": ["news"]})).await;
+    app.subscribe(json!({"email": email, "language": language, "interests": ["news"]}))
+        .await;
     let mail = app.deliver_one(email).await;
-    app.client.post(app.url(&app.link(&mail, "/confirm/"))).send().await.unwrap();
+    app.client
+        .post(app.url(&app.link(&mail, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
     app.deliver_one(email).await
 }
 
 fn header_url(app: &TestApp, mail: &Mail) -> String {
     let header = mail.list_unsubscribe.clone().unwrap();
-    header.trim_start_matches('<').trim_end_matches('>').trim_start_matches(&app.address).to_owned()
+    header
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim_start_matches(&app.address)
+        .to_owned()
 }
 
 #[tokio::test]
@@ -31,10 +40,17 @@ async fn one_click_unsubscribe_works_urlencoded_and_is_idempotent() {
     let res = app.post_form(&path, "List-Unsubscribe=One-Click").await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("location").is_none(), "no redirect");
-    assert_eq!(app.status_of("o@example.org").as_deref(), Some("unsubscribed"));
+    assert_eq!(
+        app.status_of("o@example.org").as_deref(),
+        Some("unsubscribed")
+    );
     let res = app.post_form(&path, "List-Unsubscribe=One-Click").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(app.count("consent_events WHERE action = 'unsubscribe'"), 1, "a repeat records nothing new");
+    assert_eq!(
+        app.count("consent_events WHERE action = 'unsubscribe'"),
+        1,
+        "a repeat records nothing new"
+    );
 }
 
 #[tokio::test]
@@ -47,15 +63,24 @@ async fn one_click_unsubscribe_accepts_multipart_and_needs_no_cookie_or_rate_bud
     let res = app
         .client
         .post(app.url(&header_url(&app, &welcome)))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(body)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
-    assert!(html.contains("lang=\"es\""), "the page is in the subscriber's language");
-    assert_eq!(app.status_of("m@example.org").as_deref(), Some("unsubscribed"));
+    assert!(
+        html.contains("lang=\"es\""),
+        "the page is in the subscriber's language"
+    );
+    assert_eq!(
+        app.status_of("m@example.org").as_deref(),
+        Some("unsubscribed")
+    );
 }
 
 #[tokio::test]
@@ -64,8 +89,17 @@ async fn a_tampered_unsubscribe_link_changes_nothing() {
     app.add_interest("news", true);
     let welcome = confirmed(&app, "x@example.org", "en").await;
     let path = header_url(&app, &welcome);
-    let forged = format!("{}{}", &path[..path.len() - 2], if path.ends_with("AA") { "BB" } else { "AA" });
-    assert_eq!(app.post_form(&forged, "List-Unsubscribe=One-Click").await.status(), 404);
+    let forged = format!(
+        "{}{}",
+        &path[..path.len() - 2],
+        if path.ends_with("AA") { "BB" } else { "AA" }
+    );
+    assert_eq!(
+        app.post_form(&forged, "List-Unsubscribe=One-Click")
+            .await
+            .status(),
+        404
+    );
     assert_eq!(app.post_form("/unsubscribe/abc", "").await.status(), 404);
     assert_eq!(app.status_of("x@example.org").as_deref(), Some("confirmed"));
 }
@@ -79,24 +113,48 @@ async fn preferences_change_name_language_and_interests_or_unsubscribe() {
     let welcome = confirmed(&app, "p@example.org", "en").await;
     let path = app.link(&welcome, "/preferences/");
     let page = app.get(&path).await.text().await.unwrap();
-    assert!(page.contains("value=\"events\"") && !page.contains("value=\"internal\""), "public interests only");
+    assert!(
+        page.contains("value=\"events\"") && !page.contains("value=\"internal\""),
+        "public interests only"
+    );
 
-    let res = app.post_form(&path, "action=save&name=Pat+Jim%C3%A9nez&language=es&interests=events").await;
+    let res = app
+        .post_form(
+            &path,
+            "action=save&name=Pat+Jim%C3%A9nez&language=es&interests=events",
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
     assert!(page.contains("lang=\"es\"") && page.contains("Pat Jiménez"));
-    assert_eq!(app.count("subscriber_interests WHERE interest_slug = 'events'"), 1);
-    assert_eq!(app.count("subscriber_interests WHERE interest_slug = 'news'"), 0);
-    assert_eq!(app.count("subscribers WHERE language = 'es' AND name = 'Pat Jiménez'"), 1);
+    assert_eq!(
+        app.count("subscriber_interests WHERE interest_slug = 'events'"),
+        1
+    );
+    assert_eq!(
+        app.count("subscriber_interests WHERE interest_slug = 'news'"),
+        0
+    );
+    assert_eq!(
+        app.count("subscribers WHERE language = 'es' AND name = 'Pat Jiménez'"),
+        1
+    );
     assert_eq!(app.count("consent_events WHERE action = 'preferences'"), 1);
 
     let res = app.post_form(&path, "action=save&interests=internal").await;
     assert_eq!(res.status(), 422, "a private interest cannot be chosen");
     let res = app.post_form(&path, "action=save&language=fr").await;
     assert_eq!(res.status(), 422);
-    assert_eq!(app.count("subscribers WHERE language = 'es'"), 1, "nothing changed");
+    assert_eq!(
+        app.count("subscribers WHERE language = 'es'"),
+        1,
+        "nothing changed"
+    );
 
     let res = app.post_form(&path, "action=unsubscribe").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(app.status_of("p@example.org").as_deref(), Some("unsubscribed"));
+    assert_eq!(
+        app.status_of("p@example.org").as_deref(),
+        Some("unsubscribed")
+    );
 }

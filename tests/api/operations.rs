@@ -46,14 +46,29 @@ async fn the_openapi_document_is_served_and_matches_the_routes() {
             }
         }
     }
-    let served: BTreeSet<_> =
-        enlace::routes::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
-    assert_eq!(served.difference(&documented).collect::<Vec<_>>(), Vec::<&(String, String)>::new(), "served but not documented");
-    assert_eq!(documented.difference(&served).collect::<Vec<_>>(), Vec::<&(String, String)>::new(), "documented but not served");
+    let served: BTreeSet<_> = enlace::routes::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        served.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "served but not documented"
+    );
+    assert_eq!(
+        documented.difference(&served).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented but not served"
+    );
     // And every documented route really answers (not the catch-all 404 of an unknown path).
     for (method, path) in &documented {
         let path = path.replace("{token}", "abc");
-        let res = app.client.request(method.to_uppercase().parse().unwrap(), app.url(&path)).send().await.unwrap();
+        let res = app
+            .client
+            .request(method.to_uppercase().parse().unwrap(), app.url(&path))
+            .send()
+            .await
+            .unwrap();
         assert_ne!(res.status(), 405, "{method} {path}");
     }
 }
@@ -64,5 +79,8 @@ async fn pages_and_answers_carry_protective_headers() {
     let res = app.get("/confirm/abc").await;
     assert_eq!(res.headers()["referrer-policy"], "no-referrer");
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
-    assert!(res.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    assert!(res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
 }

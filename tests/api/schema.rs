@@ -61,5 +61,14 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
             schema::$table::table.select(schema::$table::all_columns).limit(1).execute(conn).unwrap();
         )*};
     }
-    select_all!(confirmation_tokens, consent_events, custom_fields, interests, jobs, subscriber_interests, subscribers, suppressions);
+    select_all!(
+        confirmation_tokens,
+        consent_events,
+        custom_fields,
+        interests,
+        jobs,
+        subscriber_interests,
+        subscribers,
+        suppressions
+    );
 }

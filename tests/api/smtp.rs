@@ -18,7 +18,13 @@ struct Sink {
 }
 
 impl Handler for Sink {
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, _to: &[String]) -> Response {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        _from: &str,
+        _is8bit: bool,
+        _to: &[String],
+    ) -> Response {
         self.current.clear();
         OK
     }
@@ -27,7 +33,10 @@ impl Handler for Sink {
         Ok(())
     }
     fn data_end(&mut self) -> Response {
-        self.received.lock().unwrap().push(std::mem::take(&mut self.current));
+        self.received
+            .lock()
+            .unwrap()
+            .push(std::mem::take(&mut self.current));
         OK
     }
 }
@@ -37,7 +46,12 @@ fn start_sink(listener: TcpListener) -> Arc<Mutex<Vec<Vec<u8>>>> {
     let sink = Sink::default();
     let received = sink.received.clone();
     let mut server = Server::new(sink);
-    server.with_name("sink.test").with_ssl(SslConfig::None).unwrap().with_num_threads(16).with_tcp_listener(listener);
+    server
+        .with_name("sink.test")
+        .with_ssl(SslConfig::None)
+        .unwrap()
+        .with_num_threads(16)
+        .with_tcp_listener(listener);
     std::thread::spawn(move || {
         let _ = server.serve();
     });
@@ -46,7 +60,12 @@ fn start_sink(listener: TcpListener) -> Arc<Mutex<Vec<Vec<u8>>>> {
 
 async fn wait_for_mail(received: &Arc<Mutex<Vec<Vec<u8>>>>, count: usize) -> Vec<Mail> {
     for _ in 0..200 {
-        let mails: Vec<Mail> = received.lock().unwrap().iter().map(|raw| parse_mail(raw)).collect();
+        let mails: Vec<Mail> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|raw| parse_mail(raw))
+            .collect();
         if mails.len() >= count {
             return mails;
         }
@@ -66,39 +85,76 @@ async fn signup_confirm_and_one_click_unsubscribe_through_real_smtp() {
     let received = start_sink(listener);
     let app = spawn_app_with_smtp(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
 
-    let res = app.subscribe(json!({"email": "lucia@example.org", "name": "Lucía", "language": "es"})).await;
+    let res = app
+        .subscribe(json!({"email": "lucia@example.org", "name": "Lucía", "language": "es"}))
+        .await;
     assert_eq!(res.status(), 202);
     let mails = wait_for_mail(&received, 1).await;
     let confirmation = &mails[0];
     assert_eq!(confirmation.to, "lucia@example.org");
     assert_eq!(confirmation.to_name.as_deref(), Some("Lucía"));
-    assert!(confirmation.raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+    assert!(confirmation
+        .raw
+        .contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
 
-    let confirm = path(&app, confirmation.text.split_whitespace().find(|w| w.contains("/confirm/")).unwrap());
+    let confirm = path(
+        &app,
+        confirmation
+            .text
+            .split_whitespace()
+            .find(|w| w.contains("/confirm/"))
+            .unwrap(),
+    );
     assert_eq!(app.get(&confirm).await.status(), 200);
-    assert_eq!(app.client.post(app.url(&confirm)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client
+            .post(app.url(&confirm))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let mails = wait_for_mail(&received, 2).await;
     let welcome = &mails[1];
-    assert!(welcome.subject.contains("Bienvenid") || welcome.subject.contains(" "), "{}", welcome.subject);
+    assert!(
+        welcome.subject.contains("Bienvenid") || welcome.subject.contains(" "),
+        "{}",
+        welcome.subject
+    );
     assert_eq!(welcome.content_language.as_deref(), Some("es"));
 
     let header = welcome.list_unsubscribe.clone().unwrap();
     let one_click = path(&app, header.trim_start_matches('<').trim_end_matches('>'));
-    let res = app.post_form(&one_click, "List-Unsubscribe=One-Click").await;
+    let res = app
+        .post_form(&one_click, "List-Unsubscribe=One-Click")
+        .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(app.status_of("lucia@example.org").as_deref(), Some("unsubscribed"));
+    assert_eq!(
+        app.status_of("lucia@example.org").as_deref(),
+        Some("unsubscribed")
+    );
 }
 
 #[tokio::test]
 async fn an_smtp_outage_loses_nothing() {
     // Reserve a port, then close it: the relay is "down".
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let app = spawn_app_with_smtp_manual(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app =
+        spawn_app_with_smtp_manual(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
     for i in 0..5 {
-        app.subscribe(json!({"email": format!("wait{i}@example.org")})).await;
+        app.subscribe(json!({"email": format!("wait{i}@example.org")}))
+            .await;
     }
     assert_eq!(app.run_jobs().await, 5);
-    assert_eq!(app.count("jobs WHERE state = 'queued' AND attempts = 1 AND last_error IS NOT NULL"), 5);
+    assert_eq!(
+        app.count("jobs WHERE state = 'queued' AND attempts = 1 AND last_error IS NOT NULL"),
+        5
+    );
     // Minutes later, still down: retried with backoff, still queued.
     assert_eq!(app.run_jobs_after(chrono::Duration::minutes(2)).await, 5);
     assert_eq!(app.count("jobs WHERE state = 'queued' AND attempts = 2"), 5);
@@ -108,5 +164,9 @@ async fn an_smtp_outage_loses_nothing() {
     let mails = wait_for_mail(&received, 5).await;
     assert_eq!(mails.len(), 5);
     assert_eq!(app.count("jobs WHERE state = 'done'"), 5);
-    assert_eq!(app.count("jobs WHERE payload <> '{}'"), 0, "tokens do not outlive delivery");
+    assert_eq!(
+        app.count("jobs WHERE payload <> '{}'"),
+        0,
+        "tokens do not outlive delivery"
+    );
 }

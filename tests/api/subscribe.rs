@@ -12,22 +12,50 @@ async fn a_new_address_becomes_pending_and_gets_a_confirmation_mail() {
         .subscribe(json!({"email": " Ana.Lopez@Example.ORG ", "name": "Ana López", "interests": ["news"], "language": "es", "source": "home page"}))
         .await;
     assert_eq!(res.status(), 202);
-    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "pending"}));
-    assert_eq!(app.status_of("ana.lopez@example.org").as_deref(), Some("pending"));
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"status": "pending"})
+    );
+    assert_eq!(
+        app.status_of("ana.lopez@example.org").as_deref(),
+        Some("pending")
+    );
 
     let mail = app.deliver_one("ana.lopez@example.org").await;
     assert_eq!(mail.to_name.as_deref(), Some("Ana López"));
-    assert!(mail.subject.contains("Confirma"), "Spanish subject: {}", mail.subject);
+    assert!(
+        mail.subject.contains("Confirma"),
+        "Spanish subject: {}",
+        mail.subject
+    );
     assert_eq!(mail.content_language.as_deref(), Some("es"));
-    assert!(mail.text.contains("news (es)"), "the chosen interest is named in Spanish");
-    assert!(!mail.html.is_empty() && !mail.text.is_empty(), "multipart text + HTML");
+    assert!(
+        mail.text.contains("news (es)"),
+        "the chosen interest is named in Spanish"
+    );
+    assert!(
+        !mail.html.is_empty() && !mail.text.is_empty(),
+        "multipart text + HTML"
+    );
     let unsubscribe = mail.list_unsubscribe.clone().expect("List-Unsubscribe");
-    assert!(unsubscribe.starts_with(&format!("<{}/unsubscribe/", app.address)), "{unsubscribe}");
-    assert!(!unsubscribe.contains("ana"), "links never contain the address");
-    assert_eq!(mail.list_unsubscribe_post.as_deref(), Some("List-Unsubscribe=One-Click"));
+    assert!(
+        unsubscribe.starts_with(&format!("<{}/unsubscribe/", app.address)),
+        "{unsubscribe}"
+    );
+    assert!(
+        !unsubscribe.contains("ana"),
+        "links never contain the address"
+    );
+    assert_eq!(
+        mail.list_unsubscribe_post.as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
     app.link(&mail, "/confirm/");
     app.link(&mail, "/unsubscribe/");
-    assert_eq!(app.count("consent_events WHERE action = 'signup' AND ip = '127.0.0.1'"), 1);
+    assert_eq!(
+        app.count("consent_events WHERE action = 'signup' AND ip = '127.0.0.1'"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -42,9 +70,14 @@ async fn the_answer_is_identical_whatever_the_address_state() {
     };
     let new = ask("new@example.org").await;
     let pending = ask("new@example.org").await;
-    app.subscribe(json!({"email": "confirmed@example.org"})).await;
+    app.subscribe(json!({"email": "confirmed@example.org"}))
+        .await;
     let mail = app.deliver_one("confirmed@example.org").await;
-    app.client.post(app.url(&app.link(&mail, "/confirm/"))).send().await.unwrap();
+    app.client
+        .post(app.url(&app.link(&mail, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
     let confirmed = ask("confirmed@example.org").await;
     app.sql(&format!(
         "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ('{}', 'complaint', '2026-01-01 00:00:00')",
@@ -78,7 +111,12 @@ async fn a_pending_address_gets_the_confirmation_again_within_the_limits() {
     app.subscribe(json!({"email": "p@example.org"})).await;
     app.run_jobs().await;
     assert_eq!(app.mails_to("p@example.org").len(), 3);
-    let res = app.client.post(app.url(&app.link(&second, "/confirm/"))).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url(&app.link(&second, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(app.status_of("p@example.org").as_deref(), Some("confirmed"));
 }
@@ -88,17 +126,32 @@ async fn a_confirmed_address_gets_an_already_subscribed_notice_and_nothing_chang
     let app = spawn_app().await;
     app.add_interest("news", true);
     app.add_interest("events", true);
-    app.subscribe(json!({"email": "c@example.org", "name": "Carmen", "interests": ["news"]})).await;
+    app.subscribe(json!({"email": "c@example.org", "name": "Carmen", "interests": ["news"]}))
+        .await;
     let mail = app.deliver_one("c@example.org").await;
-    app.client.post(app.url(&app.link(&mail, "/confirm/"))).send().await.unwrap();
+    app.client
+        .post(app.url(&app.link(&mail, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
     app.deliver_one("c@example.org").await; // welcome
     app.age_jobs(11);
     app.subscribe(json!({"email": "c@example.org", "name": "Someone Else", "interests": ["events"], "language": "es"})).await;
     let notice = app.deliver_one("c@example.org").await;
-    assert!(notice.text.contains("/preferences/"), "the notice links to the preferences page");
+    assert!(
+        notice.text.contains("/preferences/"),
+        "the notice links to the preferences page"
+    );
     assert!(!notice.text.contains("/confirm/"));
-    assert_eq!(notice.to_name.as_deref(), Some("Carmen"), "a stranger cannot rename a confirmed subscriber");
-    assert_eq!(app.count("subscriber_interests WHERE interest_slug = 'events'"), 0);
+    assert_eq!(
+        notice.to_name.as_deref(),
+        Some("Carmen"),
+        "a stranger cannot rename a confirmed subscriber"
+    );
+    assert_eq!(
+        app.count("subscriber_interests WHERE interest_slug = 'events'"),
+        0
+    );
     assert_eq!(app.status_of("c@example.org").as_deref(), Some("confirmed"));
 }
 
@@ -107,16 +160,35 @@ async fn an_unsubscribed_address_must_confirm_again() {
     let app = spawn_app().await;
     app.subscribe(json!({"email": "u@example.org"})).await;
     let mail = app.deliver_one("u@example.org").await;
-    app.client.post(app.url(&app.link(&mail, "/confirm/"))).send().await.unwrap();
-    app.client.post(app.url(&app.link(&mail, "/unsubscribe/"))).send().await.unwrap();
-    assert_eq!(app.status_of("u@example.org").as_deref(), Some("unsubscribed"));
+    app.client
+        .post(app.url(&app.link(&mail, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
+    app.client
+        .post(app.url(&app.link(&mail, "/unsubscribe/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.status_of("u@example.org").as_deref(),
+        Some("unsubscribed")
+    );
     app.run_jobs().await;
     app.age_jobs(11);
     app.subscribe(json!({"email": "u@example.org"})).await;
-    assert_eq!(app.status_of("u@example.org").as_deref(), Some("unsubscribed"), "no mail until confirmed");
+    assert_eq!(
+        app.status_of("u@example.org").as_deref(),
+        Some("unsubscribed"),
+        "no mail until confirmed"
+    );
     let again = app.deliver_one("u@example.org").await;
     assert!(again.text.contains("/confirm/"));
-    app.client.post(app.url(&app.link(&again, "/confirm/"))).send().await.unwrap();
+    app.client
+        .post(app.url(&app.link(&again, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(app.status_of("u@example.org").as_deref(), Some("confirmed"));
     assert_eq!(app.count("consent_events WHERE action = 'confirm'"), 2);
 }
@@ -145,15 +217,42 @@ async fn invalid_input_is_a_422_that_names_the_fields_and_stores_nothing() {
     let cases = [
         (json!({"email": "not-an-email"}), "email"),
         (json!({}), "body"),
-        (json!({"email": "a@example.org", "interests": ["nope"]}), "interests"),
-        (json!({"email": "a@example.org", "interests": ["staff-only"]}), "interests"),
-        (json!({"email": "a@example.org", "attributes": {"shoe": "42"}}), "attributes.shoe"),
-        (json!({"email": "a@example.org", "attributes": {"age": "forty"}}), "attributes.age"),
-        (json!({"email": "a@example.org", "attributes": {"member": true}}), "attributes.member"),
-        (json!({"email": "a@example.org", "name": "x".repeat(101)}), "name"),
-        (json!({"email": "a@example.org", "name": "Eve\r\nBcc: all@example.org"}), "name"),
-        (json!({"email": "a@example.org", "language": "fr"}), "language"),
-        (json!({"email": "a@example.org", "interest": ["news"]}), "body"),
+        (
+            json!({"email": "a@example.org", "interests": ["nope"]}),
+            "interests",
+        ),
+        (
+            json!({"email": "a@example.org", "interests": ["staff-only"]}),
+            "interests",
+        ),
+        (
+            json!({"email": "a@example.org", "attributes": {"shoe": "42"}}),
+            "attributes.shoe",
+        ),
+        (
+            json!({"email": "a@example.org", "attributes": {"age": "forty"}}),
+            "attributes.age",
+        ),
+        (
+            json!({"email": "a@example.org", "attributes": {"member": true}}),
+            "attributes.member",
+        ),
+        (
+            json!({"email": "a@example.org", "name": "x".repeat(101)}),
+            "name",
+        ),
+        (
+            json!({"email": "a@example.org", "name": "Eve\r\nBcc: all@example.org"}),
+            "name",
+        ),
+        (
+            json!({"email": "a@example.org", "language": "fr"}),
+            "language",
+        ),
+        (
+            json!({"email": "a@example.org", "interest": ["news"]}),
+            "body",
+        ),
         (json!({"email": 42}), "body"),
     ];
     for (body, field) in cases {
@@ -167,9 +266,14 @@ async fn invalid_input_is_a_422_that_names_the_fields_and_stores_nothing() {
     assert_eq!(app.count("subscribers"), 0);
     assert_eq!(app.count("jobs"), 0);
     // A valid typed attribute is kept.
-    let res = app.subscribe(json!({"email": "a@example.org", "attributes": {"city": "Phoenix", "age": 40}})).await;
+    let res = app
+        .subscribe(json!({"email": "a@example.org", "attributes": {"city": "Phoenix", "age": 40}}))
+        .await;
     assert_eq!(res.status(), 202);
-    assert_eq!(app.count("subscribers WHERE attributes LIKE '%Phoenix%'"), 1);
+    assert_eq!(
+        app.count("subscribers WHERE attributes LIKE '%Phoenix%'"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -178,17 +282,39 @@ async fn malformed_bodies_get_clear_problems() {
     let post = |ct: &'static str, body: Vec<u8>| {
         let app = &app;
         async move {
-            let res = app.client.post(app.url("/api/v1/subscribe")).header("content-type", ct).body(body).send().await.unwrap();
+            let res = app
+                .client
+                .post(app.url("/api/v1/subscribe"))
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             let status = res.status().as_u16();
-            let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+            let ct = res
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
             (status, ct)
         }
     };
     let problem = Some("application/problem+json".to_owned());
-    assert_eq!(post("application/json", b"{\"email\": ".to_vec()).await, (400, problem.clone()));
-    assert_eq!(post("text/plain", b"email=a@example.org".to_vec()).await, (415, problem.clone()));
-    let big = format!("{{\"email\":\"a@example.org\",\"name\":\"{}\"}}", "x".repeat(4096));
-    assert_eq!(post("application/json", big.into_bytes()).await, (413, problem.clone()));
+    assert_eq!(
+        post("application/json", b"{\"email\": ".to_vec()).await,
+        (400, problem.clone())
+    );
+    assert_eq!(
+        post("text/plain", b"email=a@example.org".to_vec()).await,
+        (415, problem.clone())
+    );
+    let big = format!(
+        "{{\"email\":\"a@example.org\",\"name\":\"{}\"}}",
+        "x".repeat(4096)
+    );
+    assert_eq!(
+        post("application/json", big.into_bytes()).await,
+        (413, problem.clone())
+    );
     let res = app.get("/api/v1/subscribe").await;
     assert_eq!(res.status(), 405);
     let res = app.get("/no/such/page").await;
@@ -199,22 +325,43 @@ async fn malformed_bodies_get_clear_problems() {
 
 #[tokio::test]
 async fn an_html_form_post_works_with_repeated_interests_and_redirects() {
-    let app = spawn_app_with(|s| s.redirect_allowlist = vec!["https://example.org/gracias".into()]).await;
+    let app =
+        spawn_app_with(|s| s.redirect_allowlist = vec!["https://example.org/gracias".into()]).await;
     app.add_interest("news", true);
     app.add_interest("events", true);
     let res = app
         .post_form("/api/v1/subscribe", "email=f%40example.org&name=Flor&language=es&interests=news&interests=events&source=footer")
         .await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert!(res.text().await.unwrap().contains("lang=\"es\""));
     assert_eq!(app.count("subscriber_interests"), 2);
 
-    let res = app.post_form("/api/v1/subscribe", "email=g%40example.org&redirect_to=https%3A%2F%2Fexample.org%2Fgracias%3Fok%3D1").await;
+    let res = app
+        .post_form(
+            "/api/v1/subscribe",
+            "email=g%40example.org&redirect_to=https%3A%2F%2Fexample.org%2Fgracias%3Fok%3D1",
+        )
+        .await;
     assert_eq!(res.status(), 303);
-    assert_eq!(res.headers()["location"], "https://example.org/gracias?ok=1");
-    let res = app.post_form("/api/v1/subscribe", "email=h%40example.org&redirect_to=https%3A%2F%2Fevil.example%2F").await;
-    assert_eq!(res.status(), 200, "an unlisted redirect is ignored, not followed");
+    assert_eq!(
+        res.headers()["location"],
+        "https://example.org/gracias?ok=1"
+    );
+    let res = app
+        .post_form(
+            "/api/v1/subscribe",
+            "email=h%40example.org&redirect_to=https%3A%2F%2Fevil.example%2F",
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        200,
+        "an unlisted redirect is ignored, not followed"
+    );
 
     let res = app
         .client
@@ -227,16 +374,23 @@ async fn an_html_form_post_works_with_repeated_interests_and_redirects() {
         .unwrap();
     assert_eq!(res.status(), 422);
     let page = res.text().await.unwrap();
-    assert!(page.contains("lang=\"es\"") && page.contains("Correo electrónico"), "a helpful page in Spanish: {page}");
+    assert!(
+        page.contains("lang=\"es\"") && page.contains("Correo electrónico"),
+        "a helpful page in Spanish: {page}"
+    );
     assert_eq!(app.count("subscribers"), 3);
 }
 
 #[tokio::test]
 async fn the_honeypot_answers_success_and_does_nothing() {
     let app = spawn_app().await;
-    let res = app.subscribe(json!({"email": "bot@example.org", "website": "http://spam.example"})).await;
+    let res = app
+        .subscribe(json!({"email": "bot@example.org", "website": "http://spam.example"}))
+        .await;
     assert_eq!(res.status(), 202);
-    let res = app.post_form("/api/v1/subscribe", "email=bot2%40example.org&website=spam").await;
+    let res = app
+        .post_form("/api/v1/subscribe", "email=bot2%40example.org&website=spam")
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(app.count("subscribers"), 0);
     assert_eq!(app.run_jobs().await, 0);
@@ -246,12 +400,21 @@ async fn the_honeypot_answers_success_and_does_nothing() {
 async fn public_posts_are_rate_limited_per_client() {
     let app = spawn_app_with(|s| s.public_rate_limit = 2).await;
     for i in 0..2 {
-        let res = app.subscribe(json!({"email": format!("r{i}@example.org")})).await;
+        let res = app
+            .subscribe(json!({"email": format!("r{i}@example.org")}))
+            .await;
         assert_eq!(res.status(), 202);
     }
     let res = app.subscribe(json!({"email": "r3@example.org"})).await;
     assert_eq!(res.status(), 429);
-    assert!(res.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_eq!(app.count("subscribers"), 2);
 }
@@ -273,7 +436,10 @@ async fn cors_answers_only_configured_origins() {
         }
     };
     let ok = preflight("https://organize.example").await;
-    assert_eq!(ok.headers()["access-control-allow-origin"], "https://organize.example");
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://organize.example"
+    );
     let other = preflight("https://elsewhere.example").await;
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
