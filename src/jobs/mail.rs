@@ -67,64 +67,92 @@ struct Recipient {
     interests: Vec<db::interests::Interest>,
 }
 
+/// A job whose message is ready to send, or the outcome already decided without sending.
+pub(super) type Prepared = Result<OutgoingMail, JobResult>;
+
+fn load_recipient(
+    conn: &mut db::AnyConnection,
+    subscriber_id: &str,
+) -> Result<Option<Recipient>, db::DbError> {
+    let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
+        return Ok(None);
+    };
+    let blocked = suppressions::find_suppression(conn, &tokens::email_hash(&subscriber.email))?
+        .and_then(|r| SuppressionReason::parse(&r))
+        .is_some_and(|r| r != SuppressionReason::Erased);
+    if blocked {
+        return Ok(None);
+    }
+    let interests = subscribers::list_subscriber_interests(conn, &subscriber.id)?;
+    Ok(Some(Recipient {
+        subscriber,
+        interests,
+    }))
+}
+
 impl Worker {
-    pub(super) async fn deliver(
+    /// Reads every claimed job's recipient in one database visit and renders the messages.
+    pub(super) async fn prepare_mails(
         &self,
-        kind: MailKind,
-        job: &ClaimedJob,
-    ) -> anyhow::Result<JobResult> {
-        let Some(subscriber_id) = job.subscriber_id.clone() else {
-            return Ok(JobResult::Dropped("no recipient"));
-        };
-        let recipient = self
+        jobs: Vec<ClaimedJob>,
+    ) -> anyhow::Result<Vec<(ClaimedJob, Prepared)>> {
+        let loaded = self
             .db
-            .run(move |conn| -> Result<Option<Recipient>, db::DbError> {
-                let Some(subscriber) = subscribers::find_subscriber(conn, &subscriber_id)? else {
-                    return Ok(None);
-                };
-                let hash = tokens::email_hash(&subscriber.email);
-                let blocked = suppressions::find_suppression(conn, &hash)?
-                    .and_then(|r| SuppressionReason::parse(&r))
-                    .is_some_and(|r| r != SuppressionReason::Erased);
-                if blocked {
-                    return Ok(None);
+            .run(move |conn| -> Result<_, db::DbError> {
+                let mut out = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    let recipient = match &job.subscriber_id {
+                        Some(id) => load_recipient(conn, id)?,
+                        None => None,
+                    };
+                    out.push((job, recipient));
                 }
-                let interests = subscribers::list_subscriber_interests(conn, &subscriber.id)?;
-                Ok(Some(Recipient {
-                    subscriber,
-                    interests,
-                }))
+                Ok(out)
             })
             .await?;
+        Ok(loaded
+            .into_iter()
+            .map(|(job, recipient)| {
+                let prepared = self.prepare(&job, recipient);
+                (job, prepared)
+            })
+            .collect())
+    }
+
+    fn prepare(&self, job: &ClaimedJob, recipient: Option<Recipient>) -> Prepared {
+        let Some(kind) = MailKind::from_job_kind(&job.kind) else {
+            return Err(JobResult::Failed(SendError::Permanent(format!(
+                "unknown job kind {}",
+                job.kind
+            ))));
+        };
         let Some(recipient) = recipient else {
-            return Ok(JobResult::Dropped("recipient erased or suppressed"));
+            return Err(JobResult::Dropped("recipient erased or suppressed"));
         };
         let status = SubscriberStatus::parse(&recipient.subscriber.status);
         if !status.is_some_and(|s| kind.wanted_for(s)) {
-            return Ok(JobResult::Dropped(
+            return Err(JobResult::Dropped(
                 "no longer needed for the subscriber's status",
             ));
         }
         let payload: Payload = serde_json::from_str(&job.payload).unwrap_or_default();
-        let mail = match self.render(kind, &recipient, payload.token.as_deref()) {
-            Ok(mail) => mail,
-            Err(e) => {
-                tracing::error!(job_id = %job.id, kind = kind.job_kind(), error = format!("{e:#}"), "rendering a mail failed");
-                return Ok(JobResult::Failed(SendError::Permanent(format!(
-                    "rendering: {e:#}"
-                ))));
-            }
-        };
-        Ok(match self.mailer.send(&mail).await {
+        self.render(kind, &recipient, payload.token.as_deref()).map_err(|e| {
+            tracing::error!(job_id = %job.id, kind = kind.job_kind(), error = format!("{e:#}"), "rendering a mail failed");
+            JobResult::Failed(SendError::Permanent(format!("rendering: {e:#}")))
+        })
+    }
+
+    pub(super) async fn send_mail(&self, job: &ClaimedJob, mail: OutgoingMail) -> JobResult {
+        match self.mailer.send(&mail).await {
             Ok(()) => {
-                tracing::info!(job_id = %job.id, kind = kind.job_kind(), subscriber_id = %recipient.subscriber.id, "mail sent");
+                tracing::info!(job_id = %job.id, kind = %job.kind, subscriber_id = ?job.subscriber_id, "mail sent");
                 JobResult::Done
             }
             Err(e) => {
-                tracing::warn!(job_id = %job.id, kind = kind.job_kind(), attempt = job.attempts, error = %e, "mail not sent");
+                tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %e, "mail not sent");
                 JobResult::Failed(e)
             }
-        })
+        }
     }
 
     fn render(

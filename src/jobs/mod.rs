@@ -82,17 +82,19 @@ enum JobResult {
     Failed(SendError),
 }
 
+/// Jobs claimed per round; their outcomes are written back in one transaction.
+const ROUND: i64 = 256;
+
 impl Worker {
     /// Runs every job due at `now` (and any that become due while it runs); returns how many ran.
     /// Tests call this to drive the queue step by step.
     pub async fn run_pending(&self, now: NaiveDateTime) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
-            let limit = (self.concurrency * 4) as i64;
             let claimed = self
                 .db
                 .run(move |conn| {
-                    db::write_transaction(conn, |c| queue::claim_jobs(c, now, now + LEASE, limit))
+                    db::write_transaction(conn, |c| queue::claim_jobs(c, now, now + LEASE, ROUND))
                         .map_err(db::DbError::from)
                 })
                 .await?;
@@ -100,56 +102,66 @@ impl Worker {
                 return Ok(total);
             }
             total += claimed.len();
-            stream::iter(claimed)
-                .for_each_concurrent(self.concurrency, |job| async move {
-                    if let Err(e) = self.run_job(job, now).await {
-                        tracing::error!(error = format!("{e:#}"), "recording a job outcome failed");
-                    }
-                })
-                .await;
+            self.run_round(claimed, now).await?;
         }
     }
 
-    async fn run_job(&self, job: ClaimedJob, now: NaiveDateTime) -> anyhow::Result<()> {
-        let result = match MailKind::from_job_kind(&job.kind) {
-            Some(kind) => self.deliver(kind, &job).await?,
-            None => JobResult::Failed(SendError::Permanent(format!(
-                "unknown job kind {}",
-                job.kind
-            ))),
-        };
-        let kind = job.kind.clone();
-        let finished_at = db::now().max(now);
-        match &result {
-            JobResult::Done => self.metrics.mail_sent(&kind),
-            JobResult::Failed(SendError::Permanent(_)) => self.metrics.mail_failed(&kind),
-            JobResult::Failed(SendError::Transient(_)) if job.attempts >= job.max_attempts => {
-                self.metrics.mail_failed(&kind)
+    /// One round: read what every job needs at once, deliver concurrently, record all outcomes
+    /// in one transaction (one durable commit per round, not per message).
+    async fn run_round(&self, claimed: Vec<ClaimedJob>, now: NaiveDateTime) -> anyhow::Result<()> {
+        let prepared = self.prepare_mails(claimed).await?;
+        let outcomes: Vec<(ClaimedJob, JobResult)> = stream::iter(prepared)
+            .map(|(job, prepared)| async move {
+                let result = match prepared {
+                    Ok(mail) => self.send_mail(&job, mail).await,
+                    Err(result) => result,
+                };
+                (job, result)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (job, result) in &outcomes {
+            match result {
+                JobResult::Done => self.metrics.mail_sent(&job.kind),
+                JobResult::Failed(SendError::Permanent(_)) => self.metrics.mail_failed(&job.kind),
+                JobResult::Failed(SendError::Transient(_)) if job.attempts >= job.max_attempts => {
+                    self.metrics.mail_failed(&job.kind)
+                }
+                _ => {}
             }
-            _ => {}
         }
-        let job_id = job.id.clone();
-        let attempts = job.attempts;
+        let finished_at = db::now().max(now);
         self.db
             .run(move |conn| {
-                match result {
-                    JobResult::Done => queue::finish_job(conn, &job, "done", None, finished_at),
-                    JobResult::Dropped(why) => {
-                        queue::finish_job(conn, &job, "dropped", Some(why), finished_at)
+                db::write_transaction(conn, |conn| {
+                    for (job, result) in outcomes {
+                        match result {
+                            JobResult::Done => {
+                                queue::finish_job(conn, &job, "done", None, finished_at)
+                            }
+                            JobResult::Dropped(why) => {
+                                queue::finish_job(conn, &job, "dropped", Some(why), finished_at)
+                            }
+                            JobResult::Failed(SendError::Transient(e))
+                                if job.attempts < job.max_attempts =>
+                            {
+                                queue::retry_job(conn, &job, &e, now + backoff(job.attempts))
+                            }
+                            JobResult::Failed(e) => queue::finish_job(
+                                conn,
+                                &job,
+                                "failed",
+                                Some(&e.to_string()),
+                                finished_at,
+                            ),
+                        }?;
                     }
-                    JobResult::Failed(SendError::Transient(e))
-                        if job.attempts < job.max_attempts =>
-                    {
-                        queue::retry_job(conn, &job, &e, now + backoff(job.attempts))
-                    }
-                    JobResult::Failed(e) => {
-                        queue::finish_job(conn, &job, "failed", Some(&e.to_string()), finished_at)
-                    }
-                }
+                    Ok::<(), diesel::result::Error>(())
+                })
                 .map_err(db::DbError::from)
             })
             .await?;
-        tracing::debug!(job_id, attempts, "job finished");
         Ok(())
     }
 
