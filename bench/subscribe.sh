@@ -49,7 +49,7 @@ print(f'{req / dur:.0f} {int(f["p50_us"]) / 1000:.2f} {int(f["p99_us"]) / 1000:.
 PY
 }
 
-sink_count() { python3 -c "import re,sys; m=re.findall(r'msg=(\d+)', open(sys.argv[1], errors='replace').read()); print(m[-1] if m else 0)" "$1"; }
+sink_count() { python3 -c "import re,sys; m=re.findall(r'mesg=(\d+)', open(sys.argv[1], errors='replace').read()); print(m[-1] if m else 0)" "$1"; }
 
 echo "== ceiling: bare actix-web handler"
 "$CEILING" "127.0.0.1:$CEILING_PORT" & pids+=($!)

@@ -22,7 +22,9 @@ async fn subscribe(_body: web::Json<Subscribe>) -> HttpResponse {
 }
 
 fn main() -> std::io::Result<()> {
-    let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18081".into());
+    let listen = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18081".into());
     actix_web::rt::System::new().block_on(
         HttpServer::new(|| App::new().route("/api/v1/subscribe", web::post().to(subscribe)))
             .bind(listen)?

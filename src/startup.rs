@@ -20,7 +20,7 @@ use crate::config::Settings;
 use crate::db::Db;
 use crate::email::{Mailer, SmtpConfig, SmtpPool, Templates, Transport};
 use crate::error::ApiError;
-use crate::jobs::Worker;
+use crate::jobs::{MailRenderer, Worker};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::signup::{SignupPolicy, SignupQueue};
@@ -97,10 +97,12 @@ impl Application {
         let worker = Arc::new(Worker {
             db: db.clone(),
             mailer,
-            templates: templates.clone(),
-            tokens: manage_tokens.clone(),
-            base_url: settings.base_url(),
-            confirm_ttl_days: (i64::from(settings.confirm_ttl_hours) + 23) / 24,
+            renderer: MailRenderer {
+                templates: templates.clone(),
+                tokens: manage_tokens.clone(),
+                base_url: settings.base_url(),
+                confirm_ttl_days: i64::from(settings.confirm_ttl_hours.div_ceil(24)),
+            },
             concurrency: settings.mail_concurrency,
             metrics: metrics.clone(),
         });

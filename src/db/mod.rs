@@ -94,6 +94,9 @@ impl ManageConnection for ConnManager {
 pub struct Db {
     pool: Pool,
     backend: Backend,
+    /// SQLite has one writer at a time. Writers in this process queue here, in order, instead of
+    /// in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+    write_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +138,11 @@ impl Db {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .context("building the database pool")?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            write_lock: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -163,6 +170,28 @@ impl Db {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(DbError::from)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(DbError::from)?
+    }
+}
+
+impl Db {
+    /// Like `run`, for closures that write: on SQLite they take the process's write turn first.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let lock = (self.backend == Backend::Sqlite).then(|| self.write_lock.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(DbError::from)?;
+            let _turn = lock
+                .as_ref()
+                .map(|l| l.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
             f(&mut conn)
         })
         .await

@@ -125,10 +125,24 @@ pub fn replace_interests(
     slugs: &[&str],
     now: NaiveDateTime,
 ) -> QueryResult<()> {
+    clear_interests(conn, subscriber_id)?;
+    add_interests(conn, subscriber_id, slugs, now)
+}
+
+pub fn clear_interests(conn: &mut AnyConnection, subscriber_id: &str) -> QueryResult<()> {
     diesel::delete(
         subscriber_interests::table.filter(subscriber_interests::subscriber_id.eq(subscriber_id)),
     )
-    .execute(conn)?;
+    .execute(conn)
+    .map(drop)
+}
+
+pub fn add_interests(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+    slugs: &[&str],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
     for slug in slugs {
         diesel::insert_into(subscriber_interests::table)
             .values((

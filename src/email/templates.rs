@@ -32,7 +32,6 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "pages/error.html",
     "mail/base.html",
     "mail/footer.txt",
-    "mail/macros.txt",
     "mail/confirmation.html",
     "mail/confirmation.txt",
     "mail/welcome.html",
@@ -60,6 +59,7 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // minijinja escapes `.html` templates by default and leaves `.txt` alone.
         env.add_filter("fill", fill);
+        env.add_function("wrap", wrap);
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .with_context(|| format!("template {name}"))?;
@@ -135,4 +135,18 @@ fn fill(value: String, kwargs: Kwargs) -> Result<String, minijinja::Error> {
         out = out.replace(&format!("{{{key}}}"), &text);
     }
     Ok(out)
+}
+
+/// `{{ wrap(text, width=72, first="- ", rest="  ") }}`: one paragraph of a plain-text mail,
+/// re-flowed to `width` columns; `first` prefixes the first line and `rest` the others.
+fn wrap(text: String, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+    let width: Option<usize> = kwargs.get("width")?;
+    let first: Option<String> = kwargs.get("first")?;
+    let rest: Option<String> = kwargs.get("rest")?;
+    kwargs.assert_all_used()?;
+    let options = textwrap::Options::new(width.unwrap_or(72))
+        .initial_indent(first.as_deref().unwrap_or_default())
+        .subsequent_indent(rest.as_deref().unwrap_or_default())
+        .break_words(false);
+    Ok(textwrap::fill(&text, options))
 }

@@ -1,6 +1,8 @@
 //! Mail jobs: rendered at send time from the subscriber's current record, so an address that was
 //! erased, suppressed or already confirmed in the meantime gets nothing.
 
+use std::sync::Arc;
+
 use minijinja::context;
 use uuid::Uuid;
 
@@ -8,8 +10,8 @@ use super::{JobResult, Worker};
 use crate::db::jobs::ClaimedJob;
 use crate::db::{self, subscribers, suppressions};
 use crate::domain::{Language, SubscriberStatus, SuppressionReason};
-use crate::email::{OutgoingMail, SendError};
-use crate::tokens;
+use crate::email::{OutgoingMail, SendError, Templates};
+use crate::tokens::{self, ManageTokens};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MailKind {
@@ -91,12 +93,14 @@ fn load_recipient(
 }
 
 impl Worker {
-    /// Reads every claimed job's recipient in one database visit and renders the messages.
+    /// Reads every claimed job's recipient in one database visit and renders the messages there
+    /// too, on the blocking pool: rendering is CPU work that must not stall the async threads.
     pub(super) async fn prepare_mails(
         &self,
         jobs: Vec<ClaimedJob>,
     ) -> anyhow::Result<Vec<(ClaimedJob, Prepared)>> {
-        let loaded = self
+        let renderer = self.renderer.clone();
+        let prepared = self
             .db
             .run(move |conn| -> Result<_, db::DbError> {
                 let mut out = Vec::with_capacity(jobs.len());
@@ -105,20 +109,39 @@ impl Worker {
                         Some(id) => load_recipient(conn, id)?,
                         None => None,
                     };
-                    out.push((job, recipient));
+                    let prepared = renderer.prepare(&job, recipient);
+                    out.push((job, prepared));
                 }
                 Ok(out)
             })
             .await?;
-        Ok(loaded
-            .into_iter()
-            .map(|(job, recipient)| {
-                let prepared = self.prepare(&job, recipient);
-                (job, prepared)
-            })
-            .collect())
+        Ok(prepared)
     }
 
+    pub(super) async fn send_mail(&self, job: &ClaimedJob, mail: OutgoingMail) -> JobResult {
+        match self.mailer.send(&mail).await {
+            Ok(()) => {
+                tracing::info!(job_id = %job.id, kind = %job.kind, subscriber_id = ?job.subscriber_id, "mail sent");
+                JobResult::Done
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %e, "mail not sent");
+                JobResult::Failed(e)
+            }
+        }
+    }
+}
+
+/// Everything needed to turn a job into a message; cheap to clone into a blocking task.
+#[derive(Clone)]
+pub struct MailRenderer {
+    pub templates: Arc<Templates>,
+    pub tokens: ManageTokens,
+    pub base_url: String,
+    pub confirm_ttl_days: i64,
+}
+
+impl MailRenderer {
     fn prepare(&self, job: &ClaimedJob, recipient: Option<Recipient>) -> Prepared {
         let Some(kind) = MailKind::from_job_kind(&job.kind) else {
             return Err(JobResult::Failed(SendError::Permanent(format!(
@@ -140,19 +163,6 @@ impl Worker {
             tracing::error!(job_id = %job.id, kind = kind.job_kind(), error = format!("{e:#}"), "rendering a mail failed");
             JobResult::Failed(SendError::Permanent(format!("rendering: {e:#}")))
         })
-    }
-
-    pub(super) async fn send_mail(&self, job: &ClaimedJob, mail: OutgoingMail) -> JobResult {
-        match self.mailer.send(&mail).await {
-            Ok(()) => {
-                tracing::info!(job_id = %job.id, kind = %job.kind, subscriber_id = ?job.subscriber_id, "mail sent");
-                JobResult::Done
-            }
-            Err(e) => {
-                tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %e, "mail not sent");
-                JobResult::Failed(e)
-            }
-        }
     }
 
     fn render(

@@ -10,13 +10,12 @@ use chrono::{Duration, NaiveDateTime};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::Notify;
 
-pub use mail::MailKind;
+pub use mail::{MailKind, MailRenderer};
 
 use crate::db::jobs::{self as queue, ClaimedJob, NewJob};
 use crate::db::{self, AnyConnection, Db};
-use crate::email::{Mailer, SendError, Templates};
+use crate::email::{Mailer, SendError};
 use crate::metrics::Metrics;
-use crate::tokens::ManageTokens;
 
 /// Attempts before a mail is recorded as failed: with the backoff below, about 13 hours.
 pub const MAIL_MAX_ATTEMPTS: i32 = 20;
@@ -68,10 +67,7 @@ pub fn backoff(attempts: i32) -> Duration {
 pub struct Worker {
     pub db: Db,
     pub mailer: Arc<Mailer>,
-    pub templates: Arc<Templates>,
-    pub tokens: ManageTokens,
-    pub base_url: String,
-    pub confirm_ttl_days: i64,
+    pub renderer: MailRenderer,
     pub concurrency: usize,
     pub metrics: Metrics,
 }
@@ -93,7 +89,7 @@ impl Worker {
         loop {
             let claimed = self
                 .db
-                .run(move |conn| {
+                .write(move |conn| {
                     db::write_transaction(conn, |c| queue::claim_jobs(c, now, now + LEASE, ROUND))
                         .map_err(db::DbError::from)
                 })
@@ -133,7 +129,7 @@ impl Worker {
         }
         let finished_at = db::now().max(now);
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 db::write_transaction(conn, |conn| {
                     for (job, result) in outcomes {
                         match result {

@@ -103,7 +103,7 @@ async fn run_confirm(
     let evidence = evidence(state, req);
     let outcome = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             confirm::confirm(conn, &templates, &token, &evidence, db::now()).map_err(DbError::from)
         })
         .await?;
@@ -126,7 +126,7 @@ pub async fn renew(
     let policy = state.signup_policy();
     let result = state
         .db
-        .run(move |conn| confirm::renew(conn, &policy, &token, db::now()).map_err(DbError::from))
+        .write(move |conn| confirm::renew(conn, &policy, &token, db::now()).map_err(DbError::from))
         .await;
     match result {
         Ok((ConfirmOutcome::Invalid, _)) => outcome_page(&state, &req, ConfirmOutcome::Invalid, ""),

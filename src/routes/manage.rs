@@ -78,7 +78,7 @@ pub async fn unsubscribe(
     let target = id.clone();
     let result = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             manage::unsubscribe(conn, &templates, &target, &evidence, db::now())
                 .map_err(DbError::from)
         })
@@ -255,7 +255,7 @@ pub async fn update_preferences(
     let target = id.clone();
     let result = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             manage::update_preferences(conn, &templates, &target, &change, &evidence, db::now())
                 .map_err(DbError::from)
         })

@@ -150,6 +150,15 @@ async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> Han
             ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
         }
     })?;
+    // Bots that fill the hidden field get the normal answer, whatever else they sent.
+    if json
+        .website
+        .as_deref()
+        .is_some_and(|w| !w.trim().is_empty())
+    {
+        tracing::info!("honeypot field filled; signup ignored");
+        return Ok(accepted());
+    }
     let mut errors = validation_errors(json.validate());
     if json.attributes.len() > 50 {
         errors
@@ -173,10 +182,6 @@ async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> Han
         attributes: json.attributes,
     };
     let signup = parse_signup(raw, errors, req, state)?;
-    if json.website.is_some_and(|w| !w.trim().is_empty()) {
-        tracing::info!("honeypot field filled; signup ignored");
-        return Ok(accepted());
-    }
     match state.signups.submit(signup).await {
         Ok(_) => Ok(accepted()),
         Err(SignupError::Validation(errors)) => Err(ApiError::Validation(errors)),
@@ -213,17 +218,17 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
         source: form.source.as_deref(),
         attributes: Map::new(),
     };
+    let honeypot = form
+        .website
+        .as_deref()
+        .is_some_and(|w| !w.trim().is_empty());
     let result = match parse_signup(raw, errors, req, state) {
-        Err(e) => Err(e),
-        Ok(_)
-            if form
-                .website
-                .as_deref()
-                .is_some_and(|w| !w.trim().is_empty()) =>
-        {
+        // Bots that fill the hidden field get the normal answer, whatever else they sent.
+        _ if honeypot => {
             tracing::info!("honeypot field filled; signup ignored");
             Ok(())
         }
+        Err(e) => Err(e),
         Ok(signup) => match state.signups.submit(signup).await {
             Ok(_) => Ok(()),
             Err(SignupError::Validation(errors)) => Err(ApiError::Validation(errors)),
@@ -241,7 +246,16 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
         Some(target) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, target))
             .finish(),
-        None => Page::render(state, language, StatusCode::OK, "thanks", context! {}),
+        None => {
+            let expires_days = state.settings.confirm_ttl_hours.div_ceil(24);
+            Page::render(
+                state,
+                language,
+                StatusCode::OK,
+                "thanks",
+                context! { expires_days => expires_days },
+            )
+        }
     }
 }
 

@@ -41,7 +41,7 @@ impl SignupQueue {
                 let policy = policy.clone();
                 let size = signups.len();
                 let results = db
-                    .run(move |conn| {
+                    .write(move |conn| {
                         Ok::<_, crate::db::DbError>(apply_batch(
                             conn, &templates, &policy, &signups,
                         ))

@@ -231,7 +231,10 @@ pub fn apply_signup(
         return Ok(Ok(outcome));
     }
     let slugs: Vec<&str> = signup.interests.iter().map(InterestSlug::as_str).collect();
-    subscribers::replace_interests(conn, &subscriber_id, &slugs, now)?;
+    if existing.is_some() {
+        subscribers::clear_interests(conn, &subscriber_id)?;
+    }
+    subscribers::add_interests(conn, &subscriber_id, &slugs, now)?;
     insert_consent_event(
         conn,
         &ConsentEvent {
