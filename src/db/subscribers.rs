@@ -65,6 +65,23 @@ pub fn find_subscriber_by_email(
         .optional()
 }
 
+/// What a signup needs to know about an address: (id, status, attributes). Narrower than the
+/// whole row, since this runs for every public signup.
+#[derive(Queryable)]
+pub struct SignupState {
+    pub id: String,
+    pub status: String,
+    pub attributes: String,
+}
+
+pub fn find_signup_state(conn: &mut AnyConnection, email: &str) -> QueryResult<Option<SignupState>> {
+    subscribers::table
+        .filter(subscribers::email.eq(email))
+        .select((subscribers::id, subscribers::status, subscribers::attributes))
+        .first(conn)
+        .optional()
+}
+
 pub fn find_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Subscriber>> {
     subscribers::table
         .find(id)

@@ -3,15 +3,17 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::{apply_batch, Signup, SignupError, SignupOutcome, SignupPolicy};
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::email::Templates;
 use crate::metrics::Metrics;
 
 /// Largest number of signups committed together.
 const MAX_BATCH: usize = 512;
+/// Batches written at once on PostgreSQL.
+const POSTGRES_WRITERS: usize = 8;
 /// Requests waiting for a batch before callers are told to back off.
 const QUEUE_CAPACITY: usize = 8192;
 
@@ -33,38 +35,26 @@ impl SignupQueue {
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<(Signup, Reply)>(QUEUE_CAPACITY);
         let policy = Arc::new(policy);
+        // SQLite has one writer; PostgreSQL commits concurrent transactions in parallel, and a
+        // batch there waits mostly on round trips, so several batches are kept in flight.
+        let writers = Arc::new(Semaphore::new(match db.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_WRITERS,
+        }));
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let (signups, replies): (Vec<Signup>, Vec<Reply>) = batch.drain(..).unzip();
-                let templates = templates.clone();
-                let policy = policy.clone();
-                let size = signups.len();
-                let results = db
-                    .write(move |conn| {
-                        Ok::<_, crate::db::DbError>(apply_batch(
-                            conn, &templates, &policy, &signups,
-                        ))
-                    })
-                    .await
-                    .unwrap_or_else(|e| {
-                        let message = e.to_string();
-                        (0..size)
-                            .map(|_| Err(SignupError::Store(anyhow::anyhow!(message.clone()))))
-                            .collect()
-                    });
-                metrics.signup_batch(size);
-                let mut queued_mail = false;
-                for (result, reply) in results.into_iter().zip(replies) {
-                    if let Ok(outcome) = &result {
-                        metrics.signup(outcome.as_str());
-                        queued_mail |= outcome.queued_mail();
-                    }
-                    let _ = reply.send(result);
+            loop {
+                let Ok(permit) = writers.clone().acquire_owned().await else { return };
+                // Requests gather here while every writer is busy: that is the batching.
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                    return;
                 }
-                if queued_mail {
-                    mail_ready.notify_one();
-                }
+                let (db, templates, policy) = (db.clone(), templates.clone(), policy.clone());
+                let (metrics, mail_ready) = (metrics.clone(), mail_ready.clone());
+                tokio::spawn(async move {
+                    write_batch(db, templates, policy, metrics, mail_ready, batch).await;
+                    drop(permit);
+                });
             }
         });
         Self { tx }
@@ -76,5 +66,36 @@ impl SignupQueue {
         let closed = || SignupError::Store(anyhow::anyhow!("the signup writer has stopped"));
         self.tx.send((signup, reply)).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+}
+
+async fn write_batch(
+    db: Db,
+    templates: Arc<Templates>,
+    policy: Arc<SignupPolicy>,
+    metrics: Metrics,
+    mail_ready: Arc<Notify>,
+    batch: Vec<(Signup, Reply)>,
+) {
+    let (signups, replies): (Vec<Signup>, Vec<Reply>) = batch.into_iter().unzip();
+    let size = signups.len();
+    let results = db
+        .write(move |conn| Ok::<_, crate::db::DbError>(apply_batch(conn, &templates, &policy, &signups)))
+        .await
+        .unwrap_or_else(|e| {
+            let message = e.to_string();
+            (0..size).map(|_| Err(SignupError::Store(anyhow::anyhow!(message.clone())))).collect()
+        });
+    metrics.signup_batch(size);
+    let mut queued_mail = false;
+    for (result, reply) in results.into_iter().zip(replies) {
+        if let Ok(outcome) = &result {
+            metrics.signup(outcome.as_str());
+            queued_mail |= outcome.queued_mail();
+        }
+        let _ = reply.send(result);
+    }
+    if queued_mail {
+        mail_ready.notify_one();
     }
 }

@@ -174,7 +174,7 @@ pub fn apply_signup(
     if matches!(suppression, Some(r) if r != SuppressionReason::Erased) {
         return Ok(Ok(SignupOutcome::Suppressed));
     }
-    let existing = subscribers::find_subscriber_by_email(conn, signup.email.as_str())?;
+    let existing = subscribers::find_signup_state(conn, signup.email.as_str())?;
     let (subscriber_id, outcome) = match &existing {
         None => {
             let id = db::new_id();
