@@ -7,7 +7,7 @@ use super::schema::consent_events;
 use super::AnyConnection;
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug, serde::Serialize)]
-#[diesel(table_name = consent_events)]
+#[diesel(table_name = consent_events, treat_none_as_default_value = false)]
 pub struct ConsentEvent {
     pub id: String,
     pub subscriber_id: String,

@@ -11,14 +11,14 @@ use super::AnyConnection;
 pub const QUEUED: &str = "queued";
 pub const RUNNING: &str = "running";
 
-#[derive(Insertable)]
-#[diesel(table_name = jobs)]
-pub struct NewJob<'a> {
-    pub id: &'a str,
-    pub kind: &'a str,
-    pub payload: &'a str,
-    pub subscriber_id: Option<&'a str>,
-    pub state: &'a str,
+#[derive(Insertable, Clone, Debug)]
+#[diesel(table_name = jobs, treat_none_as_default_value = false)]
+pub struct NewJob {
+    pub id: String,
+    pub kind: &'static str,
+    pub payload: String,
+    pub subscriber_id: Option<String>,
+    pub state: &'static str,
     pub attempts: i32,
     pub max_attempts: i32,
     pub run_at: NaiveDateTime,
@@ -146,6 +146,22 @@ pub fn retry_job(
     ))
     .execute(conn)
     .map(|n| n == 1)
+}
+
+/// For each of `subscriber_ids`: how many of `kinds` were queued since `since`, and the latest.
+pub fn recent_jobs_for_subscribers(
+    conn: &mut AnyConnection,
+    subscriber_ids: &[&str],
+    kinds: &[&str],
+    since: NaiveDateTime,
+) -> QueryResult<Vec<(Option<String>, i64, Option<NaiveDateTime>)>> {
+    jobs::table
+        .filter(jobs::subscriber_id.eq_any(subscriber_ids))
+        .filter(jobs::kind.eq_any(kinds))
+        .filter(jobs::created_at.ge(since))
+        .group_by(jobs::subscriber_id)
+        .select((jobs::subscriber_id, count_star(), max(jobs::created_at)))
+        .load(conn)
 }
 
 /// How many of `kinds` were queued for a subscriber since `since`, and when the last one was.

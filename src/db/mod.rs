@@ -1,6 +1,7 @@
 //! Database access: one connection type for SQLite and PostgreSQL, the pool, migrations, and the
 //! helper that runs diesel (which is synchronous) on the blocking thread pool.
 
+pub mod batch;
 pub mod confirmations;
 pub mod consent;
 pub mod interests;
@@ -20,6 +21,19 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Runs one diesel expression on the concrete connection inside an `AnyConnection`, for the
+/// statements the multi-backend connection cannot express (multi-row inserts). The expression
+/// is written once and compiled for each backend.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Sqlite($c) => $body,
+            $crate::db::AnyConnection::Postgresql($c) => $body,
+        }
+    };
+}
 
 /// A connection to either backend; queries are written once against it.
 #[derive(diesel::MultiConnection)]

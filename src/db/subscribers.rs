@@ -82,6 +82,18 @@ pub fn find_signup_state(conn: &mut AnyConnection, email: &str) -> QueryResult<O
         .optional()
 }
 
+/// `find_signup_state` for many addresses at once: (email, state) for those that exist.
+pub fn find_signup_states(conn: &mut AnyConnection, emails: &[&str]) -> QueryResult<Vec<(String, SignupState)>> {
+    let rows: Vec<(String, String, String, String)> = subscribers::table
+        .filter(subscribers::email.eq_any(emails))
+        .select((subscribers::email, subscribers::id, subscribers::status, subscribers::attributes))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(email, id, status, attributes)| (email, SignupState { id, status, attributes }))
+        .collect())
+}
+
 pub fn find_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Subscriber>> {
     subscribers::table
         .find(id)

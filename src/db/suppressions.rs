@@ -14,6 +14,14 @@ pub fn find_suppression(conn: &mut AnyConnection, email_hash: &str) -> QueryResu
         .optional()
 }
 
+/// (hash, reason) for those of `email_hashes` that are suppressed.
+pub fn find_suppressions(conn: &mut AnyConnection, email_hashes: &[String]) -> QueryResult<Vec<(String, String)>> {
+    suppressions::table
+        .filter(suppressions::email_hash.eq_any(email_hashes))
+        .select((suppressions::email_hash, suppressions::reason))
+        .load(conn)
+}
+
 pub fn insert_suppression(
     conn: &mut AnyConnection,
     email_hash: &str,

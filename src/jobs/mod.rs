@@ -24,7 +24,25 @@ const LEASE: Duration = Duration::minutes(5);
 /// How often an idle worker looks at the queue even without being woken.
 const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
 
-/// Queues a mail to a subscriber; the worker renders it when it is sent.
+/// The queue row for a mail to a subscriber; the worker renders the message when it sends it.
+pub fn mail_job(subscriber_id: &str, kind: MailKind, token: Option<&str>, now: NaiveDateTime) -> NewJob {
+    NewJob {
+        id: db::new_id(),
+        kind: kind.job_kind(),
+        payload: match token {
+            Some(token) => serde_json::json!({ "token": token }).to_string(),
+            None => "{}".to_owned(),
+        },
+        subscriber_id: Some(subscriber_id.to_owned()),
+        state: queue::QUEUED,
+        attempts: 0,
+        max_attempts: MAIL_MAX_ATTEMPTS,
+        run_at: now,
+        created_at: now,
+    }
+}
+
+/// Queues a mail to a subscriber.
 pub fn enqueue_mail(
     conn: &mut AnyConnection,
     subscriber_id: &str,
@@ -32,24 +50,7 @@ pub fn enqueue_mail(
     token: Option<&str>,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<()> {
-    let payload = match token {
-        Some(token) => serde_json::json!({ "token": token }).to_string(),
-        None => "{}".to_owned(),
-    };
-    queue::insert_job(
-        conn,
-        &NewJob {
-            id: &db::new_id(),
-            kind: kind.job_kind(),
-            payload: &payload,
-            subscriber_id: Some(subscriber_id),
-            state: queue::QUEUED,
-            attempts: 0,
-            max_attempts: MAIL_MAX_ATTEMPTS,
-            run_at: now,
-            created_at: now,
-        },
-    )
+    queue::insert_job(conn, &mail_job(subscriber_id, kind, token, now))
 }
 
 /// Delay before attempt `n + 1`: 30 s doubling per attempt, capped at one hour, with jitter.

@@ -5,14 +5,15 @@ mod batcher;
 pub mod confirm;
 pub mod manage;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{Duration, NaiveDateTime};
 use serde_json::{Map, Value};
 
 pub use batcher::SignupQueue;
 
-use crate::db::consent::{insert_consent_event, ConsentEvent};
+use crate::db::batch::{Inserts, InterestRow, SubscriberRow, TokenRow};
+use crate::db::consent::ConsentEvent;
 use crate::db::interests::{list_field_declarations, list_public_interests, Interest};
 use crate::db::{self, confirmations, subscribers, suppressions, AnyConnection};
 use crate::domain::{
@@ -154,90 +155,144 @@ impl PublicCatalog {
     }
 }
 
-/// Decides and writes one signup inside the caller's transaction. Validation failures write nothing.
-pub fn apply_signup(
+/// What the database already knows about the addresses of a batch, read with one query each.
+struct Known {
+    suppressed: HashMap<String, SuppressionReason>,
+    existing: HashMap<String, subscribers::SignupState>,
+    /// Subscriber id → (confirmations and notices in the last day, the latest).
+    recent: HashMap<String, (i64, Option<NaiveDateTime>)>,
+}
+
+impl Known {
+    fn load(conn: &mut AnyConnection, batch: &[Signup], now: NaiveDateTime) -> diesel::QueryResult<Self> {
+        let hashes: Vec<String> = batch.iter().map(|s| tokens::email_hash(s.email.as_str())).collect();
+        let suppressed = suppressions::find_suppressions(conn, &hashes)?
+            .into_iter()
+            .filter_map(|(hash, reason)| Some((hash, SuppressionReason::parse(&reason)?)))
+            .collect();
+        let emails: Vec<&str> = batch.iter().map(|s| s.email.as_str()).collect();
+        let existing: HashMap<_, _> = subscribers::find_signup_states(conn, &emails)?.into_iter().collect();
+        let ids: Vec<&str> = existing.values().map(|s| s.id.as_str()).collect();
+        let recent = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            let kinds = [MailKind::Confirmation.job_kind(), MailKind::AlreadySubscribed.job_kind()];
+            db::jobs::recent_jobs_for_subscribers(conn, &ids, &kinds, now - Duration::hours(24))?
+                .into_iter()
+                .filter_map(|(id, count, last)| Some((id?, (count, last))))
+                .collect()
+        };
+        Ok(Self { suppressed, existing, recent })
+    }
+
+    fn throttled(&self, subscriber_id: &str, now: NaiveDateTime) -> bool {
+        self.recent.get(subscriber_id).is_some_and(|(count, last)| {
+            *count >= RESENDS_PER_DAY || last.is_some_and(|t| t > now - Duration::minutes(RESEND_INTERVAL_MINUTES))
+        })
+    }
+}
+
+/// Decides every signup of a batch inside the caller's transaction and writes the result with
+/// one INSERT per table. A signup that fails validation writes nothing.
+fn apply_signups(
     conn: &mut AnyConnection,
-    catalog: &PublicCatalog,
     templates: &Templates,
     policy: &SignupPolicy,
-    signup: &Signup,
+    batch: &[Signup],
     now: NaiveDateTime,
-) -> Result<Result<SignupOutcome, FieldErrors>, diesel::result::Error> {
-    let attributes = match catalog.check(signup) {
-        Ok(a) => a,
-        Err(errors) => return Ok(Err(errors)),
-    };
-    let email_hash = tokens::email_hash(signup.email.as_str());
-    let suppression = suppressions::find_suppression(conn, &email_hash)?
-        .and_then(|r| SuppressionReason::parse(&r));
-    // An erased person may come back, but only through their own confirmation.
-    if matches!(suppression, Some(r) if r != SuppressionReason::Erased) {
-        return Ok(Ok(SignupOutcome::Suppressed));
-    }
-    let existing = subscribers::find_signup_state(conn, signup.email.as_str())?;
-    let (subscriber_id, outcome) = match &existing {
-        None => {
-            let id = db::new_id();
-            let attributes = Value::Object(attributes).to_string();
-            subscribers::insert_subscriber(
-                conn,
-                &subscribers::NewSubscriber {
-                    id: &id,
-                    email: signup.email.as_str(),
-                    name: signup.name.as_ref().map(Name::as_str),
+) -> diesel::QueryResult<Vec<Result<SignupOutcome, FieldErrors>>> {
+    let catalog = PublicCatalog::load(conn)?;
+    let known = Known::load(conn, batch, now)?;
+    let mut inserts = Inserts::default();
+    // Addresses that already got a message queued in this batch (the same form sent twice).
+    let mut queued: HashSet<&str> = HashSet::new();
+    let mut results = Vec::with_capacity(batch.len());
+    for signup in batch {
+        let attributes = match catalog.check(signup) {
+            Ok(a) => a,
+            Err(errors) => {
+                results.push(Err(errors));
+                continue;
+            }
+        };
+        let email = signup.email.as_str();
+        // An erased person may come back, but only through their own confirmation.
+        let suppressed = known
+            .suppressed
+            .get(&tokens::email_hash(email))
+            .is_some_and(|r| *r != SuppressionReason::Erased);
+        if suppressed {
+            results.push(Ok(SignupOutcome::Suppressed));
+            continue;
+        }
+        if queued.contains(email) {
+            results.push(Ok(SignupOutcome::Throttled));
+            continue;
+        }
+        let (subscriber_id, outcome) = match known.existing.get(email) {
+            None => {
+                let id = db::new_id();
+                inserts.subscribers.push(SubscriberRow {
+                    id: id.clone(),
+                    email: email.to_owned(),
+                    name: signup.name.as_ref().map(|n| n.as_str().to_owned()),
                     language: signup.language.as_str(),
                     status: SubscriberStatus::Pending.as_str(),
-                    attributes: &attributes,
-                    source: signup.source.as_deref(),
+                    attributes: Value::Object(attributes).to_string(),
+                    source: signup.source.clone(),
                     created_at: now,
                     updated_at: now,
-                },
-            )?;
-            (id, SignupOutcome::Created)
-        }
-        Some(row) => {
-            let outcome = match SubscriberStatus::parse(&row.status) {
-                Some(SubscriberStatus::Pending) => SignupOutcome::Resent,
-                Some(SubscriberStatus::Unsubscribed) => SignupOutcome::Reconsent,
-                Some(SubscriberStatus::Confirmed) => SignupOutcome::AlreadySubscribed,
-                _ => return Ok(Ok(SignupOutcome::Suppressed)),
-            };
-            if throttled(conn, &row.id, now)? {
-                return Ok(Ok(SignupOutcome::Throttled));
+                });
+                (id, SignupOutcome::Created)
             }
-            if outcome != SignupOutcome::AlreadySubscribed {
-                // Not receiving mail yet: the newest request describes what they want.
-                let mut merged: Map<String, Value> =
-                    serde_json::from_str(&row.attributes).unwrap_or_default();
-                merged.extend(attributes);
-                let merged = Value::Object(merged).to_string();
-                subscribers::update_profile(
-                    conn,
-                    &row.id,
-                    &subscribers::ProfileChanges {
-                        name: signup.name.as_ref().map(|n| Some(n.as_str())),
-                        language: Some(signup.language.as_str()),
-                        attributes: Some(&merged),
-                        source: signup.source.as_deref().map(Some),
-                        updated_at: now,
-                    },
-                )?;
+            Some(row) => {
+                let outcome = match SubscriberStatus::parse(&row.status) {
+                    Some(SubscriberStatus::Pending) => SignupOutcome::Resent,
+                    Some(SubscriberStatus::Unsubscribed) => SignupOutcome::Reconsent,
+                    Some(SubscriberStatus::Confirmed) => SignupOutcome::AlreadySubscribed,
+                    _ => {
+                        results.push(Ok(SignupOutcome::Suppressed));
+                        continue;
+                    }
+                };
+                if known.throttled(&row.id, now) {
+                    results.push(Ok(SignupOutcome::Throttled));
+                    continue;
+                }
+                if outcome != SignupOutcome::AlreadySubscribed {
+                    // Not receiving mail yet: the newest request describes what they want.
+                    let mut merged: Map<String, Value> = serde_json::from_str(&row.attributes).unwrap_or_default();
+                    merged.extend(attributes);
+                    let merged = Value::Object(merged).to_string();
+                    subscribers::update_profile(
+                        conn,
+                        &row.id,
+                        &subscribers::ProfileChanges {
+                            name: signup.name.as_ref().map(|n| Some(n.as_str())),
+                            language: Some(signup.language.as_str()),
+                            attributes: Some(&merged),
+                            source: signup.source.as_deref().map(Some),
+                            updated_at: now,
+                        },
+                    )?;
+                    subscribers::clear_interests(conn, &row.id)?;
+                }
+                (row.id.clone(), outcome)
             }
-            (row.id.clone(), outcome)
+        };
+        queued.insert(email);
+        if outcome == SignupOutcome::AlreadySubscribed {
+            inserts.jobs.push(jobs::mail_job(&subscriber_id, MailKind::AlreadySubscribed, None, now));
+            results.push(Ok(outcome));
+            continue;
         }
-    };
-    if outcome == SignupOutcome::AlreadySubscribed {
-        jobs::enqueue_mail(conn, &subscriber_id, MailKind::AlreadySubscribed, None, now)?;
-        return Ok(Ok(outcome));
-    }
-    let slugs: Vec<&str> = signup.interests.iter().map(InterestSlug::as_str).collect();
-    if existing.is_some() {
-        subscribers::clear_interests(conn, &subscriber_id)?;
-    }
-    subscribers::add_interests(conn, &subscriber_id, &slugs, now)?;
-    insert_consent_event(
-        conn,
-        &ConsentEvent {
+        let slugs: Vec<&str> = signup.interests.iter().map(InterestSlug::as_str).collect();
+        inserts.interests.extend(slugs.iter().map(|slug| InterestRow {
+            subscriber_id: subscriber_id.clone(),
+            interest_slug: (*slug).to_owned(),
+            created_at: now,
+        }));
+        inserts.consents.push(ConsentEvent {
             id: db::new_id(),
             subscriber_id: subscriber_id.clone(),
             action: "signup".into(),
@@ -249,10 +304,19 @@ pub fn apply_signup(
             ip: signup.evidence.ip.clone(),
             user_agent: signup.evidence.user_agent.clone(),
             created_at: now,
-        },
-    )?;
-    queue_confirmation(conn, &subscriber_id, policy, now)?;
-    Ok(Ok(outcome))
+        });
+        let token = tokens::random_token();
+        inserts.tokens.push(TokenRow {
+            token_hash: tokens::hash_token(&token),
+            subscriber_id: subscriber_id.clone(),
+            created_at: now,
+            expires_at: now + policy.confirm_ttl,
+        });
+        inserts.jobs.push(jobs::mail_job(&subscriber_id, MailKind::Confirmation, Some(&token), now));
+        results.push(Ok(outcome));
+    }
+    inserts.write(conn)?;
+    Ok(results)
 }
 
 /// Creates a confirmation token and queues the mail that carries it.
@@ -308,13 +372,7 @@ pub fn apply_batch(
     batch: &[Signup],
 ) -> Vec<Result<SignupOutcome, SignupError>> {
     let now = db::now();
-    let together = db::write_transaction(conn, |c| {
-        let catalog = PublicCatalog::load(c)?;
-        batch
-            .iter()
-            .map(|s| apply_signup(c, &catalog, templates, policy, s, now))
-            .collect::<Result<Vec<_>, _>>()
-    });
+    let together = db::write_transaction(conn, |c| apply_signups(c, templates, policy, batch, now));
     match together {
         Ok(results) => results
             .into_iter()
