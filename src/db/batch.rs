@@ -56,7 +56,9 @@ const CHUNK: usize = 256;
 macro_rules! insert_all {
     ($conn:expr, $table:expr, $rows:expr) => {
         for chunk in $rows.chunks(CHUNK) {
-            crate::on_backend!(&mut *$conn, |c| diesel::insert_into($table).values(chunk).execute(c))?;
+            crate::on_backend!(&mut *$conn, |c| diesel::insert_into($table)
+                .values(chunk)
+                .execute(c))?;
         }
     };
 }

@@ -125,6 +125,35 @@ pub fn finish_job(
     .map(|n| n == 1)
 }
 
+/// Finishes many jobs of one claim at once; `lease_until` identifies the claim, so jobs another
+/// worker has taken over since (after the lease ran out) are left alone.
+pub fn finish_jobs(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+    lease_until: NaiveDateTime,
+    state: &str,
+    error: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(
+        jobs::table
+            .filter(jobs::id.eq_any(ids))
+            .filter(jobs::state.eq(RUNNING))
+            .filter(jobs::locked_until.eq(lease_until)),
+    )
+    .set((
+        jobs::state.eq(state),
+        jobs::payload.eq("{}"),
+        jobs::last_error.eq(error),
+        jobs::locked_until.eq(None::<NaiveDateTime>),
+        jobs::finished_at.eq(Some(now)),
+    ))
+    .execute(conn)
+}
+
 /// Puts a claimed job back in the queue to be tried again at `run_at`.
 pub fn retry_job(
     conn: &mut AnyConnection,

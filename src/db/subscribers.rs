@@ -74,23 +74,47 @@ pub struct SignupState {
     pub attributes: String,
 }
 
-pub fn find_signup_state(conn: &mut AnyConnection, email: &str) -> QueryResult<Option<SignupState>> {
+pub fn find_signup_state(
+    conn: &mut AnyConnection,
+    email: &str,
+) -> QueryResult<Option<SignupState>> {
     subscribers::table
         .filter(subscribers::email.eq(email))
-        .select((subscribers::id, subscribers::status, subscribers::attributes))
+        .select((
+            subscribers::id,
+            subscribers::status,
+            subscribers::attributes,
+        ))
         .first(conn)
         .optional()
 }
 
 /// `find_signup_state` for many addresses at once: (email, state) for those that exist.
-pub fn find_signup_states(conn: &mut AnyConnection, emails: &[&str]) -> QueryResult<Vec<(String, SignupState)>> {
+pub fn find_signup_states(
+    conn: &mut AnyConnection,
+    emails: &[&str],
+) -> QueryResult<Vec<(String, SignupState)>> {
     let rows: Vec<(String, String, String, String)> = subscribers::table
         .filter(subscribers::email.eq_any(emails))
-        .select((subscribers::email, subscribers::id, subscribers::status, subscribers::attributes))
+        .select((
+            subscribers::email,
+            subscribers::id,
+            subscribers::status,
+            subscribers::attributes,
+        ))
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(email, id, status, attributes)| (email, SignupState { id, status, attributes }))
+        .map(|(email, id, status, attributes)| {
+            (
+                email,
+                SignupState {
+                    id,
+                    status,
+                    attributes,
+                },
+            )
+        })
         .collect())
 }
 
@@ -100,6 +124,32 @@ pub fn find_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<Option
         .select(Subscriber::as_select())
         .first(conn)
         .optional()
+}
+
+pub fn find_subscribers(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<Subscriber>> {
+    subscribers::table
+        .filter(subscribers::id.eq_any(ids))
+        .select(Subscriber::as_select())
+        .load(conn)
+}
+
+/// (subscriber id, interest) for every interest of the given subscribers.
+pub fn list_interests_of(
+    conn: &mut AnyConnection,
+    subscriber_ids: &[&str],
+) -> QueryResult<Vec<(String, super::interests::Interest)>> {
+    subscriber_interests::table
+        .inner_join(interests::table)
+        .filter(subscriber_interests::subscriber_id.eq_any(subscriber_ids))
+        .order((
+            subscriber_interests::subscriber_id.asc(),
+            interests::slug.asc(),
+        ))
+        .select((
+            subscriber_interests::subscriber_id,
+            super::interests::Interest::as_select(),
+        ))
+        .load(conn)
 }
 
 pub fn update_profile(

@@ -15,7 +15,10 @@ pub fn find_suppression(conn: &mut AnyConnection, email_hash: &str) -> QueryResu
 }
 
 /// (hash, reason) for those of `email_hashes` that are suppressed.
-pub fn find_suppressions(conn: &mut AnyConnection, email_hashes: &[String]) -> QueryResult<Vec<(String, String)>> {
+pub fn find_suppressions(
+    conn: &mut AnyConnection,
+    email_hashes: &[String],
+) -> QueryResult<Vec<(String, String)>> {
     suppressions::table
         .filter(suppressions::email_hash.eq_any(email_hashes))
         .select((suppressions::email_hash, suppressions::reason))

@@ -25,7 +25,12 @@ const LEASE: Duration = Duration::minutes(5);
 const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
 
 /// The queue row for a mail to a subscriber; the worker renders the message when it sends it.
-pub fn mail_job(subscriber_id: &str, kind: MailKind, token: Option<&str>, now: NaiveDateTime) -> NewJob {
+pub fn mail_job(
+    subscriber_id: &str,
+    kind: MailKind,
+    token: Option<&str>,
+    now: NaiveDateTime,
+) -> NewJob {
     NewJob {
         id: db::new_id(),
         kind: kind.job_kind(),
@@ -129,30 +134,43 @@ impl Worker {
             }
         }
         let finished_at = db::now().max(now);
+        let lease_until = now + LEASE;
         self.db
             .write(move |conn| {
                 db::write_transaction(conn, |conn| {
-                    for (job, result) in outcomes {
+                    // The common outcomes in one statement each; the rare ones row by row.
+                    let mut done = Vec::new();
+                    let mut dropped: Vec<(&str, &'static str)> = Vec::new();
+                    for (job, result) in &outcomes {
                         match result {
-                            JobResult::Done => {
-                                queue::finish_job(conn, &job, "done", None, finished_at)
-                            }
-                            JobResult::Dropped(why) => {
-                                queue::finish_job(conn, &job, "dropped", Some(why), finished_at)
-                            }
+                            JobResult::Done => done.push(job.id.as_str()),
+                            JobResult::Dropped(why) => dropped.push((job.id.as_str(), why)),
                             JobResult::Failed(SendError::Transient(e))
                                 if job.attempts < job.max_attempts =>
                             {
-                                queue::retry_job(conn, &job, &e, now + backoff(job.attempts))
+                                queue::retry_job(conn, job, e, now + backoff(job.attempts))?;
                             }
-                            JobResult::Failed(e) => queue::finish_job(
-                                conn,
-                                &job,
-                                "failed",
-                                Some(&e.to_string()),
-                                finished_at,
-                            ),
-                        }?;
+                            JobResult::Failed(e) => {
+                                queue::finish_job(
+                                    conn,
+                                    job,
+                                    "failed",
+                                    Some(&e.to_string()),
+                                    finished_at,
+                                )?;
+                            }
+                        }
+                    }
+                    queue::finish_jobs(conn, &done, lease_until, "done", None, finished_at)?;
+                    for (id, why) in dropped {
+                        queue::finish_jobs(
+                            conn,
+                            &[id],
+                            lease_until,
+                            "dropped",
+                            Some(why),
+                            finished_at,
+                        )?;
                     }
                     Ok::<(), diesel::result::Error>(())
                 })

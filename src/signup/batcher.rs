@@ -43,7 +43,9 @@ impl SignupQueue {
         }));
         tokio::spawn(async move {
             loop {
-                let Ok(permit) = writers.clone().acquire_owned().await else { return };
+                let Ok(permit) = writers.clone().acquire_owned().await else {
+                    return;
+                };
                 // Requests gather here while every writer is busy: that is the batching.
                 let mut batch = Vec::with_capacity(MAX_BATCH);
                 if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -80,11 +82,15 @@ async fn write_batch(
     let (signups, replies): (Vec<Signup>, Vec<Reply>) = batch.into_iter().unzip();
     let size = signups.len();
     let results = db
-        .write(move |conn| Ok::<_, crate::db::DbError>(apply_batch(conn, &templates, &policy, &signups)))
+        .write(move |conn| {
+            Ok::<_, crate::db::DbError>(apply_batch(conn, &templates, &policy, &signups))
+        })
         .await
         .unwrap_or_else(|e| {
             let message = e.to_string();
-            (0..size).map(|_| Err(SignupError::Store(anyhow::anyhow!(message.clone())))).collect()
+            (0..size)
+                .map(|_| Err(SignupError::Store(anyhow::anyhow!(message.clone()))))
+                .collect()
         });
     metrics.signup_batch(size);
     let mut queued_mail = false;

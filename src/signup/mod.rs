@@ -164,30 +164,47 @@ struct Known {
 }
 
 impl Known {
-    fn load(conn: &mut AnyConnection, batch: &[Signup], now: NaiveDateTime) -> diesel::QueryResult<Self> {
-        let hashes: Vec<String> = batch.iter().map(|s| tokens::email_hash(s.email.as_str())).collect();
+    fn load(
+        conn: &mut AnyConnection,
+        batch: &[Signup],
+        now: NaiveDateTime,
+    ) -> diesel::QueryResult<Self> {
+        let hashes: Vec<String> = batch
+            .iter()
+            .map(|s| tokens::email_hash(s.email.as_str()))
+            .collect();
         let suppressed = suppressions::find_suppressions(conn, &hashes)?
             .into_iter()
             .filter_map(|(hash, reason)| Some((hash, SuppressionReason::parse(&reason)?)))
             .collect();
         let emails: Vec<&str> = batch.iter().map(|s| s.email.as_str()).collect();
-        let existing: HashMap<_, _> = subscribers::find_signup_states(conn, &emails)?.into_iter().collect();
+        let existing: HashMap<_, _> = subscribers::find_signup_states(conn, &emails)?
+            .into_iter()
+            .collect();
         let ids: Vec<&str> = existing.values().map(|s| s.id.as_str()).collect();
         let recent = if ids.is_empty() {
             HashMap::new()
         } else {
-            let kinds = [MailKind::Confirmation.job_kind(), MailKind::AlreadySubscribed.job_kind()];
+            let kinds = [
+                MailKind::Confirmation.job_kind(),
+                MailKind::AlreadySubscribed.job_kind(),
+            ];
             db::jobs::recent_jobs_for_subscribers(conn, &ids, &kinds, now - Duration::hours(24))?
                 .into_iter()
                 .filter_map(|(id, count, last)| Some((id?, (count, last))))
                 .collect()
         };
-        Ok(Self { suppressed, existing, recent })
+        Ok(Self {
+            suppressed,
+            existing,
+            recent,
+        })
     }
 
     fn throttled(&self, subscriber_id: &str, now: NaiveDateTime) -> bool {
         self.recent.get(subscriber_id).is_some_and(|(count, last)| {
-            *count >= RESENDS_PER_DAY || last.is_some_and(|t| t > now - Duration::minutes(RESEND_INTERVAL_MINUTES))
+            *count >= RESENDS_PER_DAY
+                || last.is_some_and(|t| t > now - Duration::minutes(RESEND_INTERVAL_MINUTES))
         })
     }
 }
@@ -261,7 +278,8 @@ fn apply_signups(
                 }
                 if outcome != SignupOutcome::AlreadySubscribed {
                     // Not receiving mail yet: the newest request describes what they want.
-                    let mut merged: Map<String, Value> = serde_json::from_str(&row.attributes).unwrap_or_default();
+                    let mut merged: Map<String, Value> =
+                        serde_json::from_str(&row.attributes).unwrap_or_default();
                     merged.extend(attributes);
                     let merged = Value::Object(merged).to_string();
                     subscribers::update_profile(
@@ -282,16 +300,23 @@ fn apply_signups(
         };
         queued.insert(email);
         if outcome == SignupOutcome::AlreadySubscribed {
-            inserts.jobs.push(jobs::mail_job(&subscriber_id, MailKind::AlreadySubscribed, None, now));
+            inserts.jobs.push(jobs::mail_job(
+                &subscriber_id,
+                MailKind::AlreadySubscribed,
+                None,
+                now,
+            ));
             results.push(Ok(outcome));
             continue;
         }
         let slugs: Vec<&str> = signup.interests.iter().map(InterestSlug::as_str).collect();
-        inserts.interests.extend(slugs.iter().map(|slug| InterestRow {
-            subscriber_id: subscriber_id.clone(),
-            interest_slug: (*slug).to_owned(),
-            created_at: now,
-        }));
+        inserts
+            .interests
+            .extend(slugs.iter().map(|slug| InterestRow {
+                subscriber_id: subscriber_id.clone(),
+                interest_slug: (*slug).to_owned(),
+                created_at: now,
+            }));
         inserts.consents.push(ConsentEvent {
             id: db::new_id(),
             subscriber_id: subscriber_id.clone(),
@@ -312,7 +337,12 @@ fn apply_signups(
             created_at: now,
             expires_at: now + policy.confirm_ttl,
         });
-        inserts.jobs.push(jobs::mail_job(&subscriber_id, MailKind::Confirmation, Some(&token), now));
+        inserts.jobs.push(jobs::mail_job(
+            &subscriber_id,
+            MailKind::Confirmation,
+            Some(&token),
+            now,
+        ));
         results.push(Ok(outcome));
     }
     inserts.write(conn)?;
