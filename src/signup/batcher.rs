@@ -81,6 +81,7 @@ async fn write_batch(
 ) {
     let (signups, replies): (Vec<Signup>, Vec<Reply>) = batch.into_iter().unzip();
     let size = signups.len();
+    let started = std::time::Instant::now();
     let results = db
         .write(move |conn| {
             Ok::<_, crate::db::DbError>(apply_batch(conn, &templates, &policy, &signups))
@@ -93,6 +94,11 @@ async fn write_batch(
                 .collect()
         });
     metrics.signup_batch(size);
+    tracing::debug!(
+        size,
+        micros = started.elapsed().as_micros() as u64,
+        "signup batch written"
+    );
     let mut queued_mail = false;
     for (result, reply) in results.into_iter().zip(replies) {
         if let Ok(outcome) = &result {

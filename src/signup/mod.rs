@@ -106,15 +106,25 @@ pub struct PublicCatalog {
 }
 
 impl PublicCatalog {
-    pub fn load(conn: &mut AnyConnection) -> diesel::QueryResult<Self> {
-        let interests = list_public_interests(conn)?
-            .into_iter()
-            .map(|i| (i.slug.clone(), i))
-            .collect();
-        let fields = list_field_declarations(conn)?
-            .into_iter()
-            .map(|f| (f.key.clone(), f))
-            .collect();
+    /// Reads what `batch` refers to: interests only if some signup names one, fields only if
+    /// some signup sets an attribute (most signups need neither query).
+    pub fn load(conn: &mut AnyConnection, batch: &[Signup]) -> diesel::QueryResult<Self> {
+        let interests = if batch.iter().any(|s| !s.interests.is_empty()) {
+            list_public_interests(conn)?
+                .into_iter()
+                .map(|i| (i.slug.clone(), i))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let fields = if batch.iter().any(|s| !s.attributes.is_empty()) {
+            list_field_declarations(conn)?
+                .into_iter()
+                .map(|f| (f.key.clone(), f))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         Ok(Self { interests, fields })
     }
 
@@ -218,7 +228,7 @@ fn apply_signups(
     batch: &[Signup],
     now: NaiveDateTime,
 ) -> diesel::QueryResult<Vec<Result<SignupOutcome, FieldErrors>>> {
-    let catalog = PublicCatalog::load(conn)?;
+    let catalog = PublicCatalog::load(conn, batch)?;
     let known = Known::load(conn, batch, now)?;
     let mut inserts = Inserts::default();
     // Addresses that already got a message queued in this batch (the same form sent twice).
