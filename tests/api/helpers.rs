@@ -21,6 +21,7 @@ pub struct TestApp {
     pub worker: Arc<Worker>,
     pub db: Db,
     pub sent: Arc<Mutex<Vec<SentMessage>>>,
+    pub database_url: String,
     dir: PathBuf,
     postgres: Option<(String, String)>,
 }
@@ -82,6 +83,26 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn(configure, Some(Transport::Memory(sent.clone())), true, sent).await
 }
 
+/// A second process on the same database as `other` (its own server, worker and mail store).
+pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
+    let url = other.database_url.clone();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let mut app = spawn(
+        |s| s.database_url = url,
+        Some(Transport::Memory(sent.clone())),
+        true,
+        sent,
+    )
+    .await;
+    // The database belongs to `other`: drop the unused one made for this app, keep the shared one.
+    if let Some((admin, name)) = app.postgres.take() {
+        if let Ok(mut conn) = PgConnection::establish(&admin) {
+            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""));
+        }
+    }
+    app
+}
+
 /// An application whose mail goes through `ENLACE_SMTP_URL` and whose worker runs by itself.
 pub async fn spawn_app_with_smtp(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn(configure, None, false, Arc::new(Mutex::new(Vec::new()))).await
@@ -128,6 +149,7 @@ async fn spawn(
         .parse()
         .unwrap();
     configure(&mut settings);
+    let database_url = settings.database_url.clone();
     let options = Options {
         transport,
         manual_worker,
@@ -148,6 +170,7 @@ async fn spawn(
         worker,
         db,
         sent,
+        database_url,
         dir,
         postgres,
     }
