@@ -76,13 +76,6 @@ pub fn insert_custom_field(conn: &mut AnyConnection, field: &CustomField) -> Que
         .map(drop)
 }
 
-pub fn list_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Interest>> {
-    interests::table
-        .order(interests::slug.asc())
-        .select(Interest::as_select())
-        .load(conn)
-}
-
 pub fn list_public_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Interest>> {
     interests::table
         .filter(interests::public.eq(true))

@@ -36,18 +36,6 @@ pub struct ClaimedJob {
     pub max_attempts: i32,
 }
 
-#[derive(Queryable, Selectable, Clone, Debug, serde::Serialize)]
-#[diesel(table_name = jobs)]
-pub struct JobRecord {
-    pub id: String,
-    pub kind: String,
-    pub state: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub created_at: NaiveDateTime,
-    pub finished_at: Option<NaiveDateTime>,
-}
-
 pub fn insert_job(conn: &mut AnyConnection, job: &NewJob) -> QueryResult<()> {
     diesel::insert_into(jobs::table)
         .values(job)
@@ -99,34 +87,9 @@ pub fn claim_jobs(
     .get_results(conn)
 }
 
-/// Finishes a claimed job (only if this claim still holds it). The payload is cleared: it may
+/// Finishes jobs of one claim; `lease_until` identifies the claim, so jobs another worker has
+/// taken over since (after the lease ran out) are left alone. The payload is cleared: it may
 /// hold a confirmation token that has no business outliving the delivery.
-pub fn finish_job(
-    conn: &mut AnyConnection,
-    job: &ClaimedJob,
-    state: &str,
-    error: Option<&str>,
-    now: NaiveDateTime,
-) -> QueryResult<bool> {
-    diesel::update(
-        jobs::table
-            .find(&job.id)
-            .filter(jobs::state.eq(RUNNING))
-            .filter(jobs::attempts.eq(job.attempts)),
-    )
-    .set((
-        jobs::state.eq(state),
-        jobs::payload.eq("{}"),
-        jobs::last_error.eq(error),
-        jobs::locked_until.eq(None::<NaiveDateTime>),
-        jobs::finished_at.eq(Some(now)),
-    ))
-    .execute(conn)
-    .map(|n| n == 1)
-}
-
-/// Finishes many jobs of one claim at once; `lease_until` identifies the claim, so jobs another
-/// worker has taken over since (after the lease ran out) are left alone.
 pub fn finish_jobs(
     conn: &mut AnyConnection,
     ids: &[&str],
@@ -177,13 +140,16 @@ pub fn retry_job(
     .map(|n| n == 1)
 }
 
+/// (subscriber id, how many, the latest `created_at`).
+pub type RecentJobs = (Option<String>, i64, Option<NaiveDateTime>);
+
 /// For each of `subscriber_ids`: how many of `kinds` were queued since `since`, and the latest.
 pub fn recent_jobs_for_subscribers(
     conn: &mut AnyConnection,
     subscriber_ids: &[&str],
     kinds: &[&str],
     since: NaiveDateTime,
-) -> QueryResult<Vec<(Option<String>, i64, Option<NaiveDateTime>)>> {
+) -> QueryResult<Vec<RecentJobs>> {
     jobs::table
         .filter(jobs::subscriber_id.eq_any(subscriber_ids))
         .filter(jobs::kind.eq_any(kinds))
@@ -191,21 +157,6 @@ pub fn recent_jobs_for_subscribers(
         .group_by(jobs::subscriber_id)
         .select((jobs::subscriber_id, count_star(), max(jobs::created_at)))
         .load(conn)
-}
-
-/// How many of `kinds` were queued for a subscriber since `since`, and when the last one was.
-pub fn recent_jobs_for_subscriber(
-    conn: &mut AnyConnection,
-    subscriber_id: &str,
-    kinds: &[&str],
-    since: NaiveDateTime,
-) -> QueryResult<(i64, Option<NaiveDateTime>)> {
-    jobs::table
-        .filter(jobs::subscriber_id.eq(subscriber_id))
-        .filter(jobs::kind.eq_any(kinds))
-        .filter(jobs::created_at.ge(since))
-        .select((count_star(), max(jobs::created_at)))
-        .first(conn)
 }
 
 /// Jobs waiting or running.
@@ -222,15 +173,4 @@ pub fn next_run_at(conn: &mut AnyConnection) -> QueryResult<Option<NaiveDateTime
         .filter(jobs::state.eq(QUEUED))
         .select(diesel::dsl::min(jobs::run_at))
         .first(conn)
-}
-
-pub fn list_jobs_for_subscriber(
-    conn: &mut AnyConnection,
-    subscriber_id: &str,
-) -> QueryResult<Vec<JobRecord>> {
-    jobs::table
-        .filter(jobs::subscriber_id.eq(subscriber_id))
-        .order(jobs::created_at.asc())
-        .select(JobRecord::as_select())
-        .load(conn)
 }

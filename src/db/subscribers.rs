@@ -22,20 +22,6 @@ pub struct Subscriber {
     pub unsubscribed_at: Option<NaiveDateTime>,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = subscribers)]
-pub struct NewSubscriber<'a> {
-    pub id: &'a str,
-    pub email: &'a str,
-    pub name: Option<&'a str>,
-    pub language: &'a str,
-    pub status: &'a str,
-    pub attributes: &'a str,
-    pub source: Option<&'a str>,
-    pub created_at: NaiveDateTime,
-    pub updated_at: NaiveDateTime,
-}
-
 /// Profile fields a signup or the preferences page may change.
 #[derive(AsChangeset)]
 #[diesel(table_name = subscribers)]
@@ -45,13 +31,6 @@ pub struct ProfileChanges<'a> {
     pub attributes: Option<&'a str>,
     pub source: Option<Option<&'a str>>,
     pub updated_at: NaiveDateTime,
-}
-
-pub fn insert_subscriber(conn: &mut AnyConnection, new: &NewSubscriber) -> QueryResult<()> {
-    diesel::insert_into(subscribers::table)
-        .values(new)
-        .execute(conn)
-        .map(drop)
 }
 
 pub fn find_subscriber_by_email(
@@ -65,31 +44,15 @@ pub fn find_subscriber_by_email(
         .optional()
 }
 
-/// What a signup needs to know about an address: (id, status, attributes). Narrower than the
-/// whole row, since this runs for every public signup.
-#[derive(Queryable)]
+/// What a signup needs to know about an existing address. Narrower than the whole row, since
+/// it is read for every public signup.
 pub struct SignupState {
     pub id: String,
     pub status: String,
     pub attributes: String,
 }
 
-pub fn find_signup_state(
-    conn: &mut AnyConnection,
-    email: &str,
-) -> QueryResult<Option<SignupState>> {
-    subscribers::table
-        .filter(subscribers::email.eq(email))
-        .select((
-            subscribers::id,
-            subscribers::status,
-            subscribers::attributes,
-        ))
-        .first(conn)
-        .optional()
-}
-
-/// `find_signup_state` for many addresses at once: (email, state) for those that exist.
+/// (email, state) for those of `emails` that exist.
 pub fn find_signup_states(
     conn: &mut AnyConnection,
     emails: &[&str],

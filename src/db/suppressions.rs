@@ -1,6 +1,5 @@
 //! The suppression list: hashes of addresses that must never be mailed.
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::suppressions;
@@ -23,22 +22,6 @@ pub fn find_suppressions(
         .filter(suppressions::email_hash.eq_any(email_hashes))
         .select((suppressions::email_hash, suppressions::reason))
         .load(conn)
-}
-
-pub fn insert_suppression(
-    conn: &mut AnyConnection,
-    email_hash: &str,
-    reason: &str,
-    now: NaiveDateTime,
-) -> QueryResult<()> {
-    diesel::insert_into(suppressions::table)
-        .values((
-            suppressions::email_hash.eq(email_hash),
-            suppressions::reason.eq(reason),
-            suppressions::created_at.eq(now),
-        ))
-        .execute(conn)
-        .map(drop)
 }
 
 pub fn delete_suppression(

@@ -151,11 +151,13 @@ impl Worker {
                                 queue::retry_job(conn, job, e, now + backoff(job.attempts))?;
                             }
                             JobResult::Failed(e) => {
-                                queue::finish_job(
+                                let error = e.to_string();
+                                queue::finish_jobs(
                                     conn,
-                                    job,
+                                    &[job.id.as_str()],
+                                    lease_until,
                                     "failed",
-                                    Some(&e.to_string()),
+                                    Some(&error),
                                     finished_at,
                                 )?;
                             }

@@ -192,18 +192,7 @@ impl Known {
             .into_iter()
             .collect();
         let ids: Vec<&str> = existing.values().map(|s| s.id.as_str()).collect();
-        let recent = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            let kinds = [
-                MailKind::Confirmation.job_kind(),
-                MailKind::AlreadySubscribed.job_kind(),
-            ];
-            db::jobs::recent_jobs_for_subscribers(conn, &ids, &kinds, now - Duration::hours(24))?
-                .into_iter()
-                .filter_map(|(id, count, last)| Some((id?, (count, last))))
-                .collect()
-        };
+        let recent = recent_notices(conn, &ids, now)?;
         Ok(Self {
             suppressed,
             existing,
@@ -212,10 +201,7 @@ impl Known {
     }
 
     fn throttled(&self, subscriber_id: &str, now: NaiveDateTime) -> bool {
-        self.recent.get(subscriber_id).is_some_and(|(count, last)| {
-            *count >= RESENDS_PER_DAY
-                || last.is_some_and(|t| t > now - Duration::minutes(RESEND_INTERVAL_MINUTES))
-        })
+        too_soon(self.recent.get(subscriber_id), now)
     }
 }
 
@@ -389,18 +375,41 @@ pub fn throttled(
     subscriber_id: &str,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<bool> {
+    Ok(too_soon(
+        recent_notices(conn, &[subscriber_id], now)?.get(subscriber_id),
+        now,
+    ))
+}
+
+/// Confirmations and notices queued in the last day, per subscriber: (how many, the latest).
+fn recent_notices(
+    conn: &mut AnyConnection,
+    subscriber_ids: &[&str],
+    now: NaiveDateTime,
+) -> diesel::QueryResult<HashMap<String, (i64, Option<NaiveDateTime>)>> {
+    if subscriber_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let kinds = [
         MailKind::Confirmation.job_kind(),
         MailKind::AlreadySubscribed.job_kind(),
     ];
-    let (count, last) = db::jobs::recent_jobs_for_subscriber(
+    Ok(db::jobs::recent_jobs_for_subscribers(
         conn,
-        subscriber_id,
+        subscriber_ids,
         &kinds,
         now - Duration::hours(24),
-    )?;
-    Ok(count >= RESENDS_PER_DAY
-        || last.is_some_and(|t| t > now - Duration::minutes(RESEND_INTERVAL_MINUTES)))
+    )?
+    .into_iter()
+    .filter_map(|(id, count, last)| Some((id?, (count, last))))
+    .collect())
+}
+
+fn too_soon(recent: Option<&(i64, Option<NaiveDateTime>)>, now: NaiveDateTime) -> bool {
+    recent.is_some_and(|(count, last)| {
+        *count >= RESENDS_PER_DAY
+            || last.is_some_and(|t| t > now - Duration::minutes(RESEND_INTERVAL_MINUTES))
+    })
 }
 
 /// Runs a group of signups in one transaction (one durable commit for all of them). If the
