@@ -150,3 +150,65 @@ fn wrap(text: String, kwargs: Kwargs) -> Result<String, minijinja::Error> {
         .break_words(false);
     Ok(textwrap::fill(&text, options))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = format!("{prefix}{key}");
+            match value {
+                toml::Value::Table(inner) => keys(inner, &format!("{path}."), out),
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn both_catalogs_have_the_same_keys() {
+        let templates = Templates::new("Org", None).unwrap();
+        let (mut en, mut es) = (Vec::new(), Vec::new());
+        keys(templates.catalog(Language::En), "", &mut en);
+        keys(templates.catalog(Language::Es), "", &mut es);
+        en.sort();
+        es.sort();
+        assert_eq!(en, es);
+    }
+
+    #[test]
+    fn every_template_renders_in_both_languages() {
+        let item = context! { slug => "news", name => "News <b>", description => "Weekly", checked => true };
+        let error = context! { field => "email", messages => vec!["is required"] };
+        let ctx = context! {
+            token => "tok", name => "Ana <script>", language => "es", status => "unsubscribed",
+            saved => true, errors => vec![error], interests => vec![item], preferences_url => "https://x/p",
+            unsubscribe_url => "https://x/u", confirm_url => "https://x/c", expires_days => 7,
+            title => "T", message => "M",
+        };
+        for address in [None, Some("1 Main St, Phoenix AZ")] {
+            let templates = Templates::new("Org", address).unwrap();
+            for language in Language::ALL {
+                for (name, _) in TEMPLATES
+                    .iter()
+                    .filter(|(n, _)| !n.ends_with("base.html") && !n.ends_with("footer.txt"))
+                {
+                    let out = templates
+                        .render(name, language, ctx.clone())
+                        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                    if name.ends_with(".html") {
+                        assert!(!out.contains("<script>"), "{name} escapes merge values");
+                    }
+                }
+            }
+        }
+        for kind in ["confirmation", "welcome", "already_subscribed"] {
+            for language in Language::ALL {
+                let subject = Templates::new("Org", None)
+                    .unwrap()
+                    .text(language, &format!("mail.{kind}.subject"));
+                assert!(!subject.starts_with("mail."), "{kind} has a subject");
+            }
+        }
+    }
+}
