@@ -12,6 +12,7 @@ pub struct Settings {
     /// Database: `sqlite://PATH` (embedded) or `postgres://user@host/db`.
     #[arg(
         long,
+        global = true,
         env = "ENLACE_DATABASE_URL",
         default_value = "sqlite://data/enlace.db",
         hide_env_values = true
@@ -19,12 +20,18 @@ pub struct Settings {
     pub database_url: String,
 
     /// Address the HTTP server binds.
-    #[arg(long, env = "ENLACE_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: String,
 
     /// Base URL used in links inside e-mails and pages.
     #[arg(
         long,
+        global = true,
         env = "ENLACE_PUBLIC_URL",
         default_value = "http://127.0.0.1:8080"
     )]
@@ -32,71 +39,102 @@ pub struct Settings {
 
     /// SMTP relay, `smtp://[user:pass@]host:port[?tls=required|opportunistic|none]` or `smtps://…`.
     /// Unset: messages are written as .eml files to DATA_DIR/outbox.
-    #[arg(long, env = "ENLACE_SMTP_URL", hide_env_values = true)]
+    #[arg(long, global = true, env = "ENLACE_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
 
     /// Key for signing tokens (at least 32 bytes). Unset: generated once into DATA_DIR/secret.key.
-    #[arg(long, env = "ENLACE_SECRET_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "ENLACE_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
 
     /// Default From of every message.
     #[arg(
         long,
+        global = true,
         env = "ENLACE_FROM",
         default_value = "Enlace <no-reply@localhost>"
     )]
     pub from: String,
 
     /// Postal address printed in every newsletter footer.
-    #[arg(long, env = "ENLACE_POSTAL_ADDRESS")]
+    #[arg(long, global = true, env = "ENLACE_POSTAL_ADDRESS")]
     pub postal_address: Option<String>,
 
     /// Name of the organisation, shown on pages and in messages.
-    #[arg(long, env = "ENLACE_ORG_NAME", default_value = "Enlace")]
+    #[arg(long, global = true, env = "ENLACE_ORG_NAME", default_value = "Enlace")]
     pub org_name: String,
 
     /// Comma-separated origins allowed to call the public endpoints from a browser.
-    #[arg(long, env = "ENLACE_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
     pub cors_origins: Vec<String>,
 
     /// Comma-separated URL prefixes a form may redirect to after signing up.
-    #[arg(long, env = "ENLACE_REDIRECT_ALLOWLIST", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_REDIRECT_ALLOWLIST",
+        value_delimiter = ','
+    )]
     pub redirect_allowlist: Vec<String>,
 
     /// Public POSTs allowed per minute per client address (0 = off).
-    #[arg(long, env = "ENLACE_PUBLIC_RATE_LIMIT", default_value_t = 20)]
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_PUBLIC_RATE_LIMIT",
+        default_value_t = 20
+    )]
     pub public_rate_limit: u32,
 
     /// Comma-separated proxy addresses whose X-Forwarded-For is believed.
-    #[arg(long, env = "ENLACE_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<IpAddr>,
 
     /// Folder for the generated secret key and the .eml outbox.
-    #[arg(long, env = "ENLACE_DATA_DIR", default_value = "data")]
+    #[arg(long, global = true, env = "ENLACE_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
     /// Hours a confirmation link stays valid.
-    #[arg(long, env = "ENLACE_CONFIRM_TTL_HOURS", default_value_t = 168)]
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_CONFIRM_TTL_HOURS",
+        default_value_t = 168
+    )]
     pub confirm_ttl_hours: u32,
 
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "ENLACE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, global = true, env = "ENLACE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
     /// Messages delivered at once by the mail worker.
-    #[arg(long, env = "ENLACE_MAIL_CONCURRENCY", default_value_t = 8)]
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_MAIL_CONCURRENCY",
+        default_value_t = 8
+    )]
     pub mail_concurrency: usize,
 
     /// Database connections kept in the pool.
-    #[arg(long, env = "ENLACE_DB_POOL_SIZE", default_value_t = 8)]
+    #[arg(long, global = true, env = "ENLACE_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
 
     /// Log filter, e.g. `info` or `warn,enlace=debug`.
-    #[arg(long, env = "ENLACE_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "ENLACE_LOG", default_value = "info")]
     pub log: String,
 
     /// Log format: `text` or `json`.
-    #[arg(long, env = "ENLACE_LOG_FORMAT", default_value = "text")]
+    #[arg(long, global = true, env = "ENLACE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
 }
 
