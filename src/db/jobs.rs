@@ -117,6 +117,27 @@ pub fn finish_jobs(
     .execute(conn)
 }
 
+/// Drops every job still waiting for a subscriber (after they unsubscribed, say).
+pub fn drop_queued_for_subscriber(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+    why: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        jobs::table
+            .filter(jobs::subscriber_id.eq(subscriber_id))
+            .filter(jobs::state.eq(QUEUED)),
+    )
+    .set((
+        jobs::state.eq("dropped"),
+        jobs::payload.eq("{}"),
+        jobs::last_error.eq(Some(why)),
+        jobs::finished_at.eq(Some(now)),
+    ))
+    .execute(conn)
+}
+
 /// Puts a claimed job back in the queue to be tried again at `run_at`.
 pub fn retry_job(
     conn: &mut AnyConnection,

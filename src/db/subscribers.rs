@@ -53,19 +53,24 @@ pub struct SignupState {
 }
 
 /// (email, state) for those of `emails` that exist.
+/// On PostgreSQL the rows are locked for the transaction, so concurrent signups for one address
+/// take turns and each sees the mail the other queued (SQLite's writers take turns anyway).
 pub fn find_signup_states(
     conn: &mut AnyConnection,
     emails: &[&str],
 ) -> QueryResult<Vec<(String, SignupState)>> {
-    let rows: Vec<(String, String, String, String)> = subscribers::table
+    let query = subscribers::table
         .filter(subscribers::email.eq_any(emails))
         .select((
             subscribers::email,
             subscribers::id,
             subscribers::status,
             subscribers::attributes,
-        ))
-        .load(conn)?;
+        ));
+    let rows: Vec<(String, String, String, String)> = match conn {
+        AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,
+        AnyConnection::Sqlite(lite) => query.load(lite)?,
+    };
     Ok(rows
         .into_iter()
         .map(|(email, id, status, attributes)| {
@@ -126,14 +131,19 @@ pub fn update_profile(
         .map(drop)
 }
 
-/// Moves a subscriber to `status`, stamping the matching time column.
+/// Moves a subscriber to `status` from one of `from`, stamping the matching time column.
+/// Returns false when the subscriber was not in one of `from` (someone else got there first:
+/// the database re-checks the condition on the locked row).
 pub fn set_status(
     conn: &mut AnyConnection,
     id: &str,
+    from: &[&str],
     status: &str,
     now: NaiveDateTime,
-) -> QueryResult<()> {
-    let target = subscribers::table.find(id);
+) -> QueryResult<bool> {
+    let target = subscribers::table
+        .find(id)
+        .filter(subscribers::status.eq_any(from));
     match status {
         "confirmed" => diesel::update(target)
             .set((
@@ -157,7 +167,7 @@ pub fn set_status(
             ))
             .execute(conn),
     }
-    .map(drop)
+    .map(|n| n == 1)
 }
 
 /// Replaces the subscriber's interests with `slugs`.

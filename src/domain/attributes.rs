@@ -49,8 +49,6 @@ pub struct FieldDeclaration {
 pub enum AttributeError {
     #[error("is not a declared field")]
     Undeclared,
-    #[error("cannot be set from a public form")]
-    NotPublic,
     #[error("must be {0}")]
     WrongType(&'static str),
     #[error("must be one of: {0}")]

@@ -181,18 +181,45 @@ impl SmtpPool {
 }
 
 fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    // Servers quote the recipient in their replies ("550 <ana@…>: unknown user"); the error
+    // text goes to logs and the job record, which never hold addresses.
+    let text = redact_addresses(&e.to_string());
     if e.is_permanent() {
-        SendError::Permanent(e.to_string())
+        SendError::Permanent(text)
     } else if e.is_client() {
-        SendError::Permanent(format!("message refused before sending: {e}"))
+        SendError::Permanent(format!("message refused before sending: {text}"))
     } else {
-        SendError::Transient(e.to_string())
+        SendError::Transient(text)
     }
+}
+
+/// Replaces every word that contains an `@` with `[address]`.
+pub fn redact_addresses(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            if word.contains('@') {
+                let trailing = &word[word.trim_end().len()..];
+                format!("[address]{trailing}")
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_redacted_from_server_replies() {
+        assert_eq!(
+            redact_addresses(
+                "permanent error (550): 5.1.1 <ana@example.org>: Recipient address rejected"
+            ),
+            "permanent error (550): 5.1.1 [address] Recipient address rejected"
+        );
+    }
 
     #[test]
     fn parses_lettre_url_forms() {

@@ -215,8 +215,15 @@ impl MailRenderer {
             .iter()
             .map(|i| context! { name => i.name(language), description => i.description(language) })
             .collect();
+        // Nobody has confirmed the name on a confirmation yet: a stranger may have typed anything
+        // there, so it appears neither in the greeting nor in the To header.
+        let name = if kind == MailKind::Confirmation {
+            None
+        } else {
+            subscriber.name.clone()
+        };
         let ctx = context! {
-            name => subscriber.name,
+            name => &name,
             unsubscribe_url => &unsubscribe_url,
             preferences_url => &preferences_url,
             confirm_url => confirm_url,
@@ -232,7 +239,7 @@ impl MailRenderer {
             .render(&format!("mail/{template}.txt"), language, ctx)?;
         Ok(OutgoingMail {
             to_email: subscriber.email.clone(),
-            to_name: subscriber.name.clone(),
+            to_name: name,
             language,
             subject: self
                 .templates

@@ -19,8 +19,12 @@ use crate::metrics::Metrics;
 
 /// Attempts before a mail is recorded as failed: with the backoff below, about 13 hours.
 pub const MAIL_MAX_ATTEMPTS: i32 = 20;
-/// How long a claimed job stays reserved for the worker holding it.
-const LEASE: Duration = Duration::minutes(5);
+/// How long a claimed job stays reserved for the worker holding it; work held by a process
+/// that died returns to the queue after this. A round is at most `ROUND_PER_SLOT` sends per
+/// concurrent slot, each bounded by the 60 s SMTP timeout, so a round ends well inside it.
+const LEASE: Duration = Duration::minutes(15);
+/// Jobs claimed per round and concurrent slot; a round's outcomes are written in one transaction.
+const ROUND_PER_SLOT: usize = 8;
 /// How often an idle worker looks at the queue even without being woken.
 const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
 
@@ -84,19 +88,20 @@ enum JobResult {
     Failed(SendError),
 }
 
-/// Jobs claimed per round; their outcomes are written back in one transaction.
-const ROUND: i64 = 256;
-
 impl Worker {
     /// Runs every job due at `now` (and any that become due while it runs); returns how many ran.
     /// Tests call this to drive the queue step by step.
     pub async fn run_pending(&self, now: NaiveDateTime) -> anyhow::Result<usize> {
+        let started = db::now();
+        let round = (self.concurrency * ROUND_PER_SLOT) as i64;
         let mut total = 0;
         loop {
+            // The clock moves on between rounds (leases and backoff are taken from it).
+            let now = now + (db::now() - started);
             let claimed = self
                 .db
                 .write(move |conn| {
-                    db::write_transaction(conn, |c| queue::claim_jobs(c, now, now + LEASE, ROUND))
+                    db::write_transaction(conn, |c| queue::claim_jobs(c, now, now + LEASE, round))
                         .map_err(db::DbError::from)
                 })
                 .await?;

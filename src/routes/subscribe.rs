@@ -265,7 +265,9 @@ pub fn redirect_allowed(target: &str, allowlist: &[String]) -> bool {
     let Ok(url) = url::Url::parse(target) else {
         return false;
     };
-    if !matches!(url.scheme(), "http" | "https") || target.contains(['\r', '\n', '\\']) {
+    if !matches!(url.scheme(), "http" | "https")
+        || target.chars().any(|c| c.is_control() || c == '\\')
+    {
         return false;
     }
     allowlist.iter().filter(|p| !p.is_empty()).any(|prefix| {
@@ -292,6 +294,7 @@ mod tests {
         assert!(!redirect_allowed("https://example.org@evil.net/", &allow));
         assert!(!redirect_allowed("https://x.org/other", &allow));
         assert!(!redirect_allowed("javascript:alert(1)", &allow));
+        assert!(!redirect_allowed("https://example.org/a\u{1}b", &allow));
         assert!(!redirect_allowed("https://example.org/a", &[]));
     }
 }

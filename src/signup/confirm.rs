@@ -56,8 +56,11 @@ fn classify(
     let suppressed = suppressions::find_suppression(conn, &tokens::email_hash(&subscriber.email))?
         .and_then(|r| SuppressionReason::parse(&r))
         .is_some_and(|r| r != SuppressionReason::Erased);
-    let outcome = if status == Some(SubscriberStatus::Confirmed) || row.used_at.is_some() {
+    let outcome = if status == Some(SubscriberStatus::Confirmed) {
         ConfirmOutcome::AlreadyConfirmed { language }
+    } else if row.used_at.is_some() {
+        // Used once, then the person unsubscribed: this link does not subscribe them again.
+        ConfirmOutcome::Invalid
     } else if suppressed
         || !matches!(
             status,
@@ -91,12 +94,22 @@ pub fn confirm(
         else {
             return Ok(outcome);
         };
-        subscribers::set_status(
+        // Two clicks at once: the second finds the status changed and confirms nothing.
+        let from = [
+            SubscriberStatus::Pending.as_str(),
+            SubscriberStatus::Unsubscribed.as_str(),
+        ];
+        if !subscribers::set_status(
             conn,
             &subscriber.id,
+            &from,
             SubscriberStatus::Confirmed.as_str(),
             now,
-        )?;
+        )? {
+            return Ok(ConfirmOutcome::AlreadyConfirmed {
+                language: *language,
+            });
+        }
         confirmations::use_confirmation_tokens(conn, &subscriber.id, now)?;
         suppressions::delete_suppression(
             conn,

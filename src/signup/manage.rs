@@ -27,12 +27,24 @@ pub fn unsubscribe(
         ) {
             return Ok(false);
         }
-        subscribers::set_status(
+        let from = [
+            SubscriberStatus::Pending.as_str(),
+            SubscriberStatus::Confirmed.as_str(),
+        ];
+        if !subscribers::set_status(
             conn,
             subscriber_id,
+            &from,
             SubscriberStatus::Unsubscribed.as_str(),
             now,
-        )?;
+        )? {
+            return Ok(false);
+        }
+        // Nothing queued for them goes out any more (a confirmation waiting for a retry, say),
+        // and links from earlier confirmation mails no longer subscribe them: saying yes again
+        // takes a new signup.
+        db::jobs::drop_queued_for_subscriber(conn, subscriber_id, "unsubscribed", now)?;
+        db::confirmations::use_confirmation_tokens(conn, subscriber_id, now)?;
         let language = Language::parse(&subscriber.language).unwrap_or_default();
         insert_consent_event(
             conn,

@@ -143,7 +143,8 @@ impl PublicCatalog {
         for (key, value) in &signup.attributes {
             let checked = match self.fields.get(key) {
                 None => Err(AttributeError::Undeclared),
-                Some(field) if !field.public => Err(AttributeError::NotPublic),
+                // Private fields are not revealed: they read as undeclared.
+                Some(field) if !field.public => Err(AttributeError::Undeclared),
                 Some(field) => field.check(value),
             };
             match checked {
@@ -420,6 +421,16 @@ pub fn apply_batch(
     policy: &SignupPolicy,
     batch: &[Signup],
 ) -> Vec<Result<SignupOutcome, SignupError>> {
+    apply_batch_inner(conn, templates, policy, batch, false)
+}
+
+fn apply_batch_inner(
+    conn: &mut AnyConnection,
+    templates: &Templates,
+    policy: &SignupPolicy,
+    batch: &[Signup],
+    retried: bool,
+) -> Vec<Result<SignupOutcome, SignupError>> {
     let now = db::now();
     let together = db::write_transaction(conn, |c| apply_signups(c, templates, policy, batch, now));
     match together {
@@ -427,6 +438,13 @@ pub fn apply_batch(
             .into_iter()
             .map(|r| r.map_err(SignupError::Validation))
             .collect(),
+        // Another process or batch added the same new address first: read again and decide.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) if batch.len() == 1 && !retried => {
+            apply_batch_inner(conn, templates, policy, batch, true)
+        }
         Err(e) if batch.len() == 1 => vec![Err(SignupError::Store(e.into()))],
         Err(e) => {
             tracing::warn!(error = %e, size = batch.len(), "signup batch failed; retrying one by one");

@@ -158,3 +158,34 @@ async fn preferences_change_name_language_and_interests_or_unsubscribe() {
         Some("unsubscribed")
     );
 }
+
+#[tokio::test]
+async fn unsubscribing_drops_mail_still_waiting_to_be_sent() {
+    let app = spawn_app().await;
+    app.subscribe(json!({"email": "w@example.org"})).await;
+    let first = app.deliver_one("w@example.org").await;
+    // A second confirmation is queued (and, say, held back by the relay)…
+    app.age_jobs(11);
+    app.subscribe(json!({"email": "w@example.org"})).await;
+    // …then the person uses the first mail's one-click unsubscribe.
+    let path = header_url(&app, &first);
+    app.post_form(&path, "List-Unsubscribe=One-Click").await;
+    assert_eq!(
+        app.run_jobs().await,
+        0,
+        "the waiting confirmation is not sent"
+    );
+    assert_eq!(app.mails_to("w@example.org").len(), 1);
+    // The used-up first link does not subscribe them again.
+    let res = app
+        .client
+        .post(app.url(&app.link(&first, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        app.status_of("w@example.org").as_deref(),
+        Some("unsubscribed")
+    );
+}

@@ -92,7 +92,10 @@ async fn signup_confirm_and_one_click_unsubscribe_through_real_smtp() {
     let mails = wait_for_mail(&received, 1).await;
     let confirmation = &mails[0];
     assert_eq!(confirmation.to, "lucia@example.org");
-    assert_eq!(confirmation.to_name.as_deref(), Some("Lucía"));
+    assert_eq!(
+        confirmation.to_name, None,
+        "an unconfirmed name is not used"
+    );
     assert!(confirmation
         .raw
         .contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
@@ -123,6 +126,11 @@ async fn signup_confirm_and_one_click_unsubscribe_through_real_smtp() {
         welcome.subject
     );
     assert_eq!(welcome.content_language.as_deref(), Some("es"));
+    assert_eq!(
+        welcome.to_name.as_deref(),
+        Some("Lucía"),
+        "non-ASCII names survive the headers"
+    );
 
     let header = welcome.list_unsubscribe.clone().unwrap();
     let one_click = path(&app, header.trim_start_matches('<').trim_end_matches('>'));
