@@ -63,6 +63,16 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_ORG_NAME", default_value = "Enlace")]
     pub org_name: String,
 
+    /// Bearer token that unlocks the detailed metrics (outcomes, subscribers by status).
+    /// Without it, /metrics shows only totals that reveal nothing about any one address.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
     /// Comma-separated origins allowed to call the public endpoints from a browser.
     #[arg(
         long,

@@ -19,6 +19,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("missing or invalid credentials")]
+    Unauthorized,
     #[error("{0}")]
     Gone(String),
     #[error("method not allowed")]
@@ -62,6 +64,7 @@ impl ApiError {
             Self::Validation(_) => ("validation", "Your request has invalid fields"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
             Self::NotFound => ("not-found", "Not found"),
+            Self::Unauthorized => ("unauthorized", "Unauthorized"),
             Self::Gone(_) => ("gone", "Gone"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             Self::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
@@ -90,6 +93,7 @@ impl ResponseError for ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Gone(_) => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

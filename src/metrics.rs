@@ -38,20 +38,27 @@ struct StatusLabels {
 }
 
 struct Inner {
-    registry: Registry,
+    /// What anyone may read: totals that do not tell one address's state from another's.
+    public: Registry,
+    /// With the metrics token only: outcomes, mail kinds and subscribers by status, which taken
+    /// before and after one signup would reveal what the public answer hides.
+    detail: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
-    signups: Family<OutcomeLabels, Counter>,
+    signups: Counter,
+    signup_outcomes: Family<OutcomeLabels, Counter>,
     signup_batch: Histogram,
     confirmations: Counter,
     unsubscribes: Counter,
-    mails_sent: Family<KindLabels, Counter>,
-    mails_failed: Family<KindLabels, Counter>,
+    mails_sent: Counter,
+    mails_failed: Counter,
+    mails_sent_by_kind: Family<KindLabels, Counter>,
+    mails_failed_by_kind: Family<KindLabels, Counter>,
     queue_depth: Gauge,
     subscribers: Family<StatusLabels, Gauge>,
 }
 
-/// Cheap to clone; every clone records into the same registry.
+/// Cheap to clone; every clone records into the same registries.
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
 
@@ -63,63 +70,82 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("enlace");
+        let mut public = Registry::with_prefix("enlace");
+        let mut detail = Registry::with_prefix("enlace");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        public.register("http_requests", "HTTP requests answered", requests.clone());
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))
         });
-        registry.register(
+        public.register(
             "http_request_duration_seconds",
             "Time to answer HTTP requests",
             latency.clone(),
         );
-        let signups = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "signups",
+        let signups = Counter::default();
+        public.register("signups", "Signups accepted", signups.clone());
+        let signup_outcomes = Family::<OutcomeLabels, Counter>::default();
+        detail.register(
+            "signup_outcomes",
             "Signups by what happened behind the public answer",
-            signups.clone(),
+            signup_outcomes.clone(),
         );
         let signup_batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
-        registry.register(
+        public.register(
             "signup_batch_size",
             "Signups committed per transaction",
             signup_batch.clone(),
         );
         let confirmations = Counter::default();
-        registry.register(
+        public.register(
             "confirmations",
             "Subscriptions confirmed",
             confirmations.clone(),
         );
         let unsubscribes = Counter::default();
-        registry.register("unsubscribes", "Unsubscriptions", unsubscribes.clone());
-        let mails_sent = Family::<KindLabels, Counter>::default();
-        registry.register(
+        public.register("unsubscribes", "Unsubscriptions", unsubscribes.clone());
+        let mails_sent = Counter::default();
+        public.register(
             "mails_sent",
             "Messages handed to the mail transport",
             mails_sent.clone(),
         );
-        let mails_failed = Family::<KindLabels, Counter>::default();
-        registry.register("mails_failed", "Messages given up on", mails_failed.clone());
+        let mails_failed = Counter::default();
+        public.register("mails_failed", "Messages given up on", mails_failed.clone());
+        let mails_sent_by_kind = Family::<KindLabels, Counter>::default();
+        detail.register(
+            "mails_sent_by_kind",
+            "Messages sent, by kind",
+            mails_sent_by_kind.clone(),
+        );
+        let mails_failed_by_kind = Family::<KindLabels, Counter>::default();
+        detail.register(
+            "mails_failed_by_kind",
+            "Messages given up on, by kind",
+            mails_failed_by_kind.clone(),
+        );
         let queue_depth = Gauge::default();
-        registry.register(
+        public.register(
             "queue_depth",
             "Jobs waiting or running",
             queue_depth.clone(),
         );
         let subscribers = Family::<StatusLabels, Gauge>::default();
-        registry.register("subscribers", "Subscribers by status", subscribers.clone());
+        detail.register("subscribers", "Subscribers by status", subscribers.clone());
         Self(Arc::new(Inner {
-            registry,
+            public,
+            detail,
             requests,
             latency,
             signups,
+            signup_outcomes,
             signup_batch,
             confirmations,
             unsubscribes,
             mails_sent,
             mails_failed,
+            mails_sent_by_kind,
+            mails_failed_by_kind,
             queue_depth,
             subscribers,
         }))
@@ -143,8 +169,9 @@ impl Metrics {
     }
 
     pub fn signup(&self, outcome: &str) {
+        self.0.signups.inc();
         self.0
-            .signups
+            .signup_outcomes
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
             })
@@ -164,8 +191,9 @@ impl Metrics {
     }
 
     pub fn mail_sent(&self, kind: &str) {
+        self.0.mails_sent.inc();
         self.0
-            .mails_sent
+            .mails_sent_by_kind
             .get_or_create(&KindLabels {
                 kind: kind.to_owned(),
             })
@@ -173,28 +201,37 @@ impl Metrics {
     }
 
     pub fn mail_failed(&self, kind: &str) {
+        self.0.mails_failed.inc();
         self.0
-            .mails_failed
+            .mails_failed_by_kind
             .get_or_create(&KindLabels {
                 kind: kind.to_owned(),
             })
             .inc();
     }
 
-    /// Records the database-derived gauges, then renders everything in the text format.
-    pub fn render(&self, queue_depth: i64, by_status: &[(String, i64)]) -> String {
+    /// Renders the text format: the public set, plus the detail set when `by_status` is given
+    /// (the caller holds the metrics token).
+    pub fn render(&self, queue_depth: i64, by_status: Option<&[(String, i64)]>) -> String {
+        use prometheus_client::encoding::text::encode;
         self.0.queue_depth.set(queue_depth);
-        for (status, count) in by_status {
-            self.0
-                .subscribers
-                .get_or_create(&StatusLabels {
-                    status: status.clone(),
-                })
-                .set(*count);
-        }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.0.registry)
-            .expect("writing to a String");
+        encode(&mut out, &self.0.public).expect("writing to a String");
+        if let Some(by_status) = by_status {
+            for (status, count) in by_status {
+                self.0
+                    .subscribers
+                    .get_or_create(&StatusLabels {
+                        status: status.clone(),
+                    })
+                    .set(*count);
+            }
+            let mut detail = String::new();
+            encode(&mut detail, &self.0.detail).expect("writing to a String");
+            // One exposition, one closing "# EOF".
+            out.truncate(out.trim_end().trim_end_matches("# EOF").len());
+            out.push_str(&detail);
+        }
         out
     }
 }

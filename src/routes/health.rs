@@ -1,7 +1,9 @@
 //! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::connection::SimpleConnection;
+use sha2::{Digest, Sha256};
 
 use super::HandlerResult;
 use crate::db::{self, DbError};
@@ -26,19 +28,33 @@ pub async fn readyz(state: web::Data<AppState>) -> HandlerResult {
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HandlerResult {
+/// Public totals for anyone; the detail set for a caller with `ENLACE_METRICS_TOKEN`.
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HandlerResult {
+    let offered = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let detail = match (offered, &state.settings.metrics_token) {
+        (None, _) => false,
+        // Compared as digests, so the time taken says nothing about the token.
+        (Some(offered), Some(token)) if Sha256::digest(offered) == Sha256::digest(token) => true,
+        (Some(_), _) => return Err(ApiError::Unauthorized),
+    };
     let (depth, by_status) = state
         .db
-        .run(|conn| -> Result<_, DbError> {
-            Ok((
-                db::jobs::queue_depth(conn)?,
-                db::subscribers::count_subscribers_by_status(conn)?,
-            ))
+        .run(move |conn| -> Result<_, DbError> {
+            let by_status = if detail {
+                Some(db::subscribers::count_subscribers_by_status(conn)?)
+            } else {
+                None
+            };
+            Ok((db::jobs::queue_depth(conn)?, by_status))
         })
         .await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(depth, &by_status)))
+        .body(state.metrics.render(depth, by_status.as_deref())))
 }
 
 pub async fn openapi() -> HttpResponse {
