@@ -73,7 +73,7 @@ for backend in $BACKENDS; do
   wait_port "$SINK_PORT"
   ENLACE_DATABASE_URL="$url" ENLACE_LISTEN="127.0.0.1:$APP_PORT" ENLACE_DATA_DIR="$WORK/data-$backend" \
     ENLACE_SMTP_URL="smtp://127.0.0.1:$SINK_PORT" ENLACE_PUBLIC_RATE_LIMIT=0 ENLACE_LOG=warn \
-    ENLACE_MAIL_CONCURRENCY=16 ENLACE_DB_POOL_SIZE=16 "$BIN" serve & app=$!; pids+=($app)
+    ENLACE_MAIL_CONCURRENCY=16 ENLACE_DB_POOL_SIZE=16 ENLACE_METRICS_TOKEN=bench "$BIN" serve & app=$!; pids+=($app)
   wait_port "$APP_PORT"
   echo "== $backend"
   read -r rps p50 p99 requests non2xx < <(load "$APP_PORT")
@@ -86,7 +86,7 @@ for backend in $BACKENDS; do
     sleep 1
   done
   drain=$(( $(date +%s) - start ))
-  pending=$(curl -s "http://127.0.0.1:$APP_PORT/metrics" | awk -F' ' '/^enlace_subscribers\{status="pending"\}/{print $2}')
+  pending=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$APP_PORT/metrics" | awk -F' ' '/^enlace_subscribers\{status="pending"\}/{print $2}')
   sleep 1
   received=$(sink_count "$WORK/sink.out")
   kill "$app"; wait "$app" 2>/dev/null || true
