@@ -62,10 +62,53 @@ pub async fn confirm_form(
         return Page::error(&state, negotiate_language(&req), e);
     }
     let token = token.into_inner();
-    match run_confirm(&state, &req, token.clone()).await {
-        Ok(outcome) => outcome_page(&state, &req, outcome, &token),
-        Err(e) => Page::error(&state, negotiate_language(&req), e),
+    let outcome = match run_confirm(&state, &req, token.clone()).await {
+        Ok(outcome) => outcome,
+        Err(e) => return Page::error(&state, negotiate_language(&req), e),
+    };
+    if let ConfirmOutcome::Confirmed {
+        subscriber_id,
+        language,
+    } = &outcome
+    {
+        // The confirmed page names what they will hear about.
+        let id = subscriber_id.clone();
+        let interests = state
+            .db
+            .run(move |conn| {
+                subscribers::list_subscriber_interests(conn, &id).map_err(DbError::from)
+            })
+            .await
+            .unwrap_or_default();
+        let interests: Vec<_> = interests
+            .iter()
+            .map(
+                |i| context! { name => i.name(*language), description => i.description(*language) },
+            )
+            .collect();
+        let preferences_url = preferences_url(&state, subscriber_id);
+        return Page::render(
+            &state,
+            *language,
+            StatusCode::OK,
+            "confirmed",
+            context! { preferences_url => preferences_url, interests => interests },
+        );
     }
+    outcome_page(&state, &req, outcome, &token)
+}
+
+fn preferences_url(state: &AppState, subscriber_id: &str) -> String {
+    subscriber_id
+        .parse()
+        .map(|id| {
+            format!(
+                "{}/preferences/{}",
+                state.settings.base_url(),
+                state.manage_tokens.sign(id)
+            )
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -158,25 +201,13 @@ fn outcome_page(
 ) -> HttpResponse {
     let language = outcome_language(&outcome).unwrap_or_else(|| negotiate_language(req));
     match outcome {
-        ConfirmOutcome::Confirmed { subscriber_id, .. } => {
-            let preferences_url = subscriber_id
-                .parse()
-                .map(|id| {
-                    format!(
-                        "{}/preferences/{}",
-                        state.settings.base_url(),
-                        state.manage_tokens.sign(id)
-                    )
-                })
-                .unwrap_or_default();
-            Page::render(
-                state,
-                language,
-                StatusCode::OK,
-                "confirmed",
-                context! { preferences_url => preferences_url, interests => Vec::<()>::new() },
-            )
-        }
+        ConfirmOutcome::Confirmed { subscriber_id, .. } => Page::render(
+            state,
+            language,
+            StatusCode::OK,
+            "confirmed",
+            context! { preferences_url => preferences_url(state, &subscriber_id), interests => Vec::<()>::new() },
+        ),
         ConfirmOutcome::AlreadyConfirmed { .. } => Page::render(
             state,
             language,

@@ -8,11 +8,19 @@ async fn confirmed(app: &TestApp, email: &str, language: &str) -> Mail {
     app.subscribe(json!({"email": email, "language": language, "interests": ["news"]}))
         .await;
     let mail = app.deliver_one(email).await;
-    app.client
+    let page = app
+        .client
         .post(app.url(&app.link(&mail, "/confirm/")))
         .send()
         .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
+    assert!(
+        page.contains(&format!("news ({language})")),
+        "the confirmed page names the interests: {page}"
+    );
     app.deliver_one(email).await
 }
 
