@@ -21,10 +21,28 @@ pub struct Cli {
     pub settings: Settings,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the HTTP API and the background workers (the default).
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Manage staff accounts.
+    Staff {
+        #[command(subcommand)]
+        action: StaffCommand,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum StaffCommand {
+    /// Create a staff account. The password comes from ENLACE_STAFF_PASSWORD or, when that is
+    /// unset, from the first line of standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// admin, editor or viewer.
+        #[arg(long)]
+        role: String,
+    },
 }

@@ -21,6 +21,10 @@ pub enum ApiError {
     NotFound,
     #[error("missing or invalid credentials")]
     Unauthorized,
+    #[error("these credentials do not allow this")]
+    Forbidden,
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Gone(String),
     #[error("method not allowed")]
@@ -35,6 +39,20 @@ pub enum ApiError {
     Unavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// The same problem an extractor reported, for handlers that look at the body only after
+    /// checking credentials (`Result<web::Json<T>, actix_web::Error>` parameters).
+    pub fn from_extractor(error: actix_web::Error) -> Self {
+        match error.as_error::<ApiError>() {
+            Some(Self::Validation(errors)) => Self::Validation(errors.clone()),
+            Some(Self::BadRequest(detail)) => Self::BadRequest(detail.clone()),
+            Some(Self::UnsupportedMediaType(detail)) => Self::UnsupportedMediaType(detail.clone()),
+            Some(Self::PayloadTooLarge(limit)) => Self::PayloadTooLarge(*limit),
+            _ => Self::BadRequest(error.to_string()),
+        }
+    }
 }
 
 impl From<DbError> for ApiError {
@@ -65,6 +83,8 @@ impl ApiError {
             Self::BadRequest(_) => ("bad-request", "Bad request"),
             Self::NotFound => ("not-found", "Not found"),
             Self::Unauthorized => ("unauthorized", "Unauthorized"),
+            Self::Forbidden => ("forbidden", "Forbidden"),
+            Self::Conflict(_) => ("conflict", "Conflict"),
             Self::Gone(_) => ("gone", "Gone"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             Self::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
@@ -94,6 +114,8 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -121,6 +143,9 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
+        if let Self::Unauthorized = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
         if let Self::TooManyRequests { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }

@@ -1,5 +1,6 @@
 //! Enlace: supporter contacts and mailing lists with double opt-in, in English and Spanish.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

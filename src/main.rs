@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
-use enlace::cli::{Cli, Command};
+use enlace::cli::{Cli, Command, StaffCommand};
 use enlace::db::Db;
 use enlace::startup::{Application, Options};
 
@@ -15,12 +15,18 @@ fn main() -> anyhow::Result<()> {
     enlace::config::load_config_file(&config)?;
     let cli = Cli::parse();
     enlace::telemetry::init(&cli.settings.log, &cli.settings.log_format);
-    match cli.command.unwrap_or(Command::Serve) {
+    match cli.command.clone().unwrap_or(Command::Serve) {
         Command::Migrate => {
             cli.settings.validate()?;
             Db::connect(&cli.settings.database_url, 1)?.migrate()?;
             tracing::info!("migrations are up to date");
             Ok(())
+        }
+        Command::Staff {
+            action: StaffCommand::Create { email, role },
+        } => {
+            cli.settings.validate()?;
+            create_staff(&cli.settings.database_url, &email, &role)
         }
         Command::Serve => actix_web::rt::System::new().block_on(async move {
             let listen = cli.settings.listen.clone();
@@ -30,4 +36,29 @@ fn main() -> anyhow::Result<()> {
             app.run_until_stopped().await.context("serving HTTP")
         }),
     }
+}
+
+fn create_staff(database_url: &str, email: &str, role: &str) -> anyhow::Result<()> {
+    use enlace::auth::{passwords, Role};
+    let email = enlace::domain::Email::parse(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
+    let role = Role::parse(role).context("--role must be admin, editor or viewer")?;
+    let password = match std::env::var("ENLACE_STAFF_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    passwords::check_new_password(&password).map_err(|e| anyhow::anyhow!("the password {e}"))?;
+    let hash = passwords::hash_password(&password)?;
+    let db = Db::connect(database_url, 1)?;
+    db.migrate()?;
+    let member = enlace::routes::staff::create_staff_member(&mut *db.get()?, &email, role, hash)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(staff_id = %member.id, role = role.as_str(), "staff account created");
+    println!("{}", member.id);
+    Ok(())
 }

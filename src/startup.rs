@@ -16,6 +16,7 @@ use anyhow::Context;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{watch, Notify};
 
+use crate::auth::jwt::JwtKeys;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::email::{Mailer, SmtpConfig, SmtpPool, Templates, Transport};
@@ -32,6 +33,9 @@ pub struct AppState {
     pub settings: Settings,
     pub templates: Arc<Templates>,
     pub manage_tokens: ManageTokens,
+    pub jwt: JwtKeys,
+    /// Login attempts per account and per client address.
+    pub login_limiter: Arc<DefaultKeyedRateLimiter<String>>,
     pub signups: SignupQueue,
     pub limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     pub metrics: Metrics,
@@ -93,6 +97,11 @@ impl Application {
         let mailer = Arc::new(Mailer::new(transport, &settings.from)?);
         let metrics = Metrics::new();
         let manage_tokens = ManageTokens::new(&secret);
+        let jwt = JwtKeys::new(&secret, &settings.base_url());
+        // Ten sign-in attempts a minute per account and per client address.
+        let login_limiter = Arc::new(RateLimiter::keyed(Quota::per_minute(
+            NonZeroU32::MIN.saturating_add(9),
+        )));
         let mail_ready = Arc::new(Notify::new());
         let worker = Arc::new(Worker {
             db: db.clone(),
@@ -132,6 +141,8 @@ impl Application {
             settings,
             templates,
             manage_tokens,
+            jwt,
+            login_limiter: login_limiter.clone(),
             signups,
             limiter: limiter.clone(),
             metrics,
@@ -165,16 +176,19 @@ impl Application {
         } else {
             let (stop, stopped) = watch::channel(false);
             tokio::spawn(worker.clone().run_forever(mail_ready.clone(), stopped));
-            if let Some(limiter) = limiter {
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-                    loop {
-                        tick.tick().await;
+            // The limiters remember every client address and account they saw: forget the idle ones.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    if let Some(limiter) = &limiter {
                         limiter.retain_recent();
                         limiter.shrink_to_fit();
                     }
-                });
-            }
+                    login_limiter.retain_recent();
+                    login_limiter.shrink_to_fit();
+                }
+            });
             Some((mail_ready, stop))
         };
         Ok(Self {

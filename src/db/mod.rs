@@ -7,6 +7,7 @@ pub mod consent;
 pub mod interests;
 pub mod jobs;
 pub mod schema;
+pub mod staff;
 pub mod subscribers;
 pub mod suppressions;
 

@@ -2,6 +2,20 @@
 // only types both backends share. A test selects every column on both databases.
 
 diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Text,
+        scopes -> Text,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     confirmation_tokens (token_hash) {
         token_hash -> Text,
         subscriber_id -> Text,
@@ -69,6 +83,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    staff (id) {
+        id -> Text,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        disabled -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     subscriber_interests (subscriber_id, interest_slug) {
         subscriber_id -> Text,
         interest_slug -> Text,
@@ -100,6 +126,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(api_keys -> staff (created_by));
 diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(consent_events -> subscribers (subscriber_id));
 diesel::joinable!(jobs -> subscribers (subscriber_id));
@@ -107,11 +134,13 @@ diesel::joinable!(subscriber_interests -> interests (interest_slug));
 diesel::joinable!(subscriber_interests -> subscribers (subscriber_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
     confirmation_tokens,
     consent_events,
     custom_fields,
     interests,
     jobs,
+    staff,
     subscriber_interests,
     subscribers,
     suppressions,

@@ -5,6 +5,7 @@ mod confirm;
 mod health;
 mod manage;
 mod pages;
+pub mod staff;
 mod subscribe;
 
 use std::net::IpAddr;
@@ -42,6 +43,12 @@ routes! {
     "/confirm/{token}/renew" => { post => confirm::renew },
     "/unsubscribe/{token}" => { get => manage::unsubscribe_page, post => manage::unsubscribe },
     "/preferences/{token}" => { get => manage::preferences_page, post => manage::update_preferences },
+    "/api/v1/auth/token" => { post => staff::issue_token },
+    "/api/v1/staff" => { get => staff::list_staff, post => staff::create_staff },
+    "/api/v1/staff/me/password" => { put => staff::change_own_password },
+    "/api/v1/staff/{id}" => { patch => staff::update_staff },
+    "/api/v1/api-keys" => { get => staff::list_api_keys, post => staff::create_api_key },
+    "/api/v1/api-keys/{id}" => { delete => staff::revoke_api_key },
     "/healthz" => { get => health::healthz },
     "/readyz" => { get => health::readyz },
     "/metrics" => { get => health::metrics },

@@ -5,4 +5,5 @@ mod operations;
 mod queue;
 mod schema;
 mod smtp;
+mod staff;
 mod subscribe;

@@ -62,6 +62,8 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         )*};
     }
     select_all!(
+        api_keys,
+        staff,
         confirmation_tokens,
         consent_events,
         custom_fields,

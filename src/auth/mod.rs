@@ -1,0 +1,195 @@
+//! Who is calling a staff endpoint and what they may do: staff (JWT, with a role) or scripts
+//! (API key, with scopes). One extractor, `Authorized<P>`, decides per endpoint.
+
+pub mod jwt;
+pub mod passwords;
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::db::{self, staff as staff_db, DbError};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Editor,
+    Viewer,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "admin" => Self::Admin,
+            "editor" => Self::Editor,
+            "viewer" => Self::Viewer,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Editor => "editor",
+            Self::Viewer => "viewer",
+        }
+    }
+}
+
+/// API key scopes, as the contract names them.
+pub const SCOPES: &[&str] = &[
+    "subscribers:read",
+    "subscribers:write",
+    "newsletters:write",
+    "newsletters:send",
+    "exports:read",
+    "events:write",
+    "webhooks:write",
+];
+
+/// The caller behind a valid credential.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    Staff { id: String, role: Role },
+    ApiKey { id: String, scopes: Vec<String> },
+}
+
+impl Principal {
+    pub fn staff_id(&self) -> Option<&str> {
+        match self {
+            Self::Staff { id, .. } => Some(id),
+            Self::ApiKey { .. } => None,
+        }
+    }
+}
+
+/// What an endpoint demands: which roles pass, and which scope (if any) an API key needs.
+pub trait Policy {
+    const ROLES: &'static [Role];
+    /// `None`: API keys never pass (staff and key management).
+    const SCOPE: Option<&'static str>;
+}
+
+/// Admins only: staff accounts and API keys.
+pub struct AdminOnly;
+impl Policy for AdminOnly {
+    const ROLES: &'static [Role] = &[Role::Admin];
+    const SCOPE: Option<&'static str> = None;
+}
+
+/// Any signed-in staff member, acting on their own account.
+pub struct AnyStaff;
+impl Policy for AnyStaff {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Editor, Role::Viewer];
+    const SCOPE: Option<&'static str> = None;
+}
+
+/// Extracting this is the check: 401 without a valid credential, 403 when the policy refuses.
+pub struct Authorized<P: Policy> {
+    pub principal: Principal,
+    policy: PhantomData<P>,
+}
+
+impl<P: Policy> Authorized<P> {
+    fn allow(principal: Principal) -> Result<Self, ApiError> {
+        let allowed = match &principal {
+            Principal::Staff { role, .. } => P::ROLES.contains(role),
+            Principal::ApiKey { scopes, .. } => {
+                P::SCOPE.is_some_and(|needed| scopes.iter().any(|s| s == needed))
+            }
+        };
+        if allowed {
+            Ok(Self {
+                principal,
+                policy: PhantomData,
+            })
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+impl<P: Policy + 'static> FromRequest for Authorized<P> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|v| v.trim().to_owned());
+        Box::pin(async move {
+            let (Some(state), Some(bearer)) = (state, bearer) else {
+                return Err(ApiError::Unauthorized);
+            };
+            let principal = authenticate(&state, bearer)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            Self::allow(principal)
+        })
+    }
+}
+
+pub const API_KEY_PREFIX: &str = "enl_";
+
+/// A new API key: the secret shown once, its display prefix, and the hash that is stored.
+pub fn new_api_key() -> (String, String, String) {
+    let secret = format!("{API_KEY_PREFIX}{}", crate::tokens::random_token());
+    let prefix = secret[..API_KEY_PREFIX.len() + 6].to_owned();
+    let hash = hash_api_key(&secret);
+    (secret, prefix, hash)
+}
+
+pub fn hash_api_key(secret: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Resolves a bearer credential. Staff are read on every request, so disabling an account or
+/// changing a role takes effect at once; a revoked key fails on its next use.
+async fn authenticate(state: &AppState, bearer: String) -> Result<Option<Principal>, ApiError> {
+    if bearer.len() > 4096 {
+        return Ok(None);
+    }
+    if bearer.starts_with(API_KEY_PREFIX) {
+        let hash = hash_api_key(&bearer);
+        let key = state
+            .db
+            .write(move |conn| -> Result<_, DbError> {
+                let key = staff_db::find_active_api_key(conn, &hash)?;
+                if let Some(key) = &key {
+                    staff_db::touch_api_key(conn, &key.id, db::now())?;
+                }
+                Ok(key)
+            })
+            .await?;
+        return Ok(key.map(|key| Principal::ApiKey {
+            id: key.id,
+            scopes: serde_json::from_str(&key.scopes).unwrap_or_default(),
+        }));
+    }
+    let Some(staff_id) = state.jwt.verify(&bearer) else {
+        return Ok(None);
+    };
+    let member = state
+        .db
+        .run(move |conn| staff_db::find_staff(conn, &staff_id).map_err(DbError::from))
+        .await?;
+    Ok(member.filter(|m| !m.disabled).and_then(|m| {
+        Some(Principal::Staff {
+            role: Role::parse(&m.role)?,
+            id: m.id,
+        })
+    }))
+}

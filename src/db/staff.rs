@@ -1,0 +1,132 @@
+//! The `staff` and `api_keys` tables.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{api_keys, staff};
+use super::AnyConnection;
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = staff)]
+pub struct StaffMember {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = staff)]
+pub struct StaffChanges {
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<String>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = api_keys, treat_none_as_default_value = false)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+    pub scopes: String,
+    pub created_by: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+pub fn insert_staff(conn: &mut AnyConnection, member: &StaffMember) -> QueryResult<()> {
+    diesel::insert_into(staff::table)
+        .values(member)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_staff_by_email(
+    conn: &mut AnyConnection,
+    email: &str,
+) -> QueryResult<Option<StaffMember>> {
+    staff::table
+        .filter(staff::email.eq(email))
+        .select(StaffMember::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_staff(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<StaffMember>> {
+    staff::table
+        .find(id)
+        .select(StaffMember::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list_staff(conn: &mut AnyConnection) -> QueryResult<Vec<StaffMember>> {
+    staff::table
+        .order(staff::email.asc())
+        .select(StaffMember::as_select())
+        .load(conn)
+}
+
+pub fn update_staff(
+    conn: &mut AnyConnection,
+    id: &str,
+    changes: &StaffChanges,
+) -> QueryResult<bool> {
+    diesel::update(staff::table.find(id))
+        .set(changes)
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+pub fn insert_api_key(conn: &mut AnyConnection, key: &ApiKey) -> QueryResult<()> {
+    diesel::insert_into(api_keys::table)
+        .values(key)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn list_api_keys(conn: &mut AnyConnection) -> QueryResult<Vec<ApiKey>> {
+    api_keys::table
+        .order(api_keys::created_at.desc())
+        .select(ApiKey::as_select())
+        .load(conn)
+}
+
+/// An unrevoked key by the hash of its secret.
+pub fn find_active_api_key(
+    conn: &mut AnyConnection,
+    key_hash: &str,
+) -> QueryResult<Option<ApiKey>> {
+    api_keys::table
+        .filter(api_keys::key_hash.eq(key_hash))
+        .filter(api_keys::revoked_at.is_null())
+        .select(ApiKey::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn touch_api_key(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(api_keys::table.find(id))
+        .set(api_keys::last_used_at.eq(Some(now)))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Revokes a key; false when there is no such unrevoked key.
+pub fn revoke_api_key(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(
+        api_keys::table
+            .find(id)
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set(api_keys::revoked_at.eq(Some(now)))
+    .execute(conn)
+    .map(|n| n == 1)
+}

@@ -1,0 +1,392 @@
+//! Staff sign-in, staff accounts, and API keys for scripts.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::{client_ip, HandlerResult};
+use crate::auth::{self, passwords, AdminOnly, AnyStaff, Authorized, Role};
+use crate::db::{self, staff as staff_db, DbError};
+use crate::domain::Email;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// The same answer, after about the same time, for an unknown address, a wrong password and a
+/// disabled account. Attempts are limited per account and per client address.
+pub async fn issue_token(
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let body = body.into_inner();
+    let email = body.email.trim().to_lowercase();
+    let ip = client_ip(&req, &state.settings.trusted_proxies)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    for key in [format!("account:{email}"), format!("ip:{ip}")] {
+        if let Err(not_until) = state.login_limiter.check_key(&key) {
+            use governor::clock::{Clock, DefaultClock};
+            let wait = not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1);
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: wait,
+            });
+        }
+    }
+    let lookup = email.clone();
+    let member = state
+        .db
+        .run(move |conn| staff_db::find_staff_by_email(conn, &lookup).map_err(DbError::from))
+        .await?;
+    let password = body.password;
+    let hash = member.as_ref().map(|m| m.password_hash.clone());
+    let valid =
+        tokio::task::spawn_blocking(move || passwords::verify_password(&password, hash.as_deref()))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+    let member = member
+        .filter(|m| valid && !m.disabled)
+        .ok_or(ApiError::Unauthorized)?;
+    let token = state
+        .jwt
+        .issue(&member.id, chrono::Utc::now().timestamp())?;
+    tracing::info!(staff_id = %member.id, "staff signed in");
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": auth::jwt::LIFETIME_SECS,
+    })))
+}
+
+#[derive(Serialize)]
+struct StaffView {
+    id: String,
+    email: String,
+    role: String,
+    disabled: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+fn view(m: staff_db::StaffMember) -> StaffView {
+    StaffView {
+        id: m.id,
+        email: m.email,
+        role: m.role,
+        disabled: m.disabled,
+        created_at: m.created_at.and_utc().to_rfc3339(),
+        updated_at: m.updated_at.and_utc().to_rfc3339(),
+    }
+}
+
+pub async fn list_staff(_auth: Authorized<AdminOnly>, state: web::Data<AppState>) -> HandlerResult {
+    let members = state
+        .db
+        .run(|conn| staff_db::list_staff(conn).map_err(DbError::from))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "data": members.into_iter().map(view).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewStaffBody {
+    email: String,
+    role: String,
+    password: String,
+}
+
+/// Creates a staff account (also used by `enlace staff create`).
+pub fn create_staff_member(
+    conn: &mut db::AnyConnection,
+    email: &Email,
+    role: Role,
+    password_hash: String,
+) -> Result<staff_db::StaffMember, ApiError> {
+    let now = db::now();
+    let member = staff_db::StaffMember {
+        id: db::new_id(),
+        email: email.as_str().to_owned(),
+        password_hash,
+        role: role.as_str().to_owned(),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    match staff_db::insert_staff(conn, &member) {
+        Ok(()) => Ok(member),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Err(ApiError::Conflict(
+            "a staff account with this email exists".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn create_staff(
+    _auth: Authorized<AdminOnly>,
+    body: Result<web::Json<NewStaffBody>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    // Credentials are checked before the body is looked at.
+    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let mut errors = crate::error::FieldErrors::new();
+    let email = Email::parse(&body.email)
+        .map_err(|e| errors.entry("email".into()).or_default().push(e.into()))
+        .ok();
+    let role = Role::parse(&body.role);
+    if role.is_none() {
+        errors
+            .entry("role".into())
+            .or_default()
+            .push("must be admin, editor or viewer".into());
+    }
+    if let Err(e) = passwords::check_new_password(&body.password) {
+        errors.entry("password".into()).or_default().push(e.into());
+    }
+    let (Some(email), Some(role), true) = (email, role, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let hash = hash_off_thread(body.password).await?;
+    let member = state
+        .db
+        .write(move |conn| create_staff_member(conn, &email, role, hash))
+        .await?;
+    tracing::info!(staff_id = %member.id, "staff account created");
+    Ok(HttpResponse::Created().json(view(member)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffPatch {
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
+pub async fn update_staff(
+    auth: Authorized<AdminOnly>,
+    id: web::Path<String>,
+    body: Result<web::Json<StaffPatch>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    // Credentials are checked before the body is looked at.
+    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let role = match body.role.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            Role::parse(raw)
+                .ok_or_else(|| ApiError::field("role", "must be admin, editor or viewer"))?,
+        ),
+    };
+    let id = id.into_inner();
+    if auth.principal.staff_id() == Some(id.as_str())
+        && (body.disabled == Some(true) || role.is_some_and(|r| r != Role::Admin))
+    {
+        return Err(ApiError::Conflict(
+            "an admin cannot disable or demote their own account".into(),
+        ));
+    }
+    let changes = staff_db::StaffChanges {
+        role: role.map(|r| r.as_str().to_owned()),
+        disabled: body.disabled,
+        password_hash: None,
+        updated_at: Some(db::now()),
+    };
+    let target = id.clone();
+    let member = state
+        .db
+        .write(move |conn| -> Result<_, DbError> {
+            staff_db::update_staff(conn, &target, &changes)?;
+            Ok(staff_db::find_staff(conn, &target)?)
+        })
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(view(member)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+pub async fn change_own_password(
+    auth: Authorized<AnyStaff>,
+    body: Result<web::Json<PasswordChange>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    // Credentials are checked before the body is looked at.
+    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    passwords::check_new_password(&body.new_password)
+        .map_err(|e| ApiError::field("new_password", e))?;
+    let id = auth
+        .principal
+        .staff_id()
+        .ok_or(ApiError::Forbidden)?
+        .to_owned();
+    let lookup = id.clone();
+    let member = state
+        .db
+        .run(move |conn| staff_db::find_staff(conn, &lookup).map_err(DbError::from))
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let current = body.current_password;
+    let valid = tokio::task::spawn_blocking(move || {
+        passwords::verify_password(&current, Some(&member.password_hash))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    if !valid {
+        return Err(ApiError::field(
+            "current_password",
+            "is not your current password",
+        ));
+    }
+    let hash = hash_off_thread(body.new_password).await?;
+    let changes = staff_db::StaffChanges {
+        password_hash: Some(hash),
+        updated_at: Some(db::now()),
+        ..Default::default()
+    };
+    state
+        .db
+        .write(move |conn| staff_db::update_staff(conn, &id, &changes).map_err(DbError::from))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn hash_off_thread(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || passwords::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(ApiError::Internal)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKeyBody {
+    name: String,
+    scopes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ApiKeyView {
+    id: String,
+    name: String,
+    prefix: String,
+    scopes: Vec<String>,
+    created_at: String,
+    last_used_at: Option<String>,
+    revoked_at: Option<String>,
+}
+
+fn key_view(k: staff_db::ApiKey) -> ApiKeyView {
+    ApiKeyView {
+        id: k.id,
+        name: k.name,
+        prefix: k.prefix,
+        scopes: serde_json::from_str(&k.scopes).unwrap_or_default(),
+        created_at: k.created_at.and_utc().to_rfc3339(),
+        last_used_at: k.last_used_at.map(|t| t.and_utc().to_rfc3339()),
+        revoked_at: k.revoked_at.map(|t| t.and_utc().to_rfc3339()),
+    }
+}
+
+pub async fn create_api_key(
+    auth: Authorized<AdminOnly>,
+    body: Result<web::Json<NewApiKeyBody>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    // Credentials are checked before the body is looked at.
+    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let name = body.name.trim().to_owned();
+    let mut errors = crate::error::FieldErrors::new();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        errors
+            .entry("name".into())
+            .or_default()
+            .push("must be 1 to 100 characters".into());
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in body.scopes {
+        if !auth::SCOPES.contains(&scope.as_str()) {
+            errors.entry("scopes".into()).or_default().push(format!(
+                "unknown scope; one of: {}",
+                auth::SCOPES.join(", ")
+            ));
+        } else if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    if scopes.is_empty() && !errors.contains_key("scopes") {
+        errors
+            .entry("scopes".into())
+            .or_default()
+            .push("at least one scope".into());
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let (secret, prefix, hash) = auth::new_api_key();
+    let key = staff_db::ApiKey {
+        id: db::new_id(),
+        name,
+        prefix,
+        key_hash: hash,
+        scopes: serde_json::to_string(&scopes).unwrap_or_else(|_| "[]".into()),
+        created_by: auth.principal.staff_id().map(str::to_owned),
+        created_at: db::now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let stored = key.clone();
+    state
+        .db
+        .write(move |conn| staff_db::insert_api_key(conn, &stored).map_err(DbError::from))
+        .await?;
+    tracing::info!(api_key_id = %key.id, "API key created");
+    let mut body = serde_json::to_value(key_view(key)).map_err(|e| ApiError::Internal(e.into()))?;
+    // The secret is shown this once; only its hash is kept.
+    body["key"] = serde_json::Value::String(secret);
+    Ok(HttpResponse::Created().json(body))
+}
+
+pub async fn list_api_keys(
+    _auth: Authorized<AdminOnly>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let keys = state
+        .db
+        .run(|conn| staff_db::list_api_keys(conn).map_err(DbError::from))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "data": keys.into_iter().map(key_view).collect::<Vec<_>>() })))
+}
+
+pub async fn revoke_api_key(
+    _auth: Authorized<AdminOnly>,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let id = id.into_inner();
+    let revoked = state
+        .db
+        .write(move |conn| staff_db::revoke_api_key(conn, &id, db::now()).map_err(DbError::from))
+        .await?;
+    if revoked {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

@@ -1,0 +1,365 @@
+//! Staff sign-in, accounts and API keys, and the rule every staff endpoint obeys.
+
+use enlace::auth::jwt::{Claims, JwtKeys, AUDIENCE};
+use enlace::auth::{passwords, Role};
+use enlace::domain::Email;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, test_settings, TestApp};
+
+const PASSWORD: &str = "a long enough password";
+
+fn add_staff(app: &TestApp, email: &str, role: Role) -> String {
+    let hash = passwords::hash_password(PASSWORD).unwrap();
+    let email = Email::parse(email).unwrap();
+    enlace::routes::staff::create_staff_member(&mut app.conn(), &email, role, hash)
+        .unwrap()
+        .id
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.post_json(
+        "/api/v1/auth/token",
+        &json!({"email": email, "password": password}),
+    )
+    .await
+}
+
+async fn token(app: &TestApp, email: &str) -> String {
+    let res = login(app, email, PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_i64().unwrap() <= 900);
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn call(app: &TestApp, method: &str, path: &str, bearer: Option<&str>) -> reqwest::Response {
+    let mut req = app
+        .client
+        .request(method.parse().unwrap(), app.url(path))
+        .json(&json!({}));
+    if let Some(bearer) = bearer {
+        req = req.bearer_auth(bearer);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn sign_in_gives_the_same_answer_for_every_kind_of_failure() {
+    let app = spawn_app().await;
+    let id = add_staff(&app, "ana@example.org", Role::Admin);
+    token(&app, " Ana@Example.org ").await;
+    let mut answers = Vec::new();
+    for (email, password) in [
+        ("ana@example.org", "wrong password!!"),
+        ("nobody@example.org", PASSWORD),
+    ] {
+        let res = login(&app, email, password).await;
+        answers.push((res.status().as_u16(), res.text().await.unwrap()));
+    }
+    app.sql(&format!(
+        "UPDATE staff SET disabled = TRUE WHERE id = '{id}'"
+    ));
+    let res = login(&app, "ana@example.org", PASSWORD).await;
+    answers.push((res.status().as_u16(), res.text().await.unwrap()));
+    assert_eq!(answers[0].0, 401);
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+}
+
+#[tokio::test]
+async fn repeated_sign_in_attempts_are_slowed() {
+    let app = spawn_app().await;
+    add_staff(&app, "b@example.org", Role::Viewer);
+    let mut last = 0;
+    for _ in 0..12 {
+        last = login(&app, "b@example.org", "not the password")
+            .await
+            .status()
+            .as_u16();
+    }
+    assert_eq!(last, 429);
+}
+
+/// Every staff endpoint refuses every bad credential: a new endpoint without a rule fails here.
+#[tokio::test]
+async fn every_staff_endpoint_refuses_bad_credentials() {
+    let app = spawn_app().await;
+    let admin = add_staff(&app, "admin@example.org", Role::Admin);
+    add_staff(&app, "viewer@example.org", Role::Viewer);
+    let viewer = token(&app, "viewer@example.org").await;
+    let settings = test_settings();
+    let secret = settings.secret_key.clone().unwrap();
+    let keys = JwtKeys::new(secret.as_bytes(), &app.address);
+    let now = chrono::Utc::now().timestamp();
+    let claims = |aud: &str, iat: i64, exp: i64| Claims {
+        sub: admin.clone(),
+        iss: app.address.clone(),
+        aud: aud.into(),
+        iat,
+        exp,
+    };
+    let good = keys.sign(&claims(AUDIENCE, now, now + 600)).unwrap();
+    let forged = JwtKeys::new(b"some other secret of enough length!!", &app.address)
+        .issue(&admin, now)
+        .unwrap();
+    let expired = keys
+        .sign(&claims(AUDIENCE, now - 7200, now - 3600))
+        .unwrap();
+    let wrong_audience = keys.sign(&claims("somebody-else", now, now + 600)).unwrap();
+    let parts: Vec<&str> = good.split('.').collect();
+    let alg_none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts[1]);
+    let revoked = {
+        let res = app
+            .client
+            .post(app.url("/api/v1/api-keys"))
+            .bearer_auth(&good)
+            .json(&json!({"name": "old script", "scopes": ["subscribers:read"]}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = res.json().await.unwrap();
+        let key = body["key"].as_str().unwrap().to_owned();
+        let id = body["id"].as_str().unwrap().to_owned();
+        call(
+            &app,
+            "DELETE",
+            &format!("/api/v1/api-keys/{id}"),
+            Some(&good),
+        )
+        .await;
+        key
+    };
+    let unscoped = {
+        let res = app
+            .client
+            .post(app.url("/api/v1/api-keys"))
+            .bearer_auth(&good)
+            .json(&json!({"name": "reader", "scopes": ["subscribers:read"]}))
+            .send()
+            .await
+            .unwrap();
+        res.json::<Value>().await.unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let public = ["/api/v1/subscribe", "/api/v1/confirm", "/api/v1/auth/token"];
+    let staff_routes: Vec<_> = enlace::routes::ROUTES
+        .iter()
+        .filter(|(_, path)| path.starts_with("/api/v1/") && !public.contains(path))
+        .collect();
+    assert!(staff_routes.len() >= 6);
+    for (method, path) in staff_routes {
+        let method = method.to_uppercase();
+        let path = path.replace("{id}", &admin);
+        for (what, bearer) in [
+            ("no token", None),
+            ("malformed", Some("not.a.jwt")),
+            ("bad signature", Some(forged.as_str())),
+            ("alg none", Some(alg_none.as_str())),
+            ("expired", Some(expired.as_str())),
+            ("wrong audience", Some(wrong_audience.as_str())),
+            ("revoked key", Some(revoked.as_str())),
+        ] {
+            let res = call(&app, &method, &path, bearer).await;
+            assert_eq!(res.status(), 401, "{method} {path} with {what}");
+            assert_eq!(res.headers()["content-type"], "application/problem+json");
+        }
+        // Keys carry scopes, none of which opens staff or key management.
+        assert_eq!(
+            call(&app, &method, &path, Some(&unscoped)).await.status(),
+            403,
+            "{method} {path} with a key"
+        );
+        if path != "/api/v1/staff/me/password" {
+            assert_eq!(
+                call(&app, &method, &path, Some(&viewer)).await.status(),
+                403,
+                "{method} {path} as viewer"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_stored_hashed_and_revoked_at_once() {
+    let app = spawn_app().await;
+    add_staff(&app, "admin@example.org", Role::Admin);
+    let admin = token(&app, "admin@example.org").await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/api-keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "CRM sync", "scopes": ["subscribers:read", "exports:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    let key = created["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("enl_") && key.len() >= 47,
+        "256 random bits after the prefix"
+    );
+    assert!(key.starts_with(created["prefix"].as_str().unwrap()));
+    assert_eq!(
+        app.count(&format!("api_keys WHERE key_hash LIKE '%{}%'", &key[4..])),
+        0,
+        "only a hash is stored"
+    );
+    let list: Value = call(&app, "GET", "/api/v1/api-keys", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"][0]["name"], "CRM sync");
+    assert!(list["data"][0].get("key").is_none(), "never shown again");
+    assert!(list["data"][0]["last_used_at"].is_null());
+    // Using the key records when.
+    call(&app, "GET", "/api/v1/api-keys", Some(key)).await;
+    assert_eq!(app.count("api_keys WHERE last_used_at IS NOT NULL"), 1);
+
+    let bad = app
+        .client
+        .post(app.url("/api/v1/api-keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "x", "scopes": ["everything"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        call(
+            &app,
+            "DELETE",
+            &format!("/api/v1/api-keys/{id}"),
+            Some(&admin)
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        call(&app, "GET", "/api/v1/api-keys", Some(key))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        call(
+            &app,
+            "DELETE",
+            &format!("/api/v1/api-keys/{id}"),
+            Some(&admin)
+        )
+        .await
+        .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn admins_manage_staff_and_disabling_stops_tokens_at_once() {
+    let app = spawn_app().await;
+    let admin_id = add_staff(&app, "admin@example.org", Role::Admin);
+    let admin = token(&app, "admin@example.org").await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/staff"))
+        .bearer_auth(&admin)
+        .json(&json!({"email": "Ed@Example.org", "role": "editor", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let ed: Value = res.json().await.unwrap();
+    assert_eq!(ed["email"], "ed@example.org");
+    assert!(ed.get("password_hash").is_none());
+    let again = app
+        .client
+        .post(app.url("/api/v1/staff"))
+        .bearer_auth(&admin)
+        .json(&json!({"email": "ed@example.org", "role": "editor", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let ed_token = token(&app, "ed@example.org").await;
+    let ed_id = ed["id"].as_str().unwrap();
+    // Promote, then disable: the token in hand stops working on the next request.
+    let res = app
+        .client
+        .patch(app.url(&format!("/api/v1/staff/{ed_id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        call(&app, "GET", "/api/v1/staff", Some(&ed_token))
+            .await
+            .status(),
+        200
+    );
+    app.client
+        .patch(app.url(&format!("/api/v1/staff/{ed_id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&app, "GET", "/api/v1/staff", Some(&ed_token))
+            .await
+            .status(),
+        401
+    );
+    // An admin cannot lock themselves out.
+    let res = app
+        .client
+        .patch(app.url(&format!("/api/v1/staff/{admin_id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+}
+
+#[tokio::test]
+async fn staff_change_their_own_password() {
+    let app = spawn_app().await;
+    add_staff(&app, "v@example.org", Role::Viewer);
+    let viewer = token(&app, "v@example.org").await;
+    let change = |current: &'static str, new: &'static str| {
+        let app = &app;
+        let viewer = viewer.clone();
+        async move {
+            app.client
+                .put(app.url("/api/v1/staff/me/password"))
+                .bearer_auth(viewer)
+                .json(&json!({"current_password": current, "new_password": new}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        change("wrong current pw", "a brand new password").await,
+        422
+    );
+    assert_eq!(change(PASSWORD, "short").await, 422);
+    assert_eq!(change(PASSWORD, "a brand new password").await, 204);
+    assert_eq!(login(&app, "v@example.org", PASSWORD).await.status(), 401);
+    assert_eq!(
+        login(&app, "v@example.org", "a brand new password")
+            .await
+            .status(),
+        200
+    );
+}
