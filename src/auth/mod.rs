@@ -86,6 +86,20 @@ impl Policy for AdminOnly {
     const SCOPE: Option<&'static str> = None;
 }
 
+/// Reading contacts and their configuration: every role, or a key with `subscribers:read`.
+pub struct ReadContacts;
+impl Policy for ReadContacts {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Editor, Role::Viewer];
+    const SCOPE: Option<&'static str> = Some("subscribers:read");
+}
+
+/// Changing contacts and their configuration: admins and editors, or `subscribers:write`.
+pub struct WriteContacts;
+impl Policy for WriteContacts {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Editor];
+    const SCOPE: Option<&'static str> = Some("subscribers:write");
+}
+
 /// Any signed-in staff member, acting on their own account.
 pub struct AnyStaff;
 impl Policy for AnyStaff {

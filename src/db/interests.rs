@@ -90,3 +90,61 @@ pub fn list_field_declarations(conn: &mut AnyConnection) -> QueryResult<Vec<Fiel
         .load(conn)?;
     Ok(rows.iter().filter_map(CustomField::declaration).collect())
 }
+
+pub fn list_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Interest>> {
+    interests::table
+        .order(interests::slug.asc())
+        .select(Interest::as_select())
+        .load(conn)
+}
+
+pub fn find_interest(conn: &mut AnyConnection, slug: &str) -> QueryResult<Option<Interest>> {
+    interests::table
+        .find(slug)
+        .select(Interest::as_select())
+        .first(conn)
+        .optional()
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = interests)]
+pub struct InterestChanges {
+    pub name_en: Option<String>,
+    pub name_es: Option<String>,
+    pub description_en: Option<String>,
+    pub description_es: Option<String>,
+    pub public: Option<bool>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+pub fn update_interest(
+    conn: &mut AnyConnection,
+    slug: &str,
+    changes: &InterestChanges,
+) -> QueryResult<bool> {
+    diesel::update(interests::table.find(slug))
+        .set(changes)
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// How many subscribers have the interest.
+pub fn count_members(conn: &mut AnyConnection, slug: &str) -> QueryResult<i64> {
+    use super::schema::subscriber_interests;
+    subscriber_interests::table
+        .filter(subscriber_interests::interest_slug.eq(slug))
+        .count()
+        .get_result(conn)
+}
+
+/// Deletes the interest; its memberships go with it (foreign key cascade).
+pub fn delete_interest(conn: &mut AnyConnection, slug: &str) -> QueryResult<bool> {
+    use super::schema::subscriber_interests;
+    diesel::delete(
+        subscriber_interests::table.filter(subscriber_interests::interest_slug.eq(slug)),
+    )
+    .execute(conn)?;
+    diesel::delete(interests::table.find(slug))
+        .execute(conn)
+        .map(|n| n == 1)
+}

@@ -3,6 +3,7 @@
 
 mod confirm;
 mod health;
+mod interests;
 mod manage;
 mod pages;
 pub mod staff;
@@ -49,6 +50,12 @@ routes! {
     "/api/v1/staff/{id}" => { patch => staff::update_staff },
     "/api/v1/api-keys" => { get => staff::list_api_keys, post => staff::create_api_key },
     "/api/v1/api-keys/{id}" => { delete => staff::revoke_api_key },
+    "/api/v1/interests" => { get => interests::list_interests, post => interests::create_interest },
+    "/api/v1/interests/{slug}" => {
+        get => interests::get_interest,
+        patch => interests::update_interest,
+        delete => interests::delete_interest,
+    },
     "/healthz" => { get => health::healthz },
     "/readyz" => { get => health::readyz },
     "/metrics" => { get => health::metrics },

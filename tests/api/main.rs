@@ -1,5 +1,6 @@
 mod confirm;
 mod helpers;
+mod interests;
 mod manage;
 mod operations;
 mod queue;
