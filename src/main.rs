@@ -56,8 +56,18 @@ fn create_staff(database_url: &str, email: &str, role: &str) -> anyhow::Result<(
     let hash = passwords::hash_password(&password)?;
     let db = Db::connect(database_url, 1)?;
     db.migrate()?;
-    let member = enlace::routes::staff::create_staff_member(&mut *db.get()?, &email, role, hash)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut conn = db.get()?;
+    let member = enlace::db::write_transaction(&mut conn, |conn| {
+        let member = enlace::routes::staff::create_staff_member(conn, &email, role, hash)?;
+        let actor = enlace::auth::Actor {
+            actor_type: "cli",
+            actor_id: None,
+            ip: None,
+        };
+        actor.record(conn, "staff.create", "staff", Some(&member.id))?;
+        Ok::<_, enlace::error::ApiError>(member)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(staff_id = %member.id, role = role.as_str(), "staff account created");
     println!("{}", member.id);
     Ok(())

@@ -110,11 +110,13 @@ impl Policy for AnyStaff {
 /// Extracting this is the check: 401 without a valid credential, 403 when the policy refuses.
 pub struct Authorized<P: Policy> {
     pub principal: Principal,
+    /// The client address, for the audit log.
+    pub ip: Option<String>,
     policy: PhantomData<P>,
 }
 
 impl<P: Policy> Authorized<P> {
-    fn allow(principal: Principal) -> Result<Self, ApiError> {
+    fn allow(principal: Principal, ip: Option<String>) -> Result<Self, ApiError> {
         let allowed = match &principal {
             Principal::Staff { role, .. } => P::ROLES.contains(role),
             Principal::ApiKey { scopes, .. } => {
@@ -124,6 +126,7 @@ impl<P: Policy> Authorized<P> {
         if allowed {
             Ok(Self {
                 principal,
+                ip,
                 policy: PhantomData,
             })
         } else {
@@ -144,6 +147,10 @@ impl<P: Policy + 'static> FromRequest for Authorized<P> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|v| v.trim().to_owned());
+        let ip = state
+            .as_ref()
+            .and_then(|s| crate::routes::client_ip(req, &s.settings.trusted_proxies))
+            .map(|ip| ip.to_string());
         Box::pin(async move {
             let (Some(state), Some(bearer)) = (state, bearer) else {
                 return Err(ApiError::Unauthorized);
@@ -151,7 +158,7 @@ impl<P: Policy + 'static> FromRequest for Authorized<P> {
             let principal = authenticate(&state, bearer)
                 .await?
                 .ok_or(ApiError::Unauthorized)?;
-            Self::allow(principal)
+            Self::allow(principal, ip)
         })
     }
 }
@@ -206,4 +213,57 @@ async fn authenticate(state: &AppState, bearer: String) -> Result<Option<Princip
             id: m.id,
         })
     }))
+}
+
+impl<P: Policy> Authorized<P> {
+    /// Records a staff write in the audit log; call inside the transaction that makes it.
+    pub fn audit(
+        &self,
+        conn: &mut db::AnyConnection,
+        action: &str,
+        object_type: &str,
+        object_id: Option<&str>,
+    ) -> diesel::QueryResult<()> {
+        let (actor_type, actor_id) = match &self.principal {
+            Principal::Staff { id, .. } => ("staff", id.as_str()),
+            Principal::ApiKey { id, .. } => ("api_key", id.as_str()),
+        };
+        let actor = Actor {
+            actor_type,
+            actor_id: Some(actor_id),
+            ip: self.ip.as_deref(),
+        };
+        actor.record(conn, action, object_type, object_id)
+    }
+}
+
+/// Who made a change, for the audit log.
+pub struct Actor<'a> {
+    pub actor_type: &'a str,
+    pub actor_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+}
+
+impl Actor<'_> {
+    pub fn record(
+        &self,
+        conn: &mut db::AnyConnection,
+        action: &str,
+        object_type: &str,
+        object_id: Option<&str>,
+    ) -> diesel::QueryResult<()> {
+        db::audit::insert_audit_entry(
+            conn,
+            &db::audit::AuditEntry {
+                id: db::new_id(),
+                actor_type: self.actor_type.to_owned(),
+                actor_id: self.actor_id.map(str::to_owned),
+                action: action.to_owned(),
+                object_type: object_type.to_owned(),
+                object_id: object_id.map(str::to_owned),
+                ip: self.ip.map(str::to_owned),
+                created_at: db::now(),
+            },
+        )
+    }
 }

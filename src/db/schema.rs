@@ -16,6 +16,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        actor_type -> Text,
+        actor_id -> Nullable<Text>,
+        action -> Text,
+        object_type -> Text,
+        object_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     confirmation_tokens (token_hash) {
         token_hash -> Text,
         subscriber_id -> Text,
@@ -135,6 +148,7 @@ diesel::joinable!(subscriber_interests -> subscribers (subscriber_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
+    audit_log,
     confirmation_tokens,
     consent_events,
     custom_fields,

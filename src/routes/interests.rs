@@ -117,7 +117,7 @@ fn yes() -> bool {
 }
 
 pub async fn create_interest(
-    _auth: Authorized<WriteContacts>,
+    auth: Authorized<WriteContacts>,
     body: Result<web::Json<NewInterest>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
@@ -164,7 +164,12 @@ pub async fn create_interest(
     let stored = interest.clone();
     let result = state
         .db
-        .write(move |conn| store::insert_interest(conn, &stored).map_err(DbError::from))
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                store::insert_interest(conn, &stored)?;
+                Ok(auth.audit(conn, "interest.create", "interest", Some(&stored.slug))?)
+            })
+        })
         .await;
     match result {
         Ok(()) => Ok(HttpResponse::Created().json(view(interest))),
@@ -189,7 +194,7 @@ pub struct InterestPatch {
 }
 
 pub async fn update_interest(
-    _auth: Authorized<WriteContacts>,
+    auth: Authorized<WriteContacts>,
     slug: web::Path<String>,
     body: Result<web::Json<InterestPatch>, actix_web::Error>,
     state: web::Data<AppState>,
@@ -222,9 +227,13 @@ pub async fn update_interest(
     let slug = slug.into_inner();
     let updated = state
         .db
-        .write(move |conn| -> Result<_, DbError> {
-            store::update_interest(conn, &slug, &changes)?;
-            Ok(store::find_interest(conn, &slug)?)
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                if store::update_interest(conn, &slug, &changes)? {
+                    auth.audit(conn, "interest.update", "interest", Some(&slug))?;
+                }
+                Ok(store::find_interest(conn, &slug)?)
+            })
         })
         .await?;
     updated
@@ -241,7 +250,7 @@ pub struct DeleteQuery {
 /// Refuses (409) while subscribers have the interest, unless `?force=true`: then their
 /// memberships are removed with it, and the answer says how many.
 pub async fn delete_interest(
-    _auth: Authorized<WriteContacts>,
+    auth: Authorized<WriteContacts>,
     slug: web::Path<String>,
     query: Result<web::Query<DeleteQuery>, actix_web::Error>,
     state: web::Data<AppState>,
@@ -260,6 +269,7 @@ pub async fn delete_interest(
                     return Ok(Some(Err(members)));
                 }
                 store::delete_interest(conn, &slug)?;
+                auth.audit(conn, "interest.delete", "interest", Some(&slug))?;
                 Ok(Some(Ok(members)))
             })
             .map_err(DbError::from)

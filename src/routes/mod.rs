@@ -50,6 +50,7 @@ routes! {
     "/api/v1/staff/{id}" => { patch => staff::update_staff },
     "/api/v1/api-keys" => { get => staff::list_api_keys, post => staff::create_api_key },
     "/api/v1/api-keys/{id}" => { delete => staff::revoke_api_key },
+    "/api/v1/audit-log" => { get => staff::audit_log },
     "/api/v1/interests" => { get => interests::list_interests, post => interests::create_interest },
     "/api/v1/interests/{slug}" => {
         get => interests::get_interest,

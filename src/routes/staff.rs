@@ -134,7 +134,7 @@ pub fn create_staff_member(
 }
 
 pub async fn create_staff(
-    _auth: Authorized<AdminOnly>,
+    auth: Authorized<AdminOnly>,
     body: Result<web::Json<NewStaffBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
@@ -160,7 +160,13 @@ pub async fn create_staff(
     let hash = hash_off_thread(body.password).await?;
     let member = state
         .db
-        .write(move |conn| create_staff_member(conn, &email, role, hash))
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| {
+                let member = create_staff_member(conn, &email, role, hash)?;
+                auth.audit(conn, "staff.create", "staff", Some(&member.id))?;
+                Ok::<_, ApiError>(member)
+            })
+        })
         .await?;
     tracing::info!(staff_id = %member.id, "staff account created");
     Ok(HttpResponse::Created().json(view(member)))
@@ -205,9 +211,13 @@ pub async fn update_staff(
     let target = id.clone();
     let member = state
         .db
-        .write(move |conn| -> Result<_, DbError> {
-            staff_db::update_staff(conn, &target, &changes)?;
-            Ok(staff_db::find_staff(conn, &target)?)
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                if staff_db::update_staff(conn, &target, &changes)? {
+                    auth.audit(conn, "staff.update", "staff", Some(&target))?;
+                }
+                Ok(staff_db::find_staff(conn, &target)?)
+            })
         })
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -261,7 +271,12 @@ pub async fn change_own_password(
     };
     state
         .db
-        .write(move |conn| staff_db::update_staff(conn, &id, &changes).map_err(DbError::from))
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                staff_db::update_staff(conn, &id, &changes)?;
+                Ok(auth.audit(conn, "staff.password_change", "staff", Some(&id))?)
+            })
+        })
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -353,7 +368,12 @@ pub async fn create_api_key(
     let stored = key.clone();
     state
         .db
-        .write(move |conn| staff_db::insert_api_key(conn, &stored).map_err(DbError::from))
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                staff_db::insert_api_key(conn, &stored)?;
+                Ok(auth.audit(conn, "api_key.create", "api_key", Some(&stored.id))?)
+            })
+        })
         .await?;
     tracing::info!(api_key_id = %key.id, "API key created");
     let mut body = serde_json::to_value(key_view(key)).map_err(|e| ApiError::Internal(e.into()))?;
@@ -375,18 +395,75 @@ pub async fn list_api_keys(
 }
 
 pub async fn revoke_api_key(
-    _auth: Authorized<AdminOnly>,
+    auth: Authorized<AdminOnly>,
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let id = id.into_inner();
     let revoked = state
         .db
-        .write(move |conn| staff_db::revoke_api_key(conn, &id, db::now()).map_err(DbError::from))
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                let revoked = staff_db::revoke_api_key(conn, &id, db::now())?;
+                if revoked {
+                    auth.audit(conn, "api_key.revoke", "api_key", Some(&id))?;
+                }
+                Ok(revoked)
+            })
+        })
         .await?;
     if revoked {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The audit log, newest first, a page at a time: `next` is the `before` of the next page.
+pub async fn audit_log(
+    _auth: Authorized<AdminOnly>,
+    query: Result<web::Query<AuditQuery>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let query = query.map_err(ApiError::from_extractor)?.into_inner();
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 500"));
+    }
+    if let Some(before) = &query.before {
+        if uuid::Uuid::parse_str(before).is_err() {
+            return Err(ApiError::field(
+                "before",
+                "is not a cursor this API gave out",
+            ));
+        }
+    }
+    let entries = state
+        .db
+        .run(move |conn| {
+            crate::db::audit::list_audit_entries(conn, query.before.as_deref(), limit)
+                .map_err(DbError::from)
+        })
+        .await?;
+    let next = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.id.clone()))
+        .flatten();
+    let data: Vec<_> = entries
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": e.id, "actor_type": e.actor_type, "actor_id": e.actor_id, "action": e.action,
+                "object_type": e.object_type, "object_id": e.object_id, "ip": e.ip,
+                "created_at": e.created_at.and_utc().to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data, "next": next })))
 }

@@ -150,8 +150,11 @@ async fn every_staff_endpoint_refuses_bad_credentials() {
         .filter(|(_, path)| path.starts_with("/api/v1/") && !public.contains(path))
         .collect();
     assert!(staff_routes.len() >= 6);
-    let admin_only =
-        |path: &str| path.starts_with("/api/v1/staff") || path.starts_with("/api/v1/api-keys");
+    let admin_only = |path: &str| {
+        path.starts_with("/api/v1/staff")
+            || path.starts_with("/api/v1/api-keys")
+            || path.starts_with("/api/v1/audit-log")
+    };
     for (method, path) in staff_routes {
         let method = method.to_uppercase();
         let path = path.replace("{id}", &admin).replace("{slug}", "news");
@@ -363,4 +366,79 @@ async fn staff_change_their_own_password() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn every_staff_write_is_in_the_audit_log() {
+    let app = spawn_app().await;
+    let admin_id = add_staff(&app, "admin@example.org", Role::Admin);
+    let admin = token(&app, "admin@example.org").await;
+    let post = |path: &'static str, body: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.client
+                .post(app.url(path))
+                .bearer_auth(admin)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    post(
+        "/api/v1/api-keys",
+        json!({"name": "k", "scopes": ["subscribers:read"]}),
+    )
+    .await;
+    post(
+        "/api/v1/interests",
+        json!({"slug": "news", "name": {"en": "News", "es": "Noticias"}}),
+    )
+    .await;
+    post(
+        "/api/v1/staff",
+        json!({"email": "e@example.org", "role": "editor", "password": PASSWORD}),
+    )
+    .await;
+    let page: Value = call(&app, "GET", "/api/v1/audit-log?limit=2", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["staff.create", "interest.create"], "newest first");
+    assert_eq!(page["data"][0]["actor_id"], admin_id.as_str());
+    assert_eq!(page["data"][0]["ip"], "127.0.0.1");
+    let next = page["next"].as_str().unwrap();
+    let rest: Value = call(
+        &app,
+        "GET",
+        &format!("/api/v1/audit-log?limit=2&before={next}"),
+        Some(&admin),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(rest["data"][0]["action"], "api_key.create");
+    assert_eq!(rest["next"], Value::Null);
+    for bad in [
+        "/api/v1/audit-log?limit=0",
+        "/api/v1/audit-log?limit=501",
+        "/api/v1/audit-log?before=forged",
+        "/api/v1/audit-log?limit=x",
+    ] {
+        let res = call(&app, "GET", bad, Some(&admin)).await;
+        assert!(
+            res.status() == 422 || res.status() == 400,
+            "{bad}: {}",
+            res.status()
+        );
+    }
 }

@@ -1,0 +1,44 @@
+//! The audit log: who changed what, from where and when. Rows are only ever added.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::audit_log;
+use super::AnyConnection;
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug, serde::Serialize)]
+#[diesel(table_name = audit_log, treat_none_as_default_value = false)]
+pub struct AuditEntry {
+    pub id: String,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub object_type: String,
+    pub object_id: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn insert_audit_entry(conn: &mut AnyConnection, entry: &AuditEntry) -> QueryResult<()> {
+    diesel::insert_into(audit_log::table)
+        .values(entry)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Newest first; `before` is the id of the last entry of the previous page (ids sort by time).
+pub fn list_audit_entries(
+    conn: &mut AnyConnection,
+    before: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<AuditEntry>> {
+    let mut query = audit_log::table
+        .select(AuditEntry::as_select())
+        .order(audit_log::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(audit_log::id.lt(before.to_owned()));
+    }
+    query.load(conn)
+}
