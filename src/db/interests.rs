@@ -148,3 +148,53 @@ pub fn delete_interest(conn: &mut AnyConnection, slug: &str) -> QueryResult<bool
         .execute(conn)
         .map(|n| n == 1)
 }
+
+pub fn list_custom_fields(conn: &mut AnyConnection) -> QueryResult<Vec<CustomField>> {
+    custom_fields::table
+        .order(custom_fields::key.asc())
+        .select(CustomField::as_select())
+        .load(conn)
+}
+
+pub fn find_custom_field(conn: &mut AnyConnection, key: &str) -> QueryResult<Option<CustomField>> {
+    custom_fields::table
+        .find(key)
+        .select(CustomField::as_select())
+        .first(conn)
+        .optional()
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = custom_fields)]
+pub struct CustomFieldChanges {
+    pub allowed_values: Option<Option<String>>,
+    pub public: Option<bool>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+pub fn update_custom_field(
+    conn: &mut AnyConnection,
+    key: &str,
+    changes: &CustomFieldChanges,
+) -> QueryResult<bool> {
+    diesel::update(custom_fields::table.find(key))
+        .set(changes)
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// How many subscribers hold a value for the field (keys are restricted to `[a-z0-9_]`, so the
+/// pattern cannot be steered).
+pub fn count_field_values(conn: &mut AnyConnection, key: &str) -> QueryResult<i64> {
+    use super::schema::subscribers;
+    subscribers::table
+        .filter(subscribers::attributes.like(format!("%\"{key}\":%")))
+        .count()
+        .get_result(conn)
+}
+
+pub fn delete_custom_field(conn: &mut AnyConnection, key: &str) -> QueryResult<bool> {
+    diesel::delete(custom_fields::table.find(key))
+        .execute(conn)
+        .map(|n| n == 1)
+}

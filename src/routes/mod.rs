@@ -2,6 +2,7 @@
 //! handlers, and a test compares it with openapi.yaml in both directions.
 
 mod confirm;
+mod fields;
 mod health;
 mod interests;
 mod manage;
@@ -51,6 +52,12 @@ routes! {
     "/api/v1/api-keys" => { get => staff::list_api_keys, post => staff::create_api_key },
     "/api/v1/api-keys/{id}" => { delete => staff::revoke_api_key },
     "/api/v1/audit-log" => { get => staff::audit_log },
+    "/api/v1/fields" => { get => fields::list_fields, post => fields::create_field },
+    "/api/v1/fields/{key}" => {
+        get => fields::get_field,
+        patch => fields::update_field,
+        delete => fields::delete_field,
+    },
     "/api/v1/interests" => { get => interests::list_interests, post => interests::create_interest },
     "/api/v1/interests/{slug}" => {
         get => interests::get_interest,

@@ -1,4 +1,5 @@
 mod confirm;
+mod fields;
 mod helpers;
 mod interests;
 mod manage;

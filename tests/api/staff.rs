@@ -157,7 +157,10 @@ async fn every_staff_endpoint_refuses_bad_credentials() {
     };
     for (method, path) in staff_routes {
         let method = method.to_uppercase();
-        let path = path.replace("{id}", &admin).replace("{slug}", "news");
+        let path = path
+            .replace("{id}", &admin)
+            .replace("{slug}", "news")
+            .replace("{key}", "city");
         for (what, bearer) in [
             ("no token", None),
             ("malformed", Some("not.a.jwt")),
