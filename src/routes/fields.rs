@@ -206,10 +206,9 @@ pub async fn update_field(
         .ok_or(ApiError::NotFound)?;
     let mut errors = FieldErrors::new();
     let field_type = FieldType::parse(&existing.field_type).ok_or(ApiError::NotFound)?;
-    let allowed = match body.allowed_values {
-        Some(values) => Some(check_allowed(&mut errors, field_type, Some(values))),
-        None => None,
-    };
+    let allowed = body
+        .allowed_values
+        .map(|values| check_allowed(&mut errors, field_type, Some(values)));
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
