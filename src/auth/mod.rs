@@ -100,6 +100,14 @@ impl Policy for WriteContacts {
     const SCOPE: Option<&'static str> = Some("subscribers:write");
 }
 
+/// Everything held about people at once (exports, access requests): admins and editors, or
+/// `exports:read`. Viewers read, but do not export.
+pub struct ExportContacts;
+impl Policy for ExportContacts {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Editor];
+    const SCOPE: Option<&'static str> = Some("exports:read");
+}
+
 /// Any signed-in staff member, acting on their own account.
 pub struct AnyStaff;
 impl Policy for AnyStaff {

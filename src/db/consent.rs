@@ -28,3 +28,14 @@ pub fn insert_consent_event(conn: &mut AnyConnection, event: &ConsentEvent) -> Q
         .execute(conn)
         .map(drop)
 }
+
+pub fn list_consent_events(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+) -> QueryResult<Vec<ConsentEvent>> {
+    consent_events::table
+        .filter(consent_events::subscriber_id.eq(subscriber_id))
+        .order((consent_events::created_at.asc(), consent_events::id.asc()))
+        .select(ConsentEvent::as_select())
+        .load(conn)
+}

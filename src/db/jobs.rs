@@ -195,3 +195,18 @@ pub fn next_run_at(conn: &mut AnyConnection) -> QueryResult<Option<NaiveDateTime
         .select(diesel::dsl::min(jobs::run_at))
         .first(conn)
 }
+
+/// (kind, state, queued at, finished at) of one mail.
+pub type MailRecord = (String, String, NaiveDateTime, Option<NaiveDateTime>);
+
+/// The mails queued for a subscriber, for access requests.
+pub fn list_mail_for_subscriber(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+) -> QueryResult<Vec<MailRecord>> {
+    jobs::table
+        .filter(jobs::subscriber_id.eq(subscriber_id))
+        .order(jobs::created_at.asc())
+        .select((jobs::kind, jobs::state, jobs::created_at, jobs::finished_at))
+        .load(conn)
+}

@@ -139,6 +139,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    tombstones (subscriber_id) {
+        subscriber_id -> Text,
+        erased_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_keys -> staff (created_by));
 diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(consent_events -> subscribers (subscriber_id));
@@ -158,4 +165,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     subscriber_interests,
     subscribers,
     suppressions,
+    tombstones,
 );

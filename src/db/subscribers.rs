@@ -226,3 +226,75 @@ pub fn count_subscribers_by_status(conn: &mut AnyConnection) -> QueryResult<Vec<
         .select((subscribers::status, diesel::dsl::count_star()))
         .load(conn)
 }
+
+/// Filters for the staff list; `after` is the (updated_at, id) of the last row already seen.
+#[derive(Default)]
+pub struct SubscriberQuery {
+    pub status: Option<String>,
+    pub language: Option<String>,
+    pub interest: Option<String>,
+    pub email_contains: Option<String>,
+    pub updated_since: Option<NaiveDateTime>,
+    pub after: Option<(NaiveDateTime, String)>,
+    pub limit: i64,
+}
+
+/// One page in (updated_at, id) order.
+pub fn list_subscribers(
+    conn: &mut AnyConnection,
+    q: &SubscriberQuery,
+) -> QueryResult<Vec<Subscriber>> {
+    let mut query = subscribers::table
+        .select(Subscriber::as_select())
+        .into_boxed();
+    if let Some(status) = &q.status {
+        query = query.filter(subscribers::status.eq(status.clone()));
+    }
+    if let Some(language) = &q.language {
+        query = query.filter(subscribers::language.eq(language.clone()));
+    }
+    if let Some(slug) = &q.interest {
+        let members = subscriber_interests::table
+            .filter(subscriber_interests::interest_slug.eq(slug.clone()))
+            .select(subscriber_interests::subscriber_id);
+        query = query.filter(subscribers::id.eq_any(members));
+    }
+    if let Some(part) = &q.email_contains {
+        let escaped = part
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        query = query.filter(subscribers::email.like(format!("%{escaped}%")).escape('\\'));
+    }
+    if let Some(since) = q.updated_since {
+        query = query.filter(subscribers::updated_at.ge(since));
+    }
+    if let Some((at, id)) = &q.after {
+        query = query.filter(
+            subscribers::updated_at.gt(*at).or(subscribers::updated_at
+                .eq(*at)
+                .and(subscribers::id.gt(id.clone()))),
+        );
+    }
+    query
+        .order((subscribers::updated_at.asc(), subscribers::id.asc()))
+        .limit(q.limit)
+        .load(conn)
+}
+
+pub fn delete_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+    diesel::delete(subscribers::table.find(id))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+pub fn insert_tombstone(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<()> {
+    use super::schema::tombstones;
+    diesel::insert_into(tombstones::table)
+        .values((
+            tombstones::subscriber_id.eq(id),
+            tombstones::erased_at.eq(now),
+        ))
+        .execute(conn)
+        .map(drop)
+}

@@ -37,3 +37,19 @@ pub fn delete_suppression(
     .execute(conn)
     .map(drop)
 }
+
+pub fn insert_suppression(
+    conn: &mut AnyConnection,
+    email_hash: &str,
+    reason: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(suppressions::table)
+        .values((
+            suppressions::email_hash.eq(email_hash),
+            suppressions::reason.eq(reason),
+            suppressions::created_at.eq(now),
+        ))
+        .execute(conn)
+        .map(drop)
+}

@@ -9,6 +9,7 @@ mod manage;
 mod pages;
 pub mod staff;
 mod subscribe;
+mod subscribers;
 
 use std::net::IpAddr;
 
@@ -58,6 +59,12 @@ routes! {
         patch => fields::update_field,
         delete => fields::delete_field,
     },
+    "/api/v1/subscribers" => { get => subscribers::list_subscribers },
+    "/api/v1/subscribers/{id}" => {
+        get => subscribers::get_subscriber,
+        delete => subscribers::erase_subscriber,
+    },
+    "/api/v1/subscribers/{id}/data" => { get => subscribers::subscriber_data },
     "/api/v1/interests" => { get => interests::list_interests, post => interests::create_interest },
     "/api/v1/interests/{slug}" => {
         get => interests::get_interest,

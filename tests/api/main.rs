@@ -9,3 +9,4 @@ mod schema;
 mod smtp;
 mod staff;
 mod subscribe;
+mod subscribers;

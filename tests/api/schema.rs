@@ -72,6 +72,7 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         jobs,
         subscriber_interests,
         subscribers,
-        suppressions
+        suppressions,
+        tombstones
     );
 }

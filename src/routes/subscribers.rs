@@ -1,0 +1,285 @@
+//! Subscribers for staff: list with filters and a stable cursor, one record, everything held
+//! about a person (access requests), and erasure.
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, NaiveDateTime};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::HandlerResult;
+use crate::auth::{Authorized, ExportContacts, ReadContacts, WriteContacts};
+use crate::db::subscribers::{self as store, Subscriber, SubscriberQuery};
+use crate::db::{self, DbError};
+use crate::domain::{InterestSlug, Language, SubscriberStatus, SuppressionReason};
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::tokens;
+
+fn time(t: NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn view(s: &Subscriber, interests: &[String]) -> Value {
+    json!({
+        "id": s.id,
+        "email": s.email,
+        "name": s.name,
+        "language": s.language,
+        "status": s.status,
+        "interests": interests,
+        "attributes": serde_json::from_str::<Value>(&s.attributes).unwrap_or_else(|_| json!({})),
+        "source": s.source,
+        "created_at": time(s.created_at),
+        "updated_at": time(s.updated_at),
+        "confirmed_at": s.confirmed_at.map(time),
+        "unsubscribed_at": s.unsubscribed_at.map(time),
+    })
+}
+
+/// Cursors are opaque to clients: the (updated_at, id) of the last row, base64url-encoded.
+fn encode_cursor(s: &Subscriber) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}|{}",
+        s.updated_at.and_utc().timestamp_micros(),
+        s.id
+    ))
+}
+
+fn decode_cursor(raw: &str) -> Option<(NaiveDateTime, String)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let (micros, id) = text.split_once('|')?;
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?.naive_utc();
+    uuid::Uuid::parse_str(id).ok()?;
+    Some((at, id.to_owned()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    interest: Option<String>,
+    language: Option<String>,
+    email_contains: Option<String>,
+    updated_since: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list_subscribers(
+    _auth: Authorized<ReadContacts>,
+    query: Result<web::Query<ListQuery>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let q = query.map_err(ApiError::from_extractor)?.into_inner();
+    let mut errors = crate::error::FieldErrors::new();
+    let mut bad =
+        |field: &str, message: &str| errors.entry(field.into()).or_default().push(message.into());
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        bad("limit", "must be between 1 and 1000");
+    }
+    if q.status
+        .as_deref()
+        .is_some_and(|s| SubscriberStatus::parse(s).is_none())
+    {
+        bad(
+            "status",
+            "must be pending, confirmed, unsubscribed, bounced or complained",
+        );
+    }
+    if q.language
+        .as_deref()
+        .is_some_and(|l| Language::parse(l).is_err())
+    {
+        bad("language", "must be en or es");
+    }
+    if q.interest
+        .as_deref()
+        .is_some_and(|i| InterestSlug::parse(i).is_err())
+    {
+        bad("interest", "is not a valid interest");
+    }
+    if q.email_contains
+        .as_deref()
+        .is_some_and(|e| e.is_empty() || e.len() > 254)
+    {
+        bad("email_contains", "must be 1 to 254 characters");
+    }
+    let updated_since = match q.updated_since.as_deref() {
+        None => None,
+        Some(raw) => match DateTime::parse_from_rfc3339(raw) {
+            Ok(t) => Some(t.naive_utc()),
+            Err(_) => {
+                bad(
+                    "updated_since",
+                    "must be an RFC 3339 time like 2026-01-01T00:00:00Z",
+                );
+                None
+            }
+        },
+    };
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(raw) => {
+            let decoded = decode_cursor(raw);
+            if decoded.is_none() {
+                bad("cursor", "is not a cursor this API gave out");
+            }
+            decoded
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let filter = SubscriberQuery {
+        status: q.status,
+        language: q.language,
+        interest: q.interest,
+        email_contains: q.email_contains.map(|e| e.to_lowercase()),
+        updated_since,
+        after,
+        limit,
+    };
+    let (rows, interests) = state
+        .db
+        .run(move |conn| -> Result<_, DbError> {
+            let rows = store::list_subscribers(conn, &filter)?;
+            let ids: Vec<&str> = rows.iter().map(|s| s.id.as_str()).collect();
+            let mut interests: HashMap<String, Vec<String>> = HashMap::new();
+            for (id, interest) in store::list_interests_of(conn, &ids)? {
+                interests.entry(id).or_default().push(interest.slug);
+            }
+            Ok((rows, interests))
+        })
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(encode_cursor))
+        .flatten();
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|s| {
+            view(
+                s,
+                interests.get(&s.id).map(Vec::as_slice).unwrap_or_default(),
+            )
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "data": data, "next_cursor": next })))
+}
+
+pub async fn get_subscriber(
+    _auth: Authorized<ReadContacts>,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let id = id.into_inner();
+    let found = state
+        .db
+        .run(move |conn| -> Result<_, DbError> {
+            let Some(subscriber) = store::find_subscriber(conn, &id)? else {
+                return Ok(None);
+            };
+            let interests: Vec<String> = store::list_subscriber_interests(conn, &id)?
+                .into_iter()
+                .map(|i| i.slug)
+                .collect();
+            Ok(Some(view(&subscriber, &interests)))
+        })
+        .await?;
+    found
+        .map(|v| HttpResponse::Ok().json(v))
+        .ok_or(ApiError::NotFound)
+}
+
+/// Everything held about the person, for an access request (GDPR Art. 15).
+pub async fn subscriber_data(
+    auth: Authorized<ExportContacts>,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let id = id.into_inner();
+    let found = state
+        .db
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                let Some(subscriber) = store::find_subscriber(conn, &id)? else { return Ok(None) };
+                let interests: Vec<String> =
+                    store::list_subscriber_interests(conn, &id)?.into_iter().map(|i| i.slug).collect();
+                let consent = db::consent::list_consent_events(conn, &id)?;
+                let mails = db::jobs::list_mail_for_subscriber(conn, &id)?;
+                // Reading someone's whole record is itself worth a line in the audit log.
+                auth.audit(conn, "subscriber.data_access", "subscriber", Some(&id))?;
+                Ok(Some(json!({
+                    "subscriber": view(&subscriber, &interests),
+                    "consent": consent.iter().map(|c| json!({
+                        "action": c.action,
+                        "interests": serde_json::from_str::<Value>(&c.interests).unwrap_or_else(|_| json!([])),
+                        "wording": c.wording,
+                        "wording_version": c.wording_version,
+                        "language": c.language,
+                        "source": c.source,
+                        "ip": c.ip,
+                        "user_agent": c.user_agent,
+                        "at": time(c.created_at),
+                    })).collect::<Vec<_>>(),
+                    "mails": mails.iter().map(|(kind, state, created, finished)| json!({
+                        "kind": kind.trim_start_matches("mail."),
+                        "state": state,
+                        "queued_at": time(*created),
+                        "finished_at": finished.map(time),
+                    })).collect::<Vec<_>>(),
+                })))
+            })
+        })
+        .await?;
+    found
+        .map(|v| HttpResponse::Ok().json(v))
+        .ok_or(ApiError::NotFound)
+}
+
+/// Erasure: personal data goes at once (profile, interests, consent ledger, queued mail and
+/// tokens); a hash of the address stays suppressed and a tombstone keeps only the id and time.
+/// The address comes back only through the person's own new confirmation.
+pub async fn erase_subscriber(
+    auth: Authorized<WriteContacts>,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let id = id.into_inner();
+    let logged = id.clone();
+    let erased = state
+        .db
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                let Some(subscriber) = store::find_subscriber(conn, &id)? else {
+                    return Ok(false);
+                };
+                let now = db::now();
+                let hash = tokens::email_hash(&subscriber.email);
+                if db::suppressions::find_suppression(conn, &hash)?.is_none() {
+                    db::suppressions::insert_suppression(
+                        conn,
+                        &hash,
+                        SuppressionReason::Erased.as_str(),
+                        now,
+                    )?;
+                }
+                store::delete_subscriber(conn, &id)?;
+                store::insert_tombstone(conn, &id, now)?;
+                auth.audit(conn, "subscriber.erase", "subscriber", Some(&id))?;
+                Ok(true)
+            })
+        })
+        .await?;
+    if erased {
+        tracing::info!(subscriber_id = %logged, "subscriber erased");
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

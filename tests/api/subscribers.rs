@@ -1,0 +1,223 @@
+//! Subscribers for staff: filters, cursor pages, access requests and erasure.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+async fn staff_token(app: &TestApp, role: enlace::auth::Role) -> String {
+    let hash = enlace::auth::passwords::hash_password("a long enough password").unwrap();
+    let address = format!("{}@staff.example.org", role.as_str());
+    let email = enlace::domain::Email::parse(&address).unwrap();
+    enlace::routes::staff::create_staff_member(&mut app.conn(), &email, role, hash).unwrap();
+    let res = app
+        .post_json(
+            "/api/v1/auth/token",
+            &json!({"email": address, "password": "a long enough password"}),
+        )
+        .await;
+    res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn staff_list_subscribers_with_filters_and_a_stable_cursor() {
+    let app = spawn_app().await;
+    app.add_interest("news", true);
+    let viewer = staff_token(&app, enlace::auth::Role::Viewer).await;
+    for i in 0..7 {
+        let interests = if i % 2 == 0 {
+            json!(["news"])
+        } else {
+            json!([])
+        };
+        let language = if i < 3 { "es" } else { "en" };
+        app.subscribe(json!({"email": format!("p{i}@example.org"), "interests": interests, "language": language})).await;
+    }
+    // Page through everything, three at a time.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/subscribers?limit=3".to_owned();
+    loop {
+        let page: Value = get(&app, &viewer, &path).await.json().await.unwrap();
+        for s in page["data"].as_array().unwrap() {
+            seen.push(s["email"].as_str().unwrap().to_owned());
+            assert_eq!(s["status"], "pending");
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/subscribers?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 7, "every subscriber once");
+
+    let es: Value = get(&app, &viewer, "/api/v1/subscribers?language=es")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(es["data"].as_array().unwrap().len(), 3);
+    let news: Value = get(&app, &viewer, "/api/v1/subscribers?interest=news")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(news["data"].as_array().unwrap().len(), 4);
+    assert_eq!(news["data"][0]["interests"], json!(["news"]));
+    let one: Value = get(&app, &viewer, "/api/v1/subscribers?email_contains=P5@")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["data"].as_array().unwrap().len(), 1);
+    let none: Value = get(&app, &viewer, "/api/v1/subscribers?email_contains=%25")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        none["data"].as_array().unwrap().len(),
+        0,
+        "% is a character, not a wildcard"
+    );
+    let later: Value = get(
+        &app,
+        &viewer,
+        "/api/v1/subscribers?updated_since=2999-01-01T00:00:00Z",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(later["data"].as_array().unwrap().len(), 0);
+
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "status=happy",
+        "language=fr",
+        "cursor=forged",
+        "cursor=bm90fGFuLWlk",
+        "updated_since=yesterday",
+        "colour=red",
+    ] {
+        let res = get(&app, &viewer, &format!("/api/v1/subscribers?{bad}")).await;
+        assert!(
+            res.status() == 422 || res.status() == 400,
+            "{bad}: {}",
+            res.status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_access_request_returns_everything_held_and_erasure_removes_it() {
+    let app = spawn_app().await;
+    app.add_interest("news", true);
+    let editor = staff_token(&app, enlace::auth::Role::Editor).await;
+    let viewer = staff_token(&app, enlace::auth::Role::Viewer).await;
+    app.subscribe(json!({"email": "ana@example.org", "name": "Ana", "interests": ["news"], "source": "footer"})).await;
+    let mail = app.deliver_one("ana@example.org").await;
+    app.client
+        .post(app.url(&app.link(&mail, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
+    app.run_jobs().await;
+    let list: Value = get(&app, &viewer, "/api/v1/subscribers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        get(&app, &viewer, &format!("/api/v1/subscribers/{id}/data"))
+            .await
+            .status(),
+        403,
+        "viewers do not export"
+    );
+    let data: Value = get(&app, &editor, &format!("/api/v1/subscribers/{id}/data"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(data["subscriber"]["email"], "ana@example.org");
+    assert_eq!(data["subscriber"]["interests"], json!(["news"]));
+    let actions: Vec<&str> = data["consent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["signup", "confirm"]);
+    assert!(data["consent"][0]["wording"].as_str().unwrap().len() > 20);
+    let kinds: Vec<&str> = data["mails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["confirmation", "welcome"]);
+
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/subscribers/{id}")))
+        .bearer_auth(&editor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    for table in [
+        "subscribers",
+        "subscriber_interests",
+        "consent_events",
+        "jobs",
+        "confirmation_tokens",
+    ] {
+        assert_eq!(app.count(table), 0, "{table} holds nothing about them");
+    }
+    assert_eq!(
+        app.count(&format!("tombstones WHERE subscriber_id = '{id}'")),
+        1
+    );
+    assert_eq!(app.count("suppressions WHERE reason = 'erased'"), 1);
+    assert_eq!(
+        get(&app, &editor, &format!("/api/v1/subscribers/{id}"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(app.count("audit_log WHERE action = 'subscriber.erase'"), 1);
+
+    // Only their own new confirmation brings them back.
+    app.subscribe(json!({"email": "ana@example.org"})).await;
+    assert_eq!(app.status_of("ana@example.org").as_deref(), Some("pending"));
+    let again = app.deliver_one("ana@example.org").await;
+    app.client
+        .post(app.url(&app.link(&again, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.status_of("ana@example.org").as_deref(),
+        Some("confirmed")
+    );
+    assert_eq!(
+        app.count("suppressions"),
+        0,
+        "the erased suppression is cleared by their confirmation"
+    );
+}
