@@ -7,25 +7,7 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn declared_fields_govern_what_public_forms_may_set() {
     let app = spawn_app().await;
-    let hash = enlace::auth::passwords::hash_password("a long enough password").unwrap();
-    let email = enlace::domain::Email::parse("ed@example.org").unwrap();
-    enlace::routes::staff::create_staff_member(
-        &mut app.conn(),
-        &email,
-        enlace::auth::Role::Editor,
-        hash,
-    )
-    .unwrap();
-    let res = app
-        .post_json(
-            "/api/v1/auth/token",
-            &json!({"email": "ed@example.org", "password": "a long enough password"}),
-        )
-        .await;
-    let token = res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.staff_token(enlace::auth::Role::Editor).await;
     let send = |method: &'static str, path: &'static str, body: Value| {
         let app = &app;
         let token = token.clone();

@@ -15,6 +15,8 @@ use enlace::email::{SentMessage, Transport};
 use enlace::jobs::Worker;
 use enlace::startup::{Application, Options};
 
+pub const STAFF_PASSWORD: &str = "a long enough password";
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -311,7 +313,38 @@ impl TestApp {
             .map(|s| s.status)
     }
 
-    /// Declares an interest directly (staff endpoints come later).
+    /// Creates a staff account directly; returns its id.
+    pub fn add_staff(&self, email: &str, role: enlace::auth::Role) -> String {
+        let hash = enlace::auth::passwords::hash_password(STAFF_PASSWORD).unwrap();
+        let email = enlace::domain::Email::parse(email).unwrap();
+        enlace::routes::staff::create_staff_member(&mut self.conn(), &email, role, hash)
+            .unwrap()
+            .id
+    }
+
+    /// Signs in as `email` (created with `add_staff`) and returns the access token.
+    pub async fn sign_in(&self, email: &str) -> String {
+        let res = self
+            .post_json(
+                "/api/v1/auth/token",
+                &serde_json::json!({"email": email, "password": STAFF_PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "signing in as {email}");
+        res.json::<serde_json::Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A new staff member of `role`, signed in.
+    pub async fn staff_token(&self, role: enlace::auth::Role) -> String {
+        let email = format!("{}@staff.example.org", role.as_str());
+        self.add_staff(&email, role);
+        self.sign_in(&email).await
+    }
+
+    /// Declares an interest directly.
     pub fn add_interest(&self, slug: &str, public: bool) {
         let now = db::now();
         db::interests::insert_interest(

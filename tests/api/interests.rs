@@ -2,34 +2,12 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
-
-async fn editor_token(app: &TestApp) -> String {
-    let hash = enlace::auth::passwords::hash_password("a long enough password").unwrap();
-    let email = enlace::domain::Email::parse("ed@example.org").unwrap();
-    enlace::routes::staff::create_staff_member(
-        &mut app.conn(),
-        &email,
-        enlace::auth::Role::Editor,
-        hash,
-    )
-    .unwrap();
-    let res = app
-        .post_json(
-            "/api/v1/auth/token",
-            &json!({"email": "ed@example.org", "password": "a long enough password"}),
-        )
-        .await;
-    res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn staff_create_list_change_and_delete_interests() {
     let app = spawn_app().await;
-    let token = editor_token(&app).await;
+    let token = app.staff_token(enlace::auth::Role::Editor).await;
     let send = |method: &'static str, path: &'static str, body: Value| {
         let app = &app;
         let token = token.clone();

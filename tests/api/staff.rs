@@ -1,20 +1,15 @@
 //! Staff sign-in, accounts and API keys, and the rule every staff endpoint obeys.
 
 use enlace::auth::jwt::{Claims, JwtKeys, AUDIENCE};
-use enlace::auth::{passwords, Role};
-use enlace::domain::Email;
+use enlace::auth::Role;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, test_settings, TestApp};
 
-const PASSWORD: &str = "a long enough password";
+const PASSWORD: &str = crate::helpers::STAFF_PASSWORD;
 
 fn add_staff(app: &TestApp, email: &str, role: Role) -> String {
-    let hash = passwords::hash_password(PASSWORD).unwrap();
-    let email = Email::parse(email).unwrap();
-    enlace::routes::staff::create_staff_member(&mut app.conn(), &email, role, hash)
-        .unwrap()
-        .id
+    app.add_staff(email, role)
 }
 
 async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {

@@ -4,23 +4,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
 
-async fn staff_token(app: &TestApp, role: enlace::auth::Role) -> String {
-    let hash = enlace::auth::passwords::hash_password("a long enough password").unwrap();
-    let address = format!("{}@staff.example.org", role.as_str());
-    let email = enlace::domain::Email::parse(&address).unwrap();
-    enlace::routes::staff::create_staff_member(&mut app.conn(), &email, role, hash).unwrap();
-    let res = app
-        .post_json(
-            "/api/v1/auth/token",
-            &json!({"email": address, "password": "a long enough password"}),
-        )
-        .await;
-    res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
     app.client
         .get(app.url(path))
@@ -34,7 +17,7 @@ async fn get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
 async fn staff_list_subscribers_with_filters_and_a_stable_cursor() {
     let app = spawn_app().await;
     app.add_interest("news", true);
-    let viewer = staff_token(&app, enlace::auth::Role::Viewer).await;
+    let viewer = app.staff_token(enlace::auth::Role::Viewer).await;
     for i in 0..7 {
         let interests = if i % 2 == 0 {
             json!(["news"])
@@ -125,8 +108,8 @@ async fn staff_list_subscribers_with_filters_and_a_stable_cursor() {
 async fn an_access_request_returns_everything_held_and_erasure_removes_it() {
     let app = spawn_app().await;
     app.add_interest("news", true);
-    let editor = staff_token(&app, enlace::auth::Role::Editor).await;
-    let viewer = staff_token(&app, enlace::auth::Role::Viewer).await;
+    let editor = app.staff_token(enlace::auth::Role::Editor).await;
+    let viewer = app.staff_token(enlace::auth::Role::Viewer).await;
     app.subscribe(json!({"email": "ana@example.org", "name": "Ana", "interests": ["news"], "source": "footer"})).await;
     let mail = app.deliver_one("ana@example.org").await;
     app.client
