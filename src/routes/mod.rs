@@ -59,7 +59,10 @@ routes! {
         patch => fields::update_field,
         delete => fields::delete_field,
     },
-    "/api/v1/subscribers" => { get => subscribers::list_subscribers },
+    "/api/v1/subscribers" => {
+        get => subscribers::list_subscribers,
+        post => subscribers::upsert_subscriber,
+    },
     "/api/v1/subscribers/{id}" => {
         get => subscribers::get_subscriber,
         delete => subscribers::erase_subscriber,

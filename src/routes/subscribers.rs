@@ -283,3 +283,152 @@ pub async fn erase_subscriber(
         Err(ApiError::NotFound)
     }
 }
+
+#[derive(Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConsentBody {
+    Confirmation,
+    Recorded { source: String, note: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertBody {
+    email: String,
+    name: Option<String>,
+    language: Option<String>,
+    interests: Option<Vec<String>>,
+    attributes: Option<serde_json::Map<String, Value>>,
+    source: Option<String>,
+    consent: ConsentBody,
+}
+
+/// Creates or updates a subscriber by address (201 created, 200 updated).
+pub async fn upsert_subscriber(
+    auth: Authorized<WriteContacts>,
+    req: actix_web::HttpRequest,
+    body: Result<web::Json<UpsertBody>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    use crate::domain::{Email, Name};
+    use crate::signup::staff::{upsert_by_staff, ConsentMode, StaffUpsert, UpsertError};
+    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let mut errors = crate::error::FieldErrors::new();
+    let mut bad =
+        |field: &str, message: &str| errors.entry(field.into()).or_default().push(message.into());
+    let email = Email::parse(&body.email).map_err(|e| bad("email", e)).ok();
+    let name = Name::parse(body.name.as_deref().unwrap_or_default())
+        .map_err(|e| bad("name", e))
+        .ok()
+        .flatten();
+    let language = match body.language.as_deref() {
+        None => Language::En,
+        Some(raw) => Language::parse(raw).unwrap_or_else(|e| {
+            bad("language", e);
+            Language::En
+        }),
+    };
+    let mut interests = Vec::new();
+    for raw in body.interests.iter().flatten() {
+        match InterestSlug::parse(raw) {
+            Ok(slug) if !interests.contains(&slug) => interests.push(slug),
+            Ok(_) => {}
+            Err(e) => bad("interests", e),
+        }
+    }
+    let text_ok = |s: &str| {
+        !s.trim().is_empty() && s.chars().count() <= 500 && !s.chars().any(char::is_control)
+    };
+    let consent = match body.consent {
+        ConsentBody::Confirmation => ConsentMode::Confirmation,
+        ConsentBody::Recorded { source, note } => {
+            if !text_ok(&source) {
+                bad(
+                    "consent.source",
+                    "say where consent was given (1 to 500 characters)",
+                );
+            }
+            if !text_ok(&note) {
+                bad(
+                    "consent.note",
+                    "describe the consent given (1 to 500 characters)",
+                );
+            }
+            ConsentMode::Recorded {
+                source: source.trim().to_owned(),
+                note: note.trim().to_owned(),
+            }
+        }
+    };
+    if body
+        .source
+        .as_deref()
+        .is_some_and(|s| s.chars().count() > 200 || s.chars().any(char::is_control))
+    {
+        bad("source", "at most 200 characters");
+    }
+    let Some(email) = email.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let staff_label = match &auth.principal {
+        crate::auth::Principal::Staff { id, .. } => format!("staff:{id}"),
+        crate::auth::Principal::ApiKey { id, .. } => format!("api_key:{id}"),
+    };
+    let input = StaffUpsert {
+        signup: crate::signup::Signup {
+            email,
+            name,
+            language,
+            interests,
+            source: body.source,
+            attributes: body.attributes.unwrap_or_default(),
+            evidence: super::evidence(&state, &req),
+        },
+        consent,
+        interests_given: body.interests.is_some(),
+        name_given: body.name.is_some(),
+        language_given: body.language.is_some(),
+        staff_label,
+    };
+    let templates = state.templates.clone();
+    let policy = state.signup_policy();
+    let result = state
+        .db
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, UpsertError> {
+                let outcome = upsert_by_staff(conn, &templates, &policy, &input, db::now())?;
+                let action = if outcome.created {
+                    "subscriber.create"
+                } else {
+                    "subscriber.update"
+                };
+                auth.audit(conn, action, "subscriber", Some(&outcome.subscriber_id))?;
+                let subscriber = store::find_subscriber(conn, &outcome.subscriber_id)?;
+                let interests: Vec<String> =
+                    store::list_subscriber_interests(conn, &outcome.subscriber_id)?
+                        .into_iter()
+                        .map(|i| i.slug)
+                        .collect();
+                Ok((outcome, subscriber, interests))
+            })
+            .map_err(|e| match e {
+                UpsertError::Db(e) => ApiError::from(e),
+                UpsertError::Validation(errors) => ApiError::Validation(errors),
+                UpsertError::Conflict(why) => ApiError::Conflict(why.into()),
+            })
+        })
+        .await;
+    let (outcome, subscriber, interests) = result?;
+    if outcome.confirmation_sent {
+        state.mail_ready.notify_one();
+    }
+    let subscriber = subscriber.ok_or(ApiError::NotFound)?;
+    let mut body = view(&subscriber, &interests);
+    body["confirmation_sent"] = Value::Bool(outcome.confirmation_sent);
+    Ok(if outcome.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    }
+    .json(body))
+}

@@ -4,6 +4,7 @@
 mod batcher;
 pub mod confirm;
 pub mod manage;
+pub mod staff;
 
 use std::collections::{HashMap, HashSet};
 
@@ -103,6 +104,8 @@ pub struct SignupPolicy {
 pub struct PublicCatalog {
     interests: HashMap<String, Interest>,
     fields: HashMap<String, FieldDeclaration>,
+    /// Staff may use private interests and fields too.
+    staff: bool,
 }
 
 impl PublicCatalog {
@@ -125,11 +128,32 @@ impl PublicCatalog {
         } else {
             HashMap::new()
         };
-        Ok(Self { interests, fields })
+        Ok(Self {
+            interests,
+            fields,
+            staff: false,
+        })
+    }
+
+    /// Every interest and field, public or not, for checking a staff write.
+    pub fn load_for_staff(conn: &mut AnyConnection) -> diesel::QueryResult<Self> {
+        let interests = crate::db::interests::list_interests(conn)?
+            .into_iter()
+            .map(|i| (i.slug.clone(), i))
+            .collect();
+        let fields = list_field_declarations(conn)?
+            .into_iter()
+            .map(|f| (f.key.clone(), f))
+            .collect();
+        Ok(Self {
+            interests,
+            fields,
+            staff: true,
+        })
     }
 
     /// Checks interests and attributes; returns the attributes to store.
-    fn check(&self, signup: &Signup) -> Result<Map<String, Value>, FieldErrors> {
+    pub fn check(&self, signup: &Signup) -> Result<Map<String, Value>, FieldErrors> {
         let mut errors = FieldErrors::new();
         for slug in &signup.interests {
             if !self.interests.contains_key(slug.as_str()) {
@@ -144,7 +168,7 @@ impl PublicCatalog {
             let checked = match self.fields.get(key) {
                 None => Err(AttributeError::Undeclared),
                 // Private fields are not revealed: they read as undeclared.
-                Some(field) if !field.public => Err(AttributeError::Undeclared),
+                Some(field) if !field.public && !self.staff => Err(AttributeError::Undeclared),
                 Some(field) => field.check(value),
             };
             match checked {

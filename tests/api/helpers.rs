@@ -306,6 +306,14 @@ impl TestApp {
             .n
     }
 
+    pub fn conn_subscriber_id(&self, email: &str) -> String {
+        let mut conn = self.conn();
+        db::subscribers::find_subscriber_by_email(&mut conn, email)
+            .unwrap()
+            .expect("a subscriber")
+            .id
+    }
+
     pub fn status_of(&self, email: &str) -> Option<String> {
         let mut conn = self.conn();
         db::subscribers::find_subscriber_by_email(&mut conn, email)

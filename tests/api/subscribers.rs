@@ -204,3 +204,105 @@ async fn an_access_request_returns_everything_held_and_erasure_removes_it() {
         "the erased suppression is cleared by their confirmation"
     );
 }
+
+#[tokio::test]
+async fn staff_add_people_with_a_confirmation_or_with_recorded_consent() {
+    let app = spawn_app().await;
+    app.add_interest("news", true);
+    app.add_interest("volunteers", false);
+    app.add_field("phone_ok", "boolean", &[], false);
+    let editor = app.staff_token(enlace::auth::Role::Editor).await;
+    let post = |body: Value| {
+        let app = &app;
+        let editor = editor.clone();
+        async move {
+            app.client
+                .post(app.url("/api/v1/subscribers"))
+                .bearer_auth(editor)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Recorded consent: confirmed at once, evidence in the ledger, private fields allowed.
+    let res = post(json!({"email": "Rosa@Example.org", "name": "Rosa", "language": "es", "interests": ["volunteers"],
+        "attributes": {"phone_ok": true},
+        "consent": {"mode": "recorded", "source": "paper form, march 3 meeting", "note": "Signed the sign-up sheet"}})).await;
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["status"].as_str(), body["confirmation_sent"].as_bool()),
+        (Some("confirmed"), Some(false))
+    );
+    assert_eq!(app.count("consent_events WHERE action = 'staff_recorded' AND source = 'paper form, march 3 meeting'"), 1);
+    // Confirmation mode: pending until they confirm.
+    let res = post(json!({"email": "luis@example.org", "consent": {"mode": "confirmation"}})).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(
+        app.status_of("luis@example.org").as_deref(),
+        Some("pending")
+    );
+    app.deliver_one("luis@example.org").await;
+    // Upsert: the same address again updates (200), and a duplicate never appears.
+    let res = post(json!({"email": "rosa@example.org", "name": "Rosa M.", "consent": {"mode": "confirmation"}})).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["name"].as_str(), body["language"].as_str()),
+        (Some("Rosa M."), Some("es")),
+        "absent fields keep their values"
+    );
+    assert_eq!(body["interests"], json!(["volunteers"]));
+    assert_eq!(app.count("subscribers WHERE email = 'rosa@example.org'"), 1);
+
+    for (bad, field) in [
+        (
+            json!({"email": "x@example.org", "consent": {"mode": "recorded", "source": "", "note": "n"}}),
+            "consent.source",
+        ),
+        (
+            json!({"email": "x@example.org", "interests": ["nope"], "consent": {"mode": "confirmation"}}),
+            "interests",
+        ),
+        (
+            json!({"email": "x@example.org", "attributes": {"phone_ok": "yes"}, "consent": {"mode": "confirmation"}}),
+            "attributes.phone_ok",
+        ),
+        (
+            json!({"email": "bad", "consent": {"mode": "confirmation"}}),
+            "email",
+        ),
+    ] {
+        let res = post(bad.clone()).await;
+        assert_eq!(res.status(), 422, "{bad}");
+        assert!(
+            res.json::<Value>().await.unwrap()["errors"][field].is_array(),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        post(json!({"email": "x@example.org", "consent": {"mode": "maybe"}}))
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(app.count("subscribers WHERE email = 'x@example.org'"), 0);
+
+    // Erased people come back only through their own confirmation.
+    let id = app.conn_subscriber_id("rosa@example.org");
+    app.client
+        .delete(app.url(&format!("/api/v1/subscribers/{id}")))
+        .bearer_auth(&editor)
+        .send()
+        .await
+        .unwrap();
+    let res = post(json!({"email": "rosa@example.org", "consent": {"mode": "recorded", "source": "s", "note": "n"}})).await;
+    assert_eq!(res.status(), 409);
+    let res = post(json!({"email": "rosa@example.org", "consent": {"mode": "confirmation"}})).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(
+        app.status_of("rosa@example.org").as_deref(),
+        Some("pending")
+    );
+}
