@@ -65,6 +65,7 @@ routes! {
     },
     "/api/v1/subscribers/{id}" => {
         get => subscribers::get_subscriber,
+        patch => subscribers::update_subscriber,
         delete => subscribers::erase_subscriber,
     },
     "/api/v1/subscribers/{id}/data" => { get => subscribers::subscriber_data },

@@ -432,3 +432,120 @@ pub async fn upsert_subscriber(
     }
     .json(body))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    language: Option<String>,
+    interests: Option<Vec<String>>,
+    attributes: Option<serde_json::Map<String, Value>>,
+}
+
+/// Tells "absent" (`None`) from "null" (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Changes a subscriber's name, language, interests or attributes (an attribute set to null is
+/// removed). Status is not for staff to change: people confirm and unsubscribe themselves.
+pub async fn update_subscriber(
+    auth: Authorized<WriteContacts>,
+    id: web::Path<String>,
+    body: Result<web::Json<PatchBody>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    use crate::domain::Name;
+    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let mut errors = crate::error::FieldErrors::new();
+    let mut bad =
+        |field: &str, message: &str| errors.entry(field.into()).or_default().push(message.into());
+    let name = body.name.as_ref().map(|raw| {
+        Name::parse(raw.as_deref().unwrap_or_default())
+            .map_err(|e| bad("name", e))
+            .ok()
+            .flatten()
+    });
+    let language = body
+        .language
+        .as_deref()
+        .and_then(|raw| Language::parse(raw).map_err(|e| bad("language", e)).ok());
+    let mut interests = Vec::new();
+    for raw in body.interests.iter().flatten() {
+        match InterestSlug::parse(raw) {
+            Ok(slug) if !interests.contains(&slug) => interests.push(slug),
+            Ok(_) => {}
+            Err(e) => bad("interests", e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let id = id.into_inner();
+    let interests_given = body.interests.is_some();
+    let attributes = body.attributes;
+    let updated = state
+        .db
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, ApiError> {
+                let Some(current) = store::find_subscriber(conn, &id)? else {
+                    return Ok(None);
+                };
+                // Check interests and non-null attributes against every declaration.
+                let catalog = crate::signup::PublicCatalog::load_for_staff(conn)?;
+                let probe = crate::signup::Signup {
+                    email: crate::domain::Email::parse(&current.email)
+                        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?,
+                    name: None,
+                    language: Language::En,
+                    interests: interests.clone(),
+                    source: None,
+                    attributes: attributes
+                        .iter()
+                        .flatten()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    evidence: Default::default(),
+                };
+                let checked = catalog.check(&probe).map_err(ApiError::Validation)?;
+                let mut merged: serde_json::Map<String, Value> =
+                    serde_json::from_str(&current.attributes).unwrap_or_default();
+                for (key, value) in attributes.iter().flatten() {
+                    if value.is_null() {
+                        merged.remove(key);
+                    }
+                }
+                merged.extend(checked);
+                let merged = Value::Object(merged).to_string();
+                let now = db::now();
+                store::update_profile(
+                    conn,
+                    &id,
+                    &store::ProfileChanges {
+                        name: name.as_ref().map(|n| n.as_ref().map(Name::as_str)),
+                        language: language.map(Language::as_str),
+                        attributes: Some(&merged),
+                        source: None,
+                        updated_at: now,
+                    },
+                )?;
+                if interests_given {
+                    let slugs: Vec<&str> = interests.iter().map(InterestSlug::as_str).collect();
+                    store::replace_interests(conn, &id, &slugs, now)?;
+                }
+                auth.audit(conn, "subscriber.update", "subscriber", Some(&id))?;
+                let subscriber = store::find_subscriber(conn, &id)?;
+                let slugs: Vec<String> = store::list_subscriber_interests(conn, &id)?
+                    .into_iter()
+                    .map(|i| i.slug)
+                    .collect();
+                Ok(subscriber.map(|s| view(&s, &slugs)))
+            })
+        })
+        .await?;
+    updated
+        .map(|v| HttpResponse::Ok().json(v))
+        .ok_or(ApiError::NotFound)
+}

@@ -306,3 +306,58 @@ async fn staff_add_people_with_a_confirmation_or_with_recorded_consent() {
         Some("pending")
     );
 }
+
+#[tokio::test]
+async fn staff_change_profile_interests_and_attributes_but_not_status() {
+    let app = spawn_app().await;
+    app.add_interest("news", true);
+    app.add_field("city", "text", &[], true);
+    app.add_field("age", "number", &[], false);
+    let editor = app.staff_token(enlace::auth::Role::Editor).await;
+    app.subscribe(json!({"email": "m@example.org", "name": "Mar", "attributes": {"city": "Mesa"}}))
+        .await;
+    let id = app.conn_subscriber_id("m@example.org");
+    let patch = |body: Value| {
+        let app = &app;
+        let editor = editor.clone();
+        let id = id.clone();
+        async move {
+            app.client
+                .patch(app.url(&format!("/api/v1/subscribers/{id}")))
+                .bearer_auth(editor)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = patch(json!({"name": null, "language": "es", "interests": ["news"], "attributes": {"city": null, "age": 41}})).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["name"], Value::Null);
+    assert_eq!(body["language"], "es");
+    assert_eq!(body["interests"], json!(["news"]));
+    assert_eq!(body["attributes"], json!({"age": 41}));
+    assert_eq!(body["status"], "pending");
+    assert_eq!(
+        patch(json!({"attributes": {"age": "forty"}}))
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        patch(json!({"status": "confirmed"})).await.status(),
+        422,
+        "status is the person's to change"
+    );
+    assert_eq!(patch(json!({"interests": ["missing"]})).await.status(), 422);
+    let res = app
+        .client
+        .patch(app.url("/api/v1/subscribers/00000000-0000-0000-0000-000000000000"))
+        .bearer_auth(&editor)
+        .json(&json!({"language": "en"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
