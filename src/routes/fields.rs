@@ -105,6 +105,9 @@ pub async fn get_field(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let key = key.into_inner();
+    if !valid_key(&key) {
+        return Err(ApiError::NotFound);
+    }
     let found = state
         .db
         .run(move |conn| store::find_custom_field(conn, &key).map_err(DbError::from))
@@ -198,6 +201,9 @@ pub async fn update_field(
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
     let key = key.into_inner();
+    if !valid_key(&key) {
+        return Err(ApiError::NotFound);
+    }
     let lookup = key.clone();
     let existing = state
         .db

@@ -91,7 +91,10 @@ pub async fn get_interest(
     slug: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let slug = slug.into_inner();
+    let slug = InterestSlug::parse(&slug)
+        .map_err(|_| ApiError::NotFound)?
+        .as_str()
+        .to_owned();
     let found = state
         .db
         .run(move |conn| store::find_interest(conn, &slug).map_err(DbError::from))
@@ -224,7 +227,10 @@ pub async fn update_interest(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let slug = slug.into_inner();
+    let slug = InterestSlug::parse(&slug)
+        .map_err(|_| ApiError::NotFound)?
+        .as_str()
+        .to_owned();
     let updated = state
         .db
         .write(move |conn| {
@@ -256,7 +262,10 @@ pub async fn delete_interest(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let force = query.map_err(ApiError::from_extractor)?.force;
-    let slug = slug.into_inner();
+    let slug = InterestSlug::parse(&slug)
+        .map_err(|_| ApiError::NotFound)?
+        .as_str()
+        .to_owned();
     let outcome = state
         .db
         .write(move |conn| {

@@ -26,6 +26,13 @@ pub async fn issue_token(
 ) -> HandlerResult {
     let body = body.into_inner();
     let email = body.email.trim().to_lowercase();
+    // Not an address any account could have (and PostgreSQL refuses NUL): the usual answer.
+    if email.len() > 254
+        || email.chars().any(char::is_control)
+        || body.password.len() > passwords::MAX_LENGTH
+    {
+        return Err(ApiError::Unauthorized);
+    }
     let ip = client_ip(&req, &state.settings.trusted_proxies)
         .map(|ip| ip.to_string())
         .unwrap_or_default();
@@ -181,7 +188,7 @@ pub struct StaffPatch {
 
 pub async fn update_staff(
     auth: Authorized<AdminOnly>,
-    id: web::Path<String>,
+    id: web::Path<uuid::Uuid>,
     body: Result<web::Json<StaffPatch>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
@@ -194,7 +201,7 @@ pub async fn update_staff(
                 .ok_or_else(|| ApiError::field("role", "must be admin, editor or viewer"))?,
         ),
     };
-    let id = id.into_inner();
+    let id = id.into_inner().to_string();
     if auth.principal.staff_id() == Some(id.as_str())
         && (body.disabled == Some(true) || role.is_some_and(|r| r != Role::Admin))
     {
@@ -396,10 +403,10 @@ pub async fn list_api_keys(
 
 pub async fn revoke_api_key(
     auth: Authorized<AdminOnly>,
-    id: web::Path<String>,
+    id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner();
+    let id = id.into_inner().to_string();
     let revoked = state
         .db
         .write(move |conn| {

@@ -53,7 +53,12 @@ fn encode_cursor(s: &Subscriber) -> String {
 fn decode_cursor(raw: &str) -> Option<(NaiveDateTime, String)> {
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
     let (micros, id) = text.split_once('|')?;
-    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?.naive_utc();
+    let micros: i64 = micros.parse().ok()?;
+    // Only times this service can have written (both databases store these).
+    if !(0..=253_402_300_799_999_999).contains(&micros) {
+        return None;
+    }
+    let at = DateTime::from_timestamp_micros(micros)?.naive_utc();
     uuid::Uuid::parse_str(id).ok()?;
     Some((at, id.to_owned()))
 }
@@ -106,9 +111,9 @@ pub async fn list_subscribers(
     }
     if q.email_contains
         .as_deref()
-        .is_some_and(|e| e.is_empty() || e.len() > 254)
+        .is_some_and(|e| e.is_empty() || e.len() > 254 || e.chars().any(char::is_control))
     {
-        bad("email_contains", "must be 1 to 254 characters");
+        bad("email_contains", "must be 1 to 254 characters of text");
     }
     let updated_since = match q.updated_since.as_deref() {
         None => None,
@@ -174,10 +179,10 @@ pub async fn list_subscribers(
 
 pub async fn get_subscriber(
     _auth: Authorized<ReadContacts>,
-    id: web::Path<String>,
+    id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner();
+    let id = id.into_inner().to_string();
     let found = state
         .db
         .run(move |conn| -> Result<_, DbError> {
@@ -199,10 +204,10 @@ pub async fn get_subscriber(
 /// Everything held about the person, for an access request (GDPR Art. 15).
 pub async fn subscriber_data(
     auth: Authorized<ExportContacts>,
-    id: web::Path<String>,
+    id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner();
+    let id = id.into_inner().to_string();
     let found = state
         .db
         .write(move |conn| {
@@ -247,10 +252,10 @@ pub async fn subscriber_data(
 /// The address comes back only through the person's own new confirmation.
 pub async fn erase_subscriber(
     auth: Authorized<WriteContacts>,
-    id: web::Path<String>,
+    id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner();
+    let id = id.into_inner().to_string();
     let logged = id.clone();
     let erased = state
         .db
@@ -452,7 +457,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 /// removed). Status is not for staff to change: people confirm and unsubscribe themselves.
 pub async fn update_subscriber(
     auth: Authorized<WriteContacts>,
-    id: web::Path<String>,
+    id: web::Path<uuid::Uuid>,
     body: Result<web::Json<PatchBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
@@ -482,7 +487,7 @@ pub async fn update_subscriber(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let id = id.into_inner();
+    let id = id.into_inner().to_string();
     let interests_given = body.interests.is_some();
     let attributes = body.attributes;
     let updated = state
