@@ -36,6 +36,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// Login attempts per account and per client address.
     pub login_limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Password hashes checked at once (each takes tens of ms and ~19 MiB).
+    pub password_slots: tokio::sync::Semaphore,
     pub signups: SignupQueue,
     pub limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     pub metrics: Metrics,
@@ -143,6 +145,7 @@ impl Application {
             manage_tokens,
             jwt,
             login_limiter: login_limiter.clone(),
+            password_slots: tokio::sync::Semaphore::new(2),
             signups,
             limiter: limiter.clone(),
             metrics,

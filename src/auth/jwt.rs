@@ -18,6 +18,9 @@ pub struct Claims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
+    /// The account's token generation when issued; a later one signs this token out.
+    #[serde(default)]
+    pub generation: i32,
 }
 
 #[derive(Clone)]
@@ -49,13 +52,14 @@ impl JwtKeys {
         }
     }
 
-    pub fn issue(&self, staff_id: &str, now: i64) -> anyhow::Result<String> {
+    pub fn issue(&self, staff_id: &str, generation: i32, now: i64) -> anyhow::Result<String> {
         self.sign(&Claims {
             sub: staff_id.to_owned(),
             iss: self.issuer.clone(),
             aud: AUDIENCE.to_owned(),
             iat: now,
             exp: now + LIFETIME_SECS,
+            generation,
         })
     }
 
@@ -66,8 +70,9 @@ impl JwtKeys {
         Ok(encode(&header, claims, &self.encoding)?)
     }
 
-    /// The staff id in a genuine, current token for this service; `None` for anything else.
-    pub fn verify(&self, token: &str) -> Option<String> {
+    /// The staff id and token generation of a genuine, current token for this service;
+    /// `None` for anything else.
+    pub fn verify(&self, token: &str) -> Option<(String, i32)> {
         let header = decode_header(token).ok()?;
         if header.alg != Algorithm::HS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
             return None;
@@ -79,7 +84,7 @@ impl JwtKeys {
         validation.leeway = 30;
         decode::<Claims>(token, &self.decoding, &validation)
             .ok()
-            .map(|data| data.claims.sub)
+            .map(|data| (data.claims.sub, data.claims.generation))
     }
 }
 
@@ -91,10 +96,13 @@ mod tests {
     fn tokens_verify_only_for_their_key_issuer_and_time() {
         let keys = JwtKeys::new(b"0123456789abcdef0123456789abcdef", "http://x");
         let now = chrono::Utc::now().timestamp();
-        let token = keys.issue("staff-1", now).unwrap();
-        assert_eq!(keys.verify(&token).as_deref(), Some("staff-1"));
+        let token = keys.issue("staff-1", 0, now).unwrap();
         assert_eq!(
-            keys.verify(&keys.issue("s", now - 3600).unwrap()),
+            keys.verify(&token).map(|(sub, _)| sub).as_deref(),
+            Some("staff-1")
+        );
+        assert_eq!(
+            keys.verify(&keys.issue("s", 0, now - 3600).unwrap()),
             None,
             "expired"
         );

@@ -153,8 +153,9 @@ impl<P: Policy + 'static> FromRequest for Authorized<P> {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|v| v.trim().to_owned());
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
         let ip = state
             .as_ref()
             .and_then(|s| crate::routes::client_ip(req, &s.settings.trusted_proxies))
@@ -208,19 +209,22 @@ async fn authenticate(state: &AppState, bearer: String) -> Result<Option<Princip
             scopes: serde_json::from_str(&key.scopes).unwrap_or_default(),
         }));
     }
-    let Some(staff_id) = state.jwt.verify(&bearer) else {
+    let Some((staff_id, generation)) = state.jwt.verify(&bearer) else {
         return Ok(None);
     };
     let member = state
         .db
         .run(move |conn| staff_db::find_staff(conn, &staff_id).map_err(DbError::from))
         .await?;
-    Ok(member.filter(|m| !m.disabled).and_then(|m| {
-        Some(Principal::Staff {
-            role: Role::parse(&m.role)?,
-            id: m.id,
-        })
-    }))
+    Ok(member
+        .filter(|m| !m.disabled)
+        .filter(|m| m.token_generation == generation)
+        .and_then(|m| {
+            Some(Principal::Staff {
+                role: Role::parse(&m.role)?,
+                id: m.id,
+            })
+        }))
 }
 
 impl<P: Policy> Authorized<P> {

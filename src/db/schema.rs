@@ -104,6 +104,7 @@ diesel::table! {
         disabled -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        token_generation -> Integer,
     }
 }
 

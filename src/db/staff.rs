@@ -7,7 +7,7 @@ use super::schema::{api_keys, staff};
 use super::AnyConnection;
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
-#[diesel(table_name = staff)]
+#[diesel(table_name = staff, treat_none_as_default_value = false)]
 pub struct StaffMember {
     pub id: String,
     pub email: String,
@@ -16,6 +16,7 @@ pub struct StaffMember {
     pub disabled: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub token_generation: i32,
 }
 
 #[derive(AsChangeset, Default)]
@@ -83,6 +84,14 @@ pub fn update_staff(
         .set(changes)
         .execute(conn)
         .map(|n| n == 1)
+}
+
+/// Signs out every token issued to the member so far.
+pub fn bump_token_generation(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
+    diesel::update(staff::table.find(id))
+        .set(staff::token_generation.eq(staff::token_generation + 1))
+        .execute(conn)
+        .map(drop)
 }
 
 pub fn insert_api_key(conn: &mut AnyConnection, key: &ApiKey) -> QueryResult<()> {

@@ -33,21 +33,11 @@ pub async fn issue_token(
     {
         return Err(ApiError::Unauthorized);
     }
-    let ip = client_ip(&req, &state.settings.trusted_proxies)
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
-    for key in [format!("account:{email}"), format!("ip:{ip}")] {
-        if let Err(not_until) = state.login_limiter.check_key(&key) {
-            use governor::clock::{Clock, DefaultClock};
-            let wait = not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1);
-            return Err(ApiError::TooManyRequests {
-                retry_after_secs: wait,
-            });
-        }
-    }
+    // The client's address first, then the account as tried from that address: a flood from
+    // elsewhere cannot lock the real person out.
+    let origin = client_network(&req, &state);
+    limit_attempt(&state, format!("ip:{origin}"))?;
+    limit_attempt(&state, format!("account:{email}|{origin}"))?;
     let lookup = email.clone();
     let member = state
         .db
@@ -55,16 +45,15 @@ pub async fn issue_token(
         .await?;
     let password = body.password;
     let hash = member.as_ref().map(|m| m.password_hash.clone());
-    let valid =
-        tokio::task::spawn_blocking(move || passwords::verify_password(&password, hash.as_deref()))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+    let valid = verify_off_thread(&state, password, hash).await?;
     let member = member
         .filter(|m| valid && !m.disabled)
         .ok_or(ApiError::Unauthorized)?;
-    let token = state
-        .jwt
-        .issue(&member.id, chrono::Utc::now().timestamp())?;
+    let token = state.jwt.issue(
+        &member.id,
+        member.token_generation,
+        chrono::Utc::now().timestamp(),
+    )?;
     tracing::info!(staff_id = %member.id, "staff signed in");
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "access_token": token,
@@ -127,6 +116,7 @@ pub fn create_staff_member(
         disabled: false,
         created_at: now,
         updated_at: now,
+        token_generation: 0,
     };
     match staff_db::insert_staff(conn, &member) {
         Ok(()) => Ok(member),
@@ -215,12 +205,17 @@ pub async fn update_staff(
         password_hash: None,
         updated_at: Some(db::now()),
     };
+    // Tokens issued before a disable stay dead if the account is enabled again.
+    let sign_out = body.disabled == Some(true);
     let target = id.clone();
     let member = state
         .db
         .write(move |conn| {
             db::write_transaction(conn, |conn| -> Result<_, DbError> {
                 if staff_db::update_staff(conn, &target, &changes)? {
+                    if sign_out {
+                        staff_db::bump_token_generation(conn, &target)?;
+                    }
                     auth.audit(conn, "staff.update", "staff", Some(&target))?;
                 }
                 Ok(staff_db::find_staff(conn, &target)?)
@@ -258,12 +253,10 @@ pub async fn change_own_password(
         .run(move |conn| staff_db::find_staff(conn, &lookup).map_err(DbError::from))
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    let current = body.current_password;
-    let valid = tokio::task::spawn_blocking(move || {
-        passwords::verify_password(&current, Some(&member.password_hash))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    // A stolen token must not become a way to guess the password at leisure.
+    limit_attempt(&state, format!("password:{id}"))?;
+    let valid =
+        verify_off_thread(&state, body.current_password, Some(member.password_hash)).await?;
     if !valid {
         return Err(ApiError::field(
             "current_password",
@@ -281,11 +274,55 @@ pub async fn change_own_password(
         .write(move |conn| {
             db::write_transaction(conn, |conn| -> Result<_, DbError> {
                 staff_db::update_staff(conn, &id, &changes)?;
+                // Whoever held a token before the change (perhaps the reason for it) is signed out.
+                staff_db::bump_token_generation(conn, &id)?;
                 Ok(auth.audit(conn, "staff.password_change", "staff", Some(&id))?)
             })
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The client address, with IPv6 taken per /64 (one host's usual allocation).
+fn client_network(req: &HttpRequest, state: &AppState) -> String {
+    match client_ip(req, &state.settings.trusted_proxies) {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(ip) => ip.to_string(),
+        None => String::new(),
+    }
+}
+
+fn limit_attempt(state: &AppState, key: String) -> Result<(), ApiError> {
+    state.login_limiter.check_key(&key).map_err(|not_until| {
+        use governor::clock::{Clock, DefaultClock};
+        let wait = not_until
+            .wait_time_from(DefaultClock::default().now())
+            .as_secs()
+            .max(1);
+        ApiError::TooManyRequests {
+            retry_after_secs: wait,
+        }
+    })
+}
+
+/// Password checks take tens of milliseconds and ~19 MiB each: a few at a time, off the async
+/// threads, however many arrive.
+async fn verify_off_thread(
+    state: &AppState,
+    password: String,
+    hash: Option<String>,
+) -> Result<bool, ApiError> {
+    let _slot = state
+        .password_slots
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    tokio::task::spawn_blocking(move || passwords::verify_password(&password, hash.as_deref()))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))
 }
 
 async fn hash_off_thread(password: String) -> Result<String, ApiError> {

@@ -264,6 +264,10 @@ pub async fn erase_subscriber(
                 let Some(subscriber) = store::find_subscriber(conn, &id)? else {
                     return Ok(false);
                 };
+                // Delete first: of two erasures at once, the second finds nothing to delete.
+                if !store::delete_subscriber(conn, &id)? {
+                    return Ok(false);
+                }
                 let now = db::now();
                 let hash = tokens::email_hash(&subscriber.email);
                 if db::suppressions::find_suppression(conn, &hash)?.is_none() {
@@ -274,7 +278,6 @@ pub async fn erase_subscriber(
                         now,
                     )?;
                 }
-                store::delete_subscriber(conn, &id)?;
                 store::insert_tombstone(conn, &id, now)?;
                 auth.audit(conn, "subscriber.erase", "subscriber", Some(&id))?;
                 Ok(true)
@@ -397,38 +400,80 @@ pub async fn upsert_subscriber(
     };
     let templates = state.templates.clone();
     let policy = state.signup_policy();
-    let result = state
-        .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, UpsertError> {
-                let outcome = upsert_by_staff(conn, &templates, &policy, &input, db::now())?;
-                let action = if outcome.created {
-                    "subscriber.create"
-                } else {
-                    "subscriber.update"
-                };
-                auth.audit(conn, action, "subscriber", Some(&outcome.subscriber_id))?;
-                let subscriber = store::find_subscriber(conn, &outcome.subscriber_id)?;
-                let interests: Vec<String> =
-                    store::list_subscriber_interests(conn, &outcome.subscriber_id)?
-                        .into_iter()
-                        .map(|i| i.slug)
-                        .collect();
-                Ok((outcome, subscriber, interests))
+    let input = std::sync::Arc::new(input);
+    let auth = std::sync::Arc::new(auth);
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        let (templates, policy, input, auth) = (
+            templates.clone(),
+            policy.clone(),
+            input.clone(),
+            auth.clone(),
+        );
+        let result = state
+            .db
+            .write(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<_, UpsertError> {
+                    let outcome = upsert_by_staff(conn, &templates, &policy, &input, db::now())?;
+                    let action = if outcome.created {
+                        "subscriber.create"
+                    } else {
+                        "subscriber.update"
+                    };
+                    auth.audit(conn, action, "subscriber", Some(&outcome.subscriber_id))?;
+                    let subscriber = store::find_subscriber(conn, &outcome.subscriber_id)?;
+                    let interests: Vec<String> =
+                        store::list_subscriber_interests(conn, &outcome.subscriber_id)?
+                            .into_iter()
+                            .map(|i| i.slug)
+                            .collect();
+                    Ok((outcome, subscriber, interests))
+                })
+                .map_err(|e| match e {
+                    // A signup for the same new address committed first: once more, as an update.
+                    UpsertError::Db(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => UpsertFailure::Retry,
+                    UpsertError::Db(e) => UpsertFailure::Api(ApiError::from(e)),
+                    UpsertError::Validation(errors) => {
+                        UpsertFailure::Api(ApiError::Validation(errors))
+                    }
+                    UpsertError::Conflict(why) => {
+                        UpsertFailure::Api(ApiError::Conflict(why.into()))
+                    }
+                })
             })
-            .map_err(|e| match e {
-                UpsertError::Db(e) => ApiError::from(e),
-                UpsertError::Validation(errors) => ApiError::Validation(errors),
-                UpsertError::Conflict(why) => ApiError::Conflict(why.into()),
-            })
-        })
-        .await;
+            .await;
+        match result {
+            Err(UpsertFailure::Retry) if attempt < 2 => continue,
+            Err(UpsertFailure::Retry) => {
+                break Err(ApiError::Conflict(
+                    "the address changed meanwhile; try again".into(),
+                ))
+            }
+            Err(UpsertFailure::Api(e)) => break Err(e),
+            Ok(value) => break Ok(value),
+        }
+    };
     let (outcome, subscriber, interests) = result?;
     if outcome.confirmation_sent {
         state.mail_ready.notify_one();
     }
     let subscriber = subscriber.ok_or(ApiError::NotFound)?;
-    let mut body = view(&subscriber, &interests);
+    // A key that may write but not read learns only what its write did.
+    let may_read = match &auth.principal {
+        crate::auth::Principal::Staff { .. } => true,
+        crate::auth::Principal::ApiKey { scopes, .. } => {
+            scopes.iter().any(|s| s == "subscribers:read")
+        }
+    };
+    let mut body = if may_read {
+        view(&subscriber, &interests)
+    } else {
+        json!({ "id": subscriber.id, "status": subscriber.status })
+    };
     body["confirmation_sent"] = Value::Bool(outcome.confirmation_sent);
     Ok(if outcome.created {
         HttpResponse::Created()
@@ -553,4 +598,16 @@ pub async fn update_subscriber(
     updated
         .map(|v| HttpResponse::Ok().json(v))
         .ok_or(ApiError::NotFound)
+}
+
+/// Why an upsert attempt ended without an answer: worth one more try, or final.
+enum UpsertFailure {
+    Retry,
+    Api(ApiError),
+}
+
+impl From<DbError> for UpsertFailure {
+    fn from(e: DbError) -> Self {
+        Self::Api(e.into())
+    }
 }

@@ -96,6 +96,7 @@ pub enum SignupError {
 }
 
 /// What a batch needs to know besides the signups themselves.
+#[derive(Clone)]
 pub struct SignupPolicy {
     pub confirm_ttl: Duration,
 }

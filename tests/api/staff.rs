@@ -93,10 +93,11 @@ async fn every_staff_endpoint_refuses_bad_credentials() {
         aud: aud.into(),
         iat,
         exp,
+        generation: 0,
     };
     let good = keys.sign(&claims(AUDIENCE, now, now + 600)).unwrap();
     let forged = JwtKeys::new(b"some other secret of enough length!!", &app.address)
-        .issue(&admin, now)
+        .issue(&admin, 0, now)
         .unwrap();
     let expired = keys
         .sign(&claims(AUDIENCE, now - 7200, now - 3600))
@@ -358,6 +359,12 @@ async fn staff_change_their_own_password() {
     );
     assert_eq!(change(PASSWORD, "short").await, 422);
     assert_eq!(change(PASSWORD, "a brand new password").await, 204);
+    // Tokens issued before the change are signed out.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        change("a brand new password", "another new password!").await,
+        401
+    );
     assert_eq!(login(&app, "v@example.org", PASSWORD).await.status(), 401);
     assert_eq!(
         login(&app, "v@example.org", "a brand new password")
