@@ -188,7 +188,11 @@ pub fn update_custom_field(
 pub fn count_field_values(conn: &mut AnyConnection, key: &str) -> QueryResult<i64> {
     use super::schema::subscribers;
     subscribers::table
-        .filter(subscribers::attributes.like(format!("%\"{}\":%", key.replace('_', "\\_"))).escape('\\'))
+        .filter(
+            subscribers::attributes
+                .like(format!("%\"{}\":%", key.replace('_', "\\_")))
+                .escape('\\'),
+        )
         .count()
         .get_result(conn)
 }

@@ -121,12 +121,17 @@ pub fn upsert_by_staff(
             (row.id, false, status)
         }
     };
+    // The ledger records the interests the person ends up with, not only those just named.
+    let held: Vec<String> = subscribers::list_subscriber_interests(conn, &id)?
+        .into_iter()
+        .map(|i| i.slug)
+        .collect();
     let event =
         |action: &str, wording: String, version: String, source: Option<String>| ConsentEvent {
             id: db::new_id(),
             subscriber_id: id.clone(),
             action: action.into(),
-            interests: serde_json::to_string(&slugs).unwrap_or_else(|_| "[]".into()),
+            interests: serde_json::to_string(&held).unwrap_or_else(|_| "[]".into()),
             wording,
             wording_version: version,
             language: signup.language.as_str().into(),
@@ -137,7 +142,14 @@ pub fn upsert_by_staff(
         };
     let mut confirmation_sent = false;
     match (&input.consent, status) {
-        (_, SubscriberStatus::Confirmed) => {}
+        // Already confirmed: nothing changes, but evidence given is still kept.
+        (ConsentMode::Recorded { source, note }, SubscriberStatus::Confirmed) => {
+            insert_consent_event(
+                conn,
+                &event("staff_recorded", note.clone(), "staff-recorded".into(), Some(source.clone())),
+            )?;
+        }
+        (ConsentMode::Confirmation, SubscriberStatus::Confirmed) => {}
         (ConsentMode::Confirmation, _) => {
             if created || !throttled(conn, &id, now)? {
                 insert_consent_event(
