@@ -41,6 +41,18 @@ fn view(s: &Subscriber, interests: &[String]) -> Value {
     })
 }
 
+/// The staff view of one subscriber, with their interests; `None` when there is no such person.
+fn load_view(conn: &mut db::AnyConnection, id: &str) -> Result<Option<Value>, DbError> {
+    let Some(subscriber) = store::find_subscriber(conn, id)? else {
+        return Ok(None);
+    };
+    let interests: Vec<String> = store::list_subscriber_interests(conn, id)?
+        .into_iter()
+        .map(|i| i.slug)
+        .collect();
+    Ok(Some(view(&subscriber, &interests)))
+}
+
 /// Cursors are opaque to clients: the (updated_at, id) of the last row, base64url-encoded.
 fn encode_cursor(s: &Subscriber) -> String {
     URL_SAFE_NO_PAD.encode(format!(
@@ -183,19 +195,7 @@ pub async fn get_subscriber(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let id = id.into_inner().to_string();
-    let found = state
-        .db
-        .run(move |conn| -> Result<_, DbError> {
-            let Some(subscriber) = store::find_subscriber(conn, &id)? else {
-                return Ok(None);
-            };
-            let interests: Vec<String> = store::list_subscriber_interests(conn, &id)?
-                .into_iter()
-                .map(|i| i.slug)
-                .collect();
-            Ok(Some(view(&subscriber, &interests)))
-        })
-        .await?;
+    let found = state.db.run(move |conn| load_view(conn, &id)).await?;
     found
         .map(|v| HttpResponse::Ok().json(v))
         .ok_or(ApiError::NotFound)
@@ -212,15 +212,13 @@ pub async fn subscriber_data(
         .db
         .write(move |conn| {
             db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                let Some(subscriber) = store::find_subscriber(conn, &id)? else { return Ok(None) };
-                let interests: Vec<String> =
-                    store::list_subscriber_interests(conn, &id)?.into_iter().map(|i| i.slug).collect();
+                let Some(subscriber) = load_view(conn, &id)? else { return Ok(None) };
                 let consent = db::consent::list_consent_events(conn, &id)?;
                 let mails = db::jobs::list_mail_for_subscriber(conn, &id)?;
                 // Reading someone's whole record is itself worth a line in the audit log.
                 auth.audit(conn, "subscriber.data_access", "subscriber", Some(&id))?;
                 Ok(Some(json!({
-                    "subscriber": view(&subscriber, &interests),
+                    "subscriber": subscriber,
                     "consent": consent.iter().map(|c| json!({
                         "action": c.action,
                         "interests": serde_json::from_str::<Value>(&c.interests).unwrap_or_else(|_| json!([])),
@@ -586,12 +584,7 @@ pub async fn update_subscriber(
                     store::replace_interests(conn, &id, &slugs, now)?;
                 }
                 auth.audit(conn, "subscriber.update", "subscriber", Some(&id))?;
-                let subscriber = store::find_subscriber(conn, &id)?;
-                let slugs: Vec<String> = store::list_subscriber_interests(conn, &id)?
-                    .into_iter()
-                    .map(|i| i.slug)
-                    .collect();
-                Ok(subscriber.map(|s| view(&s, &slugs)))
+                Ok(load_view(conn, &id)?)
             })
         })
         .await?;
