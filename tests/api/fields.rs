@@ -9,17 +9,7 @@ async fn declared_fields_govern_what_public_forms_may_set() {
     let app = spawn_app().await;
     let token = app.staff_token(enlace::auth::Role::Editor).await;
     let send = |method: &'static str, path: &'static str, body: Value| {
-        let app = &app;
-        let token = token.clone();
-        async move {
-            app.client
-                .request(method.parse().unwrap(), app.url(path))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
+        app.send_as(&token, method, path, body)
     };
     let res = send(
         "POST",

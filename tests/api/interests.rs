@@ -9,17 +9,7 @@ async fn staff_create_list_change_and_delete_interests() {
     let app = spawn_app().await;
     let token = app.staff_token(enlace::auth::Role::Editor).await;
     let send = |method: &'static str, path: &'static str, body: Value| {
-        let app = &app;
-        let token = token.clone();
-        async move {
-            app.client
-                .request(method.parse().unwrap(), app.url(path))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
+        app.send_as(&token, method, path, body)
     };
     let created = send(
         "POST",

@@ -8,10 +8,6 @@ use crate::helpers::{spawn_app, test_settings, TestApp};
 
 const PASSWORD: &str = crate::helpers::STAFF_PASSWORD;
 
-fn add_staff(app: &TestApp, email: &str, role: Role) -> String {
-    app.add_staff(email, role)
-}
-
 async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
     app.post_json(
         "/api/v1/auth/token",
@@ -43,7 +39,7 @@ async fn call(app: &TestApp, method: &str, path: &str, bearer: Option<&str>) -> 
 #[tokio::test]
 async fn sign_in_gives_the_same_answer_for_every_kind_of_failure() {
     let app = spawn_app().await;
-    let id = add_staff(&app, "ana@example.org", Role::Admin);
+    let id = app.add_staff("ana@example.org", Role::Admin);
     token(&app, " Ana@Example.org ").await;
     let mut answers = Vec::new();
     for (email, password) in [
@@ -65,7 +61,7 @@ async fn sign_in_gives_the_same_answer_for_every_kind_of_failure() {
 #[tokio::test]
 async fn repeated_sign_in_attempts_are_slowed() {
     let app = spawn_app().await;
-    add_staff(&app, "b@example.org", Role::Viewer);
+    app.add_staff("b@example.org", Role::Viewer);
     let mut last = 0;
     for _ in 0..12 {
         last = login(&app, "b@example.org", "not the password")
@@ -80,8 +76,8 @@ async fn repeated_sign_in_attempts_are_slowed() {
 #[tokio::test]
 async fn every_staff_endpoint_refuses_bad_credentials() {
     let app = spawn_app().await;
-    let admin = add_staff(&app, "admin@example.org", Role::Admin);
-    add_staff(&app, "viewer@example.org", Role::Viewer);
+    let admin = app.add_staff("admin@example.org", Role::Admin);
+    app.add_staff("viewer@example.org", Role::Viewer);
     let viewer = token(&app, "viewer@example.org").await;
     let settings = test_settings();
     let secret = settings.secret_key.clone().unwrap();
@@ -189,7 +185,7 @@ async fn every_staff_endpoint_refuses_bad_credentials() {
 #[tokio::test]
 async fn api_keys_are_shown_once_stored_hashed_and_revoked_at_once() {
     let app = spawn_app().await;
-    add_staff(&app, "admin@example.org", Role::Admin);
+    app.add_staff("admin@example.org", Role::Admin);
     let admin = token(&app, "admin@example.org").await;
     let res = app
         .client
@@ -267,7 +263,7 @@ async fn api_keys_are_shown_once_stored_hashed_and_revoked_at_once() {
 #[tokio::test]
 async fn admins_manage_staff_and_disabling_stops_tokens_at_once() {
     let app = spawn_app().await;
-    let admin_id = add_staff(&app, "admin@example.org", Role::Admin);
+    let admin_id = app.add_staff("admin@example.org", Role::Admin);
     let admin = token(&app, "admin@example.org").await;
     let res = app
         .client
@@ -336,7 +332,7 @@ async fn admins_manage_staff_and_disabling_stops_tokens_at_once() {
 #[tokio::test]
 async fn staff_change_their_own_password() {
     let app = spawn_app().await;
-    add_staff(&app, "v@example.org", Role::Viewer);
+    app.add_staff("v@example.org", Role::Viewer);
     let viewer = token(&app, "v@example.org").await;
     let change = |current: &'static str, new: &'static str| {
         let app = &app;
@@ -377,7 +373,7 @@ async fn staff_change_their_own_password() {
 #[tokio::test]
 async fn every_staff_write_is_in_the_audit_log() {
     let app = spawn_app().await;
-    let admin_id = add_staff(&app, "admin@example.org", Role::Admin);
+    let admin_id = app.add_staff("admin@example.org", Role::Admin);
     let admin = token(&app, "admin@example.org").await;
     let post = |path: &'static str, body: Value| {
         let app = &app;
