@@ -108,6 +108,28 @@ impl Policy for ExportContacts {
     const SCOPE: Option<&'static str> = Some("exports:read");
 }
 
+/// Reading segments and newsletters: every role, or a key with `newsletters:write`.
+pub struct ReadNewsletters;
+impl Policy for ReadNewsletters {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Editor, Role::Viewer];
+    const SCOPE: Option<&'static str> = Some("newsletters:write");
+}
+
+/// Writing segments and newsletter drafts, previews and test sends: admins and editors, or
+/// `newsletters:write`.
+pub struct WriteNewsletters;
+impl Policy for WriteNewsletters {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Editor];
+    const SCOPE: Option<&'static str> = Some("newsletters:write");
+}
+
+/// Starting, pausing, resuming and cancelling sends: admins and editors, or `newsletters:send`.
+pub struct SendNewsletters;
+impl Policy for SendNewsletters {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Editor];
+    const SCOPE: Option<&'static str> = Some("newsletters:send");
+}
+
 /// Any signed-in staff member, acting on their own account.
 pub struct AnyStaff;
 impl Policy for AnyStaff {

@@ -147,10 +147,57 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    deliveries (newsletter_id, subscriber_id) {
+        newsletter_id -> Text,
+        subscriber_id -> Text,
+        state -> Text,
+        attempts -> Integer,
+        run_at -> Timestamp,
+        claim -> Nullable<Text>,
+        locked_until -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    newsletters (id) {
+        id -> Text,
+        subject -> Text,
+        html -> Text,
+        text -> Nullable<Text>,
+        variants -> Text,
+        from_address -> Nullable<Text>,
+        reply_to -> Nullable<Text>,
+        segment_id -> Nullable<Text>,
+        filter -> Nullable<Text>,
+        status -> Text,
+        send_at -> Nullable<Timestamp>,
+        send_key -> Nullable<Text>,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    segments (id) {
+        id -> Text,
+        name -> Text,
+        filter -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_keys -> staff (created_by));
 diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(consent_events -> subscribers (subscriber_id));
+diesel::joinable!(deliveries -> newsletters (newsletter_id));
 diesel::joinable!(jobs -> subscribers (subscriber_id));
+diesel::joinable!(newsletters -> segments (segment_id));
 diesel::joinable!(subscriber_interests -> interests (interest_slug));
 diesel::joinable!(subscriber_interests -> subscribers (subscriber_id));
 
@@ -160,8 +207,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     confirmation_tokens,
     consent_events,
     custom_fields,
+    deliveries,
     interests,
     jobs,
+    newsletters,
+    segments,
     staff,
     subscriber_interests,
     subscribers,

@@ -1,0 +1,3 @@
+DROP TABLE deliveries;
+DROP TABLE newsletters;
+DROP TABLE segments;
