@@ -136,6 +136,64 @@ pub struct Settings {
     pub mail_concurrency: usize,
 
     /// Database connections kept in the pool.
+    /// Newsletter messages being sent at once per process; also the most messages a crash can
+    /// send twice (a message counts until its outcome is recorded).
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SEND_CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub send_concurrency: usize,
+
+    /// Newsletter messages per second per process, all senders together (0 = no limit).
+    #[arg(long, global = true, env = "ENLACE_SEND_RATE", default_value_t = 0)]
+    pub send_rate: u32,
+
+    /// Newsletter messages per second per From address, per process (0 = no limit).
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SEND_RATE_PER_SENDER",
+        default_value_t = 0
+    )]
+    pub send_rate_per_sender: u32,
+
+    /// Attempts at a newsletter message before its delivery is recorded as failed.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SEND_MAX_ATTEMPTS",
+        default_value_t = 10
+    )]
+    pub send_max_attempts: i32,
+
+    /// A scheduled newsletter found more than this many minutes past its time (after downtime or
+    /// a restored backup) is held as `overdue` until staff send or cancel it.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SEND_OVERDUE_MINUTES",
+        default_value_t = 60
+    )]
+    pub send_overdue_minutes: u32,
+
+    /// The List-Id header of newsletters (RFC 2919); default `<newsletter.HOST>` from the public URL.
+    #[arg(long, global = true, env = "ENLACE_LIST_ID")]
+    pub list_id: Option<String>,
+
+    /// DKIM selector; with ENLACE_DKIM_KEY_FILE, every message is signed.
+    #[arg(long, global = true, env = "ENLACE_DKIM_SELECTOR")]
+    pub dkim_selector: Option<String>,
+
+    /// DKIM signing domain (default: the domain of ENLACE_FROM).
+    #[arg(long, global = true, env = "ENLACE_DKIM_DOMAIN")]
+    pub dkim_domain: Option<String>,
+
+    /// DKIM private key: an RSA key in PKCS#1 PEM, or an Ed25519 key as base64 of its 32 bytes.
+    #[arg(long, global = true, env = "ENLACE_DKIM_KEY_FILE")]
+    pub dkim_key_file: Option<PathBuf>,
+
     #[arg(long, global = true, env = "ENLACE_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
 
@@ -167,13 +225,39 @@ impl Settings {
         {
             bail!("ENLACE_DATABASE_URL must start with sqlite:// or postgres://");
         }
-        if self.mail_concurrency == 0 || self.db_pool_size == 0 {
-            bail!("ENLACE_MAIL_CONCURRENCY and ENLACE_DB_POOL_SIZE must be at least 1");
+        if self.mail_concurrency == 0 || self.db_pool_size == 0 || self.send_concurrency == 0 {
+            bail!("ENLACE_MAIL_CONCURRENCY, ENLACE_SEND_CONCURRENCY and ENLACE_DB_POOL_SIZE must be at least 1");
+        }
+        if let Some(id) = &self.list_id {
+            let ok = id.is_ascii()
+                && !id.chars().any(|c| c.is_ascii_control())
+                && id.ends_with('>')
+                && id.contains('<');
+            if !ok {
+                bail!("ENLACE_LIST_ID must look like `Name <list.example.org>` (ASCII)");
+            }
+        }
+        if self.send_max_attempts < 1 {
+            bail!("ENLACE_SEND_MAX_ATTEMPTS must be at least 1");
+        }
+        if self.dkim_selector.is_some() != self.dkim_key_file.is_some() {
+            bail!("ENLACE_DKIM_SELECTOR and ENLACE_DKIM_KEY_FILE go together");
         }
         Ok(())
     }
 
     /// The public URL without a trailing slash, for joining paths.
+    /// The List-Id of newsletters: the setting, or `<newsletter.HOST>` of the public URL.
+    pub fn list_id(&self) -> String {
+        match &self.list_id {
+            Some(id) => id.clone(),
+            None => format!(
+                "<newsletter.{}>",
+                self.public_url.host_str().unwrap_or("localhost")
+            ),
+        }
+    }
+
     pub fn base_url(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_owned()
     }

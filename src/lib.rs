@@ -10,6 +10,7 @@ pub mod error;
 pub mod jobs;
 pub mod metrics;
 pub mod routes;
+pub mod sending;
 pub mod signup;
 pub mod startup;
 pub mod telemetry;

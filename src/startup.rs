@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::jobs::{MailRenderer, Worker};
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::sending::Engine;
 use crate::signup::{SignupPolicy, SignupQueue};
 use crate::tokens::ManageTokens;
 
@@ -43,6 +44,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Woken whenever a request queued mail, so the worker sends it at once.
     pub mail_ready: Arc<Notify>,
+    /// Woken when a newsletter send was requested or resumed.
+    pub send_ready: Arc<Notify>,
+    pub engine: Arc<Engine>,
 }
 
 impl AppState {
@@ -68,6 +72,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pub worker: Arc<Worker>,
+    pub engine: Arc<Engine>,
     pub db: Db,
     worker_task: Option<(Arc<Notify>, watch::Sender<bool>)>,
 }
@@ -96,7 +101,13 @@ impl Application {
                 }
             },
         };
-        let mailer = Arc::new(Mailer::new(transport, &settings.from)?);
+        let mut mailer = Mailer::new(transport, &settings.from)?;
+        if let (Some(selector), Some(path)) = (&settings.dkim_selector, &settings.dkim_key_file) {
+            let key = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the DKIM key {}", path.display()))?;
+            mailer = mailer.with_dkim(selector, settings.dkim_domain.as_deref(), &key)?;
+        }
+        let mailer = Arc::new(mailer);
         let metrics = Metrics::new();
         let manage_tokens = ManageTokens::new(&secret);
         let jwt = JwtKeys::new(&secret, &settings.base_url());
@@ -107,7 +118,7 @@ impl Application {
         let mail_ready = Arc::new(Notify::new());
         let worker = Arc::new(Worker {
             db: db.clone(),
-            mailer,
+            mailer: mailer.clone(),
             renderer: MailRenderer {
                 templates: templates.clone(),
                 tokens: manage_tokens.clone(),
@@ -117,6 +128,24 @@ impl Application {
             concurrency: settings.mail_concurrency,
             metrics: metrics.clone(),
         });
+        let engine = Arc::new(Engine {
+            db: db.clone(),
+            mailer,
+            templates: templates.clone(),
+            tokens: manage_tokens.clone(),
+            base_url: settings.base_url(),
+            list_id: settings.list_id(),
+            concurrency: settings.send_concurrency,
+            max_attempts: settings.send_max_attempts,
+            overdue_after: chrono::Duration::minutes(i64::from(settings.send_overdue_minutes)),
+            rate: NonZeroU32::new(settings.send_rate)
+                .map(|n| RateLimiter::direct(Quota::per_second(n))),
+            sender_rate: NonZeroU32::new(settings.send_rate_per_sender)
+                .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+            metrics: metrics.clone(),
+            cache: Default::default(),
+        });
+        let send_ready = Arc::new(Notify::new());
         let limiter = NonZeroU32::new(settings.public_rate_limit)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
         let policy = SignupPolicy {
@@ -150,6 +179,8 @@ impl Application {
             limiter: limiter.clone(),
             metrics,
             mail_ready: mail_ready.clone(),
+            send_ready: send_ready.clone(),
+            engine: engine.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -178,7 +209,12 @@ impl Application {
             None
         } else {
             let (stop, stopped) = watch::channel(false);
-            tokio::spawn(worker.clone().run_forever(mail_ready.clone(), stopped));
+            tokio::spawn(
+                worker
+                    .clone()
+                    .run_forever(mail_ready.clone(), stopped.clone()),
+            );
+            tokio::spawn(engine.clone().run_forever(send_ready.clone(), stopped));
             // The limiters remember every client address and account they saw: forget the idle ones.
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -198,6 +234,7 @@ impl Application {
             port,
             server,
             worker,
+            engine,
             db,
             worker_task,
         })

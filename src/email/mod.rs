@@ -1,6 +1,7 @@
 //! Outgoing mail: composing multipart messages with the list headers, and the transports
 //! (SMTP, `.eml` files, or memory for tests) that carry them.
 
+pub mod newsletter;
 mod smtp;
 pub mod templates;
 
@@ -9,6 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use lettre::address::Envelope;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
@@ -28,6 +33,12 @@ pub struct OutgoingMail {
     pub text: String,
     pub html: String,
     pub unsubscribe_url: String,
+    /// Newsletters only: their own From (else `ENLACE_FROM`), Reply-To, List-Id and a Message-ID
+    /// fixed per delivery, so a copy sent twice after a crash is recognisably the same message.
+    pub from: Option<Mailbox>,
+    pub reply_to: Option<Mailbox>,
+    pub list_id: Option<String>,
+    pub message_id: Option<String>,
 }
 
 /// A message as handed to the transport.
@@ -83,12 +94,65 @@ impl Transport {
 pub struct Mailer {
     pub transport: Transport,
     pub from: Mailbox,
+    /// Signs every message when configured.
+    pub dkim: Option<DkimConfig>,
 }
 
 impl Mailer {
     pub fn new(transport: Transport, from: &str) -> anyhow::Result<Self> {
         let from: Mailbox = from.parse().context("ENLACE_FROM is not a valid mailbox")?;
-        Ok(Self { transport, from })
+        Ok(Self {
+            transport,
+            from,
+            dkim: None,
+        })
+    }
+
+    /// DKIM signing (RFC 6376, relaxed/relaxed) of From, To, Subject, Date, Message-ID, Reply-To,
+    /// List-Id and the one-click unsubscribe headers, which receivers require to be signed.
+    pub fn with_dkim(
+        mut self,
+        selector: &str,
+        domain: Option<&str>,
+        key: &str,
+    ) -> anyhow::Result<Self> {
+        let key = key.trim();
+        let algorithm = if key.starts_with("-----BEGIN") {
+            DkimSigningAlgorithm::Rsa
+        } else {
+            DkimSigningAlgorithm::Ed25519
+        };
+        let signing_key = DkimSigningKey::new(key, algorithm)
+            .map_err(|e| anyhow::anyhow!("the DKIM key cannot be read: {e}"))?;
+        let domain = domain
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.from.email.domain().to_owned());
+        let headers = [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "Reply-To",
+            "List-Id",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "Content-Type",
+        ]
+        .into_iter()
+        .map(HeaderName::new_from_ascii_str)
+        .collect();
+        self.dkim = Some(DkimConfig::new(
+            selector.to_owned(),
+            domain,
+            signing_key,
+            headers,
+            DkimCanonicalization {
+                header: DkimCanonicalizationType::Relaxed,
+                body: DkimCanonicalizationType::Relaxed,
+            },
+        ));
+        Ok(self)
     }
 
     /// Builds the message: multipart text + HTML, RFC 2369/8058 list headers, content language.
@@ -102,10 +166,18 @@ impl Mailer {
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
-        Message::builder()
-            .from(self.from.clone())
+        let mut builder = Message::builder()
+            .from(mail.from.clone().unwrap_or_else(|| self.from.clone()))
             .to(to)
             .subject(mail.subject.clone())
+            .message_id(mail.message_id.clone());
+        if let Some(reply_to) = &mail.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        if let Some(list_id) = &mail.list_id {
+            builder = builder.raw_header(header("List-Id", list_id.clone()));
+        }
+        builder
             .raw_header(header(
                 "List-Unsubscribe",
                 format!("<{}>", mail.unsubscribe_url),
@@ -132,7 +204,10 @@ impl Mailer {
     }
 
     pub async fn send(&self, mail: &OutgoingMail) -> Result<(), SendError> {
-        let message = self.compose(mail)?;
+        let mut message = self.compose(mail)?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
         let envelope = message.envelope().clone();
         self.transport.send(&envelope, message.formatted()).await
     }

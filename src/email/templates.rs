@@ -38,6 +38,8 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "mail/welcome.txt",
     "mail/already_subscribed.html",
     "mail/already_subscribed.txt",
+    "mail/newsletter_footer.html",
+    "mail/newsletter_footer.txt",
 ];
 
 pub const CATALOGS: &[(Language, &str)] = &[
@@ -115,6 +117,14 @@ impl Templates {
         node.and_then(toml::Value::as_str)
             .map(|s| s.replace("{org}", &self.org))
             .unwrap_or_else(|| path.to_owned())
+    }
+
+    pub fn org(&self) -> &str {
+        &self.org
+    }
+
+    pub fn postal_address(&self) -> Option<&str> {
+        self.postal_address.as_deref()
     }
 
     pub fn catalog(&self, language: Language) -> &toml::Table {

@@ -158,6 +158,28 @@ impl Worker {
     }
 }
 
+/// A newsletter test message from its job payload.
+fn test_mail(payload: &str) -> Prepared {
+    let permanent = |what: &str| Err(JobResult::Failed(SendError::Permanent(what.to_owned())));
+    let Ok(mail) = serde_json::from_str::<super::TestMail>(payload) else {
+        return permanent("test message payload unreadable");
+    };
+    let mailbox = |raw: Option<String>| raw.and_then(|m| m.parse().ok());
+    Ok(OutgoingMail {
+        to_email: mail.to,
+        to_name: None,
+        language: mail.language,
+        subject: mail.subject,
+        text: mail.text,
+        html: mail.html,
+        unsubscribe_url: mail.unsubscribe_url,
+        from: mailbox(mail.from),
+        reply_to: mailbox(mail.reply_to),
+        list_id: None,
+        message_id: None,
+    })
+}
+
 /// Everything needed to turn a job into a message; cheap to clone into a blocking task.
 #[derive(Clone)]
 pub struct MailRenderer {
@@ -169,6 +191,9 @@ pub struct MailRenderer {
 
 impl MailRenderer {
     fn prepare(&self, job: &ClaimedJob, recipient: Option<Recipient>) -> Prepared {
+        if job.kind == super::TEST_MAIL_KIND {
+            return test_mail(&job.payload);
+        }
         let Some(kind) = MailKind::from_job_kind(&job.kind) else {
             return Err(JobResult::Failed(SendError::Permanent(format!(
                 "unknown job kind {}",
@@ -247,6 +272,10 @@ impl MailRenderer {
             text,
             html,
             unsubscribe_url,
+            from: None,
+            reply_to: None,
+            list_id: None,
+            message_id: None,
         })
     }
 }

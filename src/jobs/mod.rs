@@ -62,6 +62,43 @@ pub fn enqueue_mail(
     queue::insert_job(conn, &mail_job(subscriber_id, kind, token, now))
 }
 
+/// A newsletter test message, rendered when requested; the job carries it whole.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct TestMail {
+    pub to: String,
+    pub language: crate::domain::Language,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    pub unsubscribe_url: String,
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+}
+
+pub const TEST_MAIL_KIND: &str = "mail.newsletter_test";
+
+pub fn enqueue_test_mail(
+    conn: &mut AnyConnection,
+    mail: &TestMail,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    queue::insert_job(
+        conn,
+        &NewJob {
+            id: db::new_id(),
+            kind: TEST_MAIL_KIND,
+            payload: serde_json::to_string(mail).unwrap_or_default(),
+            subscriber_id: None,
+            state: queue::QUEUED,
+            attempts: 0,
+            // A test nobody reads hours later: a few tries within about 15 minutes.
+            max_attempts: 5,
+            run_at: now,
+            created_at: now,
+        },
+    )
+}
+
 /// Delay before attempt `n + 1`: 30 s doubling per attempt, capped at one hour, with jitter.
 pub fn backoff(attempts: i32) -> Duration {
     let base = 30i64

@@ -6,7 +6,10 @@ mod fields;
 mod health;
 mod interests;
 mod manage;
+mod newsletters;
 mod pages;
+mod segments;
+mod sends;
 pub mod staff;
 mod subscribe;
 mod subscribers;
@@ -75,6 +78,28 @@ routes! {
         patch => interests::update_interest,
         delete => interests::delete_interest,
     },
+    "/api/v1/segments" => { get => segments::list_segments, post => segments::create_segment },
+    "/api/v1/segments/preview" => { post => segments::preview_segment },
+    "/api/v1/segments/{id}" => {
+        get => segments::get_segment,
+        patch => segments::update_segment,
+        delete => segments::delete_segment,
+    },
+    "/api/v1/newsletters" => {
+        get => newsletters::list_newsletters,
+        post => newsletters::create_newsletter,
+    },
+    "/api/v1/newsletters/{id}" => {
+        get => newsletters::get_newsletter,
+        patch => newsletters::update_newsletter,
+        delete => newsletters::delete_newsletter,
+    },
+    "/api/v1/newsletters/{id}/preview" => { post => newsletters::preview_newsletter },
+    "/api/v1/newsletters/{id}/test" => { post => newsletters::test_newsletter },
+    "/api/v1/newsletters/{id}/send" => { post => sends::send_newsletter },
+    "/api/v1/newsletters/{id}/pause" => { post => sends::pause_newsletter },
+    "/api/v1/newsletters/{id}/resume" => { post => sends::resume_newsletter },
+    "/api/v1/newsletters/{id}/cancel" => { post => sends::cancel_newsletter },
     "/healthz" => { get => health::healthz },
     "/readyz" => { get => health::readyz },
     "/metrics" => { get => health::metrics },

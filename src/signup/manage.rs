@@ -147,3 +147,36 @@ pub fn update_preferences(
         Ok(PreferencesOutcome::Saved)
     })
 }
+
+/// A hard bounce: the address does not exist. The subscriber is marked bounced, the address is
+/// suppressed (so no later signup or import mails it again), and nothing queued for them goes out.
+/// Call inside a write transaction.
+pub fn record_hard_bounce(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+    email_hash: &str,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    let from = [
+        SubscriberStatus::Pending.as_str(),
+        SubscriberStatus::Confirmed.as_str(),
+        SubscriberStatus::Unsubscribed.as_str(),
+    ];
+    subscribers::set_status(
+        conn,
+        subscriber_id,
+        &from,
+        SubscriberStatus::Bounced.as_str(),
+        now,
+    )?;
+    db::jobs::drop_queued_for_subscriber(conn, subscriber_id, "address bounced", now)?;
+    if db::suppressions::find_suppression(conn, email_hash)?.is_none() {
+        db::suppressions::insert_suppression(
+            conn,
+            email_hash,
+            crate::domain::SuppressionReason::HardBounce.as_str(),
+            now,
+        )?;
+    }
+    Ok(())
+}

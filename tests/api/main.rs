@@ -6,6 +6,7 @@ mod manage;
 mod operations;
 mod queue;
 mod schema;
+mod segments;
 mod smtp;
 mod staff;
 mod subscribe;

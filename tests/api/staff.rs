@@ -171,8 +171,9 @@ async fn every_staff_endpoint_refuses_bad_credentials() {
         let with_key = call(&app, &method, &path, Some(&unscoped)).await.status();
         assert_eq!(with_key, 403, "{method} {path} with a key");
         // Viewers read contacts and change their own password; nothing else.
-        let viewer_may =
-            path == "/api/v1/staff/me/password" || (method == "GET" && !admin_only(&path));
+        let viewer_may = path == "/api/v1/staff/me/password"
+            || path == "/api/v1/segments/preview"
+            || (method == "GET" && !admin_only(&path));
         let status = call(&app, &method, &path, Some(&viewer)).await.status();
         if viewer_may {
             assert_ne!(status, 403, "{method} {path} as viewer");

@@ -1,0 +1,250 @@
+//! The `deliveries` table: one row per recipient of a newsletter send, fixed when the send
+//! starts, claimed by workers under an expiring lease, and finished with its outcome.
+
+use chrono::NaiveDateTime;
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Text, Timestamp};
+
+use super::schema::{deliveries, newsletters, subscribers};
+use super::AnyConnection;
+
+pub const PENDING: &str = "pending";
+pub const SENDING: &str = "sending";
+pub const SENT: &str = "sent";
+pub const FAILED: &str = "failed";
+pub const SKIPPED: &str = "skipped";
+
+/// The condition on `subscribers` that picks a send's recipients (see `db::segments`).
+pub type RecipientCondition = Box<
+    dyn BoxableExpression<
+        subscribers::table,
+        <AnyConnection as diesel::Connection>::Backend,
+        SqlType = diesel::sql_types::Bool,
+    >,
+>;
+
+/// Fixes the recipients of a send: one pending row for every subscriber matching `condition`,
+/// in a single statement. Returns how many.
+pub fn insert_recipients(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+    condition: RecipientCondition,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let rows = subscribers::table.filter(condition).select((
+        newsletter_id.to_owned().into_sql::<Text>(),
+        subscribers::id,
+        PENDING.into_sql::<Text>(),
+        0.into_sql::<Integer>(),
+        now.into_sql::<Timestamp>(),
+    ));
+    diesel::insert_into(deliveries::table)
+        .values(rows)
+        .into_columns((
+            deliveries::newsletter_id,
+            deliveries::subscriber_id,
+            deliveries::state,
+            deliveries::attempts,
+            deliveries::run_at,
+        ))
+        .execute(conn)
+}
+
+/// A delivery as a worker holds it after claiming.
+#[derive(Queryable, Clone, Debug)]
+pub struct ClaimedDelivery {
+    pub newsletter_id: String,
+    pub subscriber_id: String,
+    pub attempts: i32,
+}
+
+/// Claims up to `limit` due deliveries of one newsletter (or ones whose lease ran out) under
+/// `claim`. PostgreSQL skips rows another process is claiming; the UPDATE re-checks the
+/// claimable condition, so a row is never held by two claims. Call inside `write_transaction`.
+pub fn claim_deliveries(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+    claim: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<ClaimedDelivery>> {
+    let claimable = deliveries::state
+        .eq(PENDING)
+        .and(deliveries::run_at.le(now))
+        .or(deliveries::state
+            .eq(SENDING)
+            .and(deliveries::locked_until.lt(now)));
+    let candidates = deliveries::table
+        .filter(deliveries::newsletter_id.eq(newsletter_id))
+        .filter(claimable)
+        .order(deliveries::run_at.asc())
+        .limit(limit)
+        .select(deliveries::subscriber_id);
+    let ids: Vec<String> = match conn {
+        AnyConnection::Postgresql(pg) => candidates.for_update().skip_locked().load(pg)?,
+        AnyConnection::Sqlite(lite) => candidates.load(lite)?,
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::newsletter_id.eq(newsletter_id))
+            .filter(deliveries::subscriber_id.eq_any(&ids))
+            .filter(claimable),
+    )
+    .set((
+        deliveries::state.eq(SENDING),
+        deliveries::claim.eq(Some(claim)),
+        deliveries::locked_until.eq(Some(lease_until)),
+        deliveries::attempts.eq(deliveries::attempts + 1),
+    ))
+    .returning((
+        deliveries::newsletter_id,
+        deliveries::subscriber_id,
+        deliveries::attempts,
+    ))
+    .get_results(conn)
+}
+
+/// Finishes deliveries of one claim in one state (`sent`, `failed`, `skipped`); rows another
+/// claim has taken over since are left alone.
+pub fn finish(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+    claim: &str,
+    subscriber_ids: &[&str],
+    state: &str,
+    outcome: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    if subscriber_ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::newsletter_id.eq(newsletter_id))
+            .filter(deliveries::subscriber_id.eq_any(subscriber_ids))
+            .filter(deliveries::claim.eq(claim)),
+    )
+    .set((
+        deliveries::state.eq(state),
+        deliveries::outcome.eq(outcome),
+        deliveries::claim.eq(None::<String>),
+        deliveries::locked_until.eq(None::<NaiveDateTime>),
+        deliveries::sent_at.eq((state == SENT).then_some(now)),
+    ))
+    .execute(conn)
+}
+
+/// Puts claimed deliveries back to wait until `run_at`: `retry` after a transient failure
+/// (the attempt counts), or not (`retry` false: the send was paused before it was tried).
+#[allow(clippy::too_many_arguments)]
+pub fn put_back(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+    claim: &str,
+    subscriber_ids: &[&str],
+    run_at: NaiveDateTime,
+    retry: bool,
+    outcome: Option<&str>,
+) -> QueryResult<usize> {
+    if subscriber_ids.is_empty() {
+        return Ok(0);
+    }
+    let target = deliveries::table
+        .filter(deliveries::newsletter_id.eq(newsletter_id))
+        .filter(deliveries::subscriber_id.eq_any(subscriber_ids))
+        .filter(deliveries::claim.eq(claim));
+    let uncount = if retry { 0 } else { 1 };
+    diesel::update(target)
+        .set((
+            deliveries::state.eq(PENDING),
+            deliveries::attempts.eq(deliveries::attempts - uncount),
+            deliveries::run_at.eq(run_at),
+            deliveries::outcome.eq(outcome),
+            deliveries::claim.eq(None::<String>),
+            deliveries::locked_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
+}
+
+/// Marks the deliveries still waiting in cancelled newsletters as skipped.
+pub fn skip_cancelled(conn: &mut AnyConnection) -> QueryResult<usize> {
+    let cancelled = newsletters::table
+        .filter(newsletters::status.eq(super::newsletters::CANCELLED))
+        .select(newsletters::id);
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::newsletter_id.eq_any(cancelled))
+            .filter(deliveries::state.eq(PENDING)),
+    )
+    .set((
+        deliveries::state.eq(SKIPPED),
+        deliveries::outcome.eq(Some("newsletter cancelled")),
+    ))
+    .execute(conn)
+}
+
+/// Deliveries of a newsletter by state.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Progress {
+    pub total: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub pending: i64,
+    /// Sent in the window given to `progress`.
+    pub recent: i64,
+}
+
+pub fn progress(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+    recent_since: NaiveDateTime,
+) -> QueryResult<Progress> {
+    let counts: Vec<(String, i64)> = deliveries::table
+        .filter(deliveries::newsletter_id.eq(newsletter_id))
+        .group_by(deliveries::state)
+        .select((deliveries::state, count_star()))
+        .load(conn)?;
+    let mut p = Progress::default();
+    for (state, n) in counts {
+        p.total += n;
+        match state.as_str() {
+            SENT => p.sent += n,
+            FAILED => p.failed += n,
+            SKIPPED => p.skipped += n,
+            _ => p.pending += n,
+        }
+    }
+    if p.sent > 0 {
+        p.recent = deliveries::table
+            .filter(deliveries::newsletter_id.eq(newsletter_id))
+            .filter(deliveries::state.eq(SENT))
+            .filter(deliveries::sent_at.ge(recent_since))
+            .select(count_star())
+            .first(conn)?;
+    }
+    Ok(p)
+}
+
+/// (newsletter id, state, outcome, sent at) of every delivery to a subscriber, for access requests.
+pub type DeliveryRecord = (String, String, Option<String>, Option<NaiveDateTime>);
+
+pub fn list_for_subscriber(
+    conn: &mut AnyConnection,
+    subscriber_id: &str,
+) -> QueryResult<Vec<DeliveryRecord>> {
+    deliveries::table
+        .filter(deliveries::subscriber_id.eq(subscriber_id))
+        .select((
+            deliveries::newsletter_id,
+            deliveries::state,
+            deliveries::outcome,
+            deliveries::sent_at,
+        ))
+        .load(conn)
+}

@@ -1,0 +1,264 @@
+//! The `newsletters` table: drafts, their state as a send moves on, and the transitions staff
+//! and the engine make (each a conditional update, so two processes cannot both make it).
+
+use chrono::NaiveDateTime;
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+
+use super::schema::{deliveries, newsletters};
+use super::AnyConnection;
+
+pub const DRAFT: &str = "draft";
+pub const SCHEDULED: &str = "scheduled";
+pub const OVERDUE: &str = "overdue";
+pub const SENDING: &str = "sending";
+pub const PAUSED: &str = "paused";
+pub const SENT: &str = "sent";
+pub const CANCELLED: &str = "cancelled";
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = newsletters, treat_none_as_default_value = false)]
+pub struct Newsletter {
+    pub id: String,
+    pub subject: String,
+    pub html: String,
+    pub text: Option<String>,
+    pub variants: String,
+    pub from_address: Option<String>,
+    pub reply_to: Option<String>,
+    pub segment_id: Option<String>,
+    pub filter: Option<String>,
+    pub status: String,
+    pub send_at: Option<NaiveDateTime>,
+    pub send_key: Option<String>,
+    pub started_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A draft's editable fields; `None` leaves a field as it is.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = newsletters)]
+pub struct NewsletterChanges {
+    pub subject: Option<String>,
+    pub html: Option<String>,
+    pub text: Option<Option<String>>,
+    pub variants: Option<String>,
+    pub from_address: Option<Option<String>>,
+    pub reply_to: Option<Option<String>>,
+    pub segment_id: Option<Option<String>>,
+    pub filter: Option<Option<String>>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+pub fn insert_newsletter(conn: &mut AnyConnection, newsletter: &Newsletter) -> QueryResult<()> {
+    diesel::insert_into(newsletters::table)
+        .values(newsletter)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_newsletter(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Newsletter>> {
+    newsletters::table
+        .find(id)
+        .select(Newsletter::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Newest first; `before` is the (created_at, id) of the last one already seen.
+pub fn list_newsletters(
+    conn: &mut AnyConnection,
+    status: Option<&str>,
+    before: Option<(NaiveDateTime, String)>,
+    limit: i64,
+) -> QueryResult<Vec<Newsletter>> {
+    let mut query = newsletters::table
+        .select(Newsletter::as_select())
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(newsletters::status.eq(status.to_owned()));
+    }
+    if let Some((at, id)) = before {
+        query = query.filter(
+            newsletters::created_at
+                .lt(at)
+                .or(newsletters::created_at.eq(at).and(newsletters::id.lt(id))),
+        );
+    }
+    query
+        .order((newsletters::created_at.desc(), newsletters::id.desc()))
+        .limit(limit)
+        .load(conn)
+}
+
+/// Changes a draft; false when it is not (or no longer) a draft.
+pub fn update_draft(
+    conn: &mut AnyConnection,
+    id: &str,
+    changes: &NewsletterChanges,
+) -> QueryResult<bool> {
+    diesel::update(
+        newsletters::table
+            .find(id)
+            .filter(newsletters::status.eq(DRAFT)),
+    )
+    .set(changes)
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Deletes a draft, or a newsletter cancelled before it started; false otherwise.
+pub fn delete_unsent(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+    diesel::delete(
+        newsletters::table.find(id).filter(
+            newsletters::status.eq(DRAFT).or(newsletters::status
+                .eq(CANCELLED)
+                .and(newsletters::started_at.is_null())),
+        ),
+    )
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Moves a newsletter from one of `from` to `to`; false when it was in none of them.
+pub fn transition(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        newsletters::table
+            .find(id)
+            .filter(newsletters::status.eq_any(from)),
+    )
+    .set((newsletters::status.eq(to), newsletters::updated_at.eq(now)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Schedules (or, with `send_at` = now, starts) a draft or overdue newsletter under `key`.
+pub fn schedule(
+    conn: &mut AnyConnection,
+    id: &str,
+    send_at: NaiveDateTime,
+    key: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        newsletters::table
+            .find(id)
+            .filter(newsletters::status.eq_any([DRAFT, OVERDUE])),
+    )
+    .set((
+        newsletters::status.eq(SCHEDULED),
+        newsletters::send_at.eq(Some(send_at)),
+        newsletters::send_key.eq(key),
+        newsletters::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Scheduled newsletters whose time has come, oldest first.
+pub fn due_newsletters(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<Newsletter>> {
+    newsletters::table
+        .filter(newsletters::status.eq(SCHEDULED))
+        .filter(newsletters::send_at.le(now))
+        .order(newsletters::send_at.asc())
+        .select(Newsletter::as_select())
+        .load(conn)
+}
+
+/// Holds every scheduled newsletter whose time passed before `cutoff`: it waits for staff.
+pub fn hold_overdue(
+    conn: &mut AnyConnection,
+    cutoff: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<String>> {
+    diesel::update(
+        newsletters::table
+            .filter(newsletters::status.eq(SCHEDULED))
+            .filter(newsletters::send_at.lt(cutoff)),
+    )
+    .set((
+        newsletters::status.eq(OVERDUE),
+        newsletters::updated_at.eq(now),
+    ))
+    .returning(newsletters::id)
+    .get_results(conn)
+}
+
+/// Marks a scheduled newsletter as sending from now; false when another process did first.
+pub fn start_sending(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(
+        newsletters::table
+            .find(id)
+            .filter(newsletters::status.eq(SCHEDULED)),
+    )
+    .set((
+        newsletters::status.eq(SENDING),
+        newsletters::started_at.eq(Some(now)),
+        newsletters::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Ids of newsletters being sent.
+pub fn sending_ids(conn: &mut AnyConnection) -> QueryResult<Vec<String>> {
+    newsletters::table
+        .filter(newsletters::status.eq(SENDING))
+        .select(newsletters::id)
+        .load(conn)
+}
+
+/// Marks as sent every sending newsletter with no delivery left to make; returns their ids.
+pub fn finish_completed(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<Vec<String>> {
+    let open = deliveries::table
+        .filter(deliveries::state.eq_any([super::deliveries::PENDING, super::deliveries::SENDING]))
+        .filter(deliveries::newsletter_id.eq(newsletters::id));
+    diesel::update(
+        newsletters::table
+            .filter(newsletters::status.eq(SENDING))
+            .filter(diesel::dsl::not(diesel::dsl::exists(open))),
+    )
+    .set((
+        newsletters::status.eq(SENT),
+        newsletters::finished_at.eq(Some(now)),
+        newsletters::updated_at.eq(now),
+    ))
+    .returning(newsletters::id)
+    .get_results(conn)
+}
+
+/// Cancels a newsletter that has not finished; false otherwise.
+pub fn cancel(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(
+        newsletters::table
+            .find(id)
+            .filter(newsletters::status.eq_any([SCHEDULED, OVERDUE, SENDING, PAUSED])),
+    )
+    .set((
+        newsletters::status.eq(CANCELLED),
+        newsletters::finished_at.eq(Some(now)),
+        newsletters::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// How many newsletters that have not finished use a segment.
+pub fn count_open_using_segment(conn: &mut AnyConnection, segment_id: &str) -> QueryResult<i64> {
+    newsletters::table
+        .filter(newsletters::segment_id.eq(segment_id))
+        .filter(newsletters::status.eq_any([DRAFT, SCHEDULED, OVERDUE, SENDING, PAUSED]))
+        .select(count_star())
+        .first(conn)
+}

@@ -1,0 +1,435 @@
+//! The `segments` table, and the compiler that turns a `SegmentFilter` into one SQL condition over
+//! `subscribers` that means the same on SQLite and PostgreSQL.
+
+use chrono::NaiveDateTime;
+use diesel::expression::{is_aggregate, AppearsOnTable, SelectableExpression, ValidGrouping};
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{Bool, Double, Text};
+
+use super::schema::{newsletters, segments, subscriber_interests, subscribers};
+use super::subscribers::Subscriber;
+use super::{AnyConnection, Backend};
+use crate::domain::{AttributeCondition, AttributeOp, AttributeValue, Scalar, SegmentFilter};
+
+type MultiBackend = <AnyConnection as Connection>::Backend;
+
+/// A condition on a `subscribers` row, for any query over that table alone.
+pub type Condition = Box<dyn BoxableExpression<subscribers::table, MultiBackend, SqlType = Bool>>;
+
+/// Newsletter states that may still send, and so keep their segment.
+pub const UNFINISHED_NEWSLETTER_STATUSES: [&str; 5] =
+    ["draft", "scheduled", "overdue", "sending", "paused"];
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = segments)]
+pub struct Segment {
+    pub id: String,
+    pub name: String,
+    /// The canonical JSON of the filter (`SegmentFilter::to_json`).
+    pub filter: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = segments)]
+pub struct SegmentChanges {
+    pub name: Option<String>,
+    pub filter: Option<String>,
+    pub updated_at: NaiveDateTime,
+}
+
+pub fn insert_segment(conn: &mut AnyConnection, segment: &Segment) -> QueryResult<()> {
+    diesel::insert_into(segments::table)
+        .values(segment)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_segment(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Segment>> {
+    segments::table
+        .find(id)
+        .select(Segment::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Like `find_segment`, and on PostgreSQL the row stays locked until the transaction ends, so no
+/// newsletter can start using the segment meanwhile (its foreign key check waits for the lock).
+pub fn lock_segment(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Segment>> {
+    let query = segments::table.find(id);
+    match conn {
+        AnyConnection::Postgresql(pg) => query
+            .select(Segment::as_select())
+            .for_update()
+            .first(pg)
+            .optional(),
+        AnyConnection::Sqlite(lite) => query.select(Segment::as_select()).first(lite).optional(),
+    }
+}
+
+/// Every segment, by name.
+pub fn list_segments(conn: &mut AnyConnection) -> QueryResult<Vec<Segment>> {
+    segments::table
+        .order((segments::name.asc(), segments::id.asc()))
+        .select(Segment::as_select())
+        .load(conn)
+}
+
+pub fn update_segment(
+    conn: &mut AnyConnection,
+    id: &str,
+    changes: &SegmentChanges,
+) -> QueryResult<bool> {
+    diesel::update(segments::table.find(id))
+        .set(changes)
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Deletes the segment. Finished newsletters that used it must be detached first
+/// (`detach_finished_newsletters`).
+pub fn delete_segment(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+    diesel::delete(segments::table.find(id))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// How many newsletters that have not finished (may still send) use the segment.
+pub fn count_newsletters_using(conn: &mut AnyConnection, segment_id: &str) -> QueryResult<i64> {
+    newsletters::table
+        .filter(newsletters::segment_id.eq(segment_id))
+        .filter(newsletters::status.eq_any(UNFINISHED_NEWSLETTER_STATUSES))
+        .count()
+        .get_result(conn)
+}
+
+/// Forgets the segment on finished newsletters (sent, cancelled); returns how many.
+pub fn detach_finished_newsletters(
+    conn: &mut AnyConnection,
+    segment_id: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        newsletters::table
+            .filter(newsletters::segment_id.eq(segment_id))
+            .filter(diesel::dsl::not(
+                newsletters::status.eq_any(UNFINISHED_NEWSLETTER_STATUSES),
+            )),
+    )
+    .set(newsletters::segment_id.eq(None::<String>))
+    .execute(conn)
+}
+
+/// How many subscribers the filter reaches now (confirmed ones only).
+pub fn count_recipients(
+    conn: &mut AnyConnection,
+    filter: &SegmentFilter,
+    backend: Backend,
+) -> QueryResult<i64> {
+    subscribers::table
+        .filter(condition(filter, backend))
+        .count()
+        .get_result(conn)
+}
+
+/// Up to `limit` of the subscribers the filter reaches, newest first.
+pub fn sample_recipients(
+    conn: &mut AnyConnection,
+    filter: &SegmentFilter,
+    backend: Backend,
+    limit: i64,
+) -> QueryResult<Vec<Subscriber>> {
+    subscribers::table
+        .filter(condition(filter, backend))
+        .order((subscribers::created_at.desc(), subscribers::id.desc()))
+        .limit(limit)
+        .select(Subscriber::as_select())
+        .load(conn)
+}
+
+/// The filter as one condition on `subscribers`, always limited to confirmed subscribers
+/// whatever the filter says. No joins: it fits `subscribers::table.filter(…)` in any statement,
+/// an `INSERT … SELECT` included.
+///
+/// Every part is two-valued (true or false, never NULL), so `not` is the exact complement:
+/// a missing attribute, or one of another JSON type, simply does not match a comparison.
+pub fn condition(filter: &SegmentFilter, backend: Backend) -> Condition {
+    Box::new(
+        subscribers::status
+            .eq("confirmed")
+            .and(compile(filter, backend)),
+    )
+}
+
+fn compile(filter: &SegmentFilter, backend: Backend) -> Condition {
+    match filter {
+        SegmentFilter::All(children) => children
+            .iter()
+            .map(|c| compile(c, backend))
+            .reduce(|a, b| Box::new(a.and(b)))
+            .unwrap_or_else(|| Box::new(Fragment::new().sql("1=1"))),
+        SegmentFilter::Any(children) => children
+            .iter()
+            .map(|c| compile(c, backend))
+            .reduce(|a, b| Box::new(a.or(b)))
+            .unwrap_or_else(never),
+        SegmentFilter::Not(inner) => Box::new(diesel::dsl::not(compile(inner, backend))),
+        SegmentFilter::Interest(slug) => Box::new(
+            subscribers::id.eq_any(
+                subscriber_interests::table
+                    .filter(subscriber_interests::interest_slug.eq(slug.clone()))
+                    .select(subscriber_interests::subscriber_id),
+            ),
+        ),
+        SegmentFilter::Language(language) => {
+            Box::new(subscribers::language.eq(language.as_str().to_owned()))
+        }
+        SegmentFilter::EmailDomain(domain) => {
+            // Addresses are stored lower-cased, and so is the domain: LIKE's case rules (which
+            // differ between the backends) never come into play.
+            let escaped = domain
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            Box::new(subscribers::email.like(format!("%@{escaped}")).escape('\\'))
+        }
+        SegmentFilter::Created(range) => {
+            let mut parts: Vec<Condition> = Vec::new();
+            if let Some(after) = range.after {
+                parts.push(Box::new(subscribers::created_at.ge(after)));
+            }
+            if let Some(before) = range.before {
+                parts.push(Box::new(subscribers::created_at.lt(before)));
+            }
+            all(parts)
+        }
+        SegmentFilter::Confirmed(range) => {
+            let at = subscribers::confirmed_at.assume_not_null();
+            let mut parts: Vec<Condition> = vec![Box::new(subscribers::confirmed_at.is_not_null())];
+            if let Some(after) = range.after {
+                parts.push(Box::new(at.ge(after)));
+            }
+            if let Some(before) = range.before {
+                parts.push(Box::new(at.lt(before)));
+            }
+            all(parts)
+        }
+        SegmentFilter::Attribute(condition) => attribute(condition, backend),
+    }
+}
+
+fn all(parts: Vec<Condition>) -> Condition {
+    parts
+        .into_iter()
+        .reduce(|a, b| Box::new(a.and(b)))
+        .unwrap_or_else(|| Box::new(Fragment::new().sql("1=1")))
+}
+
+fn never() -> Condition {
+    Box::new(Fragment::new().sql("1=0"))
+}
+
+/// How the attribute's value is read from the JSON text in `subscribers.attributes`. Each
+/// yields NULL unless the stored value has the JSON type the comparison is about.
+#[derive(Clone, Copy)]
+enum Read {
+    /// JSON string, as text.
+    Text,
+    /// JSON number, as a double.
+    Number,
+    /// JSON true/false, as the text 'true'/'false'.
+    Boolean,
+}
+
+fn read(f: Fragment, backend: Backend, key: &str, how: Read) -> Fragment {
+    const SQLITE_TYPE: &str = "json_type(subscribers.attributes, '$.' || ";
+    const SQLITE_VALUE: &str = "json_extract(subscribers.attributes, '$.' || ";
+    const PG_TYPE: &str = "jsonb_typeof(subscribers.attributes::jsonb -> ";
+    const PG_VALUE: &str = "(subscribers.attributes::jsonb ->> ";
+    match (backend, how) {
+        (Backend::Sqlite, Read::Text) => f
+            .sql(&format!("(CASE WHEN {SQLITE_TYPE}"))
+            .text(key)
+            .sql(&format!(") = 'text' THEN {SQLITE_VALUE}"))
+            .text(key)
+            .sql(") END)"),
+        (Backend::Sqlite, Read::Number) => f
+            .sql(&format!("(CASE WHEN {SQLITE_TYPE}"))
+            .text(key)
+            .sql(&format!(
+                ") IN ('integer', 'real') THEN CAST({SQLITE_VALUE}"
+            ))
+            .text(key)
+            .sql(") AS REAL) END)"),
+        (Backend::Sqlite, Read::Boolean) => f
+            .sql(&format!("(CASE {SQLITE_TYPE}"))
+            .text(key)
+            .sql(") WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' END)"),
+        (Backend::Postgres, Read::Text) => f
+            .sql(&format!("(CASE WHEN {PG_TYPE}"))
+            .text(key)
+            .sql(&format!(") = 'string' THEN {PG_VALUE}"))
+            .text(key)
+            .sql(") END)"),
+        // CASE, not AND: PostgreSQL may evaluate AND's operands in any order, and the cast
+        // must never see text.
+        (Backend::Postgres, Read::Number) => f
+            .sql(&format!("(CASE WHEN {PG_TYPE}"))
+            .text(key)
+            .sql(&format!(") = 'number' THEN CAST({PG_VALUE}"))
+            .text(key)
+            .sql(") AS DOUBLE PRECISION) END)"),
+        (Backend::Postgres, Read::Boolean) => f
+            .sql(&format!("(CASE WHEN {PG_TYPE}"))
+            .text(key)
+            .sql(&format!(") = 'boolean' THEN {PG_VALUE}"))
+            .text(key)
+            .sql(") END)"),
+    }
+}
+
+/// `COALESCE(<value> <op> <operand>, FALSE)`: NULL (no such value) becomes false.
+fn compare(backend: Backend, key: &str, op: &str, operand: &Scalar) -> Condition {
+    let (how, collate) = match operand {
+        Scalar::Text(_) => (Read::Text, op != "="),
+        Scalar::Number(_) => (Read::Number, false),
+        Scalar::Bool(_) => (Read::Boolean, false),
+    };
+    let mut f = read(Fragment::new().sql("COALESCE("), backend, key, how);
+    // Dates are compared as YYYY-MM-DD text: byte order, not the database's collation.
+    if collate && backend == Backend::Postgres {
+        f = f.sql(" COLLATE \"C\"");
+    }
+    f = f.sql(&format!(" {op} "));
+    f = match operand {
+        Scalar::Text(t) => f.text(t),
+        Scalar::Number(n) => f.double(n.as_f64().unwrap_or(f64::NAN)),
+        Scalar::Bool(b) => f.text(if *b { "true" } else { "false" }),
+    };
+    Box::new(f.sql(", 1=0)"))
+}
+
+/// Where `needle` first occurs in the text value (1-based), compared with `op` and `at`.
+fn position(backend: Backend, key: &str, needle: &str, op: &str, at: &str) -> Condition {
+    let function = match backend {
+        Backend::Sqlite => "instr(",
+        Backend::Postgres => "strpos(",
+    };
+    let f = read(
+        Fragment::new().sql("COALESCE(").sql(function),
+        backend,
+        key,
+        Read::Text,
+    );
+    Box::new(f.sql(", ").text(needle).sql(&format!(") {op} {at}, 1=0)")))
+}
+
+/// Whether the attribute holds a value at all (JSON null counts as none).
+fn exists(backend: Backend, key: &str) -> Condition {
+    let f = match backend {
+        Backend::Sqlite => Fragment::new()
+            .sql("COALESCE(json_type(subscribers.attributes, '$.' || ")
+            .text(key),
+        Backend::Postgres => Fragment::new()
+            .sql("COALESCE(jsonb_typeof(subscribers.attributes::jsonb -> ")
+            .text(key),
+    };
+    Box::new(f.sql("), 'null') <> 'null'"))
+}
+
+/// Text comparisons (eq, ne, in, contains, starts_with) are exact and case-sensitive on both
+/// backends; `ne` and `not_exists` match people without a value.
+fn attribute(c: &AttributeCondition, backend: Backend) -> Condition {
+    use AttributeOp as Op;
+    let key = c.key.as_str();
+    match (c.op, &c.value) {
+        (Op::Exists, _) => exists(backend, key),
+        (Op::NotExists, _) => Box::new(diesel::dsl::not(exists(backend, key))),
+        (Op::Eq, AttributeValue::One(v)) => compare(backend, key, "=", v),
+        (Op::Ne, AttributeValue::One(v)) => {
+            Box::new(diesel::dsl::not(compare(backend, key, "=", v)))
+        }
+        (Op::In, AttributeValue::List(values)) => values
+            .iter()
+            .map(|v| compare(backend, key, "=", v))
+            .reduce(|a, b| Box::new(a.or(b)))
+            .unwrap_or_else(never),
+        (Op::Contains, AttributeValue::One(Scalar::Text(t))) => position(backend, key, t, ">", "0"),
+        (Op::StartsWith, AttributeValue::One(Scalar::Text(t))) => {
+            position(backend, key, t, "=", "1")
+        }
+        (Op::Gt | Op::After, AttributeValue::One(v)) => compare(backend, key, ">", v),
+        (Op::Gte, AttributeValue::One(v)) => compare(backend, key, ">=", v),
+        (Op::Lt | Op::Before, AttributeValue::One(v)) => compare(backend, key, "<", v),
+        (Op::Lte, AttributeValue::One(v)) => compare(backend, key, "<=", v),
+        // Shapes the parser never produces.
+        _ => never(),
+    }
+}
+
+/// A boolean SQL snippet with bound parameters, built piece by piece (so a list of values
+/// binds each one). Built from constants and field keys only; every value is a parameter.
+#[derive(Debug, Clone, Default)]
+struct Fragment(Vec<Part>);
+
+#[derive(Debug, Clone)]
+enum Part {
+    Sql(String),
+    Text(String),
+    Double(f64),
+}
+
+impl Fragment {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn sql(mut self, sql: &str) -> Self {
+        self.0.push(Part::Sql(sql.to_owned()));
+        self
+    }
+
+    fn text(mut self, value: &str) -> Self {
+        self.0.push(Part::Text(value.to_owned()));
+        self
+    }
+
+    fn double(mut self, value: f64) -> Self {
+        self.0.push(Part::Double(value));
+        self
+    }
+}
+
+impl Expression for Fragment {
+    type SqlType = Bool;
+}
+
+impl QueryFragment<MultiBackend> for Fragment {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        // Filters are staff-written and endless in variety: keep them out of the per-connection
+        // prepared statement cache.
+        out.unsafe_to_cache_prepared();
+        for part in &self.0 {
+            match part {
+                Part::Sql(sql) => out.push_sql(sql),
+                Part::Text(value) => out.push_bind_param::<Text, String>(value)?,
+                Part::Double(value) => out.push_bind_param::<Double, f64>(value)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for Fragment {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<QS> AppearsOnTable<QS> for Fragment {}
+
+impl<QS> SelectableExpression<QS> for Fragment {}
+
+impl<GB> ValidGrouping<GB> for Fragment {
+    type IsAggregate = is_aggregate::Never;
+}

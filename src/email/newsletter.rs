@@ -1,0 +1,417 @@
+//! Newsletter content: what staff write (subject, HTML, optional text, per-language variants)
+//! compiled once into templates, checked when saved, and rendered per recipient with merge fields
+//! and the footer every newsletter carries.
+
+use std::collections::{BTreeMap, HashSet};
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::{Deserialize, Serialize};
+
+use super::Templates;
+use crate::domain::Language;
+use crate::error::FieldErrors;
+
+/// Longest subject accepted, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 300;
+/// Largest HTML or text body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+/// Template work allowed per message: a template that loops without end is stopped, not hung.
+const FUEL: u64 = 200_000;
+
+/// One version of the content.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Content {
+    pub subject: String,
+    pub html: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// The default content, and the versions chosen by a subscriber's language when present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewsletterContent {
+    pub default: Content,
+    pub variants: BTreeMap<Language, Content>,
+}
+
+/// What a template may use besides the declared attributes (`attributes.<key>`).
+const MERGE_FIELDS: &[&str] = &[
+    "name",
+    "email",
+    "language",
+    "attributes",
+    "unsubscribe_url",
+    "preferences_url",
+    "org",
+    "postal_address",
+];
+
+/// The person a message is rendered for.
+pub struct MergeData<'a> {
+    pub name: Option<&'a str>,
+    pub email: &'a str,
+    pub language: Language,
+    /// The subscriber's attributes (a JSON object).
+    pub attributes: &'a serde_json::Value,
+    pub unsubscribe_url: &'a str,
+    pub preferences_url: &'a str,
+}
+
+/// A rendered message body, footer included.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+}
+
+/// The templates of one newsletter, compiled once and shared by every send of it.
+pub struct CompiledNewsletter {
+    env: Environment<'static>,
+    /// Which template set serves each language: a variant's, or the default one.
+    sets: [&'static str; 2],
+}
+
+fn set_for(content: &NewsletterContent, language: Language) -> &'static str {
+    if content.variants.contains_key(&language) {
+        language.as_str()
+    } else {
+        "default"
+    }
+}
+
+/// Plain text derived from the HTML (merge tags survive as text, so it is still a template).
+pub fn text_from_html(html: &str) -> String {
+    html2text::config::plain()
+        .string_from_read(html.as_bytes(), 78)
+        .unwrap_or_default()
+}
+
+impl CompiledNewsletter {
+    /// Compiles every version; a syntax error, an unknown merge field (or an undeclared
+    /// attribute) or a template that fails on sample data is reported by field, before any send.
+    pub fn compile(
+        content: &NewsletterContent,
+        declared: &[String],
+        org: &str,
+        postal_address: Option<&str>,
+    ) -> Result<Self, FieldErrors> {
+        let mut env = Environment::new();
+        // A subscriber without some attribute gets an empty value, not a failed message.
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_fuel(Some(FUEL));
+        env.add_global("org", org.to_owned());
+        env.add_global(
+            "postal_address",
+            Value::from(postal_address.map(str::to_owned)),
+        );
+        let mut errors = FieldErrors::new();
+        let declared: HashSet<&str> = declared.iter().map(String::as_str).collect();
+        let versions = std::iter::once(("default", &content.default)).chain(
+            content
+                .variants
+                .iter()
+                .map(|(language, c)| (language.as_str(), c)),
+        );
+        for (set, version) in versions {
+            let prefix = if set == "default" {
+                String::new()
+            } else {
+                format!("variants.{set}.")
+            };
+            let text = version
+                .text
+                .clone()
+                .unwrap_or_else(|| text_from_html(&version.html));
+            for (part, name, source) in [
+                (
+                    "subject",
+                    format!("{set}/subject.txt"),
+                    version.subject.clone(),
+                ),
+                ("html", format!("{set}/body.html"), version.html.clone()),
+                ("text", format!("{set}/body.txt"), text),
+            ] {
+                let field = format!("{prefix}{part}");
+                if let Err(e) = env.add_template_owned(name.clone(), source) {
+                    errors.entry(field).or_default().push(describe(&e));
+                    continue;
+                }
+                let template = env.get_template(&name).expect("template just added");
+                for variable in template.undeclared_variables(true) {
+                    let known = match variable.split_once('.') {
+                        Some(("attributes", key)) => declared.contains(key),
+                        Some((top, _)) => MERGE_FIELDS.contains(&top) && top != "attributes",
+                        None => MERGE_FIELDS.contains(&variable.as_str()),
+                    };
+                    if !known {
+                        errors.entry(field.clone()).or_default().push(format!(
+                            "unknown merge field `{variable}` (use name, email, language, attributes.<declared field>, unsubscribe_url, preferences_url, org or postal_address)"
+                        ));
+                    }
+                }
+            }
+        }
+        let compiled = Self {
+            env,
+            sets: [
+                set_for(content, Language::En),
+                set_for(content, Language::Es),
+            ],
+        };
+        if errors.is_empty() {
+            // Runtime errors (a filter applied to the wrong type, fuel exhausted) show on sample data.
+            let sample = serde_json::json!({});
+            for language in Language::ALL {
+                let data = MergeData {
+                    name: Some("Ana"),
+                    email: "ana@example.org",
+                    language,
+                    attributes: &sample,
+                    unsubscribe_url: "https://example.org/unsubscribe/x",
+                    preferences_url: "https://example.org/preferences/x",
+                };
+                if let Err((part, e)) = compiled.render_parts(&data) {
+                    let set = compiled.set(language);
+                    let field = if set == "default" {
+                        part.to_owned()
+                    } else {
+                        format!("variants.{set}.{part}")
+                    };
+                    errors.entry(field).or_default().push(describe(&e));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(compiled)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn set(&self, language: Language) -> &'static str {
+        match language {
+            Language::En => self.sets[0],
+            Language::Es => self.sets[1],
+        }
+    }
+
+    fn render_parts(
+        &self,
+        data: &MergeData<'_>,
+    ) -> Result<(String, String, String), (&'static str, minijinja::Error)> {
+        let set = self.set(data.language);
+        let ctx = minijinja::context! {
+            name => data.name,
+            email => data.email,
+            language => data.language.as_str(),
+            attributes => Value::from_serialize(data.attributes),
+            unsubscribe_url => data.unsubscribe_url,
+            preferences_url => data.preferences_url,
+        };
+        let render = |part: &'static str, name: String| {
+            self.env
+                .get_template(&name)
+                .and_then(|t| t.render(&ctx))
+                .map_err(|e| (part, e))
+        };
+        let subject = render("subject", format!("{set}/subject.txt"))?;
+        let html = render("html", format!("{set}/body.html"))?;
+        let text = render("text", format!("{set}/body.txt"))?;
+        Ok((subject, html, text))
+    }
+
+    /// The message for one recipient, with the footer in their language.
+    pub fn render(
+        &self,
+        data: &MergeData<'_>,
+        templates: &Templates,
+    ) -> Result<Rendered, minijinja::Error> {
+        let (subject, html, text) = self.render_parts(data).map_err(|(_, e)| e)?;
+        let ctx = minijinja::context! {
+            unsubscribe_url => data.unsubscribe_url,
+            preferences_url => data.preferences_url,
+        };
+        let html_footer =
+            templates.render("mail/newsletter_footer.html", data.language, ctx.clone())?;
+        let text_footer = templates.render("mail/newsletter_footer.txt", data.language, ctx)?;
+        Ok(Rendered {
+            // A subject is one line, whatever the template produced.
+            subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
+            html: insert_before_body_end(&html, &html_footer),
+            text: format!("{}\n\n{text_footer}\n", text.trim_end()),
+        })
+    }
+}
+
+/// Puts the footer just before `</body>` when the HTML has one, else at the end.
+fn insert_before_body_end(html: &str, footer: &str) -> String {
+    let lower = html.to_ascii_lowercase();
+    match lower.rfind("</body") {
+        Some(at) => format!("{}{footer}\n{}", &html[..at], &html[at..]),
+        None => format!("{html}\n{footer}"),
+    }
+}
+
+/// A template error as staff can act on it: the problem and the line.
+fn describe(e: &minijinja::Error) -> String {
+    match e.line() {
+        Some(line) => format!(
+            "{} (line {line})",
+            e.detail().unwrap_or(&e.kind().to_string())
+        ),
+        None => e
+            .detail()
+            .map(str::to_owned)
+            .unwrap_or_else(|| e.kind().to_string()),
+    }
+}
+
+/// Checks the size and shape of one version's fields.
+pub fn check_content(errors: &mut FieldErrors, prefix: &str, content: &Content) {
+    let mut push = |field: &str, message: &str| {
+        errors
+            .entry(format!("{prefix}{field}"))
+            .or_default()
+            .push(message.to_owned())
+    };
+    let subject = content.subject.trim();
+    if subject.is_empty() {
+        push("subject", "is required");
+    } else if subject.chars().count() > MAX_SUBJECT_CHARS || subject.chars().any(|c| c.is_control())
+    {
+        push("subject", "must be one line of at most 300 characters");
+    }
+    if content.html.trim().is_empty() {
+        push("html", "is required");
+    } else if content.html.len() > MAX_BODY_BYTES {
+        push("html", "must be at most 512 KiB");
+    }
+    if let Some(text) = &content.text {
+        if text.trim().is_empty() {
+            push(
+                "text",
+                "must not be empty (leave it out to derive it from the HTML)",
+            );
+        } else if text.len() > MAX_BODY_BYTES {
+            push("text", "must be at most 512 KiB");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(subject: &str, html: &str) -> NewsletterContent {
+        NewsletterContent {
+            default: Content {
+                subject: subject.into(),
+                html: html.into(),
+                text: None,
+            },
+            variants: BTreeMap::new(),
+        }
+    }
+
+    fn data<'a>(attrs: &'a serde_json::Value, language: Language) -> MergeData<'a> {
+        MergeData {
+            name: Some("Ana <b>"),
+            email: "ana@example.org",
+            language,
+            attributes: attrs,
+            unsubscribe_url: "https://x/u",
+            preferences_url: "https://x/p",
+        }
+    }
+
+    #[test]
+    fn merge_fields_are_escaped_in_html_and_plain_in_text() {
+        let templates = Templates::new("Org", Some("1 Main St")).unwrap();
+        let c = content(
+            "Hi {{ name }}",
+            "<html><body><p>Hello {{ name }} from {{ attributes.city }}</p></body></html>",
+        );
+        let compiled =
+            CompiledNewsletter::compile(&c, &["city".into()], "Org", Some("1 Main St")).unwrap();
+        let attrs = serde_json::json!({"city": "Phoenix & Tucson"});
+        let out = compiled
+            .render(&data(&attrs, Language::Es), &templates)
+            .unwrap();
+        assert_eq!(out.subject, "Hi Ana <b>");
+        assert!(
+            out.html
+                .contains("Hello Ana &lt;b&gt; from Phoenix &amp; Tucson"),
+            "{}",
+            out.html
+        );
+        assert!(
+            out.text.contains("Hello Ana <b> from Phoenix & Tucson"),
+            "{}",
+            out.text
+        );
+        // minijinja escapes `/` in HTML too (`&#x2f;`), which browsers read back as `/`.
+        let footer_at = out
+            .html
+            .find("x&#x2f;u")
+            .expect("unsubscribe link in the HTML");
+        assert!(
+            footer_at < out.html.find("</body>").unwrap(),
+            "footer inside the body"
+        );
+        assert!(out.text.contains("https://x/u") && out.text.contains("1 Main St"));
+    }
+
+    #[test]
+    fn broken_templates_and_unknown_fields_are_reported_by_field() {
+        let c = content("Hi {{ name", "<p>{{ nmae }} {{ attributes.zip }}</p>");
+        let errors = CompiledNewsletter::compile(&c, &["city".into()], "Org", None)
+            .err()
+            .unwrap();
+        assert!(errors.contains_key("subject"), "{errors:?}");
+        let html = errors["html"].join(" ");
+        assert!(
+            html.contains("nmae") && html.contains("attributes.zip"),
+            "{html}"
+        );
+        // Looping without end runs out of fuel instead of hanging a worker.
+        let c = content(
+            "x",
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        );
+        assert!(CompiledNewsletter::compile(&c, &[], "Org", None).is_err());
+    }
+
+    #[test]
+    fn variants_are_chosen_by_language() {
+        let templates = Templates::new("Org", None).unwrap();
+        let mut c = content("Hello", "<p>Hello</p>");
+        c.variants.insert(
+            Language::Es,
+            Content {
+                subject: "Hola".into(),
+                html: "<p>Hola</p>".into(),
+                text: Some("Hola, texto".into()),
+            },
+        );
+        let compiled = CompiledNewsletter::compile(&c, &[], "Org", None).unwrap();
+        let attrs = serde_json::json!({});
+        let es = compiled
+            .render(&data(&attrs, Language::Es), &templates)
+            .unwrap();
+        let en = compiled
+            .render(&data(&attrs, Language::En), &templates)
+            .unwrap();
+        assert_eq!(
+            (es.subject.as_str(), en.subject.as_str()),
+            ("Hola", "Hello")
+        );
+        assert!(es.text.starts_with("Hola, texto"));
+        assert!(
+            en.text.starts_with("Hello"),
+            "text derived from the HTML: {}",
+            en.text
+        );
+    }
+}

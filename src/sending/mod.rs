@@ -1,0 +1,366 @@
+//! The newsletter engine. A scheduler starts due sends (fixing their recipients), holds overdue
+//! ones for staff and marks finished ones sent; a pipeline claims deliveries under a lease,
+//! renders them, sends them `concurrency` at a time and records each outcome.
+//!
+//! A message counts as in flight from the moment it is handed to SMTP until its outcome is
+//! committed; at most `concurrency` are. A process killed mid-send therefore leaves at most that
+//! many messages sent but not recorded: those are the only ones sent twice when the lease runs
+//! out and another worker takes them over.
+
+pub mod prepare;
+mod recorder;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, NaiveDateTime};
+use futures_util::StreamExt;
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter};
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+pub use prepare::{NewsletterCache, PreparedNewsletter};
+
+use crate::db::{self, deliveries, newsletters, Db};
+use crate::email::{Mailer, OutgoingMail, SendError, Templates};
+use crate::metrics::Metrics;
+use crate::tokens::ManageTokens;
+use recorder::{Outcome, Recorder, Verdict};
+
+/// How long claimed deliveries stay reserved; a crashed process's claims return after this.
+const LEASE: Duration = Duration::minutes(5);
+/// How often a running pipeline re-reads which newsletters are sending (pause, cancel, and
+/// other processes' starts show within this).
+const REFRESH: StdDuration = StdDuration::from_millis(250);
+/// How often an idle engine looks for due work without being woken.
+const IDLE_POLL: StdDuration = StdDuration::from_secs(1);
+
+/// Everything the engine needs; built once by `Application::build`.
+pub struct Engine {
+    pub db: Db,
+    pub mailer: Arc<Mailer>,
+    pub templates: Arc<Templates>,
+    pub tokens: ManageTokens,
+    pub base_url: String,
+    pub list_id: String,
+    pub concurrency: usize,
+    pub max_attempts: i32,
+    /// A scheduled send found later than this past its time is held for staff.
+    pub overdue_after: Duration,
+    pub rate: Option<DefaultDirectRateLimiter>,
+    pub sender_rate: Option<DefaultKeyedRateLimiter<String>>,
+    pub metrics: Metrics,
+    pub cache: NewsletterCache,
+}
+
+/// One delivery ready to go (or already decided).
+pub(crate) struct Ready {
+    newsletter_id: String,
+    claim: String,
+    subscriber_id: String,
+    attempts: i32,
+    mail: Result<OutgoingMail, Verdict>,
+    /// For a hard bounce: the address's suppression hash.
+    email_hash: Option<String>,
+    sender: String,
+}
+
+/// Delay before attempt `n + 1` of a newsletter message: 1 min doubling, at most 1 hour.
+fn backoff(attempts: i32) -> Duration {
+    Duration::seconds(
+        60i64
+            .saturating_mul(1i64 << attempts.clamp(1, 7).saturating_sub(1))
+            .min(3600),
+    )
+}
+
+impl Engine {
+    /// Starts, holds and finishes sends as their time comes. Returns whether anything started.
+    pub async fn schedule(&self, now: NaiveDateTime) -> anyhow::Result<bool> {
+        let cutoff = now - self.overdue_after;
+        let held = self
+            .db
+            .write(move |conn| {
+                db::write_transaction(conn, |c| newsletters::hold_overdue(c, cutoff, now))
+                    .map_err(db::DbError::from)
+            })
+            .await?;
+        for id in held {
+            tracing::warn!(newsletter_id = %id, "scheduled newsletter is overdue; held until staff send or cancel it");
+        }
+        let due = self
+            .db
+            .run(move |conn| newsletters::due_newsletters(conn, now).map_err(db::DbError::from))
+            .await?;
+        let mut started = false;
+        for newsletter in due {
+            let id = newsletter.id.clone();
+            match prepare::start(&self.db, newsletter, now).await {
+                Ok(Some(count)) => {
+                    started = true;
+                    tracing::info!(newsletter_id = %id, recipients = count, "newsletter send started");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(newsletter_id = %id, error = format!("{e:#}"), "could not start a newsletter send")
+                }
+            }
+        }
+        let finished = self
+            .db
+            .write(move |conn| {
+                db::write_transaction(conn, |c| {
+                    deliveries::skip_cancelled(c)?;
+                    newsletters::finish_completed(c, now)
+                })
+                .map_err(db::DbError::from)
+            })
+            .await?;
+        for id in finished {
+            tracing::info!(newsletter_id = %id, "newsletter sent");
+        }
+        Ok(started)
+    }
+
+    /// Runs the scheduler and sends everything due at `now` (and whatever becomes due while it
+    /// runs); returns how many deliveries were handled. Tests drive the engine with this.
+    pub async fn run_pending(self: &Arc<Self>, now: NaiveDateTime) -> anyhow::Result<usize> {
+        let started = db::now();
+        let clock = move || now + (db::now() - started);
+        self.schedule(clock()).await?;
+        let active = Arc::new(RwLock::new(self.sending_ids().await?));
+        if active.read().expect("active set").is_empty() {
+            return Ok(0);
+        }
+        let (ready_tx, ready_rx) = mpsc::channel::<Ready>(self.round_size() * 2);
+        let (recorder, outcomes) = Recorder::start(self.db.clone());
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+
+        // Keeps the set of sending newsletters fresh while the pipeline runs.
+        let stop_refresh = Arc::new(Notify::new());
+        let refresher = {
+            let engine = self.clone();
+            let active = active.clone();
+            let stop = stop_refresh.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.notified() => return,
+                        _ = tokio::time::sleep(REFRESH) => {}
+                    }
+                    if let Err(e) = engine.schedule(clock()).await {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "newsletter scheduler could not reach the database"
+                        );
+                        continue;
+                    }
+                    if let Ok(ids) = engine.sending_ids().await {
+                        *active.write().expect("active set") = ids;
+                    }
+                }
+            })
+        };
+
+        let producer = {
+            let engine = self.clone();
+            let active = active.clone();
+            tokio::spawn(async move { engine.produce(active, ready_tx, clock).await })
+        };
+        let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio_stream_for_each(ready_rx, self.concurrency, |ready| {
+            let engine = self.clone();
+            let active = active.clone();
+            let permits = permits.clone();
+            let outcomes = outcomes.clone();
+            let handled = handled.clone();
+            async move {
+                handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let outcome = engine.deliver(ready, &active, &permits, clock).await;
+                let _ = outcomes.send(outcome);
+            }
+        })
+        .await;
+        let produced = producer.await;
+        drop(outcomes);
+        let recorded = recorder.finish().await;
+        stop_refresh.notify_one();
+        let _ = refresher.await;
+        produced??;
+        recorded?;
+        self.schedule(clock()).await?;
+        Ok(handled.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn round_size(&self) -> usize {
+        let by_concurrency = self.concurrency * 4;
+        match &self.rate {
+            // Never claim more than a rate-limited send gets through in half a lease.
+            Some(_) => by_concurrency.min(64),
+            None => by_concurrency,
+        }
+    }
+
+    async fn sending_ids(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .db
+            .run(|conn| newsletters::sending_ids(conn).map_err(db::DbError::from))
+            .await?)
+    }
+
+    /// Claims rounds of deliveries from every sending newsletter in turn and renders them,
+    /// until a whole pass finds nothing due.
+    async fn produce(
+        self: Arc<Self>,
+        active: Arc<RwLock<Vec<String>>>,
+        ready: mpsc::Sender<Ready>,
+        clock: impl Fn() -> NaiveDateTime,
+    ) -> anyhow::Result<()> {
+        let limit = self.round_size() as i64;
+        loop {
+            let ids = active.read().expect("active set").clone();
+            let mut claimed_any = false;
+            for newsletter_id in ids {
+                let now = clock();
+                let claim = db::new_id();
+                let batch = {
+                    let (id, claim) = (newsletter_id.clone(), claim.clone());
+                    self.db
+                        .write(move |conn| {
+                            db::write_transaction(conn, |c| {
+                                deliveries::claim_deliveries(
+                                    c,
+                                    &id,
+                                    &claim,
+                                    now,
+                                    now + LEASE,
+                                    limit,
+                                )
+                            })
+                            .map_err(db::DbError::from)
+                        })
+                        .await?
+                };
+                if batch.is_empty() {
+                    continue;
+                }
+                claimed_any = true;
+                for item in prepare::prepare(&self, &newsletter_id, &claim, batch).await? {
+                    if ready.send(item).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if !claimed_any {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends one delivery (unless its newsletter stopped meanwhile) and says what became of it.
+    async fn deliver(
+        &self,
+        ready: Ready,
+        active: &RwLock<Vec<String>>,
+        permits: &Arc<Semaphore>,
+        clock: impl Fn() -> NaiveDateTime,
+    ) -> Outcome {
+        let still_sending = |id: &str| active.read().expect("active set").iter().any(|a| a == id);
+        let mut outcome = Outcome {
+            newsletter_id: ready.newsletter_id,
+            claim: ready.claim,
+            subscriber_id: ready.subscriber_id,
+            attempts: ready.attempts,
+            verdict: Verdict::Release,
+            bounced_hash: None,
+            permit: None,
+            at: clock(),
+        };
+        let mail = match ready.mail {
+            Ok(mail) => mail,
+            Err(verdict) => {
+                outcome.verdict = verdict;
+                return outcome;
+            }
+        };
+        if !still_sending(&outcome.newsletter_id) {
+            return outcome;
+        }
+        if let Some(limiter) = &self.sender_rate {
+            limiter.until_key_ready(&ready.sender).await;
+        }
+        if let Some(limiter) = &self.rate {
+            limiter.until_ready().await;
+        }
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("permits never close");
+        // Paused or cancelled while waiting for the rate limit or a slot: not sent.
+        if !still_sending(&outcome.newsletter_id) {
+            return outcome;
+        }
+        outcome.permit = Some(permit);
+        outcome.verdict = match self.mailer.send(&mail).await {
+            Ok(()) => {
+                self.metrics.mail_sent("newsletter");
+                Verdict::Sent
+            }
+            Err(SendError::Permanent(e)) => {
+                self.metrics.mail_failed("newsletter");
+                if recorder::is_hard_bounce(&e) {
+                    outcome.bounced_hash = ready.email_hash;
+                }
+                tracing::warn!(newsletter_id = %outcome.newsletter_id, subscriber_id = %outcome.subscriber_id, error = %e, "newsletter message refused");
+                Verdict::Failed(e)
+            }
+            Err(SendError::Transient(e)) => {
+                tracing::warn!(newsletter_id = %outcome.newsletter_id, subscriber_id = %outcome.subscriber_id, attempt = outcome.attempts, error = %e, "newsletter message not sent; will retry");
+                if outcome.attempts >= self.max_attempts {
+                    self.metrics.mail_failed("newsletter");
+                    Verdict::Failed(e)
+                } else {
+                    Verdict::Retry(e, clock() + backoff(outcome.attempts))
+                }
+            }
+        };
+        outcome.at = clock();
+        outcome
+    }
+
+    /// The loop `enlace serve` runs: sends while there is work, otherwise waits to be woken
+    /// (a send was requested) or polls every second (schedules, other processes, retries).
+    pub async fn run_forever(
+        self: Arc<Self>,
+        wake: Arc<Notify>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = self.run_pending(db::now()).await {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "newsletter engine could not reach the database"
+                );
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Runs `f` on every item of `rx`, at most `limit` at once.
+async fn tokio_stream_for_each<T, F, Fut>(rx: mpsc::Receiver<T>, limit: usize, f: F)
+where
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+        .for_each_concurrent(limit, f)
+        .await;
+}

@@ -1,0 +1,265 @@
+//! Starting a send (fixing its recipients) and turning claimed deliveries into messages: each
+//! recipient is re-read when their message is rendered, so whoever unsubscribed, bounced, was
+//! suppressed or erased since the send started is skipped and recorded as such.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use chrono::NaiveDateTime;
+use lettre::message::Mailbox;
+
+use super::recorder::Verdict;
+use super::{Engine, Ready};
+use crate::db::deliveries::{self, ClaimedDelivery};
+use crate::db::newsletters::{self, Newsletter};
+use crate::db::{self, segments, subscribers, suppressions, Db, DbError};
+use crate::domain::{Language, SegmentFilter, SubscriberStatus, SuppressionReason};
+use crate::email::newsletter::{CompiledNewsletter, Content, MergeData, NewsletterContent};
+use crate::email::OutgoingMail;
+use crate::tokens;
+
+/// The filter a newsletter targets: its saved segment's, or its own.
+pub fn target_filter(
+    conn: &mut db::AnyConnection,
+    newsletter: &Newsletter,
+) -> anyhow::Result<SegmentFilter> {
+    let raw = match (&newsletter.segment_id, &newsletter.filter) {
+        (Some(segment_id), _) => {
+            segments::find_segment(conn, segment_id)?
+                .context("the newsletter's segment no longer exists")?
+                .filter
+        }
+        (None, Some(filter)) => filter.clone(),
+        (None, None) => anyhow::bail!("the newsletter has no target"),
+    };
+    let value: serde_json::Value = serde_json::from_str(&raw)?;
+    SegmentFilter::parse(&value).map_err(|e| anyhow::anyhow!("stored filter is invalid: {e:?}"))
+}
+
+/// Moves a scheduled newsletter to sending and fixes its recipients, in one transaction.
+/// `None` when another process started it first.
+pub async fn start(
+    db: &Db,
+    newsletter: Newsletter,
+    now: NaiveDateTime,
+) -> anyhow::Result<Option<usize>> {
+    let backend = db.backend();
+    db.write(move |conn| {
+        db::write_transaction(conn, |conn| -> anyhow::Result<Option<usize>> {
+            if !newsletters::start_sending(conn, &newsletter.id, now)? {
+                return Ok(None);
+            }
+            let filter = target_filter(conn, &newsletter)?;
+            let count = deliveries::insert_recipients(
+                conn,
+                &newsletter.id,
+                segments::condition(&filter, backend),
+                now,
+            )?;
+            Ok(Some(count))
+        })
+    })
+    .await
+}
+
+/// The content of a stored newsletter.
+pub fn content_of(newsletter: &Newsletter) -> anyhow::Result<NewsletterContent> {
+    Ok(NewsletterContent {
+        default: Content {
+            subject: newsletter.subject.clone(),
+            html: newsletter.html.clone(),
+            text: newsletter.text.clone(),
+        },
+        variants: serde_json::from_str(&newsletter.variants).context("stored variants")?,
+    })
+}
+
+/// A newsletter compiled for sending.
+pub struct PreparedNewsletter {
+    pub compiled: CompiledNewsletter,
+    pub from: Option<Mailbox>,
+    pub reply_to: Option<Mailbox>,
+}
+
+/// Compiled newsletters by id, rebuilt when the row changed.
+#[derive(Default)]
+pub struct NewsletterCache(Mutex<HashMap<String, (NaiveDateTime, Arc<PreparedNewsletter>)>>);
+
+impl NewsletterCache {
+    fn get_or_compile(
+        &self,
+        newsletter: &Newsletter,
+        declared: &[String],
+        org: &str,
+        postal_address: Option<&str>,
+    ) -> anyhow::Result<Arc<PreparedNewsletter>> {
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, prepared)) = cache.get(&newsletter.id) {
+            if *at == newsletter.updated_at {
+                return Ok(prepared.clone());
+            }
+        }
+        let compiled =
+            CompiledNewsletter::compile(&content_of(newsletter)?, declared, org, postal_address)
+                .map_err(|e| anyhow::anyhow!("the newsletter's templates do not compile: {e:?}"))?;
+        let mailbox = |raw: &Option<String>| -> anyhow::Result<Option<Mailbox>> {
+            raw.as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("stored mailbox")
+        };
+        let prepared = Arc::new(PreparedNewsletter {
+            compiled,
+            from: mailbox(&newsletter.from_address)?,
+            reply_to: mailbox(&newsletter.reply_to)?,
+        });
+        if cache.len() > 64 {
+            cache.clear();
+        }
+        cache.insert(
+            newsletter.id.clone(),
+            (newsletter.updated_at, prepared.clone()),
+        );
+        Ok(prepared)
+    }
+}
+
+/// Reads the claimed recipients and renders their messages.
+pub(super) async fn prepare(
+    engine: &Arc<Engine>,
+    newsletter_id: &str,
+    claim: &str,
+    batch: Vec<ClaimedDelivery>,
+) -> anyhow::Result<Vec<Ready>> {
+    let id = newsletter_id.to_owned();
+    let ids: Vec<String> = batch.iter().map(|d| d.subscriber_id.clone()).collect();
+    let (newsletter, declared, found, blocked) = engine
+        .db
+        .run(move |conn| -> Result<_, DbError> {
+            let newsletter = newsletters::find_newsletter(conn, &id)?;
+            let declared: Vec<String> = db::interests::list_field_declarations(conn)?
+                .into_iter()
+                .map(|f| f.key)
+                .collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let found = subscribers::find_subscribers(conn, &refs)?;
+            let hashes: Vec<String> = found.iter().map(|s| tokens::email_hash(&s.email)).collect();
+            let blocked: HashSet<String> = suppressions::find_suppressions(conn, &hashes)?
+                .into_iter()
+                .filter(|(_, reason)| {
+                    SuppressionReason::parse(reason) != Some(SuppressionReason::Erased)
+                })
+                .map(|(hash, _)| hash)
+                .collect();
+            Ok((newsletter, declared, found, blocked))
+        })
+        .await?;
+    let engine2 = engine.clone();
+    let claim = claim.to_owned();
+    let newsletter_id = newsletter_id.to_owned();
+    let ready = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Ready>> {
+        let engine = engine2;
+        let prepared = match &newsletter {
+            Some(n) => Some(engine.cache.get_or_compile(
+                n,
+                &declared,
+                engine.templates.org(),
+                engine.templates.postal_address(),
+            )?),
+            None => None,
+        };
+        let mut by_id: HashMap<String, subscribers::Subscriber> =
+            found.into_iter().map(|s| (s.id.clone(), s)).collect();
+        Ok(batch
+            .into_iter()
+            .map(|delivery| {
+                let subscriber = by_id.remove(&delivery.subscriber_id);
+                let email_hash = subscriber.as_ref().map(|s| tokens::email_hash(&s.email));
+                let mail = match (&prepared, subscriber) {
+                    (None, _) => Err(Verdict::Skipped("newsletter deleted")),
+                    (_, None) => Err(Verdict::Skipped("subscriber erased")),
+                    (Some(_), Some(s)) if SubscriberStatus::parse(&s.status) != Some(SubscriberStatus::Confirmed) => {
+                        Err(Verdict::Skipped(match SubscriberStatus::parse(&s.status) {
+                            Some(SubscriberStatus::Unsubscribed) => "unsubscribed",
+                            Some(SubscriberStatus::Bounced) => "bounced",
+                            Some(SubscriberStatus::Complained) => "complained",
+                            _ => "not confirmed",
+                        }))
+                    }
+                    (Some(_), Some(_)) if email_hash.as_ref().is_some_and(|h| blocked.contains(h)) => {
+                        Err(Verdict::Skipped("suppressed"))
+                    }
+                    (Some(p), Some(s)) => engine.render(&newsletter_id, p, &s).map_err(|e| {
+                        tracing::error!(newsletter_id = %newsletter_id, subscriber_id = %s.id, error = format!("{e:#}"), "rendering a newsletter failed");
+                        Verdict::Failed(format!("rendering: {e:#}"))
+                    }),
+                };
+                let sender = prepared
+                    .as_ref()
+                    .and_then(|p| p.from.as_ref())
+                    .map(|m| m.email.to_string())
+                    .unwrap_or_default();
+                Ready {
+                    newsletter_id: newsletter_id.clone(),
+                    claim: claim.clone(),
+                    subscriber_id: delivery.subscriber_id,
+                    attempts: delivery.attempts,
+                    mail,
+                    email_hash,
+                    sender,
+                }
+            })
+            .collect())
+    })
+    .await??;
+    Ok(ready)
+}
+
+impl Engine {
+    fn render(
+        &self,
+        newsletter_id: &str,
+        prepared: &PreparedNewsletter,
+        subscriber: &subscribers::Subscriber,
+    ) -> anyhow::Result<OutgoingMail> {
+        let language = Language::parse(&subscriber.language).unwrap_or_default();
+        let manage = self.tokens.sign(subscriber.id.parse()?);
+        let unsubscribe_url = format!("{}/unsubscribe/{manage}", self.base_url);
+        let preferences_url = format!("{}/preferences/{manage}", self.base_url);
+        let attributes: serde_json::Value =
+            serde_json::from_str(&subscriber.attributes).unwrap_or_default();
+        let rendered = prepared.compiled.render(
+            &MergeData {
+                name: subscriber.name.as_deref(),
+                email: &subscriber.email,
+                language,
+                attributes: &attributes,
+                unsubscribe_url: &unsubscribe_url,
+                preferences_url: &preferences_url,
+            },
+            &self.templates,
+        )?;
+        let from_domain = prepared
+            .from
+            .as_ref()
+            .unwrap_or(&self.mailer.from)
+            .email
+            .domain()
+            .to_owned();
+        Ok(OutgoingMail {
+            to_email: subscriber.email.clone(),
+            to_name: subscriber.name.clone(),
+            language,
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            unsubscribe_url,
+            from: prepared.from.clone(),
+            reply_to: prepared.reply_to.clone(),
+            list_id: Some(self.list_id.clone()),
+            // The same for every attempt at this delivery, so a copy sent twice is recognisable.
+            message_id: Some(format!("<{newsletter_id}.{}@{from_domain}>", subscriber.id)),
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! Records delivery outcomes: every outcome that arrives while the previous commit runs goes
+//! into the next one (group commit), and a message's in-flight slot is released only once its
+//! outcome is durable. While the database is unreachable, outcomes wait and are written when it
+//! returns; the senders, short of slots, wait with them.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+
+use crate::db::{self, deliveries, AnyConnection, Db, DbError};
+
+/// What became of one delivery.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Sent,
+    /// Refused for good (or out of attempts): the error.
+    Failed(String),
+    /// Not sent and never will be: why (unsubscribed, suppressed, erased…).
+    Skipped(&'static str),
+    /// Try again at the given time.
+    Retry(String, NaiveDateTime),
+    /// Not tried (the send was paused or cancelled): back to the queue as it was.
+    Release,
+}
+
+pub struct Outcome {
+    pub newsletter_id: String,
+    pub claim: String,
+    pub subscriber_id: String,
+    pub attempts: i32,
+    pub verdict: Verdict,
+    /// Set on a hard bounce: the address's suppression hash.
+    pub bounced_hash: Option<String>,
+    /// The in-flight slot this message held; released when the outcome is committed.
+    pub permit: Option<OwnedSemaphorePermit>,
+    pub at: NaiveDateTime,
+}
+
+/// Most outcomes written in one commit.
+const MAX_GROUP: usize = 1024;
+
+pub struct Recorder {
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Recorder {
+    pub fn start(db: Db) -> (Self, mpsc::UnboundedSender<Outcome>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
+        let task = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let mut wait = std::time::Duration::from_millis(100);
+                loop {
+                    let rows: Vec<Row> = group.iter().map(Row::from).collect();
+                    match db.write(move |conn| write_group(conn, &rows)).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::error!(
+                                error = format!("{e:#}"),
+                                "could not record newsletter outcomes; retrying"
+                            );
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                        }
+                    }
+                }
+                // Dropping the group releases the in-flight slots.
+                drop(group);
+            }
+            Ok(())
+        });
+        (Self { task }, tx)
+    }
+
+    /// Waits until every outcome sent before the sender was dropped is written.
+    pub async fn finish(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// The part of an outcome the database needs.
+struct Row {
+    newsletter_id: String,
+    claim: String,
+    subscriber_id: String,
+    verdict: Verdict,
+    bounced_hash: Option<String>,
+    at: NaiveDateTime,
+}
+
+impl From<&Outcome> for Row {
+    fn from(o: &Outcome) -> Self {
+        Self {
+            newsletter_id: o.newsletter_id.clone(),
+            claim: o.claim.clone(),
+            subscriber_id: o.subscriber_id.clone(),
+            verdict: o.verdict.clone(),
+            bounced_hash: o.bounced_hash.clone(),
+            at: o.at,
+        }
+    }
+}
+
+/// One transaction for the whole group. It survives the process being killed as soon as it
+/// commits; it does not wait for the disk (a power cut may lose the last outcomes, which then
+/// count as in flight: sent again).
+fn write_group(conn: &mut AnyConnection, rows: &[Row]) -> Result<(), DbError> {
+    let sqlite = matches!(conn, AnyConnection::Sqlite(_));
+    if sqlite {
+        conn.batch_execute("PRAGMA synchronous = NORMAL")?;
+    }
+    let result = db::write_transaction(conn, |conn| -> Result<(), DbError> {
+        if !sqlite {
+            conn.batch_execute("SET LOCAL synchronous_commit = off")?;
+        }
+        // Same newsletter, claim and verdict: one statement.
+        let mut groups: BTreeMap<(&str, &str, &str, Option<&str>), Vec<&str>> = BTreeMap::new();
+        let now = rows.iter().map(|r| r.at).max().unwrap_or_else(db::now);
+        for row in rows {
+            let key_verdict: (&str, Option<&str>) = match &row.verdict {
+                Verdict::Sent => (deliveries::SENT, None),
+                Verdict::Failed(e) => (deliveries::FAILED, Some(e.as_str())),
+                Verdict::Skipped(why) => (deliveries::SKIPPED, Some(why)),
+                Verdict::Release => ("release", None),
+                Verdict::Retry(e, run_at) => {
+                    deliveries::put_back(
+                        conn,
+                        &row.newsletter_id,
+                        &row.claim,
+                        &[row.subscriber_id.as_str()],
+                        *run_at,
+                        true,
+                        Some(e),
+                    )?;
+                    continue;
+                }
+            };
+            groups
+                .entry((&row.newsletter_id, &row.claim, key_verdict.0, key_verdict.1))
+                .or_default()
+                .push(&row.subscriber_id);
+        }
+        for ((newsletter_id, claim, state, outcome), ids) in groups {
+            if state == "release" {
+                deliveries::put_back(conn, newsletter_id, claim, &ids, now, false, None)?;
+            } else {
+                deliveries::finish(conn, newsletter_id, claim, &ids, state, outcome, now)?;
+            }
+        }
+        for row in rows {
+            if let Some(hash) = &row.bounced_hash {
+                crate::signup::record_hard_bounce(conn, &row.subscriber_id, hash, now)?;
+            }
+        }
+        Ok(())
+    });
+    if sqlite {
+        conn.batch_execute("PRAGMA synchronous = FULL")?;
+    }
+    result
+}
+
+/// Whether a permanent SMTP refusal says the mailbox does not exist (RFC 3463 5.1.x, or the
+/// bare 550/551/553 replies), as opposed to a refusal of the message itself (5.7.x: policy).
+pub fn is_hard_bounce(error: &str) -> bool {
+    if error.contains(" 5.7.") {
+        return false;
+    }
+    error.contains(" 5.1.")
+        || ["(550)", "(551)", "(553)"]
+            .iter()
+            .any(|code| error.contains(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_hard_bounce;
+
+    #[test]
+    fn mailbox_refusals_are_hard_bounces_and_policy_refusals_are_not() {
+        assert!(is_hard_bounce(
+            "permanent error (550): 5.1.1 [address] User unknown"
+        ));
+        assert!(is_hard_bounce(
+            "permanent error (553): mailbox name not allowed"
+        ));
+        assert!(!is_hard_bounce(
+            "permanent error (550): 5.7.1 Message rejected as spam"
+        ));
+        assert!(!is_hard_bounce("permanent error (554): transaction failed"));
+    }
+}
