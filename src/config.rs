@@ -178,6 +178,16 @@ pub struct Settings {
     )]
     pub send_overdue_minutes: u32,
 
+    /// Seconds a worker holds the deliveries it claimed; a crashed process's claims are taken
+    /// over after this.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SEND_LEASE_SECONDS",
+        default_value_t = 300
+    )]
+    pub send_lease_seconds: u32,
+
     /// The List-Id header of newsletters (RFC 2919); default `<newsletter.HOST>` from the public URL.
     #[arg(long, global = true, env = "ENLACE_LIST_ID")]
     pub list_id: Option<String>,
@@ -236,6 +246,9 @@ impl Settings {
             if !ok {
                 bail!("ENLACE_LIST_ID must look like `Name <list.example.org>` (ASCII)");
             }
+        }
+        if self.send_lease_seconds < 5 {
+            bail!("ENLACE_SEND_LEASE_SECONDS must be at least 5");
         }
         if self.send_max_attempts < 1 {
             bail!("ENLACE_SEND_MAX_ATTEMPTS must be at least 1");

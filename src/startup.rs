@@ -144,6 +144,8 @@ impl Application {
                 .map(|n| RateLimiter::keyed(Quota::per_second(n))),
             metrics: metrics.clone(),
             cache: Default::default(),
+            lease: chrono::Duration::seconds(i64::from(settings.send_lease_seconds)),
+            stopping: Default::default(),
         });
         let send_ready = Arc::new(Notify::new());
         let limiter = NonZeroU32::new(settings.public_rate_limit)

@@ -32,6 +32,21 @@ pub struct Segment {
     pub updated_at: NaiveDateTime,
 }
 
+impl Segment {
+    /// The stored filter, parsed. It was checked when written, so an error here means the row
+    /// was changed behind the API's back.
+    pub fn parsed_filter(&self) -> anyhow::Result<SegmentFilter> {
+        let value: serde_json::Value = serde_json::from_str(&self.filter)
+            .map_err(|e| anyhow::anyhow!("stored filter of segment {}: {e}", self.id))?;
+        SegmentFilter::parse(&value).map_err(|errors| {
+            anyhow::anyhow!(
+                "stored filter of segment {} does not parse: {errors:?}",
+                self.id
+            )
+        })
+    }
+}
+
 #[derive(AsChangeset)]
 #[diesel(table_name = segments)]
 pub struct SegmentChanges {

@@ -3,7 +3,6 @@
 //! for one segment at a time.
 
 use actix_web::{web, HttpResponse};
-use anyhow::Context;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -30,18 +29,6 @@ fn view(segment: &Segment, count: Option<i64>) -> Value {
         view["count"] = count.into();
     }
     view
-}
-
-/// A segment's stored filter; it was checked when written, so failing here is a server fault.
-fn stored_filter(segment: &Segment) -> Result<SegmentFilter, ApiError> {
-    let value: Value = serde_json::from_str(&segment.filter)
-        .with_context(|| format!("stored filter of segment {}", segment.id))?;
-    SegmentFilter::parse(&value).map_err(|errors| {
-        ApiError::Internal(anyhow::anyhow!(
-            "stored filter of segment {} no longer parses: {errors:?}",
-            segment.id
-        ))
-    })
 }
 
 fn check_name(errors: &mut FieldErrors, name: Option<String>, required: bool) -> Option<String> {
@@ -139,7 +126,7 @@ async fn load(state: &AppState, id: String) -> Result<Option<(Segment, i64)>, Ap
             let Some(segment) = store::find_segment(conn, &id)? else {
                 return Ok(None);
             };
-            let filter = stored_filter(&segment)?;
+            let filter = segment.parsed_filter()?;
             let count = store::count_recipients(conn, &filter, backend)?;
             Ok(Some((segment, count)))
         })

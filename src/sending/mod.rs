@@ -10,6 +10,7 @@
 pub mod prepare;
 mod recorder;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration as StdDuration;
 
@@ -26,8 +27,6 @@ use crate::metrics::Metrics;
 use crate::tokens::ManageTokens;
 use recorder::{Outcome, Recorder, Verdict};
 
-/// How long claimed deliveries stay reserved; a crashed process's claims return after this.
-const LEASE: Duration = Duration::minutes(5);
 /// How often a running pipeline re-reads which newsletters are sending (pause, cancel, and
 /// other processes' starts show within this).
 const REFRESH: StdDuration = StdDuration::from_millis(250);
@@ -50,6 +49,10 @@ pub struct Engine {
     pub sender_rate: Option<DefaultKeyedRateLimiter<String>>,
     pub metrics: Metrics,
     pub cache: NewsletterCache,
+    /// How long claimed deliveries stay reserved; a crashed process's claims return after this.
+    pub lease: Duration,
+    /// Set at shutdown: nothing more is claimed, and what is claimed but unsent is put back.
+    pub stopping: AtomicBool,
 }
 
 /// One delivery ready to go (or already decided).
@@ -62,6 +65,7 @@ pub(crate) struct Ready {
     /// For a hard bounce: the address's suppression hash.
     email_hash: Option<String>,
     sender: String,
+    lease_until: NaiveDateTime,
 }
 
 /// Delay before attempt `n + 1` of a newsletter message: 1 min doubling, at most 1 hour.
@@ -216,7 +220,11 @@ impl Engine {
         clock: impl Fn() -> NaiveDateTime,
     ) -> anyhow::Result<()> {
         let limit = self.round_size() as i64;
+        let lease = self.lease;
         loop {
+            if self.stopping.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let ids = active.read().expect("active set").clone();
             let mut claimed_any = false;
             for newsletter_id in ids {
@@ -232,7 +240,7 @@ impl Engine {
                                     &id,
                                     &claim,
                                     now,
-                                    now + LEASE,
+                                    now + lease,
                                     limit,
                                 )
                             })
@@ -244,7 +252,10 @@ impl Engine {
                     continue;
                 }
                 claimed_any = true;
-                for item in prepare::prepare(&self, &newsletter_id, &claim, batch).await? {
+                let lease_until = now + lease;
+                for item in
+                    prepare::prepare(&self, &newsletter_id, &claim, lease_until, batch).await?
+                {
                     if ready.send(item).await.is_err() {
                         return Ok(());
                     }
@@ -264,7 +275,14 @@ impl Engine {
         permits: &Arc<Semaphore>,
         clock: impl Fn() -> NaiveDateTime,
     ) -> Outcome {
-        let still_sending = |id: &str| active.read().expect("active set").iter().any(|a| a == id);
+        // Paused, cancelled, shutting down, or the lease nearly over (another worker may take
+        // the delivery then): not sent now, put back as it was.
+        let lease_until = ready.lease_until;
+        let still_sending = |id: &str| {
+            !self.stopping.load(Ordering::Relaxed)
+                && clock() + Duration::seconds(1) < lease_until
+                && active.read().expect("active set").iter().any(|a| a == id)
+        };
         let mut outcome = Outcome {
             newsletter_id: ready.newsletter_id,
             claim: ready.claim,
@@ -335,6 +353,18 @@ impl Engine {
         wake: Arc<Notify>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
+        {
+            let engine = self.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                while !*shutdown.borrow() {
+                    if shutdown.changed().await.is_err() {
+                        break;
+                    }
+                }
+                engine.stopping.store(true, Ordering::Relaxed);
+            });
+        }
         loop {
             if *shutdown.borrow() {
                 return;

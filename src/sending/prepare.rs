@@ -130,6 +130,7 @@ pub(super) async fn prepare(
     engine: &Arc<Engine>,
     newsletter_id: &str,
     claim: &str,
+    lease_until: NaiveDateTime,
     batch: Vec<ClaimedDelivery>,
 ) -> anyhow::Result<Vec<Ready>> {
     let id = newsletter_id.to_owned();
@@ -208,6 +209,7 @@ pub(super) async fn prepare(
                     mail,
                     email_hash,
                     sender,
+                    lease_until,
                 }
             })
             .collect())

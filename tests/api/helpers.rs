@@ -13,6 +13,7 @@ use enlace::config::Settings;
 use enlace::db::{self, AnyConnection, Db};
 use enlace::email::{SentMessage, Transport};
 use enlace::jobs::Worker;
+use enlace::sending::Engine;
 use enlace::startup::{Application, Options};
 
 pub const STAFF_PASSWORD: &str = "a long enough password";
@@ -21,6 +22,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub worker: Arc<Worker>,
+    pub engine: Arc<Engine>,
     pub db: Db,
     pub sent: Arc<Mutex<Vec<SentMessage>>>,
     pub database_url: String,
@@ -160,6 +162,7 @@ async fn spawn(
     let app = Application::build(settings, options).expect("building the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let worker = app.worker.clone();
+    let engine = app.engine.clone();
     let db = app.db.clone();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
@@ -170,6 +173,7 @@ async fn spawn(
         address,
         client,
         worker,
+        engine,
         db,
         sent,
         database_url,
@@ -253,6 +257,46 @@ impl TestApp {
     /// Runs every job due at `now + offset` (retries whose backoff has not passed yet, say).
     pub async fn run_jobs_after(&self, offset: chrono::Duration) -> usize {
         self.worker.run_pending(db::now() + offset).await.unwrap()
+    }
+
+    /// Runs the newsletter engine until nothing is due now; returns how many deliveries it handled.
+    pub async fn run_sends(&self) -> usize {
+        self.engine.run_pending(db::now()).await.unwrap()
+    }
+
+    /// Runs the newsletter engine as if it were `offset` later (retries, schedules).
+    pub async fn run_sends_after(&self, offset: chrono::Duration) -> usize {
+        self.engine.run_pending(db::now() + offset).await.unwrap()
+    }
+
+    /// Adds a subscriber directly; returns the id.
+    pub fn add_subscriber(
+        &self,
+        email: &str,
+        status: &str,
+        language: &str,
+        name: Option<&str>,
+        attributes: serde_json::Value,
+    ) -> String {
+        use diesel::prelude::*;
+        use enlace::db::schema::subscribers::dsl as s;
+        let id = db::new_id();
+        let now = db::now();
+        diesel::insert_into(s::subscribers)
+            .values((
+                s::id.eq(&id),
+                s::email.eq(email),
+                s::name.eq(name),
+                s::language.eq(language),
+                s::status.eq(status),
+                s::attributes.eq(attributes.to_string()),
+                s::created_at.eq(now),
+                s::updated_at.eq(now),
+                s::confirmed_at.eq((status == "confirmed").then_some(now)),
+            ))
+            .execute(&mut *self.conn())
+            .unwrap();
+        id
     }
 
     /// Every message handed to the in-memory transport so far, decoded.

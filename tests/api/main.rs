@@ -3,6 +3,7 @@ mod fields;
 mod helpers;
 mod interests;
 mod manage;
+mod newsletters;
 mod operations;
 mod queue;
 mod schema;
