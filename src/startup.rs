@@ -92,7 +92,8 @@ impl Application {
             None => match &settings.smtp_url {
                 Some(url) => Transport::Smtp(SmtpPool::new(
                     SmtpConfig::from_url(url)?,
-                    settings.mail_concurrency,
+                    // Kept open between messages: one per concurrent mail and newsletter send.
+                    settings.mail_concurrency + settings.send_concurrency,
                 )),
                 None => {
                     let dir = settings.data_dir.join("outbox");

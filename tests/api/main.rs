@@ -1,3 +1,4 @@
+mod blast;
 mod confirm;
 mod fields;
 mod helpers;
