@@ -215,6 +215,7 @@ pub async fn subscriber_data(
                 let Some(subscriber) = load_view(conn, &id)? else { return Ok(None) };
                 let consent = db::consent::list_consent_events(conn, &id)?;
                 let mails = db::jobs::list_mail_for_subscriber(conn, &id)?;
+                let newsletters = db::deliveries::list_for_subscriber(conn, &id)?;
                 // Reading someone's whole record is itself worth a line in the audit log.
                 auth.audit(conn, "subscriber.data_access", "subscriber", Some(&id))?;
                 Ok(Some(json!({
@@ -235,6 +236,12 @@ pub async fn subscriber_data(
                         "state": state,
                         "queued_at": time(*created),
                         "finished_at": finished.map(time),
+                    })).collect::<Vec<_>>(),
+                    "newsletters": newsletters.iter().map(|(newsletter_id, state, outcome, sent_at)| json!({
+                        "newsletter_id": newsletter_id,
+                        "state": state,
+                        "outcome": outcome,
+                        "sent_at": sent_at.map(time),
                     })).collect::<Vec<_>>(),
                 })))
             })

@@ -291,6 +291,22 @@ async fn a_send_reaches_each_confirmed_unsuppressed_person_once_in_their_languag
     app.run_sends().await;
     assert_eq!(app.mails().len(), 2);
     assert_eq!(app.count("deliveries WHERE state = 'sent'"), 2);
+
+    // An access request shows what the person was sent.
+    let admin = app.staff_token(Role::Admin).await;
+    let data: Value = app
+        .send_as(
+            &admin,
+            "GET",
+            &format!("/api/v1/subscribers/{ana}/data"),
+            json!(null),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(data["newsletters"][0]["newsletter_id"], json!(id));
+    assert_eq!(data["newsletters"][0]["state"], "sent");
 }
 
 #[tokio::test]
