@@ -81,6 +81,13 @@ impl Application {
     pub fn build(settings: Settings, options: Options) -> anyhow::Result<Self> {
         settings.validate()?;
         let secret = settings.load_secret_key()?;
+        let loopback = matches!(
+            settings.public_url.host_str(),
+            Some("localhost" | "127.0.0.1" | "[::1]")
+        );
+        if settings.public_url.scheme() != "https" && !loopback {
+            tracing::warn!("ENLACE_PUBLIC_URL is not https: mailbox providers honour one-click unsubscribe (RFC 8058) only over https");
+        }
         let db = Db::connect(&settings.database_url, settings.db_pool_size)?;
         db.migrate()?;
         let templates = Arc::new(Templates::new(

@@ -385,3 +385,64 @@ async fn killed_mid_send_and_restarted_every_recipient_gets_it_with_duplicates_b
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn two_enlace_serve_processes_on_one_database_send_one_newsletter_without_duplicates() {
+    const RECIPIENTS: usize = 1000;
+    let (port, received) = start_sink();
+    let app = spawn_app_with_smtp_manual(|s| s.postal_address = Some(POSTAL.into())).await;
+    let token = app.staff_token(Role::Editor).await;
+    let values: Vec<String> = (0..RECIPIENTS)
+        .map(|i| {
+            format!(
+                "('{}', 'p{i:05}@example.org', 'en', 'confirmed', '{{}}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                uuid::Uuid::now_v7()
+            )
+        })
+        .collect();
+    app.sql(&format!(
+        "INSERT INTO subscribers (id, email, language, status, attributes, created_at, updated_at) VALUES {}",
+        values.join(",")
+    ));
+    let dirs: Vec<_> = (0..2)
+        .map(|_| {
+            let dir = std::env::temp_dir().join(format!("enlace-two-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        })
+        .collect();
+    let mut servers: Vec<_> = dirs.iter().map(|d| start_server(&app, port, d)).collect();
+    let n = create(
+        &app,
+        &token,
+        json!({"subject": "S", "html": "<p>B</p>", "filter": everyone()}),
+    )
+    .await;
+    let id = n["id"].as_str().unwrap();
+    assert_eq!(
+        post(&app, &token, &format!("/api/v1/newsletters/{id}/send"))
+            .await
+            .0,
+        202
+    );
+    wait_until("the send to finish", Duration::from_secs(90), || {
+        app.count("newsletters WHERE status = 'sent'") == 1
+    })
+    .await;
+    for server in &mut servers {
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+    let mut all = recipients(&received);
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        (total, all.len()),
+        (RECIPIENTS, RECIPIENTS),
+        "each recipient exactly once"
+    );
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
