@@ -32,6 +32,7 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "pages/error.html",
     "mail/base.html",
     "mail/footer.txt",
+    "mail/footer_links.html",
     "mail/confirmation.html",
     "mail/confirmation.txt",
     "mail/welcome.html",
@@ -199,10 +200,11 @@ mod tests {
         for address in [None, Some("1 Main St, Phoenix AZ")] {
             let templates = Templates::new("Org", address).unwrap();
             for language in Language::ALL {
-                for (name, _) in TEMPLATES
-                    .iter()
-                    .filter(|(n, _)| !n.ends_with("base.html") && !n.ends_with("footer.txt"))
-                {
+                for (name, _) in TEMPLATES.iter().filter(|(n, _)| {
+                    !n.ends_with("base.html")
+                        && !n.ends_with("footer.txt")
+                        && !n.ends_with("footer_links.html")
+                }) {
                     let out = templates
                         .render(name, language, ctx.clone())
                         .unwrap_or_else(|e| panic!("{name}: {e:#}"));

@@ -468,6 +468,41 @@ pub async fn delete_newsletter(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Links for previews and tests: they lead to a page saying the link is not valid, so a click
+/// on a preview can never unsubscribe anyone.
+fn inert_urls(state: &AppState) -> (String, String) {
+    let base = state.settings.base_url();
+    (
+        format!("{base}/unsubscribe/preview"),
+        format!("{base}/preferences/preview"),
+    )
+}
+
+/// Renders a preview or test message with inert links.
+fn render_inert(
+    state: &AppState,
+    compiled: &CompiledNewsletter,
+    name: Option<&str>,
+    email: &str,
+    language: Language,
+    attributes: &Value,
+) -> Result<crate::email::newsletter::Rendered, ApiError> {
+    let (unsubscribe_url, preferences_url) = inert_urls(state);
+    compiled
+        .render(
+            &MergeData {
+                name,
+                email,
+                language,
+                attributes,
+                unsubscribe_url: &unsubscribe_url,
+                preferences_url: &preferences_url,
+            },
+            &state.templates,
+        )
+        .map_err(|e| ApiError::field("html", e.to_string()))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewBody {
@@ -515,21 +550,14 @@ pub async fn preview_newsletter(
                 .as_ref()
                 .and_then(|s| serde_json::from_str(&s.attributes).ok())
                 .unwrap_or_else(|| json!({}));
-            let inert = format!("{}/unsubscribe/preview", state2.settings.base_url());
-            let inert_prefs = format!("{}/preferences/preview", state2.settings.base_url());
-            let out = compiled
-                .render(
-                    &MergeData {
-                        name: subscriber.as_ref().map_or(Some("Ana"), |s| s.name.as_deref()),
-                        email: subscriber.as_ref().map_or("ana@example.org", |s| s.email.as_str()),
-                        language,
-                        attributes: &attributes,
-                        unsubscribe_url: &inert,
-                        preferences_url: &inert_prefs,
-                    },
-                    &state2.templates,
-                )
-                .map_err(|e| ApiError::field("html", e.to_string()))?;
+            let out = render_inert(
+                &state2,
+                &compiled,
+                subscriber.as_ref().map_or(Some("Ana"), |s| s.name.as_deref()),
+                subscriber.as_ref().map_or("ana@example.org", |s| s.email.as_str()),
+                language,
+                &attributes,
+            )?;
             Ok(json!({
                 "language": language.as_str(), "subject": out.subject, "html": out.html, "text": out.text,
                 "from": n.from_address.unwrap_or_else(|| state2.settings.from.clone()),
@@ -575,27 +603,10 @@ pub async fn test_newsletter(
                 let n = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
                 let content = content_of(&n).map_err(ApiError::Internal)?;
                 let compiled = compile(conn, &state2, &content).map_err(ApiError::Validation)?;
-                let base = state2.settings.base_url();
-                let (unsub, prefs) = (
-                    format!("{base}/unsubscribe/preview"),
-                    format!("{base}/preferences/preview"),
-                );
                 let empty = json!({});
                 let now = db::now();
                 for address in &to {
-                    let out = compiled
-                        .render(
-                            &MergeData {
-                                name: None,
-                                email: address,
-                                language,
-                                attributes: &empty,
-                                unsubscribe_url: &unsub,
-                                preferences_url: &prefs,
-                            },
-                            &state2.templates,
-                        )
-                        .map_err(|e| ApiError::field("html", e.to_string()))?;
+                    let out = render_inert(&state2, &compiled, None, address, language, &empty)?;
                     crate::jobs::enqueue_test_mail(
                         conn,
                         &crate::jobs::TestMail {
@@ -604,7 +615,7 @@ pub async fn test_newsletter(
                             subject: format!("[TEST] {}", out.subject),
                             html: out.html,
                             text: out.text,
-                            unsubscribe_url: unsub.clone(),
+                            unsubscribe_url: inert_urls(&state2).0,
                             from: n.from_address.clone(),
                             reply_to: n.reply_to.clone(),
                         },

@@ -283,6 +283,22 @@ async fn a_pause_takes_effect_within_a_second_and_resume_repeats_nothing() {
     .await;
 }
 
+/// Adds `count` confirmed subscribers (`p00000@example.org`…) in one statement.
+fn seed_confirmed(app: &TestApp, count: usize) {
+    let values: Vec<String> = (0..count)
+        .map(|i| {
+            format!(
+                "('{}', 'p{i:05}@example.org', 'en', 'confirmed', '{{}}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                uuid::Uuid::now_v7()
+            )
+        })
+        .collect();
+    app.sql(&format!(
+        "INSERT INTO subscribers (id, email, language, status, attributes, created_at, updated_at) VALUES {}",
+        values.join(",")
+    ));
+}
+
 /// Starts the real binary against the test's database, sending through `smtp_port`.
 fn start_server(app: &TestApp, smtp_port: u16, dir: &std::path::Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_enlace"))
@@ -315,18 +331,7 @@ async fn killed_mid_send_and_restarted_every_recipient_gets_it_with_duplicates_b
     // This process only serves the API; the sending is done by the binary below.
     let app = spawn_app_with_smtp_manual(|s| s.postal_address = Some(POSTAL.into())).await;
     let token = app.staff_token(Role::Editor).await;
-    let values: Vec<String> = (0..RECIPIENTS)
-        .map(|i| {
-            format!(
-                "('{}', 'p{i:05}@example.org', 'en', 'confirmed', '{{}}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
-                uuid::Uuid::now_v7()
-            )
-        })
-        .collect();
-    app.sql(&format!(
-        "INSERT INTO subscribers (id, email, language, status, attributes, created_at, updated_at) VALUES {}",
-        values.join(",")
-    ));
+    seed_confirmed(&app, RECIPIENTS);
     let n = create(
         &app,
         &token,
@@ -392,18 +397,7 @@ async fn two_enlace_serve_processes_on_one_database_send_one_newsletter_without_
     let (port, received) = start_sink();
     let app = spawn_app_with_smtp_manual(|s| s.postal_address = Some(POSTAL.into())).await;
     let token = app.staff_token(Role::Editor).await;
-    let values: Vec<String> = (0..RECIPIENTS)
-        .map(|i| {
-            format!(
-                "('{}', 'p{i:05}@example.org', 'en', 'confirmed', '{{}}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
-                uuid::Uuid::now_v7()
-            )
-        })
-        .collect();
-    app.sql(&format!(
-        "INSERT INTO subscribers (id, email, language, status, attributes, created_at, updated_at) VALUES {}",
-        values.join(",")
-    ));
+    seed_confirmed(&app, RECIPIENTS);
     let dirs: Vec<_> = (0..2)
         .map(|_| {
             let dir = std::env::temp_dir().join(format!("enlace-two-{}", uuid::Uuid::new_v4()));
