@@ -135,7 +135,6 @@ pub struct Settings {
     )]
     pub mail_concurrency: usize,
 
-    /// Database connections kept in the pool.
     /// Newsletter messages being sent at once per process; also the most messages a crash can
     /// send twice (a message counts until its outcome is recorded).
     #[arg(
@@ -204,6 +203,7 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_DKIM_KEY_FILE")]
     pub dkim_key_file: Option<PathBuf>,
 
+    /// Database connections kept in the pool.
     #[arg(long, global = true, env = "ENLACE_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
 
@@ -259,7 +259,6 @@ impl Settings {
         Ok(())
     }
 
-    /// The public URL without a trailing slash, for joining paths.
     /// The List-Id of newsletters: the setting, or `<newsletter.HOST>` of the public URL.
     pub fn list_id(&self) -> String {
         match &self.list_id {
@@ -271,6 +270,7 @@ impl Settings {
         }
     }
 
+    /// The public URL without a trailing slash, for joining paths.
     pub fn base_url(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_owned()
     }

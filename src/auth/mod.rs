@@ -64,6 +64,14 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Whether this caller may read subscribers: any staff role, or a key with the scope.
+    pub fn may_read_contacts(&self) -> bool {
+        match self {
+            Self::Staff { .. } => true,
+            Self::ApiKey { scopes, .. } => scopes.iter().any(|s| s == "subscribers:read"),
+        }
+    }
+
     pub fn staff_id(&self) -> Option<&str> {
         match self {
             Self::Staff { id, .. } => Some(id),
@@ -77,6 +85,8 @@ pub trait Policy {
     const ROLES: &'static [Role];
     /// `None`: API keys never pass (staff and key management).
     const SCOPE: Option<&'static str>;
+    /// Further scopes that also pass.
+    const ALSO: &'static [&'static str] = &[];
 }
 
 /// Admins only: staff accounts and API keys.
@@ -108,11 +118,13 @@ impl Policy for ExportContacts {
     const SCOPE: Option<&'static str> = Some("exports:read");
 }
 
-/// Reading segments and newsletters: every role, or a key with `newsletters:write`.
+/// Reading segments and newsletters (and a send's progress): every role, or a key with
+/// `newsletters:write` or `newsletters:send`.
 pub struct ReadNewsletters;
 impl Policy for ReadNewsletters {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor, Role::Viewer];
     const SCOPE: Option<&'static str> = Some("newsletters:write");
+    const ALSO: &'static [&'static str] = &["newsletters:send"];
 }
 
 /// Writing segments and newsletter drafts, previews and test sends: admins and editors, or
@@ -151,6 +163,7 @@ impl<P: Policy> Authorized<P> {
             Principal::Staff { role, .. } => P::ROLES.contains(role),
             Principal::ApiKey { scopes, .. } => {
                 P::SCOPE.is_some_and(|needed| scopes.iter().any(|s| s == needed))
+                    || scopes.iter().any(|s| P::ALSO.contains(&s.as_str()))
             }
         };
         if allowed {

@@ -203,7 +203,8 @@ impl CompiledNewsletter {
     ) -> Result<(String, String, String), (&'static str, minijinja::Error)> {
         let set = self.set(data.language);
         let ctx = minijinja::context! {
-            name => data.name,
+            // No name is an empty one: `{{ name or "friend" }}` reads well, and nothing prints "none".
+            name => data.name.unwrap_or_default(),
             email => data.email,
             language => data.language.as_str(),
             attributes => Value::from_serialize(data.attributes),

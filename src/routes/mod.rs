@@ -189,3 +189,31 @@ pub fn media_type(req: &HttpRequest) -> String {
 }
 
 pub type HandlerResult = Result<HttpResponse, ApiError>;
+
+/// Reads a JSON body of up to `limit` bytes, for the few staff endpoints whose bodies may be
+/// larger than `ENLACE_MAX_BODY_BYTES` (newsletter content). Call after the credentials check.
+pub async fn large_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
+    if media_type(req) != "application/json" {
+        return Err(ApiError::UnsupportedMediaType(
+            "send application/json".into(),
+        ));
+    }
+    let body = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(limit))?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    parse_json(&body)
+}
+
+/// Parses JSON as the JSON extractor would: a wrong field is a 422, broken JSON a 400.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::field("body", e.to_string()),
+        _ => ApiError::BadRequest(format!("the body is not valid JSON: {e}")),
+    })
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
 use lettre::message::Mailbox;
 use serde::Deserialize;
@@ -21,6 +21,9 @@ use crate::email::newsletter::{
 use crate::error::{ApiError, FieldErrors};
 use crate::sending::prepare::content_of;
 use crate::startup::AppState;
+
+/// Largest draft request: content in up to three versions, HTML and text each up to 512 KiB.
+const MAX_DRAFT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Test sends per request.
 const MAX_TEST_RECIPIENTS: usize = 10;
@@ -336,10 +339,11 @@ fn apply(errors: &mut FieldErrors, n: &mut Newsletter, body: DraftBody) {
 
 pub async fn create_newsletter(
     auth: Authorized<WriteNewsletters>,
-    body: Result<web::Json<DraftBody>, actix_web::Error>,
+    req: HttpRequest,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let body: DraftBody = super::large_json(&req, payload, MAX_DRAFT_BYTES).await?;
     let mut errors = FieldErrors::new();
     if body.subject.is_none() {
         errors
@@ -395,11 +399,12 @@ pub async fn create_newsletter(
 pub async fn update_newsletter(
     auth: Authorized<WriteNewsletters>,
     id: web::Path<String>,
-    body: Result<web::Json<DraftBody>, actix_web::Error>,
+    req: HttpRequest,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let id = path_id(&id)?;
-    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let body: DraftBody = super::large_json(&req, payload, MAX_DRAFT_BYTES).await?;
     let state2 = state.clone();
     let updated = state
         .db
@@ -512,7 +517,7 @@ pub struct PreviewBody {
 
 /// The message one subscriber (or a sample person) would get; unsubscribe links are inert.
 pub async fn preview_newsletter(
-    _auth: Authorized<WriteNewsletters>,
+    auth: Authorized<WriteNewsletters>,
     id: web::Path<String>,
     body: Result<web::Json<PreviewBody>, actix_web::Error>,
     state: web::Data<AppState>,
@@ -523,6 +528,10 @@ pub async fn preview_newsletter(
         Some(raw) => Some(Language::parse(raw).map_err(|m| ApiError::field("language", m))?),
         None => None,
     };
+    // Rendering for a real person shows their data: that takes the right to read contacts.
+    if body.subscriber_id.is_some() && !auth.principal.may_read_contacts() {
+        return Err(ApiError::Forbidden);
+    }
     let subscriber_id = match body.subscriber_id.as_deref() {
         Some(raw) => {
             Some(path_id(raw).map_err(|_| ApiError::field("subscriber_id", "no such subscriber"))?)

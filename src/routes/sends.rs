@@ -49,10 +49,7 @@ pub async fn send_newsletter(
     let body: SendBody = if body.iter().all(u8::is_ascii_whitespace) {
         SendBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::field("body", e.to_string()),
-            _ => ApiError::BadRequest(format!("the body is not valid JSON: {e}")),
-        })?
+        super::parse_json(&body)?
     };
     let now = db::now();
     let send_at = match body.send_at {
@@ -137,8 +134,13 @@ async fn transition(
                 };
                 if !moved {
                     return Err(ApiError::Conflict(format!(
-                        "a {} newsletter cannot be {action}d",
-                        n.status
+                        "a {} newsletter cannot be {}",
+                        n.status,
+                        match action {
+                            "pause" => "paused",
+                            "resume" => "resumed",
+                            _ => "cancelled",
+                        }
                     )));
                 }
                 if to == store::CANCELLED {

@@ -159,15 +159,18 @@ pub(super) async fn prepare(
     let engine2 = engine.clone();
     let claim = claim.to_owned();
     let newsletter_id = newsletter_id.to_owned();
-    let ready = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Ready>> {
+    let batch_ids: Vec<String> = batch.iter().map(|d| d.subscriber_id.clone()).collect();
+    let paused_id = newsletter_id.to_owned();
+    let claim_of_batch = claim.to_owned();
+    let ready = tokio::task::spawn_blocking(move || -> Result<Vec<Ready>, String> {
         let engine = engine2;
         let prepared = match &newsletter {
-            Some(n) => Some(engine.cache.get_or_compile(
-                n,
-                &declared,
-                engine.templates.org(),
-                engine.templates.postal_address(),
-            )?),
+            Some(n) => Some(
+                engine
+                    .cache
+                    .get_or_compile(n, &declared, engine.templates.org(), engine.templates.postal_address())
+                    .map_err(|e| format!("{e:#}"))?,
+            ),
             None => None,
         };
         let mut by_id: HashMap<String, subscribers::Subscriber> =
@@ -214,8 +217,42 @@ pub(super) async fn prepare(
             })
             .collect())
     })
-    .await??;
-    Ok(ready)
+    .await?;
+    match ready {
+        Ok(ready) => Ok(ready),
+        Err(why) => {
+            // Its templates no longer compile (a field it uses was removed, say): the send is
+            // paused for staff, and nobody gets a broken message.
+            tracing::error!(newsletter_id = %paused_id, error = %why, "newsletter paused: its templates do not compile");
+            let id = paused_id;
+            engine
+                .db
+                .write(move |conn| {
+                    db::write_transaction(conn, |c| -> Result<(), DbError> {
+                        newsletters::transition(
+                            c,
+                            &id,
+                            &[newsletters::SENDING],
+                            newsletters::PAUSED,
+                            db::now(),
+                        )?;
+                        let refs: Vec<&str> = batch_ids.iter().map(String::as_str).collect();
+                        deliveries::put_back(
+                            c,
+                            &id,
+                            &claim_of_batch,
+                            &refs,
+                            db::now(),
+                            false,
+                            None,
+                        )?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            Ok(Vec::new())
+        }
+    }
 }
 
 impl Engine {

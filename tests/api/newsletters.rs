@@ -663,3 +663,43 @@ async fn two_processes_on_one_database_send_each_message_once() {
         "every recipient exactly once ({a} + {b} handled)"
     );
 }
+
+#[tokio::test]
+async fn a_send_whose_templates_stop_compiling_is_paused_not_sent_broken() {
+    let (app, token) = sender_app().await;
+    app.add_field("city", "text", &[], false);
+    app.add_subscriber("ana@example.org", "confirmed", "en", None, json!({}));
+    let n = create(
+        &app,
+        &token,
+        json!({"subject": "Hi {{ name or 'friend' }}", "html": "<p>{{ attributes.city }}</p>", "filter": everyone()}),
+    )
+    .await;
+    let id = n["id"].as_str().unwrap();
+    post(&app, &token, &format!("/api/v1/newsletters/{id}/send")).await;
+    app.engine.schedule(enlace::db::now()).await.unwrap();
+    // The field it uses is removed while it waits to go out.
+    let admin = app.staff_token(Role::Admin).await;
+    let res = app
+        .send_as(&admin, "DELETE", "/api/v1/fields/city", json!(null))
+        .await;
+    assert_eq!(res.status(), 204);
+    app.run_sends().await;
+    assert!(app.mails().is_empty());
+    assert_eq!(newsletter(&app, &token, id).await["status"], "paused");
+    // Declared again, the send resumes and goes out once.
+    app.add_field("city", "text", &[], false);
+    assert_eq!(
+        post(&app, &token, &format!("/api/v1/newsletters/{id}/resume"))
+            .await
+            .0,
+        200
+    );
+    app.run_sends().await;
+    let mails = app.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails[0].subject, "Hi friend",
+        "no name reads as empty, not \"none\""
+    );
+}
