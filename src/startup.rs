@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Woken whenever a request queued mail, so the worker sends it at once.
     pub mail_ready: Arc<Notify>,
+    /// Newsletter test messages per staff member or key (30 at once, then 2 a minute).
+    pub test_send_limiter: DefaultKeyedRateLimiter<String>,
     /// Woken when a newsletter send was requested or resumed.
     pub send_ready: Arc<Notify>,
     pub engine: Arc<Engine>,
@@ -148,6 +150,10 @@ impl Application {
             overdue_after: chrono::Duration::minutes(i64::from(settings.send_overdue_minutes)),
             rate: NonZeroU32::new(settings.send_rate)
                 .map(|n| RateLimiter::direct(Quota::per_second(n))),
+            pace: [settings.send_rate, settings.send_rate_per_sender]
+                .into_iter()
+                .filter(|r| *r > 0)
+                .min(),
             sender_rate: NonZeroU32::new(settings.send_rate_per_sender)
                 .map(|n| RateLimiter::keyed(Quota::per_second(n))),
             metrics: metrics.clone(),
@@ -190,6 +196,10 @@ impl Application {
             metrics,
             mail_ready: mail_ready.clone(),
             send_ready: send_ready.clone(),
+            test_send_limiter: RateLimiter::keyed(
+                Quota::per_minute(NonZeroU32::MIN.saturating_add(1))
+                    .allow_burst(NonZeroU32::MIN.saturating_add(29)),
+            ),
             engine: engine.clone(),
         });
         let server = HttpServer::new(move || {

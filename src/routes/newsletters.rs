@@ -604,6 +604,17 @@ pub async fn test_newsletter(
         Some(raw) => Language::parse(raw).map_err(|m| ApiError::field("language", m))?,
         None => Language::En,
     };
+    // A key that can write drafts cannot turn test sends into a way to mail anyone at will.
+    let who = match &auth.principal {
+        crate::auth::Principal::Staff { id, .. } => format!("staff:{id}"),
+        crate::auth::Principal::ApiKey { id, .. } => format!("key:{id}"),
+    };
+    let n = std::num::NonZeroU32::new(to.len() as u32).unwrap_or(std::num::NonZeroU32::MIN);
+    if !matches!(state.test_send_limiter.check_key_n(&who, n), Ok(Ok(()))) {
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: 60,
+        });
+    }
     let state2 = state.clone();
     let queued = state
         .db

@@ -46,6 +46,8 @@ pub struct Engine {
     /// A scheduled send found later than this past its time is held for staff.
     pub overdue_after: Duration,
     pub rate: Option<DefaultDirectRateLimiter>,
+    /// The slowest of the two rate limits, in messages per second, if any is set.
+    pub pace: Option<u32>,
     pub sender_rate: Option<DefaultKeyedRateLimiter<String>>,
     pub metrics: Metrics,
     pub cache: NewsletterCache,
@@ -195,11 +197,18 @@ impl Engine {
         Ok(handled.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Deliveries claimed at once. Up to three rounds are claimed ahead of the senders (one
+    /// being prepared, two waiting), and under a rate limit they must all go out within half
+    /// a lease, or they would be released unsent and claimed again.
     fn round_size(&self) -> usize {
         let by_concurrency = self.concurrency * 4;
-        match &self.rate {
-            // Never claim more than a rate-limited send gets through in half a lease.
-            Some(_) => by_concurrency.min(64),
+        match self.pace {
+            Some(per_second) => {
+                let budget = (self.lease.num_seconds().max(1) as usize / 2) * per_second as usize;
+                by_concurrency
+                    .min(budget.saturating_sub(self.concurrency) / 3)
+                    .max(1)
+            }
             None => by_concurrency,
         }
     }

@@ -202,8 +202,9 @@ pub(super) async fn prepare(
                 let sender = prepared
                     .as_ref()
                     .and_then(|p| p.from.as_ref())
-                    .map(|m| m.email.to_string())
-                    .unwrap_or_default();
+                    .unwrap_or(&engine.mailer.from)
+                    .email
+                    .to_string();
                 Ready {
                     newsletter_id: newsletter_id.clone(),
                     claim: claim.clone(),

@@ -620,6 +620,25 @@ async fn preview_and_test_send_show_the_message_without_touching_subscribers() {
         )
         .await;
     assert_eq!(bad.status(), 422);
+    // Test sends are for checking a draft, not for mailing people: 30 at once, then 2 a minute.
+    let ten: Vec<String> = (0..10).map(|i| format!("t{i}@casa.example.org")).collect();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let res = app
+            .send_as(
+                &token,
+                "POST",
+                &format!("/api/v1/newsletters/{id}/test"),
+                json!({"to": ten}),
+            )
+            .await;
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [202, 202, 429],
+        "1 + 20 sent; ten more would pass 30"
+    );
 }
 
 #[tokio::test]
