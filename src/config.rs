@@ -270,6 +270,18 @@ impl Settings {
         }
     }
 
+    /// The domain messages are DKIM-signed for, when signing is configured.
+    pub fn dkim_signing_domain(&self) -> Option<String> {
+        self.dkim_selector.as_ref()?;
+        match &self.dkim_domain {
+            Some(domain) => Some(domain.to_ascii_lowercase()),
+            None => self
+                .from
+                .rsplit_once('@')
+                .map(|(_, d)| d.trim_end_matches('>').trim().to_ascii_lowercase()),
+        }
+    }
+
     /// The public URL without a trailing slash, for joining paths.
     pub fn base_url(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_owned()

@@ -241,6 +241,18 @@ fn check_draft(conn: &mut AnyConnection, state: &AppState, n: &Newsletter) -> Re
             .map_err(|e| errors.extend(e))
             .ok();
     }
+    // Receivers check that the DKIM signature's domain matches the From domain (DMARC).
+    if let (Some(signing), Some(from)) = (state.settings.dkim_signing_domain(), &n.from_address) {
+        let domain = from
+            .parse::<Mailbox>()
+            .map(|m| m.email.domain().to_ascii_lowercase())
+            .unwrap_or_default();
+        if domain != signing && !domain.ends_with(&format!(".{signing}")) {
+            errors.entry("from".into()).or_default().push(format!(
+                "must be an address at {signing} (the DKIM signing domain), or receivers will fail DMARC"
+            ));
+        }
+    }
     if n.segment_id.is_some() && n.filter.is_some() {
         errors
             .entry("segment_id".into())

@@ -120,6 +120,16 @@ async fn hard_bounces_suppress_soft_failures_retry_and_messages_are_dkim_signed(
     })
     .await;
     let token = app.staff_token(Role::Editor).await;
+    // A From outside the signing domain would fail DMARC at every receiver: refused at save.
+    let misaligned = app
+        .send_as(
+            &token,
+            "POST",
+            "/api/v1/newsletters",
+            json!({"subject": "S", "html": "<p>B</p>", "from": "news@elsewhere.example.com"}),
+        )
+        .await;
+    assert_eq!(misaligned.status(), 422);
     for email in ["ok@example.org", "bounce@example.org", "later@example.org"] {
         app.add_subscriber(email, "confirmed", "en", None, json!({}));
     }
