@@ -28,7 +28,16 @@ fn main() -> anyhow::Result<()> {
             cli.settings.validate()?;
             create_staff(&cli.settings.database_url, &email, &role)
         }
-        Command::Serve => actix_web::rt::System::new().block_on(async move {
+        // Background work (the newsletter engine's SMTP sessions, the mail worker, the signup
+        // writer) runs on a multi-threaded runtime, so it has every core and not only the thread
+        // that runs the server; actix-web's HTTP workers keep their own threads.
+        Command::Serve => actix_web::rt::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("building the tokio runtime")
+        })
+        .block_on(async move {
             let listen = cli.settings.listen.clone();
             let app =
                 Application::build(cli.settings, Options::default()).context("starting Enlace")?;

@@ -201,7 +201,7 @@ impl Engine {
     /// being prepared, two waiting), and under a rate limit they must all go out within half
     /// a lease, or they would be released unsent and claimed again.
     fn round_size(&self) -> usize {
-        let by_concurrency = self.concurrency * 4;
+        let by_concurrency = self.concurrency * 8;
         match self.pace {
             Some(per_second) => {
                 let budget = (self.lease.num_seconds().max(1) as usize / 2) * per_second as usize;
