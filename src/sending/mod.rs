@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 pub use prepare::{NewsletterCache, PreparedNewsletter};
 
 use crate::db::{self, deliveries, newsletters, Db};
-use crate::email::{Mailer, OutgoingMail, SendError, Templates};
+use crate::email::{Mailer, SendError, Templates};
 use crate::metrics::Metrics;
 use crate::tokens::ManageTokens;
 use recorder::{Outcome, Recorder, Verdict};
@@ -63,7 +63,7 @@ pub(crate) struct Ready {
     claim: String,
     subscriber_id: String,
     attempts: i32,
-    mail: Result<OutgoingMail, Verdict>,
+    mail: Result<prepare::RenderJob, Verdict>,
     /// For a hard bounce: the address's suppression hash.
     email_hash: Option<String>,
     sender: String,
@@ -302,10 +302,18 @@ impl Engine {
             permit: None,
             at: clock(),
         };
-        let mail = match ready.mail {
-            Ok(mail) => mail,
+        let job = match ready.mail {
+            Ok(job) => job,
             Err(verdict) => {
                 outcome.verdict = verdict;
+                return outcome;
+            }
+        };
+        let mail = match self.render(&outcome.newsletter_id, &job.prepared, &job.subscriber) {
+            Ok(mail) => mail,
+            Err(e) => {
+                tracing::error!(newsletter_id = %outcome.newsletter_id, subscriber_id = %outcome.subscriber_id, error = format!("{e:#}"), "rendering a newsletter failed");
+                outcome.verdict = Verdict::Failed(format!("rendering: {e:#}"));
                 return outcome;
             }
         };

@@ -75,6 +75,12 @@ pub fn content_of(newsletter: &Newsletter) -> anyhow::Result<NewsletterContent> 
     })
 }
 
+/// A message still to be rendered: the senders render it, many at once, just before sending.
+pub(super) struct RenderJob {
+    pub prepared: Arc<PreparedNewsletter>,
+    pub subscriber: subscribers::Subscriber,
+}
+
 /// A newsletter compiled for sending.
 pub struct PreparedNewsletter {
     pub compiled: CompiledNewsletter,
@@ -168,7 +174,12 @@ pub(super) async fn prepare(
             Some(n) => Some(
                 engine
                     .cache
-                    .get_or_compile(n, &declared, engine.templates.org(), engine.templates.postal_address())
+                    .get_or_compile(
+                        n,
+                        &declared,
+                        engine.templates.org(),
+                        engine.templates.postal_address(),
+                    )
                     .map_err(|e| format!("{e:#}"))?,
             ),
             None => None,
@@ -183,7 +194,10 @@ pub(super) async fn prepare(
                 let mail = match (&prepared, subscriber) {
                     (None, _) => Err(Verdict::Skipped("newsletter deleted")),
                     (_, None) => Err(Verdict::Skipped("subscriber erased")),
-                    (Some(_), Some(s)) if SubscriberStatus::parse(&s.status) != Some(SubscriberStatus::Confirmed) => {
+                    (Some(_), Some(s))
+                        if SubscriberStatus::parse(&s.status)
+                            != Some(SubscriberStatus::Confirmed) =>
+                    {
                         Err(Verdict::Skipped(match SubscriberStatus::parse(&s.status) {
                             Some(SubscriberStatus::Unsubscribed) => "unsubscribed",
                             Some(SubscriberStatus::Bounced) => "bounced",
@@ -191,12 +205,14 @@ pub(super) async fn prepare(
                             _ => "not confirmed",
                         }))
                     }
-                    (Some(_), Some(_)) if email_hash.as_ref().is_some_and(|h| blocked.contains(h)) => {
+                    (Some(_), Some(_))
+                        if email_hash.as_ref().is_some_and(|h| blocked.contains(h)) =>
+                    {
                         Err(Verdict::Skipped("suppressed"))
                     }
-                    (Some(p), Some(s)) => engine.render(&newsletter_id, p, &s).map_err(|e| {
-                        tracing::error!(newsletter_id = %newsletter_id, subscriber_id = %s.id, error = format!("{e:#}"), "rendering a newsletter failed");
-                        Verdict::Failed(format!("rendering: {e:#}"))
+                    (Some(p), Some(s)) => Ok(RenderJob {
+                        prepared: p.clone(),
+                        subscriber: s,
                     }),
                 };
                 let sender = prepared
@@ -257,7 +273,7 @@ pub(super) async fn prepare(
 }
 
 impl Engine {
-    fn render(
+    pub(super) fn render(
         &self,
         newsletter_id: &str,
         prepared: &PreparedNewsletter,
