@@ -1,5 +1,5 @@
 //! Starting a send (fixing its recipients) and turning claimed deliveries into messages: each
-//! recipient is re-read when their message is rendered, so whoever unsubscribed, bounced, was
+//! recipient is re-read just before their message goes out, so whoever unsubscribed, bounced, was
 //! suppressed or erased since the send started is skipped and recorded as such.
 
 use std::collections::{HashMap, HashSet};
@@ -131,7 +131,7 @@ impl NewsletterCache {
     }
 }
 
-/// Reads the claimed recipients and renders their messages.
+/// Reads the claimed recipients and decides, for each, to render and send or to skip.
 pub(super) async fn prepare(
     engine: &Arc<Engine>,
     newsletter_id: &str,
