@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use enlace::auth::Role;
 use mailin_embedded::response::{Response, OK};
 use mailin_embedded::{Handler, Server, SslConfig};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::{parse_mail, spawn_app_with_smtp, spawn_app_with_smtp_manual, TestApp};
-use crate::newsletters::{create, newsletter, post, POSTAL};
+use crate::newsletters::{newsletter, post, send_plain, POSTAL};
 
 /// What the server received: (recipient, raw message) in order.
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
@@ -91,10 +91,6 @@ fn recipients(received: &Received) -> Vec<String> {
         .collect()
 }
 
-fn everyone() -> Value {
-    json!({"not": {"email_domain": "nowhere.invalid"}})
-}
-
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -133,19 +129,7 @@ async fn hard_bounces_suppress_soft_failures_retry_and_messages_are_dkim_signed(
     for email in ["ok@example.org", "bounce@example.org", "later@example.org"] {
         app.add_subscriber(email, "confirmed", "en", None, json!({}));
     }
-    let n = create(
-        &app,
-        &token,
-        json!({"subject": "S", "html": "<p>B</p>", "filter": everyone()}),
-    )
-    .await;
-    let id = n["id"].as_str().unwrap();
-    assert_eq!(
-        post(&app, &token, &format!("/api/v1/newsletters/{id}/send"))
-            .await
-            .0,
-        202
-    );
+    let id = &send_plain(&app, &token).await;
     app.run_sends().await;
     assert_eq!(recipients(&received), ["ok@example.org"]);
     assert_eq!(
@@ -237,19 +221,7 @@ async fn a_pause_takes_effect_within_a_second_and_resume_repeats_nothing() {
             json!({}),
         );
     }
-    let n = create(
-        &app,
-        &token,
-        json!({"subject": "S", "html": "<p>B</p>", "filter": everyone()}),
-    )
-    .await;
-    let id = n["id"].as_str().unwrap();
-    assert_eq!(
-        post(&app, &token, &format!("/api/v1/newsletters/{id}/send"))
-            .await
-            .0,
-        202
-    );
+    let id = &send_plain(&app, &token).await;
     wait_until("the first messages", Duration::from_secs(20), || {
         recipients(&received).len() >= 10
     })
@@ -342,19 +314,7 @@ async fn killed_mid_send_and_restarted_every_recipient_gets_it_with_duplicates_b
     let app = spawn_app_with_smtp_manual(|s| s.postal_address = Some(POSTAL.into())).await;
     let token = app.staff_token(Role::Editor).await;
     seed_confirmed(&app, RECIPIENTS);
-    let n = create(
-        &app,
-        &token,
-        json!({"subject": "S", "html": "<p>B</p>", "filter": everyone()}),
-    )
-    .await;
-    let id = n["id"].as_str().unwrap();
-    assert_eq!(
-        post(&app, &token, &format!("/api/v1/newsletters/{id}/send"))
-            .await
-            .0,
-        202
-    );
+    send_plain(&app, &token).await;
 
     let dir = std::env::temp_dir().join(format!("enlace-kill-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -416,19 +376,7 @@ async fn two_enlace_serve_processes_on_one_database_send_one_newsletter_without_
         })
         .collect();
     let mut servers: Vec<_> = dirs.iter().map(|d| start_server(&app, port, d)).collect();
-    let n = create(
-        &app,
-        &token,
-        json!({"subject": "S", "html": "<p>B</p>", "filter": everyone()}),
-    )
-    .await;
-    let id = n["id"].as_str().unwrap();
-    assert_eq!(
-        post(&app, &token, &format!("/api/v1/newsletters/{id}/send"))
-            .await
-            .0,
-        202
-    );
+    send_plain(&app, &token).await;
     wait_until("the send to finish", Duration::from_secs(90), || {
         app.count("newsletters WHERE status = 'sent'") == 1
     })

@@ -44,6 +44,20 @@ pub async fn newsletter(app: &TestApp, token: &str, id: &str) -> Value {
     res.json().await.unwrap()
 }
 
+/// Creates a plain newsletter to every confirmed subscriber and sends it; returns its id.
+pub async fn send_plain(app: &TestApp, token: &str) -> String {
+    let n = create(
+        app,
+        token,
+        json!({"subject": "S", "html": "<p>B</p>", "filter": everyone()}),
+    )
+    .await;
+    let id = n["id"].as_str().unwrap().to_owned();
+    let (status, _) = post(app, token, &format!("/api/v1/newsletters/{id}/send")).await;
+    assert_eq!(status, 202);
+    id
+}
+
 fn everyone() -> Value {
     json!({"not": {"email_domain": "nowhere.invalid"}})
 }
@@ -321,19 +335,7 @@ async fn who_leaves_after_the_send_starts_is_skipped_and_recorded() {
             json!({}),
         );
     }
-    let n = create(
-        &app,
-        &token,
-        json!({"subject": "S", "html": "<p>B</p>", "filter": everyone()}),
-    )
-    .await;
-    let id = n["id"].as_str().unwrap();
-    assert_eq!(
-        post(&app, &token, &format!("/api/v1/newsletters/{id}/send"))
-            .await
-            .0,
-        202
-    );
+    let id = &send_plain(&app, &token).await;
     // Recipients are fixed when the send starts...
     app.engine.schedule(enlace::db::now()).await.unwrap();
     assert_eq!(app.count("deliveries"), 4);
@@ -413,19 +415,7 @@ async fn pause_stops_the_send_and_resume_continues_without_repeats() {
             json!({}),
         );
     }
-    let n = create(
-        &app,
-        &token,
-        json!({"subject": "S", "html": "<p>B</p>", "filter": everyone()}),
-    )
-    .await;
-    let id = n["id"].as_str().unwrap();
-    assert_eq!(
-        post(&app, &token, &format!("/api/v1/newsletters/{id}/send"))
-            .await
-            .0,
-        202
-    );
+    let id = &send_plain(&app, &token).await;
     app.engine.schedule(enlace::db::now()).await.unwrap();
     let (status, paused) = post(&app, &token, &format!("/api/v1/newsletters/{id}/pause")).await;
     assert_eq!((status, paused["status"].as_str()), (200, Some("paused")));
