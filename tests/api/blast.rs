@@ -12,7 +12,7 @@ use mailin_embedded::{Handler, Server, SslConfig};
 use serde_json::json;
 
 use crate::helpers::{parse_mail, spawn_app_with_smtp, spawn_app_with_smtp_manual, TestApp};
-use crate::newsletters::{newsletter, post, send_plain, POSTAL};
+use crate::newsletters::{add_people, newsletter, post, send_plain, POSTAL};
 
 /// What the server received: (recipient, raw message) in order.
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
@@ -212,15 +212,7 @@ async fn a_pause_takes_effect_within_a_second_and_resume_repeats_nothing() {
     })
     .await;
     let token = app.staff_token(Role::Editor).await;
-    for i in 0..120 {
-        app.add_subscriber(
-            &format!("p{i:03}@example.org"),
-            "confirmed",
-            "en",
-            None,
-            json!({}),
-        );
-    }
+    add_people(&app, 120);
     let id = &send_plain(&app, &token).await;
     wait_until("the first messages", Duration::from_secs(20), || {
         recipients(&received).len() >= 10

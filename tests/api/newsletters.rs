@@ -44,6 +44,19 @@ pub async fn newsletter(app: &TestApp, token: &str, id: &str) -> Value {
     res.json().await.unwrap()
 }
 
+/// Adds `count` confirmed English-speaking subscribers `p0@example.org`, `p1@…`.
+pub fn add_people(app: &TestApp, count: usize) {
+    for i in 0..count {
+        app.add_subscriber(
+            &format!("p{i}@example.org"),
+            "confirmed",
+            "en",
+            None,
+            json!({}),
+        );
+    }
+}
+
 /// Creates a plain newsletter to every confirmed subscriber and sends it; returns its id.
 pub async fn send_plain(app: &TestApp, token: &str) -> String {
     let n = create(
@@ -326,15 +339,7 @@ async fn a_send_reaches_each_confirmed_unsuppressed_person_once_in_their_languag
 #[tokio::test]
 async fn who_leaves_after_the_send_starts_is_skipped_and_recorded() {
     let (app, token) = sender_app().await;
-    for i in 0..4 {
-        app.add_subscriber(
-            &format!("p{i}@example.org"),
-            "confirmed",
-            "en",
-            None,
-            json!({}),
-        );
-    }
+    add_people(&app, 4);
     let id = &send_plain(&app, &token).await;
     // Recipients are fixed when the send starts...
     app.engine.schedule(enlace::db::now()).await.unwrap();
@@ -406,15 +411,7 @@ async fn sending_is_refused_while_the_postal_address_is_unset() {
 #[tokio::test]
 async fn pause_stops_the_send_and_resume_continues_without_repeats() {
     let (app, token) = sender_app().await;
-    for i in 0..30 {
-        app.add_subscriber(
-            &format!("p{i}@example.org"),
-            "confirmed",
-            "en",
-            None,
-            json!({}),
-        );
-    }
+    add_people(&app, 30);
     let id = &send_plain(&app, &token).await;
     app.engine.schedule(enlace::db::now()).await.unwrap();
     let (status, paused) = post(&app, &token, &format!("/api/v1/newsletters/{id}/pause")).await;
@@ -440,15 +437,7 @@ async fn pause_stops_the_send_and_resume_continues_without_repeats() {
 #[tokio::test]
 async fn cancel_skips_what_was_not_sent() {
     let (app, token) = sender_app().await;
-    for i in 0..5 {
-        app.add_subscriber(
-            &format!("p{i}@example.org"),
-            "confirmed",
-            "en",
-            None,
-            json!({}),
-        );
-    }
+    add_people(&app, 5);
     let n = create(
         &app,
         &token,
@@ -634,15 +623,7 @@ async fn preview_and_test_send_show_the_message_without_touching_subscribers() {
 #[tokio::test]
 async fn two_processes_on_one_database_send_each_message_once() {
     let (app, token) = sender_app().await;
-    for i in 0..300 {
-        app.add_subscriber(
-            &format!("p{i:03}@example.org"),
-            "confirmed",
-            "en",
-            None,
-            json!({}),
-        );
-    }
+    add_people(&app, 300);
     let other = crate::helpers::spawn_app_sharing(&app).await;
     let n = create(
         &app,
