@@ -2,7 +2,6 @@
 //! and the engine make (each a conditional update, so two processes cannot both make it).
 
 use chrono::NaiveDateTime;
-use diesel::dsl::count_star;
 use diesel::prelude::*;
 
 use super::schema::{deliveries, newsletters};
@@ -15,6 +14,9 @@ pub const SENDING: &str = "sending";
 pub const PAUSED: &str = "paused";
 pub const SENT: &str = "sent";
 pub const CANCELLED: &str = "cancelled";
+/// Every status, and those of newsletters that may still send.
+pub const STATUSES: [&str; 7] = [DRAFT, SCHEDULED, OVERDUE, SENDING, PAUSED, SENT, CANCELLED];
+pub const UNFINISHED: [&str; 5] = [DRAFT, SCHEDULED, OVERDUE, SENDING, PAUSED];
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = newsletters, treat_none_as_default_value = false)]
@@ -252,13 +254,4 @@ pub fn cancel(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryRe
     ))
     .execute(conn)
     .map(|n| n == 1)
-}
-
-/// How many newsletters that have not finished use a segment.
-pub fn count_open_using_segment(conn: &mut AnyConnection, segment_id: &str) -> QueryResult<i64> {
-    newsletters::table
-        .filter(newsletters::segment_id.eq(segment_id))
-        .filter(newsletters::status.eq_any([DRAFT, SCHEDULED, OVERDUE, SENDING, PAUSED]))
-        .select(count_star())
-        .first(conn)
 }

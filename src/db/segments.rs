@@ -17,10 +17,6 @@ type MultiBackend = <AnyConnection as Connection>::Backend;
 /// A condition on a `subscribers` row, for any query over that table alone.
 pub type Condition = Box<dyn BoxableExpression<subscribers::table, MultiBackend, SqlType = Bool>>;
 
-/// Newsletter states that may still send, and so keep their segment.
-pub const UNFINISHED_NEWSLETTER_STATUSES: [&str; 5] =
-    ["draft", "scheduled", "overdue", "sending", "paused"];
-
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = segments)]
 pub struct Segment {
@@ -115,7 +111,7 @@ pub fn delete_segment(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
 pub fn count_newsletters_using(conn: &mut AnyConnection, segment_id: &str) -> QueryResult<i64> {
     newsletters::table
         .filter(newsletters::segment_id.eq(segment_id))
-        .filter(newsletters::status.eq_any(UNFINISHED_NEWSLETTER_STATUSES))
+        .filter(newsletters::status.eq_any(super::newsletters::UNFINISHED))
         .count()
         .get_result(conn)
 }
@@ -129,7 +125,7 @@ pub fn detach_finished_newsletters(
         newsletters::table
             .filter(newsletters::segment_id.eq(segment_id))
             .filter(diesel::dsl::not(
-                newsletters::status.eq_any(UNFINISHED_NEWSLETTER_STATUSES),
+                newsletters::status.eq_any(super::newsletters::UNFINISHED),
             )),
     )
     .set(newsletters::segment_id.eq(None::<String>))

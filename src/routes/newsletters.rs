@@ -116,19 +116,13 @@ pub async fn list_newsletters(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 200"));
     }
-    const STATUSES: [&str; 7] = [
-        "draft",
-        "scheduled",
-        "overdue",
-        "sending",
-        "paused",
-        "sent",
-        "cancelled",
-    ];
-    if q.status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
+    if q.status
+        .as_deref()
+        .is_some_and(|s| !store::STATUSES.contains(&s))
+    {
         return Err(ApiError::field(
             "status",
-            format!("must be one of {}", STATUSES.join(", ")),
+            format!("must be one of {}", store::STATUSES.join(", ")),
         ));
     }
     // The cursor is the last id of the previous page; its creation time is read back.
