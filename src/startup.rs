@@ -21,7 +21,7 @@ use crate::config::Settings;
 use crate::db::Db;
 use crate::email::{Mailer, SmtpConfig, SmtpPool, Templates, Transport};
 use crate::error::ApiError;
-use crate::jobs::{MailRenderer, Worker};
+use crate::jobs::{MailRenderer, TaskWorker, Worker};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::sending::Engine;
@@ -49,6 +49,8 @@ pub struct AppState {
     /// Woken when a newsletter send was requested or resumed.
     pub send_ready: Arc<Notify>,
     pub engine: Arc<Engine>,
+    /// Woken whenever a request queued a task (a webhook delivery, an import).
+    pub task_ready: Arc<Notify>,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pub worker: Arc<Worker>,
+    pub tasks: Arc<TaskWorker>,
     pub engine: Arc<Engine>,
     pub db: Db,
     worker_task: Option<(Arc<Notify>, watch::Sender<bool>)>,
@@ -162,6 +165,12 @@ impl Application {
             stopping: Default::default(),
         });
         let send_ready = Arc::new(Notify::new());
+        let task_ready = Arc::new(Notify::new());
+        let tasks = Arc::new(TaskWorker {
+            db: db.clone(),
+            concurrency: 4,
+            metrics: metrics.clone(),
+        });
         let limiter = NonZeroU32::new(settings.public_rate_limit)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));
         let policy = SignupPolicy {
@@ -201,6 +210,7 @@ impl Application {
                     .allow_burst(NonZeroU32::MIN.saturating_add(29)),
             ),
             engine: engine.clone(),
+            task_ready: task_ready.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -234,6 +244,7 @@ impl Application {
                     .clone()
                     .run_forever(mail_ready.clone(), stopped.clone()),
             );
+            tokio::spawn(tasks.clone().run_forever(task_ready, stopped.clone()));
             tokio::spawn(engine.clone().run_forever(send_ready.clone(), stopped));
             // The limiters remember every client address and account they saw: forget the idle ones.
             tokio::spawn(async move {
@@ -254,6 +265,7 @@ impl Application {
             port,
             server,
             worker,
+            tasks,
             engine,
             db,
             worker_task,

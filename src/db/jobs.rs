@@ -4,12 +4,26 @@
 use chrono::NaiveDateTime;
 use diesel::dsl::{count_star, max};
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Nullable};
 
 use super::schema::jobs;
 use super::AnyConnection;
 
+type Backend = <AnyConnection as Connection>::Backend;
+
 pub const QUEUED: &str = "queued";
 pub const RUNNING: &str = "running";
+
+/// Mail jobs' kinds start with this; every other kind is a task (webhook deliveries, imports),
+/// run by its own worker so a slow webhook endpoint never holds up a confirmation mail.
+pub const MAIL_PREFIX: &str = "mail.";
+
+/// Which worker a claim is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Mail,
+    Task,
+}
 
 #[derive(Insertable, Clone, Debug)]
 #[diesel(table_name = jobs, treat_none_as_default_value = false)]
@@ -49,16 +63,25 @@ pub fn insert_job(conn: &mut AnyConnection, job: &NewJob) -> QueryResult<()> {
 /// Call inside `write_transaction` (SQLite then takes the write lock before the SELECT).
 pub fn claim_jobs(
     conn: &mut AnyConnection,
+    family: Family,
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<Vec<ClaimedJob>> {
-    let claimable = jobs::state
-        .eq(QUEUED)
-        .and(jobs::run_at.le(now))
-        .or(jobs::state.eq(RUNNING).and(jobs::locked_until.lt(now)));
+    let claimable =
+        || -> Box<dyn BoxableExpression<jobs::table, Backend, SqlType = Nullable<Bool>>> {
+            let mail = format!("{MAIL_PREFIX}%");
+            let due = jobs::state
+                .eq(QUEUED)
+                .and(jobs::run_at.le(now))
+                .or(jobs::state.eq(RUNNING).and(jobs::locked_until.lt(now)));
+            match family {
+                Family::Mail => Box::new(due.and(jobs::kind.like(mail))),
+                Family::Task => Box::new(due.and(jobs::kind.not_like(mail))),
+            }
+        };
     let candidates: Vec<String> = jobs::table
-        .filter(claimable)
+        .filter(claimable())
         .order(jobs::run_at.asc())
         .limit(limit)
         .select(jobs::id)
@@ -69,7 +92,7 @@ pub fn claim_jobs(
     diesel::update(
         jobs::table
             .filter(jobs::id.eq_any(&candidates))
-            .filter(claimable),
+            .filter(claimable()),
     )
     .set((
         jobs::state.eq(RUNNING),
@@ -155,6 +178,29 @@ pub fn retry_job(
         jobs::state.eq(QUEUED),
         jobs::run_at.eq(run_at),
         jobs::last_error.eq(Some(error)),
+        jobs::locked_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Puts a claimed task back to run again at once, giving back the attempt its claim counted
+/// (the task made progress; it did not fail).
+pub fn continue_job(
+    conn: &mut AnyConnection,
+    job: &ClaimedJob,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        jobs::table
+            .find(&job.id)
+            .filter(jobs::state.eq(RUNNING))
+            .filter(jobs::attempts.eq(job.attempts)),
+    )
+    .set((
+        jobs::state.eq(QUEUED),
+        jobs::run_at.eq(now),
+        jobs::attempts.eq(jobs::attempts - 1),
         jobs::locked_until.eq(None::<NaiveDateTime>),
     ))
     .execute(conn)

@@ -2,6 +2,7 @@
 //! outcome (done, retried later with exponential backoff, failed, or dropped as moot).
 
 mod mail;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -11,6 +12,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::Notify;
 
 pub use mail::{MailKind, MailRenderer};
+pub use tasks::{TaskOutcome, TaskWorker};
 
 use crate::db::jobs::{self as queue, ClaimedJob, NewJob};
 use crate::db::{self, AnyConnection, Db};
@@ -138,8 +140,10 @@ impl Worker {
             let claimed = self
                 .db
                 .write(move |conn| {
-                    db::write_transaction(conn, |c| queue::claim_jobs(c, now, now + LEASE, round))
-                        .map_err(db::DbError::from)
+                    db::write_transaction(conn, |c| {
+                        queue::claim_jobs(c, queue::Family::Mail, now, now + LEASE, round)
+                    })
+                    .map_err(db::DbError::from)
                 })
                 .await?;
             if claimed.is_empty() {

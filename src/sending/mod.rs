@@ -181,8 +181,16 @@ impl Engine {
             let handled = handled.clone();
             async move {
                 handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let outcome = engine.deliver(ready, &active, &permits, clock).await;
-                let _ = outcomes.send(outcome);
+                // Each message is its own task, so rendering and SMTP encoding spread over
+                // every worker thread instead of being polled one after another in this one.
+                let delivered = tokio::spawn(async move {
+                    let outcome = engine.deliver(ready, &active, &permits, clock).await;
+                    let _ = outcomes.send(outcome);
+                })
+                .await;
+                if let Err(e) = delivered {
+                    tracing::error!(error = %e, "a newsletter sender task failed");
+                }
             }
         })
         .await;

@@ -12,7 +12,7 @@ use enlace::cli::Cli;
 use enlace::config::Settings;
 use enlace::db::{self, AnyConnection, Db};
 use enlace::email::{SentMessage, Transport};
-use enlace::jobs::Worker;
+use enlace::jobs::{TaskWorker, Worker};
 use enlace::sending::Engine;
 use enlace::startup::{Application, Options};
 
@@ -22,6 +22,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub worker: Arc<Worker>,
+    pub tasks: Arc<TaskWorker>,
     pub engine: Arc<Engine>,
     pub db: Db,
     pub sent: Arc<Mutex<Vec<SentMessage>>>,
@@ -163,6 +164,7 @@ async fn spawn(
     let address = format!("http://127.0.0.1:{}", app.port());
     let worker = app.worker.clone();
     let engine = app.engine.clone();
+    let tasks = app.tasks.clone();
     let db = app.db.clone();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
@@ -173,6 +175,7 @@ async fn spawn(
         address,
         client,
         worker,
+        tasks,
         engine,
         db,
         sent,
@@ -257,6 +260,16 @@ impl TestApp {
     /// Runs every job due at `now + offset` (retries whose backoff has not passed yet, say).
     pub async fn run_jobs_after(&self, offset: chrono::Duration) -> usize {
         self.worker.run_pending(db::now() + offset).await.unwrap()
+    }
+
+    /// Runs every task (webhook deliveries, imports) due now; returns how many runs there were.
+    pub async fn run_tasks(&self) -> usize {
+        self.tasks.run_pending(db::now()).await.unwrap()
+    }
+
+    /// Runs every task due at `now + offset` (retries whose backoff has not passed yet, say).
+    pub async fn run_tasks_after(&self, offset: chrono::Duration) -> usize {
+        self.tasks.run_pending(db::now() + offset).await.unwrap()
     }
 
     /// Runs the newsletter engine until nothing is due now; returns how many deliveries it handled.

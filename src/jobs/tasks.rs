@@ -1,0 +1,162 @@
+//! The task worker: runs the queue's jobs that are not mail (webhook deliveries, imports), each
+//! on its own, with the same lease, retry and outcome rules as mail.
+//!
+//! A task handler gets the claimed job and says what became of it; the worker records that.
+//! Handlers must be idempotent: a job whose process died mid-run is claimed again when its
+//! lease runs out and runs again from the start (or from progress it committed itself).
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, NaiveDateTime};
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::Notify;
+
+use super::backoff;
+use crate::db::jobs::{self as queue, ClaimedJob, Family};
+use crate::db::{self, Db};
+use crate::metrics::Metrics;
+
+/// How long a claimed task stays reserved. A handler that can run longer (an import) commits
+/// its own progress and must finish or yield (`TaskOutcome::Continue`) well inside this.
+pub const TASK_LEASE: Duration = Duration::minutes(15);
+/// Tasks claimed per round.
+const ROUND: i64 = 16;
+const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
+
+/// What became of one run of a task.
+#[derive(Debug)]
+pub enum TaskOutcome {
+    Done,
+    /// Not done yet but fine (an import that handled a chunk): run again at once.
+    Continue,
+    /// Try again later (backoff), until the job's attempts run out.
+    Retry(String),
+    /// Will never work: recorded as failed.
+    Failed(String),
+    /// No longer wanted (the endpoint was deleted, say).
+    Dropped(&'static str),
+}
+
+/// Everything a task needs.
+pub struct TaskWorker {
+    pub db: Db,
+    pub concurrency: usize,
+    pub metrics: Metrics,
+}
+
+impl TaskWorker {
+    /// Runs every task due at `now` (and any that become due while it runs); returns how many
+    /// runs there were. Tests call this to drive tasks step by step.
+    pub async fn run_pending(&self, now: NaiveDateTime) -> anyhow::Result<usize> {
+        let started = db::now();
+        let mut total = 0;
+        loop {
+            let now = now + (db::now() - started);
+            let claimed = self
+                .db
+                .write(move |conn| {
+                    db::write_transaction(conn, |c| {
+                        queue::claim_jobs(c, Family::Task, now, now + TASK_LEASE, ROUND)
+                    })
+                    .map_err(db::DbError::from)
+                })
+                .await?;
+            if claimed.is_empty() {
+                return Ok(total);
+            }
+            total += claimed.len();
+            let lease_until = now + TASK_LEASE;
+            let outcomes: Vec<(ClaimedJob, TaskOutcome)> = stream::iter(claimed)
+                .map(|job| async move {
+                    let outcome = self.run_task(&job).await;
+                    (job, outcome)
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
+            let finished_at = db::now().max(now);
+            self.db
+                .write(move |conn| {
+                    db::write_transaction(conn, |conn| {
+                        for (job, outcome) in &outcomes {
+                            record(conn, job, outcome, now, lease_until, finished_at)?;
+                        }
+                        Ok::<(), diesel::result::Error>(())
+                    })
+                    .map_err(db::DbError::from)
+                })
+                .await?;
+        }
+    }
+
+    /// Runs one task by its kind.
+    async fn run_task(&self, job: &ClaimedJob) -> TaskOutcome {
+        let outcome = match job.kind.as_str() {
+            _ => TaskOutcome::Failed(format!("no handler for jobs of kind {}", job.kind)),
+        };
+        match &outcome {
+            TaskOutcome::Retry(e) | TaskOutcome::Failed(e) => {
+                tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %e, "task did not succeed")
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    /// The loop `enlace serve` runs until shutdown: wakes when a request queued a task,
+    /// otherwise every few seconds (retries, other processes).
+    pub async fn run_forever(
+        self: Arc<Self>,
+        wake: Arc<Notify>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = self.run_pending(db::now()).await {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "task worker could not reach the database"
+                );
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Writes one task's outcome (only if this claim still holds the job).
+fn record(
+    conn: &mut db::AnyConnection,
+    job: &ClaimedJob,
+    outcome: &TaskOutcome,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    finished_at: NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    let id = [job.id.as_str()];
+    match outcome {
+        TaskOutcome::Done => {
+            queue::finish_jobs(conn, &id, lease_until, "done", None, finished_at)?;
+        }
+        TaskOutcome::Dropped(why) => {
+            queue::finish_jobs(conn, &id, lease_until, "dropped", Some(why), finished_at)?;
+        }
+        TaskOutcome::Continue => {
+            // Not an attempt that failed: the attempt count is given back.
+            queue::continue_job(conn, job, now)?;
+        }
+        TaskOutcome::Retry(e) if job.attempts < job.max_attempts => {
+            queue::retry_job(conn, job, e, now + backoff(job.attempts))?;
+        }
+        TaskOutcome::Retry(e) | TaskOutcome::Failed(e) => {
+            queue::finish_jobs(conn, &id, lease_until, "failed", Some(e), finished_at)?;
+        }
+    }
+    Ok(())
+}
