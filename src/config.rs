@@ -203,6 +203,59 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_DKIM_KEY_FILE")]
     pub dkim_key_file: Option<PathBuf>,
 
+    /// Soft bounces within ENLACE_SOFT_BOUNCE_WINDOW_HOURS after which an address is treated as
+    /// bounced (marked bounced and suppressed).
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SOFT_BOUNCE_LIMIT",
+        default_value_t = 3
+    )]
+    pub soft_bounce_limit: u32,
+
+    /// The window, in hours, in which soft bounces are counted.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SOFT_BOUNCE_WINDOW_HOURS",
+        default_value_t = 72
+    )]
+    pub soft_bounce_window_hours: u32,
+
+    /// SNS topic ARNs whose Amazon SES notifications /api/v1/events/ses accepts (comma-separated).
+    /// Unset: that endpoint is off.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SES_TOPIC_ARNS",
+        value_delimiter = ','
+    )]
+    pub ses_topic_arns: Vec<String>,
+
+    /// The password of the HTTP Basic credentials set on Postmark's bounce and spam-complaint
+    /// webhooks. Unset: /api/v1/events/postmark is off.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_POSTMARK_WEBHOOK_TOKEN",
+        hide_env_values = true
+    )]
+    pub postmark_webhook_token: Option<String>,
+
+    /// SendGrid's Event Webhook verification key (base64, as SendGrid shows it). Unset:
+    /// /api/v1/events/sendgrid is off.
+    #[arg(long, global = true, env = "ENLACE_SENDGRID_WEBHOOK_PUBLIC_KEY")]
+    pub sendgrid_webhook_public_key: Option<String>,
+
+    /// Mailgun's HTTP webhook signing key. Unset: /api/v1/events/mailgun is off.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_MAILGUN_SIGNING_KEY",
+        hide_env_values = true
+    )]
+    pub mailgun_signing_key: Option<String>,
+
     /// Database connections kept in the pool.
     #[arg(long, global = true, env = "ENLACE_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
@@ -252,6 +305,11 @@ impl Settings {
         }
         if self.send_max_attempts < 1 {
             bail!("ENLACE_SEND_MAX_ATTEMPTS must be at least 1");
+        }
+        if self.soft_bounce_limit < 1 || self.soft_bounce_window_hours < 1 {
+            bail!(
+                "ENLACE_SOFT_BOUNCE_LIMIT and ENLACE_SOFT_BOUNCE_WINDOW_HOURS must be at least 1"
+            );
         }
         if self.dkim_selector.is_some() != self.dkim_key_file.is_some() {
             bail!("ENLACE_DKIM_SELECTOR and ENLACE_DKIM_KEY_FILE go together");

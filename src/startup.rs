@@ -51,6 +51,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Woken whenever a request queued a task (a webhook delivery, an import).
     pub task_ready: Arc<Notify>,
+    /// Bounce and complaint intake: which provider endpoints are on, and their secrets.
+    pub intake: crate::bounces::Intake,
 }
 
 impl AppState {
@@ -70,6 +72,8 @@ pub struct Options {
     pub manual_worker: bool,
     /// Serve on this already-bound socket instead of binding `ENLACE_LISTEN`.
     pub listener: Option<TcpListener>,
+    /// SNS signing certificates to trust without fetching them: (URL, PEM).
+    pub sns_certificates: Vec<(String, String)>,
 }
 
 pub struct Application {
@@ -191,6 +195,12 @@ impl Application {
         };
         let port = listener.local_addr()?.port();
         let max_body = settings.max_body_bytes;
+        let intake = crate::bounces::Intake::from_settings(&settings)?;
+        if let Some(sns) = &intake.sns {
+            for (url, pem) in &options.sns_certificates {
+                sns.add_certificate(url, pem)?;
+            }
+        }
         let cors_origins = settings.cors_origins.clone();
         let state = web::Data::new(AppState {
             db: db.clone(),
@@ -211,6 +221,7 @@ impl Application {
             ),
             engine: engine.clone(),
             task_ready: task_ready.clone(),
+            intake,
         });
         let server = HttpServer::new(move || {
             App::new()

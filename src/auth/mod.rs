@@ -142,6 +142,13 @@ impl Policy for SendNewsletters {
     const SCOPE: Option<&'static str> = Some("newsletters:send");
 }
 
+/// Reporting bounces and complaints: admins, or a key with `events:write`.
+pub struct RecordMailEvents;
+impl Policy for RecordMailEvents {
+    const ROLES: &'static [Role] = &[Role::Admin];
+    const SCOPE: Option<&'static str> = Some("events:write");
+}
+
 /// Any signed-in staff member, acting on their own account.
 pub struct AnyStaff;
 impl Policy for AnyStaff {

@@ -8,6 +8,7 @@ pub mod consent;
 pub mod deliveries;
 pub mod interests;
 pub mod jobs;
+pub mod mail_events;
 pub mod newsletters;
 pub mod schema;
 pub mod segments;

@@ -192,6 +192,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    mail_events (id) {
+        id -> Text,
+        provider -> Text,
+        kind -> Text,
+        email_hash -> Text,
+        outcome -> Text,
+        detail -> Nullable<Text>,
+        occurred_at -> Timestamp,
+        received_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_keys -> staff (created_by));
 diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(consent_events -> subscribers (subscriber_id));
@@ -210,6 +223,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     deliveries,
     interests,
     jobs,
+    mail_events,
     newsletters,
     segments,
     staff,

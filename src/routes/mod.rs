@@ -2,6 +2,7 @@
 //! handlers, and a test compares it with openapi.yaml in both directions.
 
 mod confirm;
+mod events;
 mod fields;
 mod health;
 mod interests;
@@ -100,6 +101,11 @@ routes! {
     "/api/v1/newsletters/{id}/pause" => { post => sends::pause_newsletter },
     "/api/v1/newsletters/{id}/resume" => { post => sends::resume_newsletter },
     "/api/v1/newsletters/{id}/cancel" => { post => sends::cancel_newsletter },
+    "/api/v1/events" => { post => events::record_events },
+    "/api/v1/events/ses" => { post => events::ses_events },
+    "/api/v1/events/postmark" => { post => events::postmark_events },
+    "/api/v1/events/sendgrid" => { post => events::sendgrid_events },
+    "/api/v1/events/mailgun" => { post => events::mailgun_events },
     "/healthz" => { get => health::healthz },
     "/readyz" => { get => health::readyz },
     "/metrics" => { get => health::metrics },

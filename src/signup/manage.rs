@@ -150,19 +150,19 @@ pub fn update_preferences(
 
 /// A hard bounce: the address does not exist. The subscriber is marked bounced, the address is
 /// suppressed (so no later signup or import mails it again), and nothing queued for them goes out.
-/// Call inside a write transaction.
+/// Returns whether the subscriber's status changed. Call inside a write transaction.
 pub fn record_hard_bounce(
     conn: &mut AnyConnection,
     subscriber_id: &str,
     email_hash: &str,
     now: NaiveDateTime,
-) -> diesel::QueryResult<()> {
+) -> diesel::QueryResult<bool> {
     let from = [
         SubscriberStatus::Pending.as_str(),
         SubscriberStatus::Confirmed.as_str(),
         SubscriberStatus::Unsubscribed.as_str(),
     ];
-    subscribers::set_status(
+    let changed = subscribers::set_status(
         conn,
         subscriber_id,
         &from,
@@ -178,5 +178,72 @@ pub fn record_hard_bounce(
             now,
         )?;
     }
-    Ok(())
+    Ok(changed)
+}
+
+/// A spam complaint: the person told their mailbox provider they do not want this mail. They
+/// are unsubscribed from everything (status `complained`, recorded in the consent ledger with
+/// who reported it), the address is suppressed, and nothing queued for them goes out.
+/// Returns whether the subscriber's status changed. Call inside a write transaction.
+pub fn record_complaint(
+    conn: &mut AnyConnection,
+    subscriber: &subscribers::Subscriber,
+    email_hash: &str,
+    reported_by: &str,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<bool> {
+    let from = [
+        SubscriberStatus::Pending.as_str(),
+        SubscriberStatus::Confirmed.as_str(),
+        SubscriberStatus::Unsubscribed.as_str(),
+        SubscriberStatus::Bounced.as_str(),
+    ];
+    let changed = subscribers::set_status(
+        conn,
+        &subscriber.id,
+        &from,
+        SubscriberStatus::Complained.as_str(),
+        now,
+    )?;
+    db::jobs::drop_queued_for_subscriber(conn, &subscriber.id, "spam complaint", now)?;
+    db::confirmations::use_confirmation_tokens(conn, &subscriber.id, now)?;
+    if changed {
+        insert_consent_event(
+            conn,
+            &ConsentEvent {
+                id: db::new_id(),
+                subscriber_id: subscriber.id.clone(),
+                // A withdrawal of consent, like an unsubscribe; the wording says how it came.
+                action: "unsubscribe".into(),
+                interests: "[]".into(),
+                wording: format!("Marked a message as spam (reported by {reported_by})"),
+                wording_version: String::new(),
+                language: subscriber.language.clone(),
+                source: Some(reported_by.to_owned()),
+                ip: None,
+                user_agent: None,
+                created_at: now,
+            },
+        )?;
+    }
+    match db::suppressions::find_suppression(conn, email_hash)?.as_deref() {
+        Some(reason) if reason == crate::domain::SuppressionReason::Complaint.as_str() => {}
+        Some(other) => {
+            // A complaint outranks the earlier reason: it is the person's own "no".
+            db::suppressions::delete_suppression(conn, email_hash, other)?;
+            db::suppressions::insert_suppression(
+                conn,
+                email_hash,
+                crate::domain::SuppressionReason::Complaint.as_str(),
+                now,
+            )?;
+        }
+        None => db::suppressions::insert_suppression(
+            conn,
+            email_hash,
+            crate::domain::SuppressionReason::Complaint.as_str(),
+            now,
+        )?,
+    }
+    Ok(changed)
 }

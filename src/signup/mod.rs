@@ -12,7 +12,7 @@ use chrono::{Duration, NaiveDateTime};
 use serde_json::{Map, Value};
 
 pub use batcher::SignupQueue;
-pub use manage::record_hard_bounce;
+pub use manage::{record_complaint, record_hard_bounce};
 
 use crate::db::batch::{Inserts, InterestRow, SubscriberRow, TokenRow};
 use crate::db::consent::ConsentEvent;

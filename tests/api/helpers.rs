@@ -85,20 +85,36 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let sent = Arc::new(Mutex::new(Vec::new()));
-    spawn(configure, Some(Transport::Memory(sent.clone())), true, sent).await
+    spawn(configure, memory_options(&sent), sent).await
+}
+
+/// Like `spawn_app_with`, and SNS signing certificates (URL, PEM) are trusted without fetching.
+pub async fn spawn_app_trusting_sns(
+    configure: impl FnOnce(&mut Settings),
+    sns_certificates: Vec<(String, String)>,
+) -> TestApp {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let options = Options {
+        sns_certificates,
+        ..memory_options(&sent)
+    };
+    spawn(configure, options, sent).await
+}
+
+/// Mail kept in memory, worker driven by the test.
+fn memory_options(sent: &Arc<Mutex<Vec<SentMessage>>>) -> Options {
+    Options {
+        transport: Some(Transport::Memory(sent.clone())),
+        manual_worker: true,
+        ..Default::default()
+    }
 }
 
 /// A second process on the same database as `other` (its own server, worker and mail store).
 pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
     let url = other.database_url.clone();
     let sent = Arc::new(Mutex::new(Vec::new()));
-    let mut app = spawn(
-        |s| s.database_url = url,
-        Some(Transport::Memory(sent.clone())),
-        true,
-        sent,
-    )
-    .await;
+    let mut app = spawn(|s| s.database_url = url, memory_options(&sent), sent).await;
     // The database belongs to `other`: drop the unused one made for this app, keep the shared one.
     if let Some((admin, name)) = app.postgres.take() {
         if let Ok(mut conn) = PgConnection::establish(&admin) {
@@ -110,18 +126,26 @@ pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
 
 /// An application whose mail goes through `ENLACE_SMTP_URL` and whose worker runs by itself.
 pub async fn spawn_app_with_smtp(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn(configure, None, false, Arc::new(Mutex::new(Vec::new()))).await
+    spawn(
+        configure,
+        Options::default(),
+        Arc::new(Mutex::new(Vec::new())),
+    )
+    .await
 }
 
 /// Same as `spawn_app_with_smtp`, but the test drives the worker.
 pub async fn spawn_app_with_smtp_manual(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn(configure, None, true, Arc::new(Mutex::new(Vec::new()))).await
+    let options = Options {
+        manual_worker: true,
+        ..Default::default()
+    };
+    spawn(configure, options, Arc::new(Mutex::new(Vec::new()))).await
 }
 
 async fn spawn(
     configure: impl FnOnce(&mut Settings),
-    transport: Option<Transport>,
-    manual_worker: bool,
+    options: Options,
     sent: Arc<Mutex<Vec<SentMessage>>>,
 ) -> TestApp {
     enlace::telemetry::init(
@@ -156,9 +180,8 @@ async fn spawn(
     configure(&mut settings);
     let database_url = settings.database_url.clone();
     let options = Options {
-        transport,
-        manual_worker,
         listener: Some(listener),
+        ..options
     };
     let app = Application::build(settings, options).expect("building the app");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -1,5 +1,6 @@
 mod blast;
 mod confirm;
+mod events;
 mod fields;
 mod helpers;
 mod interests;

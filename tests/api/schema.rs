@@ -73,6 +73,10 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         subscriber_interests,
         subscribers,
         suppressions,
-        tombstones
+        tombstones,
+        segments,
+        newsletters,
+        deliveries,
+        mail_events
     );
 }

@@ -140,6 +140,8 @@ async fn every_staff_endpoint_refuses_bad_credentials() {
     let staff_routes: Vec<_> = enlace::routes::ROUTES
         .iter()
         .filter(|(_, path)| path.starts_with("/api/v1/") && !public.contains(path))
+        // Mail providers' bounce reports: authenticated by each provider's signature instead.
+        .filter(|(_, path)| !path.starts_with("/api/v1/events/"))
         .collect();
     assert!(staff_routes.len() >= 6);
     let admin_only = |path: &str| {

@@ -1,0 +1,60 @@
+//! Bounce and complaint reports already processed: the de-duplication record, and the soft
+//! bounces an address has had lately.
+
+use chrono::NaiveDateTime;
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+
+use super::schema::mail_events;
+use super::AnyConnection;
+
+#[derive(Insertable, Queryable, Clone, Debug, PartialEq, Eq)]
+#[diesel(table_name = mail_events)]
+pub struct MailEventRow {
+    pub id: String,
+    pub provider: String,
+    pub kind: String,
+    pub email_hash: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub occurred_at: NaiveDateTime,
+    pub received_at: NaiveDateTime,
+}
+
+pub fn mail_event_exists(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(mail_events::table.find(id))).get_result(conn)
+}
+
+/// Records a processed report. A second report with the same id fails on the primary key (the
+/// caller treats that as "already processed").
+pub fn insert_mail_event(conn: &mut AnyConnection, row: &MailEventRow) -> QueryResult<()> {
+    diesel::insert_into(mail_events::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Soft bounces of an address that happened at or after `since`.
+pub fn count_soft_bounces(
+    conn: &mut AnyConnection,
+    email_hash: &str,
+    since: NaiveDateTime,
+) -> QueryResult<i64> {
+    mail_events::table
+        .filter(mail_events::email_hash.eq(email_hash))
+        .filter(mail_events::kind.eq("soft_bounce"))
+        .filter(mail_events::occurred_at.ge(since))
+        .select(count_star())
+        .first(conn)
+}
+
+/// The reports about one address, oldest first (for access requests).
+pub fn list_mail_events_for_address(
+    conn: &mut AnyConnection,
+    email_hash: &str,
+) -> QueryResult<Vec<MailEventRow>> {
+    mail_events::table
+        .filter(mail_events::email_hash.eq(email_hash))
+        .order(mail_events::occurred_at.asc())
+        .load(conn)
+}
