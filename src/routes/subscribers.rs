@@ -216,6 +216,11 @@ pub async fn subscriber_data(
                 let consent = db::consent::list_consent_events(conn, &id)?;
                 let mails = db::jobs::list_mail_for_subscriber(conn, &id)?;
                 let newsletters = db::deliveries::list_for_subscriber(conn, &id)?;
+                let address = subscriber["email"].as_str().unwrap_or_default();
+                let reports = db::mail_events::list_mail_events_for_address(
+                    conn,
+                    &tokens::email_hash(address),
+                )?;
                 // Reading someone's whole record is itself worth a line in the audit log.
                 auth.audit(conn, "subscriber.data_access", "subscriber", Some(&id))?;
                 Ok(Some(json!({
@@ -242,6 +247,13 @@ pub async fn subscriber_data(
                         "state": state,
                         "outcome": outcome,
                         "sent_at": sent_at.map(time),
+                    })).collect::<Vec<_>>(),
+                    "mail_reports": reports.iter().map(|r| json!({
+                        "kind": r.kind,
+                        "outcome": r.outcome,
+                        "provider": r.provider,
+                        "detail": r.detail,
+                        "occurred_at": time(r.occurred_at),
                     })).collect::<Vec<_>>(),
                 })))
             })
