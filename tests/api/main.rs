@@ -2,6 +2,7 @@ mod blast;
 mod confirm;
 mod fields;
 mod helpers;
+mod imports;
 mod interests;
 mod manage;
 mod newsletters;
