@@ -115,8 +115,11 @@ impl ImportRunner {
             Err(RunError::Moved) => TaskOutcome::Continue,
             Err(RunError::Broken(why)) => self.fail(&import_id, why).await,
             Err(e) if job.attempts >= job.max_attempts => {
-                self.fail(&import_id, format!("gave up after {} attempts: {e}", job.attempts))
-                    .await
+                self.fail(
+                    &import_id,
+                    format!("gave up after {} attempts: {e}", job.attempts),
+                )
+                .await
             }
             // A signup for a new address of this part committed first, or the database was
             // away: the part is read again, and decided again, on the next attempt. (The

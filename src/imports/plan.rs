@@ -309,7 +309,10 @@ pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prep
     let bytes = body.len() as i64;
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(refuse("file", "is empty: send the CSV file as the request body"));
+        return Err(refuse(
+            "file",
+            "is empty: send the CSV file as the request body",
+        ));
     }
     let text = std::str::from_utf8(body).map_err(|e| {
         let line = body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
@@ -385,10 +388,7 @@ pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prep
         });
     }
     if rows == 0 {
-        return Err(refuse(
-            "file",
-            "has a header row but no rows to import",
-        ));
+        return Err(refuse("file", "has a header row but no rows to import"));
     }
     Ok(Prepared {
         plan: Plan {
@@ -438,10 +438,19 @@ mod tests {
 
     #[test]
     fn headers_match_fields_in_either_language_and_any_case() {
-        let file = "\u{feff}Correo Electrónico;Nombre;IDIOMA;Home City\nana@example.org;Ana;es;Tucson\n";
+        let file =
+            "\u{feff}Correo Electrónico;Nombre;IDIOMA;Home City\nana@example.org;Ana;es;Tucson\n";
         let prepared = prepare(file.as_bytes(), &options(&[]), &catalog()).unwrap();
-        let fields: Vec<String> = prepared.plan.columns.iter().map(|c| c.field.label()).collect();
-        assert_eq!(fields, ["email", "name", "language", "attributes.home_city"]);
+        let fields: Vec<String> = prepared
+            .plan
+            .columns
+            .iter()
+            .map(|c| c.field.label())
+            .collect();
+        assert_eq!(
+            fields,
+            ["email", "name", "language", "attributes.home_city"]
+        );
         assert_eq!(prepared.plan.delimiter, b';');
         assert_eq!(prepared.rows, 1);
         assert_eq!(prepared.parts[0].first_line, 2);
@@ -449,9 +458,13 @@ mod tests {
 
     #[test]
     fn unknown_columns_and_a_missing_email_are_refused() {
-        let err = prepare(b"who,colour\na,b\n", &options(&[]), &catalog()).err().expect("refused");
+        let err = prepare(b"who,colour\na,b\n", &options(&[]), &catalog())
+            .err()
+            .expect("refused");
         assert!(err["columns"][0].contains("\"who\", \"colour\""), "{err:?}");
-        let err = prepare(b"name\nAna\n", &options(&[]), &catalog()).err().expect("refused");
+        let err = prepare(b"name\nAna\n", &options(&[]), &catalog())
+            .err()
+            .expect("refused");
         assert!(err["columns"][0].contains("e-mail"), "{err:?}");
         let ok = prepare(
             b"who,colour\na@b.org,red\n",
@@ -459,7 +472,9 @@ mod tests {
             &catalog(),
         );
         assert!(ok.is_ok());
-        let err = prepare(b"email\na@b.org\n", &options(&[("x", "email")]), &catalog()).err().expect("refused");
+        let err = prepare(b"email\na@b.org\n", &options(&[("x", "email")]), &catalog())
+            .err()
+            .expect("refused");
         assert!(err["map"][0].contains("no column"));
     }
 
@@ -482,9 +497,13 @@ mod tests {
 
     #[test]
     fn broken_files_say_what_is_wrong() {
-        let err = prepare(b"email,name\na@b.org\n", &options(&[]), &catalog()).err().expect("refused");
+        let err = prepare(b"email,name\na@b.org\n", &options(&[]), &catalog())
+            .err()
+            .expect("refused");
         assert!(err["file"][0].contains("line 2"), "{err:?}");
-        let err = prepare(b"email\n\xff\xfe\n", &options(&[]), &catalog()).err().expect("refused");
+        let err = prepare(b"email\n\xff\xfe\n", &options(&[]), &catalog())
+            .err()
+            .expect("refused");
         assert!(err["file"][0].contains("UTF-8"));
         assert!(prepare(b"  \n", &options(&[]), &catalog()).is_err());
         let err = prepare(b"email\n,\n", &options(&[]), &catalog());

@@ -147,7 +147,11 @@ fn read_row(
                 Err(e) => fail(e),
             },
             Field::Interests => {
-                for raw in cell.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()) {
+                for raw in cell
+                    .split([';', ','])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
                     match InterestSlug::parse(&raw.to_lowercase()) {
                         Ok(slug) if !interests.contains(&slug) => interests.push(slug),
                         Ok(_) => {}
@@ -164,7 +168,11 @@ fn read_row(
             Field::Ignore => {}
         }
     }
-    for slug in plan.interests.iter().filter_map(|s| InterestSlug::parse(s).ok()) {
+    for slug in plan
+        .interests
+        .iter()
+        .filter_map(|s| InterestSlug::parse(s).ok())
+    {
         if !interests.contains(&slug) {
             interests.push(slug);
         }
@@ -468,10 +476,13 @@ impl Writer<'_> {
             Mode::Confirm => (
                 "signup",
                 self.ctx.templates.text(language, "consent.signup"),
-                self.ctx
-                    .templates
-                    .text(language, "consent_wording_version"),
-                Some(self.import.source.clone().unwrap_or_else(|| "import".into())),
+                self.ctx.templates.text(language, "consent_wording_version"),
+                Some(
+                    self.import
+                        .source
+                        .clone()
+                        .unwrap_or_else(|| "import".into()),
+                ),
             ),
         };
         ConsentEvent {
@@ -510,11 +521,13 @@ impl Writer<'_> {
     }
 
     fn add_interests(&self, inserts: &mut Inserts, subscriber_id: &str, slugs: &[String]) {
-        inserts.interests.extend(slugs.iter().map(|slug| InterestRow {
-            subscriber_id: subscriber_id.to_owned(),
-            interest_slug: slug.clone(),
-            created_at: self.ctx.now,
-        }));
+        inserts
+            .interests
+            .extend(slugs.iter().map(|slug| InterestRow {
+                subscriber_id: subscriber_id.to_owned(),
+                interest_slug: slug.clone(),
+                created_at: self.ctx.now,
+            }));
     }
 
     /// A new person: confirmed with the given evidence, or pending with a confirmation mail.
@@ -532,11 +545,20 @@ impl Writer<'_> {
             language: language.as_str(),
             status: status.as_str(),
             attributes: Value::Object(row.attributes.clone()).to_string(),
-            source: Some(self.import.source.clone().unwrap_or_else(|| "import".into())),
+            source: Some(
+                self.import
+                    .source
+                    .clone()
+                    .unwrap_or_else(|| "import".into()),
+            ),
             created_at: self.ctx.now,
             updated_at: self.ctx.now,
         });
-        let slugs: Vec<String> = row.interests.iter().map(|s| s.as_str().to_owned()).collect();
+        let slugs: Vec<String> = row
+            .interests
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
         self.add_interests(inserts, &id, &slugs);
         inserts
             .consents
@@ -598,16 +620,28 @@ impl Writer<'_> {
             // Evidence given elsewhere confirms a pending person.
             (Mode::Consented, true) => {
                 let from = [SubscriberStatus::Pending.as_str()];
-                subscribers::set_status(conn, &person.id, &from, SubscriberStatus::Confirmed.as_str(), now)?;
+                subscribers::set_status(
+                    conn,
+                    &person.id,
+                    &from,
+                    SubscriberStatus::Confirmed.as_str(),
+                    now,
+                )?;
                 confirmations::use_confirmation_tokens(conn, &person.id, now)?;
-                inserts.consents.push(self.consent(&person.id, language, &all));
+                inserts
+                    .consents
+                    .push(self.consent(&person.id, language, &all));
                 changed = true;
             }
             (Mode::Consented, false) if !adding.is_empty() => {
-                inserts.consents.push(self.consent(&person.id, language, &all));
+                inserts
+                    .consents
+                    .push(self.consent(&person.id, language, &all));
             }
             (Mode::Confirm, true) if !open_confirmation && !throttled(conn, &person.id, now)? => {
-                inserts.consents.push(self.consent(&person.id, language, &all));
+                inserts
+                    .consents
+                    .push(self.consent(&person.id, language, &all));
                 self.confirmation(inserts, &person.id);
                 changed = true;
             }

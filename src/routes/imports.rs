@@ -115,12 +115,14 @@ struct Request {
 }
 
 fn parse_query(raw: &str) -> Result<Request, ApiError> {
-    let q: CreateQuery = serde_html_form::from_str(raw)
-        .map_err(|e| ApiError::field("query", format!("{e}")))?;
+    let q: CreateQuery =
+        serde_html_form::from_str(raw).map_err(|e| ApiError::field("query", format!("{e}")))?;
     let mut errors = FieldErrors::new();
-    let mut bad = |field: &str, message: String| errors.entry(field.into()).or_default().push(message);
+    let mut bad =
+        |field: &str, message: String| errors.entry(field.into()).or_default().push(message);
     let text = |raw: Option<String>| raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    let valid_text = |s: &str| s.chars().count() <= MAX_TEXT_CHARS && !s.chars().any(char::is_control);
+    let valid_text =
+        |s: &str| s.chars().count() <= MAX_TEXT_CHARS && !s.chars().any(char::is_control);
     let mode = match q.mode.as_deref() {
         None => {
             bad("mode", "is required: consented (they agreed elsewhere; give source and consent_note) or confirm (each new person gets a confirmation mail)".into());
@@ -137,17 +139,27 @@ fn parse_query(raw: &str) -> Result<Request, ApiError> {
     let source = text(q.source);
     let consent_note = text(q.consent_note);
     if source.as_deref().is_some_and(|s| !valid_text(s)) {
-        bad("source", "must be at most 500 characters on one line".into());
+        bad(
+            "source",
+            "must be at most 500 characters on one line".into(),
+        );
     }
     if consent_note.as_deref().is_some_and(|s| !valid_text(s)) {
-        bad("consent_note", "must be at most 500 characters on one line".into());
+        bad(
+            "consent_note",
+            "must be at most 500 characters on one line".into(),
+        );
     }
     if mode == Some(Mode::Consented) {
         if source.is_none() {
             bad("source", "is required with mode=consented: where these people agreed (a sign-up sheet, an event, a form)".into());
         }
         if consent_note.is_none() {
-            bad("consent_note", "is required with mode=consented: what they agreed to and how, kept as evidence".into());
+            bad(
+                "consent_note",
+                "is required with mode=consented: what they agreed to and how, kept as evidence"
+                    .into(),
+            );
         }
     }
     if mode == Some(Mode::Confirm) && consent_note.is_some() {
@@ -161,7 +173,13 @@ fn parse_query(raw: &str) -> Result<Request, ApiError> {
         }),
     };
     let mut interests = Vec::new();
-    for raw in q.interests.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+    for raw in q
+        .interests
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         match InterestSlug::parse(raw) {
             Ok(slug) if !interests.contains(&slug) => interests.push(slug),
             Ok(_) => {}

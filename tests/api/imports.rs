@@ -12,7 +12,12 @@ const CONSENTED: &[(&str, &str)] = &[
     ("consent_note", "Ticked \"send me news\" on the paper sheet"),
 ];
 
-async fn upload(app: &TestApp, token: &str, query: &[(&str, &str)], csv: &str) -> reqwest::Response {
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    query: &[(&str, &str)],
+    csv: &str,
+) -> reqwest::Response {
     app.client
         .post(app.url("/api/v1/imports"))
         .query(query)
@@ -43,7 +48,10 @@ async fn import(app: &TestApp, token: &str, query: &[(&str, &str)], csv: &str) -
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let queued: Value = res.json().await.unwrap();
     assert_eq!(queued["status"], "queued");
-    assert_eq!(location, format!("/api/v1/imports/{}", queued["id"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/api/v1/imports/{}", queued["id"].as_str().unwrap())
+    );
     app.run_tasks().await;
     let done = report(app, token, queued["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "done", "{done}");
@@ -52,8 +60,16 @@ async fn import(app: &TestApp, token: &str, query: &[(&str, &str)], csv: &str) -
 
 fn counts(report: &Value) -> [i64; 7] {
     let c = &report["counts"];
-    ["rows", "processed", "created", "updated", "unchanged", "skipped", "failed"]
-        .map(|k| c[k].as_i64().unwrap())
+    [
+        "rows",
+        "processed",
+        "created",
+        "updated",
+        "unchanged",
+        "skipped",
+        "failed",
+    ]
+    .map(|k| c[k].as_i64().unwrap())
 }
 
 /// (line, column, outcome) of every report entry.
@@ -111,7 +127,10 @@ async fn consented_import_adds_confirmed_people_with_the_evidence_and_a_rerun_ch
     assert_eq!(done["mode"], "consented");
     assert_eq!(done["source"], "Tucson rally sign-up sheet, 2026-03-03");
     assert!(done["finished_at"].is_string() && done["started_at"].is_string());
-    assert_eq!(done["columns"][4], json!({"column": "Home City", "field": "attributes.home_city"}));
+    assert_eq!(
+        done["columns"][4],
+        json!({"column": "Home City", "field": "attributes.home_city"})
+    );
 
     let rosa = subscriber(&app, &editor, "rosa@example.org").await;
     assert_eq!(rosa["status"], "confirmed");
@@ -128,7 +147,10 @@ async fn consented_import_adds_confirmed_people_with_the_evidence_and_a_rerun_ch
         (Some("es"), None),
         "the import's default language"
     );
-    assert_eq!(luis["attributes"], json!({"home_city": "+1 555 0100", "volunteer": false}));
+    assert_eq!(
+        luis["attributes"],
+        json!({"home_city": "+1 555 0100", "volunteer": false})
+    );
     let ana = subscriber(&app, &editor, "ana@example.org").await;
     assert_eq!(ana["name"], "Ana; la de la tienda");
     assert_eq!(ana["language"], "en");
@@ -136,7 +158,10 @@ async fn consented_import_adds_confirmed_people_with_the_evidence_and_a_rerun_ch
     // The ledger holds the evidence given, for each person.
     let data: Value = app
         .client
-        .get(app.url(&format!("/api/v1/subscribers/{}/data", rosa["id"].as_str().unwrap())))
+        .get(app.url(&format!(
+            "/api/v1/subscribers/{}/data",
+            rosa["id"].as_str().unwrap()
+        )))
         .bearer_auth(&editor)
         .send()
         .await
@@ -147,7 +172,10 @@ async fn consented_import_adds_confirmed_people_with_the_evidence_and_a_rerun_ch
     let consent = &data["consent"][0];
     assert_eq!(consent["action"], "staff_recorded");
     assert_eq!(consent["source"], "Tucson rally sign-up sheet, 2026-03-03");
-    assert_eq!(consent["wording"], "Ticked \"send me news\" on the paper sheet");
+    assert_eq!(
+        consent["wording"],
+        "Ticked \"send me news\" on the paper sheet"
+    );
     assert_eq!(consent["interests"], json!(["housing", "news"]));
     assert_eq!(app.count("consent_events"), 3);
     // No mail: they are on the list already, and nobody is mailed a welcome in bulk.
@@ -172,8 +200,15 @@ async fn consented_import_adds_confirmed_people_with_the_evidence_and_a_rerun_ch
     assert_eq!(luis["name"], "Luis");
     assert_eq!(luis["interests"], json!(["housing", "news"]));
     assert_eq!(luis["attributes"]["home_city"], "+1 555 0100");
-    assert_eq!(subscriber(&app, &editor, "rosa@example.org").await["name"], "Rosa Pérez");
-    assert_eq!(app.count("consent_events"), 4, "evidence for the interest added");
+    assert_eq!(
+        subscriber(&app, &editor, "rosa@example.org").await["name"],
+        "Rosa Pérez"
+    );
+    assert_eq!(
+        app.count("consent_events"),
+        4,
+        "evidence for the interest added"
+    );
 
     let list: Value = app
         .client
@@ -223,10 +258,17 @@ async fn confirm_import_mails_each_new_person_once_and_clicking_confirms() {
         [(5, Some("interests".into()), "note".into())],
         "a confirmed person gets no interests without evidence of consent"
     );
-    assert_eq!(app.status_of("nueva@example.org").as_deref(), Some("pending"));
+    assert_eq!(
+        app.status_of("nueva@example.org").as_deref(),
+        Some("pending")
+    );
 
     app.run_jobs().await;
-    assert_eq!(app.mails_to("pending@example.org").len(), 1, "no second confirmation");
+    assert_eq!(
+        app.mails_to("pending@example.org").len(),
+        1,
+        "no second confirmation"
+    );
     assert!(app.mails_to("member@example.org").is_empty());
     let mails = app.mails_to("nueva@example.org");
     assert_eq!(mails.len(), 1);
@@ -236,7 +278,10 @@ async fn confirm_import_mails_each_new_person_once_and_clicking_confirms() {
     let link = app.link(&mails[0], "/confirm/");
     let res = app.client.post(app.url(&link)).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(app.status_of("nueva@example.org").as_deref(), Some("confirmed"));
+    assert_eq!(
+        app.status_of("nueva@example.org").as_deref(),
+        Some("confirmed")
+    );
     let nueva = subscriber(&app, &editor, "nueva@example.org").await;
     assert_eq!(nueva["interests"], json!(["news"]));
     assert_eq!(nueva["source"], "CRM export");
@@ -277,7 +322,13 @@ async fn suppressed_erased_unsubscribed_and_bounced_people_are_never_added() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    app.add_subscriber("left@example.org", "unsubscribed", "en", Some("Left"), json!({}));
+    app.add_subscriber(
+        "left@example.org",
+        "unsubscribed",
+        "en",
+        Some("Left"),
+        json!({}),
+    );
     app.add_subscriber("bounced@example.org", "bounced", "en", None, json!({}));
     let csv = "email,name\nBlocked@example.org,B\ngone@example.org,G\nleft@example.org,L\nbounced@example.org,X\nfresh@example.org,F\n";
     for query in [CONSENTED.to_vec(), vec![("mode", "confirm")]] {
@@ -285,22 +336,39 @@ async fn suppressed_erased_unsubscribed_and_bounced_people_are_never_added() {
         assert_eq!(counts(&done)[5], 4, "{done}");
         let skipped: Vec<i64> = problems(&done)
             .into_iter()
-            .filter(|(_, column, outcome)| outcome == "skipped" && column.as_deref() == Some("email"))
+            .filter(|(_, column, outcome)| {
+                outcome == "skipped" && column.as_deref() == Some("email")
+            })
             .map(|(line, ..)| line)
             .collect();
         assert_eq!(skipped, [2, 3, 4, 5]);
         let text = done.to_string();
         for address in ["blocked@", "gone@", "left@", "bounced@"] {
-            assert!(!text.contains(address), "the report never repeats an address");
+            assert!(
+                !text.contains(address),
+                "the report never repeats an address"
+            );
         }
     }
     assert_eq!(app.status_of("gone@example.org"), None);
     assert_eq!(app.status_of("blocked@example.org"), None);
-    assert_eq!(app.status_of("left@example.org").as_deref(), Some("unsubscribed"));
-    assert_eq!(app.status_of("bounced@example.org").as_deref(), Some("bounced"));
-    assert_eq!(app.status_of("fresh@example.org").as_deref(), Some("confirmed"));
+    assert_eq!(
+        app.status_of("left@example.org").as_deref(),
+        Some("unsubscribed")
+    );
+    assert_eq!(
+        app.status_of("bounced@example.org").as_deref(),
+        Some("bounced")
+    );
+    assert_eq!(
+        app.status_of("fresh@example.org").as_deref(),
+        Some("confirmed")
+    );
     app.run_jobs().await;
-    assert!(app.mails().is_empty(), "the confirm run mailed nobody it skipped");
+    assert!(
+        app.mails().is_empty(),
+        "the confirm run mailed nobody it skipped"
+    );
 }
 
 #[tokio::test]
@@ -321,7 +389,13 @@ async fn the_report_names_the_line_and_column_of_each_problem() {
         "ok4@example.org,Fay,en,\"news;knitting\",abc,\n",
         "ok5@example.org,\"Gil \"\"G\"\" Ruiz\",en,News,41,\"x\"\n",
     );
-    let done = import(&app, &editor, &[("mode", "confirm"), ("map", "Notes:ignore")], csv).await;
+    let done = import(
+        &app,
+        &editor,
+        &[("mode", "confirm"), ("map", "Notes:ignore")],
+        csv,
+    )
+    .await;
     assert_eq!(counts(&done), [7, 7, 2, 0, 0, 1, 4], "{done}");
     assert_eq!(
         problems(&done),
@@ -339,7 +413,10 @@ async fn the_report_names_the_line_and_column_of_each_problem() {
     assert!(entries[2]["problem"].as_str().unwrap().contains("line 2"));
     assert!(entries[5]["problem"].as_str().unwrap().contains("knitting"));
     assert_eq!(done["problems_total"], 6);
-    assert_eq!(done["columns"][5], json!({"column": "Notes", "field": "ignore"}));
+    assert_eq!(
+        done["columns"][5],
+        json!({"column": "Notes", "field": "ignore"})
+    );
     let gil = subscriber(&app, &editor, "ok5@example.org").await;
     assert_eq!(gil["name"], "Gil \"G\" Ruiz");
     assert_eq!(gil["interests"], json!(["news"]));
@@ -361,7 +438,9 @@ async fn the_report_names_the_line_and_column_of_each_problem() {
     assert_eq!(page["next_problems_offset"], 4);
     let rest: Value = app
         .client
-        .get(app.url(&format!("/api/v1/imports/{id}?problems_limit=4&problems_offset=4")))
+        .get(app.url(&format!(
+            "/api/v1/imports/{id}?problems_limit=4&problems_offset=4"
+        )))
         .bearer_auth(&editor)
         .send()
         .await
@@ -381,24 +460,120 @@ async fn malformed_files_and_options_are_refused_at_once_and_nothing_is_queued()
     let good = "email\na@example.org\n";
     let large = "email\n".repeat(40);
     let cases: Vec<(&str, Vec<(&str, &str)>, &[u8], u16, &str)> = vec![
-        ("text/plain", vec![("mode", "confirm")], good.as_bytes(), 415, "text/csv"),
-        ("application/x-www-form-urlencoded", vec![("mode", "confirm")], good.as_bytes(), 415, "text/csv"),
-        ("text/csv; charset=windows-1252", vec![("mode", "confirm")], good.as_bytes(), 415, "UTF-8"),
+        (
+            "text/plain",
+            vec![("mode", "confirm")],
+            good.as_bytes(),
+            415,
+            "text/csv",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            vec![("mode", "confirm")],
+            good.as_bytes(),
+            415,
+            "text/csv",
+        ),
+        (
+            "text/csv; charset=windows-1252",
+            vec![("mode", "confirm")],
+            good.as_bytes(),
+            415,
+            "UTF-8",
+        ),
         ("text/csv", vec![("mode", "confirm")], b"", 422, "empty"),
-        ("text/csv", vec![("mode", "confirm")], b"email\n", 422, "no rows"),
-        ("text/csv", vec![("mode", "confirm")], b"email,name\nJos\xe9@example.org,Jos\xe9\n", 422, "UTF-8"),
-        ("text/csv", vec![("mode", "confirm")], b"email,name\na@example.org,A\nb@example.org,B,extra\n", 422, "line 3"),
-        ("text/csv", vec![("mode", "confirm")], b"email,shoe size\na@example.org,9\n", 422, "shoe size"),
-        ("text/csv", vec![("mode", "confirm")], b"name\nAna\n", 422, "e-mail"),
-        ("text/csv", vec![("mode", "confirm"), ("map", "name:email")], b"email,name\na@example.org,A\n", 422, "both hold email"),
+        (
+            "text/csv",
+            vec![("mode", "confirm")],
+            b"email\n",
+            422,
+            "no rows",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm")],
+            b"email,name\nJos\xe9@example.org,Jos\xe9\n",
+            422,
+            "UTF-8",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm")],
+            b"email,name\na@example.org,A\nb@example.org,B,extra\n",
+            422,
+            "line 3",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm")],
+            b"email,shoe size\na@example.org,9\n",
+            422,
+            "shoe size",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm")],
+            b"name\nAna\n",
+            422,
+            "e-mail",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm"), ("map", "name:email")],
+            b"email,name\na@example.org,A\n",
+            422,
+            "both hold email",
+        ),
         ("text/csv", vec![], good.as_bytes(), 422, "mode"),
-        ("text/csv", vec![("mode", "subscribe")], good.as_bytes(), 422, "consented or confirm"),
-        ("text/csv", vec![("mode", "consented")], good.as_bytes(), 422, "consent_note"),
-        ("text/csv", vec![("mode", "confirm"), ("interests", "news,knitting")], good.as_bytes(), 422, "knitting"),
-        ("text/csv", vec![("mode", "confirm"), ("map", "email:shoe_size")], good.as_bytes(), 422, "shoe_size"),
-        ("text/csv", vec![("mode", "confirm"), ("language", "fr")], good.as_bytes(), 422, "language"),
-        ("text/csv", vec![("mode", "confirm"), ("colour", "red")], good.as_bytes(), 422, "colour"),
-        ("text/csv", vec![("mode", "confirm")], large.as_bytes(), 413, "larger"),
+        (
+            "text/csv",
+            vec![("mode", "subscribe")],
+            good.as_bytes(),
+            422,
+            "consented or confirm",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "consented")],
+            good.as_bytes(),
+            422,
+            "consent_note",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm"), ("interests", "news,knitting")],
+            good.as_bytes(),
+            422,
+            "knitting",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm"), ("map", "email:shoe_size")],
+            good.as_bytes(),
+            422,
+            "shoe_size",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm"), ("language", "fr")],
+            good.as_bytes(),
+            422,
+            "language",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm"), ("colour", "red")],
+            good.as_bytes(),
+            422,
+            "colour",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm")],
+            large.as_bytes(),
+            413,
+            "larger",
+        ),
     ];
     for (content_type, query, body, status, needle) in cases {
         let res = app
@@ -411,7 +586,12 @@ async fn malformed_files_and_options_are_refused_at_once_and_nothing_is_queued()
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), status, "{content_type} {query:?} {:?}", String::from_utf8_lossy(body));
+        assert_eq!(
+            res.status(),
+            status,
+            "{content_type} {query:?} {:?}",
+            String::from_utf8_lossy(body)
+        );
         assert_eq!(res.headers()["content-type"], "application/problem+json");
         let text = res.text().await.unwrap();
         assert!(text.contains(needle), "{needle} not in {text}");
@@ -465,7 +645,12 @@ async fn only_those_who_may_write_contacts_import() {
     let done = import(&app, &writer, &query, csv).await;
     assert_eq!(done["created_by"]["type"], "api_key");
     let id = done["id"].as_str().unwrap();
-    for (token, status) in [(&viewer, 200), (&reader, 200), (&writer, 200), (&exporter, 403)] {
+    for (token, status) in [
+        (&viewer, 200),
+        (&reader, 200),
+        (&writer, 200),
+        (&exporter, 403),
+    ] {
         let res = app
             .client
             .get(app.url(&format!("/api/v1/imports/{id}")))
@@ -507,7 +692,13 @@ async fn an_import_cut_short_by_a_crash_resumes_where_it_stopped() {
     let now = enlace::db::now();
     let mut conn = app.conn();
     let claimed = enlace::db::write_transaction(&mut conn, |c| {
-        claim_jobs(c, Family::Task, now, now + chrono::Duration::minutes(15), 10)
+        claim_jobs(
+            c,
+            Family::Task,
+            now,
+            now + chrono::Duration::minutes(15),
+            10,
+        )
     })
     .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -525,7 +716,10 @@ async fn an_import_cut_short_by_a_crash_resumes_where_it_stopped() {
     drop(conn);
     let halfway = report(&app, &editor, &id).await;
     assert_eq!(halfway["status"], "running");
-    assert_eq!(halfway["counts"]["processed"], enlace::imports::plan::PART_ROWS);
+    assert_eq!(
+        halfway["counts"]["processed"],
+        enlace::imports::plan::PART_ROWS
+    );
     assert_eq!(app.count("import_parts"), 2, "the imported part is gone");
 
     // Its lease holds the job for a while; then another worker takes over and finishes.
@@ -533,8 +727,15 @@ async fn an_import_cut_short_by_a_crash_resumes_where_it_stopped() {
     assert!(app.run_tasks_after(chrono::Duration::minutes(16)).await > 0);
     let done = report(&app, &editor, &id).await;
     assert_eq!(done["status"], "done");
-    assert_eq!(counts(&done), [rows as i64, rows as i64, rows as i64, 0, 0, 0, 0]);
+    assert_eq!(
+        counts(&done),
+        [rows as i64, rows as i64, rows as i64, 0, 0, 0, 0]
+    );
     assert_eq!(app.count("subscribers"), rows as i64);
-    assert_eq!(app.count("consent_events"), rows as i64, "no part imported twice");
+    assert_eq!(
+        app.count("consent_events"),
+        rows as i64,
+        "no part imported twice"
+    );
     assert_eq!(app.count("import_parts"), 0);
 }
