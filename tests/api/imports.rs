@@ -459,7 +459,9 @@ async fn malformed_files_and_options_are_refused_at_once_and_nothing_is_queued()
     let editor = app.staff_token(Role::Editor).await;
     let good = "email\na@example.org\n";
     let large = "email\n".repeat(40);
-    let cases: Vec<(&str, Vec<(&str, &str)>, &[u8], u16, &str)> = vec![
+    // (content type, query, body, status, a word the answer must hold)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [u8], u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "text/plain",
             vec![("mode", "confirm")],
