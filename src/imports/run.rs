@@ -319,7 +319,7 @@ fn import_rows(
                 Problem::new(
                     email_column,
                     "skipped",
-                    format!("repeats the address on line {first}: only the first is imported"),
+                    format!("repeats the address on line {first}: only the first line with an address is imported"),
                 ),
             ));
             continue;

@@ -244,6 +244,8 @@ async fn confirm_import_mails_each_new_person_once_and_clicking_confirms() {
     // Already pending with a fresh confirmation, and already confirmed.
     app.subscribe(json!({"email": "pending@example.org"})).await;
     app.deliver_one("pending@example.org").await;
+    // An hour ago: past the resend interval, but the link still works.
+    app.age_jobs(60);
     app.add_subscriber("member@example.org", "confirmed", "en", None, json!({}));
     let csv = "email,language,interests\n\
                nueva@example.org,es,news\n\
@@ -293,6 +295,7 @@ async fn confirm_import_mails_each_new_person_once_and_clicking_confirms() {
 
     // The same file again: nothing new, no mail.
     app.run_jobs().await;
+    app.age_jobs(60);
     let sent = app.mails().len();
     let events = app.count("consent_events");
     let again = import(&app, &editor, &query, csv).await;
