@@ -2,7 +2,10 @@
 //! imports it one part per transaction (`run`), committing progress as it goes, so a crash
 //! resumes at the first part not yet imported.
 
+mod columns;
+mod people;
 pub mod plan;
+mod rows;
 pub mod run;
 
 use std::sync::Arc;

@@ -1,12 +1,14 @@
 //! Reading an uploaded CSV before anything is queued: its encoding and structure, which column
-//! feeds which field, how many rows it has, which lines repeat an earlier address, and the parts
-//! (runs of whole records) the worker imports one transaction at a time.
+//! feeds which field (`columns`), how many rows it has, which lines repeat an earlier address,
+//! and the parts (runs of whole records) the worker imports one transaction at a time.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::columns::plan_columns;
+pub use super::columns::{Column, Field};
 use crate::domain::{Email, FieldDeclaration, InterestSlug, Language};
 use crate::error::FieldErrors;
 
@@ -14,39 +16,6 @@ use crate::error::FieldErrors;
 pub const PART_ROWS: usize = 300;
 /// A part also ends once it holds this many bytes (rows with long notes).
 const PART_BYTES: usize = 512 * 1024;
-
-/// Where a column's values go.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Field {
-    Email,
-    Name,
-    Language,
-    Interests,
-    Attribute(String),
-    Ignore,
-}
-
-impl Field {
-    /// How the API names the field: `email`, `attributes.city`, `ignore`…
-    pub fn label(&self) -> String {
-        match self {
-            Self::Email => "email".into(),
-            Self::Name => "name".into(),
-            Self::Language => "language".into(),
-            Self::Interests => "interests".into(),
-            Self::Attribute(key) => format!("attributes.{key}"),
-            Self::Ignore => "ignore".into(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Column {
-    pub index: usize,
-    pub header: String,
-    pub field: Field,
-}
 
 /// Everything the worker needs besides the file itself; stored with the import as JSON.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -105,152 +74,6 @@ fn refuse(field: &str, message: impl Into<String>) -> Refusal {
     errors
 }
 
-/// Header names (lower case, `_` and runs of spaces as one space) each built-in field answers to.
-const ALIASES: &[(&str, Field)] = &[
-    ("email", Field::Email),
-    ("e-mail", Field::Email),
-    ("email address", Field::Email),
-    ("e-mail address", Field::Email),
-    ("correo", Field::Email),
-    ("correo electrónico", Field::Email),
-    ("correo electronico", Field::Email),
-    ("name", Field::Name),
-    ("full name", Field::Name),
-    ("nombre", Field::Name),
-    ("nombre completo", Field::Name),
-    ("language", Field::Language),
-    ("lang", Field::Language),
-    ("idioma", Field::Language),
-    ("interests", Field::Interests),
-    ("intereses", Field::Interests),
-];
-
-fn normalise(header: &str) -> String {
-    header
-        .trim()
-        .to_lowercase()
-        .replace('_', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The field a header names by itself, if any.
-fn field_for_header(header: &str, catalog: &Catalog) -> Option<Field> {
-    let wanted = normalise(header);
-    if let Some((_, field)) = ALIASES.iter().find(|(alias, _)| *alias == wanted) {
-        return Some(field.clone());
-    }
-    let key = wanted.strip_prefix("attributes.").unwrap_or(&wanted);
-    catalog
-        .fields
-        .iter()
-        .find(|f| normalise(&f.key) == key)
-        .map(|f| Field::Attribute(f.key.clone()))
-}
-
-/// The field a `map=` target names: a built-in field, `ignore`, or a declared custom field
-/// (`attributes.KEY` or just `KEY`).
-fn field_for_target(target: &str, catalog: &Catalog) -> Option<Field> {
-    let target = target.trim().to_lowercase();
-    Some(match target.as_str() {
-        "email" => Field::Email,
-        "name" => Field::Name,
-        "language" => Field::Language,
-        "interests" => Field::Interests,
-        "ignore" => Field::Ignore,
-        other => {
-            let key = other.strip_prefix("attributes.").unwrap_or(other);
-            let field = catalog.fields.iter().find(|f| f.key == key)?;
-            Field::Attribute(field.key.clone())
-        }
-    })
-}
-
-/// Decides which column feeds which field; every column must be accounted for.
-fn plan_columns(
-    headers: &csv::StringRecord,
-    options: &Options,
-    catalog: &Catalog,
-) -> Result<Vec<Column>, Refusal> {
-    let mut errors = FieldErrors::new();
-    let mut mapped: HashMap<usize, Field> = HashMap::new();
-    for (name, target) in &options.map {
-        let Some(field) = field_for_target(target, catalog) else {
-            errors.entry("map".into()).or_default().push(format!(
-                "\"{target}\" is not a field: use email, name, language, interests, ignore or a declared custom field"
-            ));
-            continue;
-        };
-        // The exact header first, then the same words in any case.
-        let exact: Vec<usize> = (0..headers.len())
-            .filter(|&i| headers[i].trim() == name.trim())
-            .collect();
-        let matches = if exact.is_empty() {
-            (0..headers.len())
-                .filter(|&i| normalise(&headers[i]) == normalise(name))
-                .collect()
-        } else {
-            exact
-        };
-        if matches.is_empty() {
-            errors
-                .entry("map".into())
-                .or_default()
-                .push(format!("the file has no column named \"{name}\""));
-        }
-        for i in matches {
-            mapped.insert(i, field.clone());
-        }
-    }
-    let mut columns = Vec::with_capacity(headers.len());
-    let mut unknown = Vec::new();
-    for (index, header) in headers.iter().enumerate() {
-        let field = match mapped.remove(&index) {
-            Some(field) => field,
-            None => match field_for_header(header, catalog) {
-                Some(field) => field,
-                None => {
-                    unknown.push(format!("\"{}\"", header.trim()));
-                    continue;
-                }
-            },
-        };
-        columns.push(Column {
-            index,
-            header: header.trim().to_owned(),
-            field,
-        });
-    }
-    if !unknown.is_empty() {
-        errors.entry("columns".into()).or_default().push(format!(
-            "unknown column{} {}: name a column email, name, language, interests or a declared custom field, or map it (map=<column>:<field>, or map=<column>:ignore to leave it out)",
-            if unknown.len() == 1 { "" } else { "s" },
-            unknown.join(", ")
-        ));
-    }
-    let mut seen: HashMap<String, &str> = HashMap::new();
-    for column in columns.iter().filter(|c| c.field != Field::Ignore) {
-        if let Some(first) = seen.insert(column.field.label(), &column.header) {
-            errors.entry("columns".into()).or_default().push(format!(
-                "columns \"{first}\" and \"{}\" both hold {}: map one of them to ignore",
-                column.header,
-                column.field.label()
-            ));
-        }
-    }
-    if !columns.iter().any(|c| c.field == Field::Email) {
-        errors.entry("columns".into()).or_default().push(
-            "no column holds the e-mail address: call it email (or e-mail, email address), or map it with map=<column>:email".into(),
-        );
-    }
-    if errors.is_empty() {
-        Ok(columns)
-    } else {
-        Err(errors)
-    }
-}
-
 /// The delimiter of the header line: the most frequent of `,` `;` and tab outside quotes
 /// (spreadsheets in Spanish locales save with `;`).
 fn sniff_delimiter(text: &str) -> u8 {
@@ -300,6 +123,39 @@ fn describe(error: &csv::Error, columns: usize) -> String {
     }
 }
 
+/// The line of a quote that opens a cell and is never closed. The CSV reader would take the rest
+/// of the file as that one cell; a file cut short or a stray quote says so instead. Quotes count
+/// only at the start of a cell, as the reader treats them.
+fn unclosed_quote(text: &str, delimiter: u8) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (mut line, mut opened_on) = (1, 0);
+    let (mut quoted, mut cell_start) = (false, true);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\n' {
+            line += 1;
+        }
+        if quoted {
+            if b == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+        } else if b == b'"' && cell_start {
+            quoted = true;
+            opened_on = line;
+            cell_start = false;
+        } else {
+            cell_start = b == delimiter || b == b'\n' || b == b'\r';
+        }
+        i += 1;
+    }
+    quoted.then_some(opened_on)
+}
+
 /// Checks a whole upload and cuts it into parts. Nothing here touches the database.
 pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prepared, Refusal> {
     let sha256 = Sha256::digest(body)
@@ -325,6 +181,12 @@ pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prep
         return Err(refuse("file", "holds NUL bytes: it is not a CSV text file"));
     }
     let delimiter = options.delimiter.unwrap_or_else(|| sniff_delimiter(text));
+    if let Some(line) = unclosed_quote(text, delimiter) {
+        return Err(refuse(
+            "file",
+            format!("a quote opened on line {line} is never closed: the file may be cut short"),
+        ));
+    }
     let mut csv = reader(text, delimiter, true);
     let headers = csv
         .headers()
@@ -508,5 +370,20 @@ mod tests {
         assert!(prepare(b"  \n", &options(&[]), &catalog()).is_err());
         let err = prepare(b"email\n,\n", &options(&[]), &catalog());
         assert!(err.is_err());
+        let err = prepare(
+            b"email,name\na@b.org,\"open\nc@d.org,C\n",
+            &options(&[]),
+            &catalog(),
+        )
+        .err()
+        .expect("refused");
+        assert!(err["file"][0].contains("line 2"), "{err:?}");
+        // Quotes inside a cell, and escaped quotes, are not openings.
+        let ok = prepare(
+            b"email,name\na@b.org,=HYPERLINK(\"x\")\nc@d.org,\"Gil \"\"G\"\"\"\n",
+            &options(&[]),
+            &catalog(),
+        );
+        assert!(ok.is_ok());
     }
 }

@@ -511,6 +511,13 @@ async fn malformed_files_and_options_are_refused_at_once_and_nothing_is_queued()
         (
             "text/csv",
             vec![("mode", "confirm")],
+            b"email,name\na@example.org,\"open\nb@example.org,B\n",
+            422,
+            "never closed",
+        ),
+        (
+            "text/csv",
+            vec![("mode", "confirm")],
             b"email,shoe size\na@example.org,9\n",
             422,
             "shoe size",
