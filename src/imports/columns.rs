@@ -41,6 +41,18 @@ pub struct Column {
     pub field: Field,
 }
 
+/// Column names and messages quoted back in an error, at most.
+const MAX_SHOWN: usize = 10;
+
+/// A header as quoted back in an error: trimmed, and cut at 60 characters.
+fn shown(header: &str) -> String {
+    let header = header.trim();
+    match header.char_indices().nth(60) {
+        Some((at, _)) => format!("{}…", &header[..at]),
+        None => header.to_owned(),
+    }
+}
+
 /// Header names (lower case, `_` and runs of spaces as one space) each built-in field answers to.
 const ALIASES: &[(&str, Field)] = &[
     ("email", Field::Email),
@@ -114,7 +126,8 @@ pub fn plan_columns(
     for (name, target) in &options.map {
         let Some(field) = field_for_target(target, catalog) else {
             errors.entry("map".into()).or_default().push(format!(
-                "\"{target}\" is not a field: use email, name, language, interests, ignore or a declared custom field"
+                "\"{}\" is not a field: use email, name, language, interests, ignore or a declared custom field",
+                shown(target)
             ));
             continue;
         };
@@ -133,7 +146,7 @@ pub fn plan_columns(
             errors
                 .entry("map".into())
                 .or_default()
-                .push(format!("the file has no column named \"{name}\""));
+                .push(format!("the file has no column named \"{}\"", shown(name)));
         }
         for i in matches {
             mapped.insert(i, field.clone());
@@ -147,7 +160,7 @@ pub fn plan_columns(
             None => match field_for_header(header, catalog) {
                 Some(field) => field,
                 None => {
-                    unknown.push(format!("\"{}\"", header.trim()));
+                    unknown.push(format!("\"{}\"", shown(header)));
                     continue;
                 }
             },
@@ -157,6 +170,11 @@ pub fn plan_columns(
             header: header.trim().to_owned(),
             field,
         });
+    }
+    if unknown.len() > MAX_SHOWN {
+        let more = unknown.len() - MAX_SHOWN;
+        unknown.truncate(MAX_SHOWN);
+        unknown.push(format!("and {more} more"));
     }
     if !unknown.is_empty() {
         errors.entry("columns".into()).or_default().push(format!(
@@ -169,8 +187,9 @@ pub fn plan_columns(
     for column in columns.iter().filter(|c| c.field != Field::Ignore) {
         if let Some(first) = seen.insert(column.field.label(), &column.header) {
             errors.entry("columns".into()).or_default().push(format!(
-                "columns \"{first}\" and \"{}\" both hold {}: map one of them to ignore",
-                column.header,
+                "columns \"{}\" and \"{}\" both hold {}: map one of them to ignore",
+                shown(first),
+                shown(&column.header),
                 column.field.label()
             ));
         }
@@ -179,6 +198,9 @@ pub fn plan_columns(
         errors.entry("columns".into()).or_default().push(
             "no column holds the e-mail address: call it email (or e-mail, email address), or map it with map=<column>:email".into(),
         );
+    }
+    for messages in errors.values_mut() {
+        messages.truncate(MAX_SHOWN);
     }
     if errors.is_empty() {
         Ok(columns)

@@ -324,6 +324,12 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err["columns"][0].contains("\"who\", \"colour\""), "{err:?}");
+        let many: Vec<String> = (0..15).map(|i| format!("c{i}")).collect();
+        let file = format!("email,{}\na@b.org{}\n", many.join(","), ",x".repeat(15));
+        let err = prepare(file.as_bytes(), &options(&[]), &catalog())
+            .err()
+            .expect("refused");
+        assert!(err["columns"][0].contains("and 5 more"), "{err:?}");
         let err = prepare(b"name\nAna\n", &options(&[]), &catalog())
             .err()
             .expect("refused");

@@ -114,7 +114,17 @@ pub fn read_row(
                     match InterestSlug::parse(&raw.to_lowercase()) {
                         Ok(slug) if !interests.contains(&slug) => interests.push(slug),
                         Ok(_) => {}
-                        Err(_) => fail(&format!("\"{raw}\" is not a valid interest")),
+                        // Quoted back only when it looks like a slug: a cell may hold anything,
+                        // an address included, and the report never repeats those.
+                        Err(_)
+                            if raw.len() <= 64
+                                && raw
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b" -_".contains(&b)) =>
+                        {
+                            fail(&format!("\"{raw}\" is not a valid interest"))
+                        }
+                        Err(_) => fail("holds a value that is not an interest slug"),
                     }
                 }
             }

@@ -391,6 +391,7 @@ async fn the_report_names_the_line_and_column_of_each_problem() {
         "Adams\",en,,,\n",
         "ok4@example.org,Fay,en,\"news;knitting\",abc,\n",
         "ok5@example.org,\"Gil \"\"G\"\" Ruiz\",en,News,41,\"x\"\n",
+        "ok6@example.org,Hal,en,hal@elsewhere.org,,\n",
     );
     let done = import(
         &app,
@@ -399,7 +400,7 @@ async fn the_report_names_the_line_and_column_of_each_problem() {
         csv,
     )
     .await;
-    assert_eq!(counts(&done), [7, 7, 2, 0, 0, 1, 4], "{done}");
+    assert_eq!(counts(&done), [8, 8, 2, 0, 0, 1, 5], "{done}");
     assert_eq!(
         problems(&done),
         [
@@ -409,13 +410,18 @@ async fn the_report_names_the_line_and_column_of_each_problem() {
             (7, Some("Name".into()), "failed".into()),
             (9, Some("Age".into()), "failed".into()),
             (9, Some("Interests".into()), "failed".into()),
+            (11, Some("Interests".into()), "failed".into()),
         ]
+    );
+    assert!(
+        !done.to_string().contains("elsewhere.org"),
+        "a cell's address is never quoted back"
     );
     let entries = done["problems"].as_array().unwrap();
     assert_eq!(entries[0]["problem"], "is not a valid e-mail address");
     assert!(entries[2]["problem"].as_str().unwrap().contains("line 2"));
     assert!(entries[5]["problem"].as_str().unwrap().contains("knitting"));
-    assert_eq!(done["problems_total"], 6);
+    assert_eq!(done["problems_total"], 7);
     assert_eq!(
         done["columns"][5],
         json!({"column": "Notes", "field": "ignore"})
@@ -452,6 +458,7 @@ async fn the_report_names_the_line_and_column_of_each_problem() {
         .await
         .unwrap();
     assert_eq!(rest["problems"][0]["line"], 9);
+    assert_eq!(rest["problems"].as_array().unwrap().len(), 3);
     assert_eq!(rest["next_problems_offset"], Value::Null);
 }
 
