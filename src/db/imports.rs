@@ -11,6 +11,7 @@ pub const QUEUED: &str = "queued";
 pub const RUNNING: &str = "running";
 pub const DONE: &str = "done";
 pub const FAILED: &str = "failed";
+pub const CANCELLED: &str = "cancelled";
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = imports, treat_none_as_default_value = false)]
@@ -230,14 +231,33 @@ pub fn fail_import(
     error: &str,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
+    end_import(conn, import_id, FAILED, Some(error), now)
+}
+
+/// Stops an import that has not finished: the rows not imported yet are left out.
+pub fn cancel_import(
+    conn: &mut AnyConnection,
+    import_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    end_import(conn, import_id, CANCELLED, None, now)
+}
+
+fn end_import(
+    conn: &mut AnyConnection,
+    import_id: &str,
+    status: &str,
+    error: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
     let changed = diesel::update(
         imports::table
             .find(import_id)
             .filter(imports::status.eq_any([QUEUED, RUNNING])),
     )
     .set((
-        imports::status.eq(FAILED),
-        imports::error.eq(Some(error)),
+        imports::status.eq(status),
+        imports::error.eq(error),
         imports::finished_at.eq(Some(now)),
     ))
     .execute(conn)?;

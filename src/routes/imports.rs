@@ -466,3 +466,43 @@ pub async fn list_imports(
     let data: Vec<Value> = rows.iter().map(|i| view(i, None)).collect();
     Ok(HttpResponse::Ok().json(json!({ "data": data, "next": next })))
 }
+
+/// `POST /api/v1/imports/{id}/cancel`: stops an import that has not finished. Rows already
+/// imported stay (and confirmation mails already queued for them go out); the rest of the file
+/// is deleted.
+pub async fn cancel_import(
+    auth: Authorized<WriteContacts>,
+    id: web::Path<uuid::Uuid>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let id = id.into_inner().to_string();
+    let logged = id.clone();
+    let outcome = state
+        .db
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                let Some(import) = store::find_import(conn, &id)? else {
+                    return Ok(None);
+                };
+                if !store::cancel_import(conn, &id, db::now())? {
+                    return Ok(Some(Err(import.status)));
+                }
+                auth.audit(conn, "import.cancel", "import", Some(&id))?;
+                let import = store::find_import(conn, &id)?;
+                let total = store::count_problems(conn, &id)?;
+                let page = store::list_problems(conn, &id, 0, DEFAULT_PROBLEMS)?;
+                Ok(Some(Ok(import.map(|i| view(&i, Some((page, total, 0)))))))
+            })
+        })
+        .await?;
+    match outcome {
+        None | Some(Ok(None)) => Err(ApiError::NotFound),
+        Some(Err(status)) => Err(ApiError::Conflict(format!(
+            "the import has already ended ({status})"
+        ))),
+        Some(Ok(Some(view))) => {
+            tracing::info!(import_id = %logged, "import cancelled");
+            Ok(HttpResponse::Ok().json(view))
+        }
+    }
+}

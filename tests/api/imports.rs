@@ -690,6 +690,83 @@ async fn only_those_who_may_write_contacts_import() {
     assert_eq!(upload(&app, &admin, &query, csv).await.status(), 202);
 }
 
+/// Imports the next part of an import directly, as a worker's run would.
+fn import_one_part(app: &TestApp, id: &str) -> enlace::imports::Step {
+    let templates = enlace::email::Templates::new("Enlace", None).unwrap();
+    let policy = enlace::signup::SignupPolicy {
+        confirm_ttl: chrono::Duration::days(7),
+    };
+    let ctx = enlace::imports::run::PartContext {
+        templates: &templates,
+        policy: &policy,
+        now: enlace::db::now(),
+    };
+    enlace::imports::run::next_part(&mut app.conn(), &ctx, id).unwrap()
+}
+
+#[tokio::test]
+async fn staff_can_stop_an_import_part_way() {
+    let app = spawn_app().await;
+    let editor = app.staff_token(Role::Editor).await;
+    let viewer = app.staff_token(Role::Viewer).await;
+    let rows = enlace::imports::plan::PART_ROWS + 5;
+    let mut csv = String::from("email\n");
+    for i in 0..rows {
+        csv.push_str(&format!("person{i}@example.org\n"));
+    }
+    let queued: Value = upload(&app, &editor, &[("mode", "confirm")], &csv)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = queued["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        import_one_part(&app, &id),
+        enlace::imports::Step::More { mail_queued: true }
+    );
+    let cancel = |token: String| {
+        let app = &app;
+        let path = format!("/api/v1/imports/{id}/cancel");
+        async move {
+            app.client
+                .post(app.url(&path))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(cancel(viewer.clone()).await.status(), 403);
+    let res = cancel(editor.clone()).await;
+    assert_eq!(res.status(), 200);
+    let cancelled: Value = res.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled["finished_at"].is_string());
+    assert_eq!(app.count("import_parts"), 0, "the rest of the file is gone");
+    app.run_tasks().await;
+    let after = report(&app, &editor, &id).await;
+    assert_eq!(after["status"], "cancelled");
+    assert_eq!(
+        after["counts"]["created"],
+        enlace::imports::plan::PART_ROWS,
+        "rows already imported stay; no more are"
+    );
+    assert_eq!(
+        app.count("subscribers"),
+        enlace::imports::plan::PART_ROWS as i64
+    );
+    assert_eq!(cancel(editor.clone()).await.status(), 409);
+    assert_eq!(app.count("audit_log WHERE action = 'import.cancel'"), 1);
+    let missing = app
+        .client
+        .post(app.url(&format!("/api/v1/imports/{}/cancel", uuid::Uuid::new_v4())))
+        .bearer_auth(&editor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
 #[tokio::test]
 async fn an_import_cut_short_by_a_crash_resumes_where_it_stopped() {
     use enlace::db::jobs::{claim_jobs, Family};
@@ -721,18 +798,11 @@ async fn an_import_cut_short_by_a_crash_resumes_where_it_stopped() {
     })
     .unwrap();
     assert_eq!(claimed.len(), 1);
-    let templates = enlace::email::Templates::new("Enlace", None).unwrap();
-    let policy = enlace::signup::SignupPolicy {
-        confirm_ttl: chrono::Duration::days(7),
-    };
-    let ctx = enlace::imports::run::PartContext {
-        templates: &templates,
-        policy: &policy,
-        now,
-    };
-    let step = enlace::imports::run::next_part(&mut conn, &ctx, &id).unwrap();
-    assert_eq!(step, enlace::imports::Step::More { mail_queued: false });
     drop(conn);
+    assert_eq!(
+        import_one_part(&app, &id),
+        enlace::imports::Step::More { mail_queued: false }
+    );
     let halfway = report(&app, &editor, &id).await;
     assert_eq!(halfway["status"], "running");
     assert_eq!(

@@ -4,7 +4,7 @@
 
 CREATE TABLE imports (
     id TEXT PRIMARY KEY NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
     mode TEXT NOT NULL CHECK (mode IN ('consented', 'confirm')),
     source TEXT,
     consent_note TEXT,
