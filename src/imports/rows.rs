@@ -128,9 +128,7 @@ pub fn read_row(
                     }
                 }
             }
-            Field::Attribute(key) if cell.trim().is_empty() => {
-                let _ = key;
-            }
+            Field::Attribute(_) if cell.trim().is_empty() => {}
             Field::Attribute(key) => {
                 attributes.insert(key.clone(), cell_value(fields.get(key), cell.trim()));
             }
