@@ -126,6 +126,10 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest CSV file accepted by `POST /api/v1/imports`, in bytes.
+    #[arg(long, global = true, env = "ENLACE_IMPORT_MAX_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub import_max_bytes: usize,
+
     /// Messages delivered at once by the mail worker.
     #[arg(
         long,

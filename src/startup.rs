@@ -174,6 +174,14 @@ impl Application {
             db: db.clone(),
             concurrency: 4,
             metrics: metrics.clone(),
+            imports: crate::imports::ImportRunner {
+                db: db.clone(),
+                templates: templates.clone(),
+                policy: SignupPolicy {
+                    confirm_ttl: chrono::Duration::hours(i64::from(settings.confirm_ttl_hours)),
+                },
+                mail_ready: mail_ready.clone(),
+            },
         });
         let limiter = NonZeroU32::new(settings.public_rate_limit)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));

@@ -205,10 +205,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    imports (id) {
+        id -> Text,
+        status -> Text,
+        mode -> Text,
+        source -> Nullable<Text>,
+        consent_note -> Nullable<Text>,
+        plan -> Text,
+        file -> Text,
+        total_rows -> BigInt,
+        parts -> BigInt,
+        next_part -> BigInt,
+        counts -> Text,
+        error -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    import_parts (import_id, part) {
+        import_id -> Text,
+        part -> BigInt,
+        first_line -> BigInt,
+        body -> Text,
+        duplicates -> Text,
+    }
+}
+
+diesel::table! {
+    import_problems (import_id, line, seq) {
+        import_id -> Text,
+        line -> BigInt,
+        seq -> Integer,
+        column_name -> Nullable<Text>,
+        outcome -> Text,
+        problem -> Text,
+    }
+}
+
 diesel::joinable!(api_keys -> staff (created_by));
 diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(consent_events -> subscribers (subscriber_id));
 diesel::joinable!(deliveries -> newsletters (newsletter_id));
+diesel::joinable!(import_parts -> imports (import_id));
+diesel::joinable!(import_problems -> imports (import_id));
 diesel::joinable!(jobs -> subscribers (subscriber_id));
 diesel::joinable!(newsletters -> segments (segment_id));
 diesel::joinable!(subscriber_interests -> interests (interest_slug));
@@ -221,6 +265,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     consent_events,
     custom_fields,
     deliveries,
+    import_parts,
+    import_problems,
+    imports,
     interests,
     jobs,
     mail_events,

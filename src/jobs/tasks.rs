@@ -43,6 +43,7 @@ pub struct TaskWorker {
     pub db: Db,
     pub concurrency: usize,
     pub metrics: Metrics,
+    pub imports: crate::imports::ImportRunner,
 }
 
 impl TaskWorker {
@@ -93,6 +94,7 @@ impl TaskWorker {
     /// Runs one task by its kind.
     async fn run_task(&self, job: &ClaimedJob) -> TaskOutcome {
         let outcome = match job.kind.as_str() {
+            crate::imports::JOB_KIND => self.imports.run(job).await,
             _ => TaskOutcome::Failed(format!("no handler for jobs of kind {}", job.kind)),
         };
         match &outcome {

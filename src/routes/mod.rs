@@ -5,6 +5,7 @@ mod confirm;
 mod events;
 mod fields;
 mod health;
+mod imports;
 mod interests;
 mod manage;
 mod newsletters;
@@ -73,6 +74,9 @@ routes! {
         delete => subscribers::erase_subscriber,
     },
     "/api/v1/subscribers/{id}/data" => { get => subscribers::subscriber_data },
+    "/api/v1/imports" => { get => imports::list_imports, post => imports::create_import },
+    "/api/v1/imports/{id}" => { get => imports::get_import },
+    "/api/v1/imports/{id}/cancel" => { post => imports::cancel_import },
     "/api/v1/interests" => { get => interests::list_interests, post => interests::create_interest },
     "/api/v1/interests/{slug}" => {
         get => interests::get_interest,

@@ -3,6 +3,7 @@ mod confirm;
 mod events;
 mod fields;
 mod helpers;
+mod imports;
 mod interests;
 mod manage;
 mod newsletters;

@@ -1,0 +1,395 @@
+//! Reading an uploaded CSV before anything is queued: its encoding and structure, which column
+//! feeds which field (`columns`), how many rows it has, which lines repeat an earlier address,
+//! and the parts (runs of whole records) the worker imports one transaction at a time.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::columns::plan_columns;
+pub use super::columns::{Column, Field};
+use crate::domain::{Email, FieldDeclaration, InterestSlug, Language};
+use crate::error::FieldErrors;
+
+/// Records per part: each part is imported in one transaction.
+pub const PART_ROWS: usize = 300;
+/// A part also ends once it holds this many bytes (rows with long notes).
+const PART_BYTES: usize = 512 * 1024;
+
+/// Everything the worker needs besides the file itself; stored with the import as JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub columns: Vec<Column>,
+    pub delimiter: u8,
+    /// For rows without a language of their own.
+    pub language: Language,
+    /// Interest slugs given to every row, besides the row's own.
+    pub interests: Vec<String>,
+}
+
+impl Plan {
+    pub fn column(&self, field: &Field) -> Option<&Column> {
+        self.columns.iter().find(|c| &c.field == field)
+    }
+}
+
+/// What the request says besides the file.
+pub struct Options {
+    pub language: Language,
+    pub interests: Vec<InterestSlug>,
+    /// (column header, target) pairs from `map=Column:target`.
+    pub map: Vec<(String, String)>,
+    pub delimiter: Option<u8>,
+}
+
+/// What the service knows that an upload refers to.
+pub struct Catalog {
+    pub interests: Vec<String>,
+    pub fields: Vec<FieldDeclaration>,
+}
+
+/// A part of the file as stored: whole records, the line the first starts on, and the lines in
+/// it that repeat an address first seen on an earlier line.
+pub struct Part {
+    pub first_line: i64,
+    pub body: String,
+    pub duplicates: Vec<(i64, i64)>,
+}
+
+pub struct Prepared {
+    pub plan: Plan,
+    pub parts: Vec<Part>,
+    pub rows: i64,
+    pub sha256: String,
+    pub bytes: i64,
+}
+
+/// Why an upload is refused before anything is stored: field → messages, for a 422.
+pub type Refusal = FieldErrors;
+
+fn refuse(field: &str, message: impl Into<String>) -> Refusal {
+    let mut errors = FieldErrors::new();
+    errors.insert(field.into(), vec![message.into()]);
+    errors
+}
+
+/// The delimiter of the header line: the most frequent of `,` `;` and tab outside quotes
+/// (spreadsheets in Spanish locales save with `;`).
+fn sniff_delimiter(text: &str) -> u8 {
+    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
+    let mut quoted = false;
+    for b in text.bytes() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => break,
+            _ if !quoted => {
+                if let Some(entry) = counts.iter_mut().find(|(d, _)| *d == b) {
+                    entry.1 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .max_by_key(|(_, n)| *n)
+        .map(|(d, _)| *d)
+        .unwrap_or(b',')
+}
+
+pub fn reader(body: &str, delimiter: u8, headers: bool) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(headers)
+        .flexible(false)
+        .from_reader(body.as_bytes())
+}
+
+/// Whether a record holds nothing at all (spreadsheets save trailing empty rows as `,,,`).
+pub fn is_blank(record: &csv::StringRecord) -> bool {
+    record.iter().all(|cell| cell.trim().is_empty())
+}
+
+fn describe(error: &csv::Error, columns: usize) -> String {
+    match error.kind() {
+        csv::ErrorKind::UnequalLengths { pos, len, .. } => format!(
+            "line {} has {len} field{} where the header has {columns}: check for a quote left open or a stray delimiter",
+            pos.as_ref().map(|p| p.line()).unwrap_or_default(),
+            if *len == 1 { "" } else { "s" },
+        ),
+        _ => format!("is not a readable CSV file: {error}"),
+    }
+}
+
+/// The line of a quote that opens a cell and is never closed. The CSV reader would take the rest
+/// of the file as that one cell; a file cut short or a stray quote says so instead. Quotes count
+/// only at the start of a cell, as the reader treats them.
+fn unclosed_quote(text: &str, delimiter: u8) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (mut line, mut opened_on) = (1, 0);
+    let (mut quoted, mut cell_start) = (false, true);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\n' {
+            line += 1;
+        }
+        if quoted {
+            if b == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+        } else if b == b'"' && cell_start {
+            quoted = true;
+            opened_on = line;
+            cell_start = false;
+        } else {
+            cell_start = b == delimiter || b == b'\n' || b == b'\r';
+        }
+        i += 1;
+    }
+    quoted.then_some(opened_on)
+}
+
+/// Checks a whole upload and cuts it into parts. Nothing here touches the database.
+pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prepared, Refusal> {
+    let sha256 = Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let bytes = body.len() as i64;
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(refuse(
+            "file",
+            "is empty: send the CSV file as the request body",
+        ));
+    }
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let line = body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        refuse(
+            "file",
+            format!("is not UTF-8 text (line {line}): save the sheet as \"CSV UTF-8\" and send it again"),
+        )
+    })?;
+    if text.contains('\0') {
+        return Err(refuse("file", "holds NUL bytes: it is not a CSV text file"));
+    }
+    let delimiter = options.delimiter.unwrap_or_else(|| sniff_delimiter(text));
+    if let Some(line) = unclosed_quote(text, delimiter) {
+        return Err(refuse(
+            "file",
+            format!("a quote opened on line {line} is never closed: the file may be cut short"),
+        ));
+    }
+    let mut csv = reader(text, delimiter, true);
+    let headers = csv
+        .headers()
+        .map_err(|e| refuse("file", describe(&e, 0)))?
+        .clone();
+    let columns = plan_columns(&headers, options, catalog)?;
+    let email_index = columns
+        .iter()
+        .find(|c| c.field == Field::Email)
+        .map(|c| c.index)
+        .unwrap_or_default();
+
+    let mut parts: Vec<Part> = Vec::new();
+    let mut first_seen: HashMap<String, i64> = HashMap::new();
+    let mut rows = 0i64;
+    // The part being gathered: where it starts in `text`, its first line, rows and repeats.
+    let mut start: Option<(usize, i64)> = None;
+    let mut in_part = 0usize;
+    let mut duplicates = Vec::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let at = csv.position().clone();
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(refuse("file", describe(&e, headers.len()))),
+        }
+        if is_blank(&record) {
+            continue;
+        }
+        let position = record.position().unwrap_or(&at);
+        let line = position.line() as i64;
+        let begin = position.byte() as usize;
+        let (part_start, _) = *start.get_or_insert((begin, line));
+        rows += 1;
+        in_part += 1;
+        if let Ok(email) = Email::parse(record.get(email_index).unwrap_or_default()) {
+            match first_seen.get(email.as_str()) {
+                Some(&first) => duplicates.push((line, first)),
+                None => {
+                    first_seen.insert(email.as_str().to_owned(), line);
+                }
+            }
+        }
+        let end = csv.position().byte() as usize;
+        if in_part >= PART_ROWS || end - part_start >= PART_BYTES {
+            let (from, first_line) = start.take().unwrap_or((begin, line));
+            parts.push(Part {
+                first_line,
+                body: text[from..end].to_owned(),
+                duplicates: std::mem::take(&mut duplicates),
+            });
+            in_part = 0;
+        }
+    }
+    if let Some((from, first_line)) = start {
+        parts.push(Part {
+            first_line,
+            body: text[from..].to_owned(),
+            duplicates,
+        });
+    }
+    if rows == 0 {
+        return Err(refuse("file", "has a header row but no rows to import"));
+    }
+    Ok(Prepared {
+        plan: Plan {
+            columns,
+            delimiter,
+            language: options.language,
+            interests: options
+                .interests
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+        },
+        parts,
+        rows,
+        sha256,
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog {
+            interests: vec!["news".into()],
+            fields: vec![FieldDeclaration {
+                key: "home_city".into(),
+                field_type: crate::domain::FieldType::Text,
+                allowed_values: vec![],
+                public: false,
+            }],
+        }
+    }
+
+    fn options(map: &[(&str, &str)]) -> Options {
+        Options {
+            language: Language::En,
+            interests: vec![],
+            map: map
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            delimiter: None,
+        }
+    }
+
+    #[test]
+    fn headers_match_fields_in_either_language_and_any_case() {
+        let file =
+            "\u{feff}Correo Electrónico;Nombre;IDIOMA;Home City\nana@example.org;Ana;es;Tucson\n";
+        let prepared = prepare(file.as_bytes(), &options(&[]), &catalog()).unwrap();
+        let fields: Vec<String> = prepared
+            .plan
+            .columns
+            .iter()
+            .map(|c| c.field.label())
+            .collect();
+        assert_eq!(
+            fields,
+            ["email", "name", "language", "attributes.home_city"]
+        );
+        assert_eq!(prepared.plan.delimiter, b';');
+        assert_eq!(prepared.rows, 1);
+        assert_eq!(prepared.parts[0].first_line, 2);
+    }
+
+    #[test]
+    fn unknown_columns_and_a_missing_email_are_refused() {
+        let err = prepare(b"who,colour\na,b\n", &options(&[]), &catalog())
+            .err()
+            .expect("refused");
+        assert!(err["columns"][0].contains("\"who\", \"colour\""), "{err:?}");
+        let many: Vec<String> = (0..15).map(|i| format!("c{i}")).collect();
+        let file = format!("email,{}\na@b.org{}\n", many.join(","), ",x".repeat(15));
+        let err = prepare(file.as_bytes(), &options(&[]), &catalog())
+            .err()
+            .expect("refused");
+        assert!(err["columns"][0].contains("and 5 more"), "{err:?}");
+        let err = prepare(b"name\nAna\n", &options(&[]), &catalog())
+            .err()
+            .expect("refused");
+        assert!(err["columns"][0].contains("e-mail"), "{err:?}");
+        let ok = prepare(
+            b"who,colour\na@b.org,red\n",
+            &options(&[("who", "email"), ("Colour", "ignore")]),
+            &catalog(),
+        );
+        assert!(ok.is_ok());
+        let err = prepare(b"email\na@b.org\n", &options(&[("x", "email")]), &catalog())
+            .err()
+            .expect("refused");
+        assert!(err["map"][0].contains("no column"));
+    }
+
+    #[test]
+    fn parts_hold_whole_records_and_repeats_point_at_the_first_line() {
+        let mut file = String::from("email,name\n");
+        for i in 0..(PART_ROWS + 5) {
+            file.push_str(&format!("p{i}@example.org,\"Line\nbreak\"\n"));
+        }
+        file.push_str("P0@Example.org,again\n");
+        let prepared = prepare(file.as_bytes(), &options(&[]), &catalog()).unwrap();
+        assert_eq!(prepared.parts.len(), 2);
+        assert_eq!(prepared.rows, PART_ROWS as i64 + 6);
+        let second = &prepared.parts[1];
+        assert_eq!(second.first_line, 2 + 2 * PART_ROWS as i64);
+        assert!(second.body.starts_with(&format!("p{PART_ROWS}@")));
+        let last_line = 2 + 2 * (PART_ROWS as i64 + 5);
+        assert_eq!(second.duplicates, vec![(last_line, 2)]);
+    }
+
+    #[test]
+    fn broken_files_say_what_is_wrong() {
+        let err = prepare(b"email,name\na@b.org\n", &options(&[]), &catalog())
+            .err()
+            .expect("refused");
+        assert!(err["file"][0].contains("line 2"), "{err:?}");
+        let err = prepare(b"email\n\xff\xfe\n", &options(&[]), &catalog())
+            .err()
+            .expect("refused");
+        assert!(err["file"][0].contains("UTF-8"));
+        assert!(prepare(b"  \n", &options(&[]), &catalog()).is_err());
+        let err = prepare(b"email\n,\n", &options(&[]), &catalog());
+        assert!(err.is_err());
+        let err = prepare(
+            b"email,name\na@b.org,\"open\nc@d.org,C\n",
+            &options(&[]),
+            &catalog(),
+        )
+        .err()
+        .expect("refused");
+        assert!(err["file"][0].contains("line 2"), "{err:?}");
+        // Quotes inside a cell, and escaped quotes, are not openings.
+        let ok = prepare(
+            b"email,name\na@b.org,=HYPERLINK(\"x\")\nc@d.org,\"Gil \"\"G\"\"\"\n",
+            &options(&[]),
+            &catalog(),
+        );
+        assert!(ok.is_ok());
+    }
+}

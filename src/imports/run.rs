@@ -1,0 +1,271 @@
+//! Importing one part of a file in one transaction: each row is read (`rows`), then decided
+//! against what the database knows (suppressions, existing people) and written (`people`),
+//! together with the report and the import's progress.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::NaiveDateTime;
+
+use super::people::{Outcome, Writer};
+use super::plan::{is_blank, reader, Field, Plan};
+use super::rows::{read_row, Problem};
+use super::Mode;
+use crate::db::batch::Inserts;
+use crate::db::imports::{self as store, Counts, Import, ImportPart, ImportProblem, Person};
+use crate::db::{self, subscribers, suppressions, AnyConnection};
+use crate::domain::{FieldDeclaration, SubscriberStatus, SuppressionReason};
+use crate::email::Templates;
+use crate::signup::{PublicCatalog, SignupPolicy};
+use crate::tokens;
+
+/// Why a part could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Pool(#[from] db::DbError),
+    /// Another run recorded this part first; nothing of this run was kept.
+    #[error("the import moved on meanwhile")]
+    Moved,
+    /// The stored import cannot be read: retrying will not help.
+    #[error("{0}")]
+    Broken(String),
+}
+
+/// What a run achieved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A part was imported and more remain.
+    More { mail_queued: bool },
+    /// The last part was imported.
+    Finished { mail_queued: bool },
+    /// The import ended earlier (done or failed): nothing to do.
+    Over,
+    /// The import no longer exists.
+    Gone,
+}
+
+/// Why an address is never imported, in the report's words.
+fn suppressed_because(reason: SuppressionReason) -> &'static str {
+    match reason {
+        SuppressionReason::Erased => "this person's data was erased at their request: an import never adds them back (they can sign up again themselves)",
+        SuppressionReason::Manual => "this address is on the suppression list: it is never imported",
+        SuppressionReason::HardBounce | SuppressionReason::Complaint => {
+            "this address bounced or complained and is suppressed: it is never imported"
+        }
+    }
+}
+
+/// Everything one part needs from outside the rows.
+pub struct PartContext<'a> {
+    pub templates: &'a Templates,
+    pub policy: &'a SignupPolicy,
+    pub now: NaiveDateTime,
+}
+
+/// Imports the next part of `import_id`, in one transaction with its report and progress.
+pub fn next_part(
+    conn: &mut AnyConnection,
+    ctx: &PartContext,
+    import_id: &str,
+) -> Result<Step, RunError> {
+    db::write_transaction(conn, |conn| {
+        let Some(import) = store::find_import(conn, import_id)? else {
+            return Ok(Step::Gone);
+        };
+        if ![store::QUEUED, store::RUNNING].contains(&import.status.as_str()) {
+            return Ok(Step::Over);
+        }
+        let Some(part) = store::find_part(conn, import_id, import.next_part)? else {
+            return Err(RunError::Broken(format!(
+                "part {} of the file is missing",
+                import.next_part + 1
+            )));
+        };
+        let last = import.next_part + 1 >= import.parts;
+        let (added, problems, mail_queued) = import_rows(conn, ctx, &import, &part)?;
+        store::insert_problems(conn, &problems)?;
+        let mut counts = import.counts();
+        counts.add(&added);
+        if !store::record_part(conn, import_id, part.part, &counts, last, ctx.now)? {
+            return Err(RunError::Moved);
+        }
+        // The file is personal data: each part goes once imported.
+        store::delete_parts(conn, import_id, Some(part.part))?;
+        if last {
+            store::delete_parts(conn, import_id, None)?;
+            Ok(Step::Finished { mail_queued })
+        } else {
+            Ok(Step::More { mail_queued })
+        }
+    })
+}
+
+/// Decides and writes every row of the part; returns the counts, the report entries and
+/// whether mail was queued.
+fn import_rows(
+    conn: &mut AnyConnection,
+    ctx: &PartContext,
+    import: &Import,
+    part: &ImportPart,
+) -> Result<(Counts, Vec<ImportProblem>, bool), RunError> {
+    let plan: Plan = serde_json::from_str(&import.plan)
+        .map_err(|e| RunError::Broken(format!("the stored plan cannot be read: {e}")))?;
+    let mode = Mode::parse(&import.mode)
+        .ok_or_else(|| RunError::Broken(format!("unknown mode {}", import.mode)))?;
+    let duplicates: HashMap<i64, i64> = serde_json::from_str::<Vec<(i64, i64)>>(&part.duplicates)
+        .map_err(|e| RunError::Broken(format!("the stored part cannot be read: {e}")))?
+        .into_iter()
+        .collect();
+    let catalog = PublicCatalog::load_for_staff(conn)?;
+    let fields: HashMap<String, FieldDeclaration> =
+        crate::db::interests::list_field_declarations(conn)?
+            .into_iter()
+            .map(|f| (f.key.clone(), f))
+            .collect();
+    let email_column = plan.column(&Field::Email);
+
+    let mut counts = Counts::default();
+    let mut report: Vec<(i64, Problem)> = Vec::new();
+    let mut rows = Vec::new();
+    let mut csv = reader(&part.body, plan.delimiter, false);
+    let mut record = csv::StringRecord::new();
+    while csv
+        .read_record(&mut record)
+        .map_err(|e| RunError::Broken(format!("the stored file cannot be read: {e}")))?
+    {
+        if is_blank(&record) {
+            continue;
+        }
+        let relative = record.position().map(|p| p.line() as i64).unwrap_or(1);
+        let line = part.first_line + relative - 1;
+        if let Some(first) = duplicates.get(&line) {
+            counts.skipped += 1;
+            report.push((
+                line,
+                Problem::new(
+                    email_column,
+                    "skipped",
+                    format!("repeats the address on line {first}: only the first line with an address is imported"),
+                ),
+            ));
+            continue;
+        }
+        match read_row(&plan, &catalog, &fields, &record, line) {
+            Ok(row) => rows.push(row),
+            Err(problems) => {
+                counts.failed += 1;
+                report.extend(problems.into_iter().map(|p| (line, p)));
+            }
+        }
+    }
+
+    // What the database knows about these addresses, one query each.
+    let hashes: Vec<String> = rows
+        .iter()
+        .map(|r| tokens::email_hash(r.email.as_str()))
+        .collect();
+    let suppressed: HashMap<String, SuppressionReason> =
+        suppressions::find_suppressions(conn, &hashes)?
+            .into_iter()
+            .filter_map(|(hash, reason)| Some((hash, SuppressionReason::parse(&reason)?)))
+            .collect();
+    let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
+    let people: HashMap<String, Person> = store::find_people(conn, &emails)?.into_iter().collect();
+    let ids: Vec<&str> = people.values().map(|p| p.id.as_str()).collect();
+    let mut held: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (id, interest) in subscribers::list_interests_of(conn, &ids)? {
+        held.entry(id).or_default().insert(interest.slug);
+    }
+    let pending: Vec<&str> = people
+        .values()
+        .filter(|p| p.status == SubscriberStatus::Pending.as_str())
+        .map(|p| p.id.as_str())
+        .collect();
+    let open: HashSet<String> = store::with_open_confirmation(conn, &pending, ctx.now)?
+        .into_iter()
+        .collect();
+
+    let writer = Writer {
+        ctx,
+        import,
+        mode,
+        default_language: plan.language,
+    };
+    let mut inserts = Inserts::default();
+    let mut confirmed_now: Vec<String> = Vec::new();
+    for row in &rows {
+        let hash = tokens::email_hash(row.email.as_str());
+        if let Some(reason) = suppressed.get(&hash) {
+            counts.skipped += 1;
+            report.push((
+                row.line,
+                Problem::new(email_column, "skipped", suppressed_because(*reason)),
+            ));
+            continue;
+        }
+        let outcome = match people.get(row.email.as_str()) {
+            None => {
+                let id = writer.create(&mut inserts, row);
+                if mode == Mode::Consented {
+                    confirmed_now.push(id);
+                }
+                Outcome::Created
+            }
+            Some(person) => {
+                let held = held.get(&person.id).cloned().unwrap_or_default();
+                writer.update(
+                    conn,
+                    &mut inserts,
+                    row,
+                    person,
+                    &held,
+                    open.contains(&person.id),
+                )?
+            }
+        };
+        match outcome {
+            Outcome::Created => counts.created += 1,
+            Outcome::Updated => counts.updated += 1,
+            Outcome::Unchanged => counts.unchanged += 1,
+            Outcome::Skipped(why) => {
+                counts.skipped += 1;
+                report.push((row.line, Problem::new(email_column, "skipped", why)));
+            }
+            Outcome::Noted(changed, note) => {
+                if changed {
+                    counts.updated += 1;
+                } else {
+                    counts.unchanged += 1;
+                }
+                report.push((
+                    row.line,
+                    Problem::new(plan.column(&Field::Interests), "note", note),
+                ));
+            }
+        }
+    }
+    let mail_queued = !inserts.jobs.is_empty();
+    inserts.write(conn)?;
+    let confirmed: Vec<&str> = confirmed_now.iter().map(String::as_str).collect();
+    store::stamp_confirmed(conn, &confirmed, ctx.now)?;
+
+    report.sort_by_key(|(line, _)| *line);
+    let mut problems = Vec::with_capacity(report.len());
+    let mut seq = 0;
+    let mut previous = None;
+    for (line, problem) in report {
+        seq = if previous == Some(line) { seq + 1 } else { 0 };
+        previous = Some(line);
+        problems.push(ImportProblem {
+            import_id: import.id.clone(),
+            line,
+            seq,
+            column_name: problem.column,
+            outcome: problem.outcome.to_owned(),
+            problem: problem.text,
+        });
+    }
+    Ok((counts, problems, mail_queued))
+}
