@@ -43,6 +43,8 @@ pub struct TaskWorker {
     pub db: Db,
     pub concurrency: usize,
     pub metrics: Metrics,
+    /// Signs and posts webhook messages.
+    pub webhooks: crate::webhooks::Deliverer,
 }
 
 impl TaskWorker {
@@ -93,6 +95,7 @@ impl TaskWorker {
     /// Runs one task by its kind.
     async fn run_task(&self, job: &ClaimedJob) -> TaskOutcome {
         let outcome = match job.kind.as_str() {
+            crate::db::webhooks::DELIVER_KIND => self.webhooks.deliver(&self.db, job).await,
             _ => TaskOutcome::Failed(format!("no handler for jobs of kind {}", job.kind)),
         };
         match &outcome {

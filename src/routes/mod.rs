@@ -12,7 +12,7 @@ mod segments;
 mod sends;
 pub mod staff;
 mod subscribe;
-mod subscribers;
+pub(crate) mod subscribers;
 
 use std::net::IpAddr;
 
