@@ -13,6 +13,7 @@ mod sends;
 pub mod staff;
 mod subscribe;
 pub(crate) mod subscribers;
+mod webhooks;
 
 use std::net::IpAddr;
 
@@ -100,6 +101,14 @@ routes! {
     "/api/v1/newsletters/{id}/pause" => { post => sends::pause_newsletter },
     "/api/v1/newsletters/{id}/resume" => { post => sends::resume_newsletter },
     "/api/v1/newsletters/{id}/cancel" => { post => sends::cancel_newsletter },
+    "/api/v1/webhooks" => { get => webhooks::list_webhooks, post => webhooks::create_webhook },
+    "/api/v1/webhooks/{id}" => {
+        get => webhooks::get_webhook,
+        patch => webhooks::update_webhook,
+        delete => webhooks::delete_webhook,
+    },
+    "/api/v1/webhooks/{id}/test" => { post => webhooks::test_webhook },
+    "/api/v1/webhooks/{id}/deliveries" => { get => webhooks::list_deliveries },
     "/healthz" => { get => health::healthz },
     "/readyz" => { get => health::readyz },
     "/metrics" => { get => health::metrics },

@@ -62,6 +62,7 @@ pub fn unsubscribe(
                 created_at: now,
             },
         )?;
+        crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberUnsubscribed, subscriber_id, now)?;
         Ok(true)
     })
 }
@@ -144,6 +145,7 @@ pub fn update_preferences(
                 },
             )?;
         }
+        crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberUpdated, subscriber_id, now)?;
         Ok(PreferencesOutcome::Saved)
     })
 }
@@ -162,7 +164,7 @@ pub fn record_hard_bounce(
         SubscriberStatus::Confirmed.as_str(),
         SubscriberStatus::Unsubscribed.as_str(),
     ];
-    subscribers::set_status(
+    let bounced = subscribers::set_status(
         conn,
         subscriber_id,
         &from,
@@ -170,6 +172,9 @@ pub fn record_hard_bounce(
         now,
     )?;
     db::jobs::drop_queued_for_subscriber(conn, subscriber_id, "address bounced", now)?;
+    if bounced {
+        crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberBounced, subscriber_id, now)?;
+    }
     if db::suppressions::find_suppression(conn, email_hash)?.is_none() {
         db::suppressions::insert_suppression(
             conn,
