@@ -165,10 +165,7 @@ pub fn list_messages(
     query.load(conn)
 }
 
-pub fn list_attempts(
-    conn: &mut AnyConnection,
-    message_ids: &[&str],
-) -> QueryResult<Vec<Attempt>> {
+pub fn list_attempts(conn: &mut AnyConnection, message_ids: &[&str]) -> QueryResult<Vec<Attempt>> {
     webhook_attempts::table
         .filter(webhook_attempts::message_id.eq_any(message_ids))
         .order((webhook_attempts::message_id, webhook_attempts::attempt))
@@ -266,12 +263,15 @@ pub fn forget_subscriber(
     diesel::update(webhook_attempts::table.filter(webhook_attempts::message_id.eq_any(all)))
         .set(webhook_attempts::response.eq(None::<String>))
         .execute(conn)?;
-    diesel::update(webhook_messages::table.filter(webhook_messages::subscriber_id.eq(subscriber_id)))
-        .set((
-            webhook_messages::payload.eq(serde_json::json!({"data": {"id": subscriber_id}}).to_string()),
-            webhook_messages::updated_at.eq(now),
-        ))
-        .execute(conn)
+    diesel::update(
+        webhook_messages::table.filter(webhook_messages::subscriber_id.eq(subscriber_id)),
+    )
+    .set((
+        webhook_messages::payload
+            .eq(serde_json::json!({"data": {"id": subscriber_id}}).to_string()),
+        webhook_messages::updated_at.eq(now),
+    ))
+    .execute(conn)
 }
 
 /// Drops the queued delivery jobs of these messages.

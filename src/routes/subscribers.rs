@@ -591,7 +591,12 @@ pub async fn update_subscriber(
                     let slugs: Vec<&str> = interests.iter().map(InterestSlug::as_str).collect();
                     store::replace_interests(conn, &id, &slugs, now)?;
                 }
-                crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberUpdated, &id, now)?;
+                crate::webhooks::emit_subscriber(
+                    conn,
+                    crate::webhooks::EventType::SubscriberUpdated,
+                    &id,
+                    now,
+                )?;
                 auth.audit(conn, "subscriber.update", "subscriber", Some(&id))?;
                 Ok(load_view(conn, &id)?)
             })

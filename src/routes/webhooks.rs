@@ -58,10 +58,7 @@ fn message_view(m: &Message, attempts: &[&Attempt]) -> Value {
 }
 
 fn bad(errors: &mut FieldErrors, field: &str, message: impl Into<String>) {
-    errors
-        .entry(field.into())
-        .or_default()
-        .push(message.into());
+    errors.entry(field.into()).or_default().push(message.into());
 }
 
 /// Event type names, checked and without repeats (in the order given).
@@ -354,7 +351,13 @@ pub async fn list_deliveries(
         bad(&mut errors, "limit", "must be between 1 and 200");
     }
     if q.state.as_deref().is_some_and(|s| {
-        ![store::PENDING, store::DELIVERED, store::FAILED, store::DROPPED].contains(&s)
+        ![
+            store::PENDING,
+            store::DELIVERED,
+            store::FAILED,
+            store::DROPPED,
+        ]
+        .contains(&s)
     }) {
         bad(
             &mut errors,

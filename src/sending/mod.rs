@@ -117,7 +117,12 @@ impl Engine {
                 db::write_transaction(conn, |c| {
                     deliveries::skip_cancelled(c)?;
                     let finished = newsletters::finish_completed(c, now)?;
-                    crate::webhooks::emit_newsletters(c, crate::webhooks::EventType::NewsletterFinished, &finished, now)?;
+                    crate::webhooks::emit_newsletters(
+                        c,
+                        crate::webhooks::EventType::NewsletterFinished,
+                        &finished,
+                        now,
+                    )?;
                     Ok::<_, diesel::result::Error>(finished)
                 })
                 .map_err(db::DbError::from)

@@ -58,7 +58,12 @@ pub async fn start(
                 now,
             )?;
             let started = [newsletter.id.clone()];
-            crate::webhooks::emit_newsletters(conn, crate::webhooks::EventType::NewsletterStarted, &started, now)?;
+            crate::webhooks::emit_newsletters(
+                conn,
+                crate::webhooks::EventType::NewsletterStarted,
+                &started,
+                now,
+            )?;
             Ok(Some(count))
         })
     })

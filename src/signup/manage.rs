@@ -62,7 +62,12 @@ pub fn unsubscribe(
                 created_at: now,
             },
         )?;
-        crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberUnsubscribed, subscriber_id, now)?;
+        crate::webhooks::emit_subscriber(
+            conn,
+            crate::webhooks::EventType::SubscriberUnsubscribed,
+            subscriber_id,
+            now,
+        )?;
         Ok(true)
     })
 }
@@ -145,7 +150,12 @@ pub fn update_preferences(
                 },
             )?;
         }
-        crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberUpdated, subscriber_id, now)?;
+        crate::webhooks::emit_subscriber(
+            conn,
+            crate::webhooks::EventType::SubscriberUpdated,
+            subscriber_id,
+            now,
+        )?;
         Ok(PreferencesOutcome::Saved)
     })
 }
@@ -173,7 +183,12 @@ pub fn record_hard_bounce(
     )?;
     db::jobs::drop_queued_for_subscriber(conn, subscriber_id, "address bounced", now)?;
     if bounced {
-        crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberBounced, subscriber_id, now)?;
+        crate::webhooks::emit_subscriber(
+            conn,
+            crate::webhooks::EventType::SubscriberBounced,
+            subscriber_id,
+            now,
+        )?;
     }
     if db::suppressions::find_suppression(conn, email_hash)?.is_none() {
         db::suppressions::insert_suppression(

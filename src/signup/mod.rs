@@ -374,9 +374,19 @@ fn apply_signups(
     inserts.write(conn)?;
     let outbox = crate::webhooks::Outbox::load(conn)?;
     let created: Vec<&str> = inserts.subscribers.iter().map(|s| s.id.as_str()).collect();
-    outbox.emit_subscribers(conn, crate::webhooks::EventType::SubscriberCreated, &created, now)?;
+    outbox.emit_subscribers(
+        conn,
+        crate::webhooks::EventType::SubscriberCreated,
+        &created,
+        now,
+    )?;
     let updated: Vec<&str> = updated.iter().map(String::as_str).collect();
-    outbox.emit_subscribers(conn, crate::webhooks::EventType::SubscriberUpdated, &updated, now)?;
+    outbox.emit_subscribers(
+        conn,
+        crate::webhooks::EventType::SubscriberUpdated,
+        &updated,
+        now,
+    )?;
     Ok(results)
 }
 

@@ -86,7 +86,12 @@ pub fn upsert_by_staff(
             });
             row.write(conn)?;
             subscribers::add_interests(conn, &id, &slugs, now)?;
-            crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberCreated, &id, now)?;
+            crate::webhooks::emit_subscriber(
+                conn,
+                crate::webhooks::EventType::SubscriberCreated,
+                &id,
+                now,
+            )?;
             (id, true, SubscriberStatus::Pending)
         }
         Some(row) => {
@@ -119,7 +124,12 @@ pub fn upsert_by_staff(
             if input.interests_given {
                 subscribers::replace_interests(conn, &row.id, &slugs, now)?;
             }
-            crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberUpdated, &row.id, now)?;
+            crate::webhooks::emit_subscriber(
+                conn,
+                crate::webhooks::EventType::SubscriberUpdated,
+                &row.id,
+                now,
+            )?;
             (row.id, false, status)
         }
     };

@@ -72,7 +72,9 @@ impl Deliverer {
             })
             .await?;
         let Some((message, Some(endpoint))) = found else {
-            return Ok(TaskOutcome::Dropped("the message or its endpoint was deleted"));
+            return Ok(TaskOutcome::Dropped(
+                "the message or its endpoint was deleted",
+            ));
         };
         if message.state != store::PENDING {
             return Ok(TaskOutcome::Dropped("the message was settled meanwhile"));
@@ -96,7 +98,14 @@ impl Deliverer {
             .await?;
             return Ok(TaskOutcome::Dropped("the endpoint is disabled"));
         }
-        let response = self.post(&endpoint.url, &endpoint.secret, &message.id, &message.payload).await;
+        let response = self
+            .post(
+                &endpoint.url,
+                &endpoint.secret,
+                &message.id,
+                &message.payload,
+            )
+            .await;
         let delivered = response.status.is_some_and(|s| (200..300).contains(&s));
         let gone = response.status == Some(410);
         let last_try = job.attempts >= job.max_attempts.min(MAX_ATTEMPTS);
@@ -193,7 +202,9 @@ impl Deliverer {
             Err(why) => return fail(format!("the endpoint URL {why}")),
         };
         if !self.allow_private && target::literal_ip(&url).is_some_and(target::is_forbidden) {
-            return fail("the endpoint URL points to a private, loopback or link-local address".into());
+            return fail(
+                "the endpoint URL points to a private, loopback or link-local address".into(),
+            );
         }
         let timestamp = Utc::now().timestamp();
         let Some(signature) = super::signing::sign(secret, id, timestamp, body.as_bytes()) else {

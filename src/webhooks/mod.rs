@@ -245,7 +245,14 @@ pub fn queue_test(
         },
     })
     .to_string();
-    let ids = insert_messages(conn, &[endpoint_id], EventType::WebhookTest, None, &payload, now)?;
+    let ids = insert_messages(
+        conn,
+        &[endpoint_id],
+        EventType::WebhookTest,
+        None,
+        &payload,
+        now,
+    )?;
     Ok(ids.into_iter().next().unwrap_or_default())
 }
 

@@ -28,7 +28,10 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<Strin
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Some(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 #[cfg(test)]
@@ -53,7 +56,9 @@ mod tests {
     #[test]
     fn secrets_are_prefixed_and_long_enough() {
         let secret = new_secret();
-        let raw = STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+        let raw = STANDARD
+            .decode(secret.strip_prefix("whsec_").unwrap())
+            .unwrap();
         assert!(raw.len() >= 24);
         assert_ne!(secret, new_secret());
     }

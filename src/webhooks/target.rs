@@ -60,7 +60,9 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
 pub fn parse_url(raw: &str, allow_private: bool) -> Result<Url, String> {
     let raw = raw.trim();
     if raw.is_empty() || raw.chars().count() > MAX_URL_CHARS {
-        return Err(format!("must be a URL of at most {MAX_URL_CHARS} characters"));
+        return Err(format!(
+            "must be a URL of at most {MAX_URL_CHARS} characters"
+        ));
     }
     let url = Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
     match url.scheme() {
@@ -93,7 +95,8 @@ pub fn literal_ip(url: &Url) -> Option<IpAddr> {
     }
 }
 
-const REFUSED: &str = "points to a private, loopback or link-local address, which webhooks may not reach";
+const REFUSED: &str =
+    "points to a private, loopback or link-local address, which webhooks may not reach";
 
 /// The full check made when an endpoint is saved: form, then where the host leads.
 pub async fn check_url(raw: &str, allow_private: bool) -> Result<Url, String> {
@@ -180,7 +183,12 @@ mod tests {
         ] {
             assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.215.14", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for ip in [
+            "93.184.215.14",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
         }
     }
