@@ -73,6 +73,9 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         subscriber_interests,
         subscribers,
         suppressions,
-        tombstones
+        tombstones,
+        webhook_endpoints,
+        webhook_messages,
+        webhook_attempts
     );
 }
