@@ -199,6 +199,8 @@ diesel::table! {
         description -> Text,
         event_types -> Text,
         secret -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_secret_until -> Nullable<Timestamp>,
         enabled -> Bool,
         disabled_reason -> Nullable<Text>,
         created_by -> Nullable<Text>,

@@ -24,6 +24,8 @@ pub struct Endpoint {
     /// JSON array of event type names.
     pub event_types: String,
     pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<NaiveDateTime>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub created_by: Option<String>,
@@ -34,6 +36,18 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn events(&self) -> Vec<String> {
         serde_json::from_str(&self.event_types).unwrap_or_default()
+    }
+
+    /// The secrets that sign a message sent at `now`: the current one, and during a rotation
+    /// the previous one too.
+    pub fn signing_secrets(&self, now: NaiveDateTime) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_secret_until) {
+            if now < until {
+                secrets.push(previous);
+            }
+        }
+        secrets
     }
 }
 
@@ -46,6 +60,39 @@ pub struct EndpointChanges {
     pub enabled: Option<bool>,
     pub disabled_reason: Option<Option<String>>,
     pub updated_at: Option<NaiveDateTime>,
+}
+
+/// Replaces an endpoint's secret; the old one keeps signing until `until`.
+pub fn rotate_secret(
+    conn: &mut AnyConnection,
+    id: &str,
+    secret: &str,
+    until: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(webhook_endpoints::table.find(id))
+        .set((
+            webhook_endpoints::previous_secret.eq(webhook_endpoints::secret.nullable()),
+            webhook_endpoints::previous_secret_until.eq(Some(until)),
+            webhook_endpoints::secret.eq(secret),
+            webhook_endpoints::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Whether any message of the endpoint was delivered at or after `since`.
+pub fn delivered_since(
+    conn: &mut AnyConnection,
+    endpoint_id: &str,
+    since: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        webhook_messages::table
+            .filter(webhook_messages::endpoint_id.eq(endpoint_id))
+            .filter(webhook_messages::delivered_at.ge(since)),
+    ))
+    .get_result(conn)
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]

@@ -108,6 +108,7 @@ routes! {
         delete => webhooks::delete_webhook,
     },
     "/api/v1/webhooks/{id}/test" => { post => webhooks::test_webhook },
+    "/api/v1/webhooks/{id}/rotate-secret" => { post => webhooks::rotate_webhook_secret },
     "/api/v1/webhooks/{id}/deliveries" => { get => webhooks::list_deliveries },
     "/healthz" => { get => health::healthz },
     "/readyz" => { get => health::readyz },

@@ -137,6 +137,8 @@ pub async fn create_webhook(
         description,
         event_types: serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()),
         secret: signing::new_secret(),
+        previous_secret: None,
+        previous_secret_until: None,
         enabled: body.enabled.unwrap_or(true),
         disabled_reason: None,
         created_by: auth.principal.staff_id().map(str::to_owned),
@@ -286,6 +288,42 @@ pub async fn delete_webhook(
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+/// How long a rotated-out secret keeps signing alongside the new one.
+const ROTATION_OVERLAP_HOURS: i64 = 24;
+
+/// Gives the endpoint a new secret, shown in this answer only. For a day both secrets sign
+/// every message (two `v1,` signatures), so receivers can switch without losing a delivery.
+pub async fn rotate_webhook_secret(
+    auth: Authorized<ManageWebhooks>,
+    id: web::Path<uuid::Uuid>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let id = id.into_inner().to_string();
+    let secret = signing::new_secret();
+    let now = db::now();
+    let until = now + chrono::Duration::hours(ROTATION_OVERLAP_HOURS);
+    let stored = secret.clone();
+    let rotated = state
+        .db
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<_, DbError> {
+                if !store::rotate_secret(conn, &id, &stored, until, now)? {
+                    return Ok(false);
+                }
+                auth.audit(conn, "webhook.rotate_secret", "webhook", Some(&id))?;
+                Ok(true)
+            })
+        })
+        .await?;
+    if !rotated {
+        return Err(ApiError::NotFound);
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "secret": secret,
+        "previous_secret_valid_until": time(until),
+    })))
 }
 
 /// Queues a signed `webhook.test` event to this endpoint alone (202: it is delivered by the

@@ -98,13 +98,13 @@ impl Deliverer {
             .await?;
             return Ok(TaskOutcome::Dropped("the endpoint is disabled"));
         }
+        let secrets: Vec<String> = endpoint
+            .signing_secrets(db::now())
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let response = self
-            .post(
-                &endpoint.url,
-                &endpoint.secret,
-                &message.id,
-                &message.payload,
-            )
+            .post(&endpoint.url, &secrets, &message.id, &message.payload)
             .await;
         let delivered = response.status.is_some_and(|s| (200..300).contains(&s));
         let gone = response.status == Some(410);
@@ -142,6 +142,8 @@ impl Deliverer {
         };
         let recorded_failure = failure.clone();
         let endpoint_id = endpoint.id.clone();
+        let exhausted = !delivered && !gone && last_try;
+        let since = message.created_at;
         db.write(move |conn| {
             db::write_transaction(conn, |conn| -> diesel::QueryResult<()> {
                 let now = db::now();
@@ -157,6 +159,21 @@ impl Deliverer {
                 )?;
                 if gone {
                     let why = "the receiver answered 410 Gone";
+                    store::update_endpoint(
+                        conn,
+                        &endpoint_id,
+                        &EndpointChanges {
+                            enabled: Some(false),
+                            disabled_reason: Some(Some(why.into())),
+                            updated_at: Some(now),
+                            ..Default::default()
+                        },
+                    )?;
+                    store::drop_pending_for_endpoint(conn, &endpoint_id, why, now)?;
+                } else if exhausted && !store::delivered_since(conn, &endpoint_id, since)? {
+                    // Nothing has got through since this message was queued, a day ago: the
+                    // receiver is gone or broken. Staff turn it on again once it is fixed.
+                    let why = "nothing was delivered for a day (every attempt at a message failed)";
                     store::update_endpoint(
                         conn,
                         &endpoint_id,
@@ -187,7 +204,7 @@ impl Deliverer {
     }
 
     /// One signed POST. The timestamp is the attempt's own, so a retry is signed afresh.
-    async fn post(&self, url: &str, secret: &str, id: &str, body: &str) -> Response {
+    async fn post(&self, url: &str, secrets: &[String], id: &str, body: &str) -> Response {
         let started = Instant::now();
         let fail = |error: String| Response {
             status: None,
@@ -207,9 +224,15 @@ impl Deliverer {
             );
         }
         let timestamp = Utc::now().timestamp();
-        let Some(signature) = super::signing::sign(secret, id, timestamp, body.as_bytes()) else {
+        let signatures: Option<Vec<String>> = secrets
+            .iter()
+            .map(|secret| super::signing::sign(secret, id, timestamp, body.as_bytes()))
+            .collect();
+        let Some(signatures) = signatures else {
             return fail("the endpoint's secret is unreadable".into());
         };
+        // During a rotation both secrets sign; receivers accept either (space-separated).
+        let signature = signatures.join(" ");
         let sent = self
             .client
             .post(url)

@@ -29,6 +29,7 @@ struct Received {
     timestamp: i64,
     body: Value,
     raw: String,
+    signature: String,
     /// The reference library accepted signature and timestamp.
     verified: bool,
 }
@@ -83,6 +84,7 @@ async fn receive(
         timestamp: header("webhook-timestamp").parse().unwrap_or_default(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         raw: String::from_utf8_lossy(&body).into_owned(),
+        signature: header("webhook-signature"),
         verified,
     });
     let reply = state
@@ -922,4 +924,92 @@ async fn only_admins_and_keys_with_the_webhooks_scope_manage_webhooks() {
         app.count(&format!("audit_log WHERE action = 'webhook.create' AND actor_type = 'api_key' AND object_id = '{id}'")),
         1
     );
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_alongside_the_old_one_for_a_day() {
+    let (app, admin) = admin_app(loopback_allowed).await;
+    let receiver = Receiver::start().await;
+    let endpoint = register(&app, &admin, &receiver, &["subscriber.created"]).await;
+    let (status, rotated) = call(
+        &app,
+        &admin,
+        "POST",
+        &format!("/api/v1/webhooks/{endpoint}/rotate-secret"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert!(new_secret.starts_with("whsec_"));
+    assert!(rotated["previous_secret_valid_until"].is_string());
+    let test = format!("/api/v1/webhooks/{endpoint}/test");
+
+    // A receiver still on the old secret keeps verifying, and so does one on the new secret.
+    call(&app, &admin, "POST", &test, Value::Null).await;
+    app.run_tasks().await;
+    receiver.set_secret(&new_secret);
+    call(&app, &admin, "POST", &test, Value::Null).await;
+    app.run_tasks().await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.verified));
+    assert_eq!(
+        got[1].signature.split(' ').count(),
+        2,
+        "{}",
+        got[1].signature
+    );
+
+    // Once the overlap is over, only the new secret signs.
+    app.sql("UPDATE webhook_endpoints SET previous_secret_until = '2020-01-01 00:00:00'");
+    call(&app, &admin, "POST", &test, Value::Null).await;
+    app.run_tasks().await;
+    let last = receiver.received().pop().unwrap();
+    assert!(last.verified);
+    assert_eq!(last.signature.split(' ').count(), 1);
+    let (status, _) = call(
+        &app,
+        &admin,
+        "POST",
+        &format!("/api/v1/webhooks/{}/rotate-secret", uuid::Uuid::now_v7()),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn an_endpoint_that_fails_every_attempt_for_a_day_is_disabled() {
+    let (app, admin) = admin_app(loopback_allowed).await;
+    let receiver = Receiver::start().await;
+    let endpoint = register(&app, &admin, &receiver, &["subscriber.created"]).await;
+    receiver.script(&[Reply::Status(502); 30]);
+    app.subscribe(json!({"email": "z@example.org"})).await;
+    app.run_tasks().await;
+    for hour in 1..=30 {
+        app.run_tasks_after(Span::hours(2 * hour)).await;
+    }
+    let got = receiver.received();
+    assert_eq!(got.len(), 30, "30 attempts");
+    assert!(got.iter().all(|r| r.id == got[0].id));
+    let log = deliveries(&app, &admin, &endpoint).await;
+    assert_eq!(log[0]["state"], "failed");
+    assert_eq!(log[0]["attempts"], 30);
+    assert_eq!(log[0]["log"].as_array().unwrap().len(), 30);
+    let (_, shown) = call(
+        &app,
+        &admin,
+        "GET",
+        &format!("/api/v1/webhooks/{endpoint}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown["enabled"], false);
+    assert!(shown["disabled_reason"]
+        .as_str()
+        .unwrap()
+        .contains("for a day"));
+    // Nothing more is tried.
+    assert_eq!(app.run_tasks_after(Span::days(5)).await, 0);
 }

@@ -9,6 +9,9 @@ CREATE TABLE webhook_endpoints (
     event_types TEXT NOT NULL,
     -- whsec_ + base64; needed in full to sign, so it is kept, and shown only when created.
     secret TEXT NOT NULL,
+    -- After a rotation, the old secret also signs until this time, so receivers can switch over.
+    previous_secret TEXT,
+    previous_secret_until TIMESTAMP,
     enabled BOOLEAN NOT NULL DEFAULT TRUE,
     disabled_reason TEXT,
     created_by TEXT,
