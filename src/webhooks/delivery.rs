@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::target::{self, GuardedResolver};
-use super::MAX_ATTEMPTS;
 use crate::db::jobs::ClaimedJob;
 use crate::db::webhooks::{self as store, Attempt, EndpointChanges};
 use crate::db::{self, Db, DbError};
@@ -108,7 +107,8 @@ impl Deliverer {
             .await;
         let delivered = response.status.is_some_and(|s| (200..300).contains(&s));
         let gone = response.status == Some(410);
-        let last_try = job.attempts >= job.max_attempts.min(MAX_ATTEMPTS);
+        // The queue records the job as failed after this attempt (tasks::record).
+        let last_try = job.attempts >= job.max_attempts;
         let failure = response.error.clone().or_else(|| {
             response
                 .status

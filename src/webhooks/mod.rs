@@ -129,7 +129,7 @@ impl Outbox {
             "data": data,
         })
         .to_string();
-        queue_messages(conn, &targets, event, subscriber_id, &payload, now)
+        insert_messages(conn, &targets, event, subscriber_id, &payload, now).map(|ids| ids.len())
     }
 
     /// Queues a subscriber event for each of `ids`, with the staff API's view of the person as
@@ -254,17 +254,6 @@ pub fn queue_test(
         now,
     )?;
     Ok(ids.into_iter().next().unwrap_or_default())
-}
-
-fn queue_messages(
-    conn: &mut AnyConnection,
-    endpoints: &[&str],
-    event: EventType,
-    subscriber_id: Option<&str>,
-    payload: &str,
-    now: NaiveDateTime,
-) -> QueryResult<usize> {
-    insert_messages(conn, endpoints, event, subscriber_id, payload, now).map(|ids| ids.len())
 }
 
 fn insert_messages(
