@@ -255,6 +255,22 @@ pub fn settle_message(
     .map(|n| n == 1)
 }
 
+/// Deletes an endpoint's settled messages (and their attempts) whose id sorts before
+/// `before`; ids start with their creation time, so this is a range on the index.
+pub fn prune_settled(
+    conn: &mut AnyConnection,
+    endpoint_id: &str,
+    before: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        webhook_messages::table
+            .filter(webhook_messages::endpoint_id.eq(endpoint_id))
+            .filter(webhook_messages::id.lt(before))
+            .filter(webhook_messages::state.ne(PENDING)),
+    )
+    .execute(conn)
+}
+
 /// Drops every undelivered message of an endpoint, and the queued jobs that would deliver them.
 pub fn drop_pending_for_endpoint(
     conn: &mut AnyConnection,

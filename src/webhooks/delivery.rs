@@ -148,6 +148,11 @@ impl Deliverer {
             db::write_transaction(conn, |conn| -> diesel::QueryResult<()> {
                 let now = db::now();
                 store::insert_attempt(conn, &attempt)?;
+                if state == store::DELIVERED {
+                    // The log keeps a month; each delivery trims its own endpoint's.
+                    let cutoff = now - chrono::Duration::days(super::LOG_RETENTION_DAYS);
+                    store::prune_settled(conn, &endpoint_id, &super::first_message_id_at(cutoff))?;
+                }
                 store::settle_message(
                     conn,
                     &attempt.message_id,

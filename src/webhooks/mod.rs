@@ -308,6 +308,16 @@ fn new_message_id() -> String {
     format!("msg_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// Days the delivery log keeps settled messages.
+pub const LOG_RETENTION_DAYS: i64 = 30;
+
+/// The smallest message id created at `at`: every older message sorts before it (a UUIDv7
+/// starts with its Unix time in milliseconds, as 12 hex digits).
+pub fn first_message_id_at(at: NaiveDateTime) -> String {
+    let millis = at.and_utc().timestamp_millis().max(0);
+    format!("msg_{millis:012x}{}", "0".repeat(20))
+}
+
 /// The staff API's view of each of these subscribers that exists, read with two queries.
 fn subscriber_views(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(String, Value)>> {
     let mut interests: HashMap<String, Vec<String>> = HashMap::new();
@@ -330,4 +340,22 @@ fn subscriber_views(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(
         }
     }
     Ok(views)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_sort_by_creation_time() {
+        let now = db::now();
+        let id = new_message_id();
+        assert!(first_message_id_at(now - chrono::Duration::seconds(1)) < id);
+        assert!(id < first_message_id_at(now + chrono::Duration::seconds(1)));
+        assert!(is_webhook_id(&id));
+    }
+
+    fn is_webhook_id(id: &str) -> bool {
+        id.len() == 36 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    }
 }

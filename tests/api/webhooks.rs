@@ -568,11 +568,41 @@ async fn the_test_action_sends_a_signed_test_event_to_that_endpoint_only() {
     let got = receiver.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, message_id);
+    assert!(
+        got[0].id.len() == 36
+            && got[0]
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    );
     assert_eq!(got[0].body["type"], "webhook.test");
     assert_eq!(got[0].body["data"]["endpoint_id"], endpoint.as_str());
     assert_all_verified(&receiver);
     let log = deliveries(&app, &admin, &endpoint).await;
     assert_eq!(log[0]["state"], "delivered");
+
+    // The log keeps a month: a message settled long ago goes with the next delivery.
+    let old = "2025-01-01 00:00:00";
+    app.sql(&format!(
+        "INSERT INTO webhook_messages (id, endpoint_id, event_type, payload, state, attempts, created_at, updated_at) \
+         VALUES ('msg_0194{}', '{endpoint}', 'webhook.test', '{{}}', 'delivered', 1, '{old}', '{old}')",
+        "0".repeat(28)
+    ));
+    assert_eq!(deliveries(&app, &admin, &endpoint).await.len(), 2);
+    call(
+        &app,
+        &admin,
+        "POST",
+        &format!("/api/v1/webhooks/{endpoint}/test"),
+        Value::Null,
+    )
+    .await;
+    app.run_tasks().await;
+    let log = deliveries(&app, &admin, &endpoint).await;
+    assert_eq!(log.len(), 2);
+    assert!(log
+        .iter()
+        .all(|m| m["id"] != format!("msg_0194{}", "0".repeat(28)).as_str()));
 
     let missing = uuid::Uuid::now_v7();
     let (status, _) = call(
