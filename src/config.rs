@@ -260,6 +260,27 @@ pub struct Settings {
     )]
     pub mailgun_signing_key: Option<String>,
 
+    /// Let webhooks reach private, loopback and link-local addresses and plain http URLs (a
+    /// receiver on the same host or network). Off: only public https targets are allowed.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_WEBHOOK_ALLOW_PRIVATE",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub webhook_allow_private: bool,
+
+    /// Seconds a webhook receiver has to answer one delivery attempt.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_WEBHOOK_TIMEOUT_SECONDS",
+        default_value_t = 15
+    )]
+    pub webhook_timeout_seconds: u32,
+
     /// Database connections kept in the pool.
     #[arg(long, global = true, env = "ENLACE_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
@@ -303,6 +324,9 @@ impl Settings {
             if !ok {
                 bail!("ENLACE_LIST_ID must look like `Name <list.example.org>` (ASCII)");
             }
+        }
+        if !(1..=300).contains(&self.webhook_timeout_seconds) {
+            bail!("ENLACE_WEBHOOK_TIMEOUT_SECONDS must be between 1 and 300");
         }
         if self.send_lease_seconds < 5 {
             bail!("ENLACE_SEND_LEASE_SECONDS must be at least 5");

@@ -17,3 +17,4 @@ pub mod signup;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhooks;

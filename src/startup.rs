@@ -182,6 +182,10 @@ impl Application {
                 },
                 mail_ready: mail_ready.clone(),
             },
+            webhooks: crate::webhooks::Deliverer::new(
+                settings.webhook_allow_private,
+                std::time::Duration::from_secs(u64::from(settings.webhook_timeout_seconds)),
+            )?,
         });
         let limiter = NonZeroU32::new(settings.public_rate_limit)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));

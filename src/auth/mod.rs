@@ -149,6 +149,13 @@ impl Policy for RecordMailEvents {
     const SCOPE: Option<&'static str> = Some("events:write");
 }
 
+/// Managing webhook endpoints and reading their delivery logs: admins, or `webhooks:write`.
+pub struct ManageWebhooks;
+impl Policy for ManageWebhooks {
+    const ROLES: &'static [Role] = &[Role::Admin];
+    const SCOPE: Option<&'static str> = Some("webhooks:write");
+}
+
 /// Any signed-in staff member, acting on their own account.
 pub struct AnyStaff;
 impl Policy for AnyStaff {

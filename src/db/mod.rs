@@ -16,6 +16,7 @@ pub mod segments;
 pub mod staff;
 pub mod subscribers;
 pub mod suppressions;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::time::Duration;

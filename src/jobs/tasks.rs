@@ -44,6 +44,8 @@ pub struct TaskWorker {
     pub concurrency: usize,
     pub metrics: Metrics,
     pub imports: crate::imports::ImportRunner,
+    /// Signs and posts webhook messages.
+    pub webhooks: crate::webhooks::Deliverer,
 }
 
 impl TaskWorker {
@@ -95,6 +97,7 @@ impl TaskWorker {
     async fn run_task(&self, job: &ClaimedJob) -> TaskOutcome {
         let outcome = match job.kind.as_str() {
             crate::imports::JOB_KIND => self.imports.run(job).await,
+            crate::db::webhooks::DELIVER_KIND => self.webhooks.deliver(&self.db, job).await,
             _ => TaskOutcome::Failed(format!("no handler for jobs of kind {}", job.kind)),
         };
         match &outcome {

@@ -14,7 +14,8 @@ mod segments;
 mod sends;
 pub mod staff;
 mod subscribe;
-mod subscribers;
+pub(crate) mod subscribers;
+mod webhooks;
 
 use std::net::IpAddr;
 
@@ -110,6 +111,15 @@ routes! {
     "/api/v1/events/postmark" => { post => events::postmark_events },
     "/api/v1/events/sendgrid" => { post => events::sendgrid_events },
     "/api/v1/events/mailgun" => { post => events::mailgun_events },
+    "/api/v1/webhooks" => { get => webhooks::list_webhooks, post => webhooks::create_webhook },
+    "/api/v1/webhooks/{id}" => {
+        get => webhooks::get_webhook,
+        patch => webhooks::update_webhook,
+        delete => webhooks::delete_webhook,
+    },
+    "/api/v1/webhooks/{id}/test" => { post => webhooks::test_webhook },
+    "/api/v1/webhooks/{id}/rotate-secret" => { post => webhooks::rotate_webhook_secret },
+    "/api/v1/webhooks/{id}/deliveries" => { get => webhooks::list_deliveries },
     "/healthz" => { get => health::healthz },
     "/readyz" => { get => health::readyz },
     "/metrics" => { get => health::metrics },

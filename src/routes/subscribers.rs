@@ -24,7 +24,7 @@ fn time(t: NaiveDateTime) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn view(s: &Subscriber, interests: &[String]) -> Value {
+pub(crate) fn view(s: &Subscriber, interests: &[String]) -> Value {
     json!({
         "id": s.id,
         "email": s.email,
@@ -296,6 +296,7 @@ pub async fn erase_subscriber(
                     )?;
                 }
                 store::insert_tombstone(conn, &id, now)?;
+                crate::webhooks::emit_erased(conn, &id, now)?;
                 auth.audit(conn, "subscriber.erase", "subscriber", Some(&id))?;
                 Ok(true)
             })
@@ -602,6 +603,12 @@ pub async fn update_subscriber(
                     let slugs: Vec<&str> = interests.iter().map(InterestSlug::as_str).collect();
                     store::replace_interests(conn, &id, &slugs, now)?;
                 }
+                crate::webhooks::emit_subscriber(
+                    conn,
+                    crate::webhooks::EventType::SubscriberUpdated,
+                    &id,
+                    now,
+                )?;
                 auth.audit(conn, "subscriber.update", "subscriber", Some(&id))?;
                 Ok(load_view(conn, &id)?)
             })

@@ -116,7 +116,14 @@ impl Engine {
             .write(move |conn| {
                 db::write_transaction(conn, |c| {
                     deliveries::skip_cancelled(c)?;
-                    newsletters::finish_completed(c, now)
+                    let finished = newsletters::finish_completed(c, now)?;
+                    crate::webhooks::emit_newsletters(
+                        c,
+                        crate::webhooks::EventType::NewsletterFinished,
+                        &finished,
+                        now,
+                    )?;
+                    Ok::<_, diesel::result::Error>(finished)
                 })
                 .map_err(db::DbError::from)
             })

@@ -57,6 +57,13 @@ pub async fn start(
                 segments::condition(&filter, backend),
                 now,
             )?;
+            let started = [newsletter.id.clone()];
+            crate::webhooks::emit_newsletters(
+                conn,
+                crate::webhooks::EventType::NewsletterStarted,
+                &started,
+                now,
+            )?;
             Ok(Some(count))
         })
     })

@@ -137,6 +137,12 @@ pub fn confirm(
             },
         )?;
         jobs::enqueue_mail(conn, &subscriber.id, MailKind::Welcome, None, now)?;
+        crate::webhooks::emit_subscriber(
+            conn,
+            crate::webhooks::EventType::SubscriberConfirmed,
+            &subscriber.id,
+            now,
+        )?;
         Ok(outcome)
     })
 }

@@ -62,6 +62,12 @@ pub fn unsubscribe(
                 created_at: now,
             },
         )?;
+        crate::webhooks::emit_subscriber(
+            conn,
+            crate::webhooks::EventType::SubscriberUnsubscribed,
+            subscriber_id,
+            now,
+        )?;
         Ok(true)
     })
 }
@@ -144,6 +150,12 @@ pub fn update_preferences(
                 },
             )?;
         }
+        crate::webhooks::emit_subscriber(
+            conn,
+            crate::webhooks::EventType::SubscriberUpdated,
+            subscriber_id,
+            now,
+        )?;
         Ok(PreferencesOutcome::Saved)
     })
 }
@@ -162,7 +174,7 @@ pub fn record_hard_bounce(
         SubscriberStatus::Confirmed.as_str(),
         SubscriberStatus::Unsubscribed.as_str(),
     ];
-    let changed = subscribers::set_status(
+    let bounced = subscribers::set_status(
         conn,
         subscriber_id,
         &from,
@@ -170,6 +182,14 @@ pub fn record_hard_bounce(
         now,
     )?;
     db::jobs::drop_queued_for_subscriber(conn, subscriber_id, "address bounced", now)?;
+    if bounced {
+        crate::webhooks::emit_subscriber(
+            conn,
+            crate::webhooks::EventType::SubscriberBounced,
+            subscriber_id,
+            now,
+        )?;
+    }
     if db::suppressions::find_suppression(conn, email_hash)?.is_none() {
         db::suppressions::insert_suppression(
             conn,
@@ -178,7 +198,7 @@ pub fn record_hard_bounce(
             now,
         )?;
     }
-    Ok(changed)
+    Ok(bounced)
 }
 
 /// A spam complaint: the person told their mailbox provider they do not want this mail. They
@@ -224,6 +244,12 @@ pub fn record_complaint(
                 user_agent: None,
                 created_at: now,
             },
+        )?;
+        crate::webhooks::emit_subscriber(
+            conn,
+            crate::webhooks::EventType::SubscriberComplained,
+            &subscriber.id,
+            now,
         )?;
     }
     match db::suppressions::find_suppression(conn, email_hash)?.as_deref() {

@@ -247,6 +247,8 @@ fn apply_signups(
     // Addresses that already got a message queued in this batch (the same form sent twice).
     let mut queued: HashSet<&str> = HashSet::new();
     let mut results = Vec::with_capacity(batch.len());
+    // People whose pending record a new signup rewrote, for the webhook event.
+    let mut updated: Vec<String> = Vec::new();
     for signup in batch {
         let attributes = match catalog.check(signup) {
             Ok(a) => a,
@@ -317,6 +319,7 @@ fn apply_signups(
                         },
                     )?;
                     subscribers::clear_interests(conn, &row.id)?;
+                    updated.push(row.id.clone());
                 }
                 (row.id.clone(), outcome)
             }
@@ -369,6 +372,21 @@ fn apply_signups(
         results.push(Ok(outcome));
     }
     inserts.write(conn)?;
+    let outbox = crate::webhooks::Outbox::load(conn)?;
+    let created: Vec<&str> = inserts.subscribers.iter().map(|s| s.id.as_str()).collect();
+    outbox.emit_subscribers(
+        conn,
+        crate::webhooks::EventType::SubscriberCreated,
+        &created,
+        now,
+    )?;
+    let updated: Vec<&str> = updated.iter().map(String::as_str).collect();
+    outbox.emit_subscribers(
+        conn,
+        crate::webhooks::EventType::SubscriberUpdated,
+        &updated,
+        now,
+    )?;
     Ok(results)
 }
 

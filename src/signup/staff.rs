@@ -86,6 +86,12 @@ pub fn upsert_by_staff(
             });
             row.write(conn)?;
             subscribers::add_interests(conn, &id, &slugs, now)?;
+            crate::webhooks::emit_subscriber(
+                conn,
+                crate::webhooks::EventType::SubscriberCreated,
+                &id,
+                now,
+            )?;
             (id, true, SubscriberStatus::Pending)
         }
         Some(row) => {
@@ -118,6 +124,12 @@ pub fn upsert_by_staff(
             if input.interests_given {
                 subscribers::replace_interests(conn, &row.id, &slugs, now)?;
             }
+            crate::webhooks::emit_subscriber(
+                conn,
+                crate::webhooks::EventType::SubscriberUpdated,
+                &row.id,
+                now,
+            )?;
             (row.id, false, status)
         }
     };
@@ -172,7 +184,9 @@ pub fn upsert_by_staff(
         }
         (ConsentMode::Recorded { source, note }, _) => {
             let from = [SubscriberStatus::Pending.as_str()];
-            subscribers::set_status(conn, &id, &from, SubscriberStatus::Confirmed.as_str(), now)?;
+            if subscribers::set_status(conn, &id, &from, SubscriberStatus::Confirmed.as_str(), now)? {
+                crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberConfirmed, &id, now)?;
+            }
             insert_consent_event(conn, &event("staff_recorded", note.clone(), "staff-recorded".into(), Some(source.clone())))?;
         }
     }

@@ -15,3 +15,4 @@ mod smtp;
 mod staff;
 mod subscribe;
 mod subscribers;
+mod webhooks;

@@ -80,6 +80,9 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         segments,
         newsletters,
         deliveries,
-        mail_events
+        mail_events,
+        webhook_endpoints,
+        webhook_messages,
+        webhook_attempts
     );
 }
