@@ -17,6 +17,7 @@ use crate::domain::{FieldDeclaration, SubscriberStatus, SuppressionReason};
 use crate::email::Templates;
 use crate::signup::{PublicCatalog, SignupPolicy};
 use crate::tokens;
+use crate::webhooks::{self, EventType};
 
 /// Why a part could not be imported.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +196,8 @@ fn import_rows(
     };
     let mut inserts = Inserts::default();
     let mut confirmed_now: Vec<String> = Vec::new();
+    let mut created: Vec<String> = Vec::new();
+    let mut updated: Vec<String> = Vec::new();
     for row in &rows {
         let hash = tokens::email_hash(row.email.as_str());
         if let Some(reason) = suppressed.get(&hash) {
@@ -209,20 +212,25 @@ fn import_rows(
             None => {
                 let id = writer.create(&mut inserts, row);
                 if mode == Mode::Consented {
-                    confirmed_now.push(id);
+                    confirmed_now.push(id.clone());
                 }
+                created.push(id);
                 Outcome::Created
             }
             Some(person) => {
                 let held = held.get(&person.id).cloned().unwrap_or_default();
-                writer.update(
+                let outcome = writer.update(
                     conn,
                     &mut inserts,
                     row,
                     person,
                     &held,
                     open.contains(&person.id),
-                )?
+                )?;
+                if matches!(outcome, Outcome::Updated | Outcome::Noted(true, _)) {
+                    updated.push(person.id.clone());
+                }
+                outcome
             }
         };
         match outcome {
@@ -250,6 +258,13 @@ fn import_rows(
     inserts.write(conn)?;
     let confirmed: Vec<&str> = confirmed_now.iter().map(String::as_str).collect();
     store::stamp_confirmed(conn, &confirmed, ctx.now)?;
+    // Integrations hear of the import like of any other change, in the same transaction.
+    let outbox = webhooks::Outbox::load(conn)?;
+    let created: Vec<&str> = created.iter().map(String::as_str).collect();
+    let updated: Vec<&str> = updated.iter().map(String::as_str).collect();
+    outbox.emit_subscribers(conn, EventType::SubscriberCreated, &created, ctx.now)?;
+    outbox.emit_subscribers(conn, EventType::SubscriberConfirmed, &confirmed, ctx.now)?;
+    outbox.emit_subscribers(conn, EventType::SubscriberUpdated, &updated, ctx.now)?;
 
     report.sort_by_key(|(line, _)| *line);
     let mut problems = Vec::with_capacity(report.len());

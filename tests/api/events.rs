@@ -566,3 +566,35 @@ fn only_sns_hosts_are_trusted_for_certificates() {
         assert!(!is_sns_url(bad), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn integrations_hear_of_bounces_and_complaints() {
+    let app = spawn_app_with(|s| s.webhook_allow_private = true).await;
+    let admin = app.staff_token(Role::Admin).await;
+    let res = app
+        .send_as(
+            &admin,
+            "POST",
+            "/api/v1/webhooks",
+            json!({"url": "http://127.0.0.1:9/crm",
+                   "events": ["subscriber.bounced", "subscriber.complained"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    confirmed(&app, "ana@example.org").await;
+    confirmed(&app, "luis@example.org").await;
+    let events = json!([
+        {"id": "1", "type": "hard_bounce", "email": "ana@example.org"},
+        {"id": "2", "type": "complaint", "email": "luis@example.org"},
+        {"id": "3", "type": "complaint", "email": "luis@example.org"}
+    ]);
+    assert_eq!(report(&app, &admin, events).await.status(), 200);
+    let announced =
+        |event: &str| app.count(&format!("webhook_messages WHERE event_type = '{event}'"));
+    assert_eq!(announced("subscriber.bounced"), 1);
+    assert_eq!(
+        announced("subscriber.complained"),
+        1,
+        "a second complaint changes nothing"
+    );
+}

@@ -828,3 +828,28 @@ async fn an_import_cut_short_by_a_crash_resumes_where_it_stopped() {
     );
     assert_eq!(app.count("import_parts"), 0);
 }
+
+#[tokio::test]
+async fn integrations_hear_of_imported_people_once() {
+    let app = spawn_app_with(|s| s.webhook_allow_private = true).await;
+    let admin = app.staff_token(Role::Admin).await;
+    let res = app
+        .send_as(
+            &admin,
+            "POST",
+            "/api/v1/webhooks",
+            json!({"url": "http://127.0.0.1:9/crm", "events": ["subscriber.created", "subscriber.confirmed"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let csv = "email,name\nrosa@example.org,Rosa\nluis@example.org,Luis\n";
+    import(&app, &admin, CONSENTED, csv).await;
+    let announced =
+        |event: &str| app.count(&format!("webhook_messages WHERE event_type = '{event}'"));
+    assert_eq!(announced("subscriber.created"), 2);
+    assert_eq!(announced("subscriber.confirmed"), 2);
+    // Running the same file again changes nothing, so nothing is announced.
+    import(&app, &admin, CONSENTED, csv).await;
+    assert_eq!(announced("subscriber.created"), 2);
+    assert_eq!(announced("subscriber.confirmed"), 2);
+}
