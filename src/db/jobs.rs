@@ -184,13 +184,9 @@ pub fn retry_job(
     .map(|n| n == 1)
 }
 
-/// Puts a claimed task back to run again at once, giving back the attempt its claim counted
-/// (the task made progress; it did not fail).
-pub fn continue_job(
-    conn: &mut AnyConnection,
-    job: &ClaimedJob,
-    now: NaiveDateTime,
-) -> QueryResult<bool> {
+/// Puts a claimed task back to run again at once (it keeps its `run_at`, so its place in the
+/// queue), giving back the attempt its claim counted: the task made progress; it did not fail.
+pub fn continue_job(conn: &mut AnyConnection, job: &ClaimedJob) -> QueryResult<bool> {
     diesel::update(
         jobs::table
             .find(&job.id)
@@ -199,7 +195,6 @@ pub fn continue_job(
     )
     .set((
         jobs::state.eq(QUEUED),
-        jobs::run_at.eq(now),
         jobs::attempts.eq(jobs::attempts - 1),
         jobs::locked_until.eq(None::<NaiveDateTime>),
     ))
@@ -234,12 +229,16 @@ pub fn queue_depth(conn: &mut AnyConnection) -> QueryResult<i64> {
         .first(conn)
 }
 
-/// When the next queued job becomes due, to let an idle worker sleep exactly that long.
-pub fn next_run_at(conn: &mut AnyConnection) -> QueryResult<Option<NaiveDateTime>> {
-    jobs::table
+/// When the family's next queued job becomes due, to let an idle worker sleep exactly that long.
+pub fn next_run_at(conn: &mut AnyConnection, family: Family) -> QueryResult<Option<NaiveDateTime>> {
+    let mail = format!("{MAIL_PREFIX}%");
+    let queued = jobs::table
         .filter(jobs::state.eq(QUEUED))
-        .select(diesel::dsl::min(jobs::run_at))
-        .first(conn)
+        .select(diesel::dsl::min(jobs::run_at));
+    match family {
+        Family::Mail => queued.filter(jobs::kind.like(mail)).first(conn),
+        Family::Task => queued.filter(jobs::kind.not_like(mail)).first(conn),
+    }
 }
 
 /// (kind, state, queued at, finished at) of one mail.

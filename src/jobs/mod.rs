@@ -260,7 +260,7 @@ impl Worker {
     async fn time_until_next_job(&self) -> StdDuration {
         let next = self
             .db
-            .run(|conn| queue::next_run_at(conn).map_err(db::DbError::from))
+            .run(|conn| queue::next_run_at(conn, queue::Family::Mail).map_err(db::DbError::from))
             .await;
         match next {
             Ok(Some(at)) => (at - db::now())

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, NaiveDateTime};
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 
 use super::backoff;
@@ -20,8 +20,6 @@ use crate::metrics::Metrics;
 /// How long a claimed task stays reserved. A handler that can run longer (an import) commits
 /// its own progress and must finish or yield (`TaskOutcome::Continue`) well inside this.
 pub const TASK_LEASE: Duration = Duration::minutes(15);
-/// Tasks claimed per round.
-const ROUND: i64 = 16;
 const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
 
 /// What became of one run of a task.
@@ -51,45 +49,56 @@ pub struct TaskWorker {
 impl TaskWorker {
     /// Runs every task due at `now` (and any that become due while it runs); returns how many
     /// runs there were. Tests call this to drive tasks step by step.
+    ///
+    /// Up to `concurrency` tasks run at once; each outcome is recorded as soon as its task ends,
+    /// and a freed slot claims the next due task at once, so one slow webhook receiver holds one
+    /// slot, not a whole round.
     pub async fn run_pending(&self, now: NaiveDateTime) -> anyhow::Result<usize> {
         let started = db::now();
+        let clock = move || now + (db::now() - started);
+        let slots = self.concurrency.max(1);
+        let mut running = FuturesUnordered::new();
         let mut total = 0;
         loop {
-            let now = now + (db::now() - started);
-            let claimed = self
-                .db
-                .write(move |conn| {
-                    db::write_transaction(conn, |c| {
-                        queue::claim_jobs(c, Family::Task, now, now + TASK_LEASE, ROUND)
+            let free = slots - running.len();
+            if free > 0 {
+                let now = clock();
+                let claimed = self
+                    .db
+                    .write(move |conn| {
+                        db::write_transaction(conn, |c| {
+                            queue::claim_jobs(c, Family::Task, now, now + TASK_LEASE, free as i64)
+                        })
+                        .map_err(db::DbError::from)
                     })
-                    .map_err(db::DbError::from)
-                })
-                .await?;
-            if claimed.is_empty() {
-                return Ok(total);
+                    .await?;
+                total += claimed.len();
+                for job in claimed {
+                    running.push(async move {
+                        let outcome = self.run_task(&job).await;
+                        let finished_at = clock().max(now);
+                        self.db
+                            .write(move |conn| {
+                                db::write_transaction(conn, |conn| {
+                                    record(
+                                        conn,
+                                        &job,
+                                        &outcome,
+                                        finished_at,
+                                        now + TASK_LEASE,
+                                        finished_at,
+                                    )
+                                })
+                                .map_err(db::DbError::from)
+                            })
+                            .await
+                    });
+                }
             }
-            total += claimed.len();
-            let lease_until = now + TASK_LEASE;
-            let outcomes: Vec<(ClaimedJob, TaskOutcome)> = stream::iter(claimed)
-                .map(|job| async move {
-                    let outcome = self.run_task(&job).await;
-                    (job, outcome)
-                })
-                .buffer_unordered(self.concurrency.max(1))
-                .collect()
-                .await;
-            let finished_at = db::now().max(now);
-            self.db
-                .write(move |conn| {
-                    db::write_transaction(conn, |conn| {
-                        for (job, outcome) in &outcomes {
-                            record(conn, job, outcome, now, lease_until, finished_at)?;
-                        }
-                        Ok::<(), diesel::result::Error>(())
-                    })
-                    .map_err(db::DbError::from)
-                })
-                .await?;
+            match running.next().await {
+                None => return Ok(total),
+                Some(recorded) => recorded?,
+            }
         }
     }
 
@@ -153,8 +162,9 @@ fn record(
             queue::finish_jobs(conn, &id, lease_until, "dropped", Some(why), finished_at)?;
         }
         TaskOutcome::Continue => {
-            // Not an attempt that failed: the attempt count is given back.
-            queue::continue_job(conn, job, now)?;
+            // Not an attempt that failed: the attempt count is given back, and the job keeps
+            // its place in the queue (its first `run_at`), ahead of work queued since.
+            queue::continue_job(conn, job)?;
         }
         TaskOutcome::Retry(e) if job.attempts < job.max_attempts => {
             queue::retry_job(conn, job, e, now + backoff(job.attempts))?;
