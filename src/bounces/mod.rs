@@ -77,9 +77,37 @@ impl MailReport {
             email,
             // A provider's clock may run ahead; a report never counts as later than its arrival.
             occurred_at: occurred_at.map_or(now, |t| t.min(now)),
-            detail: detail.map(|d| clean(d, 500)).filter(|d| !d.is_empty()),
+            detail: detail
+                .map(|d| without_addresses(&clean(d, 1000)))
+                .filter(|d| !d.is_empty()),
         }
     }
+}
+
+/// Replaces anything that looks like an address in a diagnostic (SMTP replies often quote the
+/// recipient) with `[address]`: the record of a report keeps no address.
+fn without_addresses(text: &str) -> String {
+    let is_part = |c: char| !c.is_whitespace() && !"<>()[]{};:,\"'`".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('@') {
+            out.push_str("[address]");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if is_part(c) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Drops control characters and shortens to `max` characters.
@@ -130,7 +158,29 @@ pub fn apply_report(
     policy: SoftBouncePolicy,
     now: NaiveDateTime,
 ) -> Result<ReportOutcome, DbError> {
-    let result = db::write_transaction(conn, |conn| -> diesel::QueryResult<_> {
+    // A clash with a concurrent writer (the same report, or another report about the same
+    // address suppressing it at the same moment) rolls back and is tried again; the second
+    // try sees what the other one committed.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match try_apply_report(conn, report, policy, now) {
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) if tries < 3 => continue,
+            result => return result.map_err(DbError::from),
+        }
+    }
+}
+
+fn try_apply_report(
+    conn: &mut AnyConnection,
+    report: &MailReport,
+    policy: SoftBouncePolicy,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<ReportOutcome> {
+    db::write_transaction(conn, |conn| -> diesel::QueryResult<_> {
         if mail_events::mail_event_exists(conn, &report.id)? {
             return Ok(ReportOutcome::Duplicate);
         }
@@ -175,16 +225,7 @@ pub fn apply_report(
         row.outcome = outcome.as_str().to_owned();
         mail_events::insert_mail_event(conn, &row)?;
         Ok(outcome)
-    });
-    match result {
-        Ok(outcome) => Ok(outcome),
-        // Another process recorded the same report between our check and our insert.
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Ok(ReportOutcome::Duplicate),
-        Err(e) => Err(e.into()),
-    }
+    })
 }
 
 fn bounce(

@@ -28,6 +28,8 @@ pub struct Parsed {
     pub reports: Vec<MailReport>,
     /// Events of other kinds, or about addresses that are not valid.
     pub ignored: usize,
+    /// A one-time token the request's signature covers: refused if it comes again.
+    pub replay_token: Option<String>,
     /// When the request arrived.
     now: NaiveDateTime,
 }
@@ -37,6 +39,7 @@ impl Parsed {
         Self {
             reports: Vec::new(),
             ignored: 0,
+            replay_token: None,
             now,
         }
     }
@@ -116,10 +119,10 @@ pub fn postmark(
         .unwrap_or("");
     let kind = match (record, event.get("Type").and_then(Value::as_str)) {
         ("SpamComplaint", _) | ("Bounce", Some("SpamComplaint")) => Some(ReportKind::Complaint),
-        ("Bounce", Some("HardBounce" | "BadEmailAddress" | "Blocked")) => {
-            Some(ReportKind::HardBounce)
-        }
-        ("Bounce", Some("SoftBounce" | "Transient" | "DnsError" | "MailboxFull")) => {
+        ("Bounce", Some("HardBounce" | "BadEmailAddress")) => Some(ReportKind::HardBounce),
+        // Blocked: the receiving provider refused the message (reputation, content); the
+        // address itself may be fine, so it counts like a temporary failure.
+        ("Bounce", Some("SoftBounce" | "Transient" | "DnsError" | "MailboxFull" | "Blocked")) => {
             Some(ReportKind::SoftBounce)
         }
         _ => None,
@@ -203,8 +206,13 @@ pub fn sendgrid_key(base64_der: &str) -> anyhow::Result<p256::ecdsa::VerifyingKe
         .map_err(|e| anyhow::anyhow!("ENLACE_SENDGRID_WEBHOOK_PUBLIC_KEY is not a P-256 key: {e}"))
 }
 
+/// How far a Mailgun signature's timestamp may be from now.
+pub const MAILGUN_MAX_AGE_MINUTES: i64 = 15;
+
 /// Mailgun's webhooks: an HMAC-SHA256 of timestamp and token with the webhook signing key
-/// (ENLACE_MAILGUN_SIGNING_KEY), inside the JSON body.
+/// (ENLACE_MAILGUN_SIGNING_KEY), inside the JSON body. The signature does not cover the event,
+/// so a request is accepted only while its timestamp is fresh, and its token only once (the
+/// caller records `replay_token`).
 pub fn mailgun(signing_key: &str, body: &[u8], now: NaiveDateTime) -> Result<Parsed, IntakeError> {
     let payload = json(body)?;
     let signature = &payload["signature"];
@@ -226,6 +234,17 @@ pub fn mailgun(signing_key: &str, body: &[u8], now: NaiveDateTime) -> Result<Par
     mac.update(token.as_bytes());
     mac.verify_slice(&given)
         .map_err(|_| IntakeError::Unauthenticated("the Mailgun signature is not valid"))?;
+    let signed_at = timestamp
+        .parse::<i64>()
+        .ok()
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+        .map(|t| t.naive_utc());
+    let fresh = signed_at.is_some_and(|t| (now - t).num_minutes().abs() <= MAILGUN_MAX_AGE_MINUTES);
+    if !fresh {
+        return Err(IntakeError::Unauthenticated(
+            "the Mailgun signature is too old (or from the future)",
+        ));
+    }
     let event = &payload["event-data"];
     let text = |key: &str| event[key].as_str();
     let kind = match (text("event"), text("severity")) {
@@ -239,6 +258,10 @@ pub fn mailgun(signing_key: &str, body: &[u8], now: NaiveDateTime) -> Result<Par
         .or_else(|| event["delivery-status"]["description"].as_str())
         .or(text("reason"));
     let mut parsed = Parsed::new(now);
+    parsed.replay_token = Some(format!(
+        "mailgun:{}",
+        token.chars().take(200).collect::<String>()
+    ));
     parsed.push(
         "mailgun",
         text("id").unwrap_or(""),

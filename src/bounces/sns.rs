@@ -91,9 +91,14 @@ pub fn is_sns_url(raw: &str) -> bool {
     url.scheme() == "https"
         && host_ok
         && url.port().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none()
         && url.username().is_empty()
         && url.password().is_none()
 }
+
+/// Signing certificates kept at most.
+const MAX_CERTIFICATES: usize = 64;
 
 /// Checks SNS messages: topic allow-list, certificate source, signature. Certificates are
 /// fetched once per URL and kept.
@@ -146,6 +151,13 @@ impl SnsVerifier {
                 {
                     return Err(IntakeError::Unauthenticated(
                         "the signing certificate is not on an SNS host",
+                    ));
+                }
+                // AWS signs with a handful of certificates; a flood of distinct URLs (each one
+                // fetched) means someone is probing, not SNS.
+                if self.certificates.lock().expect("certificate cache").len() >= MAX_CERTIFICATES {
+                    return Err(IntakeError::Unauthenticated(
+                        "too many distinct signing certificates",
                     ));
                 }
                 let key = self.fetch(&message.signing_cert_url).await.map_err(|e| {

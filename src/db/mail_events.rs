@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 
-use super::schema::mail_events;
+use super::schema::{mail_events, provider_tokens};
 use super::AnyConnection;
 
 #[derive(Insertable, Queryable, Clone, Debug, PartialEq, Eq)]
@@ -57,4 +57,28 @@ pub fn list_mail_events_for_address(
         .filter(mail_events::email_hash.eq(email_hash))
         .order(mail_events::occurred_at.asc())
         .load(conn)
+}
+
+/// Records a provider's one-time token; false when it was seen before (a replay). Tokens older
+/// than `forget_before` are dropped first.
+pub fn remember_provider_token(
+    conn: &mut AnyConnection,
+    token: &str,
+    now: NaiveDateTime,
+    forget_before: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::delete(provider_tokens::table.filter(provider_tokens::seen_at.lt(forget_before)))
+        .execute(conn)?;
+    let seen: bool =
+        diesel::select(diesel::dsl::exists(provider_tokens::table.find(token))).get_result(conn)?;
+    if seen {
+        return Ok(false);
+    }
+    diesel::insert_into(provider_tokens::table)
+        .values((
+            provider_tokens::token.eq(token),
+            provider_tokens::seen_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(true)
 }

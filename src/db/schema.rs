@@ -206,6 +206,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    provider_tokens (token) {
+        token -> Text,
+        seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     imports (id) {
         id -> Text,
         status -> Text,
@@ -321,6 +328,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     mail_events,
     newsletters,
+    provider_tokens,
     segments,
     staff,
     subscriber_interests,

@@ -202,6 +202,36 @@ fn refused(error: IntakeError) -> ApiError {
 }
 
 async fn answer(state: &AppState, parsed: Parsed) -> HandlerResult {
+    if let Some(token) = parsed.replay_token.clone() {
+        let now = db::now();
+        let fresh = state
+            .db
+            .write(move |conn| {
+                let remembered = db::write_transaction(conn, |c| {
+                    db::mail_events::remember_provider_token(
+                        c,
+                        &token,
+                        now,
+                        now - chrono::Duration::days(1),
+                    )
+                });
+                match remembered {
+                    Ok(fresh) => Ok(fresh),
+                    // The same token at the same moment from another request: a replay too.
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => Ok(false),
+                    Err(e) => Err(db::DbError::from(e)),
+                }
+            })
+            .await?;
+        if !fresh {
+            return Err(refused(IntakeError::Unauthenticated(
+                "this signed request was already received (a replay)",
+            )));
+        }
+    }
     let ignored = parsed.ignored;
     let results = apply(state, parsed.reports, None).await?;
     Ok(HttpResponse::Ok().json(json!({ "results": results, "ignored": ignored })))

@@ -52,6 +52,9 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
         // address that decides where the packet really goes.
         || (s[..6] == [0; 6] && forbidden_v4(embedded(s[6], s[7])))
         || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && forbidden_v4(embedded(s[6], s[7])))
+        // Local-use NAT64 (64:ff9b:1::/48, RFC 8215): a network's own translator, which may
+        // reach anything inside it.
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
         || (s[0] == 0x2002 && forbidden_v4(embedded(s[1], s[2])))
 }
 
@@ -179,6 +182,7 @@ mod tests {
             "::ffff:169.254.169.254",
             "::127.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
             "2002:a00:1::",
         ] {
             assert!(is_forbidden(ip.parse().unwrap()), "{ip}");

@@ -284,6 +284,23 @@ async fn postmark_reports_need_the_webhook_credentials() {
         .await
         .unwrap();
     assert_eq!(outcomes(&body), ["complained"]);
+    // A message blocked by the receiving provider says nothing bad about the address.
+    confirmed(&app, "eva@example.org").await;
+    let blocked = json!({
+        "RecordType": "Bounce", "ID": 43, "Type": "Blocked", "TypeCode": 100001,
+        "Email": "eva@example.org", "BouncedAt": "2026-11-20T16:33:54Z"
+    });
+    let body: Value = post(Some("pm-secret-123"), blocked)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&body), ["counted"]);
+    assert_eq!(
+        app.status_of("eva@example.org").as_deref(),
+        Some("confirmed")
+    );
     let delivery = json!({"RecordType": "Delivery", "ID": 7, "Recipient": "ana@example.org"});
     let body: Value = post(Some("pm-secret-123"), delivery)
         .await
@@ -381,14 +398,17 @@ async fn mailgun_reports_carry_an_hmac_of_the_signing_key() {
             "event-data": event
         })
     };
+    let now = chrono::Utc::now().timestamp().to_string();
+    let now = now.as_str();
     let failed = json!({
         "event": "failed", "severity": "permanent", "id": "mg-1", "timestamp": 1763650000.25,
-        "recipient": "ana@example.org", "delivery-status": {"code": 550, "message": "No such user"}
+        "recipient": "ana@example.org",
+        "delivery-status": {"code": 550, "message": "5.1.1 <ana@example.org>: No such user"}
     });
     let res = app
         .post_json(
             "/api/v1/events/mailgun",
-            &signed("1763650000", "tok-1", "another-key", failed.clone()),
+            &signed(now, "tok-1", "another-key", failed.clone()),
         )
         .await;
     assert_eq!(res.status(), 403);
@@ -396,14 +416,44 @@ async fn mailgun_reports_carry_an_hmac_of_the_signing_key() {
         app.status_of("ana@example.org").as_deref(),
         Some("confirmed")
     );
+    // A signature made long ago is refused even with the right key.
     let res = app
         .post_json(
             "/api/v1/events/mailgun",
-            &signed("1763650000", "tok-1", "key-mailgun-test", failed),
+            &signed("1763650000", "tok-0", "key-mailgun-test", failed.clone()),
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    let res = app
+        .post_json(
+            "/api/v1/events/mailgun",
+            &signed(now, "tok-1", "key-mailgun-test", failed),
         )
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(app.status_of("ana@example.org").as_deref(), Some("bounced"));
+    // The diagnostic is kept without the address it quoted.
+    assert_eq!(
+        app.count("mail_events WHERE detail = '5.1.1 <[address]>: No such user'"),
+        1
+    );
+    // The signature covers only timestamp and token: someone who saw one request cannot reuse
+    // its signature for another event.
+    let forged = json!({
+        "event": "complained", "id": "mg-forged", "timestamp": 1763650001.0,
+        "recipient": "luis@example.org"
+    });
+    let res = app
+        .post_json(
+            "/api/v1/events/mailgun",
+            &signed(now, "tok-1", "key-mailgun-test", forged),
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        app.status_of("luis@example.org").as_deref(),
+        Some("confirmed")
+    );
     let complained = json!({
         "event": "complained", "id": "mg-2", "timestamp": 1763650001.0,
         "recipient": "luis@example.org"
@@ -411,7 +461,7 @@ async fn mailgun_reports_carry_an_hmac_of_the_signing_key() {
     let body: Value = app
         .post_json(
             "/api/v1/events/mailgun",
-            &signed("1763650001", "tok-2", "key-mailgun-test", complained),
+            &signed(now, "tok-2", "key-mailgun-test", complained),
         )
         .await
         .json()
@@ -562,6 +612,8 @@ fn only_sns_hosts_are_trusted_for_certificates() {
         "https://user@sns.us-east-1.amazonaws.com/x.pem",
         "https://sqs.us-east-1.amazonaws.com/x.pem",
         "https://sns..amazonaws.com/x.pem",
+        "https://sns.us-east-1.amazonaws.com/x.pem?again=1.pem",
+        "https://sns.us-east-1.amazonaws.com/x.pem#y.pem",
     ] {
         assert!(!is_sns_url(bad), "{bad}");
     }

@@ -81,6 +81,7 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         newsletters,
         deliveries,
         mail_events,
+        provider_tokens,
         webhook_endpoints,
         webhook_messages,
         webhook_attempts

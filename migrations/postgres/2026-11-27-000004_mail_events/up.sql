@@ -14,3 +14,12 @@ CREATE TABLE mail_events (
 
 -- Soft bounces of one address within a window.
 CREATE INDEX mail_events_address_idx ON mail_events (email_hash, kind, occurred_at);
+
+-- Signed requests already accepted from providers whose signature does not cover the body
+-- (Mailgun signs a timestamp and a one-time token): a token seen once is refused after that.
+-- Kept a day; requests older than 15 minutes are refused anyway.
+CREATE TABLE provider_tokens (
+    token TEXT PRIMARY KEY NOT NULL,
+    seen_at TIMESTAMP NOT NULL
+);
+CREATE INDEX provider_tokens_seen_idx ON provider_tokens (seen_at);

@@ -1,1 +1,2 @@
+DROP TABLE provider_tokens;
 DROP TABLE mail_events;
