@@ -13,3 +13,4 @@ mod smtp;
 mod staff;
 mod subscribe;
 mod subscribers;
+mod sync;
