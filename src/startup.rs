@@ -51,6 +51,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Woken whenever a request queued a task (a webhook delivery, an import).
     pub task_ready: Arc<Notify>,
+    /// Streamed exports running at once (`ENLACE_EXPORT_CONCURRENCY`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -191,6 +193,7 @@ impl Application {
         };
         let port = listener.local_addr()?.port();
         let max_body = settings.max_body_bytes;
+        let export_concurrency = settings.export_concurrency;
         let cors_origins = settings.cors_origins.clone();
         let state = web::Data::new(AppState {
             db: db.clone(),
@@ -211,6 +214,7 @@ impl Application {
             ),
             engine: engine.clone(),
             task_ready: task_ready.clone(),
+            exports: Arc::new(tokio::sync::Semaphore::new(export_concurrency)),
         });
         let server = HttpServer::new(move || {
             App::new()

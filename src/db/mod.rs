@@ -6,6 +6,7 @@ pub mod batch;
 pub mod confirmations;
 pub mod consent;
 pub mod deliveries;
+pub mod exports;
 pub mod interests;
 pub mod jobs;
 pub mod newsletters;

@@ -2,6 +2,7 @@
 //! handlers, and a test compares it with openapi.yaml in both directions.
 
 mod confirm;
+mod exports;
 mod fields;
 mod health;
 mod interests;
@@ -25,8 +26,10 @@ use crate::domain::Language;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+/// `"path" => { method => handler, … }`, optionally `"path" (wrap middleware) => { … }` for a
+/// middleware on that resource alone.
 macro_rules! routes {
-    ($( $path:literal => { $( $method:ident => $handler:path ),+ $(,)? } ),* $(,)?) => {
+    ($( $path:literal $(($wrap:expr))? => { $( $method:ident => $handler:path ),+ $(,)? } ),* $(,)?) => {
         /// (method, path) of every route served.
         pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path) ),+ ),* ];
 
@@ -34,6 +37,7 @@ macro_rules! routes {
             $(
                 cfg.service(
                     web::resource($path)
+                        $( .wrap($wrap) )?
                         $( .route(web::$method().to($handler)) )+
                         .default_service(web::to(method_not_allowed)),
                 );
@@ -72,6 +76,10 @@ routes! {
         delete => subscribers::erase_subscriber,
     },
     "/api/v1/subscribers/{id}/data" => { get => subscribers::subscriber_data },
+    // gzip when the client accepts it: exports are large and compress well.
+    "/api/v1/exports/subscribers" (actix_web::middleware::Compress::default()) => {
+        get => exports::export_subscribers,
+    },
     "/api/v1/interests" => { get => interests::list_interests, post => interests::create_interest },
     "/api/v1/interests/{slug}" => {
         get => interests::get_interest,

@@ -1,5 +1,6 @@
 mod blast;
 mod confirm;
+mod exports;
 mod fields;
 mod helpers;
 mod interests;
