@@ -37,10 +37,7 @@ pub fn subscribers_after(
     if let Some(after) = after {
         query = query.filter(subscribers::id.gt(after.to_owned()));
     }
-    query
-        .order(subscribers::id.asc())
-        .limit(limit)
-        .load(conn)
+    query.order(subscribers::id.asc()).limit(limit).load(conn)
 }
 
 /// (subscriber id, interest slug) for every subscriber id from `first` to `last` inclusive, in

@@ -299,9 +299,9 @@ where
         }
         AnyConnection::Sqlite(_) => "BEGIN DEFERRED",
     };
-    crate::on_backend!(&mut *conn, |c| AnsiTransactionManager::begin_transaction_sql(
-        c, begin
-    ))?;
+    crate::on_backend!(&mut *conn, |c| {
+        AnsiTransactionManager::begin_transaction_sql(c, begin)
+    })?;
     let result = f(conn);
     match result {
         Ok(value) => {
@@ -318,9 +318,10 @@ where
             }
         }
         Err(e) => {
-            crate::on_backend!(&mut *conn, |c| AnsiTransactionManager::rollback_transaction(
-                c
-            ))?;
+            crate::on_backend!(
+                &mut *conn,
+                |c| AnsiTransactionManager::rollback_transaction(c)
+            )?;
             Err(e)
         }
     }

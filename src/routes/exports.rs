@@ -89,13 +89,14 @@ pub async fn export_subscribers(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let permit = state
-        .exports
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::TooManyRequests {
-            retry_after_secs: RETRY_AFTER_SECS,
-        })?;
+    let permit =
+        state
+            .exports
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::TooManyRequests {
+                retry_after_secs: RETRY_AFTER_SECS,
+            })?;
 
     let (ready_tx, ready_rx) = oneshot::channel::<Ready>();
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(BUFFERED_CHUNKS);
@@ -235,7 +236,11 @@ impl Export {
         };
         let fields = store::field_keys(conn)?;
         let cursor = db::subscribers::latest_change(conn)?;
-        if ready.take().map(|r| r.send(Ok(cursor))).is_some_and(|sent| sent.is_err()) {
+        if ready
+            .take()
+            .map(|r| r.send(Ok(cursor)))
+            .is_some_and(|sent| sent.is_err())
+        {
             return Err(Stop::Gone);
         }
         let mut encoder = Encoder::new(self.format, fields);

@@ -81,12 +81,28 @@ async fn csv_export_has_every_field_and_defangs_formulas() {
     assert!(body.ends_with("\r\n"), "RFC 4180 line ends");
 
     let mut reader = csv::Reader::from_reader(body.as_bytes());
-    let columns: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let columns: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(
         columns,
         [
-            "id", "email", "name", "language", "status", "interests", "source", "created_at",
-            "confirmed_at", "unsubscribed_at", "updated_at", "attributes.age", "attributes.city"
+            "id",
+            "email",
+            "name",
+            "language",
+            "status",
+            "interests",
+            "source",
+            "created_at",
+            "confirmed_at",
+            "unsubscribed_at",
+            "updated_at",
+            "attributes.age",
+            "attributes.city"
         ]
     );
     let rows: Vec<Vec<String>> = reader
@@ -97,13 +113,25 @@ async fn csv_export_has_every_field_and_defangs_formulas() {
     let row = |id: &str| rows.iter().find(|r| r[0] == id).unwrap().clone();
     let ana_row = row(&ana);
     assert_eq!(ana_row[1], "ana@example.org");
-    assert_eq!(ana_row[2], "Ana \"la jefa\", Pérez\nsegunda línea", "quoted, not broken");
-    assert_eq!((ana_row[3].as_str(), ana_row[4].as_str()), ("es", "confirmed"));
+    assert_eq!(
+        ana_row[2], "Ana \"la jefa\", Pérez\nsegunda línea",
+        "quoted, not broken"
+    );
+    assert_eq!(
+        (ana_row[3].as_str(), ana_row[4].as_str()),
+        ("es", "confirmed")
+    );
     assert_eq!(ana_row[5], "news;volunteers");
     assert!(ana_row[8].ends_with('Z') && ana_row[9].is_empty());
-    assert_eq!((ana_row[11].as_str(), ana_row[12].as_str()), ("41", "Phoenix"));
+    assert_eq!(
+        (ana_row[11].as_str(), ana_row[12].as_str()),
+        ("41", "Phoenix")
+    );
     let evil_row = row(&evil);
-    assert_eq!(evil_row[2], "'=HYPERLINK(\"http://evil.example\",\"click\")");
+    assert_eq!(
+        evil_row[2],
+        "'=HYPERLINK(\"http://evil.example\",\"click\")"
+    );
     assert_eq!(evil_row[6], "'@footer");
     assert_eq!(evil_row[11], "'-3");
     assert_eq!(evil_row[12], "'+1 555 0100");
@@ -172,13 +200,28 @@ async fn ndjson_export_matches_the_api_and_filters_by_segment_and_time() {
     let segment_id = segment["id"].as_str().unwrap();
     let ids = |body: String| -> Vec<String> {
         body.lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     };
-    let res = export(&app, &admin, &format!("format=ndjson&segment_id={segment_id}")).await;
+    let res = export(
+        &app,
+        &admin,
+        &format!("format=ndjson&segment_id={segment_id}"),
+    )
+    .await;
     assert_eq!(ids(res.text().await.unwrap()), [es.clone()]);
     assert!(!ids(body.clone()).is_empty() && ids(body).contains(&es_pending));
-    let res = export(&app, &admin, "format=ndjson&updated_since=2025-01-01T00:00:00Z").await;
+    let res = export(
+        &app,
+        &admin,
+        "format=ndjson&updated_since=2025-01-01T00:00:00Z",
+    )
+    .await;
     assert_eq!(ids(res.text().await.unwrap()), [en]);
     assert_eq!(
         app.count("audit_log WHERE action = 'subscribers.export_ndjson'"),
@@ -189,7 +232,10 @@ async fn ndjson_export_matches_the_api_and_filters_by_segment_and_time() {
     for (query, field) in [
         ("format=xlsx", "format"),
         ("segment_id=nope", "segment_id"),
-        ("segment_id=00000000-0000-0000-0000-000000000000", "segment_id"),
+        (
+            "segment_id=00000000-0000-0000-0000-000000000000",
+            "segment_id",
+        ),
         ("updated_since=yesterday", "updated_since"),
     ] {
         let res = export(&app, &admin, query).await;
@@ -204,9 +250,17 @@ async fn ndjson_export_matches_the_api_and_filters_by_segment_and_time() {
     let viewer = app.staff_token(enlace::auth::Role::Viewer).await;
     assert_eq!(export(&app, &viewer, "").await.status(), 403);
     assert_eq!(export(&app, "nonsense", "").await.status(), 401);
-    for (scopes, status) in [(json!(["exports:read"]), 200), (json!(["subscribers:read"]), 403)] {
+    for (scopes, status) in [
+        (json!(["exports:read"]), 200),
+        (json!(["subscribers:read"]), 403),
+    ] {
         let key: Value = app
-            .send_as(&admin, "POST", "/api/v1/api-keys", json!({"name": "crm", "scopes": scopes}))
+            .send_as(
+                &admin,
+                "POST",
+                "/api/v1/api-keys",
+                json!({"name": "crm", "scopes": scopes}),
+            )
             .await
             .json()
             .await
@@ -233,7 +287,12 @@ async fn exports_are_gzipped_when_the_client_accepts_it() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-encoding"], "gzip");
     let zipped = res.bytes().await.unwrap();
-    assert!(zipped.len() * 3 < plain.len(), "{} vs {}", zipped.len(), plain.len());
+    assert!(
+        zipped.len() * 3 < plain.len(),
+        "{} vs {}",
+        zipped.len(),
+        plain.len()
+    );
     let mut unzipped = Vec::new();
     flate2::read::GzDecoder::new(&zipped[..])
         .read_to_end(&mut unzipped)
@@ -248,15 +307,28 @@ async fn export_once_then_follow_the_feed_from_the_cursor_it_gave() {
     let kept = app.add_subscriber("kept@example.org", "confirmed", "en", None, json!({}));
     let changed = app.add_subscriber("changed@example.org", "confirmed", "en", None, json!({}));
     let res = export(&app, &editor, "format=ndjson").await;
-    let cursor = res.headers()["enlace-sync-cursor"].to_str().unwrap().to_owned();
+    let cursor = res.headers()["enlace-sync-cursor"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(res.text().await.unwrap().lines().count(), 2);
 
     let res = app
-        .send_as(&editor, "PATCH", &format!("/api/v1/subscribers/{changed}"), json!({"name": "New"}))
+        .send_as(
+            &editor,
+            "PATCH",
+            &format!("/api/v1/subscribers/{changed}"),
+            json!({"name": "New"}),
+        )
         .await;
     assert_eq!(res.status(), 200);
     let res = app
-        .send_as(&editor, "DELETE", &format!("/api/v1/subscribers/{kept}"), json!(null))
+        .send_as(
+            &editor,
+            "DELETE",
+            &format!("/api/v1/subscribers/{kept}"),
+            json!(null),
+        )
         .await;
     assert_eq!(res.status(), 204);
     let feed: Value = app
@@ -277,7 +349,10 @@ async fn export_once_then_follow_the_feed_from_the_cursor_it_gave() {
         .collect();
     assert_eq!(
         got,
-        [(changed.as_str(), &Value::Null), (kept.as_str(), &json!(true))],
+        [
+            (changed.as_str(), &Value::Null),
+            (kept.as_str(), &json!(true))
+        ],
         "exactly what changed after the export"
     );
 }
@@ -311,10 +386,10 @@ async fn a_large_export_streams_whole_and_busy_exports_are_turned_away() {
     };
     let body = second.text().await.unwrap();
     let mut reader = csv::Reader::from_reader(body.as_bytes());
-    let ids: Vec<String> = reader
-        .records()
-        .map(|r| r.unwrap()[0].to_owned())
-        .collect();
+    let ids: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
     assert_eq!(ids.len(), 20_000, "every row, across many chunks");
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "each once, in id order");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "each once, in id order"
+    );
 }

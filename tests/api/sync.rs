@@ -21,7 +21,10 @@ async fn page(app: &TestApp, token: &str, query: &str) -> (Vec<Value>, String, b
     let body: Value = res.json().await.unwrap();
     (
         body["data"].as_array().unwrap().clone(),
-        body["next_cursor"].as_str().expect("always a cursor").to_owned(),
+        body["next_cursor"]
+            .as_str()
+            .expect("always a cursor")
+            .to_owned(),
         body["has_more"].as_bool().unwrap(),
     )
 }
@@ -38,7 +41,10 @@ impl Mirror {
         for entry in entries {
             let id = entry["id"].as_str().unwrap().to_owned();
             if entry["erased"] == true {
-                assert!(entry.get("email").is_none(), "a tombstone holds no personal data");
+                assert!(
+                    entry.get("email").is_none(),
+                    "a tombstone holds no personal data"
+                );
                 assert!(entry["erased_at"].is_string());
                 self.people.remove(&id);
                 self.erased_seen.push(id);
@@ -170,7 +176,10 @@ async fn a_client_paging_while_others_write_sees_every_final_state_and_every_era
         .collect();
     assert_eq!(
         got,
-        [(ids[3].as_str(), &Value::Null), (ids[4].as_str(), &json!(true))],
+        [
+            (ids[3].as_str(), &Value::Null),
+            (ids[4].as_str(), &json!(true))
+        ],
         "in the order they happened"
     );
     assert_eq!(entries[0]["interests"], json!(["news"]));
@@ -217,7 +226,10 @@ async fn a_change_not_yet_committed_is_never_skipped_by_a_later_one() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (entries, during, _) = page(&app, &editor, &format!("cursor={cursor}")).await;
     assert!(entries.is_empty(), "nothing is committed yet: {entries:?}");
-    assert_eq!(during, cursor, "the cursor does not move past uncommitted work");
+    assert_eq!(
+        during, cursor,
+        "the cursor does not move past uncommitted work"
+    );
 
     held.batch_execute("COMMIT").unwrap();
     drop(held);
@@ -239,13 +251,22 @@ async fn tombstones_pass_every_filter_and_updated_since_starts_the_feed() {
     let gone = app.add_subscriber("gone@example.org", "pending", "en", None, json!({}));
     app.sql("UPDATE subscribers SET updated_at = '2020-01-01 00:00:00'");
     let res = app
-        .send_as(&editor, "DELETE", &format!("/api/v1/subscribers/{gone}"), json!(null))
+        .send_as(
+            &editor,
+            "DELETE",
+            &format!("/api/v1/subscribers/{gone}"),
+            json!(null),
+        )
         .await;
     assert_eq!(res.status(), 204);
 
     let (entries, _, _) = page(&app, &viewer, "language=es").await;
     let ids: Vec<&str> = entries.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [es.as_str(), gone.as_str()], "an erasure reaches every filtered feed");
+    assert_eq!(
+        ids,
+        [es.as_str(), gone.as_str()],
+        "an erasure reaches every filtered feed"
+    );
     assert_eq!(
         entries[1],
         json!({"id": gone, "erased": true, "erased_at": entries[1]["erased_at"]}),
@@ -260,9 +281,17 @@ async fn tombstones_pass_every_filter_and_updated_since_starts_the_feed() {
 
     // An API key with subscribers:read follows the feed too; one without it does not.
     let admin = app.staff_token(enlace::auth::Role::Admin).await;
-    for (scopes, status) in [(json!(["subscribers:read"]), 200), (json!(["exports:read"]), 403)] {
+    for (scopes, status) in [
+        (json!(["subscribers:read"]), 200),
+        (json!(["exports:read"]), 403),
+    ] {
         let key: Value = app
-            .send_as(&admin, "POST", "/api/v1/api-keys", json!({"name": "crm", "scopes": scopes}))
+            .send_as(
+                &admin,
+                "POST",
+                "/api/v1/api-keys",
+                json!({"name": "crm", "scopes": scopes}),
+            )
             .await
             .json()
             .await
@@ -284,9 +313,9 @@ async fn cursors_are_checked() {
     let viewer = app.staff_token(enlace::auth::Role::Viewer).await;
     for bad in [
         "forged",
-        "YzE6LTE",           // c1:-1
-        "YzE6eA",            // c1:x
-        "MTcwMDAwMDAwMHxhYg", // the old (time|id) form
+        "YzE6LTE",                                 // c1:-1
+        "YzE6eA",                                  // c1:x
+        "MTcwMDAwMDAwMHxhYg",                      // the old (time|id) form
         "YzE6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk", // beyond 64 bits
     ] {
         let res = app
