@@ -116,6 +116,7 @@ for backend in $BACKENDS; do
     port_free "$APP_PORT"
     ENLACE_DATABASE_URL="$url" ENLACE_LISTEN="127.0.0.1:$APP_PORT" ENLACE_DATA_DIR="$WORK/data-$backend" \
       ENLACE_SECRET_KEY="bench-secret-key-0123456789abcdef0123456789" ENLACE_LOG=warn \
+      ENLACE_SMTP_URL="smtp://127.0.0.1:2525" \
       /usr/bin/time -v -o "$WORK/time.txt" "$BIN" serve > "$WORK/serve.log" 2>&1 &
     timer=$!
     wait_port "$APP_PORT"

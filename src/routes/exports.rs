@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::subscribers::{encode_cursor, time, view};
+use super::subscribers::{encode_cursor, time};
 use super::HandlerResult;
 use crate::auth::{Authorized, ExportContacts};
 use crate::db::exports::{self as store, ExportScope};
@@ -288,7 +288,6 @@ struct Encoder {
     csv: csv::Writer<Vec<u8>>,
     lines: Vec<u8>,
     header_written: bool,
-    record: Vec<String>,
 }
 
 /// The fixed CSV columns, before one `attributes.<key>` column per declared custom field.
@@ -314,7 +313,6 @@ impl Encoder {
             csv: Self::csv_writer(),
             lines: Vec::new(),
             header_written: false,
-            record: Vec::new(),
         }
     }
 
@@ -328,7 +326,7 @@ impl Encoder {
     fn row(&mut self, s: &Subscriber, interests: &[String]) -> anyhow::Result<()> {
         match self.format {
             Format::Ndjson => {
-                serde_json::to_writer(&mut self.lines, &view(s, interests))?;
+                serde_json::to_writer(&mut self.lines, &Line::new(s, interests))?;
                 self.lines.push(b'\n');
             }
             Format::Csv => {
@@ -336,29 +334,34 @@ impl Encoder {
                 let attributes: serde_json::Map<String, Value> =
                     serde_json::from_str(&s.attributes).unwrap_or_default();
                 let time = |t: Option<NaiveDateTime>| t.map(time).unwrap_or_default();
-                self.record.clear();
-                self.record.extend([
-                    s.id.clone(),
-                    s.email.clone(),
-                    s.name.clone().unwrap_or_default(),
-                    s.language.clone(),
-                    s.status.clone(),
-                    interests.join(";"),
-                    s.source.clone().unwrap_or_default(),
-                    time(Some(s.created_at)),
-                    time(s.confirmed_at),
-                    time(s.unsubscribed_at),
-                    time(Some(s.updated_at)),
-                ]);
-                for key in &self.fields {
-                    self.record.push(match attributes.get(key) {
-                        None | Some(Value::Null) => String::new(),
-                        Some(Value::String(text)) => text.clone(),
-                        Some(other) => other.to_string(),
-                    });
+                let (created, confirmed) = (time(Some(s.created_at)), time(s.confirmed_at));
+                let (unsubscribed, updated) = (time(s.unsubscribed_at), time(Some(s.updated_at)));
+                let interests = interests.join(";");
+                for cell in [
+                    s.id.as_str(),
+                    &s.email,
+                    s.name.as_deref().unwrap_or_default(),
+                    &s.language,
+                    &s.status,
+                    &interests,
+                    s.source.as_deref().unwrap_or_default(),
+                    &created,
+                    &confirmed,
+                    &unsubscribed,
+                    &updated,
+                ] {
+                    self.csv.write_field(&*defang(cell))?;
                 }
-                self.csv
-                    .write_record(self.record.iter().map(|cell| defang(cell).into_owned()))?;
+                for key in &self.fields {
+                    let value = match attributes.get(key) {
+                        None | Some(Value::Null) => Cow::Borrowed(""),
+                        Some(Value::String(text)) => Cow::Borrowed(text.as_str()),
+                        Some(other) => Cow::Owned(other.to_string()),
+                    };
+                    self.csv.write_field(&*defang(&value))?;
+                }
+                // Ends the record (the fields are written).
+                self.csv.write_record(None::<&[u8]>)?;
             }
         }
         Ok(())
@@ -390,6 +393,44 @@ impl Encoder {
                 let full = std::mem::replace(&mut self.csv, Self::csv_writer());
                 Bytes::from(full.into_inner().unwrap_or_default())
             }
+        }
+    }
+}
+
+/// One NDJSON line: the object `GET /api/v1/subscribers/{id}` answers (fields in the same
+/// order), written straight from the row instead of through a `serde_json::Value` tree.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    attributes: Value,
+    confirmed_at: Option<String>,
+    created_at: String,
+    email: &'a str,
+    id: &'a str,
+    interests: &'a [String],
+    language: &'a str,
+    name: Option<&'a str>,
+    source: Option<&'a str>,
+    status: &'a str,
+    unsubscribed_at: Option<String>,
+    updated_at: String,
+}
+
+impl<'a> Line<'a> {
+    fn new(s: &'a Subscriber, interests: &'a [String]) -> Self {
+        Self {
+            attributes: serde_json::from_str(&s.attributes)
+                .unwrap_or_else(|_| Value::Object(Default::default())),
+            confirmed_at: s.confirmed_at.map(time),
+            created_at: time(s.created_at),
+            email: &s.email,
+            id: &s.id,
+            interests,
+            language: &s.language,
+            name: s.name.as_deref(),
+            source: s.source.as_deref(),
+            status: &s.status,
+            unsubscribed_at: s.unsubscribed_at.map(time),
+            updated_at: time(s.updated_at),
         }
     }
 }

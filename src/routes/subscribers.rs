@@ -24,7 +24,7 @@ pub(crate) fn time(t: NaiveDateTime) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-pub(crate) fn view(s: &Subscriber, interests: &[String]) -> Value {
+fn view(s: &Subscriber, interests: &[String]) -> Value {
     json!({
         "id": s.id,
         "email": s.email,

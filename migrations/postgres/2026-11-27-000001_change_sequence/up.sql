@@ -38,10 +38,10 @@ WITH numbered AS (
 )
 UPDATE tombstones SET change_seq = numbered.n
 FROM numbered WHERE numbered.kind = 't' AND numbered.id = tombstones.subscriber_id;
-SELECT setval('change_numbers', GREATEST(
+SELECT setval('change_numbers', highest) FROM (SELECT GREATEST(
     (SELECT COALESCE(MAX(change_seq), 0) FROM subscribers),
-    (SELECT COALESCE(MAX(change_seq), 0) FROM tombstones),
-    1));
+    (SELECT COALESCE(MAX(change_seq), 0) FROM tombstones)) AS highest) existing
+WHERE highest > 0;
 
 CREATE INDEX subscribers_change_idx ON subscribers (change_seq);
 CREATE INDEX tombstones_change_idx ON tombstones (change_seq);
