@@ -214,7 +214,7 @@ async fn ndjson_export_matches_the_api_and_filters_by_segment_and_time() {
         &format!("format=ndjson&segment_id={segment_id}"),
     )
     .await;
-    assert_eq!(ids(res.text().await.unwrap()), [es.clone()]);
+    assert_eq!(ids(res.text().await.unwrap()), [es.as_str()]);
     assert!(!ids(body.clone()).is_empty() && ids(body).contains(&es_pending));
     let res = export(
         &app,
