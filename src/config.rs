@@ -285,6 +285,16 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
 
+    /// Streamed exports running at once; each holds a database connection while it runs.
+    /// Further export requests are answered 429 with Retry-After.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_EXPORT_CONCURRENCY",
+        default_value_t = 2
+    )]
+    pub export_concurrency: usize,
+
     /// Log filter, e.g. `info` or `warn,enlace=debug`.
     #[arg(long, global = true, env = "ENLACE_LOG", default_value = "info")]
     pub log: String,
@@ -312,6 +322,11 @@ impl Settings {
             || self.database_url.starts_with("postgresql://"))
         {
             bail!("ENLACE_DATABASE_URL must start with sqlite:// or postgres://");
+        }
+        if self.export_concurrency == 0
+            || self.export_concurrency as u64 >= u64::from(self.db_pool_size)
+        {
+            bail!("ENLACE_EXPORT_CONCURRENCY must be at least 1 and below ENLACE_DB_POOL_SIZE (each export holds a connection)");
         }
         if self.mail_concurrency == 0 || self.db_pool_size == 0 || self.send_concurrency == 0 {
             bail!("ENLACE_MAIL_CONCURRENCY, ENLACE_SEND_CONCURRENCY and ENLACE_DB_POOL_SIZE must be at least 1");

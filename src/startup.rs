@@ -53,6 +53,8 @@ pub struct AppState {
     pub task_ready: Arc<Notify>,
     /// Bounce and complaint intake: which provider endpoints are on, and their secrets.
     pub intake: crate::bounces::Intake,
+    /// Streamed exports running at once (`ENLACE_EXPORT_CONCURRENCY`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -213,6 +215,7 @@ impl Application {
                 sns.add_certificate(url, pem)?;
             }
         }
+        let export_concurrency = settings.export_concurrency;
         let cors_origins = settings.cors_origins.clone();
         let state = web::Data::new(AppState {
             db: db.clone(),
@@ -234,6 +237,7 @@ impl Application {
             engine: engine.clone(),
             task_ready: task_ready.clone(),
             intake,
+            exports: Arc::new(tokio::sync::Semaphore::new(export_concurrency)),
         });
         let server = HttpServer::new(move || {
             App::new()

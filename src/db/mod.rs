@@ -7,6 +7,7 @@ pub mod confirmations;
 pub mod consent;
 pub mod deliveries;
 pub mod imports;
+pub mod exports;
 pub mod interests;
 pub mod jobs;
 pub mod mail_events;
@@ -281,6 +282,49 @@ where
         },
         Err(e) => {
             AnsiTransactionManager::rollback_transaction(lite)?;
+            Err(e)
+        }
+    }
+}
+
+/// A read-only transaction over one consistent snapshot: PostgreSQL `REPEATABLE READ, READ ONLY`,
+/// SQLite a deferred transaction (its snapshot starts with the first read and, in WAL mode, holds
+/// until the end). Every query in `f` sees the same committed state.
+pub fn read_snapshot<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let begin = match conn {
+        AnyConnection::Postgresql(_) => {
+            "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+        }
+        AnyConnection::Sqlite(_) => "BEGIN DEFERRED",
+    };
+    crate::on_backend!(&mut *conn, |c| {
+        AnsiTransactionManager::begin_transaction_sql(c, begin)
+    })?;
+    let result = f(conn);
+    match result {
+        Ok(value) => {
+            match crate::on_backend!(&mut *conn, |c| AnsiTransactionManager::commit_transaction(
+                c
+            )) {
+                Ok(()) => Ok(value),
+                Err(e) => {
+                    let _ = crate::on_backend!(&mut *conn, |c| {
+                        AnsiTransactionManager::rollback_transaction(c)
+                    });
+                    Err(e.into())
+                }
+            }
+        }
+        Err(e) => {
+            crate::on_backend!(
+                &mut *conn,
+                |c| AnsiTransactionManager::rollback_transaction(c)
+            )?;
             Err(e)
         }
     }

@@ -29,6 +29,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    change_counter (id) {
+        id -> Integer,
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
     confirmation_tokens (token_hash) {
         token_hash -> Text,
         subscriber_id -> Text,
@@ -129,6 +136,7 @@ diesel::table! {
         updated_at -> Timestamp,
         confirmed_at -> Nullable<Timestamp>,
         unsubscribed_at -> Nullable<Timestamp>,
+        change_seq -> BigInt,
     }
 }
 
@@ -144,6 +152,7 @@ diesel::table! {
     tombstones (subscriber_id) {
         subscriber_id -> Text,
         erased_at -> Timestamp,
+        change_seq -> BigInt,
     }
 }
 
@@ -317,6 +326,7 @@ diesel::joinable!(webhook_messages -> webhook_endpoints (endpoint_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_log,
+    change_counter,
     confirmation_tokens,
     consent_events,
     custom_fields,

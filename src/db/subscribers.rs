@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{interests, subscriber_interests, subscribers};
+use super::schema::{interests, subscriber_interests, subscribers, tombstones};
 use super::AnyConnection;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
@@ -227,7 +227,7 @@ pub fn count_subscribers_by_status(conn: &mut AnyConnection) -> QueryResult<Vec<
         .load(conn)
 }
 
-/// Filters for the staff list; `after` is the (updated_at, id) of the last row already seen.
+/// Filters for the change feed; `after` is the change number of the last change already seen.
 #[derive(Default)]
 pub struct SubscriberQuery {
     pub status: Option<String>,
@@ -235,17 +235,19 @@ pub struct SubscriberQuery {
     pub interest: Option<String>,
     pub email_contains: Option<String>,
     pub updated_since: Option<NaiveDateTime>,
-    pub after: Option<(NaiveDateTime, String)>,
+    pub after: i64,
     pub limit: i64,
 }
 
-/// One page in (updated_at, id) order.
-pub fn list_subscribers(
+/// Up to `q.limit` subscribers changed after `q.after` that match the filters, with their change
+/// numbers, in change order.
+pub fn list_changed_subscribers(
     conn: &mut AnyConnection,
     q: &SubscriberQuery,
-) -> QueryResult<Vec<Subscriber>> {
+) -> QueryResult<Vec<(Subscriber, i64)>> {
     let mut query = subscribers::table
-        .select(Subscriber::as_select())
+        .select((Subscriber::as_select(), subscribers::change_seq))
+        .filter(subscribers::change_seq.gt(q.after))
         .into_boxed();
     if let Some(status) = &q.status {
         query = query.filter(subscribers::status.eq(status.clone()));
@@ -269,17 +271,52 @@ pub fn list_subscribers(
     if let Some(since) = q.updated_since {
         query = query.filter(subscribers::updated_at.ge(since));
     }
-    if let Some((at, id)) = &q.after {
-        query = query.filter(
-            subscribers::updated_at.gt(*at).or(subscribers::updated_at
-                .eq(*at)
-                .and(subscribers::id.gt(id.clone()))),
-        );
-    }
     query
-        .order((subscribers::updated_at.asc(), subscribers::id.asc()))
+        .order(subscribers::change_seq.asc())
         .limit(q.limit)
         .load(conn)
+}
+
+/// An erased subscriber: only the id, when, and its change number.
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = tombstones)]
+pub struct Tombstone {
+    pub subscriber_id: String,
+    pub erased_at: NaiveDateTime,
+    pub change_seq: i64,
+}
+
+/// Up to `limit` tombstones numbered after `after` (erased at or after `since`), in change order.
+pub fn list_tombstones_after(
+    conn: &mut AnyConnection,
+    after: i64,
+    since: Option<NaiveDateTime>,
+    limit: i64,
+) -> QueryResult<Vec<Tombstone>> {
+    let mut query = tombstones::table
+        .select(Tombstone::as_select())
+        .filter(tombstones::change_seq.gt(after))
+        .into_boxed();
+    if let Some(since) = since {
+        query = query.filter(tombstones::erased_at.ge(since));
+    }
+    query
+        .order(tombstones::change_seq.asc())
+        .limit(limit)
+        .load(conn)
+}
+
+/// The highest change number committed so far (0 when nothing has changed yet). Read inside a
+/// snapshot, every change up to it is visible in that snapshot.
+pub fn latest_change(conn: &mut AnyConnection) -> QueryResult<i64> {
+    use diesel::dsl::max;
+    let subscribers: Option<i64> = subscribers::table
+        .select(max(subscribers::change_seq))
+        .first(conn)?;
+    let tombstones: Option<i64> = tombstones::table
+        .select(max(tombstones::change_seq))
+        .first(conn)?;
+    Ok(subscribers.unwrap_or(0).max(tombstones.unwrap_or(0)))
 }
 
 pub fn delete_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
@@ -289,7 +326,6 @@ pub fn delete_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<bool
 }
 
 pub fn insert_tombstone(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<()> {
-    use super::schema::tombstones;
     diesel::insert_into(tombstones::table)
         .values((
             tombstones::subscriber_id.eq(id),

@@ -3,6 +3,7 @@
 
 mod confirm;
 mod events;
+mod exports;
 mod fields;
 mod health;
 mod imports;
@@ -28,8 +29,10 @@ use crate::domain::Language;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+/// `"path" => { method => handler, … }`, optionally `"path" (wrap middleware) => { … }` for a
+/// middleware on that resource alone.
 macro_rules! routes {
-    ($( $path:literal => { $( $method:ident => $handler:path ),+ $(,)? } ),* $(,)?) => {
+    ($( $path:literal $(($wrap:expr))? => { $( $method:ident => $handler:path ),+ $(,)? } ),* $(,)?) => {
         /// (method, path) of every route served.
         pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path) ),+ ),* ];
 
@@ -37,6 +40,7 @@ macro_rules! routes {
             $(
                 cfg.service(
                     web::resource($path)
+                        $( .wrap($wrap) )?
                         $( .route(web::$method().to($handler)) )+
                         .default_service(web::to(method_not_allowed)),
                 );
@@ -78,6 +82,10 @@ routes! {
     "/api/v1/imports" => { get => imports::list_imports, post => imports::create_import },
     "/api/v1/imports/{id}" => { get => imports::get_import },
     "/api/v1/imports/{id}/cancel" => { post => imports::cancel_import },
+    // gzip when the client accepts it: exports are large and compress well.
+    "/api/v1/exports/subscribers" (actix_web::middleware::Compress::default()) => {
+        get => exports::export_subscribers,
+    },
     "/api/v1/interests" => { get => interests::list_interests, post => interests::create_interest },
     "/api/v1/interests/{slug}" => {
         get => interests::get_interest,

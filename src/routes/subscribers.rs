@@ -1,5 +1,5 @@
-//! Subscribers for staff: list with filters and a stable cursor, one record, everything held
-//! about a person (access requests), and erasure.
+//! Subscribers for staff: the change feed (every change in commit order, erasures as tombstones,
+//! with filters), one record, everything held about a person (access requests), and erasure.
 
 use std::collections::HashMap;
 
@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::tokens;
 
-fn time(t: NaiveDateTime) -> String {
+pub(crate) fn time(t: NaiveDateTime) -> String {
     t.and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
@@ -53,26 +53,21 @@ fn load_view(conn: &mut db::AnyConnection, id: &str) -> Result<Option<Value>, Db
     Ok(Some(view(&subscriber, &interests)))
 }
 
-/// Cursors are opaque to clients: the (updated_at, id) of the last row, base64url-encoded.
-fn encode_cursor(s: &Subscriber) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
-        "{}|{}",
-        s.updated_at.and_utc().timestamp_micros(),
-        s.id
-    ))
+/// Cursors are opaque to clients: a change number, base64url-encoded with a version tag.
+pub(crate) fn encode_cursor(change_seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("c1:{change_seq}"))
 }
 
-fn decode_cursor(raw: &str) -> Option<(NaiveDateTime, String)> {
+fn decode_cursor(raw: &str) -> Option<i64> {
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
-    let (micros, id) = text.split_once('|')?;
-    let micros: i64 = micros.parse().ok()?;
-    // Only times this service can have written (both databases store these).
-    if !(0..=253_402_300_799_999_999).contains(&micros) {
-        return None;
-    }
-    let at = DateTime::from_timestamp_micros(micros)?.naive_utc();
-    uuid::Uuid::parse_str(id).ok()?;
-    Some((at, id.to_owned()))
+    let seq: i64 = text.strip_prefix("c1:")?.parse().ok()?;
+    (seq >= 0).then_some(seq)
+}
+
+/// One entry of the change feed: a subscriber as they are now, or the tombstone of one erased.
+enum Change {
+    Subscriber(Subscriber),
+    Erased(store::Tombstone),
 }
 
 #[derive(Deserialize)]
@@ -141,14 +136,11 @@ pub async fn list_subscribers(
         },
     };
     let after = match q.cursor.as_deref() {
-        None => None,
-        Some(raw) => {
-            let decoded = decode_cursor(raw);
-            if decoded.is_none() {
-                bad("cursor", "is not a cursor this API gave out");
-            }
-            decoded
-        }
+        None => 0,
+        Some(raw) => decode_cursor(raw).unwrap_or_else(|| {
+            bad("cursor", "is not a cursor this API gave out");
+            0
+        }),
     };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
@@ -160,33 +152,71 @@ pub async fn list_subscribers(
         email_contains: q.email_contains.map(|e| e.to_lowercase()),
         updated_since,
         after,
-        limit,
+        // One more than asked, to tell whether more is waiting.
+        limit: limit + 1,
     };
-    let (rows, interests) = state
+    let (changes, more, latest, interests) = state
         .db
-        .run(move |conn| -> Result<_, DbError> {
-            let rows = store::list_subscribers(conn, &filter)?;
-            let ids: Vec<&str> = rows.iter().map(|s| s.id.as_str()).collect();
-            let mut interests: HashMap<String, Vec<String>> = HashMap::new();
-            for (id, interest) in store::list_interests_of(conn, &ids)? {
-                interests.entry(id).or_default().push(interest.slug);
-            }
-            Ok((rows, interests))
+        .run(move |conn| {
+            db::read_snapshot(conn, |conn| -> Result<_, DbError> {
+                let people = store::list_changed_subscribers(conn, &filter)?;
+                let erased =
+                    store::list_tombstones_after(conn, after, filter.updated_since, filter.limit)?;
+                let available = people.len() + erased.len();
+                // Merge the two ordered lists by change number.
+                let mut changes: Vec<(i64, Change)> = people
+                    .into_iter()
+                    .map(|(s, seq)| (seq, Change::Subscriber(s)))
+                    .chain(
+                        erased
+                            .into_iter()
+                            .map(|t| (t.change_seq, Change::Erased(t))),
+                    )
+                    .collect();
+                changes.sort_unstable_by_key(|(seq, _)| *seq);
+                changes.truncate(limit as usize);
+                let more = available > changes.len();
+                let latest = store::latest_change(conn)?;
+                let ids: Vec<&str> = changes
+                    .iter()
+                    .filter_map(|(_, c)| match c {
+                        Change::Subscriber(s) => Some(s.id.as_str()),
+                        Change::Erased(_) => None,
+                    })
+                    .collect();
+                let mut interests: HashMap<String, Vec<String>> = HashMap::new();
+                for (id, interest) in store::list_interests_of(conn, &ids)? {
+                    interests.entry(id).or_default().push(interest.slug);
+                }
+                Ok((changes, more, latest, interests))
+            })
         })
         .await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(encode_cursor))
-        .flatten();
-    let data: Vec<Value> = rows
+    // More waiting: continue after the last change given. Otherwise every change in this
+    // snapshot has been seen (filtered or not), so the next poll starts after the newest one.
+    let next = match changes.last() {
+        Some((seq, _)) if more => *seq,
+        last => latest.max(after).max(last.map_or(0, |(seq, _)| *seq)),
+    };
+    let data: Vec<Value> = changes
         .iter()
-        .map(|s| {
-            view(
+        .map(|(_, change)| match change {
+            Change::Subscriber(s) => view(
                 s,
                 interests.get(&s.id).map(Vec::as_slice).unwrap_or_default(),
-            )
+            ),
+            Change::Erased(t) => json!({
+                "id": t.subscriber_id,
+                "erased": true,
+                "erased_at": time(t.erased_at),
+            }),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(json!({
+        "data": data,
+        "next_cursor": encode_cursor(next),
+        "has_more": more,
+    })))
 }
 
 pub async fn get_subscriber(

@@ -1,6 +1,7 @@
 mod blast;
 mod confirm;
 mod events;
+mod exports;
 mod fields;
 mod helpers;
 mod imports;
@@ -16,3 +17,4 @@ mod staff;
 mod subscribe;
 mod subscribers;
 mod webhooks;
+mod sync;

@@ -64,6 +64,7 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
     select_all!(
         api_keys,
         audit_log,
+        change_counter,
         staff,
         confirmation_tokens,
         consent_events,

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Export benchmark: GET /api/v1/exports/subscribers for 1,000,000 subscribers as CSV, NDJSON and
+# gzip-compressed CSV, on SQLite and/or PostgreSQL.
+#
+#   bench/export.sh                 # both databases
+#   bench/export.sh sqlite          # or: postgres
+#   COUNT=20000 bench/export.sh sqlite
+#
+# For each backend: seeds COUNT subscribers straight into a fresh database (one transaction of
+# generated rows, through the change-sequence triggers like any write; half of them with one of
+# two interests, all with a `city` attribute), declares the `city` field, then for each format
+# starts `enlace serve` (release) under /usr/bin/time -v, runs the export once with curl (the
+# body goes through `wc -l`, which counts rows at memory speed), and stops the server. Prints
+# rows/s, bytes on the wire and the server's peak RSS for each run, checks the row count and the
+# sync-cursor header, and writes a Markdown table to target/bench/export.md. Exits non-zero if a
+# row is missing or the server logged anything at warn level.
+#
+# Settings: COUNT (1000000), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE="${1:-both}"
+COUNT="${COUNT:-1000000}"
+PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+APP_PORT=18091
+case "$MODE" in
+  both) BACKENDS="sqlite postgres" ;;
+  sqlite | postgres) BACKENDS="$MODE" ;;
+  *) echo "usage: $0 [sqlite|postgres|both]" >&2; exit 2 ;;
+esac
+
+need=()
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+[ -x /usr/bin/time ] || need+=(time)
+command -v psql >/dev/null || need+=(postgresql-client)
+command -v curl >/dev/null || need+=(curl)
+if [ "${#need[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo build --release --quiet --bin enlace
+BIN="${CARGO_TARGET_DIR:-target}/release/enlace"
+WORK="$(mktemp -d)"
+OUT=target/bench
+mkdir -p "$OUT"
+timer=""
+app=""
+db=""
+cleanup() {
+  [ -n "$app" ] && kill "$app" 2>/dev/null || true
+  [ -n "$timer" ] && kill "$timer" 2>/dev/null || true
+  if [ -n "$db" ]; then psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
+port_free() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 0; sleep 0.1; done; echo "port $1 still in use" >&2; exit 1; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
+
+seed_sql() {  # $1 = sqlite|postgres; COUNT subscribers, 8 cities, interests for half, one transaction
+  local id city series from
+  if [ "$1" = sqlite ]; then
+    id="printf('00000000-0000-7000-8000-%012x', i)"
+    series="WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $COUNT) "
+    from="FROM n"
+  else
+    id="'00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0')"
+    series=""
+    from="FROM generate_series(1, $COUNT) AS i"
+  fi
+  city="CASE i % 8 WHEN 0 THEN 'Phoenix' WHEN 1 THEN 'Tucson' WHEN 2 THEN 'Mesa' WHEN 3 THEN 'Chandler'
+        WHEN 4 THEN 'Tempe' WHEN 5 THEN 'Yuma' WHEN 6 THEN 'Flagstaff' ELSE 'Glendale' END"
+  echo "BEGIN;"
+  echo "INSERT INTO interests (slug, name_en, name_es, public, created_at, updated_at) VALUES
+        ('news', 'News', 'Noticias', true, '2026-01-01 00:00:00', '2026-01-01 00:00:00'),
+        ('volunteers', 'Volunteers', 'Voluntarios', true, '2026-01-01 00:00:00', '2026-01-01 00:00:00');"
+  echo "${series}INSERT INTO subscribers (id, email, name, language, status, attributes, source,
+          created_at, updated_at, confirmed_at, unsubscribed_at)
+        SELECT $id, 'user' || i || '@example.org', 'Supporter ' || i,
+          CASE WHEN i % 3 = 0 THEN 'es' ELSE 'en' END,
+          CASE WHEN i % 10 = 0 THEN 'unsubscribed' ELSE 'confirmed' END,
+          '{\"city\":\"' || ($city) || '\"}', 'bench',
+          '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', NULL $from;"
+  echo "${series}INSERT INTO subscriber_interests (subscriber_id, interest_slug, created_at)
+        SELECT $id, CASE WHEN i % 4 = 0 THEN 'news' ELSE 'volunteers' END, '2026-01-01 00:00:00'
+        $from WHERE i % 2 = 0;"
+  echo "COMMIT;"
+}
+
+rows=()
+problems=()
+for backend in $BACKENDS; do
+  echo "== $backend: seeding $COUNT subscribers"
+  t0=$(date +%s.%N)
+  case "$backend" in
+    sqlite)
+      url="sqlite://$WORK/export.db"
+      ENLACE_DATABASE_URL="$url" ENLACE_LOG=warn "$BIN" migrate
+      seed_sql sqlite | sqlite3 "$WORK/export.db" ;;
+    postgres)
+      db="enlace_export_$$"
+      psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+      url="${PG_ADMIN_URL%/*}/$db"
+      ENLACE_DATABASE_URL="$url" ENLACE_LOG=warn "$BIN" migrate
+      { seed_sql postgres; echo "ANALYZE;"; } | psql "$url" -q -v ON_ERROR_STOP=1 ;;
+  esac
+  echo "   seeded in $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)") s"
+  ENLACE_DATABASE_URL="$url" ENLACE_STAFF_PASSWORD="bench-password-0123456789" ENLACE_LOG=warn \
+    "$BIN" staff create --email admin@example.org --role admin >/dev/null
+  name=$([ "$backend" = sqlite ] && echo SQLite || echo "PostgreSQL $(psql "$PG_ADMIN_URL" -Atc 'SHOW server_version' | cut -d. -f1)")
+
+  for run in csv ndjson csv-gzip; do
+    format="${run%-gzip}"
+    port_free "$APP_PORT"
+    ENLACE_DATABASE_URL="$url" ENLACE_LISTEN="127.0.0.1:$APP_PORT" ENLACE_DATA_DIR="$WORK/data-$backend" \
+      ENLACE_SECRET_KEY="bench-secret-key-0123456789abcdef0123456789" ENLACE_LOG=warn \
+      ENLACE_SMTP_URL="smtp://127.0.0.1:2525" \
+      /usr/bin/time -v -o "$WORK/time.txt" "$BIN" serve > "$WORK/serve.log" 2>&1 &
+    timer=$!
+    wait_port "$APP_PORT"
+    app=$(pgrep -P "$timer")   # killing `time` alone would orphan the server
+    api="http://127.0.0.1:$APP_PORT/api/v1"
+    token=$(curl -sf "$api/auth/token" -H 'Content-Type: application/json' \
+      -d '{"email":"admin@example.org","password":"bench-password-0123456789"}' | json 'd["access_token"]')
+    if [ "$run" = csv ]; then
+      curl -sf -H "Authorization: Bearer $token" "$api/fields" -H 'Content-Type: application/json' \
+        -d '{"key":"city","type":"text"}' >/dev/null || true
+    fi
+    compressed=()
+    [ "$run" = csv-gzip ] && compressed=(--compressed)
+    echo "== $backend: export $run"
+    lines=$(curl -sS "${compressed[@]}" -H "Authorization: Bearer $token" -D "$WORK/headers.txt" \
+      -w '%{stderr}%{http_code} %{size_download} %{time_total}\n' \
+      "$api/exports/subscribers?format=$format" 2> "$WORK/curl.txt" | wc -l)
+    read -r code bytes seconds < <(tail -1 "$WORK/curl.txt")
+    cursor=$(awk -F': ' 'tolower($1) == "enlace-sync-cursor" {print $2}' "$WORK/headers.txt" | tr -d '\r')
+    kill -TERM "$app"; wait "$timer" 2>/dev/null || true
+    timer=""; app=""
+    rss_kb=$(awk -F': ' '/Maximum resident set size/{print $2}' "$WORK/time.txt")
+    log_lines=$(grep -cvE '^\s*$' "$WORK/serve.log" || true)
+    exported=$([ "$format" = csv ] && echo $((lines - 1)) || echo "$lines")
+    read -r rate rss_mb mb < <(python3 -c "import sys; r, s, k, b = map(float, sys.argv[1:]); print(f'{r / s:.0f} {k / 1024:.0f} {b / 1e6:.1f}')" \
+      "$exported" "$seconds" "$rss_kb" "$bytes")
+    echo "$backend $run: HTTP $code, $exported rows in ${seconds} s = ${rate} rows/s, ${mb} MB on the wire," \
+         "peak RSS ${rss_mb} MB, cursor ${cursor:-missing}, $log_lines server log lines"
+    if [ "$log_lines" -gt 0 ]; then echo "-- server log (first 20 lines):"; head -20 "$WORK/serve.log"; fi
+    [ "$code" = 200 ] || problems+=("$backend $run: HTTP $code")
+    [ "$exported" = "$COUNT" ] || problems+=("$backend $run: $exported rows of $COUNT")
+    [ -n "$cursor" ] || problems+=("$backend $run: no Enlace-Sync-Cursor header")
+    [ "$log_lines" = 0 ] || problems+=("$backend $run: $log_lines lines in the server log (ENLACE_LOG=warn)")
+    rows+=("| $name | $run | $exported | $seconds | $rate | $mb | $rss_mb |")
+  done
+  if [ "$backend" = postgres ]; then psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; db=""; fi
+done
+
+{
+  echo "| backend | format | rows | seconds | rows/s | MB on the wire | peak RSS MB |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+} | tee "$OUT/export.md"
+if [ "${#problems[@]}" -gt 0 ]; then
+  echo "PROBLEMS:"; printf '  %s\n' "${problems[@]}"
+  exit 1
+fi

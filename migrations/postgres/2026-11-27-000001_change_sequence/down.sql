@@ -1,0 +1,12 @@
+DROP TRIGGER subscriber_interests_delete ON subscriber_interests;
+DROP TRIGGER subscriber_interests_insert ON subscriber_interests;
+DROP TRIGGER tombstones_change ON tombstones;
+DROP TRIGGER subscribers_change ON subscribers;
+DROP FUNCTION enlace_touch_interest_owners();
+DROP FUNCTION enlace_stamp_change();
+DROP INDEX tombstones_change_idx;
+DROP INDEX subscribers_change_idx;
+ALTER TABLE tombstones DROP COLUMN change_seq;
+ALTER TABLE subscribers DROP COLUMN change_seq;
+DROP SEQUENCE change_numbers;
+DROP TABLE change_counter;

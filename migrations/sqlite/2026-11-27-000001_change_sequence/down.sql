@@ -1,0 +1,10 @@
+DROP TRIGGER subscriber_interests_delete;
+DROP TRIGGER subscriber_interests_insert;
+DROP TRIGGER tombstones_change_insert;
+DROP TRIGGER subscribers_change_update;
+DROP TRIGGER subscribers_change_insert;
+DROP INDEX tombstones_change_idx;
+DROP INDEX subscribers_change_idx;
+ALTER TABLE tombstones DROP COLUMN change_seq;
+ALTER TABLE subscribers DROP COLUMN change_seq;
+DROP TABLE change_counter;

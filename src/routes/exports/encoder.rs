@@ -1,0 +1,198 @@
+//! Encoding for exports: CSV records (RFC 4180, formulas defanged) or NDJSON lines, a chunk at a
+//! time.
+
+use std::borrow::Cow;
+
+use actix_web::web::Bytes;
+use chrono::NaiveDateTime;
+use serde_json::Value;
+
+use super::{Format, CHUNK};
+use crate::db::subscribers::Subscriber;
+use crate::routes::subscribers::time;
+
+/// Turns subscribers into CSV records or NDJSON lines, buffering one chunk.
+pub(super) struct Encoder {
+    format: Format,
+    fields: Vec<String>,
+    csv: csv::Writer<Vec<u8>>,
+    lines: Vec<u8>,
+    header_written: bool,
+}
+
+/// The fixed CSV columns, before one `attributes.<key>` column per declared custom field.
+const CSV_COLUMNS: &[&str] = &[
+    "id",
+    "email",
+    "name",
+    "language",
+    "status",
+    "interests",
+    "source",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "updated_at",
+];
+
+impl Encoder {
+    pub(super) fn new(format: Format, fields: Vec<String>) -> Self {
+        Self {
+            format,
+            fields,
+            csv: Self::csv_writer(),
+            lines: Vec::new(),
+            header_written: false,
+        }
+    }
+
+    /// RFC 4180: CRLF line ends, fields quoted when they hold a quote, comma or line break.
+    fn csv_writer() -> csv::Writer<Vec<u8>> {
+        csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::with_capacity(256 * CHUNK as usize))
+    }
+
+    pub(super) fn row(&mut self, s: &Subscriber, interests: &[String]) -> anyhow::Result<()> {
+        match self.format {
+            Format::Ndjson => {
+                serde_json::to_writer(&mut self.lines, &Line::new(s, interests))?;
+                self.lines.push(b'\n');
+            }
+            Format::Csv => {
+                self.write_header()?;
+                let attributes: serde_json::Map<String, Value> =
+                    serde_json::from_str(&s.attributes).unwrap_or_default();
+                let time = |t: Option<NaiveDateTime>| t.map(time).unwrap_or_default();
+                let (created, confirmed) = (time(Some(s.created_at)), time(s.confirmed_at));
+                let (unsubscribed, updated) = (time(s.unsubscribed_at), time(Some(s.updated_at)));
+                let interests = interests.join(";");
+                for cell in [
+                    s.id.as_str(),
+                    &s.email,
+                    s.name.as_deref().unwrap_or_default(),
+                    &s.language,
+                    &s.status,
+                    &interests,
+                    s.source.as_deref().unwrap_or_default(),
+                    &created,
+                    &confirmed,
+                    &unsubscribed,
+                    &updated,
+                ] {
+                    self.csv.write_field(&*defang(cell))?;
+                }
+                for key in &self.fields {
+                    let value = match attributes.get(key) {
+                        None | Some(Value::Null) => Cow::Borrowed(""),
+                        Some(Value::String(text)) => Cow::Borrowed(text.as_str()),
+                        Some(other) => Cow::Owned(other.to_string()),
+                    };
+                    self.csv.write_field(&*defang(&value))?;
+                }
+                // Ends the record (the fields are written).
+                self.csv.write_record(None::<&[u8]>)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_header(&mut self) -> anyhow::Result<()> {
+        if !self.header_written && self.format == Format::Csv {
+            let attribute_columns = self.fields.iter().map(|k| format!("attributes.{k}"));
+            let header: Vec<String> = CSV_COLUMNS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .chain(attribute_columns)
+                .map(|c| defang(&c).into_owned())
+                .collect();
+            self.csv.write_record(&header)?;
+            self.header_written = true;
+        }
+        Ok(())
+    }
+
+    /// The bytes encoded since the last call.
+    pub(super) fn take(&mut self) -> Bytes {
+        match self.format {
+            Format::Ndjson => Bytes::from(std::mem::take(&mut self.lines)),
+            Format::Csv => {
+                if self.write_header().is_err() {
+                    return Bytes::new();
+                }
+                let full = std::mem::replace(&mut self.csv, Self::csv_writer());
+                Bytes::from(full.into_inner().unwrap_or_default())
+            }
+        }
+    }
+}
+
+/// One NDJSON line: the object `GET /api/v1/subscribers/{id}` answers (fields in the same
+/// order), written straight from the row instead of through a `serde_json::Value` tree.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    attributes: Value,
+    confirmed_at: Option<String>,
+    created_at: String,
+    email: &'a str,
+    id: &'a str,
+    interests: &'a [String],
+    language: &'a str,
+    name: Option<&'a str>,
+    source: Option<&'a str>,
+    status: &'a str,
+    unsubscribed_at: Option<String>,
+    updated_at: String,
+}
+
+impl<'a> Line<'a> {
+    fn new(s: &'a Subscriber, interests: &'a [String]) -> Self {
+        Self {
+            attributes: serde_json::from_str(&s.attributes)
+                .unwrap_or_else(|_| Value::Object(Default::default())),
+            confirmed_at: s.confirmed_at.map(time),
+            created_at: time(s.created_at),
+            email: &s.email,
+            id: &s.id,
+            interests,
+            language: &s.language,
+            name: s.name.as_deref(),
+            source: s.source.as_deref(),
+            status: &s.status,
+            unsubscribed_at: s.unsubscribed_at.map(time),
+            updated_at: time(s.updated_at),
+        }
+    }
+}
+
+/// A cell a spreadsheet would run as a formula (= + - @, or a leading tab or carriage return)
+/// gets a leading apostrophe, which shows the text as typed (OWASP "CSV injection").
+fn defang(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::defang;
+
+    #[test]
+    fn formulas_are_defanged_and_text_is_kept() {
+        for (cell, out) in [
+            ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("Ana", "Ana"),
+            ("", ""),
+            ("a=b", "a=b"),
+        ] {
+            assert_eq!(defang(cell), out);
+        }
+    }
+}
