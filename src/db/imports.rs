@@ -294,6 +294,7 @@ pub fn find_people(
             subscribers::attributes,
         ));
     type Row = (String, String, String, Option<String>, String, String);
+    super::lock_changes(conn)?;
     let rows: Vec<Row> = match conn {
         AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,
         AnyConnection::Sqlite(lite) => query.load(lite)?,

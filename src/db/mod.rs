@@ -6,8 +6,8 @@ pub mod batch;
 pub mod confirmations;
 pub mod consent;
 pub mod deliveries;
-pub mod imports;
 pub mod exports;
+pub mod imports;
 pub mod interests;
 pub mod jobs;
 pub mod mail_events;
@@ -284,6 +284,21 @@ where
             AnsiTransactionManager::rollback_transaction(lite)?;
             Err(e)
         }
+    }
+}
+
+/// Takes the change-feed lock (PostgreSQL; a no-op on SQLite, whose writers take turns anyway)
+/// before locking subscriber rows with `SELECT ... FOR UPDATE`. Every writer of subscribers
+/// takes it before any row lock (the migration's statement triggers do it for UPDATE, INSERT and
+/// DELETE), so taking it first here keeps one lock order and no two writers can deadlock.
+/// Call inside a write transaction.
+pub fn lock_changes(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            pg.batch_execute("SELECT 1 FROM change_counter WHERE id = 1 FOR UPDATE")
+        }
+        AnyConnection::Sqlite(_) => Ok(()),
     }
 }
 

@@ -67,6 +67,7 @@ pub fn find_signup_states(
             subscribers::status,
             subscribers::attributes,
         ));
+    super::lock_changes(conn)?;
     let rows: Vec<(String, String, String, String)> = match conn {
         AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,
         AnyConnection::Sqlite(lite) => query.load(lite)?,

@@ -16,5 +16,5 @@ mod smtp;
 mod staff;
 mod subscribe;
 mod subscribers;
-mod webhooks;
 mod sync;
+mod webhooks;

@@ -1,3 +1,7 @@
+DROP TRIGGER subscriber_interests_lock_changes ON subscriber_interests;
+DROP TRIGGER tombstones_lock_changes ON tombstones;
+DROP TRIGGER subscribers_lock_changes ON subscribers;
+DROP FUNCTION enlace_lock_changes();
 DROP TRIGGER subscriber_interests_delete ON subscriber_interests;
 DROP TRIGGER subscriber_interests_insert ON subscriber_interests;
 DROP TRIGGER tombstones_change ON tombstones;

@@ -5,6 +5,9 @@
 -- The numbers come from a sequence; the one row of change_counter is the lock that orders
 -- commits. A writer takes it (FOR UPDATE) with its first change and holds it until it commits,
 -- so no other writer can take a number meanwhile: numbers are handed out in commit order.
+-- It is taken before the statement locks any row (BEFORE ... FOR EACH STATEMENT), and code that
+-- locks subscriber rows with SELECT ... FOR UPDATE takes it first too (db::lock_changes), so
+-- every writer locks in the same order (counter, then rows) and none can deadlock another.
 -- (Updating the counter row itself for every change would leave one row version per change
 -- inside a long transaction, each next update walking all of them.) change_counter.value is
 -- the number itself on SQLite; here it stays 0.
@@ -53,6 +56,20 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+CREATE FUNCTION enlace_lock_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM change_counter WHERE id = 1 FOR UPDATE;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER subscribers_lock_changes BEFORE INSERT OR UPDATE OR DELETE ON subscribers
+    FOR EACH STATEMENT EXECUTE FUNCTION enlace_lock_changes();
+CREATE TRIGGER tombstones_lock_changes BEFORE INSERT OR UPDATE OR DELETE ON tombstones
+    FOR EACH STATEMENT EXECUTE FUNCTION enlace_lock_changes();
+CREATE TRIGGER subscriber_interests_lock_changes BEFORE INSERT OR DELETE ON subscriber_interests
+    FOR EACH STATEMENT EXECUTE FUNCTION enlace_lock_changes();
 
 CREATE TRIGGER subscribers_change BEFORE INSERT OR UPDATE ON subscribers
     FOR EACH ROW EXECUTE FUNCTION enlace_stamp_change();

@@ -21,6 +21,8 @@ CREATE TEMP TABLE numbered AS
         UNION ALL
         SELECT 't' AS kind, subscriber_id AS id, erased_at AS at FROM tombstones
     );
+-- Looked up once per row: without this index the two updates below are quadratic.
+CREATE UNIQUE INDEX temp.numbered_idx ON numbered (kind, id);
 UPDATE subscribers SET change_seq = (SELECT n FROM numbered WHERE kind = 's' AND numbered.id = subscribers.id);
 UPDATE tombstones SET change_seq = (SELECT n FROM numbered WHERE kind = 't' AND numbered.id = tombstones.subscriber_id);
 INSERT INTO change_counter (id, value) VALUES (1, (SELECT COALESCE(MAX(n), 0) FROM numbered));
