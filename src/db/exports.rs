@@ -61,6 +61,21 @@ pub fn interests_between(
         .load(conn)
 }
 
+/// (subscriber id, interest slug) for the given subscribers, by id then slug.
+pub fn interests_of(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
+    subscriber_interests::table
+        .filter(subscriber_interests::subscriber_id.eq_any(ids))
+        .order((
+            subscriber_interests::subscriber_id.asc(),
+            subscriber_interests::interest_slug.asc(),
+        ))
+        .select((
+            subscriber_interests::subscriber_id,
+            subscriber_interests::interest_slug,
+        ))
+        .load(conn)
+}
+
 /// The keys of every declared custom field, in order: one CSV column each.
 pub fn field_keys(conn: &mut AnyConnection) -> QueryResult<Vec<String>> {
     custom_fields::table

@@ -137,9 +137,20 @@ pub fn count_members(conn: &mut AnyConnection, slug: &str) -> QueryResult<i64> {
         .get_result(conn)
 }
 
-/// Deletes the interest; its memberships go with it (foreign key cascade).
-pub fn delete_interest(conn: &mut AnyConnection, slug: &str) -> QueryResult<bool> {
-    use super::schema::subscriber_interests;
+/// Deletes the interest and its memberships. Losing an interest is a change to each member,
+/// so their `updated_at` moves too (a sync client asking for changes since a time sees them).
+pub fn delete_interest(
+    conn: &mut AnyConnection,
+    slug: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<bool> {
+    use super::schema::{subscriber_interests, subscribers};
+    let members = subscriber_interests::table
+        .filter(subscriber_interests::interest_slug.eq(slug))
+        .select(subscriber_interests::subscriber_id);
+    diesel::update(subscribers::table.filter(subscribers::id.eq_any(members)))
+        .set(subscribers::updated_at.eq(now))
+        .execute(conn)?;
     diesel::delete(
         subscriber_interests::table.filter(subscriber_interests::interest_slug.eq(slug)),
     )

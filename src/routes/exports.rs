@@ -4,6 +4,9 @@
 //! however slowly the client reads, and reading stops when the client goes away.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
@@ -107,7 +110,19 @@ pub async fn export_subscribers(
         backend: state.db.backend(),
     };
     let db = state.db.clone();
-    tokio::task::spawn_blocking(move || job.run(&db, ready_tx, tx));
+    let runtime = tokio::runtime::Handle::current();
+    // Set by the reader once it has sent the last row: a body that ends without it was cut
+    // short, and the client is told so (the transfer breaks off instead of ending cleanly).
+    let complete = Arc::new(AtomicBool::new(false));
+    let finished = complete.clone();
+    // The permit goes with the reader: the slot (and its connection and snapshot) is free only
+    // once the reader has stopped, not merely when the client has gone.
+    tokio::task::spawn_blocking(move || {
+        let _running = permit;
+        if job.run(&db, &runtime, ready_tx, tx) {
+            finished.store(true, Ordering::Release);
+        }
+    });
     let cursor = ready_rx
         .await
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("the export reader stopped early")))??;
@@ -133,11 +148,13 @@ pub async fn export_subscribers(
         "subscribers-{}.{extension}",
         chrono::Utc::now().format("%Y-%m-%d")
     );
-    // The permit lives as long as the body: it is released when the last byte is sent or the
-    // client goes away, whichever comes first.
-    let body = futures_util::stream::poll_fn(move |cx| {
-        let _running = &permit;
-        rx.poll_recv(cx)
+    let mut broken = false;
+    let body = futures_util::stream::poll_fn(move |cx| match rx.poll_recv(cx) {
+        Poll::Ready(None) if !broken && !complete.load(Ordering::Acquire) => {
+            broken = true;
+            Poll::Ready(Some(Err(std::io::Error::other("export cut short"))))
+        }
+        other => other,
     });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
@@ -175,37 +192,43 @@ impl Export {
     fn run(
         self,
         db: &db::Db,
+        runtime: &tokio::runtime::Handle,
         ready: oneshot::Sender<Ready>,
         tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-    ) {
+    ) -> bool {
+        let send = Sender { runtime, tx: &tx };
         let mut conn = match db.get() {
             Ok(conn) => conn,
             Err(e) => {
                 let _ = ready.send(Err(ApiError::from(e)));
-                return;
+                return false;
             }
         };
         let mut ready = Some(ready);
         let started = std::time::Instant::now();
-        let result = db::read_snapshot(&mut conn, |conn| self.stream(conn, &mut ready, &tx));
+        let result = db::read_snapshot(&mut conn, |conn| self.stream(conn, &mut ready, &send));
         match result {
-            Ok(rows) => tracing::info!(
-                rows,
-                millis = started.elapsed().as_millis() as u64,
-                "subscriber export finished"
-            ),
-            Err(Stop::Gone) => tracing::info!("subscriber export stopped: the client went away"),
+            Ok(rows) => {
+                tracing::info!(
+                    rows,
+                    millis = started.elapsed().as_millis() as u64,
+                    "subscriber export finished"
+                );
+                true
+            }
+            Err(Stop::Gone) => {
+                tracing::info!(
+                    "subscriber export stopped: the client went away or stopped reading"
+                );
+                false
+            }
             Err(Stop::Failed(e)) => {
                 tracing::error!(error = format!("{e:#}"), "subscriber export failed");
-                match ready.take() {
-                    Some(ready) => {
-                        let _ = ready.send(Err(ApiError::Internal(e)));
-                    }
-                    // Headers are out: break the body off, so the client sees it is incomplete.
-                    None => {
-                        let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
-                    }
+                // Before the headers: a 500. After: the body breaks off (not `complete`).
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(ApiError::Internal(e)));
                 }
+                false
             }
         }
     }
@@ -215,7 +238,7 @@ impl Export {
         &self,
         conn: &mut db::AnyConnection,
         ready: &mut Option<oneshot::Sender<Ready>>,
-        tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+        tx: &Sender<'_>,
     ) -> Result<u64, Stop> {
         let segment = match &self.segment_id {
             None => None,
@@ -252,7 +275,15 @@ impl Export {
                 break;
             };
             let mut interests: HashMap<String, Vec<String>> = HashMap::new();
-            for (id, slug) in store::interests_between(conn, &first.id, &last.id)? {
+            // The whole list: one range scan per chunk. A filtered export's chunk may span
+            // most ids, so it asks for its own people only.
+            let held = if scope.segment.is_none() && scope.updated_since.is_none() {
+                store::interests_between(conn, &first.id, &last.id)?
+            } else {
+                let ids: Vec<&str> = chunk.iter().map(|s| s.id.as_str()).collect();
+                store::interests_of(conn, &ids)?
+            };
+            for (id, slug) in held {
                 interests.entry(id).or_default().push(slug);
             }
             for subscriber in &chunk {
@@ -264,8 +295,8 @@ impl Export {
             }
             rows += chunk.len() as u64;
             let bytes = encoder.take();
-            if !bytes.is_empty() && tx.blocking_send(Ok(bytes)).is_err() {
-                return Err(Stop::Gone);
+            if !bytes.is_empty() {
+                tx.send(bytes)?;
             }
             if (chunk.len() as i64) < CHUNK {
                 break;
@@ -274,9 +305,32 @@ impl Export {
         }
         // An empty list still gets its CSV header.
         let bytes = encoder.take();
-        if !bytes.is_empty() && tx.blocking_send(Ok(bytes)).is_err() {
-            return Err(Stop::Gone);
+        if !bytes.is_empty() {
+            tx.send(bytes)?;
         }
         Ok(rows)
+    }
+}
+
+/// How long the reader waits for a client that stopped reading before giving up: the export
+/// holds a connection and a snapshot (which keeps the database from cleaning up after writers).
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Hands encoded chunks to the response body, from the reader's blocking thread.
+struct Sender<'a> {
+    runtime: &'a tokio::runtime::Handle,
+    tx: &'a mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+impl Sender<'_> {
+    fn send(&self, bytes: Bytes) -> Result<(), Stop> {
+        match self
+            .runtime
+            .block_on(tokio::time::timeout(STALL, self.tx.send(Ok(bytes))))
+        {
+            Ok(Ok(())) => Ok(()),
+            // Gone, or not reading for a minute: stop, and break the body off.
+            Ok(Err(_)) | Err(_) => Err(Stop::Gone),
+        }
     }
 }

@@ -277,7 +277,7 @@ pub async fn delete_interest(
                 if members > 0 && !force {
                     return Ok(Some(Err(members)));
                 }
-                store::delete_interest(conn, &slug)?;
+                store::delete_interest(conn, &slug, db::now())?;
                 auth.audit(conn, "interest.delete", "interest", Some(&slug))?;
                 Ok(Some(Ok(members)))
             })

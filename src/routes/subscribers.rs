@@ -192,6 +192,13 @@ pub async fn list_subscribers(
             })
         })
         .await?;
+    if after > latest {
+        return Err(ApiError::field(
+            "cursor",
+            "is ahead of every change this database has made (was it restored from a backup?): \
+             start again with an export or without a cursor",
+        ));
+    }
     // More waiting: continue after the last change given. Otherwise every change in this
     // snapshot has been seen (filtered or not), so the next poll starts after the newest one.
     let next = match changes.last() {

@@ -329,10 +329,21 @@ async fn cursors_are_checked() {
         let body: Value = res.json().await.unwrap();
         assert!(body["errors"]["cursor"].is_array());
     }
-    // A cursor from the future is a position like any other: nothing after it yet.
-    let (entries, cursor, more) = page(&app, &viewer, "cursor=YzE6OTk5OQ").await;
-    assert!(entries.is_empty() && !more);
-    assert_eq!(cursor, "YzE6OTk5OQ");
+    // A cursor ahead of every change this database has made (a database restored from a
+    // backup, say) would silently skip the changes up to it: the client is told to start over.
+    let res = app
+        .client
+        .get(app.url("/api/v1/subscribers?cursor=YzE6OTk5OQ"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["errors"]["cursor"][0]
+        .as_str()
+        .unwrap()
+        .contains("start again"));
 }
 
 /// Many writers at once on the same people: a forced interest delete (one statement touching
@@ -404,4 +415,35 @@ async fn many_writers_on_the_same_people_all_succeed_and_the_feed_agrees() {
     }
     assert_eq!(mirror.summary(), everyone(&app, &admin).await);
     assert_eq!(mirror.erased_seen.len(), 14);
+}
+
+/// Losing an interest because staff deleted it is a change to the person, also for a client
+/// that asks for changes since a time.
+#[tokio::test]
+async fn a_deleted_interest_shows_as_a_change_since_then() {
+    let app = spawn_app().await;
+    let admin = app.staff_token(enlace::auth::Role::Admin).await;
+    app.add_interest("news", true);
+    let id = app.add_subscriber("ana@example.org", "confirmed", "es", None, json!({}));
+    app.sql(&format!(
+        "INSERT INTO subscriber_interests (subscriber_id, interest_slug, created_at) \
+         VALUES ('{id}', 'news', '2026-01-01 00:00:00'); \
+         UPDATE subscribers SET updated_at = '2026-01-01 00:00:00' WHERE id = '{id}';"
+    ));
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let since = since.replace('+', "%2B");
+    let (entries, _, _) = page(&app, &admin, &format!("updated_since={since}")).await;
+    assert!(entries.is_empty());
+    let res = app
+        .client
+        .delete(app.url("/api/v1/interests/news?force=true"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let (entries, _, _) = page(&app, &admin, &format!("updated_since={since}")).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["id"], id.as_str());
+    assert_eq!(entries[0]["interests"], json!([]));
 }
