@@ -198,6 +198,7 @@ fn import_rows(
     let mut confirmed_now: Vec<String> = Vec::new();
     let mut created: Vec<String> = Vec::new();
     let mut updated: Vec<String> = Vec::new();
+    let mut confirmed_existing: Vec<String> = Vec::new();
     for row in &rows {
         let hash = tokens::email_hash(row.email.as_str());
         if let Some(reason) = suppressed.get(&hash) {
@@ -228,7 +229,13 @@ fn import_rows(
                     open.contains(&person.id),
                 )?;
                 if matches!(outcome, Outcome::Updated | Outcome::Noted(true, _)) {
-                    updated.push(person.id.clone());
+                    // Consent given elsewhere confirms a pending person: that is what an
+                    // integration listening for confirmations needs to hear.
+                    if mode == Mode::Consented && person.status == "pending" {
+                        confirmed_existing.push(person.id.clone());
+                    } else {
+                        updated.push(person.id.clone());
+                    }
                 }
                 outcome
             }
@@ -264,6 +271,13 @@ fn import_rows(
     let updated: Vec<&str> = updated.iter().map(String::as_str).collect();
     outbox.emit_subscribers(conn, EventType::SubscriberCreated, &created, ctx.now)?;
     outbox.emit_subscribers(conn, EventType::SubscriberConfirmed, &confirmed, ctx.now)?;
+    let confirmed_existing: Vec<&str> = confirmed_existing.iter().map(String::as_str).collect();
+    outbox.emit_subscribers(
+        conn,
+        EventType::SubscriberConfirmed,
+        &confirmed_existing,
+        ctx.now,
+    )?;
     outbox.emit_subscribers(conn, EventType::SubscriberUpdated, &updated, ctx.now)?;
 
     report.sort_by_key(|(line, _)| *line);

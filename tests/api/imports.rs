@@ -842,14 +842,16 @@ async fn integrations_hear_of_imported_people_once() {
         )
         .await;
     assert_eq!(res.status(), 201);
-    let csv = "email,name\nrosa@example.org,Rosa\nluis@example.org,Luis\n";
+    // Eva signed up on the website but never clicked the link; the sheet is her consent.
+    app.add_subscriber("eva@example.org", "pending", "es", None, json!({}));
+    let csv = "email,name\nrosa@example.org,Rosa\nluis@example.org,Luis\neva@example.org,Eva\n";
     import(&app, &admin, CONSENTED, csv).await;
     let announced =
         |event: &str| app.count(&format!("webhook_messages WHERE event_type = '{event}'"));
     assert_eq!(announced("subscriber.created"), 2);
-    assert_eq!(announced("subscriber.confirmed"), 2);
+    assert_eq!(announced("subscriber.confirmed"), 3);
     // Running the same file again changes nothing, so nothing is announced.
     import(&app, &admin, CONSENTED, csv).await;
     assert_eq!(announced("subscriber.created"), 2);
-    assert_eq!(announced("subscriber.confirmed"), 2);
+    assert_eq!(announced("subscriber.confirmed"), 3);
 }
