@@ -119,9 +119,7 @@ pub async fn export_subscribers(
     // once the reader has stopped, not merely when the client has gone.
     tokio::task::spawn_blocking(move || {
         let _running = permit;
-        if job.run(&db, &runtime, ready_tx, tx) {
-            finished.store(true, Ordering::Release);
-        }
+        job.run(&db, &runtime, ready_tx, tx, &finished);
     });
     let cursor = ready_rx
         .await
@@ -195,13 +193,14 @@ impl Export {
         runtime: &tokio::runtime::Handle,
         ready: oneshot::Sender<Ready>,
         tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-    ) -> bool {
+        complete: &AtomicBool,
+    ) {
         let send = Sender { runtime, tx: &tx };
         let mut conn = match db.get() {
             Ok(conn) => conn,
             Err(e) => {
                 let _ = ready.send(Err(ApiError::from(e)));
-                return false;
+                return;
             }
         };
         let mut ready = Some(ready);
@@ -209,18 +208,19 @@ impl Export {
         let result = db::read_snapshot(&mut conn, |conn| self.stream(conn, &mut ready, &send));
         match result {
             Ok(rows) => {
+                // Before `tx` is dropped (the end of this function), so the body never sees
+                // the end of the stream without it.
+                complete.store(true, Ordering::Release);
                 tracing::info!(
                     rows,
                     millis = started.elapsed().as_millis() as u64,
                     "subscriber export finished"
                 );
-                true
             }
             Err(Stop::Gone) => {
                 tracing::info!(
                     "subscriber export stopped: the client went away or stopped reading"
                 );
-                false
             }
             Err(Stop::Failed(e)) => {
                 tracing::error!(error = format!("{e:#}"), "subscriber export failed");
@@ -228,7 +228,6 @@ impl Export {
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(Err(ApiError::Internal(e)));
                 }
-                false
             }
         }
     }

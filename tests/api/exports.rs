@@ -393,3 +393,22 @@ async fn a_large_export_streams_whole_and_busy_exports_are_turned_away() {
         "each once, in id order"
     );
 }
+
+/// A finished export always ends cleanly: the end of the body is never taken for a cut-off,
+/// however the reader's last chunk and the client's last read interleave.
+#[tokio::test]
+async fn every_finished_export_ends_cleanly() {
+    let app = spawn_app().await;
+    let admin = app.staff_token(enlace::auth::Role::Admin).await;
+    seed(&app, 50);
+    for format in ["csv", "ndjson"].iter().cycle().take(40) {
+        let res = export(&app, &admin, &format!("format={format}")).await;
+        assert_eq!(res.status(), 200);
+        let body = res.bytes().await.expect("a whole body");
+        let lines = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        assert_eq!(lines, if *format == "csv" { 51 } else { 50 });
+    }
+}
