@@ -204,11 +204,31 @@ impl Mailer {
     }
 
     pub async fn send(&self, mail: &OutgoingMail) -> Result<(), SendError> {
+        let ready = self.prepare(mail)?;
+        self.send_prepared(ready).await
+    }
+
+    /// Builds, encodes and signs a message without sending it: the CPU-heavy half of `send`,
+    /// which the newsletter engine does before it takes an in-flight slot.
+    pub fn prepare(&self, mail: &OutgoingMail) -> Result<PreparedMail, SendError> {
         let mut message = self.compose(mail)?;
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
         }
-        let envelope = message.envelope().clone();
-        self.transport.send(&envelope, message.formatted()).await
+        Ok(PreparedMail {
+            envelope: message.envelope().clone(),
+            raw: message.formatted(),
+        })
     }
+
+    /// Hands a prepared message to the transport.
+    pub async fn send_prepared(&self, mail: PreparedMail) -> Result<(), SendError> {
+        self.transport.send(&mail.envelope, mail.raw).await
+    }
+}
+
+/// A message ready for the wire: its envelope and its bytes (signed, when DKIM is on).
+pub struct PreparedMail {
+    envelope: Envelope,
+    raw: Vec<u8>,
 }

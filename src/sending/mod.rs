@@ -180,7 +180,10 @@ impl Engine {
             tokio::spawn(async move { engine.produce(active, ready_tx, clock).await })
         };
         let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        tokio_stream_for_each(ready_rx, self.concurrency, |ready| {
+        // Twice the slots: while `concurrency` messages are in flight, as many more are being
+        // rendered and encoded, ready to take the next free slot. (The slots alone bound what a
+        // crash can send twice.)
+        tokio_stream_for_each(ready_rx, self.concurrency * 2, |ready| {
             let engine = self.clone();
             let active = active.clone();
             let permits = permits.clone();
@@ -324,7 +327,15 @@ impl Engine {
                 return outcome;
             }
         };
-        let mail = match self.render(&outcome.newsletter_id, &job.prepared, &job.subscriber) {
+        // Rendered, built, encoded and signed before taking a slot: a slot covers only the
+        // SMTP exchange and the commit of its outcome.
+        let mail = match self
+            .render(&outcome.newsletter_id, &job.prepared, &job.subscriber)
+            .and_then(|mail| {
+                self.mailer
+                    .prepare(&mail)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }) {
             Ok(mail) => mail,
             Err(e) => {
                 tracing::error!(newsletter_id = %outcome.newsletter_id, subscriber_id = %outcome.subscriber_id, error = format!("{e:#}"), "rendering a newsletter failed");
@@ -351,7 +362,7 @@ impl Engine {
             return outcome;
         }
         outcome.permit = Some(permit);
-        outcome.verdict = match self.mailer.send(&mail).await {
+        outcome.verdict = match self.mailer.send_prepared(mail).await {
             Ok(()) => {
                 self.metrics.mail_sent("newsletter");
                 Verdict::Sent
