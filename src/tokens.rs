@@ -78,7 +78,8 @@ pub fn email_hash(normalised_email: &str) -> String {
     hex(&Sha256::digest(normalised_email.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()

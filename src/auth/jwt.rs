@@ -39,11 +39,7 @@ impl JwtKeys {
             Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
         mac.update(b"enlace/jwt/v1");
         let key = mac.finalize().into_bytes();
-        let kid = Sha256::digest(key)
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let kid = crate::tokens::hex(&Sha256::digest(key)[..6]);
         Self {
             kid,
             encoding: EncodingKey::from_secret(&key),

@@ -158,10 +158,7 @@ fn unclosed_quote(text: &str, delimiter: u8) -> Option<usize> {
 
 /// Checks a whole upload and cuts it into parts. Nothing here touches the database.
 pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prepared, Refusal> {
-    let sha256 = Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    let sha256 = crate::tokens::hex(&Sha256::digest(body));
     let bytes = body.len() as i64;
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
