@@ -287,6 +287,40 @@ where
     }
 }
 
+/// A top-level write transaction whose commit does not wait for the disk on PostgreSQL
+/// (`synchronous_commit = off`, set in the same round trip as BEGIN): for writes that survive a
+/// crash of Enlace but may be lost in a power cut, such as newsletter outcomes. On SQLite it is
+/// `write_transaction` (the caller sets the synchronous pragma). Never call it inside another
+/// transaction.
+pub fn lazy_commit_transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let AnyConnection::Postgresql(pg) = conn else {
+        return write_transaction(conn, f);
+    };
+    AnsiTransactionManager::begin_transaction_sql(pg, "BEGIN; SET LOCAL synchronous_commit = off")?;
+    let result = f(conn);
+    let AnyConnection::Postgresql(pg) = conn else {
+        unreachable!("the connection cannot change backend")
+    };
+    match result {
+        Ok(value) => match AnsiTransactionManager::commit_transaction(pg) {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                let _ = AnsiTransactionManager::rollback_transaction(pg);
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            AnsiTransactionManager::rollback_transaction(pg)?;
+            Err(e)
+        }
+    }
+}
+
 /// Takes the change-feed lock (PostgreSQL; a no-op on SQLite, whose writers take turns anyway)
 /// before locking subscriber rows with `SELECT ... FOR UPDATE`. Every writer of subscribers
 /// takes it before any row lock (the migration's statement triggers do it for UPDATE, INSERT and

@@ -118,10 +118,7 @@ fn write_group(conn: &mut AnyConnection, rows: &[Row]) -> Result<(), DbError> {
     if sqlite {
         conn.batch_execute("PRAGMA synchronous = NORMAL")?;
     }
-    let result = db::write_transaction(conn, |conn| -> Result<(), DbError> {
-        if !sqlite {
-            conn.batch_execute("SET LOCAL synchronous_commit = off")?;
-        }
+    let result = db::lazy_commit_transaction(conn, |conn| -> Result<(), DbError> {
         // Same newsletter, claim and verdict: one statement.
         let mut groups: BTreeMap<(&str, &str, &str, Option<&str>), Vec<&str>> = BTreeMap::new();
         let now = rows.iter().map(|r| r.at).max().unwrap_or_else(db::now);
