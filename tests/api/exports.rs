@@ -8,12 +8,8 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 async fn export(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(&format!("/api/v1/exports/subscribers?{query}")))
-        .bearer_auth(token)
-        .send()
+    app.get_as(token, &format!("/api/v1/exports/subscribers?{query}"))
         .await
-        .unwrap()
 }
 
 /// Adds `n` confirmed subscribers in one statement; ids sort in the order they are numbered.
@@ -173,15 +169,8 @@ async fn ndjson_export_matches_the_api_and_filters_by_segment_and_time() {
     for line in &lines {
         let id = line["id"].as_str().unwrap();
         let api: Value = app
-            .client
-            .get(app.url(&format!("/api/v1/subscribers/{id}")))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json_as(&admin, &format!("/api/v1/subscribers/{id}"))
+            .await;
         assert_eq!(line, &api, "the same object the API gives");
     }
 
@@ -332,15 +321,8 @@ async fn export_once_then_follow_the_feed_from_the_cursor_it_gave() {
         .await;
     assert_eq!(res.status(), 204);
     let feed: Value = app
-        .client
-        .get(app.url(&format!("/api/v1/subscribers?cursor={cursor}")))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json_as(&editor, &format!("/api/v1/subscribers?cursor={cursor}"))
+        .await;
     let got: Vec<(&str, &Value)> = feed["data"]
         .as_array()
         .unwrap()

@@ -271,6 +271,21 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A staff GET: `path` with a bearer token.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A staff GET whose answer is JSON.
+    pub async fn get_json_as(&self, token: &str, path: &str) -> serde_json::Value {
+        self.get_as(token, path).await.json().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }

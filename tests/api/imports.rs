@@ -31,12 +31,8 @@ async fn upload(
 
 async fn report(app: &TestApp, token: &str, id: &str) -> Value {
     let res = app
-        .client
-        .get(app.url(&format!("/api/v1/imports/{id}?problems_limit=1000")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+        .get_as(token, &format!("/api/v1/imports/{id}?problems_limit=1000"))
+        .await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
@@ -157,18 +153,11 @@ async fn consented_import_adds_confirmed_people_with_the_evidence_and_a_rerun_ch
 
     // The ledger holds the evidence given, for each person.
     let data: Value = app
-        .client
-        .get(app.url(&format!(
-            "/api/v1/subscribers/{}/data",
-            rosa["id"].as_str().unwrap()
-        )))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json_as(
+            &editor,
+            &format!("/api/v1/subscribers/{}/data", rosa["id"].as_str().unwrap()),
+        )
+        .await;
     let consent = &data["consent"][0];
     assert_eq!(consent["action"], "staff_recorded");
     assert_eq!(consent["source"], "Tucson rally sign-up sheet, 2026-03-03");
@@ -210,29 +199,13 @@ async fn consented_import_adds_confirmed_people_with_the_evidence_and_a_rerun_ch
         "evidence for the interest added"
     );
 
-    let list: Value = app
-        .client
-        .get(app.url("/api/v1/imports?limit=2"))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json_as(&editor, "/api/v1/imports?limit=2").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
     assert_eq!(list["data"][0]["id"], filled["id"], "newest first");
     let next = list["next"].as_str().unwrap();
     let rest: Value = app
-        .client
-        .get(app.url(&format!("/api/v1/imports?limit=2&before={next}")))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json_as(&editor, &format!("/api/v1/imports?limit=2&before={next}"))
+        .await;
     assert_eq!(rest["data"][0]["id"], done["id"]);
 }
 
@@ -434,29 +407,16 @@ async fn the_report_names_the_line_and_column_of_each_problem() {
     // The report pages.
     let id = done["id"].as_str().unwrap();
     let page: Value = app
-        .client
-        .get(app.url(&format!("/api/v1/imports/{id}?problems_limit=4")))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json_as(&editor, &format!("/api/v1/imports/{id}?problems_limit=4"))
+        .await;
     assert_eq!(page["problems"].as_array().unwrap().len(), 4);
     assert_eq!(page["next_problems_offset"], 4);
     let rest: Value = app
-        .client
-        .get(app.url(&format!(
-            "/api/v1/imports/{id}?problems_limit=4&problems_offset=4"
-        )))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json_as(
+            &editor,
+            &format!("/api/v1/imports/{id}?problems_limit=4&problems_offset=4"),
+        )
+        .await;
     assert_eq!(rest["problems"][0]["line"], 9);
     assert_eq!(rest["problems"].as_array().unwrap().len(), 3);
     assert_eq!(rest["next_problems_offset"], Value::Null);
@@ -670,22 +630,15 @@ async fn only_those_who_may_write_contacts_import() {
         (&writer, 200),
         (&exporter, 403),
     ] {
-        let res = app
-            .client
-            .get(app.url(&format!("/api/v1/imports/{id}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let res = app.get_as(token, &format!("/api/v1/imports/{id}")).await;
         assert_eq!(res.status(), status);
     }
     let missing = app
-        .client
-        .get(app.url(&format!("/api/v1/imports/{}", uuid::Uuid::new_v4())))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
+        .get_as(
+            &viewer,
+            &format!("/api/v1/imports/{}", uuid::Uuid::new_v4()),
+        )
+        .await;
     assert_eq!(missing.status(), 404);
     assert_eq!(upload(&app, &admin, &query, csv).await.status(), 202);
 }

@@ -11,12 +11,8 @@ use crate::helpers::{spawn_app, TestApp};
 /// One page of the feed: (entries, cursor, has_more).
 async fn page(app: &TestApp, token: &str, query: &str) -> (Vec<Value>, String, bool) {
     let res = app
-        .client
-        .get(app.url(&format!("/api/v1/subscribers?{query}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+        .get_as(token, &format!("/api/v1/subscribers?{query}"))
+        .await;
     assert_eq!(res.status(), 200, "{query}");
     let body: Value = res.json().await.unwrap();
     (
@@ -297,12 +293,8 @@ async fn tombstones_pass_every_filter_and_updated_since_starts_the_feed() {
             .await
             .unwrap();
         let res = app
-            .client
-            .get(app.url("/api/v1/subscribers"))
-            .bearer_auth(key["key"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
+            .get_as(key["key"].as_str().unwrap(), "/api/v1/subscribers")
+            .await;
         assert_eq!(res.status(), status, "{scopes}");
     }
 }
@@ -319,12 +311,8 @@ async fn cursors_are_checked() {
         "YzE6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk", // beyond 64 bits
     ] {
         let res = app
-            .client
-            .get(app.url(&format!("/api/v1/subscribers?cursor={bad}")))
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap();
+            .get_as(&viewer, &format!("/api/v1/subscribers?cursor={bad}"))
+            .await;
         assert_eq!(res.status(), 422, "{bad}");
         let body: Value = res.json().await.unwrap();
         assert!(body["errors"]["cursor"].is_array());
@@ -332,12 +320,8 @@ async fn cursors_are_checked() {
     // A cursor ahead of every change this database has made (a database restored from a
     // backup, say) would silently skip the changes up to it: the client is told to start over.
     let res = app
-        .client
-        .get(app.url("/api/v1/subscribers?cursor=YzE6OTk5OQ"))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
+        .get_as(&viewer, "/api/v1/subscribers?cursor=YzE6OTk5OQ")
+        .await;
     assert_eq!(res.status(), 422);
     let body: Value = res.json().await.unwrap();
     assert!(body["errors"]["cursor"][0]
