@@ -61,17 +61,9 @@ async fn a_hard_bounce_suppresses_and_a_repeat_changes_nothing() {
     // The record keeps no address, and the person's data export lists the report.
     assert_eq!(app.count("mail_events WHERE email_hash LIKE '%@%'"), 0);
     let id = app.conn_subscriber_id("ana@example.org");
-    let data: Value = app
-        .send_as(
-            &admin,
-            "GET",
-            &format!("/api/v1/subscribers/{id}/data"),
-            json!(null),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let data = app
+        .get_json_as(&admin, &format!("/api/v1/subscribers/{id}/data"))
+        .await;
     assert_eq!(data["mail_reports"][0]["kind"], "hard_bounce");
     assert_eq!(data["mail_reports"][0]["detail"], "550 5.1.1 user unknown");
 }
