@@ -14,7 +14,8 @@
 # Message-ID once, and each message greeting its own recipient. Then the ceiling runs against a
 # fresh sink: `cargo run --release --example blast_ceiling -- --count COUNT --concurrency
 # CONCURRENCY --port PORT`, run here from the binary built once at the start. Prints one line per
-# run and a Markdown table (also written to target/bench/blast.md; the progress polls go to
+# run and a Markdown table (also written to target/bench/blast.md, and machine-readable to
+# target/bench/blast.tsv; the progress polls go to
 # target/bench/blast-progress-BACKEND.tsv) and exits non-zero if any message is missing,
 # duplicated or wrongly personalised, or the server logged anything at warn level.
 #
@@ -188,6 +189,7 @@ seed_sql() {  # $1 = sqlite|postgres; COUNT confirmed subscribers, 8 cities, one
 rows=()
 problems=()
 warnings=()
+: > "$OUT/blast.tsv"   # machine-readable: bench, backend, case, unit, value, ceiling, detail
 for backend in $BACKENDS; do
   echo "== $backend: seeding $COUNT subscribers"
   case "$backend" in
@@ -307,6 +309,7 @@ PY
   python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > 0.25 else 1)" "$cpu_other" \
     && warnings+=("$backend: other processes used $cpu_other cores during the send; rerun when the machine is quiet")
   rows+=("| $name | $sent | $seconds | $rate | $c_rate | $ratio % | $rss_mb | $received | $engine_rate |")
+  printf 'blast\t%s\tnewsletter\tmsg/s\t%s\t%s\tpeak RSS %s MB\n' "$backend" "$rate" "$c_rate" "$rss_mb" >> "$OUT/blast.tsv"
 done
 
 {

@@ -10,10 +10,13 @@
 # generated rows, through the change-sequence triggers like any write; half of them with one of
 # two interests, all with a `city` attribute), declares the `city` field, then for each format
 # starts `enlace serve` (release) under /usr/bin/time -v, runs the export once with curl (the
-# body goes through `wc -l`, which counts rows at memory speed), and stops the server. Prints
-# rows/s, bytes on the wire and the server's peak RSS for each run, checks the row count and the
-# sync-cursor header, and writes a Markdown table to target/bench/export.md. Exits non-zero if a
-# row is missing or the server logged anything at warn level.
+# body goes through `wc -l`, which counts rows at memory speed), and stops the server. The
+# ceiling, measured in the same run, is the database's own CSV dump of the same columns (one
+# query with the interests aggregated per subscriber: `sqlite3 -csv`, or psql's `COPY … TO
+# STDOUT`), through the same `wc -l`. Prints rows/s, bytes on the wire and the server's peak RSS
+# for each run, checks the row count and the sync-cursor header, and writes a Markdown table to
+# target/bench/export.md (machine-readable: target/bench/export.tsv). Exits non-zero if a row is
+# missing or the server logged anything at warn level.
 #
 # Settings: COUNT (1000000), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres).
 set -euo pipefail
@@ -89,8 +92,26 @@ seed_sql() {  # $1 = sqlite|postgres; COUNT subscribers, 8 cities, interests for
   echo "COMMIT;"
 }
 
+# The ceiling: the same columns as Enlace's CSV, straight from the database's own client.
+ceiling_sql() {  # $1 = sqlite|postgres
+  if [ "$1" = sqlite ]; then
+    echo "SELECT s.id, s.email, s.name, s.language, s.status,
+            (SELECT group_concat(interest_slug, ';') FROM subscriber_interests i WHERE i.subscriber_id = s.id),
+            s.source, s.created_at, s.confirmed_at, s.unsubscribed_at, s.updated_at,
+            json_extract(s.attributes, '\$.city')
+          FROM subscribers s ORDER BY s.id"
+  else
+    echo "COPY (SELECT s.id, s.email, s.name, s.language, s.status,
+            (SELECT string_agg(interest_slug, ';' ORDER BY interest_slug) FROM subscriber_interests i WHERE i.subscriber_id = s.id),
+            s.source, s.created_at, s.confirmed_at, s.unsubscribed_at, s.updated_at,
+            s.attributes::jsonb ->> 'city'
+          FROM subscribers s ORDER BY s.id) TO STDOUT WITH (FORMAT csv, HEADER)"
+  fi
+}
+
 rows=()
 problems=()
+: > "$OUT/export.tsv"   # machine-readable: bench, backend, case, unit, value, ceiling, detail
 for backend in $BACKENDS; do
   echo "== $backend: seeding $COUNT subscribers"
   t0=$(date +%s.%N)
@@ -110,6 +131,19 @@ for backend in $BACKENDS; do
   ENLACE_DATABASE_URL="$url" ENLACE_STAFF_PASSWORD="bench-password-0123456789" ENLACE_LOG=warn \
     "$BIN" staff create --email admin@example.org --role admin >/dev/null
   name=$([ "$backend" = sqlite ] && echo SQLite || echo "PostgreSQL $(psql "$PG_ADMIN_URL" -Atc 'SHOW server_version' | cut -d. -f1)")
+
+  echo "== $backend: ceiling (the database's own CSV dump)"
+  t0=$(date +%s.%N)
+  if [ "$backend" = sqlite ]; then
+    c_lines=$(sqlite3 -csv -header "$WORK/export.db" "$(ceiling_sql sqlite)" | wc -l)
+  else
+    c_lines=$(psql "$url" -Atc "$(ceiling_sql postgres)" | wc -l)
+  fi
+  read -r c_rate c_seconds < <(python3 -c "import sys; s = float(sys.argv[2]) - float(sys.argv[1]); print(f'{(int(sys.argv[3]) - 1) / s:.0f} {s:.2f}')" \
+    "$t0" "$(date +%s.%N)" "$c_lines")
+  echo "$backend ceiling: $((c_lines - 1)) rows in ${c_seconds} s = ${c_rate} rows/s"
+  [ "$((c_lines - 1))" = "$COUNT" ] || problems+=("$backend ceiling: $((c_lines - 1)) rows of $COUNT")
+  rows+=("| $name | ceiling: the database's CSV dump | $((c_lines - 1)) | $c_seconds | $c_rate | — | — |")
 
   for run in csv ndjson csv-gzip; do
     format="${run%-gzip}"
@@ -151,6 +185,7 @@ for backend in $BACKENDS; do
     [ -n "$cursor" ] || problems+=("$backend $run: no Enlace-Sync-Cursor header")
     [ "$log_lines" = 0 ] || problems+=("$backend $run: $log_lines lines in the server log (ENLACE_LOG=warn)")
     rows+=("| $name | $run | $exported | $seconds | $rate | $mb | $rss_mb |")
+    printf 'export\t%s\t%s\trows/s\t%s\t%s\t%s MB, peak RSS %s MB\n' "$backend" "$run" "$rate" "$c_rate" "$mb" "$rss_mb" >> "$OUT/export.tsv"
   done
   if [ "$backend" = postgres ]; then psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; db=""; fi
 done

@@ -6,7 +6,8 @@
 #
 #   bench/subscribe.sh                 # both databases
 #   BACKENDS=sqlite bench/subscribe.sh
-# Prints one line per run and a Markdown table (also written to target/bench/subscribe.md).
+# Prints one line per run and a Markdown table (also written to target/bench/subscribe.md, and
+# machine-readable to target/bench/subscribe.tsv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +60,7 @@ kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 echo "ceiling: ${c_rps} req/s, p50 ${c_p50} ms, p99 ${c_p99} ms"
 
 rows=()
+: > "$OUT/subscribe.tsv"   # machine-readable: bench, backend, case, unit, value, ceiling, detail
 for backend in $BACKENDS; do
   case "$backend" in
     sqlite) url="sqlite://$WORK/bench.db" ;;
@@ -96,6 +98,7 @@ for backend in $BACKENDS; do
   echo "$backend: ${rps} req/s (${ratio}% of ceiling), p50 ${p50} ms, p99 ${p99} ms, ${requests} requests, ${non2xx} non-2xx;" \
        "subscribers pending ${pending}, confirmations received ${received} (queue drained in ${drain} s)"
   rows+=("| $backend | $rps | $p50 | $p99 | $ratio % | $pending | $received |")
+  printf 'subscribe\t%s\tsignups\treq/s\t%s\t%s\tp99 %s ms\n' "$backend" "$rps" "$c_rps" "$p99" >> "$OUT/subscribe.tsv"
 done
 
 {
