@@ -1,0 +1,375 @@
+// Headless Chromium walks Enlace's signup flow the way a supporter would, in English and in Spanish:
+// the README's copy-paste form on a website page, the confirmation mail, the confirmation page and its
+// button, the preferences page, the unsubscribe page; then the staff API says the person left.
+//
+// browser/run.sh starts Enlace, the SMTP sink and this script; see README §9 "Browser test".
+// Settings come from the environment:
+//   ENLACE_URL      Enlace's public URL (every link in mails and pages must start with it)
+//   PAGE_PORT       loopback port for the website page that carries the README's form
+//   MAIL_DIR        folder where browser/smtp-sink.mjs writes each message as JSON
+//   SHOT_DIR        folder for the screenshots
+//   STAFF_EMAIL, STAFF_PASSWORD   a staff account, for the final check through the API
+//   ORG             ENLACE_ORG_NAME given to Enlace ("Our Group", as in the README's consent sentence)
+import { mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { createServer } from "node:http";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { parse as parseToml } from "smol-toml";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) fail(`setting ${name} is missing`);
+  return value;
+};
+const ENLACE_URL = env("ENLACE_URL").replace(/\/$/, "");
+const PAGE_PORT = Number(env("PAGE_PORT"));
+const MAIL_DIR = env("MAIL_DIR");
+const SHOT_DIR = env("SHOT_DIR");
+const ORG = env("ORG");
+const STAFF_EMAIL = env("STAFF_EMAIL");
+const STAFF_PASSWORD = env("STAFF_PASSWORD");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const TOTAL_SECONDS = 120;
+
+function fail(message) {
+  console.error(`FAIL: ${message}`);
+  process.exit(1);
+}
+
+// A hard stop, whatever hangs.
+const deadline = setTimeout(() => fail(`the walk took longer than ${TOTAL_SECONDS} s`), TOTAL_SECONDS * 1000);
+
+// ------------------------------------------------------------------ wording
+const locales = {
+  en: parseToml(readFileSync(join(ROOT, "locales/en.toml"), "utf8")),
+  es: parseToml(readFileSync(join(ROOT, "locales/es.toml"), "utf8")),
+};
+const fill = (text, values = {}) => text.replace(/\{(\w+)\}/g, (m, key) => values[key] ?? m);
+const squash = (text) => text.replace(/\s+/g, " ").trim();
+
+// ------------------------------------------------------- the README's form
+// The form is taken from README.md at every run, so a broken README form breaks this test.
+function readmeForms() {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const start = readme.indexOf("## 2. A signup form for your website");
+  if (start < 0) fail('README.md has no section "## 2. A signup form for your website"');
+  const section = readme.slice(start, readme.indexOf("\n## 3.", start));
+  const block = section.match(/```html\n([\s\S]*?)\n```/);
+  if (!block) fail("README §2 has no ```html block with the signup form");
+  const english = block[1];
+  const action = 'action="http://127.0.0.1:8080/api/v1/subscribe"';
+  if (!english.includes(action)) fail(`the README form has no ${action}`);
+  // Only the host and port change: the form posts to the Enlace under test.
+  const form = english.replace(action, `action="${ENLACE_URL}/api/v1/subscribe"`);
+
+  // The consent sentences the README shows must be the ones Enlace records as evidence.
+  const enSentence = form.match(/<p>(By signing up[\s\S]*?)<\/p>/);
+  if (!enSentence) fail("the README form has no consent sentence starting with “By signing up”");
+  const esSentence = section.match(/Spanish consent sentence: \*"([\s\S]*?)"\*/);
+  if (!esSentence) fail("README §2 has no Spanish consent sentence (*\"…\"*)");
+  for (const [lang, sentence] of [["en", enSentence[1]], ["es", esSentence[1]]]) {
+    const expected = fill(locales[lang].consent.signup, { org: ORG });
+    if (squash(sentence) !== squash(expected)) {
+      fail(`README's ${lang} consent sentence differs from consent.signup in locales/${lang}.toml:\n` +
+        `  README:  ${squash(sentence)}\n  locales: ${squash(expected)}`);
+    }
+  }
+
+  // The Spanish version, made as the README tells: translated labels, Spanish preselected, the
+  // Spanish consent sentence.
+  const labels = [
+    ["Email address (required)", "Correo electrónico (obligatorio)"],
+    [">Name<", ">Nombre<"],
+    ["What would you like to hear about?", "¿Sobre qué temas quieres recibir noticias?"],
+    ["News and updates", "Noticias y novedades"],
+    ["Events and actions", "Eventos y acciones"],
+    ["Leave this field empty", "Deja este campo vacío"],
+    [">Sign up<", ">Inscribirme<"],
+  ];
+  let spanish = form
+    .replace('<option value="en" selected>', '<option value="en">')
+    .replace('<option value="es">', '<option value="es" selected>')
+    .replace(enSentence[1], esSentence[1]);
+  for (const [en, es] of labels) spanish = spanish.replace(en, es);
+  if (!spanish.includes('<option value="es" selected>')) fail("the README form has no Spanish <option>");
+  return { en: form, es: spanish };
+}
+
+function websitePage(lang, form) {
+  const title = lang === "es" ? "Inscríbete" : "Sign up";
+  return `<!DOCTYPE html>
+<html lang="${lang}"><head><meta charset="utf-8"><title>${title} · ${ORG}</title>
+<style>body{font-family:sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem}</style></head>
+<body><h1>${ORG}</h1>
+${form}
+</body></html>`;
+}
+
+function serveWebsite(forms) {
+  const server = createServer((req, res) => {
+    const lang = req.url === "/es.html" ? "es" : req.url === "/en.html" ? "en" : null;
+    if (!lang) {
+      res.writeHead(404).end("not found");
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(websitePage(lang, forms[lang]));
+  });
+  return new Promise((resolve, reject) => {
+    server.on("error", reject);
+    server.listen(PAGE_PORT, "127.0.0.1", () => resolve(server));
+  });
+}
+
+// ------------------------------------------------------------------- mail
+function mailsTo(address) {
+  return readdirSync(MAIL_DIR)
+    .filter((f) => /^\d+\.json$/.test(f))
+    .sort()
+    .map((f) => JSON.parse(readFileSync(join(MAIL_DIR, f), "utf8")))
+    .filter((m) => m.to.includes(address));
+}
+
+async function waitForMail(address, subject, seconds = 30) {
+  const until = Date.now() + seconds * 1000;
+  for (;;) {
+    const mail = mailsTo(address).find((m) => m.subject === subject);
+    if (mail) return mail;
+    if (Date.now() > until) {
+      const got = mailsTo(address).map((m) => `“${m.subject}”`).join(", ") || "nothing";
+      throw new Error(`no mail “${subject}” for the ${address.split("@")[0]} address within ${seconds} s (got ${got})`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+// Every link in a message must point at the public URL Enlace was given.
+function links(mail) {
+  const found = [...`${mail.text}\n${mail.html}`.matchAll(/https?:\/\/[^\s"'<>)]+/g)].map((m) => m[0]);
+  const foreign = found.filter((u) => !u.startsWith(`${ENLACE_URL}/`) && !/^https?:\/\/(www\.)?w3\.org\//.test(u));
+  if (foreign.length) throw new Error(`mail “${mail.subject}” links outside ${ENLACE_URL}: ${foreign.join(" ")}`);
+  return found;
+}
+
+function link(mail, kind) {
+  const url = links(mail).find((u) => u.startsWith(`${ENLACE_URL}/${kind}/`));
+  if (!url) throw new Error(`mail “${mail.subject}” has no ${kind} link`);
+  return url.replace(/[.,;]+$/, "");
+}
+
+// --------------------------------------------------------------- staff API
+async function staffSubscriber(address) {
+  const auth = await fetch(`${ENLACE_URL}/api/v1/auth/token`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: STAFF_EMAIL, password: STAFF_PASSWORD }),
+  });
+  if (auth.status !== 200) throw new Error(`staff sign-in answered ${auth.status}`);
+  const { access_token: token } = await auth.json();
+  const res = await fetch(`${ENLACE_URL}/api/v1/subscribers?email_contains=${encodeURIComponent(address)}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  if (res.status !== 200) throw new Error(`GET /api/v1/subscribers answered ${res.status}`);
+  const found = (await res.json()).data.filter((s) => s.email === address);
+  if (found.length !== 1) throw new Error(`the staff API lists ${found.length} subscribers for the address`);
+  return found[0];
+}
+
+// ------------------------------------------------------------- the walk
+const INTEREST_NAMES = {
+  news: { en: "News and updates", es: "Noticias y novedades" },
+  events: { en: "Events and actions", es: "Eventos y acciones" },
+};
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function expectHeading(page, lang, expected, what) {
+  const h1 = squash(await page.locator("h1").first().innerText());
+  const htmlLang = await page.locator("html").getAttribute("lang");
+  check(h1 === squash(expected), `${what}: heading “${h1}”, expected “${squash(expected)}”`);
+  check(htmlLang === lang, `${what}: <html lang="${htmlLang}">, expected "${lang}"`);
+}
+
+async function expectStyled(page, what) {
+  // The pages carry their own inline stylesheet; a strict CSP must not block it.
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  check(bg !== "rgba(0, 0, 0, 0)" && bg !== "rgb(255, 255, 255)", `${what}: the page is unstyled (body background ${bg})`);
+}
+
+async function preferencesState(page) {
+  return page.evaluate(() => ({
+    name: document.querySelector("#name")?.value ?? null,
+    language: document.querySelector('input[name="language"]:checked')?.value ?? null,
+    interests: [...document.querySelectorAll('input[name="interests"]:checked')].map((i) => i.value).sort(),
+  }));
+}
+
+async function walk(browser, lang, plan) {
+  const t = locales[lang];
+  const context = await browser.newContext({
+    locale: lang === "es" ? "es-MX" : "en-US",
+    viewport: { width: 900, height: 1000 },
+  });
+  context.setDefaultTimeout(10_000);
+  const page = await context.newPage();
+  const problems = [];
+  page.on("console", (msg) => msg.type() === "error" && problems.push(msg.text()));
+  page.on("pageerror", (err) => problems.push(err.message));
+  let step = "start";
+  const shot = async (name) => page.screenshot({ path: join(SHOT_DIR, `${lang}-${name}.png`), fullPage: true });
+  const address = `browser-${lang}-${Date.now()}@example.org`;
+  try {
+    // 1. The website's form.
+    step = "1-form";
+    await page.goto(`http://127.0.0.1:${PAGE_PORT}/${lang}.html`);
+    await page.getByLabel(lang === "es" ? "Correo electrónico (obligatorio)" : "Email address (required)").fill(address);
+    await page.getByLabel(lang === "es" ? "Nombre" : "Name", { exact: true }).fill(plan.name);
+    check((await page.locator("#enlace-language").inputValue()) === lang, `the form does not preselect “${lang}”`);
+    for (const slug of plan.signupInterests) {
+      await page.getByLabel(INTEREST_NAMES[slug][lang]).check();
+    }
+    await shot("1-form");
+    await Promise.all([
+      page.waitForURL(`${ENLACE_URL}/api/v1/subscribe`),
+      page.getByRole("button", { name: lang === "es" ? "Inscribirme" : "Sign up" }).click(),
+    ]);
+    step = "2-thanks";
+    await expectHeading(page, lang, t.pages.thanks.heading, "thank-you page");
+    await expectStyled(page, "thank-you page");
+    await shot("2-thanks");
+
+    // 2. The confirmation mail, its page and its button.
+    step = "3-confirm";
+    const confirmation = await waitForMail(address, fill(t.mail.confirmation.subject, { org: ORG }));
+    check(confirmation.text.includes(fill(t.mail.confirmation.greeting, { name: plan.name })),
+      `confirmation mail has no “${fill(t.mail.confirmation.greeting, { name: plan.name })}”`);
+    await page.goto(link(confirmation, "confirm"));
+    await expectHeading(page, lang, t.pages.confirm.heading, "confirmation page");
+    const listed = squash(await page.locator(".card ul").innerText());
+    for (const slug of plan.signupInterests) {
+      check(listed.includes(INTEREST_NAMES[slug][lang]), `confirmation page does not list “${INTEREST_NAMES[slug][lang]}”`);
+    }
+    await shot("3-confirm");
+    step = "4-confirmed";
+    await page.getByRole("button", { name: fill(t.pages.confirm.button, { org: ORG }) }).click();
+    await expectHeading(page, lang, t.pages.confirmed.heading, "confirmed page");
+    const pagePreferences = await page.getByRole("link", { name: t.pages.confirmed.preferences_link }).getAttribute("href");
+    check(pagePreferences.startsWith(`${ENLACE_URL}/preferences/`), `confirmed page links to ${pagePreferences}`);
+    await shot("4-confirmed");
+
+    // 3. The preferences page, from the welcome mail.
+    step = "5-preferences";
+    const welcome = await waitForMail(address, fill(t.mail.welcome.subject, { org: ORG }));
+    check(/^list-unsubscribe:\s*<http/i.test(welcome.headers["list-unsubscribe"] ?? ""),
+      "the welcome mail has no List-Unsubscribe header with a link");
+    const preferencesUrl = link(welcome, "preferences");
+    const unsubscribeUrl = link(welcome, "unsubscribe");
+    await page.goto(preferencesUrl);
+    await expectHeading(page, lang, t.pages.preferences.heading, "preferences page");
+    const before = await preferencesState(page);
+    check(before.name === plan.name && before.language === lang &&
+      before.interests.join() === [...plan.signupInterests].sort().join(),
+      `preferences page shows ${JSON.stringify(before)}`);
+    let current = lang;
+    for (const [i, change] of plan.changes.entries()) {
+      const tc = locales[change.language];
+      await page.locator("#name").fill(change.name);
+      await page.locator(`input[name="language"][value="${change.language}"]`).check();
+      for (const slug of Object.keys(INTEREST_NAMES)) {
+        await page.locator(`input[name="interests"][value="${slug}"]`).setChecked(change.interests.includes(slug));
+      }
+      await page.getByRole("button", { name: locales[current].pages.preferences.save_button }).click();
+      await page.getByRole("status").waitFor();
+      check(squash(await page.getByRole("status").innerText()) === tc.pages.preferences.saved,
+        `after saving, the notice reads “${squash(await page.getByRole("status").innerText())}”`);
+      // It stuck: a fresh load of the link shows the new choices, in the new language.
+      await page.goto(preferencesUrl);
+      await expectHeading(page, change.language, tc.pages.preferences.heading, "preferences page after saving");
+      const after = await preferencesState(page);
+      const want = { name: change.name, language: change.language, interests: [...change.interests].sort() };
+      check(JSON.stringify(after) === JSON.stringify(want),
+        `preferences after saving: ${JSON.stringify(after)}, expected ${JSON.stringify(want)}`);
+      current = change.language;
+      await shot(`5${"abc"[i]}-preferences-saved-${change.language}`);
+    }
+    const last = plan.changes.at(-1);
+    const mid = await staffSubscriber(address);
+    check(mid.status === "confirmed" && mid.language === last.language && mid.name === last.name &&
+      [...mid.interests].sort().join() === [...last.interests].sort().join(),
+      `staff API after preferences: ${JSON.stringify({ status: mid.status, language: mid.language, interests: mid.interests })}`);
+
+    // 4. Unsubscribe, from the link at the foot of the welcome mail.
+    step = "6-unsubscribe";
+    const tl = locales[last.language];
+    await page.goto(unsubscribeUrl);
+    await expectHeading(page, last.language, fill(tl.pages.unsubscribe.heading, { org: ORG }), "unsubscribe page");
+    await shot("6-unsubscribe");
+    step = "7-unsubscribed";
+    await page.getByRole("button", { name: tl.pages.unsubscribe.button }).click();
+    await expectHeading(page, last.language, tl.pages.unsubscribed.heading, "unsubscribed page");
+    check((await page.locator(".card").innerText()).includes(fill(tl.pages.unsubscribed.body, { org: ORG })),
+      "the unsubscribed page does not say that no more mail will come");
+    await shot("7-unsubscribed");
+
+    // 5. The staff API agrees.
+    step = "8-staff-api";
+    const final = await staffSubscriber(address);
+    check(final.status === "unsubscribed", `staff API says status “${final.status}”, expected “unsubscribed”`);
+    check(problems.length === 0, `the browser reported errors: ${problems.join(" | ")}`);
+    console.log(`ok   ${lang}: form → thanks → confirmation mail → confirm → welcome mail → preferences (${plan.changes.length} saves) → unsubscribe → staff API: unsubscribed`);
+  } catch (err) {
+    await shot(`FAILED-${step}`).catch(() => {});
+    throw new Error(`${lang}, step ${step}: ${err.message.split("\n")[0]} (screenshot ${lang}-FAILED-${step}.png; page ${page.url().replace(/\/(confirm|preferences|unsubscribe)\/.*/, "/$1/…")})`);
+  } finally {
+    await context.close();
+  }
+}
+
+const PLANS = {
+  en: {
+    name: "Robin Walker",
+    signupInterests: ["news"],
+    changes: [{ name: "Robin W.", language: "en", interests: ["events"] }],
+  },
+  es: {
+    name: "María José Núñez",
+    signupInterests: ["news", "events"],
+    // Switches to English and back, so both saves are checked for the language they set.
+    changes: [
+      { name: "María José", language: "en", interests: ["news"] },
+      { name: "María José Núñez", language: "es", interests: ["events"] },
+    ],
+  },
+};
+
+mkdirSync(SHOT_DIR, { recursive: true });
+const started = Date.now();
+const website = await serveWebsite(readmeForms());
+// Playwright starts Chromium with a fresh, empty profile folder of its own (--user-data-dir).
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+let failed = 0;
+for (const lang of ["en", "es"]) {
+  try {
+    await walk(browser, lang, PLANS[lang]);
+  } catch (err) {
+    failed += 1;
+    console.error(`FAIL ${err.message}`);
+  }
+}
+await browser.close();
+website.close();
+clearTimeout(deadline);
+const shots = readdirSync(SHOT_DIR).filter((f) => f.endsWith(".png")).length;
+console.log(`${shots} screenshots in ${SHOT_DIR}; the walk took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(`browser: ${2 - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
