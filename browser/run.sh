@@ -45,9 +45,14 @@ if [ ! -d browser/node_modules ]; then
   (cd browser && timeout 300 npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-say "cargo build --bin enlace"
-cargo build --quiet --bin enlace
-enlace="$CARGO_TARGET_DIR/debug/enlace"
+# ENLACE_BIN runs a binary built elsewhere (a release build, say) instead of the debug build.
+enlace="${ENLACE_BIN:-}"
+if [ -z "$enlace" ]; then
+  say "cargo build --bin enlace"
+  cargo build --quiet --bin enlace
+  enlace="$CARGO_TARGET_DIR/debug/enlace"
+fi
+[ -x "$enlace" ] || die "no enlace binary at $enlace"
 
 # A fresh Enlace: its own SQLite file, key and working folder (so no enlace.toml is picked up).
 export ENLACE_DATABASE_URL="sqlite://$tmp/enlace.db"
@@ -66,6 +71,9 @@ mkdir -p "$shots"
 
 node browser/smtp-sink.mjs "$SMTP_PORT" "$tmp/mail" >"$tmp/sink.log" 2>&1 &
 pids+=($!)
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for _ in $(seq 1 100); do listening "$SMTP_PORT" && break; sleep 0.1; done
+listening "$SMTP_PORT" || { cat "$tmp/sink.log" >&2; die "the SMTP sink did not start"; }
 
 staff_email="browser-admin@example.org"
 staff_password="browser test passphrase $RANDOM$RANDOM"
@@ -79,7 +87,6 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null || { cat "$tmp/enlace.log" >&2; die "Enlace did not become ready"; }
-(exec 3<>"/dev/tcp/127.0.0.1/$SMTP_PORT") 2>/dev/null || { cat "$tmp/sink.log" >&2; die "the SMTP sink did not start"; }
 
 say "interests from the README's form (news, events)"
 token=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/auth/token" -H 'Content-Type: application/json' \
