@@ -94,13 +94,16 @@ function readmeForms() {
     .replace(enSentence[1], esSentence[1]);
   for (const [en, es] of labels) spanish = spanish.replace(en, es);
   if (!spanish.includes('<option value="es" selected>')) fail("the README form has no Spanish <option>");
-  return { en: form, es: spanish };
+  // Without the language choice, Enlace follows the browser's Accept-Language.
+  const chooser = /\s*<p>\s*<label for="enlace-language">[\s\S]*?<\/select>\s*<\/p>/;
+  if (!chooser.test(spanish)) fail("the README form has no <p> with the language <select>");
+  return { en: form, es: spanish, auto: spanish.replace(chooser, "") };
 }
 
 function websitePage(lang, form) {
-  const title = lang === "es" ? "Inscríbete" : "Sign up";
+  const title = lang === "en" ? "Sign up" : "Inscríbete";
   return `<!DOCTYPE html>
-<html lang="${lang}"><head><meta charset="utf-8"><title>${title} · ${ORG}</title>
+<html lang="${lang === "en" ? "en" : "es"}"><head><meta charset="utf-8"><title>${title} · ${ORG}</title>
 <style>body{font-family:sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem}</style></head>
 <body><h1>${ORG}</h1>
 ${form}
@@ -109,7 +112,7 @@ ${form}
 
 function serveWebsite(forms) {
   const server = createServer((req, res) => {
-    const lang = req.url === "/es.html" ? "es" : req.url === "/en.html" ? "en" : null;
+    const lang = { "/en.html": "en", "/es.html": "es", "/auto.html": "auto" }[req.url];
     if (!lang) {
       res.writeHead(404).end("not found");
       return;
@@ -219,8 +222,9 @@ async function walk(browser, lang, plan) {
   const t = locales[lang];
   const context = await browser.newContext({
     locale: lang === "es" ? "es-MX" : "en-US",
-    // Spanish on a phone-sized window, English on a laptop-sized one.
+    // Spanish on a phone-sized window in dark mode, English on a laptop-sized one in light mode.
     viewport: lang === "es" ? { width: 390, height: 844 } : { width: 900, height: 1000 },
+    colorScheme: lang === "es" ? "dark" : "light",
   });
   context.setDefaultTimeout(10_000);
   const page = await context.newPage();
@@ -349,6 +353,41 @@ async function walk(browser, lang, plan) {
   }
 }
 
+// The form without its language choice, from a browser that asks for Spanish: the thank-you page and
+// the confirmation mail must be in Spanish.
+async function walkAcceptLanguage(browser) {
+  const t = locales.es;
+  const context = await browser.newContext({ locale: "es-MX", viewport: { width: 900, height: 1000 } });
+  context.setDefaultTimeout(10_000);
+  const page = await context.newPage();
+  const address = `browser-auto-${Date.now()}@example.org`;
+  let step = "1-form";
+  try {
+    await page.goto(`http://127.0.0.1:${PAGE_PORT}/auto.html`);
+    check((await page.locator("#enlace-language").count()) === 0, "the page still has a language choice");
+    await page.getByLabel("Correo electrónico (obligatorio)").fill(address);
+    await page.getByLabel("Noticias y novedades").check();
+    await Promise.all([
+      page.waitForURL(`${ENLACE_URL}/api/v1/subscribe`),
+      page.getByRole("button", { name: "Inscribirme" }).click(),
+    ]);
+    step = "2-thanks";
+    await expectHeading(page, "es", t.pages.thanks.heading, "thank-you page (Accept-Language: es-MX)");
+    await page.screenshot({ path: join(SHOT_DIR, "accept-language-es-2-thanks.png"), fullPage: true });
+    step = "3-mail";
+    await waitForMail(address, fill(t.mail.confirmation.subject, { org: ORG }));
+    const person = await staffSubscriber(address);
+    check(person.language === "es" && person.status === "pending",
+      `staff API: language “${person.language}”, status “${person.status}”; expected “es”, “pending”`);
+    console.log("ok   form without a language, Accept-Language es-MX → Spanish thank-you page and mail, stored as es");
+  } catch (err) {
+    await page.screenshot({ path: join(SHOT_DIR, `accept-language-FAILED-${step}.png`), fullPage: true }).catch(() => {});
+    throw new Error(`Accept-Language, step ${step}: ${err.message.split("\n")[0]} (screenshot accept-language-FAILED-${step}.png)`);
+  } finally {
+    await context.close();
+  }
+}
+
 const PLANS = {
   en: {
     name: "Robin Walker",
@@ -378,10 +417,15 @@ const browser = await chromium.launch({
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
   ],
 });
+const walks = [
+  () => walk(browser, "en", PLANS.en),
+  () => walk(browser, "es", PLANS.es),
+  () => walkAcceptLanguage(browser),
+];
 let failed = 0;
-for (const lang of ["en", "es"]) {
+for (const run of walks) {
   try {
-    await walk(browser, lang, PLANS[lang]);
+    await run();
   } catch (err) {
     failed += 1;
     console.error(`FAIL ${err.message}`);
@@ -392,5 +436,5 @@ website.close();
 clearTimeout(deadline);
 const shots = readdirSync(SHOT_DIR).filter((f) => f.endsWith(".png")).length;
 console.log(`${shots} screenshots in ${SHOT_DIR}; the walk took ${((Date.now() - started) / 1000).toFixed(1)} s`);
-console.log(`browser: ${2 - failed} passed, ${failed} failed`);
+console.log(`browser: ${walks.length - failed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
