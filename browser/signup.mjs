@@ -210,6 +210,22 @@ async function expectStyled(page, what) {
   check(look.overflow <= 0, `${what}: the page is ${look.overflow}px wider than the window`);
 }
 
+// Shows a message's HTML part in the tab, as a mail app would; its language must be the person's.
+async function openMail(page, lang, mail) {
+  check(mail.html, `mail “${mail.subject}” has no HTML part`);
+  await page.setContent(mail.html);
+  const htmlLang = await page.locator("html").getAttribute("lang");
+  check(htmlLang === lang, `mail “${mail.subject}”: <html lang="${htmlLang}">, expected "${lang}"`);
+}
+
+// Clicks a link in the open message; it must lead to the same address as the plain-text part.
+async function followMailLink(page, name, url) {
+  const target = page.getByRole("link", { name, exact: true }).first();
+  const href = await target.getAttribute("href");
+  check(href === url, `the HTML mail's “${name}” link differs from the plain-text link`);
+  await Promise.all([page.waitForURL(url), target.click()]);
+}
+
 async function preferencesState(page) {
   return page.evaluate(() => ({
     name: document.querySelector("#name")?.value ?? null,
@@ -262,36 +278,45 @@ async function walk(browser, lang, plan) {
     await expectHeading(page, lang, t.pages.thanks.heading, "thank-you page");
     await shot("2-thanks");
 
-    // 2. The confirmation mail, its page and its button.
-    step = "3-confirm";
+    // 2. The confirmation mail, opened as HTML; its button leads to the confirmation page.
+    step = "3-confirmation-mail";
     const confirmation = await waitForMail(address, fill(t.mail.confirmation.subject, { org: ORG }));
     // A stranger may have typed the name: the confirmation greets without it.
     check(confirmation.text.startsWith(t.mail.confirmation.greeting_no_name) && !confirmation.text.includes(plan.name),
       `confirmation mail starts “${confirmation.text.slice(0, 60)}”, expected “${t.mail.confirmation.greeting_no_name}” and no name`);
-    await page.goto(link(confirmation, "confirm"));
+    const confirmUrl = link(confirmation, "confirm");
+    await openMail(page, lang, confirmation);
+    await shot("3-confirmation-mail");
+    await followMailLink(page, t.mail.confirmation.button, confirmUrl);
+    step = "4-confirm";
     await expectHeading(page, lang, t.pages.confirm.heading, "confirmation page");
     const listed = squash(await page.locator(".card ul").innerText());
     for (const slug of plan.signupInterests) {
       check(listed.includes(INTEREST_NAMES[slug][lang]), `confirmation page does not list “${INTEREST_NAMES[slug][lang]}”`);
     }
-    await shot("3-confirm");
-    step = "4-confirmed";
+    await shot("4-confirm");
+    step = "5-confirmed";
     await page.getByRole("button", { name: fill(t.pages.confirm.button, { org: ORG }) }).click();
     await expectHeading(page, lang, t.pages.confirmed.heading, "confirmed page");
     const pagePreferences = await page.getByRole("link", { name: t.pages.confirmed.preferences_link }).getAttribute("href");
     check(pagePreferences.startsWith(`${ENLACE_URL}/preferences/`), `confirmed page links to ${pagePreferences}`);
-    await shot("4-confirmed");
+    await shot("5-confirmed");
 
-    // 3. The preferences page, from the welcome mail.
-    step = "5-preferences";
+    // 3. The welcome mail; its footer link leads to the preferences page.
+    step = "6-welcome-mail";
     const welcome = await waitForMail(address, fill(t.mail.welcome.subject, { org: ORG }));
     check(/^list-unsubscribe:\s*<http/i.test(welcome.headers["list-unsubscribe"] ?? ""),
       "the welcome mail has no List-Unsubscribe header with a link");
+    check(/^list-unsubscribe-post:\s*List-Unsubscribe=One-Click/i.test(welcome.headers["list-unsubscribe-post"] ?? ""),
+      "the welcome mail has no List-Unsubscribe-Post: List-Unsubscribe=One-Click header");
     check(welcome.text.startsWith(fill(t.mail.welcome.greeting, { name: plan.name })),
       `welcome mail starts “${welcome.text.slice(0, 60)}”, expected “${fill(t.mail.welcome.greeting, { name: plan.name })}”`);
     const preferencesUrl = link(welcome, "preferences");
     const unsubscribeUrl = link(welcome, "unsubscribe");
-    await page.goto(preferencesUrl);
+    await openMail(page, lang, welcome);
+    await shot("6-welcome-mail");
+    await followMailLink(page, t.mail.footer.preferences, preferencesUrl);
+    step = "7-preferences";
     await expectHeading(page, lang, t.pages.preferences.heading, "preferences page");
     const before = await preferencesState(page);
     check(before.name === plan.name && before.language === lang &&
@@ -310,7 +335,7 @@ async function walk(browser, lang, plan) {
       check(squash(await page.getByRole("status").innerText()) === tc.pages.preferences.saved,
         `after saving, the notice reads “${squash(await page.getByRole("status").innerText())}”`);
       await expectHeading(page, change.language, tc.pages.preferences.heading, "preferences page after saving");
-      await shot(`5${"abc"[i]}-preferences-saved-${change.language}`);
+      await shot(`7${"abc"[i]}-preferences-saved-${change.language}`);
       // It stuck: a fresh load of the link shows the new choices, in the new language.
       await page.goto(preferencesUrl);
       await expectHeading(page, change.language, tc.pages.preferences.heading, "preferences page, opened again");
@@ -326,21 +351,23 @@ async function walk(browser, lang, plan) {
       [...mid.interests].sort().join() === [...last.interests].sort().join(),
       `staff API after preferences: ${JSON.stringify({ status: mid.status, language: mid.language, interests: mid.interests })}`);
 
-    // 4. Unsubscribe, from the link at the foot of the welcome mail.
-    step = "6-unsubscribe";
+    // 4. Unsubscribe, from the link at the foot of the welcome mail. The page speaks the language
+    //    chosen last on the preferences page.
+    step = "8-unsubscribe";
     const tl = locales[last.language];
-    await page.goto(unsubscribeUrl);
+    await openMail(page, lang, welcome);
+    await followMailLink(page, fill(t.mail.footer.unsubscribe, { org: ORG }), unsubscribeUrl);
     await expectHeading(page, last.language, fill(tl.pages.unsubscribe.heading, { org: ORG }), "unsubscribe page");
-    await shot("6-unsubscribe");
-    step = "7-unsubscribed";
+    await shot("8-unsubscribe");
+    step = "9-unsubscribed";
     await page.getByRole("button", { name: tl.pages.unsubscribe.button }).click();
     await expectHeading(page, last.language, tl.pages.unsubscribed.heading, "unsubscribed page");
     check((await page.locator(".card").innerText()).includes(fill(tl.pages.unsubscribed.body, { org: ORG })),
       "the unsubscribed page does not say that no more mail will come");
-    await shot("7-unsubscribed");
+    await shot("9-unsubscribed");
 
     // 5. The staff API agrees.
-    step = "8-staff-api";
+    step = "10-staff-api";
     const final = await staffSubscriber(address);
     check(final.status === "unsubscribed", `staff API says status “${final.status}”, expected “unsubscribed”`);
     check(problems.length === 0, `the browser reported errors: ${problems.join(" | ")}`);
