@@ -162,14 +162,19 @@ function link(mail, kind) {
 }
 
 // --------------------------------------------------------------- staff API
+// Signs in once: an access token lasts 15 minutes, far longer than the walk.
+let staffToken = null;
 async function staffSubscriber(address) {
-  const auth = await fetch(`${ENLACE_URL}/api/v1/auth/token`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email: STAFF_EMAIL, password: STAFF_PASSWORD }),
-  });
-  if (auth.status !== 200) throw new Error(`staff sign-in answered ${auth.status}`);
-  const { access_token: token } = await auth.json();
+  if (!staffToken) {
+    const auth = await fetch(`${ENLACE_URL}/api/v1/auth/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email: STAFF_EMAIL, password: STAFF_PASSWORD }),
+    });
+    if (auth.status !== 200) throw new Error(`staff sign-in answered ${auth.status}`);
+    staffToken = (await auth.json()).access_token;
+  }
+  const token = staffToken;
   const res = await fetch(`${ENLACE_URL}/api/v1/subscribers?email_contains=${encodeURIComponent(address)}`, {
     headers: { authorization: `Bearer ${token}` },
   });
@@ -415,6 +420,40 @@ async function walkAcceptLanguage(browser) {
   }
 }
 
+// A mistyped address from a browser that does not check it (the form with novalidate): the 422 page
+// lists what to fix, in the form's language.
+async function walkFormErrors(browser) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+  context.setDefaultTimeout(10_000);
+  const page = await context.newPage();
+  let lang = "en";
+  try {
+    for (lang of ["en", "es"]) {
+      const t = locales[lang];
+      await page.goto(`http://127.0.0.1:${PAGE_PORT}/${lang}.html`);
+      await page.locator("form").evaluate((form) => { form.noValidate = true; });
+      await page.locator("#enlace-email").fill("not-an-address");
+      const [response] = await Promise.all([
+        page.waitForResponse(`${ENLACE_URL}/api/v1/subscribe`),
+        page.locator('button[type="submit"]').click(),
+      ]);
+      check(response.status() === 422, `a mistyped address got ${response.status()}, expected 422`);
+      await page.waitForURL(`${ENLACE_URL}/api/v1/subscribe`);
+      await expectHeading(page, lang, t.pages.form_errors.heading, "form errors page");
+      const alert = squash(await page.getByRole("alert").innerText());
+      check(alert.includes(`${t.fields.email}: ${t.hints.email}`),
+        `the form errors page reads “${alert}”, expected “${t.fields.email}: ${t.hints.email}”`);
+      await page.screenshot({ path: join(SHOT_DIR, `${lang}-form-errors.png`), fullPage: true });
+    }
+    console.log("ok   a mistyped address → 422 page listing the e-mail field, in English and in Spanish");
+  } catch (err) {
+    await page.screenshot({ path: join(SHOT_DIR, `${lang}-FAILED-form-errors.png`), fullPage: true }).catch(() => {});
+    throw new Error(`${lang}, form errors: ${err.message.split("\n")[0]} (screenshot ${lang}-FAILED-form-errors.png)`);
+  } finally {
+    await context.close();
+  }
+}
+
 const PLANS = {
   en: {
     name: "Robin Walker",
@@ -448,6 +487,7 @@ const walks = [
   () => walk(browser, "en", PLANS.en),
   () => walk(browser, "es", PLANS.es),
   () => walkAcceptLanguage(browser),
+  () => walkFormErrors(browser),
 ];
 let failed = 0;
 for (const run of walks) {
