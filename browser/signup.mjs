@@ -271,6 +271,9 @@ async function walk(browser, lang, plan) {
     await page.getByLabel(lang === "es" ? "Correo electrónico (obligatorio)" : "Email address (required)").fill(address);
     await page.getByLabel(lang === "es" ? "Nombre" : "Name", { exact: true }).fill(plan.name);
     check((await page.locator("#enlace-language").inputValue()) === lang, `the form does not preselect “${lang}”`);
+    // People never see the honeypot: the README's style puts it off the screen.
+    const trap = await page.locator("#enlace-website").boundingBox();
+    check(trap && trap.x + trap.width <= 0, `the honeypot field is on the screen at x=${trap?.x}`);
     for (const slug of plan.signupInterests) {
       await page.getByLabel(INTEREST_NAMES[slug][lang]).check();
     }
