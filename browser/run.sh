@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Headless Chromium walks the signup flow in English and Spanish against a fresh Enlace on SQLite:
+# the README's signup form → thank-you page → confirmation mail → confirm → welcome mail →
+# preferences → unsubscribe, then the staff API. Screenshots go to target/browser-screenshots/.
+#
+#   bash browser/run.sh
+#
+# Installs Debian's chromium when /usr/bin/chromium is missing and the npm packages when
+# browser/node_modules is missing. Everything listens on loopback only; the Enlace, the SMTP sink and
+# their temporary folder are removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+started=$(date +%s)
+
+HTTP_PORT="${BROWSER_HTTP_PORT:-18300}"  # Enlace
+PAGE_PORT="${BROWSER_PAGE_PORT:-18301}"  # the website page with the README's form
+SMTP_PORT="${BROWSER_SMTP_PORT:-12700}"  # the SMTP sink
+shots="$root/target/browser-screenshots"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+say() { printf '== %s\n' "$*"; }
+die() { printf 'browser test: %s\n' "$*" >&2; exit 1; }
+
+for port in "$HTTP_PORT" "$PAGE_PORT" "$SMTP_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is already in use"; fi
+done
+
+if [ ! -x /usr/bin/chromium ]; then
+  say "installing Debian's chromium and chromium-driver"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if [ ! -d browser/node_modules ]; then
+  say "npm ci"
+  (cd browser && timeout 300 npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# ENLACE_BIN runs a binary built elsewhere (a release build, say) instead of the debug build.
+enlace="${ENLACE_BIN:-}"
+if [ -z "$enlace" ]; then
+  say "cargo build --bin enlace"
+  cargo build --quiet --bin enlace
+  enlace="$CARGO_TARGET_DIR/debug/enlace"
+fi
+[ -x "$enlace" ] || die "no enlace binary at $enlace"
+
+# A fresh Enlace: its own SQLite file, key and working folder (so no enlace.toml is picked up).
+export ENLACE_DATABASE_URL="sqlite://$tmp/enlace.db"
+export ENLACE_DATA_DIR="$tmp/data"
+export ENLACE_CONFIG="$tmp/none.toml"
+export ENLACE_LISTEN="127.0.0.1:$HTTP_PORT"
+export ENLACE_PUBLIC_URL="http://127.0.0.1:$HTTP_PORT"
+export ENLACE_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT?tls=none"
+export ENLACE_SECRET_KEY="browser-test-key-0123456789abcdef-0123456789abcdef"
+export ENLACE_ORG_NAME="Our Group"   # the name in the README's consent sentence
+export ENLACE_FROM="Our Group <hello@example.org>"
+export ENLACE_LOG="warn"
+mkdir -p "$tmp/data" "$tmp/mail"
+rm -rf "$shots"
+mkdir -p "$shots"
+
+node browser/smtp-sink.mjs "$SMTP_PORT" "$tmp/mail" >"$tmp/sink.log" 2>&1 &
+pids+=($!)
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for _ in $(seq 1 100); do listening "$SMTP_PORT" && break; sleep 0.1; done
+listening "$SMTP_PORT" || { cat "$tmp/sink.log" >&2; die "the SMTP sink did not start"; }
+
+staff_email="browser-admin@example.org"
+staff_password="browser test passphrase $RANDOM$RANDOM"
+(cd "$tmp" && ENLACE_STAFF_PASSWORD="$staff_password" "$enlace" staff create --email "$staff_email" --role admin >/dev/null) \
+  || die "enlace staff create failed"
+
+(cd "$tmp" && exec "$enlace") >"$tmp/enlace.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null || { cat "$tmp/enlace.log" >&2; die "Enlace did not become ready"; }
+
+say "interests from the README's form (news, events)"
+token=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/api/v1/auth/token" -H 'Content-Type: application/json' \
+  -d "{\"email\":\"$staff_email\",\"password\":\"$staff_password\"}" |
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).access_token))')
+[ -n "$token" ] || die "staff sign-in gave no token"
+create_interest() {
+  curl -fsS -o /dev/null "http://127.0.0.1:$HTTP_PORT/api/v1/interests" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d "$1" || die "creating an interest failed"
+}
+create_interest '{"slug":"news","name":{"en":"News and updates","es":"Noticias y novedades"},
+  "description":{"en":"A short update every month.","es":"Un breve resumen cada mes."}}'
+create_interest '{"slug":"events","name":{"en":"Events and actions","es":"Eventos y acciones"},
+  "description":{"en":"Marches, meetings and volunteer days near you.","es":"Marchas, reuniones y jornadas de voluntariado cerca de ti."}}'
+
+say "headless Chromium walks the signup flow (English, Spanish)"
+status=0
+ENLACE_URL="http://127.0.0.1:$HTTP_PORT" PAGE_PORT="$PAGE_PORT" MAIL_DIR="$tmp/mail" SHOT_DIR="$shots" \
+  ORG="$ENLACE_ORG_NAME" STAFF_EMAIL="$staff_email" STAFF_PASSWORD="$staff_password" \
+  timeout 180 node browser/signup.mjs || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "--- Enlace log (last 40 lines)" >&2
+  tail -n 40 "$tmp/enlace.log" >&2
+  echo "--- SMTP sink log" >&2
+  cat "$tmp/sink.log" >&2
+fi
+echo "browser test: $(( $(date +%s) - started )) s wall; screenshots in target/browser-screenshots/"
+exit "$status"
