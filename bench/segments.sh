@@ -86,7 +86,7 @@ seed_sql() {  # $1 = sqlite|postgres
     id="'00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0')"
     series=""
     from="FROM generate_series(1, $COUNT) AS i"
-    created="to_char(timestamp '2026-01-01' + (i % 365) * interval '1 day' + (i % 86400) * interval '1 second', 'YYYY-MM-DD HH24:MI:SS')"
+    created="timestamp '2026-01-01' + (i % 365) * interval '1 day' + (i % 86400) * interval '1 second'"
   fi
   city="CASE i % 8 WHEN 0 THEN 'Phoenix' WHEN 1 THEN 'Tucson' WHEN 2 THEN 'Mesa' WHEN 3 THEN 'Chandler'
         WHEN 4 THEN 'Tempe' WHEN 5 THEN 'Yuma' WHEN 6 THEN 'Flagstaff' ELSE 'Glendale' END"
