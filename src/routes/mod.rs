@@ -158,10 +158,9 @@ routes! {
 /// 405 problem+json with the methods the path does serve in `Allow` (RFC 9110, section 15.5.6).
 async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
-    response.headers_mut().insert(
-        header::ALLOW,
-        header::HeaderValue::from_static(allow),
-    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     response
 }
 
