@@ -37,15 +37,36 @@ macro_rules! routes {
         pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path) ),+ ),* ];
 
         pub fn configure(cfg: &mut web::ServiceConfig) {
-            $(
+            $({
+                // The Allow header of this resource's 405: ", GET, POST" without the first ", ".
+                const ALLOW: &str = concat!($( ", ", method_name!($method) ),+);
                 cfg.service(
                     web::resource($path)
                         $( .wrap($wrap) )?
                         $( .route(web::$method().to($handler)) )+
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(web::to(|| method_not_allowed(&ALLOW[2..]))),
                 );
-            )*
+            })*
         }
+    };
+}
+
+/// The HTTP method a route-table entry names, as the Allow header spells it.
+macro_rules! method_name {
+    (get) => {
+        "GET"
+    };
+    (post) => {
+        "POST"
+    };
+    (put) => {
+        "PUT"
+    };
+    (patch) => {
+        "PATCH"
+    };
+    (delete) => {
+        "DELETE"
     };
 }
 
@@ -134,8 +155,13 @@ routes! {
     "/openapi.yaml" => { get => health::openapi },
 }
 
-async fn method_not_allowed() -> HandlerResult {
-    Err(ApiError::MethodNotAllowed)
+/// 405 problem+json with the methods the path does serve in `Allow` (RFC 9110, section 15.5.6).
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
 }
 
 pub async fn not_found() -> HandlerResult {

@@ -1,5 +1,6 @@
 mod blast;
 mod confirm;
+mod conformance;
 mod events;
 mod exports;
 mod fields;
