@@ -59,7 +59,7 @@ sink_stop "$SINK_PID"
 read -r status sent _ _ _ _ <<< "$final"
 db_sent=$(sqlite3 "$WORK/enlace.db" "SELECT count(*) FROM deliveries WHERE newsletter_id = '$nl' AND state = 'sent'")
 read -r messages distinct dups missing unexpected mismatched _ \
-  < <(dump_check "$WORK/expected.txt" "$DUMPS/newsletter.dump" | head -n 1)
+  < <(dump_check "$WORK/expected.txt" "$DUMPS/newsletter.dump" | awk 'NR == 1')
 bound=$((kills_done * CONCURRENCY))
 say "sink: $messages messages, $distinct distinct recipients, $dups duplicates (bound $bound)," \
     "$missing missing, $unexpected unexpected, $mismatched with differing Message-IDs"

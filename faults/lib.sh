@@ -54,7 +54,8 @@ fl_cleanup() {
   for p in "${FL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   for p in "${FL_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ -n "$FL_PG_DATA" ]; then
-    fl_as_postgres "$FL_PG_BIN/pg_ctl" -D "$FL_PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
+    fl_as_postgres "$FL_PG_BIN/pg_ctl" -D "$FL_PG_DATA" -m fast -w -t 20 stop >/dev/null 2>&1 \
+      || fl_as_postgres "$FL_PG_BIN/pg_ctl" -D "$FL_PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
   fi
   if [ "${KEEP_WORK:-0}" = 1 ]; then
     echo "work folder kept: $WORK (dumps: $DUMPS)"

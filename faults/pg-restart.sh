@@ -62,7 +62,7 @@ sink_stop "$SINK_PID"
 
 read -r status sent failed skipped _ _ <<< "$final"
 read -r messages distinct dups missing unexpected mismatched _ \
-  < <(dump_check "$WORK/expected.txt" "$DUMPS/newsletter.dump" | head -n 1)
+  < <(dump_check "$WORK/expected.txt" "$DUMPS/newsletter.dump" | awk 'NR == 1')
 say "sink: $messages messages, $distinct distinct recipients, $dups duplicates (bound $CONCURRENCY)," \
     "$missing missing, $unexpected unexpected"
 

@@ -58,42 +58,58 @@ say "SMTP back after $((SECONDS - down_from)) s; $refused confirmations waiting 
 # Wait for every confirmation (the next retry is up to one backoff step away), then for the
 # queue to hold nothing more, so late duplicates would be counted too.
 while :; do
-  read -r messages < <(dump_check "$WORK/expected.txt" "$DUMPS/confirmations.dump" | head -n 1 | cut -d' ' -f1)
+  messages=$(dump_check "$WORK/expected.txt" "$DUMPS/confirmations.dump" | awk 'NR == 1 {print $1}')
   open=$(sqlite3 "$WORK/enlace.db" "SELECT count(*) FROM jobs WHERE kind LIKE 'mail.%' AND state IN ('queued', 'running')")
   [ "$messages" -ge "$SIGNUPS" ] && [ "$open" = 0 ] && break
   if [ "$(left)" -le 0 ]; then say "deadline: $messages confirmations, $open jobs still open"; break; fi
   sleep 1
 done
 arrived_after=$((SECONDS - up_at))
-stop_serve "$SERVE_PID"
 sink_stop "$SINK_PID"
 
 read -r messages distinct dups missing unexpected _ max_copies \
-  < <(dump_check "$WORK/expected.txt" "$DUMPS/confirmations.dump" | head -n 1)
-# Each message in its person's language: odd numbers signed up in Spanish.
-wrong_language=$(python3 - "$DUMPS/confirmations.dump" <<'PY'
-import re, sys
-wrong, rcpt = 0, None
+  < <(dump_check "$WORK/expected.txt" "$DUMPS/confirmations.dump" | awk 'NR == 1')
+# Each message in its person's language (odd numbers signed up in Spanish), and its link works:
+# every token is confirmed through POST /api/v1/confirm.
+read -r right_language confirmed < <(python3 - "$DUMPS/confirmations.dump" "$APP_PORT" <<'PY'
+import json, re, sys, urllib.request
+right, tokens, rcpt = 0, [], None
 for line in open(sys.argv[1], "rb"):
     if line.startswith(b"X-Rcpt-Args: "):
         rcpt = int(re.search(rb"signup(\d+)@", line).group(1))
     elif rcpt is not None and line.lower().startswith(b"content-language:"):
-        want = b"es" if rcpt % 2 else b"en"
-        wrong += line.split(b":", 1)[1].strip() != want
-        rcpt = None
-print(wrong)
+        right += line.split(b":", 1)[1].strip() == (b"es" if rcpt % 2 else b"en")
+    else:
+        m = re.search(rb"/confirm/([A-Za-z0-9_-]+)\s*$", line)
+        if m and rcpt is not None:
+            tokens.append(m.group(1).decode())
+            rcpt = None
+confirmed = 0
+for token in tokens:
+    req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[2]}/api/v1/confirm",
+                                 data=json.dumps({"token": token}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            confirmed += json.load(r).get("status") == "confirmed"
+    except urllib.error.HTTPError:
+        pass
+print(right, confirmed)
 PY
 )
+stop_serve "$SERVE_PID"
 failed_jobs=$(sqlite3 "$WORK/enlace.db" "SELECT count(*) FROM jobs WHERE state = 'failed'")
 say "sink: $messages confirmations to $distinct addresses, $dups duplicates, $missing missing," \
-    "$wrong_language in the wrong language; all in within ${arrived_after} s of SMTP returning"
+    "$right_language in the right language, $confirmed links confirmed;" \
+    "all in within ${arrived_after} s of SMTP returning"
 
 expect "every signup was accepted ($accepted of $SIGNUPS)" test "$accepted" = "$SIGNUPS"
 expect "the worker was refused during the outage ($refused retries pending)" test "$refused" -gt 0
 expect "every confirmation arrived ($distinct of $SIGNUPS, $missing missing)" \
   test "$distinct" = "$SIGNUPS" -a "$missing" = 0 -a "$unexpected" = 0
 expect "each address received exactly one ($dups duplicates)" test "$dups" = 0 -a "$max_copies" = 1
-expect "each in its person's language ($wrong_language wrong)" test "$wrong_language" = 0
+expect "each in its person's language ($right_language of $SIGNUPS)" test "$right_language" = "$SIGNUPS"
+expect "each confirmation link works ($confirmed of $SIGNUPS confirmed)" test "$confirmed" = "$SIGNUPS"
 expect "no confirmation given up on ($failed_jobs failed jobs)" test "$failed_jobs" = 0
 expect "no panic in the server log" test "$(panics "$WORK/app.log")" = 0
 

@@ -53,7 +53,7 @@ sink_stop "$sink_b"
 
 read -r status sent _ _ _ _ <<< "$final"
 check=$(dump_check "$WORK/expected.txt" "$DUMPS/sink-a.dump" "$DUMPS/sink-b.dump")
-read -r _ distinct dups missing unexpected _ _ <<< "$(head -n 1 <<< "$check")"
+read -r _ distinct dups missing unexpected _ _ <<< "$(awk 'NR == 1' <<< "$check")"
 by_a=$(awk '$2 == "sink-a" {print $3}' <<< "$check")
 by_b=$(awk '$2 == "sink-b" {print $3}' <<< "$check")
 say "sinks: process a sent $by_a, process b sent $by_b; $distinct distinct recipients," \
