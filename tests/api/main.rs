@@ -2,6 +2,7 @@ mod blast;
 mod confirm;
 mod events;
 mod exports;
+mod faults;
 mod fields;
 mod helpers;
 mod imports;
