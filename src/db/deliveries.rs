@@ -126,6 +126,31 @@ pub fn claim_deliveries(
     .get_results(conn)
 }
 
+/// Extends to `until` the lease of the deliveries still held under any of `claims` (in
+/// `newsletter_ids`, which keeps it on the index); returns the claims that still hold some.
+pub fn renew_claims(
+    conn: &mut AnyConnection,
+    newsletter_ids: &[String],
+    claims: &[String],
+    until: NaiveDateTime,
+) -> QueryResult<Vec<String>> {
+    let mut held: Vec<String> = diesel::update(
+        deliveries::table
+            .filter(deliveries::newsletter_id.eq_any(newsletter_ids))
+            .filter(deliveries::state.eq(SENDING))
+            .filter(deliveries::claim.eq_any(claims)),
+    )
+    .set(deliveries::locked_until.eq(Some(until)))
+    .returning(deliveries::claim)
+    .get_results::<Option<String>>(conn)?
+    .into_iter()
+    .flatten()
+    .collect();
+    held.sort();
+    held.dedup();
+    Ok(held)
+}
+
 /// Finishes deliveries of one claim in one state (`sent`, `failed`, `skipped`); rows another
 /// claim has taken over since are left alone.
 pub fn finish(

@@ -7,6 +7,7 @@
 //! many messages sent but not recorded: those are the only ones sent twice when the lease runs
 //! out and another worker takes them over.
 
+mod lease;
 pub mod prepare;
 mod recorder;
 
@@ -25,6 +26,7 @@ use crate::db::{self, deliveries, newsletters, Db};
 use crate::email::{Mailer, SendError, Templates};
 use crate::metrics::Metrics;
 use crate::tokens::ManageTokens;
+use lease::{ClaimLease, Leases};
 use recorder::{Outcome, Recorder, Verdict};
 
 /// How often a running pipeline re-reads which newsletters are sending (pause, cancel, and
@@ -67,7 +69,8 @@ pub(crate) struct Ready {
     /// For a hard bounce: the address's suppression hash.
     email_hash: Option<String>,
     sender: String,
-    lease_until: NaiveDateTime,
+    /// The claim's lease, renewed while this process holds it.
+    lease: ClaimLease,
 }
 
 /// Delay before attempt `n + 1` of a newsletter message: 1 min doubling, at most 1 hour.
@@ -147,18 +150,27 @@ impl Engine {
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>(self.round_size() * 2);
         let (recorder, outcomes) = Recorder::start(self.db.clone());
         let permits = Arc::new(Semaphore::new(self.concurrency));
+        let leases = Arc::new(Leases::new(self.lease));
 
-        // Keeps the set of sending newsletters fresh while the pipeline runs.
+        // Keeps the set of sending newsletters fresh, and the claims renewed, while the pipeline
+        // runs (until every outcome is recorded).
         let stop_refresh = Arc::new(Notify::new());
         let refresher = {
             let engine = self.clone();
             let active = active.clone();
             let stop = stop_refresh.clone();
+            let leases = leases.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = stop.notified() => return,
                         _ = tokio::time::sleep(REFRESH) => {}
+                    }
+                    if let Err(e) = leases.renew_if_due(&engine.db, clock()).await {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "could not renew the newsletter deliveries' leases"
+                        );
                     }
                     if let Err(e) = engine.schedule(clock()).await {
                         tracing::warn!(
@@ -177,7 +189,8 @@ impl Engine {
         let producer = {
             let engine = self.clone();
             let active = active.clone();
-            tokio::spawn(async move { engine.produce(active, ready_tx, clock).await })
+            let leases = leases.clone();
+            tokio::spawn(async move { engine.produce(active, leases, ready_tx, clock).await })
         };
         let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // Twice the slots: while `concurrency` messages are in flight, as many more are being
@@ -243,6 +256,7 @@ impl Engine {
     async fn produce(
         self: Arc<Self>,
         active: Arc<RwLock<Vec<String>>>,
+        leases: Arc<Leases>,
         ready: mpsc::Sender<Ready>,
         clock: impl Fn() -> NaiveDateTime,
     ) -> anyhow::Result<()> {
@@ -279,10 +293,8 @@ impl Engine {
                     continue;
                 }
                 claimed_any = true;
-                let lease_until = now + lease;
-                for item in
-                    prepare::prepare(&self, &newsletter_id, &claim, lease_until, batch).await?
-                {
+                let held = leases.hold(&newsletter_id, &claim, now + lease);
+                for item in prepare::prepare(&self, &newsletter_id, &claim, held, batch).await? {
                     if ready.send(item).await.is_err() {
                         return Ok(());
                     }
@@ -302,12 +314,12 @@ impl Engine {
         permits: &Arc<Semaphore>,
         clock: impl Fn() -> NaiveDateTime,
     ) -> Outcome {
-        // Paused, cancelled, shutting down, or the lease nearly over (another worker may take
-        // the delivery then): not sent now, put back as it was.
-        let lease_until = ready.lease_until;
+        // Paused, cancelled, shutting down, or the lease nearly over because it could not be
+        // renewed (another worker may take the delivery then): not sent now, put back as it was.
+        let lease = ready.lease.clone();
         let still_sending = |id: &str| {
             !self.stopping.load(Ordering::Relaxed)
-                && clock() + Duration::seconds(1) < lease_until
+                && clock() + Duration::seconds(1) < lease.until()
                 && active.read().expect("active set").iter().any(|a| a == id)
         };
         let mut outcome = Outcome {

@@ -143,7 +143,7 @@ pub(super) async fn prepare(
     engine: &Arc<Engine>,
     newsletter_id: &str,
     claim: &str,
-    lease_until: NaiveDateTime,
+    lease: super::lease::ClaimLease,
     batch: Vec<ClaimedDelivery>,
 ) -> anyhow::Result<Vec<Ready>> {
     let id = newsletter_id.to_owned();
@@ -236,7 +236,7 @@ pub(super) async fn prepare(
                     mail,
                     email_hash,
                     sender,
-                    lease_until,
+                    lease: lease.clone(),
                 }
             })
             .collect())

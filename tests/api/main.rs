@@ -3,6 +3,7 @@ mod confirm;
 mod conformance;
 mod events;
 mod exports;
+mod faults;
 mod fields;
 mod helpers;
 mod imports;

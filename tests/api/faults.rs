@@ -1,0 +1,88 @@
+//! Faults the newsletter engine must ride out without sending anything twice. (The scripts in
+//! `faults/` run larger versions against `enlace serve`: kills, outages, restarts.)
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use enlace::auth::Role;
+use mailin_embedded::response::{Response, OK};
+use mailin_embedded::{Handler, Server, SslConfig};
+
+use crate::helpers::{spawn_app_sharing, spawn_app_with_smtp_manual};
+use crate::newsletters::{add_people, send_plain, POSTAL};
+
+/// An SMTP relay that takes `delay` to accept each message (as one scanning content does) and
+/// counts the messages it accepted.
+#[derive(Clone)]
+struct SlowRelay {
+    delay: Duration,
+    accepted: Arc<Mutex<usize>>,
+}
+
+impl Handler for SlowRelay {
+    fn data_end(&mut self) -> Response {
+        std::thread::sleep(self.delay);
+        *self.accepted.lock().unwrap() += 1;
+        OK
+    }
+}
+
+fn start_slow_relay(delay: Duration) -> (u16, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let relay = SlowRelay {
+        delay,
+        accepted: Arc::new(Mutex::new(0)),
+    };
+    let accepted = relay.accepted.clone();
+    let mut server = Server::new(relay);
+    server
+        .with_name("slow.test")
+        .with_ssl(SslConfig::None)
+        .unwrap()
+        .with_num_threads(4)
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn a_message_in_flight_past_its_lease_is_not_taken_over_and_sent_again() {
+    // The relay answers after 8 s; the lease is 5 s. While the first process waits for the
+    // relay, it must keep its claim: a second process looking at 6 s finds nothing to take.
+    let (port, accepted) = start_slow_relay(Duration::from_secs(8));
+    let app = spawn_app_with_smtp_manual(|s| {
+        s.postal_address = Some(POSTAL.into());
+        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        s.send_lease_seconds = 5;
+    })
+    .await;
+    let other = spawn_app_sharing(&app).await;
+    let token = app.staff_token(Role::Editor).await;
+    add_people(&app, 1);
+    send_plain(&app, &token).await;
+
+    let engine = app.engine.clone();
+    let first = tokio::spawn(async move { engine.run_pending(enlace::db::now()).await });
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        other.run_sends().await,
+        0,
+        "the second process took over a delivery whose message was still in flight"
+    );
+    first.await.unwrap().unwrap();
+
+    assert_eq!(
+        *accepted.lock().unwrap(),
+        1,
+        "the relay got the message once"
+    );
+    assert!(
+        other.sent.lock().unwrap().is_empty(),
+        "and nobody else sent it"
+    );
+    assert_eq!(app.count("deliveries WHERE state = 'sent'"), 1);
+}
