@@ -78,6 +78,8 @@ impl JwtKeys {
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = 30;
+        // The service never issues one, but a token that says it is not valid yet is not.
+        validation.validate_nbf = true;
         decode::<Claims>(token, &self.decoding, &validation)
             .ok()
             .map(|data| (data.claims.sub, data.claims.generation))

@@ -41,6 +41,14 @@ pub struct OutgoingMail {
     pub message_id: Option<String>,
 }
 
+/// `text` as one header line: control characters and runs of white space become one space.
+fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A message as handed to the transport.
 #[derive(Clone, Debug)]
 pub struct SentMessage {
@@ -161,15 +169,23 @@ impl Mailer {
             .to_email
             .parse()
             .map_err(|_| SendError::Permanent("the recipient address is not deliverable".into()))?;
-        // lettre encodes names and subjects (RFC 2047), so no header can be injected through them.
-        let to = Mailbox::new(mail.to_name.clone(), address);
+        // lettre encodes names and subjects (RFC 2047), so no header can be injected through them;
+        // it cannot write a line break or other control character at all, so those become spaces
+        // (a name stored before names were checked, a subject made from merge fields).
+        let to = Mailbox::new(
+            mail.to_name
+                .as_deref()
+                .map(one_line)
+                .filter(|n| !n.is_empty()),
+            address,
+        );
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
         let mut builder = Message::builder()
             .from(mail.from.clone().unwrap_or_else(|| self.from.clone()))
             .to(to)
-            .subject(mail.subject.clone())
+            .subject(one_line(&mail.subject))
             .message_id(mail.message_id.clone());
         if let Some(reply_to) = &mail.reply_to {
             builder = builder.reply_to(reply_to.clone());

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use serde::{Deserialize, Serialize};
 
 use super::Templates;
@@ -17,6 +17,10 @@ pub const MAX_SUBJECT_CHARS: usize = 300;
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Template work allowed per message: a template that loops without end is stopped, not hung.
 const FUEL: u64 = 200_000;
+/// Largest rendered subject, HTML or text of one message. Fuel bounds the steps, not what each
+/// step writes: a loop that repeats a long text fails here, on sample data when saved, instead
+/// of filling the memory of the service.
+pub const MAX_RENDERED_BYTES: usize = 2 * 1024 * 1024;
 
 /// One version of the content.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -212,10 +216,26 @@ impl CompiledNewsletter {
             preferences_url => data.preferences_url,
         };
         let render = |part: &'static str, name: String| {
+            let mut out = Bounded(Vec::new());
             self.env
                 .get_template(&name)
-                .and_then(|t| t.render(&ctx))
-                .map_err(|e| (part, e))
+                .and_then(|t| t.render_captured_to(&ctx, &mut out).map(drop))
+                .map_err(|e| {
+                    let e = if e.kind() == ErrorKind::WriteFailure {
+                        Error::new(
+                            ErrorKind::InvalidOperation,
+                            format!(
+                                "the message would be larger than {} MiB",
+                                MAX_RENDERED_BYTES / (1024 * 1024)
+                            ),
+                        )
+                    } else {
+                        e
+                    };
+                    (part, e)
+                })?;
+            Ok(String::from_utf8(out.0)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
         };
         let subject = render("subject", format!("{set}/subject.txt"))?;
         let html = render("html", format!("{set}/body.html"))?;
@@ -243,6 +263,23 @@ impl CompiledNewsletter {
             html: insert_before_body_end(&html, &html_footer),
             text: format!("{}\n\n{text_footer}\n", text.trim_end()),
         })
+    }
+}
+
+/// Rendered output, refused past `MAX_RENDERED_BYTES`.
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other("rendered message too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -382,6 +419,21 @@ mod tests {
             "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
         );
         assert!(CompiledNewsletter::compile(&c, &[], "Org", None).is_err());
+        // Few steps, each writing much: stopped at MAX_RENDERED_BYTES, not when memory runs out.
+        let chunk = "x".repeat(10 * 1024);
+        let c = content(
+            "x",
+            &format!(
+                "{{% for a in email %}}{{% for b in email %}}{chunk}{{% endfor %}}{{% endfor %}}"
+            ),
+        );
+        let errors = CompiledNewsletter::compile(&c, &[], "Org", None)
+            .err()
+            .unwrap();
+        assert!(
+            errors["html"][0].contains("larger than 2 MiB"),
+            "{errors:?}"
+        );
     }
 
     #[test]

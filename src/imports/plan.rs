@@ -107,16 +107,56 @@ pub fn reader(body: &str, delimiter: u8, headers: bool) -> csv::Reader<&[u8]> {
         .from_reader(body.as_bytes())
 }
 
+/// Finds where each record of `text` starts, and on which line. The CSV reader's own count
+/// slips on CRLF line ends (its line number is one short, and its offset may point at the `\n`
+/// of the line before), so both come from the text itself. Records are located in order.
+pub struct Lines<'a> {
+    text: &'a [u8],
+    counted_to: usize,
+    line: i64,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Self {
+            text: text.as_bytes(),
+            counted_to: 0,
+            line: 1,
+        }
+    }
+
+    /// The start and the line (1-based) of the record the reader says begins at `byte`.
+    pub fn locate(&mut self, byte: u64) -> (usize, i64) {
+        let mut start = usize::try_from(byte)
+            .unwrap_or(usize::MAX)
+            .min(self.text.len());
+        // No record starts with a line break: one there ends the line before.
+        while start < self.text.len() && matches!(self.text[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start < self.counted_to {
+            (self.counted_to, self.line) = (0, 1);
+        }
+        let newlines = self.text[self.counted_to..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.line += newlines as i64;
+        self.counted_to = start;
+        (start, self.line)
+    }
+}
+
 /// Whether a record holds nothing at all (spreadsheets save trailing empty rows as `,,,`).
 pub fn is_blank(record: &csv::StringRecord) -> bool {
     record.iter().all(|cell| cell.trim().is_empty())
 }
 
-fn describe(error: &csv::Error, columns: usize) -> String {
+fn describe(error: &csv::Error, columns: usize, text: &str) -> String {
     match error.kind() {
         csv::ErrorKind::UnequalLengths { pos, len, .. } => format!(
             "line {} has {len} field{} where the header has {columns}: check for a quote left open or a stray delimiter",
-            pos.as_ref().map(|p| p.line()).unwrap_or_default(),
+            pos.as_ref().map(|p| Lines::new(text).locate(p.byte()).1).unwrap_or_default(),
             if *len == 1 { "" } else { "s" },
         ),
         _ => format!("is not a readable CSV file: {error}"),
@@ -187,7 +227,7 @@ pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prep
     let mut csv = reader(text, delimiter, true);
     let headers = csv
         .headers()
-        .map_err(|e| refuse("file", describe(&e, 0)))?
+        .map_err(|e| refuse("file", describe(&e, 0, text)))?
         .clone();
     let columns = plan_columns(&headers, options, catalog)?;
     let email_index = columns
@@ -204,19 +244,18 @@ pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prep
     let mut in_part = 0usize;
     let mut duplicates = Vec::new();
     let mut record = csv::StringRecord::new();
+    let mut lines = Lines::new(text);
     loop {
         let at = csv.position().clone();
         match csv.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(refuse("file", describe(&e, headers.len()))),
+            Err(e) => return Err(refuse("file", describe(&e, headers.len(), text))),
         }
         if is_blank(&record) {
             continue;
         }
-        let position = record.position().unwrap_or(&at);
-        let line = position.line() as i64;
-        let begin = position.byte() as usize;
+        let (begin, line) = lines.locate(record.position().unwrap_or(&at).byte());
         let (part_start, _) = *start.get_or_insert((begin, line));
         rows += 1;
         in_part += 1;
@@ -358,6 +397,20 @@ mod tests {
         assert!(second.body.starts_with(&format!("p{PART_ROWS}@")));
         let last_line = 2 + 2 * (PART_ROWS as i64 + 5);
         assert_eq!(second.duplicates, vec![(last_line, 2)]);
+    }
+
+    #[test]
+    fn crlf_files_number_their_lines_as_editors_show_them() {
+        let file = b"email,name\r\na@b.org,\"Two\r\nlines\"\r\n\r\nc@d.org,C\r\nA@B.org,again\r\n";
+        let prepared = prepare(file, &options(&[]), &catalog()).unwrap();
+        assert_eq!(prepared.rows, 3);
+        assert_eq!(prepared.parts[0].first_line, 2);
+        assert!(prepared.parts[0].body.starts_with("a@b.org"));
+        assert_eq!(prepared.parts[0].duplicates, vec![(6, 2)]);
+        let mut lines = Lines::new("a\r\n\r\nb\nc");
+        assert_eq!(lines.locate(0), (0, 1));
+        assert_eq!(lines.locate(2), (5, 3));
+        assert_eq!(lines.locate(7), (7, 4));
     }
 
     #[test]

@@ -1,3 +1,4 @@
+mod attacks;
 mod blast;
 mod confirm;
 mod conformance;
