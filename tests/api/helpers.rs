@@ -190,8 +190,12 @@ async fn spawn(
     let tasks = app.tasks.clone();
     let db = app.db.clone();
     tokio::spawn(app.run_until_stopped());
+    // Idle connections are dropped well before the server's 5 s keep-alive ends them, so a slow
+    // step (seeding hundreds of people on a busy machine) never reuses a connection the server
+    // is closing at that moment (reqwest's `IncompleteMessage`).
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
         .build()
         .unwrap();
     TestApp {
