@@ -137,9 +137,15 @@ impl<'a> Lines<'a> {
         if start < self.counted_to {
             (self.counted_to, self.line) = (0, 1);
         }
-        let newlines = self.text[self.counted_to..start]
-            .iter()
-            .filter(|&&b| b == b'\n')
+        // A line ends at `\n`, and at a `\r` not followed by one: files saved as "CSV
+        // (Macintosh)" end their lines with a lone CR, which the CSV reader also takes as one.
+        let text = self.text;
+        let newlines = (self.counted_to..start)
+            .filter(|&i| match text[i] {
+                b'\n' => true,
+                b'\r' => text.get(i + 1) != Some(&b'\n'),
+                _ => false,
+            })
             .count();
         self.line += newlines as i64;
         self.counted_to = start;
@@ -411,6 +417,20 @@ mod tests {
         assert_eq!(lines.locate(0), (0, 1));
         assert_eq!(lines.locate(2), (5, 3));
         assert_eq!(lines.locate(7), (7, 4));
+    }
+
+    #[test]
+    fn lone_cr_line_ends_number_their_lines_too() {
+        let file = b"email,name\ra@b.org,A\rc@d.org,C\r\nA@B.org,again\r";
+        let prepared = prepare(file, &options(&[]), &catalog()).unwrap();
+        assert_eq!(prepared.rows, 3);
+        assert_eq!(prepared.parts[0].first_line, 2);
+        assert_eq!(prepared.parts[0].duplicates, vec![(4, 2)]);
+        let mut lines = Lines::new("a\rb\r\nc\n\rd");
+        assert_eq!(lines.locate(0), (0, 1));
+        assert_eq!(lines.locate(2), (2, 2));
+        assert_eq!(lines.locate(5), (5, 3));
+        assert_eq!(lines.locate(8), (8, 5));
     }
 
     #[test]
