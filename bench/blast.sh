@@ -69,10 +69,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
-port_free() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 0; sleep 0.1; done; echo "port $1 still in use" >&2; exit 1; }
+source bench/lib.sh
 now() { date +%s.%N; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # CPU ticks (1/100 s): whole machine busy, Enlace, Enlace's main thread (actix's single-threaded
 # runtime, where the engine's async side runs), the sink, and PostgreSQL's backends for our database.
@@ -191,22 +189,7 @@ problems=()
 warnings=()
 : > "$OUT/blast.tsv"   # machine-readable: bench, backend, case, unit, value, ceiling, detail
 for backend in $BACKENDS; do
-  echo "== $backend: seeding $COUNT subscribers"
-  case "$backend" in
-    sqlite)
-      url="sqlite://$WORK/blast.db"
-      ENLACE_DATABASE_URL="$url" ENLACE_LOG=warn "$BIN" migrate
-      seed_sql sqlite | sqlite3 "$WORK/blast.db" ;;
-    postgres)
-      db="enlace_blast_$$"
-      psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-      url="${PG_ADMIN_URL%/*}/$db"
-      ENLACE_DATABASE_URL="$url" ENLACE_LOG=warn "$BIN" migrate
-      # ANALYZE: what autovacuum would have done by now on a list that grew over time.
-      { seed_sql postgres; echo "ANALYZE;"; } | psql "$url" -q -v ON_ERROR_STOP=1 ;;
-  esac
-  ENLACE_DATABASE_URL="$url" ENLACE_STAFF_PASSWORD="bench-password-0123456789" ENLACE_LOG=warn \
-    "$BIN" staff create --email admin@example.org --role admin >/dev/null
+  fresh_database "$backend" blast
 
   start_sink "$backend"
   port_free "$APP_PORT"
@@ -286,7 +269,6 @@ print(f"{secs:.1f} {rate:.0f} {c_rate:.0f} {rate / c_rate * 100:.1f} {int(rss) /
       cores(enlace), cores(main), cores(sink), cores(db), cores(busy - enlace - sink - db))
 PY
   )
-  name=$([ "$backend" = sqlite ] && echo SQLite || echo "PostgreSQL $(psql "$PG_ADMIN_URL" -Atc 'SHOW server_version' | cut -d. -f1)")
   echo "$backend: $sent sent, $failed failed, $skipped skipped in ${seconds} s = ${rate} msg/s" \
        "(engine's own figure ${engine_rate}/s, started→finished ${engine_span} s);" \
        "CPU cores: Enlace ${cpu_enlace} (main thread ${cpu_main}), sink ${cpu_sink}, PostgreSQL ${cpu_db}, everything else ${cpu_other};" \

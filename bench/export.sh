@@ -58,9 +58,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
-port_free() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 0; sleep 0.1; done; echo "port $1 still in use" >&2; exit 1; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
+source bench/lib.sh
 
 seed_sql() {  # $1 = sqlite|postgres; COUNT subscribers, 8 cities, interests for half, one transaction
   local id city series from
@@ -113,24 +111,7 @@ rows=()
 problems=()
 : > "$OUT/export.tsv"   # machine-readable: bench, backend, case, unit, value, ceiling, detail
 for backend in $BACKENDS; do
-  echo "== $backend: seeding $COUNT subscribers"
-  t0=$(date +%s.%N)
-  case "$backend" in
-    sqlite)
-      url="sqlite://$WORK/export.db"
-      ENLACE_DATABASE_URL="$url" ENLACE_LOG=warn "$BIN" migrate
-      seed_sql sqlite | sqlite3 "$WORK/export.db" ;;
-    postgres)
-      db="enlace_export_$$"
-      psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-      url="${PG_ADMIN_URL%/*}/$db"
-      ENLACE_DATABASE_URL="$url" ENLACE_LOG=warn "$BIN" migrate
-      { seed_sql postgres; echo "ANALYZE;"; } | psql "$url" -q -v ON_ERROR_STOP=1 ;;
-  esac
-  echo "   seeded in $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)") s"
-  ENLACE_DATABASE_URL="$url" ENLACE_STAFF_PASSWORD="bench-password-0123456789" ENLACE_LOG=warn \
-    "$BIN" staff create --email admin@example.org --role admin >/dev/null
-  name=$([ "$backend" = sqlite ] && echo SQLite || echo "PostgreSQL $(psql "$PG_ADMIN_URL" -Atc 'SHOW server_version' | cut -d. -f1)")
+  fresh_database "$backend" export
 
   echo "== $backend: ceiling (the database's own CSV dump)"
   t0=$(date +%s.%N)

@@ -103,6 +103,10 @@ pub fn next_part(
     })
 }
 
+/// One row as `read_prepared` sees it: its line, and the address it would import or the
+/// problems that keep it out.
+pub type ReadRow = (i64, Result<String, Vec<String>>);
+
 /// Reads every row of a checked upload as the runs will, asking no database: each row's line,
 /// and the address it would import or the problems that keep it out. Lets the reader be
 /// exercised on its own (property tests, fuzzing).
@@ -110,7 +114,7 @@ pub fn read_prepared(
     prepared: &Prepared,
     catalog: &PublicCatalog,
     fields: &[FieldDeclaration],
-) -> Result<Vec<(i64, Result<String, Vec<String>>)>, String> {
+) -> Result<Vec<ReadRow>, String> {
     let fields: HashMap<String, FieldDeclaration> =
         fields.iter().map(|f| (f.key.clone(), f.clone())).collect();
     let mut out = Vec::new();
