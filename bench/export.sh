@@ -32,15 +32,8 @@ case "$MODE" in
   *) echo "usage: $0 [sqlite|postgres|both]" >&2; exit 2 ;;
 esac
 
-need=()
-command -v sqlite3 >/dev/null || need+=(sqlite3)
-[ -x /usr/bin/time ] || need+=(time)
-command -v psql >/dev/null || need+=(postgresql-client)
-command -v curl >/dev/null || need+=(curl)
-if [ "${#need[@]}" -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source bench/lib.sh
+install_missing sqlite3=sqlite3 psql=postgresql-client curl=curl /usr/bin/time=time
 
 cargo build --release --quiet --bin enlace
 BIN="${CARGO_TARGET_DIR:-target}/release/enlace"
@@ -58,7 +51,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-source bench/lib.sh
 
 seed_sql() {  # $1 = sqlite|postgres; COUNT subscribers, 8 cities, interests for half, one transaction
   local id city series from

@@ -1,6 +1,18 @@
 # Shared by the benchmark scripts in bench/: `source bench/lib.sh` after setting BIN, WORK,
 # PG_ADMIN_URL and COUNT, and defining `seed_sql sqlite|postgres` (the script's own data).
 
+# Installs, from Debian's packages, whichever of the given command=package pairs is missing.
+install_missing() {
+  local need=() pair
+  for pair in "$@"; do
+    command -v "${pair%%=*}" >/dev/null || need+=("${pair#*=}")
+  done
+  if [ "${#need[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+}
+
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 port_free() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 0; sleep 0.1; done; echo "port $1 still in use" >&2; exit 1; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }

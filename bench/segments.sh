@@ -31,14 +31,8 @@ case "$MODE" in
   *) echo "usage: $0 [sqlite|postgres|both]" >&2; exit 2 ;;
 esac
 
-need=()
-command -v sqlite3 >/dev/null || need+=(sqlite3)
-command -v psql >/dev/null || need+=(postgresql-client)
-command -v curl >/dev/null || need+=(curl)
-if [ "${#need[@]}" -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source bench/lib.sh
+install_missing sqlite3=sqlite3 psql=postgresql-client curl=curl
 
 cargo build --release --quiet --bin enlace
 BIN="${CARGO_TARGET_DIR:-target}/release/enlace"
@@ -54,7 +48,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-source bench/lib.sh
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(float(x) for x in sys.argv[1:]):.2f}')" "$@"; }
 
 # The filters: name, Enlace's JSON filter, and the same set as SQL conditions on `subscribers`
