@@ -46,9 +46,7 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v curl >/dev/null || need+=(curl)
 if [ "${#need[@]}" -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  postfix stop >/dev/null 2>&1 || true   # only the smtp-sink binary is wanted, not the daemon
+  .ci/apt-install "${need[@]}"
 fi
 
 cargo build --release --quiet --bin enlace --example blast_ceiling

@@ -8,8 +8,7 @@ install_missing() {
     command -v "${pair%%=*}" >/dev/null || need+=("${pair#*=}")
   done
   if [ "${#need[@]}" -gt 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    "$(dirname "${BASH_SOURCE[0]}")/../.ci/apt-install" "${need[@]}"
   fi
 }
 

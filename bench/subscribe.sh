@@ -21,9 +21,7 @@ CEILING_PORT=18081
 SINK_PORT=12525
 
 if ! command -v wrk >/dev/null || [ ! -x /usr/sbin/smtp-sink ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postfix >/dev/null
-  postfix stop >/dev/null 2>&1 || true   # only the smtp-sink binary is wanted, not the daemon
+  .ci/apt-install wrk postfix
 fi
 
 cargo build --release --quiet --bin enlace --example ceiling

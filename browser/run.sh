@@ -40,8 +40,7 @@ done
 
 if [ ! -x /usr/bin/chromium ]; then
   say "installing Debian's chromium and chromium-driver"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq chromium chromium-driver >/dev/null
+  .ci/apt-install chromium chromium-driver
 fi
 if [ ! -d browser/node_modules ]; then
   say "npm ci"

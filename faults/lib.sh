@@ -79,9 +79,7 @@ fl_need_tools() {
   fi
   if [ "${#need[@]}" -gt 0 ]; then
     say "installing ${need[*]}"
-    apt-get -o DPkg::Lock::Timeout=300 update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}" >/dev/null
-    postfix stop >/dev/null 2>&1 || true   # only the smtp-sink binary is wanted, not the daemon
+    "$(dirname "${BASH_SOURCE[0]}")/../.ci/apt-install" "${need[@]}"
   fi
 }
 
