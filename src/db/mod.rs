@@ -215,17 +215,26 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        let lock = (self.backend == Backend::Sqlite).then(|| self.write_lock.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(DbError::from)?;
-            let _turn = lock
-                .as_ref()
-                .map(|l| l.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-            f(&mut conn)
-        })
-        .await
-        .map_err(DbError::from)?
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.write_blocking(f))
+            .await
+            .map_err(DbError::from)?
+    }
+
+    /// `write` for a thread that may block (a dedicated writer thread, the CLI): takes a
+    /// pooled connection and, on SQLite, the process's write turn, then runs `f` here.
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        let mut conn = self.pool.get().map_err(DbError::from)?;
+        let _turn = (self.backend == Backend::Sqlite).then(|| {
+            self.write_lock
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        });
+        f(&mut conn)
     }
 }
 

@@ -164,7 +164,7 @@ impl Mailer {
     }
 
     /// Builds the message: multipart text + HTML, RFC 2369/8058 list headers, content language.
-    pub fn compose(&self, mail: &OutgoingMail) -> Result<Message, SendError> {
+    pub fn compose(&self, mail: OutgoingMail) -> Result<Message, SendError> {
         let address = mail
             .to_email
             .parse()
@@ -183,15 +183,15 @@ impl Mailer {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
         let mut builder = Message::builder()
-            .from(mail.from.clone().unwrap_or_else(|| self.from.clone()))
+            .from(mail.from.unwrap_or_else(|| self.from.clone()))
             .to(to)
             .subject(one_line(&mail.subject))
-            .message_id(mail.message_id.clone());
-        if let Some(reply_to) = &mail.reply_to {
-            builder = builder.reply_to(reply_to.clone());
+            .message_id(mail.message_id);
+        if let Some(reply_to) = mail.reply_to {
+            builder = builder.reply_to(reply_to);
         }
-        if let Some(list_id) = &mail.list_id {
-            builder = builder.raw_header(header("List-Id", list_id.clone()));
+        if let Some(list_id) = mail.list_id {
+            builder = builder.raw_header(header("List-Id", list_id));
         }
         builder
             .raw_header(header(
@@ -208,32 +208,34 @@ impl Mailer {
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_PLAIN)
-                            .body(mail.text.clone()),
+                            .body(mail.text),
                     )
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_HTML)
-                            .body(mail.html.clone()),
+                            .body(mail.html),
                     ),
             )
             .map_err(|e| SendError::Permanent(format!("building the message: {e}")))
     }
 
-    pub async fn send(&self, mail: &OutgoingMail) -> Result<(), SendError> {
+    pub async fn send(&self, mail: OutgoingMail) -> Result<(), SendError> {
         let ready = self.prepare(mail)?;
         self.send_prepared(ready).await
     }
 
     /// Builds, encodes and signs a message without sending it: the CPU-heavy half of `send`,
     /// which the newsletter engine does before it takes an in-flight slot.
-    pub fn prepare(&self, mail: &OutgoingMail) -> Result<PreparedMail, SendError> {
+    /// The mail is taken by value: its bodies move into the message instead of being copied.
+    pub fn prepare(&self, mail: OutgoingMail) -> Result<PreparedMail, SendError> {
         let mut message = self.compose(mail)?;
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
         }
+        let raw = message.formatted();
         Ok(PreparedMail {
             envelope: message.envelope().clone(),
-            raw: message.formatted(),
+            raw,
         })
     }
 

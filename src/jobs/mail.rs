@@ -145,7 +145,7 @@ impl Worker {
     }
 
     pub(super) async fn send_mail(&self, job: &ClaimedJob, mail: OutgoingMail) -> JobResult {
-        match self.mailer.send(&mail).await {
+        match self.mailer.send(mail).await {
             Ok(()) => {
                 tracing::info!(job_id = %job.id, kind = %job.kind, subscriber_id = ?job.subscriber_id, "mail sent");
                 JobResult::Done

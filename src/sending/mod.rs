@@ -345,7 +345,7 @@ impl Engine {
             .render(&outcome.newsletter_id, &job.prepared, &job.subscriber)
             .and_then(|mail| {
                 self.mailer
-                    .prepare(&mail)
+                    .prepare(mail)
                     .map_err(|e| anyhow::anyhow!("{e}"))
             }) {
             Ok(mail) => mail,

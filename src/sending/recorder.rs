@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::db::{self, deliveries, AnyConnection, Db, DbError};
 
@@ -43,47 +42,55 @@ pub struct Outcome {
 const MAX_GROUP: usize = 1024;
 
 pub struct Recorder {
-    task: JoinHandle<anyhow::Result<()>>,
+    done: oneshot::Receiver<()>,
 }
 
 impl Recorder {
+    /// Starts the writer on a thread of its own: each group commit runs there directly, with no
+    /// hop through the blocking pool and back, so a slot is freed as soon as its outcome is
+    /// durable.
     pub fn start(db: Db) -> (Self, mpsc::UnboundedSender<Outcome>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
-        let task = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut group = vec![first];
-                while group.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(next) => group.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let mut wait = std::time::Duration::from_millis(100);
-                loop {
-                    let rows: Vec<Row> = group.iter().map(Row::from).collect();
-                    match db.write(move |conn| write_group(conn, &rows)).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            tracing::error!(
-                                error = format!("{e:#}"),
-                                "could not record newsletter outcomes; retrying"
-                            );
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(std::time::Duration::from_secs(5));
+        let (done_tx, done) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("enlace-outcomes".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(next) => group.push(next),
+                            Err(_) => break,
                         }
                     }
+                    let rows: Vec<Row> = group.iter().map(Row::from).collect();
+                    let mut wait = std::time::Duration::from_millis(100);
+                    while let Err(e) = db.write_blocking(|conn| write_group(conn, &rows)) {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "could not record newsletter outcomes; retrying"
+                        );
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    // Dropping the group releases the in-flight slots.
+                    drop(group);
                 }
-                // Dropping the group releases the in-flight slots.
-                drop(group);
-            }
-            Ok(())
-        });
-        (Self { task }, tx)
+                let _ = done_tx.send(());
+            });
+        if let Err(e) = spawned {
+            // Without its thread the receiver is gone: senders see a closed channel and the
+            // pipeline ends; `finish` reports the failure.
+            tracing::error!(error = %e, "could not start the newsletter outcome writer");
+        }
+        (Self { done }, tx)
     }
 
     /// Waits until every outcome sent before the sender was dropped is written.
     pub async fn finish(self) -> anyhow::Result<()> {
-        self.task.await?
+        self.done
+            .await
+            .map_err(|_| anyhow::anyhow!("the newsletter outcome writer stopped early"))
     }
 }
 
