@@ -59,9 +59,19 @@ pub struct ClaimedDelivery {
     pub attempts: i32,
 }
 
-/// Claims up to `limit` due deliveries of one newsletter (or ones whose lease ran out) under
-/// `claim`. PostgreSQL skips rows another process is claiming; the UPDATE re-checks the
-/// claimable condition, so a row is never held by two claims. Call inside `write_transaction`.
+/// Claims up to `limit` due deliveries of one newsletter under `claim`, first (when
+/// `take_expired`) ones whose lease ran out. Call inside `write_transaction`.
+///
+/// The rows are chosen and held in the same transaction: PostgreSQL locks them `FOR UPDATE`
+/// (re-checking the condition on the newest row version, and skipping rows another process is
+/// claiming); SQLite's `BEGIN IMMEDIATE` admits no other writer. So the UPDATE addresses them by
+/// primary key alone, and no row is ever held by two claims. (Repeating the state condition
+/// there made PostgreSQL's planner, whose statistics predate the send, walk every pending row
+/// of the newsletter for each claim.)
+///
+/// Looking for expired leases reads the `sending` part of the state index, which fills with
+/// finished rows' old entries during a send (they are not visible, but still read until vacuum);
+/// the caller therefore asks for it only now and then.
 pub fn claim_deliveries(
     conn: &mut AnyConnection,
     newsletter_id: &str,
@@ -69,20 +79,24 @@ pub fn claim_deliveries(
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
     limit: i64,
+    take_expired: bool,
 ) -> QueryResult<Vec<ClaimedDelivery>> {
     // Two narrow reads, each served by the (newsletter_id, state, run_at) index: claims whose
     // lease ran out, then the due pending rows in order. (One query with an OR of both would
     // scan and sort the whole newsletter on every claim.)
-    let expired = deliveries::table
-        .filter(deliveries::newsletter_id.eq(newsletter_id))
-        .filter(deliveries::state.eq(SENDING))
-        .filter(deliveries::locked_until.lt(now))
-        .limit(limit)
-        .select(deliveries::subscriber_id);
-    let mut ids: Vec<String> = match conn {
-        AnyConnection::Postgresql(pg) => expired.for_update().skip_locked().load(pg)?,
-        AnyConnection::Sqlite(lite) => expired.load(lite)?,
-    };
+    let mut ids: Vec<String> = Vec::new();
+    if take_expired {
+        let expired = deliveries::table
+            .filter(deliveries::newsletter_id.eq(newsletter_id))
+            .filter(deliveries::state.eq(SENDING))
+            .filter(deliveries::locked_until.lt(now))
+            .limit(limit)
+            .select(deliveries::subscriber_id);
+        ids = match conn {
+            AnyConnection::Postgresql(pg) => expired.for_update().skip_locked().load(pg)?,
+            AnyConnection::Sqlite(lite) => expired.load(lite)?,
+        };
+    }
     let wanted = limit - ids.len() as i64;
     if wanted > 0 {
         let due = deliveries::table
@@ -97,20 +111,13 @@ pub fn claim_deliveries(
             AnyConnection::Sqlite(lite) => due.load(lite)?,
         });
     }
-    let claimable = deliveries::state
-        .eq(PENDING)
-        .and(deliveries::run_at.le(now))
-        .or(deliveries::state
-            .eq(SENDING)
-            .and(deliveries::locked_until.lt(now)));
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     diesel::update(
         deliveries::table
             .filter(deliveries::newsletter_id.eq(newsletter_id))
-            .filter(deliveries::subscriber_id.eq_any(&ids))
-            .filter(claimable),
+            .filter(deliveries::subscriber_id.eq_any(&ids)),
     )
     .set((
         deliveries::state.eq(SENDING),
@@ -124,6 +131,17 @@ pub fn claim_deliveries(
         deliveries::attempts,
     ))
     .get_results(conn)
+}
+
+/// Refreshes PostgreSQL's statistics of the deliveries table (`ANALYZE` samples a fixed number
+/// of rows, so it stays quick however large the table is). Nothing to do on SQLite, whose
+/// planner has no statistics unless asked to keep them.
+pub fn refresh_statistics(conn: &mut AnyConnection) -> QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    match conn {
+        AnyConnection::Postgresql(pg) => pg.batch_execute("ANALYZE deliveries"),
+        AnyConnection::Sqlite(_) => Ok(()),
+    }
 }
 
 /// Extends to `until` the lease of the deliveries still held under any of `claims` (in

@@ -34,6 +34,9 @@ use recorder::{Outcome, Recorder, Verdict};
 const REFRESH: StdDuration = StdDuration::from_millis(250);
 /// How often an idle engine looks for due work without being woken.
 const IDLE_POLL: StdDuration = StdDuration::from_secs(1);
+/// How often a running pipeline looks for deliveries whose lease ran out (a crashed process's),
+/// in seconds; and always once more before it stops for lack of work.
+const EXPIRED_CHECK_SECS: i64 = 1;
 
 /// Everything the engine needs; built once by `Application::build`.
 pub struct Engine {
@@ -262,9 +265,17 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let limit = self.round_size() as i64;
         let lease = self.lease;
+        let mut expired_checked_at: Option<NaiveDateTime> = None;
+        let mut last_pass = false;
         loop {
             if self.stopping.load(Ordering::Relaxed) {
                 return Ok(());
+            }
+            let take_expired = last_pass
+                || expired_checked_at
+                    .is_none_or(|at| clock() - at >= Duration::seconds(EXPIRED_CHECK_SECS));
+            if take_expired {
+                expired_checked_at = Some(clock());
             }
             let ids = active.read().expect("active set").clone();
             let mut claimed_any = false;
@@ -283,6 +294,7 @@ impl Engine {
                                     now,
                                     now + lease,
                                     limit,
+                                    take_expired,
                                 )
                             })
                             .map_err(db::DbError::from)
@@ -301,7 +313,13 @@ impl Engine {
                 }
             }
             if !claimed_any {
-                return Ok(());
+                if take_expired {
+                    return Ok(());
+                }
+                // Nothing due: one more pass that also looks for expired leases before stopping.
+                last_pass = true;
+            } else {
+                last_pass = false;
             }
         }
     }

@@ -13,7 +13,7 @@ use super::recorder::Verdict;
 use super::{Engine, Ready};
 use crate::db::deliveries::{self, ClaimedDelivery};
 use crate::db::newsletters::{self, Newsletter};
-use crate::db::{self, segments, subscribers, suppressions, Db, DbError};
+use crate::db::{self, segments, subscribers, suppressions, Backend, Db, DbError};
 use crate::domain::{Language, SegmentFilter, SubscriberStatus, SuppressionReason};
 use crate::email::newsletter::{CompiledNewsletter, Content, MergeData, NewsletterContent};
 use crate::email::OutgoingMail;
@@ -45,30 +45,46 @@ pub async fn start(
     now: NaiveDateTime,
 ) -> anyhow::Result<Option<usize>> {
     let backend = db.backend();
-    db.write(move |conn| {
-        db::write_transaction(conn, |conn| -> anyhow::Result<Option<usize>> {
-            if !newsletters::start_sending(conn, &newsletter.id, now)? {
-                return Ok(None);
-            }
-            let filter = target_filter(conn, &newsletter)?;
-            let count = deliveries::insert_recipients(
-                conn,
-                &newsletter.id,
-                segments::condition(&filter, backend),
-                now,
-            )?;
-            let started = [newsletter.id.clone()];
-            crate::webhooks::emit_newsletters(
-                conn,
-                crate::webhooks::EventType::NewsletterStarted,
-                &started,
-                now,
-            )?;
-            Ok(Some(count))
+    let started = db
+        .write(move |conn| {
+            db::write_transaction(conn, |conn| -> anyhow::Result<Option<usize>> {
+                if !newsletters::start_sending(conn, &newsletter.id, now)? {
+                    return Ok(None);
+                }
+                let filter = target_filter(conn, &newsletter)?;
+                let count = deliveries::insert_recipients(
+                    conn,
+                    &newsletter.id,
+                    segments::condition(&filter, backend),
+                    now,
+                )?;
+                let started = [newsletter.id.clone()];
+                crate::webhooks::emit_newsletters(
+                    conn,
+                    crate::webhooks::EventType::NewsletterStarted,
+                    &started,
+                    now,
+                )?;
+                Ok(Some(count))
+            })
         })
-    })
-    .await
+        .await?;
+    // PostgreSQL plans by its statistics, which autovacuum refreshes only a minute or more
+    // after the table grew: until then it takes the newsletter's deliveries for a few rows and
+    // reads all of them to claim each round. A large send refreshes them at once.
+    if backend == Backend::Postgres && started.is_some_and(|n| n >= ANALYZE_FROM) {
+        if let Err(e) = db
+            .run(|conn| deliveries::refresh_statistics(conn).map_err(db::DbError::from))
+            .await
+        {
+            tracing::warn!(error = %e, "could not refresh the deliveries' statistics");
+        }
+    }
+    Ok(started)
 }
+
+/// Recipients from which starting a send refreshes PostgreSQL's statistics of the deliveries.
+const ANALYZE_FROM: usize = 1_000;
 
 /// The content of a stored newsletter.
 pub fn content_of(newsletter: &Newsletter) -> anyhow::Result<NewsletterContent> {
