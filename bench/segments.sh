@@ -63,7 +63,10 @@ SQL_SQLITE[attribute]="json_extract(attributes, '\$.city') = 'Phoenix'"
 SQL_PG[attribute]="attributes::jsonb ->> 'city' = 'Phoenix'"
 FILTER[combined]='{"all":[{"language":"en"},{"any":[{"interest":"volunteers"},{"email_domain":"correo.mx"}]},{"created":{"after":"2026-07-01T00:00:00Z"}},{"not":{"attribute":{"key":"city","op":"in","value":["Mesa","Yuma"]}}}]}'
 SQL_SQLITE[combined]="language = 'en' AND (id IN (SELECT subscriber_id FROM subscriber_interests WHERE interest_slug = 'volunteers') OR email LIKE '%@correo.mx') AND created_at >= '2026-07-01 00:00:00' AND coalesce(json_extract(attributes, '\$.city') NOT IN ('Mesa', 'Yuma'), 1)"
-SQL_PG[combined]="language = 'en' AND (id IN (SELECT subscriber_id FROM subscriber_interests WHERE interest_slug = 'volunteers') OR email LIKE '%@correo.mx') AND created_at >= '2026-07-01 00:00:00' AND coalesce(attributes::jsonb ->> 'city' NOT IN ('Mesa', 'Yuma'), true)"
+# PostgreSQL keeps `IN (subquery)` under OR as a subplan that outgrows work_mem and is then
+# scanned once per row; by hand one writes EXISTS there (Enlace does too).
+SQL_PG[interest]="EXISTS (SELECT 1 FROM subscriber_interests si WHERE si.subscriber_id = subscribers.id AND si.interest_slug = 'news')"
+SQL_PG[combined]="language = 'en' AND (EXISTS (SELECT 1 FROM subscriber_interests si WHERE si.subscriber_id = subscribers.id AND si.interest_slug = 'volunteers') OR email LIKE '%@correo.mx') AND created_at >= '2026-07-01 00:00:00' AND coalesce(attributes::jsonb ->> 'city' NOT IN ('Mesa', 'Yuma'), true)"
 for n in "${NAMES[@]}"; do SQL_PG[$n]="${SQL_PG[$n]:-${SQL_SQLITE[$n]}}"; done
 
 seed_sql() {  # $1 = sqlite|postgres

@@ -186,13 +186,26 @@ fn compile(filter: &SegmentFilter, backend: Backend) -> Condition {
             .reduce(|a, b| Box::new(a.or(b)))
             .unwrap_or_else(never),
         SegmentFilter::Not(inner) => Box::new(diesel::dsl::not(compile(inner, backend))),
-        SegmentFilter::Interest(slug) => Box::new(
-            subscribers::id.eq_any(
-                subscriber_interests::table
-                    .filter(subscriber_interests::interest_slug.eq(slug.clone()))
-                    .select(subscriber_interests::subscriber_id),
+        // SQLite reads `IN (subquery)` into a temporary index once. PostgreSQL turns either form
+        // into a semi-join at the top of a filter, but under `any` or `not` it must keep `IN`
+        // as a subplan, which it hashes only while the subscriber ids fit in `work_mem`; past
+        // that it scans the list once per subscriber (minutes over a million subscribers).
+        // `EXISTS` is one primary-key probe per subscriber there. Both are two-valued:
+        // `subscriber_id` is never NULL.
+        SegmentFilter::Interest(slug) => match backend {
+            Backend::Sqlite => Box::new(
+                subscribers::id.eq_any(
+                    subscriber_interests::table
+                        .filter(subscriber_interests::interest_slug.eq(slug.clone()))
+                        .select(subscriber_interests::subscriber_id),
+                ),
             ),
-        ),
+            Backend::Postgres => Box::new(diesel::dsl::exists(
+                subscriber_interests::table
+                    .filter(subscriber_interests::subscriber_id.eq(subscribers::id))
+                    .filter(subscriber_interests::interest_slug.eq(slug.clone())),
+            )),
+        },
         SegmentFilter::Language(language) => {
             Box::new(subscribers::language.eq(language.as_str().to_owned()))
         }
