@@ -58,7 +58,9 @@ def share(row) -> float:
 
 
 def number(value: float) -> str:
-    return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    if value < 10:
+        return f"{value:,.2f}"
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
 def markdown(rows, date: str, commit: str, machine: str, chart_name: str) -> str:

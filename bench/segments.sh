@@ -164,7 +164,8 @@ for backend in $BACKENDS; do
     echo "$backend $filter: Enlace preview ${ms} ms (count $count), hand-written SQL ${raw_ms} ms (count $raw) → ${ratio}% of the ceiling's speed"
     [ "$count" = "$raw" ] || problems+=("$backend $filter: Enlace counted $count, the hand-written SQL $raw")
     rows+=("| $name | $filter | $count | $ms | $raw_ms | $ratio % |")
-    printf 'segments\t%s\t%s\tms\t%s\t%s\t%s reached\n' "$backend" "$filter" "$ms" "$raw_ms" "$count" >> "$OUT/segments.tsv"
+    printf 'segments\t%s\t%s\tms\t%s\t%s\t%s reached\n' "$backend" "$filter" "$ms" "$raw_ms" \
+      "$(LC_ALL=C printf '%s' "$count" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')" >> "$OUT/segments.tsv"
   done
   kill -TERM "$app"; wait "$app" 2>/dev/null || true
   app=""
