@@ -2,7 +2,7 @@
 # Every benchmark in one run, on SQLite and PostgreSQL, each with its ceiling measured in the same
 # run; then rewrites the generated section of docs/benchmarks.md and draws docs/benchmarks.png.
 #
-#   bench/all.sh            # subscribe, blast, export, segments; about 20 minutes on 2 cores
+#   bench/all.sh            # subscribe, blast, export, segments; about 10 minutes on 2 cores after the build
 #   BENCHES="segments export" bench/all.sh    # a subset (the doc then shows only those)
 #
 # Run it on an otherwise idle machine: the load generator, Enlace, the database and the SMTP sink
