@@ -123,6 +123,8 @@ impl ManageConnection for ConnManager {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// Opens connections outside the pool, for a thread that keeps one of its own.
+    manager: ConnManager,
     backend: Backend,
     /// SQLite has one writer at a time. Writers in this process queue here, in order, instead of
     /// in SQLite's busy handler, which sleeps in steps of up to 100 ms.
@@ -144,6 +146,8 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("database connection: {0}")]
+    Connect(#[from] r2d2::Error),
 }
 
 impl Db {
@@ -166,10 +170,11 @@ impl Db {
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(10))
-            .build(manager)
+            .build(manager.clone())
             .context("building the database pool")?;
         Ok(Self {
             pool,
+            manager,
             backend,
             write_lock: Default::default(),
         })
@@ -221,6 +226,21 @@ impl Db {
             .map_err(DbError::from)?
     }
 
+    /// A connection of its own, outside the pool (set up like the pool's), for a thread that
+    /// writes often and would otherwise pay the pool's check-out query on every visit.
+    pub fn dedicated_connection(&self) -> Result<AnyConnection, DbError> {
+        Ok(self.manager.connect()?)
+    }
+
+    /// On SQLite, the process's write turn (see `write`); `None` on PostgreSQL.
+    pub fn write_turn(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        (self.backend == Backend::Sqlite).then(|| {
+            self.write_lock
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        })
+    }
+
     /// `write` for a thread that may block (a dedicated writer thread, the CLI): takes a
     /// pooled connection and, on SQLite, the process's write turn, then runs `f` here.
     pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
@@ -229,11 +249,7 @@ impl Db {
         E: From<DbError>,
     {
         let mut conn = self.pool.get().map_err(DbError::from)?;
-        let _turn = (self.backend == Backend::Sqlite).then(|| {
-            self.write_lock
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        });
+        let _turn = self.write_turn();
         f(&mut conn)
     }
 }
@@ -291,40 +307,6 @@ where
         },
         Err(e) => {
             AnsiTransactionManager::rollback_transaction(lite)?;
-            Err(e)
-        }
-    }
-}
-
-/// A top-level write transaction whose commit does not wait for the disk on PostgreSQL
-/// (`synchronous_commit = off`, set in the same round trip as BEGIN): for writes that survive a
-/// crash of Enlace but may be lost in a power cut, such as newsletter outcomes. On SQLite it is
-/// `write_transaction` (the caller sets the synchronous pragma). Never call it inside another
-/// transaction.
-pub fn lazy_commit_transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
-where
-    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
-    E: From<diesel::result::Error>,
-{
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    let AnyConnection::Postgresql(pg) = conn else {
-        return write_transaction(conn, f);
-    };
-    AnsiTransactionManager::begin_transaction_sql(pg, "BEGIN; SET LOCAL synchronous_commit = off")?;
-    let result = f(conn);
-    let AnyConnection::Postgresql(pg) = conn else {
-        unreachable!("the connection cannot change backend")
-    };
-    match result {
-        Ok(value) => match AnsiTransactionManager::commit_transaction(pg) {
-            Ok(()) => Ok(value),
-            Err(e) => {
-                let _ = AnsiTransactionManager::rollback_transaction(pg);
-                Err(e.into())
-            }
-        },
-        Err(e) => {
-            AnsiTransactionManager::rollback_transaction(pg)?;
             Err(e)
         }
     }

@@ -55,6 +55,7 @@ impl Recorder {
         let spawned = std::thread::Builder::new()
             .name("enlace-outcomes".into())
             .spawn(move || {
+                let mut writer = Writer { db, conn: None };
                 while let Some(first) = rx.blocking_recv() {
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
@@ -65,7 +66,7 @@ impl Recorder {
                     }
                     let rows: Vec<Row> = group.iter().map(Row::from).collect();
                     let mut wait = std::time::Duration::from_millis(100);
-                    while let Err(e) = db.write_blocking(|conn| write_group(conn, &rows)) {
+                    while let Err(e) = writer.write(&rows) {
                         tracing::error!(
                             error = format!("{e:#}"),
                             "could not record newsletter outcomes; retrying"
@@ -94,6 +95,37 @@ impl Recorder {
     }
 }
 
+/// The outcome writer's own connection, opened on first use and again after an error (the
+/// database may have restarted). It commits without waiting for the disk: a crash of Enlace
+/// loses nothing committed, a power cut may lose the last outcomes, which then count as in
+/// flight (sent again).
+struct Writer {
+    db: Db,
+    conn: Option<AnyConnection>,
+}
+
+impl Writer {
+    fn write(&mut self, rows: &[Row]) -> Result<(), DbError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let mut conn = self.db.dedicated_connection()?;
+                conn.batch_execute(match conn {
+                    AnyConnection::Postgresql(_) => "SET synchronous_commit = off",
+                    AnyConnection::Sqlite(_) => "PRAGMA synchronous = NORMAL",
+                })?;
+                self.conn.insert(conn)
+            }
+        };
+        let _turn = self.db.write_turn();
+        let result = write_group(conn, rows);
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+}
+
 /// The part of an outcome the database needs.
 struct Row {
     newsletter_id: String,
@@ -117,60 +149,134 @@ impl From<&Outcome> for Row {
     }
 }
 
-/// One transaction for the whole group. It survives the process being killed as soon as it
-/// commits; it does not wait for the disk (a power cut may lose the last outcomes, which then
-/// count as in flight: sent again).
+/// What one group commit does, statement by statement.
+enum Write<'a> {
+    Finish {
+        newsletter_id: &'a str,
+        claim: &'a str,
+        state: &'a str,
+        outcome: Option<&'a str>,
+        ids: Vec<&'a str>,
+    },
+    PutBack {
+        newsletter_id: &'a str,
+        claim: &'a str,
+        ids: Vec<&'a str>,
+        run_at: NaiveDateTime,
+        retry: bool,
+        outcome: Option<&'a str>,
+    },
+    Bounce {
+        subscriber_id: &'a str,
+        hash: &'a str,
+    },
+}
+
+/// Writes the group: one statement on its own (the usual case: every outcome of one claim
+/// sent), several in one transaction.
 fn write_group(conn: &mut AnyConnection, rows: &[Row]) -> Result<(), DbError> {
-    let sqlite = matches!(conn, AnyConnection::Sqlite(_));
-    if sqlite {
-        conn.batch_execute("PRAGMA synchronous = NORMAL")?;
+    let now = rows.iter().map(|r| r.at).max().unwrap_or_else(db::now);
+    // Same newsletter, claim and verdict: one statement.
+    let mut groups: BTreeMap<(&str, &str, &str, Option<&str>), Vec<&str>> = BTreeMap::new();
+    let mut writes = Vec::new();
+    for row in rows {
+        let key_verdict: (&str, Option<&str>) = match &row.verdict {
+            Verdict::Sent => (deliveries::SENT, None),
+            Verdict::Failed(e) => (deliveries::FAILED, Some(e.as_str())),
+            Verdict::Skipped(why) => (deliveries::SKIPPED, Some(why)),
+            Verdict::Release => ("release", None),
+            Verdict::Retry(e, run_at) => {
+                writes.push(Write::PutBack {
+                    newsletter_id: &row.newsletter_id,
+                    claim: &row.claim,
+                    ids: vec![row.subscriber_id.as_str()],
+                    run_at: *run_at,
+                    retry: true,
+                    outcome: Some(e),
+                });
+                continue;
+            }
+        };
+        groups
+            .entry((&row.newsletter_id, &row.claim, key_verdict.0, key_verdict.1))
+            .or_default()
+            .push(&row.subscriber_id);
     }
-    let result = db::lazy_commit_transaction(conn, |conn| -> Result<(), DbError> {
-        // Same newsletter, claim and verdict: one statement.
-        let mut groups: BTreeMap<(&str, &str, &str, Option<&str>), Vec<&str>> = BTreeMap::new();
-        let now = rows.iter().map(|r| r.at).max().unwrap_or_else(db::now);
-        for row in rows {
-            let key_verdict: (&str, Option<&str>) = match &row.verdict {
-                Verdict::Sent => (deliveries::SENT, None),
-                Verdict::Failed(e) => (deliveries::FAILED, Some(e.as_str())),
-                Verdict::Skipped(why) => (deliveries::SKIPPED, Some(why)),
-                Verdict::Release => ("release", None),
-                Verdict::Retry(e, run_at) => {
+    for ((newsletter_id, claim, state, outcome), ids) in groups {
+        writes.push(if state == "release" {
+            Write::PutBack {
+                newsletter_id,
+                claim,
+                ids,
+                run_at: now,
+                retry: false,
+                outcome: None,
+            }
+        } else {
+            Write::Finish {
+                newsletter_id,
+                claim,
+                state,
+                outcome,
+                ids,
+            }
+        });
+    }
+    for row in rows {
+        if let Some(hash) = &row.bounced_hash {
+            writes.push(Write::Bounce {
+                subscriber_id: &row.subscriber_id,
+                hash,
+            });
+        }
+    }
+    let run = |conn: &mut AnyConnection, writes: &[Write]| -> Result<(), DbError> {
+        for write in writes {
+            match write {
+                Write::Finish {
+                    newsletter_id,
+                    claim,
+                    state,
+                    outcome,
+                    ids,
+                } => {
+                    deliveries::finish(conn, newsletter_id, claim, ids, state, *outcome, now)?;
+                }
+                Write::PutBack {
+                    newsletter_id,
+                    claim,
+                    ids,
+                    run_at,
+                    retry,
+                    outcome,
+                } => {
                     deliveries::put_back(
                         conn,
-                        &row.newsletter_id,
-                        &row.claim,
-                        &[row.subscriber_id.as_str()],
+                        newsletter_id,
+                        claim,
+                        ids,
                         *run_at,
-                        true,
-                        Some(e),
+                        *retry,
+                        *outcome,
                     )?;
-                    continue;
                 }
-            };
-            groups
-                .entry((&row.newsletter_id, &row.claim, key_verdict.0, key_verdict.1))
-                .or_default()
-                .push(&row.subscriber_id);
-        }
-        for ((newsletter_id, claim, state, outcome), ids) in groups {
-            if state == "release" {
-                deliveries::put_back(conn, newsletter_id, claim, &ids, now, false, None)?;
-            } else {
-                deliveries::finish(conn, newsletter_id, claim, &ids, state, outcome, now)?;
-            }
-        }
-        for row in rows {
-            if let Some(hash) = &row.bounced_hash {
-                crate::signup::record_hard_bounce(conn, &row.subscriber_id, hash, now)?;
+                Write::Bounce {
+                    subscriber_id,
+                    hash,
+                } => {
+                    crate::signup::record_hard_bounce(conn, subscriber_id, hash, now)?;
+                }
             }
         }
         Ok(())
-    });
-    if sqlite {
-        conn.batch_execute("PRAGMA synchronous = FULL")?;
+    };
+    match writes.as_slice() {
+        [] => Ok(()),
+        [single @ (Write::Finish { .. } | Write::PutBack { .. })] => {
+            run(conn, std::slice::from_ref(single))
+        }
+        _ => db::write_transaction(conn, |conn| run(conn, &writes)),
     }
-    result
 }
 
 /// Whether a permanent SMTP refusal says the mailbox does not exist (RFC 3463 5.1.x, or the
