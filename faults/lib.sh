@@ -221,6 +221,17 @@ pg_cluster() {
   pg_up
   PG_URL="postgres://postgres@127.0.0.1:$1/postgres"
 }
+# A throwaway cluster on port $1 whose database `enlace` holds $2 confirmed subscribers
+# (user1…userN@example.org, listed in $WORK/expected.txt); sets DB_URL to it.
+pg_seeded() {
+  pg_cluster "$1"
+  psql "$PG_URL" -qc "CREATE DATABASE enlace" >/dev/null
+  DB_URL="${PG_URL%/*}/enlace"
+  say "seeding $2 confirmed subscribers (PostgreSQL on port $1)"
+  db_prepare postgres "$DB_URL" "$2"
+  expected_users "$2" "$WORK/expected.txt"
+}
+
 pg_up() {
   fl_as_postgres "$FL_PG_BIN/pg_ctl" -D "$FL_PG_DATA" -l "$WORK/pg/server.log" -w -t 60 \
     -o "-p $FL_PG_PORT -c listen_addresses=127.0.0.1 -k $WORK/pg -c max_connections=60" start >/dev/null

@@ -24,12 +24,8 @@ SINK_PORT=12621
 PG_PORT=55431
 fl_init pg-restart "${BUDGET_S:-180}"
 
-pg_cluster "$PG_PORT"
-psql "$PG_URL" -qc "CREATE DATABASE enlace" >/dev/null
-url="${PG_URL%/*}/enlace"
-say "seeding $COUNT confirmed subscribers (PostgreSQL on port $PG_PORT)"
-db_prepare postgres "$url" "$COUNT"
-expected_users "$COUNT" "$WORK/expected.txt"
+pg_seeded "$PG_PORT" "$COUNT"
+url=$DB_URL
 
 sink_start newsletter "$SINK_PORT"
 serve app "$APP_PORT" "$url" "$SINK_PORT" ENLACE_SEND_CONCURRENCY="$CONCURRENCY" \

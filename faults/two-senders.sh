@@ -23,12 +23,8 @@ SINK_B=12632
 PG_PORT=55432
 fl_init two-senders "${BUDGET_S:-180}"
 
-pg_cluster "$PG_PORT"
-psql "$PG_URL" -qc "CREATE DATABASE enlace" >/dev/null
-url="${PG_URL%/*}/enlace"
-say "seeding $COUNT confirmed subscribers (PostgreSQL on port $PG_PORT)"
-db_prepare postgres "$url" "$COUNT"
-expected_users "$COUNT" "$WORK/expected.txt"
+pg_seeded "$PG_PORT" "$COUNT"
+url=$DB_URL
 
 settings=(ENLACE_SEND_CONCURRENCY="$CONCURRENCY" ENLACE_SEND_RATE="$RATE" ENLACE_SEND_LEASE_SECONDS="$LEASE_S")
 sink_start sink-a "$SINK_A"
