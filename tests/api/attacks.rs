@@ -124,18 +124,14 @@ async fn header_breaks_in_names_subjects_and_addresses_never_reach_a_message() {
         Some("Eve\r\nBcc: all@example.org"),
         json!({"city": "Phoenix\r\nX-Injected: 1"}),
     );
-    let res = app
-        .send_as(
-            &editor,
-            "POST",
-            "/api/v1/newsletters",
-            json!({"subject": "Hi {{ name }} in {{ attributes.city }}",
+    let id = crate::newsletters::create(
+        &app,
+        &editor,
+        json!({"subject": "Hi {{ name }} in {{ attributes.city }}",
                    "html": "<p>Hi {{ name }}</p>", "filter": everyone(),
                    "from": "Casa <news@example.org>", "reply_to": "hola@example.org"}),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"]
+    )
+    .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -253,16 +249,12 @@ async fn a_template_that_writes_without_end_fails_instead_of_filling_memory() {
     let chunk = "x".repeat(10 * 1024);
     let html =
         format!("{{% for a in name %}}{{% for b in name %}}{chunk}{{% endfor %}}{{% endfor %}}");
-    let res = app
-        .send_as(
-            &editor,
-            "POST",
-            "/api/v1/newsletters",
-            json!({"subject": "Big", "html": html, "filter": everyone()}),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"]
+    let id = crate::newsletters::create(
+        &app,
+        &editor,
+        json!({"subject": "Big", "html": html, "filter": everyone()}),
+    )
+    .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
