@@ -5,6 +5,9 @@
 //! Segment filters run against SQLite in memory, and against PostgreSQL too when
 //! `ENLACE_TEST_POSTGRES_URL` is set (a database of its own, dropped at the end).
 
+#[path = "support/catalog.rs"]
+mod catalog;
+
 use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +17,7 @@ use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
 use enlace::auth::jwt::JwtKeys;
 use enlace::db::{self, AnyConnection, Backend};
-use enlace::domain::{Email, FieldDeclaration, FieldType, InterestSlug, Language, SegmentFilter};
+use enlace::domain::{Email, InterestSlug, Language, SegmentFilter};
 use enlace::email::newsletter::{CompiledNewsletter, Content, MergeData, NewsletterContent};
 use enlace::email::Templates;
 use enlace::imports::plan::{prepare, Catalog, Options};
@@ -25,6 +28,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
+
+use catalog::{declarations, seed_catalog};
 
 /// Cases per property: enough to find the shapes that matter, few enough to take seconds.
 const CASES: u32 = 256;
@@ -196,58 +201,11 @@ fn filter() -> impl Strategy<Value = Value> {
     })
 }
 
-fn declarations() -> Vec<FieldDeclaration> {
-    let field = |key: &str, field_type, allowed: &[&str]| FieldDeclaration {
-        key: key.into(),
-        field_type,
-        allowed_values: allowed.iter().map(|s| s.to_string()).collect(),
-        public: false,
-    };
-    vec![
-        field("city", FieldType::Text, &[]),
-        field("age", FieldType::Number, &[]),
-        field("born", FieldType::Date, &[]),
-        field("member", FieldType::Boolean, &[]),
-        field("tier", FieldType::OneOf, &["gold", "silver"]),
-    ]
-}
-
 /// A database with the declared fields and interests, and people whose attributes hold every
 /// JSON type under every key, hostile text included.
 fn seed(conn: &mut AnyConnection) {
-    db::run_migrations(conn).unwrap();
+    seed_catalog(conn);
     let now = db::now();
-    for slug in ["news", "gardening"] {
-        db::interests::insert_interest(
-            conn,
-            &db::interests::Interest {
-                slug: slug.into(),
-                name_en: slug.into(),
-                name_es: slug.into(),
-                description_en: String::new(),
-                description_es: String::new(),
-                public: true,
-                created_at: now,
-                updated_at: now,
-            },
-        )
-        .unwrap();
-    }
-    for f in declarations() {
-        db::interests::insert_custom_field(
-            conn,
-            &db::interests::CustomField {
-                key: f.key.clone(),
-                field_type: f.field_type.as_str().into(),
-                allowed_values: (!f.allowed_values.is_empty())
-                    .then(|| serde_json::to_string(&f.allowed_values).unwrap()),
-                public: false,
-                created_at: now,
-                updated_at: now,
-            },
-        )
-        .unwrap();
-    }
     let attributes = [
         json!({}),
         json!({"city": "Phoenix", "age": 30, "born": "2000-01-31", "member": true, "tier": "gold"}),

@@ -6,64 +6,20 @@
 use diesel::prelude::*;
 use diesel::SqliteConnection;
 use enlace::db::{self, AnyConnection};
-use enlace::domain::{FieldDeclaration, FieldType};
 use serde_json::json;
 
-pub const INTERESTS: [&str; 2] = ["news", "gardening"];
+#[path = "../../../tests/support/catalog.rs"]
+mod catalog;
+
+pub use catalog::{declarations, INTERESTS};
+
 /// Confirmed people in `database()`.
 pub const CONFIRMED: i64 = 4;
 
-pub fn declarations() -> Vec<FieldDeclaration> {
-    let field = |key: &str, field_type, allowed: &[&str]| FieldDeclaration {
-        key: key.into(),
-        field_type,
-        allowed_values: allowed.iter().map(|s| s.to_string()).collect(),
-        public: false,
-    };
-    vec![
-        field("city", FieldType::Text, &[]),
-        field("age", FieldType::Number, &[]),
-        field("born", FieldType::Date, &[]),
-        field("member", FieldType::Boolean, &[]),
-        field("tier", FieldType::OneOf, &["gold", "silver"]),
-    ]
-}
-
 pub fn database() -> AnyConnection {
     let mut conn = AnyConnection::Sqlite(SqliteConnection::establish(":memory:").unwrap());
-    db::run_migrations(&mut conn).unwrap();
+    catalog::seed_catalog(&mut conn);
     let now = db::now();
-    for slug in INTERESTS {
-        db::interests::insert_interest(
-            &mut conn,
-            &db::interests::Interest {
-                slug: slug.into(),
-                name_en: slug.into(),
-                name_es: slug.into(),
-                description_en: String::new(),
-                description_es: String::new(),
-                public: true,
-                created_at: now,
-                updated_at: now,
-            },
-        )
-        .unwrap();
-    }
-    for f in declarations() {
-        db::interests::insert_custom_field(
-            &mut conn,
-            &db::interests::CustomField {
-                key: f.key.clone(),
-                field_type: f.field_type.as_str().into(),
-                allowed_values: (!f.allowed_values.is_empty())
-                    .then(|| serde_json::to_string(&f.allowed_values).unwrap()),
-                public: false,
-                created_at: now,
-                updated_at: now,
-            },
-        )
-        .unwrap();
-    }
     let people = [
         ("confirmed", json!({})),
         ("confirmed", json!({"city": "Phoenix", "age": 30, "born": "2000-01-31", "member": true, "tier": "gold"})),
