@@ -68,7 +68,7 @@ pub(crate) struct Ready {
     claim: String,
     subscriber_id: String,
     attempts: i32,
-    mail: Result<prepare::RenderJob, Verdict>,
+    mail: Result<crate::email::PreparedMail, Verdict>,
     /// For a hard bounce: the address's suppression hash.
     email_hash: Option<String>,
     sender: String,
@@ -196,8 +196,8 @@ impl Engine {
             tokio::spawn(async move { engine.produce(active, leases, ready_tx, clock).await })
         };
         let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        // Twice the slots: while `concurrency` messages are in flight, as many more are being
-        // rendered and encoded, ready to take the next free slot. (The slots alone bound what a
+        // Twice the slots: while `concurrency` messages are in flight, as many more (already
+        // rendered and encoded) wait to take the next free slot. (The slots alone bound what a
         // crash can send twice.)
         tokio_stream_for_each(ready_rx, self.concurrency * 2, |ready| {
             let engine = self.clone();
@@ -207,8 +207,9 @@ impl Engine {
             let handled = handled.clone();
             async move {
                 handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                // Each message is its own task, so rendering and SMTP encoding spread over
-                // every worker thread instead of being polled one after another in this one.
+                // Each message is its own task, so SMTP exchanges (and lettre's dot-stuffing of
+                // each message) spread over every worker thread instead of being polled one
+                // after another in this one.
                 let delivered = tokio::spawn(async move {
                     let outcome = engine.deliver(ready, &active, &permits, clock).await;
                     let _ = outcomes.send(outcome);
@@ -350,26 +351,12 @@ impl Engine {
             permit: None,
             at: clock(),
         };
-        let job = match ready.mail {
-            Ok(job) => job,
+        // Rendered, built, encoded and signed before it got here: a slot covers only the SMTP
+        // exchange and the commit of its outcome.
+        let mail = match ready.mail {
+            Ok(mail) => mail,
             Err(verdict) => {
                 outcome.verdict = verdict;
-                return outcome;
-            }
-        };
-        // Rendered, built, encoded and signed before taking a slot: a slot covers only the
-        // SMTP exchange and the commit of its outcome.
-        let mail = match self
-            .render(&outcome.newsletter_id, &job.prepared, &job.subscriber)
-            .and_then(|mail| {
-                self.mailer
-                    .prepare(mail)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            }) {
-            Ok(mail) => mail,
-            Err(e) => {
-                tracing::error!(newsletter_id = %outcome.newsletter_id, subscriber_id = %outcome.subscriber_id, error = format!("{e:#}"), "rendering a newsletter failed");
-                outcome.verdict = Verdict::Failed(format!("rendering: {e:#}"));
                 return outcome;
             }
         };

@@ -16,7 +16,7 @@ use crate::db::newsletters::{self, Newsletter};
 use crate::db::{self, segments, subscribers, suppressions, Backend, Db, DbError};
 use crate::domain::{Language, SegmentFilter, SubscriberStatus, SuppressionReason};
 use crate::email::newsletter::{CompiledNewsletter, Content, MergeData, NewsletterContent};
-use crate::email::OutgoingMail;
+use crate::email::{OutgoingMail, PreparedMail};
 use crate::tokens;
 
 /// The filter a newsletter targets: its saved segment's, or its own.
@@ -96,12 +96,6 @@ pub fn content_of(newsletter: &Newsletter) -> anyhow::Result<NewsletterContent> 
         },
         variants: serde_json::from_str(&newsletter.variants).context("stored variants")?,
     })
-}
-
-/// A message still to be rendered: the senders render it, many at once, just before sending.
-pub(super) struct RenderJob {
-    pub prepared: Arc<PreparedNewsletter>,
-    pub subscriber: subscribers::Subscriber,
 }
 
 /// A newsletter compiled for sending.
@@ -191,73 +185,82 @@ pub(super) async fn prepare(
     let batch_ids: Vec<String> = batch.iter().map(|d| d.subscriber_id.clone()).collect();
     let paused_id = newsletter_id.to_owned();
     let claim_of_batch = claim.to_owned();
-    let ready = tokio::task::spawn_blocking(move || -> Result<Vec<Ready>, String> {
-        let engine = engine2;
-        let prepared = match &newsletter {
-            Some(n) => Some(
-                engine
-                    .cache
-                    .get_or_compile(
-                        n,
-                        &declared,
-                        engine.templates.org(),
-                        engine.templates.postal_address(),
-                    )
-                    .map_err(|e| format!("{e:#}"))?,
-            ),
-            None => None,
-        };
-        let mut by_id: HashMap<String, subscribers::Subscriber> =
-            found.into_iter().map(|s| (s.id.clone(), s)).collect();
-        Ok(batch
-            .into_iter()
-            .map(|delivery| {
-                let subscriber = by_id.remove(&delivery.subscriber_id);
-                let email_hash = subscriber.as_ref().map(|s| tokens::email_hash(&s.email));
-                let mail = match (&prepared, subscriber) {
-                    (None, _) => Err(Verdict::Skipped("newsletter deleted")),
-                    (_, None) => Err(Verdict::Skipped("subscriber erased")),
-                    (Some(_), Some(s))
-                        if SubscriberStatus::parse(&s.status)
-                            != Some(SubscriberStatus::Confirmed) =>
-                    {
-                        Err(Verdict::Skipped(match SubscriberStatus::parse(&s.status) {
-                            Some(SubscriberStatus::Unsubscribed) => "unsubscribed",
-                            Some(SubscriberStatus::Bounced) => "bounced",
-                            Some(SubscriberStatus::Complained) => "complained",
-                            _ => "not confirmed",
-                        }))
-                    }
-                    (Some(_), Some(_))
-                        if email_hash.as_ref().is_some_and(|h| blocked.contains(h)) =>
-                    {
-                        Err(Verdict::Skipped("suppressed"))
-                    }
-                    (Some(p), Some(s)) => Ok(RenderJob {
-                        prepared: p.clone(),
-                        subscriber: s,
-                    }),
-                };
-                let sender = prepared
-                    .as_ref()
-                    .and_then(|p| p.from.as_ref())
-                    .unwrap_or(&engine.mailer.from)
-                    .email
-                    .to_string();
-                Ready {
-                    newsletter_id: newsletter_id.clone(),
-                    claim: claim.clone(),
-                    subscriber_id: delivery.subscriber_id,
-                    attempts: delivery.attempts,
-                    mail,
-                    email_hash,
-                    sender,
-                    lease: lease.clone(),
-                }
-            })
-            .collect())
-    })
-    .await?;
+    let compiled =
+        tokio::task::spawn_blocking(move || -> Result<Option<Arc<PreparedNewsletter>>, String> {
+            let engine = engine2;
+            newsletter
+                .as_ref()
+                .map(|n| {
+                    engine
+                        .cache
+                        .get_or_compile(
+                            n,
+                            &declared,
+                            engine.templates.org(),
+                            engine.templates.postal_address(),
+                        )
+                        .map_err(|e| format!("{e:#}"))
+                })
+                .transpose()
+        })
+        .await?;
+    let ready = match compiled {
+        Ok(prepared) => {
+            // Rendering and encoding are the CPU-heavy part of a message: done here, on the
+            // blocking threads, a share of the round each, so the runtime's workers only move
+            // SMTP traffic and answer the server's replies without waiting behind them.
+            let mut by_id: HashMap<String, subscribers::Subscriber> =
+                found.into_iter().map(|s| (s.id.clone(), s)).collect();
+            let blocked = Arc::new(blocked);
+            let share = batch.len().div_ceil(render_threads()).max(1);
+            let mut deliveries = batch.into_iter().peekable();
+            let mut shares = Vec::new();
+            while deliveries.peek().is_some() {
+                let part: Vec<_> = deliveries
+                    .by_ref()
+                    .take(share)
+                    .map(|d| {
+                        let subscriber = by_id.remove(&d.subscriber_id);
+                        (d, subscriber)
+                    })
+                    .collect();
+                let (engine, prepared, blocked) =
+                    (engine.clone(), prepared.clone(), blocked.clone());
+                let (newsletter_id, claim, lease) =
+                    (newsletter_id.clone(), claim.clone(), lease.clone());
+                shares.push(tokio::task::spawn_blocking(move || {
+                    part.into_iter()
+                        .map(|(delivery, subscriber)| Ready {
+                            mail: engine.decide(
+                                &newsletter_id,
+                                prepared.as_deref(),
+                                subscriber.as_ref(),
+                                &blocked,
+                            ),
+                            email_hash: subscriber.as_ref().map(|s| tokens::email_hash(&s.email)),
+                            sender: prepared
+                                .as_ref()
+                                .and_then(|p| p.from.as_ref())
+                                .unwrap_or(&engine.mailer.from)
+                                .email
+                                .to_string(),
+                            newsletter_id: newsletter_id.clone(),
+                            claim: claim.clone(),
+                            subscriber_id: delivery.subscriber_id,
+                            attempts: delivery.attempts,
+                            lease: lease.clone(),
+                        })
+                        .collect::<Vec<Ready>>()
+                }));
+            }
+            let mut ready = Vec::new();
+            for share in shares {
+                ready.extend(share.await?);
+            }
+            Ok(ready)
+        }
+        Err(why) => Err(why),
+    };
     match ready {
         Ok(ready) => Ok(ready),
         Err(why) => {
@@ -295,7 +298,47 @@ pub(super) async fn prepare(
     }
 }
 
+/// Blocking threads a round's messages are rendered on at once: one per core, at most four.
+fn render_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 impl Engine {
+    /// The message for one recipient, rendered, built, encoded and signed; or why none goes.
+    fn decide(
+        &self,
+        newsletter_id: &str,
+        prepared: Option<&PreparedNewsletter>,
+        subscriber: Option<&subscribers::Subscriber>,
+        blocked: &HashSet<String>,
+    ) -> Result<PreparedMail, Verdict> {
+        let (prepared, subscriber) = match (prepared, subscriber) {
+            (None, _) => return Err(Verdict::Skipped("newsletter deleted")),
+            (_, None) => return Err(Verdict::Skipped("subscriber erased")),
+            (Some(p), Some(s)) => (p, s),
+        };
+        match SubscriberStatus::parse(&subscriber.status) {
+            Some(SubscriberStatus::Confirmed) => {}
+            Some(SubscriberStatus::Unsubscribed) => return Err(Verdict::Skipped("unsubscribed")),
+            Some(SubscriberStatus::Bounced) => return Err(Verdict::Skipped("bounced")),
+            Some(SubscriberStatus::Complained) => return Err(Verdict::Skipped("complained")),
+            _ => return Err(Verdict::Skipped("not confirmed")),
+        }
+        if blocked.contains(&tokens::email_hash(&subscriber.email)) {
+            return Err(Verdict::Skipped("suppressed"));
+        }
+        self.render(newsletter_id, prepared, subscriber)
+            .and_then(|mail| {
+                self.mailer
+                    .prepare(mail)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            })
+            .map_err(|e| {
+                tracing::error!(newsletter_id, subscriber_id = %subscriber.id, error = format!("{e:#}"), "rendering a newsletter failed");
+                Verdict::Failed(format!("rendering: {e:#}"))
+            })
+    }
+
     pub(super) fn render(
         &self,
         newsletter_id: &str,
