@@ -8,9 +8,10 @@
 #   COUNT=20000 bench/blast.sh sqlite
 #
 # For each backend: seeds COUNT confirmed subscribers straight into a fresh database (one
-# transaction), starts `enlace serve` under /usr/bin/time -v (peak RSS), creates a newsletter
-# with merge fields (name, a custom `city` attribute), sends it, polls until it is `sent`, then
-# counts what the sink received and checks the sink's dump: every recipient exactly once, every
+# transaction), starts `enlace serve` under /usr/bin/time -v (peak RSS, CPU time), creates a newsletter
+# with merge fields (name, a custom `city` attribute), sends it, polls until it is `sent` (the
+# send's time runs from the request to the server's own `finished_at`), then counts what the
+# sink received and checks the sink's dump: every recipient exactly once, every
 # Message-ID once, and each message greeting its own recipient. Then the ceiling runs against a
 # fresh sink: `cargo run --release --example blast_ceiling -- --count COUNT --concurrency
 # CONCURRENCY --port PORT`, run here from the binary built once at the start. Prints one line per
@@ -243,33 +244,46 @@ for backend in $BACKENDS; do
 
   echo "== $backend: ceiling (bare lettre, $CONCURRENCY connections)"
   start_sink "ceiling-$backend"
-  ceiling_line=$("$CEILING" --count "$COUNT" --concurrency "$CONCURRENCY" --port "$SINK_PORT" | grep '^RESULT')
+  ceiling_line=$(/usr/bin/time -v -o "$WORK/time-ceiling-$backend.txt" \
+    "$CEILING" --count "$COUNT" --concurrency "$CONCURRENCY" --port "$SINK_PORT" | grep '^RESULT')
   stop_sink
   c_received=$(sink_count "$WORK/ceiling-$backend.sink")
   read -r _ c_rcpts _ _ c_wrong c_bytes < <(check_dump "$DUMPS/ceiling-$backend.dump")
   rm -f "$DUMPS/ceiling-$backend.dump"
 
-  read -r seconds rate c_rate ratio rss_mb engine_span cpu_enlace cpu_main cpu_sink cpu_db cpu_other < <(python3 - "$t0" "$t1" \
-    "$sent" "$ceiling_line" "$rss_kb" "$started" "$finished" "$snap0" "$snap1" <<'PY'
-import sys
-from datetime import datetime
-t0, t1, sent, line, rss, started, finished, snap0, snap1 = sys.argv[1:]
-secs = float(t1) - float(t0)
+  read -r seconds rate c_rate ratio rss_mb engine_span cpu_enlace cpu_main cpu_sink cpu_db cpu_other \
+    us_enlace us_ceiling < <(python3 - "$t0" "$t1" "$sent" "$ceiling_line" "$rss_kb" "$started" \
+    "$finished" "$snap0" "$snap1" "$WORK/time-$backend.txt" "$WORK/time-ceiling-$backend.txt" <<'PY'
+import re, sys
+from datetime import datetime, timezone
+t0, t1, sent, line, rss, started, finished, snap0, snap1, time_app, time_ceiling = sys.argv[1:]
+def utc(text):
+    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+# The send ends when the server recorded the newsletter as sent, not at the poll that saw it.
+secs = (utc(finished).timestamp() if finished else float(t1)) - float(t0)
 rate = int(sent) / secs
 c = dict(kv.split("=") for kv in line.split()[1:])
 c_rate = float(c["per_second"])
 span = "-"
 if finished:
-    span = f'{(datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds():.1f}'
+    span = f'{(utc(finished) - utc(started)).total_seconds():.1f}'
 busy, enlace, main, sink, db = (int(b) - int(a) for a, b in zip(snap0.split(), snap1.split()))
-cores = lambda ticks: f"{ticks / 100 / secs:.2f}"
+window = float(t1) - float(t0)
+cores = lambda ticks: f"{ticks / 100 / window:.2f}"
+def cpu_us(path, messages):  # user + system CPU of the whole process, per message
+    text = open(path).read()
+    total = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text))
+    return f"{total / max(int(messages), 1) * 1e6:.0f}"
 print(f"{secs:.1f} {rate:.0f} {c_rate:.0f} {rate / c_rate * 100:.1f} {int(rss) / 1024:.0f} {span}",
-      cores(enlace), cores(main), cores(sink), cores(db), cores(busy - enlace - sink - db))
+      cores(enlace), cores(main), cores(sink), cores(db), cores(busy - enlace - sink - db),
+      cpu_us(time_app, sent), cpu_us(time_ceiling, c["messages"]))
 PY
   )
   echo "$backend: $sent sent, $failed failed, $skipped skipped in ${seconds} s = ${rate} msg/s" \
        "(engine's own figure ${engine_rate}/s, started→finished ${engine_span} s);" \
        "CPU cores: Enlace ${cpu_enlace} (main thread ${cpu_main}), sink ${cpu_sink}, PostgreSQL ${cpu_db}, everything else ${cpu_other};" \
+       "CPU per message: Enlace ${us_enlace} µs, ceiling ${us_ceiling} µs;" \
        "ceiling ${c_rate} msg/s → ${ratio}%; peak RSS ${rss_mb} MB;" \
        "sink: ${received} counted, ${d_msgs} dumped, ${d_rcpts} distinct recipients, ${d_dups} duplicates," \
        "${d_mids} distinct Message-IDs, ${d_wrong} wrongly personalised; ${d_bytes} B/message (ceiling ${c_bytes} B);" \
@@ -288,13 +302,13 @@ PY
     || problems+=("ceiling after $backend: the sink counted $c_received, $c_rcpts distinct, $c_wrong wrong")
   python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > 0.25 else 1)" "$cpu_other" \
     && warnings+=("$backend: other processes used $cpu_other cores during the send; rerun when the machine is quiet")
-  rows+=("| $name | $sent | $seconds | $rate | $c_rate | $ratio % | $rss_mb | $received | $engine_rate |")
-  printf 'blast\t%s\tnewsletter\tmsg/s\t%s\t%s\tpeak RSS %s MB\n' "$backend" "$rate" "$c_rate" "$rss_mb" >> "$OUT/blast.tsv"
+  rows+=("| $name | $sent | $seconds | $rate | $c_rate | $ratio % | $rss_mb | $us_enlace / $us_ceiling | $received | $engine_rate |")
+  printf 'blast\t%s\tnewsletter\tmsg/s\t%s\t%s\tpeak RSS %s MB, CPU %s µs/message (ceiling %s)\n' "$backend" "$rate" "$c_rate" "$rss_mb" "$us_enlace" "$us_ceiling" >> "$OUT/blast.tsv"
 done
 
 {
-  echo "| backend | messages | seconds | messages/s | ceiling messages/s | of ceiling | peak RSS MB | sink count | engine's per_second |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| backend | messages | seconds | messages/s | ceiling messages/s | of ceiling | peak RSS MB | CPU µs/message (Enlace / ceiling) | sink count | engine's per_second |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } | tee "$OUT/blast.md"
 if [ "${#warnings[@]}" -gt 0 ]; then
