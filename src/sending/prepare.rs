@@ -230,25 +230,29 @@ pub(super) async fn prepare(
                     (newsletter_id.clone(), claim.clone(), lease.clone());
                 shares.push(tokio::task::spawn_blocking(move || {
                     part.into_iter()
-                        .map(|(delivery, subscriber)| Ready {
-                            mail: engine.decide(
-                                &newsletter_id,
-                                prepared.as_deref(),
-                                subscriber.as_ref(),
-                                &blocked,
-                            ),
-                            email_hash: subscriber.as_ref().map(|s| tokens::email_hash(&s.email)),
-                            sender: prepared
-                                .as_ref()
-                                .and_then(|p| p.from.as_ref())
-                                .unwrap_or(&engine.mailer.from)
-                                .email
-                                .to_string(),
-                            newsletter_id: newsletter_id.clone(),
-                            claim: claim.clone(),
-                            subscriber_id: delivery.subscriber_id,
-                            attempts: delivery.attempts,
-                            lease: lease.clone(),
+                        .map(|(delivery, subscriber)| {
+                            let email_hash =
+                                subscriber.as_ref().map(|s| tokens::email_hash(&s.email));
+                            Ready {
+                                mail: engine.decide(
+                                    &newsletter_id,
+                                    prepared.as_deref(),
+                                    subscriber.as_ref(),
+                                    email_hash.as_deref().is_some_and(|h| blocked.contains(h)),
+                                ),
+                                email_hash,
+                                sender: prepared
+                                    .as_ref()
+                                    .and_then(|p| p.from.as_ref())
+                                    .unwrap_or(&engine.mailer.from)
+                                    .email
+                                    .to_string(),
+                                newsletter_id: newsletter_id.clone(),
+                                claim: claim.clone(),
+                                subscriber_id: delivery.subscriber_id,
+                                attempts: delivery.attempts,
+                                lease: lease.clone(),
+                            }
                         })
                         .collect::<Vec<Ready>>()
                 }));
@@ -310,7 +314,7 @@ impl Engine {
         newsletter_id: &str,
         prepared: Option<&PreparedNewsletter>,
         subscriber: Option<&subscribers::Subscriber>,
-        blocked: &HashSet<String>,
+        suppressed: bool,
     ) -> Result<PreparedMail, Verdict> {
         let (prepared, subscriber) = match (prepared, subscriber) {
             (None, _) => return Err(Verdict::Skipped("newsletter deleted")),
@@ -324,7 +328,7 @@ impl Engine {
             Some(SubscriberStatus::Complained) => return Err(Verdict::Skipped("complained")),
             _ => return Err(Verdict::Skipped("not confirmed")),
         }
-        if blocked.contains(&tokens::email_hash(&subscriber.email)) {
+        if suppressed {
             return Err(Verdict::Skipped("suppressed"));
         }
         self.render(newsletter_id, prepared, subscriber)
