@@ -250,13 +250,11 @@ impl CompiledNewsletter {
         templates: &Templates,
     ) -> Result<Rendered, minijinja::Error> {
         let (subject, html, text) = self.render_parts(data).map_err(|(_, e)| e)?;
-        let ctx = minijinja::context! {
-            unsubscribe_url => data.unsubscribe_url,
-            preferences_url => data.preferences_url,
-        };
-        let html_footer =
-            templates.render("mail/newsletter_footer.html", data.language, ctx.clone())?;
-        let text_footer = templates.render("mail/newsletter_footer.txt", data.language, ctx)?;
+        let (html_footer, text_footer) = templates.newsletter_footers(
+            data.language,
+            data.unsubscribe_url,
+            data.preferences_url,
+        )?;
         Ok(Rendered {
             // A subject is one line, whatever the template produced.
             subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),

@@ -2,6 +2,7 @@
 //! catalog of wording per language, all compiled into the binary.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use anyhow::Context;
 use minijinja::value::Kwargs;
@@ -54,6 +55,35 @@ pub struct Templates {
     raw_catalogs: HashMap<Language, toml::Table>,
     org: String,
     postal_address: Option<String>,
+    /// Each language's newsletter footers, rendered once with markers where the links go.
+    footer_skeletons: HashMap<Language, OnceLock<Option<FooterSkeleton>>>,
+}
+
+/// Stand in for a message's own links while its language's footers are rendered once.
+const UNSUBSCRIBE_MARK: &str = "enlace-unsubscribe-link-3f9c2a71d5e84b06";
+const PREFERENCES_MARK: &str = "enlace-preferences-link-8b41e07c92d35fa6";
+
+/// A language's newsletter footers (HTML, text) with markers for the links.
+#[derive(Debug, PartialEq)]
+struct FooterSkeleton {
+    html: String,
+    text: String,
+}
+
+impl FooterSkeleton {
+    /// The footers with one message's links in place of the markers, escaped in the HTML as
+    /// the template engine escapes them.
+    fn fill(&self, unsubscribe_url: &str, preferences_url: &str) -> (String, String) {
+        let escaped = |url: &str| minijinja::HtmlEscape(url).to_string();
+        (
+            self.html
+                .replace(UNSUBSCRIBE_MARK, &escaped(unsubscribe_url))
+                .replace(PREFERENCES_MARK, &escaped(preferences_url)),
+            self.text
+                .replace(UNSUBSCRIBE_MARK, unsubscribe_url)
+                .replace(PREFERENCES_MARK, preferences_url),
+        )
+    }
 }
 
 impl Templates {
@@ -82,7 +112,60 @@ impl Templates {
             raw_catalogs,
             org: org.to_owned(),
             postal_address: postal_address.map(str::to_owned),
+            footer_skeletons: CATALOGS
+                .iter()
+                .map(|(language, _)| (*language, OnceLock::new()))
+                .collect(),
         })
+    }
+
+    /// The footers (HTML, text) of one newsletter message in `language`, with its links. Only
+    /// the links differ between a language's messages, so the templates run once per language
+    /// and each message gets a copy with its links filled in.
+    pub fn newsletter_footers(
+        &self,
+        language: Language,
+        unsubscribe_url: &str,
+        preferences_url: &str,
+    ) -> Result<(String, String), minijinja::Error> {
+        let skeleton = self
+            .footer_skeletons
+            .get(&language)
+            .and_then(|cell| cell.get_or_init(|| self.footer_skeleton(language)).as_ref());
+        match skeleton {
+            Some(skeleton) => Ok(skeleton.fill(unsubscribe_url, preferences_url)),
+            None => self.render_newsletter_footers(language, unsubscribe_url, preferences_url),
+        }
+    }
+
+    fn render_newsletter_footers(
+        &self,
+        language: Language,
+        unsubscribe_url: &str,
+        preferences_url: &str,
+    ) -> Result<(String, String), minijinja::Error> {
+        let ctx = context! { unsubscribe_url, preferences_url };
+        Ok((
+            self.render("mail/newsletter_footer.html", language, ctx.clone())?,
+            self.render("mail/newsletter_footer.txt", language, ctx)?,
+        ))
+    }
+
+    /// The footers rendered with markers for the links; kept only if filling in links that
+    /// need escaping gives exactly what rendering with them does, else every message renders.
+    fn footer_skeleton(&self, language: Language) -> Option<FooterSkeleton> {
+        let (html, text) = self
+            .render_newsletter_footers(language, UNSUBSCRIBE_MARK, PREFERENCES_MARK)
+            .ok()?;
+        let skeleton = FooterSkeleton { html, text };
+        let (unsubscribe, preferences) = (
+            "https://lists.example.org/a&b/unsubscribe/T0k-en_\"<'>",
+            "https://lists.example.org/preferences/T0k-en_?x=1&y=2",
+        );
+        let rendered = self
+            .render_newsletter_footers(language, unsubscribe, preferences)
+            .ok()?;
+        (rendered == skeleton.fill(unsubscribe, preferences)).then_some(skeleton)
     }
 
     /// Renders `name` for a reader of `language`, with the shared variables added to `ctx`.
@@ -173,6 +256,33 @@ mod tests {
                 toml::Value::Table(inner) => keys(inner, &format!("{path}."), out),
                 _ => out.push(path),
             }
+        }
+    }
+
+    #[test]
+    fn newsletter_footers_filled_in_are_exactly_the_rendered_ones() {
+        let templates = Templates::new("Org & \"Co\"", Some("1 Main St\nPhoenix <AZ>")).unwrap();
+        for (language, _) in CATALOGS {
+            let (unsubscribe, preferences) = (
+                "https://news.example.org/x?a=1&b=<2>/unsubscribe/abc-DEF_123",
+                "https://news.example.org/x?a=1&b=<2>/preferences/abc-DEF_123",
+            );
+            let filled = templates
+                .newsletter_footers(*language, unsubscribe, preferences)
+                .unwrap();
+            assert!(
+                templates.footer_skeletons[language]
+                    .get()
+                    .unwrap()
+                    .is_some(),
+                "{language:?}: the footers are rendered once, not per message"
+            );
+            let rendered = templates
+                .render_newsletter_footers(*language, unsubscribe, preferences)
+                .unwrap();
+            assert_eq!(filled, rendered);
+            assert!(filled.0.contains("x?a=1&amp;b=&lt;2&gt;"));
+            assert!(filled.1.contains(unsubscribe) && filled.1.contains(preferences));
         }
     }
 
