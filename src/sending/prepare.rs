@@ -168,6 +168,8 @@ pub(super) async fn prepare(
                 .collect();
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
             let found = subscribers::find_subscribers(conn, &refs)?;
+            // Each address's suppression hash, computed once: for this check and for the
+            // suppression a hard bounce records.
             let hashes: Vec<String> = found.iter().map(|s| tokens::email_hash(&s.email)).collect();
             let blocked: HashSet<String> = suppressions::find_suppressions(conn, &hashes)?
                 .into_iter()
@@ -176,15 +178,11 @@ pub(super) async fn prepare(
                 })
                 .map(|(hash, _)| hash)
                 .collect();
+            let found: Vec<_> = found.into_iter().zip(hashes).collect();
             Ok((newsletter, declared, found, blocked))
         })
         .await?;
     let engine2 = engine.clone();
-    let claim = claim.to_owned();
-    let newsletter_id = newsletter_id.to_owned();
-    let batch_ids: Vec<String> = batch.iter().map(|d| d.subscriber_id.clone()).collect();
-    let paused_id = newsletter_id.to_owned();
-    let claim_of_batch = claim.to_owned();
     let compiled =
         tokio::task::spawn_blocking(move || -> Result<Option<Arc<PreparedNewsletter>>, String> {
             let engine = engine2;
@@ -204,74 +202,14 @@ pub(super) async fn prepare(
                 .transpose()
         })
         .await?;
-    let ready = match compiled {
-        Ok(prepared) => {
-            // Rendering and encoding are the CPU-heavy part of a message: done here, on the
-            // blocking threads, a share of the round each, so the runtime's workers only move
-            // SMTP traffic and answer the server's replies without waiting behind them.
-            let mut by_id: HashMap<String, subscribers::Subscriber> =
-                found.into_iter().map(|s| (s.id.clone(), s)).collect();
-            let blocked = Arc::new(blocked);
-            let share = batch.len().div_ceil(render_threads()).max(1);
-            let mut deliveries = batch.into_iter().peekable();
-            let mut shares = Vec::new();
-            while deliveries.peek().is_some() {
-                let part: Vec<_> = deliveries
-                    .by_ref()
-                    .take(share)
-                    .map(|d| {
-                        let subscriber = by_id.remove(&d.subscriber_id);
-                        (d, subscriber)
-                    })
-                    .collect();
-                let (engine, prepared, blocked) =
-                    (engine.clone(), prepared.clone(), blocked.clone());
-                let (newsletter_id, claim, lease) =
-                    (newsletter_id.clone(), claim.clone(), lease.clone());
-                shares.push(tokio::task::spawn_blocking(move || {
-                    part.into_iter()
-                        .map(|(delivery, subscriber)| {
-                            let email_hash =
-                                subscriber.as_ref().map(|s| tokens::email_hash(&s.email));
-                            Ready {
-                                mail: engine.decide(
-                                    &newsletter_id,
-                                    prepared.as_deref(),
-                                    subscriber.as_ref(),
-                                    email_hash.as_deref().is_some_and(|h| blocked.contains(h)),
-                                ),
-                                email_hash,
-                                sender: prepared
-                                    .as_ref()
-                                    .and_then(|p| p.from.as_ref())
-                                    .unwrap_or(&engine.mailer.from)
-                                    .email
-                                    .to_string(),
-                                newsletter_id: newsletter_id.clone(),
-                                claim: claim.clone(),
-                                subscriber_id: delivery.subscriber_id,
-                                attempts: delivery.attempts,
-                                lease: lease.clone(),
-                            }
-                        })
-                        .collect::<Vec<Ready>>()
-                }));
-            }
-            let mut ready = Vec::new();
-            for share in shares {
-                ready.extend(share.await?);
-            }
-            Ok(ready)
-        }
-        Err(why) => Err(why),
-    };
-    match ready {
-        Ok(ready) => Ok(ready),
+    let prepared = match compiled {
+        Ok(prepared) => prepared,
         Err(why) => {
             // Its templates no longer compile (a field it uses was removed, say): the send is
             // paused for staff, and nobody gets a broken message.
-            tracing::error!(newsletter_id = %paused_id, error = %why, "newsletter paused: its templates do not compile");
-            let id = paused_id;
+            tracing::error!(newsletter_id, error = %why, "newsletter paused: its templates do not compile");
+            let (id, claim) = (newsletter_id.to_owned(), claim.to_owned());
+            let ids: Vec<String> = batch.into_iter().map(|d| d.subscriber_id).collect();
             engine
                 .db
                 .write(move |conn| {
@@ -283,23 +221,76 @@ pub(super) async fn prepare(
                             newsletters::PAUSED,
                             db::now(),
                         )?;
-                        let refs: Vec<&str> = batch_ids.iter().map(String::as_str).collect();
-                        deliveries::put_back(
-                            c,
-                            &id,
-                            &claim_of_batch,
-                            &refs,
-                            db::now(),
-                            false,
-                            None,
-                        )?;
+                        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                        deliveries::put_back(c, &id, &claim, &refs, db::now(), false, None)?;
                         Ok(())
                     })
                 })
                 .await?;
-            Ok(Vec::new())
+            return Ok(Vec::new());
         }
+    };
+    // Rendering and encoding are the CPU-heavy part of a message: done here, on the blocking
+    // threads, a share of the round each, so the runtime's workers only move SMTP traffic and
+    // answer the server's replies without waiting behind them.
+    let sender = prepared
+        .as_ref()
+        .and_then(|p| p.from.as_ref())
+        .unwrap_or(&engine.mailer.from)
+        .email
+        .to_string();
+    let mut by_id: HashMap<String, (subscribers::Subscriber, String)> = found
+        .into_iter()
+        .map(|(s, hash)| (s.id.clone(), (s, hash)))
+        .collect();
+    let blocked = Arc::new(blocked);
+    let share = batch.len().div_ceil(render_threads()).max(1);
+    let mut deliveries = batch.into_iter().peekable();
+    let mut shares = Vec::new();
+    while deliveries.peek().is_some() {
+        let part: Vec<_> = deliveries
+            .by_ref()
+            .take(share)
+            .map(|d| {
+                let found = by_id.remove(&d.subscriber_id);
+                (d, found)
+            })
+            .collect();
+        let (engine, prepared, blocked) = (engine.clone(), prepared.clone(), blocked.clone());
+        let (newsletter_id, claim, lease, sender) = (
+            newsletter_id.to_owned(),
+            claim.to_owned(),
+            lease.clone(),
+            sender.clone(),
+        );
+        shares.push(tokio::task::spawn_blocking(move || {
+            part.into_iter()
+                .map(|(delivery, found)| {
+                    let (subscriber, email_hash) = found.unzip();
+                    Ready {
+                        mail: engine.decide(
+                            &newsletter_id,
+                            prepared.as_deref(),
+                            subscriber.as_ref(),
+                            email_hash.as_ref().is_some_and(|h| blocked.contains(h)),
+                        ),
+                        email_hash,
+                        sender: sender.clone(),
+                        newsletter_id: newsletter_id.clone(),
+                        claim: claim.clone(),
+                        subscriber_id: delivery.subscriber_id,
+                        attempts: delivery.attempts,
+                        lease: lease.clone(),
+                    }
+                })
+                .collect::<Vec<Ready>>()
+        }));
     }
+    let mut ready = Vec::new();
+    for share in shares {
+        ready.extend(share.await?);
+    }
+    Ok(ready)
 }
 
 /// Blocking threads a round's messages are rendered on at once: one per core, at most four.
