@@ -18,7 +18,7 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
-pub use smtp::{SmtpConfig, SmtpPool};
+pub use smtp::{Handed, SmtpConfig, SmtpPool};
 pub use templates::Templates;
 
 use crate::domain::Language;
@@ -74,6 +74,31 @@ pub enum Transport {
 
 impl Transport {
     pub async fn send(&self, envelope: &Envelope, raw: Vec<u8>) -> Result<(), SendError> {
+        match self {
+            Self::Smtp(pool) => pool.send(envelope, &raw).await,
+            _ => self.deliver(envelope, raw).await,
+        }
+    }
+
+    /// Sends a message whose content goes out only once `gate` passes (see
+    /// `SmtpPool::send_gated`); the other transports wait for the gate, then write.
+    pub async fn send_gated<G>(
+        &self,
+        envelope: &Envelope,
+        raw: Vec<u8>,
+        gate: impl std::future::Future<Output = Option<G>>,
+    ) -> Handed<G> {
+        match self {
+            Self::Smtp(pool) => pool.send_gated(envelope, &raw, gate).await,
+            _ => match gate.await {
+                Some(passed) => Handed::Sent(self.deliver(envelope, raw).await, passed),
+                None => Handed::Withheld,
+            },
+        }
+    }
+
+    /// Writes a message to the outbox folder or the memory store.
+    async fn deliver(&self, envelope: &Envelope, raw: Vec<u8>) -> Result<(), SendError> {
         match self {
             Self::Smtp(pool) => pool.send(envelope, &raw).await,
             Self::Files(dir) => {
@@ -242,6 +267,17 @@ impl Mailer {
     /// Hands a prepared message to the transport.
     pub async fn send_prepared(&self, mail: PreparedMail) -> Result<(), SendError> {
         self.transport.send(&mail.envelope, mail.raw).await
+    }
+
+    /// Hands a prepared message to the transport, its content held back until `gate` passes.
+    pub async fn send_prepared_gated<G>(
+        &self,
+        mail: PreparedMail,
+        gate: impl std::future::Future<Output = Option<G>>,
+    ) -> Handed<G> {
+        self.transport
+            .send_gated(&mail.envelope, mail.raw, gate)
+            .await
     }
 }
 

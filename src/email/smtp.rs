@@ -1,13 +1,15 @@
 //! A small pool of SMTP connections with TCP_NODELAY set. lettre's own pooled transport leaves
 //! Nagle's algorithm on, which holds each message's final "." for a delayed ACK (~40 ms a message).
 
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use tokio::sync::Mutex;
 
 use super::SendError;
@@ -146,30 +148,75 @@ impl SmtpPool {
         Ok(conn)
     }
 
+    /// Sends one message on a pooled connection.
     pub async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), SendError> {
+        match self.send_gated(envelope, raw, async { Some(()) }).await {
+            Handed::Sent(result, ()) => result,
+            Handed::NotSent(e) => Err(e),
+            Handed::Withheld => Err(SendError::Transient("the message was withheld".into())),
+        }
+    }
+
+    /// Sends one message, opening its transaction (MAIL, RCPT, DATA) first and awaiting `gate`
+    /// only before the content goes out. Until the content's final dot the server delivers
+    /// nothing (RFC 5321 §4.1.1.4: a transaction cut off before it is discarded), so whatever
+    /// the gate guards (the newsletter engine's in-flight slot) is held only from the content
+    /// on. A gate that answers `None` withholds the message: the connection is closed, which
+    /// abandons the transaction.
+    pub async fn send_gated<G>(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+        gate: impl Future<Output = Option<G>>,
+    ) -> Handed<G> {
         let reused = self.idle.lock().await.pop();
         let was_reused = reused.is_some();
         let mut conn = match reused {
             Some(conn) => conn,
-            None => self.connect_with_timeout().await?,
+            None => match self.connect_with_timeout().await {
+                Ok(conn) => conn,
+                Err(e) => return Handed::NotSent(e),
+            },
         };
-        let mut result = tokio::time::timeout(TIMEOUT, conn.send(envelope, raw)).await;
+        let mut opened = timed(open_transaction(&mut conn, envelope, raw)).await;
         // An idle connection the server has since closed fails before MAIL FROM is accepted;
         // one fresh attempt then is safe and saves a retry cycle.
-        if was_reused && matches!(&result, Ok(Err(e)) if !e.is_permanent() && !e.is_transient()) {
-            conn = self.connect_with_timeout().await?;
-            result = tokio::time::timeout(TIMEOUT, conn.send(envelope, raw)).await;
+        if was_reused
+            && matches!(&opened, Err(Failure::Smtp(e)) if !e.is_permanent() && !e.is_transient())
+        {
+            conn = match self.connect_with_timeout().await {
+                Ok(conn) => conn,
+                Err(e) => return Handed::NotSent(e),
+            };
+            opened = timed(open_transaction(&mut conn, envelope, raw)).await;
         }
-        match result {
-            Ok(Ok(_)) => {
-                let mut idle = self.idle.lock().await;
-                if idle.len() < self.max_idle && !conn.has_broken() {
-                    idle.push(conn);
-                }
+        if let Err(e) = opened {
+            // Dropped, not quit: after a failed step the server's state is not known, and a
+            // QUIT sent while it reads content would wait for an answer that never comes.
+            drop(conn);
+            return Handed::NotSent(e.into());
+        }
+        let Some(passed) = gate.await else {
+            // After DATA the server reads everything as content until the final dot, so the
+            // transaction can only be abandoned by closing the connection: it then discards it.
+            drop(conn);
+            return Handed::Withheld;
+        };
+        let result = match timed(conn.message(raw)).await {
+            Ok(_) => {
+                self.keep(conn).await;
                 Ok(())
             }
-            Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(SendError::Transient("SMTP send timed out".into())),
+            Err(e) => Err(e.into()),
+        };
+        Handed::Sent(result, passed)
+    }
+
+    /// Returns a connection to the pool, unless the pool is full or the connection broken.
+    async fn keep(&self, conn: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().await;
+        if idle.len() < self.max_idle && !conn.has_broken() {
+            idle.push(conn);
         }
     }
 
@@ -178,6 +225,94 @@ impl SmtpPool {
             .await
             .unwrap_or_else(|_| Err(SendError::Transient("SMTP connection timed out".into())))
     }
+}
+
+/// What a gated send did.
+pub enum Handed<G> {
+    /// Failed before the gate was reached: nothing was delivered.
+    NotSent(SendError),
+    /// The gate said no: the transaction was abandoned and nothing was delivered.
+    Withheld,
+    /// The content went out once the gate passed: the server's answer, and what the gate gave.
+    /// An error here may still mean delivered (the reply to the final dot was lost, say).
+    Sent(Result<(), SendError>, G),
+}
+
+/// Why opening a transaction or sending its content failed.
+enum Failure {
+    Smtp(lettre::transport::smtp::Error),
+    Refused(SendError),
+    TimedOut,
+}
+
+impl From<Failure> for SendError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Smtp(e) => classify(e),
+            Failure::Refused(e) => e,
+            Failure::TimedOut => SendError::Transient("SMTP send timed out".into()),
+        }
+    }
+}
+
+impl From<lettre::transport::smtp::Error> for Failure {
+    fn from(e: lettre::transport::smtp::Error) -> Self {
+        Failure::Smtp(e)
+    }
+}
+
+/// One step of the exchange, given up after `TIMEOUT`.
+async fn timed<T, E: Into<Failure>>(
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(TIMEOUT, step).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(Failure::TimedOut),
+    }
+}
+
+/// MAIL FROM, RCPT TO for each recipient, and DATA, with the parameters lettre's own `send`
+/// gives them (SMTPUTF8 for non-ASCII addresses, 8BITMIME for non-ASCII content, each only if
+/// the server offers it): afterwards the server waits for the content.
+async fn open_transaction(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    raw: &[u8],
+) -> Result<(), Failure> {
+    let refused = |why: &str| {
+        Failure::Refused(SendError::Permanent(format!(
+            "message refused before sending: {why}"
+        )))
+    };
+    let mut parameters = Vec::new();
+    let non_ascii_addresses = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii_addresses {
+        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err(refused(
+                "non-ASCII addresses, and the server does not offer SMTPUTF8",
+            ));
+        }
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if !raw.is_ascii() {
+        if !conn.server_info().supports_feature(Extension::EightBitMime) {
+            return Err(refused(
+                "non-ASCII content, and the server does not offer 8BITMIME",
+            ));
+        }
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    conn.command(Mail::new(envelope.from().cloned(), parameters))
+        .await?;
+    for to in envelope.to() {
+        conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
+    }
+    conn.command(Data).await?;
+    Ok(())
 }
 
 fn classify(e: lettre::transport::smtp::Error) -> SendError {

@@ -1,11 +1,14 @@
 //! The newsletter engine. A scheduler starts due sends (fixing their recipients), holds overdue
 //! ones for staff and marks finished ones sent; a pipeline claims deliveries under a lease,
-//! renders them, sends them `concurrency` at a time and records each outcome.
+//! renders them, sends them over at most `concurrency` SMTP connections and records each outcome.
 //!
-//! A message counts as in flight from the moment it is handed to SMTP until its outcome is
-//! committed; at most `concurrency` are. A process killed mid-send therefore leaves at most that
+//! A message counts as in flight from the moment its content starts going to the SMTP server
+//! until its outcome is committed; at most `concurrency` are. (Before the content, the server
+//! has only accepted MAIL, RCPT and DATA, and a transaction cut off before its final dot is
+//! discarded: nothing is delivered.) A process killed mid-send therefore leaves at most that
 //! many messages sent but not recorded: those are the only ones sent twice when the lease runs
-//! out and another worker takes them over.
+//! out and another worker takes them over. Each connection opens its next transaction while
+//! the outcome of its last message is being committed, so the commits cost no SMTP time.
 
 mod lease;
 pub mod prepare;
@@ -23,7 +26,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 pub use prepare::{NewsletterCache, PreparedNewsletter};
 
 use crate::db::{self, deliveries, newsletters, Db};
-use crate::email::{Mailer, SendError, Templates};
+use crate::email::{Handed, Mailer, SendError, Templates};
 use crate::metrics::Metrics;
 use crate::tokens::ManageTokens;
 use lease::{ClaimLease, Leases};
@@ -153,6 +156,7 @@ impl Engine {
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>(self.round_size() * 2);
         let (recorder, outcomes) = Recorder::start(self.db.clone());
         let permits = Arc::new(Semaphore::new(self.concurrency));
+        let connections = Arc::new(Semaphore::new(self.concurrency));
         let leases = Arc::new(Leases::new(self.lease));
 
         // Keeps the set of sending newsletters fresh, and the claims renewed, while the pipeline
@@ -203,6 +207,7 @@ impl Engine {
             let engine = self.clone();
             let active = active.clone();
             let permits = permits.clone();
+            let connections = connections.clone();
             let outcomes = outcomes.clone();
             let handled = handled.clone();
             async move {
@@ -211,7 +216,9 @@ impl Engine {
                 // each message) spread over every worker thread instead of being polled one
                 // after another in this one.
                 let delivered = tokio::spawn(async move {
-                    let outcome = engine.deliver(ready, &active, &permits, clock).await;
+                    let outcome = engine
+                        .deliver(ready, &active, &connections, &permits, clock)
+                        .await;
                     let _ = outcomes.send(outcome);
                 })
                 .await;
@@ -330,6 +337,7 @@ impl Engine {
         &self,
         ready: Ready,
         active: &RwLock<Vec<String>>,
+        connections: &Semaphore,
         permits: &Arc<Semaphore>,
         clock: impl Fn() -> NaiveDateTime,
     ) -> Outcome {
@@ -351,8 +359,8 @@ impl Engine {
             permit: None,
             at: clock(),
         };
-        // Rendered, built, encoded and signed before it got here: a slot covers only the SMTP
-        // exchange and the commit of its outcome.
+        // Rendered, built, encoded and signed before it got here. A connection covers the SMTP
+        // exchange; an in-flight slot only the message's content and the commit of its outcome.
         let mail = match ready.mail {
             Ok(mail) => mail,
             Err(verdict) => {
@@ -369,17 +377,36 @@ impl Engine {
         if let Some(limiter) = &self.rate {
             limiter.until_ready().await;
         }
-        let permit = permits
-            .clone()
-            .acquire_owned()
+        let connection = connections
+            .acquire()
             .await
-            .expect("permits never close");
-        // Paused or cancelled while waiting for the rate limit or a slot: not sent.
+            .expect("connections never close");
+        // Paused or cancelled while waiting for the rate limit or a connection: not sent.
         if !still_sending(&outcome.newsletter_id) {
             return outcome;
         }
-        outcome.permit = Some(permit);
-        outcome.verdict = match self.mailer.send_prepared(mail).await {
+        // The transaction is opened (MAIL, RCPT, DATA) while the slots are all taken, typically
+        // by outcomes being committed; the content waits for a free one.
+        let gate = async {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("permits never close");
+            // Paused or cancelled meanwhile: withheld.
+            still_sending(&outcome.newsletter_id).then_some(permit)
+        };
+        let handed = self.mailer.send_prepared_gated(mail, gate).await;
+        drop(connection);
+        let sent = match handed {
+            Handed::Withheld => return outcome,
+            Handed::NotSent(e) => Err(e),
+            Handed::Sent(result, permit) => {
+                outcome.permit = Some(permit);
+                result
+            }
+        };
+        outcome.verdict = match sent {
             Ok(()) => {
                 self.metrics.mail_sent("newsletter");
                 Verdict::Sent

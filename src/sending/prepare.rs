@@ -263,7 +263,7 @@ pub(super) async fn prepare(
             lease.clone(),
             sender.clone(),
         );
-        shares.push(tokio::task::spawn_blocking(move || {
+        shares.push(on_render_threads(move || {
             part.into_iter()
                 .map(|(delivery, found)| {
                     let (subscriber, email_hash) = found.unzip();
@@ -293,9 +293,54 @@ pub(super) async fn prepare(
     Ok(ready)
 }
 
-/// Blocking threads a round's messages are rendered on at once: one per core, at most four.
+/// Runs CPU-heavy work (rendering and encoding a share of a round) on the render threads.
+fn on_render_threads<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    match render_pool() {
+        Some(pool) => pool.spawn(async move { work() }),
+        None => tokio::task::spawn_blocking(work),
+    }
+}
+
+/// Threads a round's messages are rendered on at once: one per core, at most four.
 fn render_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// How much less the render threads weigh with the kernel's scheduler than Enlace's other
+/// threads (a nice value; each step is about 10 % of CPU share against a busy neighbour).
+const RENDER_NICENESS: i32 = 10;
+
+/// The render threads: a runtime of their own whose threads yield the processor to the threads
+/// that carry SMTP traffic (and to the SMTP server, when it shares the machine). Rendering
+/// runs in bursts a round at a time, and at equal priority a burst on every core held each
+/// SMTP reply back until it ended; at a lower priority it fills the time they leave. `None`
+/// if the runtime cannot be built (the blocking pool is used then).
+fn render_pool() -> Option<&'static tokio::runtime::Runtime> {
+    static POOL: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(render_threads())
+            .thread_name("enlace-render")
+            .on_thread_start(lower_priority)
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "could not start the render threads"))
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Lowers the calling thread's scheduling priority by `RENDER_NICENESS` (Linux only, where the
+/// nice value is per thread; elsewhere it would apply to the whole process).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: nice(2) takes an integer and touches no memory of ours; on Linux it changes
+        // the calling thread's nice value. Raising it never needs a privilege, so it does not
+        // fail short of the ceiling (19), where it stays.
+        unsafe { libc::nice(RENDER_NICENESS) };
+    }
 }
 
 impl Engine {

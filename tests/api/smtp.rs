@@ -178,3 +178,113 @@ async fn an_smtp_outage_loses_nothing() {
         "tokens do not outlive delivery"
     );
 }
+
+/// Counts what a server sees: connections greeted, transactions opened (DATA accepted) and
+/// messages received.
+#[derive(Clone, Default)]
+struct Counter {
+    greeted: Arc<Mutex<usize>>,
+    opened: Arc<Mutex<usize>>,
+    received: Arc<Mutex<usize>>,
+}
+
+impl Handler for Counter {
+    fn helo(&mut self, _ip: std::net::IpAddr, _domain: &str) -> Response {
+        *self.greeted.lock().unwrap() += 1;
+        OK
+    }
+    fn data_start(&mut self, _: &str, _: &str, _: bool, _: &[String]) -> Response {
+        *self.opened.lock().unwrap() += 1;
+        OK
+    }
+    fn data_end(&mut self) -> Response {
+        *self.received.lock().unwrap() += 1;
+        OK
+    }
+}
+
+/// The newsletter engine's in-flight bound rests on this: a message's content goes out only
+/// once its gate passes, so until then the server has delivered nothing; a withheld message is
+/// never delivered (its connection is closed mid-transaction) and the next one goes out.
+#[tokio::test]
+async fn a_gated_message_is_delivered_only_once_its_gate_passes() {
+    use enlace::email::{Handed, SmtpConfig, SmtpPool};
+    use lettre::address::{Address, Envelope};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counter = Counter::default();
+    let mut server = Server::new(counter.clone());
+    server
+        .with_name("sink.test")
+        .with_ssl(SslConfig::None)
+        .unwrap()
+        .with_num_threads(4)
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    let pool = Arc::new(SmtpPool::new(
+        SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
+        4,
+    ));
+    let envelope = Envelope::new(
+        Some("news@example.org".parse::<Address>().unwrap()),
+        vec!["ana@example.org".parse::<Address>().unwrap()],
+    )
+    .unwrap();
+    let raw = b"Subject: hello\r\n\r\nHello Ana.\r\n".to_vec();
+    let count = |c: &Arc<Mutex<usize>>| *c.lock().unwrap();
+
+    // Held at the gate: the transaction is open, nothing is delivered.
+    let (open_gate, gate) = tokio::sync::oneshot::channel::<&'static str>();
+    let sending = {
+        let (pool, envelope, raw) = (pool.clone(), envelope.clone(), raw.clone());
+        tokio::spawn(async move {
+            pool.send_gated(&envelope, &raw, async { gate.await.ok() })
+                .await
+        })
+    };
+    for _ in 0..100 {
+        if count(&counter.opened) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        count(&counter.opened),
+        1,
+        "MAIL, RCPT and DATA go out at once"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        count(&counter.received),
+        0,
+        "no content before the gate passes"
+    );
+    open_gate.send("slot").unwrap();
+    match sending.await.unwrap() {
+        Handed::Sent(Ok(()), "slot") => {}
+        _ => panic!("the message was not sent once the gate passed"),
+    }
+    assert_eq!(count(&counter.received), 1);
+
+    // Withheld: the connection is closed mid-transaction, so nothing is delivered.
+    match pool.send_gated(&envelope, &raw, async { None::<()> }).await {
+        Handed::Withheld => {}
+        _ => panic!("a gate that says no withholds the message"),
+    }
+    assert_eq!(count(&counter.opened), 2);
+    assert_eq!(
+        count(&counter.received),
+        1,
+        "a withheld message is not delivered"
+    );
+    pool.send(&envelope, &raw).await.unwrap();
+    assert_eq!(count(&counter.received), 2);
+    assert_eq!(
+        count(&counter.greeted),
+        2,
+        "the first message's connection carried the second; the third needed a new one"
+    );
+}
