@@ -19,7 +19,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, NaiveDateTime};
-use futures_util::StreamExt;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
@@ -156,7 +155,6 @@ impl Engine {
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>(self.round_size() * 2);
         let (recorder, outcomes) = Recorder::start(self.db.clone());
         let permits = Arc::new(Semaphore::new(self.concurrency));
-        let connections = Arc::new(Semaphore::new(self.concurrency));
         let leases = Arc::new(Leases::new(self.lease));
 
         // Keeps the set of sending newsletters fresh, and the claims renewed, while the pipeline
@@ -200,34 +198,35 @@ impl Engine {
             tokio::spawn(async move { engine.produce(active, leases, ready_tx, clock).await })
         };
         let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        // Twice the slots: while `concurrency` messages are in flight, as many more (already
-        // rendered and encoded) wait to take the next free slot. (The slots alone bound what a
-        // crash can send twice.)
-        tokio_stream_for_each(ready_rx, self.concurrency * 2, |ready| {
-            let engine = self.clone();
-            let active = active.clone();
-            let permits = permits.clone();
-            let connections = connections.clone();
-            let outcomes = outcomes.clone();
-            let handled = handled.clone();
-            async move {
-                handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                // Each message is its own task, so SMTP exchanges (and lettre's dot-stuffing of
-                // each message) spread over every worker thread instead of being polled one
-                // after another in this one.
-                let delivered = tokio::spawn(async move {
-                    let outcome = engine
-                        .deliver(ready, &active, &connections, &permits, clock)
-                        .await;
-                    let _ = outcomes.send(outcome);
+        // One sender task per connection, each taking the next prepared message as soon as it
+        // is done with its last (as a bare SMTP client would): the tasks spread over every
+        // worker thread, and no task is spawned, nor joined, per message.
+        let ready_rx = Arc::new(tokio::sync::Mutex::new(ready_rx));
+        let senders: Vec<_> = (0..self.concurrency)
+            .map(|_| {
+                let engine = self.clone();
+                let active = active.clone();
+                let permits = permits.clone();
+                let outcomes = outcomes.clone();
+                let handled = handled.clone();
+                let ready_rx = ready_rx.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let Some(ready) = ready_rx.lock().await.recv().await else {
+                            return;
+                        };
+                        handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let outcome = engine.deliver(ready, &active, &permits, clock).await;
+                        let _ = outcomes.send(outcome);
+                    }
                 })
-                .await;
-                if let Err(e) = delivered {
-                    tracing::error!(error = %e, "a newsletter sender task failed");
-                }
+            })
+            .collect();
+        for sender in senders {
+            if let Err(e) = sender.await {
+                tracing::error!(error = %e, "a newsletter sender task failed");
             }
-        })
-        .await;
+        }
         let produced = producer.await;
         drop(outcomes);
         let recorded = recorder.finish().await;
@@ -337,7 +336,6 @@ impl Engine {
         &self,
         ready: Ready,
         active: &RwLock<Vec<String>>,
-        connections: &Semaphore,
         permits: &Arc<Semaphore>,
         clock: impl Fn() -> NaiveDateTime,
     ) -> Outcome {
@@ -377,11 +375,7 @@ impl Engine {
         if let Some(limiter) = &self.rate {
             limiter.until_ready().await;
         }
-        let connection = connections
-            .acquire()
-            .await
-            .expect("connections never close");
-        // Paused or cancelled while waiting for the rate limit or a connection: not sent.
+        // Paused or cancelled while waiting for the rate limit: not sent.
         if !still_sending(&outcome.newsletter_id) {
             return outcome;
         }
@@ -397,7 +391,6 @@ impl Engine {
             still_sending(&outcome.newsletter_id).then_some(permit)
         };
         let handed = self.mailer.send_prepared_gated(mail, gate).await;
-        drop(connection);
         let sent = match handed {
             Handed::Withheld => return outcome,
             Handed::NotSent(e) => Err(e),
@@ -469,15 +462,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// Runs `f` on every item of `rx`, at most `limit` at once.
-async fn tokio_stream_for_each<T, F, Fut>(rx: mpsc::Receiver<T>, limit: usize, f: F)
-where
-    F: FnMut(T) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
-        .for_each_concurrent(limit, f)
-        .await;
 }
