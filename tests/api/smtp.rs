@@ -45,7 +45,13 @@ impl Handler for Sink {
 fn start_sink(listener: TcpListener) -> Arc<Mutex<Vec<Vec<u8>>>> {
     let sink = Sink::default();
     let received = sink.received.clone();
-    let mut server = Server::new(sink);
+    serve(sink, listener);
+    received
+}
+
+/// Serves SMTP on `listener` in a thread, each connection handled by a clone of `handler`.
+fn serve(handler: impl Handler + Clone + Send + 'static, listener: TcpListener) {
+    let mut server = Server::new(handler);
     server
         .with_name("sink.test")
         .with_ssl(SslConfig::None)
@@ -55,7 +61,6 @@ fn start_sink(listener: TcpListener) -> Arc<Mutex<Vec<Vec<u8>>>> {
     std::thread::spawn(move || {
         let _ = server.serve();
     });
-    received
 }
 
 async fn wait_for_mail(received: &Arc<Mutex<Vec<Vec<u8>>>>, count: usize) -> Vec<Mail> {
@@ -214,16 +219,7 @@ async fn a_gated_message_is_delivered_only_once_its_gate_passes() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let counter = Counter::default();
-    let mut server = Server::new(counter.clone());
-    server
-        .with_name("sink.test")
-        .with_ssl(SslConfig::None)
-        .unwrap()
-        .with_num_threads(4)
-        .with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
+    serve(counter.clone(), listener);
     let pool = Arc::new(SmtpPool::new(
         SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
         4,
