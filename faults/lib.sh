@@ -232,9 +232,19 @@ pg_seeded() {
   expected_users "$2" "$WORK/expected.txt"
 }
 
+# pg_up: starts the cluster; if it does not come up, shows its log and tries once more.
 pg_up() {
-  fl_as_postgres "$FL_PG_BIN/pg_ctl" -D "$FL_PG_DATA" -l "$WORK/pg/server.log" -w -t 60 \
-    -o "-p $FL_PG_PORT -c listen_addresses=127.0.0.1 -k $WORK/pg -c max_connections=60" start >/dev/null
+  local attempt
+  for attempt in 1 2; do
+    if fl_as_postgres "$FL_PG_BIN/pg_ctl" -D "$FL_PG_DATA" -l "$WORK/pg/server.log" -w -t 60 \
+      -o "-p $FL_PG_PORT -c listen_addresses=127.0.0.1 -k $WORK/pg -c max_connections=60" start >/dev/null; then
+      return 0
+    fi
+    say "PostgreSQL did not start (attempt $attempt); the end of its log:"
+    tail -n 20 "$WORK/pg/server.log" >&2 || true
+    sleep 2
+  done
+  die "PostgreSQL did not start on port $FL_PG_PORT"
 }
 # pg_down: a clean, fast shutdown (what a restart for an upgrade or a settings change does);
 # open connections are cut.
