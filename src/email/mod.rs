@@ -73,13 +73,6 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub async fn send(&self, envelope: &Envelope, raw: Vec<u8>) -> Result<(), SendError> {
-        match self {
-            Self::Smtp(pool) => pool.send(envelope, &raw).await,
-            _ => self.deliver(envelope, raw).await,
-        }
-    }
-
     /// Sends a message whose content goes out only once `gate` passes (see
     /// `SmtpPool::send_gated`); the other transports wait for the gate, then write.
     pub async fn send_gated<G>(
@@ -91,14 +84,13 @@ impl Transport {
         match self {
             Self::Smtp(pool) => pool.send_gated(envelope, &raw, gate).await,
             _ => match gate.await {
-                Some(passed) => Handed::Sent(self.deliver(envelope, raw).await, passed),
+                Some(passed) => Handed::Sent(self.send(envelope, raw).await, passed),
                 None => Handed::Withheld,
             },
         }
     }
 
-    /// Writes a message to the outbox folder or the memory store.
-    async fn deliver(&self, envelope: &Envelope, raw: Vec<u8>) -> Result<(), SendError> {
+    pub async fn send(&self, envelope: &Envelope, raw: Vec<u8>) -> Result<(), SendError> {
         match self {
             Self::Smtp(pool) => pool.send(envelope, &raw).await,
             Self::Files(dir) => {
