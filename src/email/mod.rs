@@ -1,6 +1,7 @@
 //! Outgoing mail: composing multipart messages with the list headers, and the transports
 //! (SMTP, `.eml` files, or memory for tests) that carry them.
 
+mod body;
 pub mod newsletter;
 mod smtp;
 pub mod templates;
@@ -18,6 +19,7 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
+pub use body::{BodyEncoder, BodyKind};
 pub use smtp::{Handed, SmtpConfig, SmtpPool};
 pub use templates::Templates;
 
@@ -181,7 +183,13 @@ impl Mailer {
     }
 
     /// Builds the message: multipart text + HTML, RFC 2369/8058 list headers, content language.
-    pub fn compose(&self, mail: OutgoingMail) -> Result<Message, SendError> {
+    /// The bodies are encoded by `bodies`, which reuses what it encoded for the previous
+    /// message in the same language.
+    pub fn compose(
+        &self,
+        mail: OutgoingMail,
+        bodies: &mut BodyEncoder,
+    ) -> Result<Message, SendError> {
         let address = mail
             .to_email
             .parse()
@@ -199,6 +207,7 @@ impl Mailer {
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
+        let language = mail.language.as_str();
         let mut builder = Message::builder()
             .from(mail.from.unwrap_or_else(|| self.from.clone()))
             .to(to)
@@ -219,33 +228,37 @@ impl Mailer {
                 "List-Unsubscribe-Post",
                 "List-Unsubscribe=One-Click".into(),
             ))
-            .raw_header(header("Content-Language", mail.language.as_str().into()))
+            .raw_header(header("Content-Language", language.into()))
             .multipart(
                 MultiPart::alternative()
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_PLAIN)
-                            .body(mail.text),
+                            .body(bodies.encode(BodyKind(language, "text"), mail.text)),
                     )
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_HTML)
-                            .body(mail.html),
+                            .body(bodies.encode(BodyKind(language, "html"), mail.html)),
                     ),
             )
             .map_err(|e| SendError::Permanent(format!("building the message: {e}")))
     }
 
     pub async fn send(&self, mail: OutgoingMail) -> Result<(), SendError> {
-        let ready = self.prepare(mail)?;
+        let ready = self.prepare(mail, &mut BodyEncoder::new())?;
         self.send_prepared(ready).await
     }
 
     /// Builds, encodes and signs a message without sending it: the CPU-heavy half of `send`,
     /// which the newsletter engine does before it takes an in-flight slot.
     /// The mail is taken by value: its bodies move into the message instead of being copied.
-    pub fn prepare(&self, mail: OutgoingMail) -> Result<PreparedMail, SendError> {
-        let mut message = self.compose(mail)?;
+    pub fn prepare(
+        &self,
+        mail: OutgoingMail,
+        bodies: &mut BodyEncoder,
+    ) -> Result<PreparedMail, SendError> {
+        let mut message = self.compose(mail, bodies)?;
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
         }

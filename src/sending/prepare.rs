@@ -16,7 +16,7 @@ use crate::db::newsletters::{self, Newsletter};
 use crate::db::{self, segments, subscribers, suppressions, Backend, Db, DbError};
 use crate::domain::{Language, SegmentFilter, SubscriberStatus, SuppressionReason};
 use crate::email::newsletter::{CompiledNewsletter, Content, MergeData, NewsletterContent};
-use crate::email::{OutgoingMail, PreparedMail};
+use crate::email::{BodyEncoder, OutgoingMail, PreparedMail};
 use crate::tokens;
 
 /// The filter a newsletter targets: its saved segment's, or its own.
@@ -264,6 +264,8 @@ pub(super) async fn prepare(
             sender.clone(),
         );
         shares.push(on_render_threads(move || {
+            // Recipients share most of each body: the encoder reuses what it encoded before.
+            let mut bodies = BodyEncoder::new();
             part.into_iter()
                 .map(|(delivery, found)| {
                     let (subscriber, email_hash) = found.unzip();
@@ -273,6 +275,7 @@ pub(super) async fn prepare(
                             prepared.as_deref(),
                             subscriber.as_ref(),
                             email_hash.as_ref().is_some_and(|h| blocked.contains(h)),
+                            &mut bodies,
                         ),
                         email_hash,
                         sender: sender.clone(),
@@ -351,6 +354,7 @@ impl Engine {
         prepared: Option<&PreparedNewsletter>,
         subscriber: Option<&subscribers::Subscriber>,
         suppressed: bool,
+        bodies: &mut BodyEncoder,
     ) -> Result<PreparedMail, Verdict> {
         let (prepared, subscriber) = match (prepared, subscriber) {
             (None, _) => return Err(Verdict::Skipped("newsletter deleted")),
@@ -370,7 +374,7 @@ impl Engine {
         self.render(newsletter_id, prepared, subscriber)
             .and_then(|mail| {
                 self.mailer
-                    .prepare(mail)
+                    .prepare(mail, bodies)
                     .map_err(|e| anyhow::anyhow!("{e}"))
             })
             .map_err(|e| {
