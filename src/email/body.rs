@@ -170,6 +170,9 @@ mod tests {
                 format!("<p>Hola {name} =)</p>\n{shared}<a href=\"https://x.example/u/{name}\">Baja</a>\n"),
                 format!("Hello {name}\r\n\r\nshort lines only\r\n"),
                 format!("{shared}trailing space \n\tand tab\t\r\nbare\rcarriage {name}"),
+                // A carriage return at the very end belongs to the last line.
+                format!("Hello {name}\n{shared}\r"),
+                format!("short {name}\r"),
                 // Mostly escaped bytes: lettre's base64, past 255 bytes of them in a row.
                 format!("Здравствуйте, {name}! Спасибо.\n").repeat(40),
             ] {
