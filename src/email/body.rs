@@ -16,7 +16,7 @@ use lettre::message::Body;
 
 /// Bodies told apart by the encoder (a language and a part, say): one previous body is kept
 /// for each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyKind(pub &'static str, pub &'static str);
 
 /// The last body of one kind: its text, and where each of its lines lies in the text and in
