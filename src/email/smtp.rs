@@ -1,5 +1,7 @@
 //! A small pool of SMTP connections with TCP_NODELAY set. lettre's own pooled transport leaves
 //! Nagle's algorithm on, which holds each message's final "." for a delayed ACK (~40 ms a message).
+//! Where the server offers PIPELINING (RFC 2920), a transaction's MAIL, RCPT and DATA go out
+//! together and their replies are read together: one round trip instead of three.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use anyhow::{bail, Context};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use tokio::sync::Mutex;
 
@@ -91,8 +93,14 @@ fn percent_decode(s: &str) -> anyhow::Result<String> {
 pub struct SmtpPool {
     config: SmtpConfig,
     hello: ClientId,
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    idle: Mutex<Vec<Connection>>,
     max_idle: usize,
+}
+
+/// An open connection, and whether its server accepts pipelined commands.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    pipelining: bool,
 }
 
 impl SmtpPool {
@@ -105,7 +113,7 @@ impl SmtpPool {
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Connection, SendError> {
         let cfg = &self.config;
         let tls = || TlsParameters::new(cfg.host.clone()).map_err(classify);
         let mut conn = if cfg.tls == TlsMode::Implicit {
@@ -140,12 +148,28 @@ impl SmtpPool {
             }
             conn
         };
+        // lettre keeps only the extensions it uses from the server's EHLO reply. Asked again
+        // (RFC 5321 §4.1.4 allows a later EHLO; no transaction is open yet, and authentication
+        // comes after), the reply says whether commands may be pipelined.
+        let pipelining = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(classify)?
+            .message()
+            .any(|line| {
+                line.split_whitespace()
+                    .next()
+                    .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
+            });
         if let Some(credentials) = &cfg.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
                 .map_err(classify)?;
         }
-        Ok(conn)
+        Ok(Connection {
+            smtp: conn,
+            pipelining,
+        })
     }
 
     /// Sends one message on a pooled connection.
@@ -202,7 +226,11 @@ impl SmtpPool {
             drop(conn);
             return Handed::Withheld;
         };
-        let result = match timed(conn.message(raw)).await {
+        let sent = match wire_content(raw) {
+            Some(wire) => timed(conn.smtp.command(wire)).await,
+            None => timed(conn.smtp.message(raw)).await,
+        };
+        let result = match sent {
             Ok(_) => {
                 self.keep(conn).await;
                 Ok(())
@@ -213,14 +241,14 @@ impl SmtpPool {
     }
 
     /// Returns a connection to the pool, unless the pool is full or the connection broken.
-    async fn keep(&self, conn: AsyncSmtpConnection) {
+    async fn keep(&self, conn: Connection) {
         let mut idle = self.idle.lock().await;
-        if idle.len() < self.max_idle && !conn.has_broken() {
+        if idle.len() < self.max_idle && !conn.smtp.has_broken() {
             idle.push(conn);
         }
     }
 
-    async fn connect_with_timeout(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect_with_timeout(&self) -> Result<Connection, SendError> {
         tokio::time::timeout(TIMEOUT, self.connect())
             .await
             .unwrap_or_else(|_| Err(SendError::Transient("SMTP connection timed out".into())))
@@ -273,12 +301,16 @@ async fn timed<T, E: Into<Failure>>(
 
 /// MAIL FROM, RCPT TO for each recipient, and DATA, with the parameters lettre's own `send`
 /// gives them (SMTPUTF8 for non-ASCII addresses, 8BITMIME for non-ASCII content, each only if
-/// the server offers it): afterwards the server waits for the content.
+/// the server offers it): afterwards the server waits for the content. Pipelined where the
+/// server allows it (DATA last in the group, as RFC 2920 requires); either way every reply must
+/// be positive, and after a refusal the caller drops the connection.
 async fn open_transaction(
-    conn: &mut AsyncSmtpConnection,
+    conn: &mut Connection,
     envelope: &Envelope,
     raw: &[u8],
 ) -> Result<(), Failure> {
+    let pipelining = conn.pipelining;
+    let conn = &mut conn.smtp;
     let refused = |why: &str| {
         Failure::Refused(SendError::Permanent(format!(
             "message refused before sending: {why}"
@@ -306,13 +338,47 @@ async fn open_transaction(
         }
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    conn.command(Mail::new(envelope.from().cloned(), parameters))
-        .await?;
+    let mail = Mail::new(envelope.from().cloned(), parameters);
+    if pipelining {
+        let mut commands = mail.to_string();
+        for to in envelope.to() {
+            commands.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
+        }
+        commands.push_str(&Data.to_string());
+        // One write; then the reply to MAIL, one per RCPT, and DATA's.
+        conn.command(commands).await?;
+        for _ in 0..envelope.to().len() + 1 {
+            conn.read_response().await?;
+        }
+        return Ok(());
+    }
+    conn.command(mail).await?;
     for to in envelope.to() {
         conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
     }
     conn.command(Data).await?;
     Ok(())
+}
+
+/// The content as it goes out after DATA (RFC 5321 §4.5.2): a "." that starts a line doubled,
+/// then the terminating `<CRLF>.<CRLF>`, by lettre's own rule, in one string written at once
+/// (lettre's `message` writes the terminator on its own, a second packet the server wakes up
+/// for). `None` for content that is not UTF-8, which lettre's `message` then sends.
+fn wire_content(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut wire = String::with_capacity(text.len() + 16);
+    if text.starts_with('.') {
+        wire.push('.');
+    }
+    let mut rest = text;
+    while let Some(at) = rest.find("\r\n.") {
+        wire.push_str(&rest[..at + 3]);
+        wire.push('.');
+        rest = &rest[at + 3..];
+    }
+    wire.push_str(rest);
+    wire.push_str("\r\n.\r\n");
+    Some(wire)
 }
 
 fn classify(e: lettre::transport::smtp::Error) -> SendError {
@@ -345,6 +411,17 @@ pub fn redact_addresses(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_goes_out_with_leading_dots_doubled_and_one_final_dot() {
+        assert_eq!(
+            wire_content(b".a\r\n.\r\nb.c\r\n..d\r\n\n.e").as_deref(),
+            // A dot after a bare line feed is not at the start of a line (lettre's rule too).
+            Some("..a\r\n..\r\nb.c\r\n...d\r\n\n.e\r\n.\r\n")
+        );
+        assert_eq!(wire_content(b"").as_deref(), Some("\r\n.\r\n"));
+        assert_eq!(wire_content(b"caf\xe9"), None, "not UTF-8: lettre sends it");
+    }
 
     #[test]
     fn addresses_are_redacted_from_server_replies() {

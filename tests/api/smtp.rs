@@ -185,17 +185,21 @@ async fn an_smtp_outage_loses_nothing() {
 }
 
 /// Counts what a server sees: connections greeted, transactions opened (DATA accepted) and
-/// messages received.
+/// messages received. Each connection has a clone of its own, so `this_greeted` counts a
+/// connection once however often it says EHLO.
 #[derive(Clone, Default)]
 struct Counter {
     greeted: Arc<Mutex<usize>>,
     opened: Arc<Mutex<usize>>,
     received: Arc<Mutex<usize>>,
+    this_greeted: bool,
 }
 
 impl Handler for Counter {
     fn helo(&mut self, _ip: std::net::IpAddr, _domain: &str) -> Response {
-        *self.greeted.lock().unwrap() += 1;
+        if !std::mem::replace(&mut self.this_greeted, true) {
+            *self.greeted.lock().unwrap() += 1;
+        }
         OK
     }
     fn data_start(&mut self, _: &str, _: &str, _: bool, _: &[String]) -> Response {
@@ -283,4 +287,144 @@ async fn a_gated_message_is_delivered_only_once_its_gate_passes() {
         2,
         "the first message's connection carried the second; the third needed a new one"
     );
+}
+
+/// What a scripted SMTP server saw: each packet it read, and each message's content with the
+/// transparency dots removed.
+#[derive(Clone, Default)]
+struct Wire {
+    packets: Arc<Mutex<Vec<String>>>,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+/// A server that offers PIPELINING, answers everything it has read in one write, and refuses
+/// the recipient `nobody@…` (then DATA, for want of a recipient).
+async fn serve_pipelining(listener: tokio::net::TcpListener) -> Wire {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let wire = Wire::default();
+    let seen = wire.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                socket.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                let (mut pending, mut content) = (String::new(), None::<String>);
+                let mut recipients = 0;
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    let packet = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    seen.packets.lock().unwrap().push(packet.clone());
+                    pending.push_str(&packet);
+                    let mut replies = String::new();
+                    while let Some(end) = pending.find("\r\n") {
+                        let line: String = pending.drain(..end + 2).collect();
+                        if let Some(text) = content.as_mut() {
+                            if line == ".\r\n" {
+                                seen.messages.lock().unwrap().push(content.take().unwrap());
+                                replies.push_str("250 2.0.0 queued\r\n");
+                            } else {
+                                text.push_str(line.strip_prefix('.').unwrap_or(&line));
+                            }
+                            continue;
+                        }
+                        let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+                        replies.push_str(match verb.as_str() {
+                            "EHLO" => "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                            "MAIL" => {
+                                recipients = 0;
+                                "250 2.1.0 ok\r\n"
+                            }
+                            "RCPT" if line.contains("<nobody@") => "550 5.1.1 no such user\r\n",
+                            "RCPT" => {
+                                recipients += 1;
+                                "250 2.1.5 ok\r\n"
+                            }
+                            "DATA" if recipients == 0 => "554 5.5.1 no valid recipients\r\n",
+                            "DATA" => {
+                                content = Some(String::new());
+                                "354 go ahead\r\n"
+                            }
+                            "QUIT" => "221 bye\r\n",
+                            _ => "250 ok\r\n",
+                        });
+                    }
+                    socket.write_all(replies.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    wire
+}
+
+/// Where the server offers PIPELINING (RFC 2920), a transaction opens in one round trip: MAIL,
+/// RCPT and DATA in one packet. Lines that start with a dot arrive intact, a refused recipient
+/// is a permanent failure, and the next message goes out on a fresh connection.
+#[tokio::test]
+async fn a_pipelining_server_gets_each_transaction_in_one_packet() {
+    use enlace::email::{SendError, SmtpConfig, SmtpPool};
+    use lettre::address::{Address, Envelope};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let wire = serve_pipelining(listener).await;
+    let pool = SmtpPool::new(
+        SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
+        4,
+    );
+    let envelope = |to: &str| {
+        Envelope::new(
+            Some("news@example.org".parse::<Address>().unwrap()),
+            vec![to.parse::<Address>().unwrap()],
+        )
+        .unwrap()
+    };
+    let raw = ".starts with a dot\r\nSubject: dots\r\n\r\n.\r\n..two\r\nmiddle . of a line\r\n";
+    pool.send(&envelope("ana@example.org"), raw.as_bytes())
+        .await
+        .unwrap();
+    pool.send(&envelope("ben@example.org"), raw.as_bytes())
+        .await
+        .unwrap();
+
+    let messages = wire.messages.lock().unwrap().clone();
+    assert_eq!(messages.len(), 2);
+    for message in &messages {
+        assert_eq!(
+            message.trim_end(),
+            raw.trim_end(),
+            "dots survive transparency"
+        );
+    }
+    let packets = wire.packets.lock().unwrap().clone();
+    let opening: Vec<&String> = packets.iter().filter(|p| p.contains("MAIL FROM")).collect();
+    assert_eq!(opening.len(), 2);
+    for packet in opening {
+        assert!(
+            packet.contains("RCPT TO:") && packet.ends_with("DATA\r\n"),
+            "MAIL, RCPT and DATA in one packet: {packet:?}"
+        );
+    }
+
+    assert!(
+        packets
+            .iter()
+            .any(|p| p.starts_with("..starts with a dot") && p.ends_with("\r\n.\r\n")),
+        "the content and its final dot in one packet"
+    );
+
+    match pool
+        .send(&envelope("nobody@example.org"), raw.as_bytes())
+        .await
+    {
+        Err(SendError::Permanent(e)) => assert!(e.contains("550"), "{e}"),
+        other => panic!("a refused recipient is a permanent failure: {other:?}"),
+    }
+    pool.send(&envelope("cara@example.org"), raw.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(wire.messages.lock().unwrap().len(), 3);
 }
