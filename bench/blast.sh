@@ -73,12 +73,24 @@ now() { date +%s.%N; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # CPU ticks (1/100 s): whole machine busy, Enlace, Enlace's main thread (actix's single-threaded
 # runtime, where the engine's async side runs), the sink, and PostgreSQL's backends for our database.
-db_ticks() {
-  [ -n "$db" ] || { echo 0; return; }
-  local p t=0
+# Backends come and go during a send (the outcome writer's connection closes when the send ends),
+# so each is sampled at every progress poll: its CPU is the last reading less the one at the
+# start (nothing for a backend that started later). `db_sample` runs in this shell, `snap` in a
+# subshell that only reads what it recorded.
+declare -A db_first=() db_last=()
+db_sample() {  # $1 = start: record the starting readings
+  [ -n "$db" ] || return 0
+  local p t
   for p in $(psql "$PG_ADMIN_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '$db'"); do
-    t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+    t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || continue
+    [ -n "$t" ] || continue
+    if [ "${1:-}" = start ]; then db_first[$p]=$t; fi
+    db_last[$p]=$t
   done
+}
+db_ticks() {
+  local p t=0
+  for p in "${!db_last[@]}"; do t=$(( t + db_last[$p] - ${db_first[$p]:-0} )); done
   echo "$t"
 }
 snap() {
@@ -209,6 +221,8 @@ for backend in $BACKENDS; do
   nl=$(curl -sf "${auth[@]}" "$api/newsletters" -H 'Content-Type: application/json' -d @"$HTML_FILE" | json 'd["id"]')
 
   echo "== $backend: sending newsletter $nl"
+  db_first=(); db_last=()
+  db_sample start
   snap0=$(snap)
   t0=$(now)
   code=$(curl -s -o "$WORK/send.json" -w '%{http_code}' -X POST "${auth[@]}" "$api/newsletters/$nl/send")
@@ -221,6 +235,7 @@ for backend in $BACKENDS; do
       '" ".join(str(x) for x in [d["status"]] + [d["progress"][k] for k in ("sent","failed","skipped","pending","per_second")])' \
       < "$WORK/status.json")
     echo "$(now) $status $sent $failed $pending $per_second" >> "$OUT/blast-progress-$backend.tsv"
+    db_sample
     [ "$status" = sent ] && break
     [ "$status" = sending ] && engine_rate="$per_second"
     if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) - float(sys.argv[2]) > $TIMEOUT_S else 1)" "$(now)" "$t0"; then
@@ -229,6 +244,7 @@ for backend in $BACKENDS; do
     sleep "$POLL_S"
   done
   t1=$(now)
+  db_sample
   snap1=$(snap)
   read -r started finished < <(json 'd["started_at"] + " " + (d["finished_at"] or "")' < "$WORK/status.json")
 

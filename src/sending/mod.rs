@@ -153,8 +153,14 @@ impl Engine {
             return Ok(0);
         }
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>(self.round_size() * 2);
-        let (recorder, outcomes) = Recorder::start(self.db.clone());
         let permits = Arc::new(Semaphore::new(self.concurrency));
+        let (recorder, outcomes) = Recorder::start(
+            self.db.clone(),
+            recorder::Slots {
+                semaphore: permits.clone(),
+                total: self.concurrency,
+            },
+        );
         let leases = Arc::new(Leases::new(self.lease));
 
         // Keeps the set of sending newsletters fresh, and the claims renewed, while the pipeline
