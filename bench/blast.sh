@@ -14,7 +14,11 @@
 # sink received and checks the sink's dump: every recipient exactly once, every
 # Message-ID once, and each message greeting its own recipient. Then the ceiling runs against a
 # fresh sink: `cargo run --release --example blast_ceiling -- --count COUNT --concurrency
-# CONCURRENCY --port PORT`, run here from the binary built once at the start. Prints one line per
+# CONCURRENCY --port PORT`, run here from the binary built once at the start; and once more with
+# `--enlace-smtp`, the same messages through Enlace's own SMTP client (pipelined where the server
+# allows) with no database, templates or bookkeeping: how close the engine comes to its own
+# transport, which is faster than lettre's `send`. The target is a ratio to the first; the
+# second is printed alongside. Prints one line per
 # run and a Markdown table (also written to target/bench/blast.md, and machine-readable to
 # target/bench/blast.tsv; the progress polls go to
 # target/bench/blast-progress-BACKEND.tsv) and exits non-zero if any message is missing,
@@ -267,6 +271,15 @@ for backend in $BACKENDS; do
   read -r _ c_rcpts _ _ c_wrong c_bytes < <(check_dump "$DUMPS/ceiling-$backend.dump")
   rm -f "$DUMPS/ceiling-$backend.dump"
 
+  echo "== $backend: Enlace's SMTP client alone ($CONCURRENCY connections, pipelined)"
+  start_sink "client-$backend"
+  client_line=$("$CEILING" --count "$COUNT" --concurrency "$CONCURRENCY" --port "$SINK_PORT" --enlace-smtp | grep '^RESULT')
+  stop_sink
+  e_received=$(sink_count "$WORK/client-$backend.sink")
+  rm -f "$DUMPS/client-$backend.dump"
+  [ "$e_received" = "$COUNT" ] || problems+=("Enlace's client alone after $backend: the sink counted $e_received")
+  e_rate=$(echo "$client_line" | python3 -c "import sys; print(dict(kv.split('=') for kv in sys.stdin.read().split()[1:])['per_second'])")
+
   read -r seconds rate c_rate ratio rss_mb engine_span cpu_enlace cpu_main cpu_sink cpu_db cpu_other \
     us_enlace us_ceiling < <(python3 - "$t0" "$t1" "$sent" "$ceiling_line" "$rss_kb" "$started" \
     "$finished" "$snap0" "$snap1" "$WORK/time-$backend.txt" "$WORK/time-ceiling-$backend.txt" <<'PY'
@@ -296,11 +309,13 @@ print(f"{secs:.1f} {rate:.0f} {c_rate:.0f} {rate / c_rate * 100:.1f} {int(rss) /
       cpu_us(time_app, sent), cpu_us(time_ceiling, c["messages"]))
 PY
   )
+  e_ratio=$(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]) * 100:.1f}')" "$rate" "$e_rate")
   echo "$backend: $sent sent, $failed failed, $skipped skipped in ${seconds} s = ${rate} msg/s" \
        "(engine's own figure ${engine_rate}/s, started→finished ${engine_span} s);" \
        "CPU cores: Enlace ${cpu_enlace} (main thread ${cpu_main}), sink ${cpu_sink}, PostgreSQL ${cpu_db}, everything else ${cpu_other};" \
        "CPU per message: Enlace ${us_enlace} µs, ceiling ${us_ceiling} µs;" \
-       "ceiling ${c_rate} msg/s → ${ratio}%; peak RSS ${rss_mb} MB;" \
+       "ceiling ${c_rate} msg/s → ${ratio}%; Enlace's SMTP client alone ${e_rate} msg/s → ${e_ratio}%;" \
+       "peak RSS ${rss_mb} MB;" \
        "sink: ${received} counted, ${d_msgs} dumped, ${d_rcpts} distinct recipients, ${d_dups} duplicates," \
        "${d_mids} distinct Message-IDs, ${d_wrong} wrongly personalised; ${d_bytes} B/message (ceiling ${c_bytes} B);" \
        "$log_lines server log lines"
@@ -318,13 +333,13 @@ PY
     || problems+=("ceiling after $backend: the sink counted $c_received, $c_rcpts distinct, $c_wrong wrong")
   python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > 0.25 else 1)" "$cpu_other" \
     && warnings+=("$backend: other processes used $cpu_other cores during the send; rerun when the machine is quiet")
-  rows+=("| $name | $sent | $seconds | $rate | $c_rate | $ratio % | $rss_mb | $us_enlace / $us_ceiling | $received | $engine_rate |")
+  rows+=("| $name | $sent | $seconds | $rate | $c_rate | $ratio % | $e_rate | $e_ratio % | $rss_mb | $us_enlace / $us_ceiling | $received | $engine_rate |")
   printf 'blast\t%s\tnewsletter\tmsg/s\t%s\t%s\tpeak RSS %s MB, CPU %s µs/message (ceiling %s)\n' "$backend" "$rate" "$c_rate" "$rss_mb" "$us_enlace" "$us_ceiling" >> "$OUT/blast.tsv"
 done
 
 {
-  echo "| backend | messages | seconds | messages/s | ceiling messages/s | of ceiling | peak RSS MB | CPU µs/message (Enlace / ceiling) | sink count | engine's per_second |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| backend | messages | seconds | messages/s | ceiling messages/s | of ceiling | Enlace's SMTP client alone, messages/s | of it | peak RSS MB | CPU µs/message (Enlace / ceiling) | sink count | engine's per_second |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } | tee "$OUT/blast.md"
 if [ "${#warnings[@]}" -gt 0 ]; then

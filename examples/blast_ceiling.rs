@@ -5,6 +5,11 @@
 //! messages (text + HTML, about 18 KB: a 10 KB HTML newsletter and its text part), each built with `lettre::Message::builder()` for its own
 //! recipient. Prints one `RESULT` line with messages/s.
 //!
+//! With `--enlace-smtp` the same messages go through Enlace's own SMTP client instead of lettre's
+//! `send` (`enlace::email::SmtpPool`: MAIL, RCPT and DATA pipelined where the server offers
+//! PIPELINING, the content and its final dot in one write): the ceiling of Enlace's transport
+//! alone, with still no database, templates or bookkeeping.
+//!
 //! `cargo run --release --example blast_ceiling -- --count 100000 --concurrency 16 --port 2525`
 
 use std::fmt::Write as _;
@@ -12,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use enlace::email::{SmtpConfig, SmtpPool};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
@@ -34,6 +40,9 @@ struct Args {
     /// text) comes to about two thirds of it. The default matches bench/blast.sh's newsletter.
     #[arg(long, default_value_t = 9_600)]
     html_bytes: usize,
+    /// Send through Enlace's SMTP client rather than lettre's `send`.
+    #[arg(long)]
+    enlace_smtp: bool,
 }
 
 const CITIES: [&str; 8] = [
@@ -133,7 +142,21 @@ async fn worker(
     args: std::sync::Arc<Args>,
     template: std::sync::Arc<Template>,
     first: usize,
+    pool: Option<std::sync::Arc<SmtpPool>>,
 ) -> anyhow::Result<(usize, usize)> {
+    if let Some(pool) = pool {
+        let (mut sent, mut bytes) = (0, 0);
+        for i in (first..args.count).step_by(args.concurrency) {
+            let message = template.message(i)?;
+            let raw = message.formatted();
+            pool.send(message.envelope(), &raw)
+                .await
+                .with_context(|| format!("sending message {i}"))?;
+            sent += 1;
+            bytes += raw.len();
+        }
+        return Ok((sent, bytes));
+    }
     let stream = tokio::net::TcpStream::connect((args.host.as_str(), args.port))
         .await
         .context("connecting to the SMTP server")?;
@@ -161,9 +184,19 @@ async fn main() -> anyhow::Result<()> {
         bail!("--concurrency must be at least 1");
     }
     let template = std::sync::Arc::new(Template::new(args.html_bytes));
+    // Enlace's client keeps each task's connection between messages, as its engine does.
+    let pool = if args.enlace_smtp {
+        let url = format!("smtp://{}:{}", args.host, args.port);
+        Some(std::sync::Arc::new(SmtpPool::new(
+            SmtpConfig::from_url(&url)?,
+            args.concurrency,
+        )))
+    } else {
+        None
+    };
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.concurrency)
-        .map(|first| tokio::spawn(worker(args.clone(), template.clone(), first)))
+        .map(|first| tokio::spawn(worker(args.clone(), template.clone(), first, pool.clone())))
         .collect();
     let (mut sent, mut bytes) = (0, 0);
     for task in tasks {
