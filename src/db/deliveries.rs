@@ -146,26 +146,62 @@ pub fn refresh_statistics(conn: &mut AnyConnection) -> QueryResult<()> {
 
 /// Extends to `until` the lease of the deliveries still held under any of `claims` (in
 /// `newsletter_ids`, which keeps it on the index); returns the claims that still hold some.
+/// Call inside `write_transaction`.
+///
+/// On PostgreSQL the rows whose outcome is being written at that moment are skipped rather than
+/// waited for: they are about to leave `sending`, and the outcome writer locks rows claim by
+/// claim in its own order, so waiting for them while holding others could deadlock with it.
+/// Which claims still hold deliveries is read first, without locks, so such a row still counts
+/// (its claim is kept, and renewed next time should its outcome not commit).
 pub fn renew_claims(
     conn: &mut AnyConnection,
     newsletter_ids: &[String],
     claims: &[String],
     until: NaiveDateTime,
 ) -> QueryResult<Vec<String>> {
-    let mut held: Vec<String> = diesel::update(
+    let held_rows = || {
         deliveries::table
             .filter(deliveries::newsletter_id.eq_any(newsletter_ids))
             .filter(deliveries::state.eq(SENDING))
-            .filter(deliveries::claim.eq_any(claims)),
-    )
-    .set(deliveries::locked_until.eq(Some(until)))
-    .returning(deliveries::claim)
-    .get_results::<Option<String>>(conn)?
-    .into_iter()
-    .flatten()
-    .collect();
-    held.sort();
-    held.dedup();
+            .filter(deliveries::claim.eq_any(claims))
+    };
+    let held: Vec<String> = held_rows()
+        .select(deliveries::claim)
+        .distinct()
+        .load::<Option<String>>(conn)?
+        .into_iter()
+        .flatten()
+        .collect();
+    let renew = deliveries::locked_until.eq(Some(until));
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            let free: Vec<(String, String)> = held_rows()
+                .select((deliveries::newsletter_id, deliveries::subscriber_id))
+                .for_update()
+                .skip_locked()
+                .load(pg)?;
+            for newsletter_id in newsletter_ids {
+                let ids: Vec<&str> = free
+                    .iter()
+                    .filter(|(n, _)| n == newsletter_id)
+                    .map(|(_, s)| s.as_str())
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                diesel::update(
+                    deliveries::table
+                        .filter(deliveries::newsletter_id.eq(newsletter_id))
+                        .filter(deliveries::subscriber_id.eq_any(&ids)),
+                )
+                .set(renew)
+                .execute(pg)?;
+            }
+        }
+        AnyConnection::Sqlite(lite) => {
+            diesel::update(held_rows()).set(renew).execute(lite)?;
+        }
+    }
     Ok(held)
 }
 

@@ -86,3 +86,79 @@ async fn a_message_in_flight_past_its_lease_is_not_taken_over_and_sent_again() {
     );
     assert_eq!(app.count("deliveries WHERE state = 'sent'"), 1);
 }
+
+/// On PostgreSQL, renewing the leases never waits for a delivery whose outcome is being written
+/// (the outcome writer locks rows claim by claim, in its own order; waiting could deadlock with
+/// it): that row is skipped, the others are renewed, and its claim still counts as held.
+#[tokio::test]
+async fn renewing_leases_skips_a_row_being_finished_instead_of_waiting_for_it() {
+    use diesel::prelude::*;
+    use diesel::sql_types::Text;
+    use enlace::db::schema::deliveries as d;
+    use enlace::db::{deliveries, write_transaction, AnyConnection, Backend};
+
+    let app = spawn_app_with_smtp_manual(|s| s.postal_address = Some(POSTAL.into())).await;
+    if app.db.backend() != Backend::Postgres {
+        return; // SQLite has one writer at a time: nothing to deadlock with.
+    }
+    let token = app.staff_token(Role::Editor).await;
+    add_people(&app, 2);
+    let id = send_plain(&app, &token).await;
+    let now = enlace::db::now();
+    app.engine.schedule(now).await.unwrap();
+    let mut conn = app.db.get().unwrap();
+    let lease = now + chrono::Duration::minutes(5);
+    let claimed = write_transaction(&mut conn, |c| {
+        deliveries::claim_deliveries(c, &id, "c1", now, lease, 10, false)
+    })
+    .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let (busy, free) = (
+        claimed[0].subscriber_id.clone(),
+        claimed[1].subscriber_id.clone(),
+    );
+    let until = now + chrono::Duration::minutes(30);
+
+    let AnyConnection::Postgresql(pg) = &mut *conn else {
+        unreachable!()
+    };
+    pg.transaction(|pg| {
+        // This connection holds one row, as the outcome writer does mid-statement.
+        diesel::sql_query("SELECT 1 FROM deliveries WHERE subscriber_id = $1 FOR UPDATE")
+            .bind::<Text, _>(&busy)
+            .execute(pg)?;
+        let renewing = {
+            let (db, id) = (app.db.clone(), id.clone());
+            std::thread::spawn(move || {
+                let mut conn = db.get().unwrap();
+                write_transaction(&mut conn, |c| {
+                    deliveries::renew_claims(c, &[id], &["c1".to_owned()], until)
+                })
+            })
+        };
+        let started = std::time::Instant::now();
+        while !renewing.is_finished() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            renewing.is_finished(),
+            "the renewal waited for a row being finished"
+        );
+        assert_eq!(renewing.join().unwrap().unwrap(), vec!["c1".to_owned()]);
+        Ok::<_, diesel::result::Error>(())
+    })
+    .unwrap();
+    let lease_of = |pg: &mut diesel::PgConnection, who: &str| {
+        d::table
+            .filter(d::subscriber_id.eq(who))
+            .select(d::locked_until)
+            .first::<Option<chrono::NaiveDateTime>>(pg)
+            .unwrap()
+    };
+    assert_eq!(lease_of(pg, &free), Some(until), "the free row is renewed");
+    assert_eq!(
+        lease_of(pg, &busy),
+        Some(lease),
+        "the busy row is left as it was"
+    );
+}
