@@ -144,36 +144,40 @@ async fn worker(
     first: usize,
     pool: Option<std::sync::Arc<SmtpPool>>,
 ) -> anyhow::Result<(usize, usize)> {
-    if let Some(pool) = pool {
-        let (mut sent, mut bytes) = (0, 0);
-        for i in (first..args.count).step_by(args.concurrency) {
-            let message = template.message(i)?;
-            let raw = message.formatted();
-            pool.send(message.envelope(), &raw)
+    let mut conn = match pool {
+        Some(_) => None,
+        None => {
+            let stream = tokio::net::TcpStream::connect((args.host.as_str(), args.port))
                 .await
-                .with_context(|| format!("sending message {i}"))?;
-            sent += 1;
-            bytes += raw.len();
+                .context("connecting to the SMTP server")?;
+            stream.set_nodelay(true)?;
+            let hello = ClientId::default();
+            Some(AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await?)
         }
-        return Ok((sent, bytes));
-    }
-    let stream = tokio::net::TcpStream::connect((args.host.as_str(), args.port))
-        .await
-        .context("connecting to the SMTP server")?;
-    stream.set_nodelay(true)?;
-    let hello = ClientId::default();
-    let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await?;
+    };
     let (mut sent, mut bytes) = (0, 0);
     for i in (first..args.count).step_by(args.concurrency) {
         let message = template.message(i)?;
         let raw = message.formatted();
-        conn.send(message.envelope(), &raw)
-            .await
-            .with_context(|| format!("sending message {i}"))?;
+        let result = match (&mut conn, &pool) {
+            (Some(conn), _) => conn
+                .send(message.envelope(), &raw)
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::from),
+            (None, Some(pool)) => pool
+                .send(message.envelope(), &raw)
+                .await
+                .map_err(anyhow::Error::from),
+            (None, None) => unreachable!("a connection or Enlace's pool"),
+        };
+        result.with_context(|| format!("sending message {i}"))?;
         sent += 1;
         bytes += raw.len();
     }
-    conn.quit().await?;
+    if let Some(mut conn) = conn {
+        conn.quit().await?;
+    }
     Ok((sent, bytes))
 }
 
