@@ -68,7 +68,11 @@ impl Leases {
             }
         }
         let (claims, newsletters): (Vec<String>, Vec<String>) = {
-            let held = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+            let mut held = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+            // A claim whose lease ran out (renewals failed for a whole lease) may have been
+            // taken over by another worker: it is never renewed, and its unsent messages are
+            // released (see `deliver`).
+            held.retain(|_, c| c.lease.until() > now);
             let mut newsletters: Vec<String> =
                 held.values().map(|c| c.newsletter_id.clone()).collect();
             newsletters.sort();
