@@ -21,7 +21,7 @@ RATE="${RATE:-400}"   # messages per second, so the send is still running when t
 LEASE_S="${LEASE_S:-30}"
 APP_PORT=18221
 SINK_PORT=12621
-PG_PORT=55431
+PG_PORT=15431   # below the ephemeral range (32768–60999), where an outgoing connection may hold it
 fl_init pg-restart "${BUDGET_S:-180}"
 
 pg_seeded "$PG_PORT" "$COUNT"

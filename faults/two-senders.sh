@@ -20,7 +20,7 @@ PORT_A=18231
 PORT_B=18232
 SINK_A=12631
 SINK_B=12632
-PG_PORT=55432
+PG_PORT=15432   # below the ephemeral range (32768–60999), where an outgoing connection may hold it
 fl_init two-senders "${BUDGET_S:-180}"
 
 pg_seeded "$PG_PORT" "$COUNT"
