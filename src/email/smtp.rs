@@ -151,16 +151,16 @@ impl SmtpPool {
         // lettre keeps only the extensions it uses from the server's EHLO reply. Asked again
         // (RFC 5321 §4.1.4 allows a later EHLO; no transaction is open yet, and authentication
         // comes after), the reply says whether commands may be pipelined.
-        let pipelining = conn
-            .command(Ehlo::new(self.hello.clone()))
-            .await
-            .map_err(classify)?
-            .message()
-            .any(|line| {
+        // A server that refuses the repeated EHLO keeps the session as it was: no pipelining.
+        let pipelining = match conn.command(Ehlo::new(self.hello.clone())).await {
+            Ok(reply) => reply.message().any(|line| {
                 line.split_whitespace()
                     .next()
                     .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
-            });
+            }),
+            Err(e) if e.is_permanent() || e.is_transient() => false,
+            Err(e) => return Err(classify(e)),
+        };
         if let Some(credentials) = &cfg.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await

@@ -298,8 +298,9 @@ struct Wire {
 }
 
 /// A server that offers PIPELINING, answers everything it has read in one write, and refuses
-/// the recipient `nobody@…` (then DATA, for want of a recipient).
-async fn serve_pipelining(listener: tokio::net::TcpListener) -> Wire {
+/// the recipient `nobody@…` (then DATA, for want of a recipient). With `one_ehlo`, it refuses a
+/// connection's second EHLO, as a few servers do.
+async fn serve_pipelining(listener: tokio::net::TcpListener, one_ehlo: bool) -> Wire {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let wire = Wire::default();
     let seen = wire.clone();
@@ -309,7 +310,7 @@ async fn serve_pipelining(listener: tokio::net::TcpListener) -> Wire {
             tokio::spawn(async move {
                 socket.write_all(b"220 test ESMTP\r\n").await.unwrap();
                 let (mut pending, mut content) = (String::new(), None::<String>);
-                let mut recipients = 0;
+                let (mut recipients, mut greeted) = (0, false);
                 let mut buf = vec![0u8; 65536];
                 loop {
                     let n = socket.read(&mut buf).await.unwrap_or(0);
@@ -333,7 +334,11 @@ async fn serve_pipelining(listener: tokio::net::TcpListener) -> Wire {
                         }
                         let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
                         replies.push_str(match verb.as_str() {
-                            "EHLO" => "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                            "EHLO" if one_ehlo && greeted => "503 5.5.1 duplicate EHLO\r\n",
+                            "EHLO" => {
+                                greeted = true;
+                                "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                            }
                             "MAIL" => {
                                 recipients = 0;
                                 "250 2.1.0 ok\r\n"
@@ -370,7 +375,7 @@ async fn a_pipelining_server_gets_each_transaction_in_one_packet() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let wire = serve_pipelining(listener).await;
+    let wire = serve_pipelining(listener, false).await;
     let pool = SmtpPool::new(
         SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
         4,
@@ -427,4 +432,38 @@ async fn a_pipelining_server_gets_each_transaction_in_one_packet() {
         .await
         .unwrap();
     assert_eq!(wire.messages.lock().unwrap().len(), 3);
+}
+
+/// A server that refuses a repeated EHLO still gets every message, one command at a time.
+#[tokio::test]
+async fn a_server_refusing_a_second_ehlo_gets_its_messages_unpipelined() {
+    use enlace::email::{SmtpConfig, SmtpPool};
+    use lettre::address::{Address, Envelope};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let wire = serve_pipelining(listener, true).await;
+    let pool = SmtpPool::new(
+        SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
+        4,
+    );
+    let envelope = Envelope::new(
+        Some("news@example.org".parse::<Address>().unwrap()),
+        vec!["ana@example.org".parse::<Address>().unwrap()],
+    )
+    .unwrap();
+    for _ in 0..2 {
+        pool.send(&envelope, b"Subject: hi\r\n\r\nHello.\r\n")
+            .await
+            .unwrap();
+    }
+    assert_eq!(wire.messages.lock().unwrap().len(), 2);
+    let packets = wire.packets.lock().unwrap().clone();
+    assert!(
+        packets
+            .iter()
+            .filter(|p| p.contains("MAIL FROM"))
+            .all(|p| !p.contains("RCPT")),
+        "no pipelining where it was not confirmed: {packets:?}"
+    );
 }
