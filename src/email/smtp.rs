@@ -150,8 +150,8 @@ impl SmtpPool {
         };
         // lettre keeps only the extensions it uses from the server's EHLO reply. Asked again
         // (RFC 5321 §4.1.4 allows a later EHLO; no transaction is open yet, and authentication
-        // comes after), the reply says whether commands may be pipelined.
-        // A server that refuses the repeated EHLO keeps the session as it was: no pipelining.
+        // comes after), the reply says whether commands may be pipelined. A server that refuses
+        // the repeated EHLO keeps the session as it was, and is sent to without pipelining.
         let pipelining = match conn.command(Ehlo::new(self.hello.clone())).await {
             Ok(reply) => reply.message().any(|line| {
                 line.split_whitespace()
