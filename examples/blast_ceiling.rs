@@ -136,6 +136,12 @@ impl Template {
     }
 }
 
+/// How a task sends: lettre's `send` on a connection of its own, or Enlace's client.
+enum Client {
+    Lettre(Box<AsyncSmtpConnection>),
+    Enlace(std::sync::Arc<SmtpPool>),
+}
+
 /// One task: one connection, messages `first`, `first + step`, … below `count`.
 /// Returns (messages, bytes) sent.
 async fn worker(
@@ -144,38 +150,39 @@ async fn worker(
     first: usize,
     pool: Option<std::sync::Arc<SmtpPool>>,
 ) -> anyhow::Result<(usize, usize)> {
-    let mut conn = match pool {
-        Some(_) => None,
+    let mut client = match pool {
+        Some(pool) => Client::Enlace(pool),
         None => {
             let stream = tokio::net::TcpStream::connect((args.host.as_str(), args.port))
                 .await
                 .context("connecting to the SMTP server")?;
             stream.set_nodelay(true)?;
             let hello = ClientId::default();
-            Some(AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await?)
+            Client::Lettre(Box::new(
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await?,
+            ))
         }
     };
     let (mut sent, mut bytes) = (0, 0);
     for i in (first..args.count).step_by(args.concurrency) {
         let message = template.message(i)?;
         let raw = message.formatted();
-        let result = match (&mut conn, &pool) {
-            (Some(conn), _) => conn
+        let result = match &mut client {
+            Client::Lettre(conn) => conn
                 .send(message.envelope(), &raw)
                 .await
                 .map(drop)
                 .map_err(anyhow::Error::from),
-            (None, Some(pool)) => pool
+            Client::Enlace(pool) => pool
                 .send(message.envelope(), &raw)
                 .await
                 .map_err(anyhow::Error::from),
-            (None, None) => unreachable!("a connection or Enlace's pool"),
         };
         result.with_context(|| format!("sending message {i}"))?;
         sent += 1;
         bytes += raw.len();
     }
-    if let Some(mut conn) = conn {
+    if let Client::Lettre(mut conn) = client {
         conn.quit().await?;
     }
     Ok((sent, bytes))

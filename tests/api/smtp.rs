@@ -218,7 +218,6 @@ impl Handler for Counter {
 #[tokio::test]
 async fn a_gated_message_is_delivered_only_once_its_gate_passes() {
     use enlace::email::{Handed, SmtpConfig, SmtpPool};
-    use lettre::address::{Address, Envelope};
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -228,11 +227,7 @@ async fn a_gated_message_is_delivered_only_once_its_gate_passes() {
         SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
         4,
     ));
-    let envelope = Envelope::new(
-        Some("news@example.org".parse::<Address>().unwrap()),
-        vec!["ana@example.org".parse::<Address>().unwrap()],
-    )
-    .unwrap();
+    let envelope = envelope_to("ana@example.org");
     let raw = b"Subject: hello\r\n\r\nHello Ana.\r\n".to_vec();
     let count = |c: &Arc<Mutex<usize>>| *c.lock().unwrap();
 
@@ -297,11 +292,19 @@ struct Wire {
     messages: Arc<Mutex<Vec<String>>>,
 }
 
-/// A server that offers PIPELINING, answers everything it has read in one write, and refuses
-/// the recipient `nobody@…` (then DATA, for want of a recipient). With `one_ehlo`, it refuses a
+/// A pool of Enlace's SMTP client connected to a scripted server, and what the server saw.
+/// The server offers PIPELINING, answers everything it has read in one write, and refuses the
+/// recipient `nobody@…` (then DATA, for want of a recipient). With `one_ehlo`, it refuses a
 /// connection's second EHLO, as a few servers do.
-async fn serve_pipelining(listener: tokio::net::TcpListener, one_ehlo: bool) -> Wire {
+async fn pipelining_server(one_ehlo: bool) -> (Wire, enlace::email::SmtpPool) {
+    use enlace::email::{SmtpConfig, SmtpPool};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let pool = SmtpPool::new(
+        SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
+        4,
+    );
     let wire = Wire::default();
     let seen = wire.clone();
     tokio::spawn(async move {
@@ -362,7 +365,17 @@ async fn serve_pipelining(listener: tokio::net::TcpListener, one_ehlo: bool) -> 
             });
         }
     });
-    wire
+    (wire, pool)
+}
+
+/// One message's envelope, from the newsletter address to `to`.
+fn envelope_to(to: &str) -> lettre::address::Envelope {
+    use lettre::address::{Address, Envelope};
+    Envelope::new(
+        Some("news@example.org".parse::<Address>().unwrap()),
+        vec![to.parse::<Address>().unwrap()],
+    )
+    .unwrap()
 }
 
 /// Where the server offers PIPELINING (RFC 2920), a transaction opens in one round trip: MAIL,
@@ -370,23 +383,10 @@ async fn serve_pipelining(listener: tokio::net::TcpListener, one_ehlo: bool) -> 
 /// is a permanent failure, and the next message goes out on a fresh connection.
 #[tokio::test]
 async fn a_pipelining_server_gets_each_transaction_in_one_packet() {
-    use enlace::email::{SendError, SmtpConfig, SmtpPool};
-    use lettre::address::{Address, Envelope};
+    use enlace::email::SendError;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let wire = serve_pipelining(listener, false).await;
-    let pool = SmtpPool::new(
-        SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
-        4,
-    );
-    let envelope = |to: &str| {
-        Envelope::new(
-            Some("news@example.org".parse::<Address>().unwrap()),
-            vec![to.parse::<Address>().unwrap()],
-        )
-        .unwrap()
-    };
+    let (wire, pool) = pipelining_server(false).await;
+    let envelope = envelope_to;
     let raw = ".starts with a dot\r\nSubject: dots\r\n\r\n.\r\n..two\r\nmiddle . of a line\r\n";
     pool.send(&envelope("ana@example.org"), raw.as_bytes())
         .await
@@ -437,21 +437,8 @@ async fn a_pipelining_server_gets_each_transaction_in_one_packet() {
 /// A server that refuses a repeated EHLO still gets every message, one command at a time.
 #[tokio::test]
 async fn a_server_refusing_a_second_ehlo_gets_its_messages_unpipelined() {
-    use enlace::email::{SmtpConfig, SmtpPool};
-    use lettre::address::{Address, Envelope};
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let wire = serve_pipelining(listener, true).await;
-    let pool = SmtpPool::new(
-        SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
-        4,
-    );
-    let envelope = Envelope::new(
-        Some("news@example.org".parse::<Address>().unwrap()),
-        vec!["ana@example.org".parse::<Address>().unwrap()],
-    )
-    .unwrap();
+    let (wire, pool) = pipelining_server(true).await;
+    let envelope = envelope_to("ana@example.org");
     for _ in 0..2 {
         pool.send(&envelope, b"Subject: hi\r\n\r\nHello.\r\n")
             .await
