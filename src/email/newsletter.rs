@@ -11,16 +11,22 @@ use super::Templates;
 use crate::domain::Language;
 use crate::error::FieldErrors;
 
+mod rules;
+
 /// Longest subject accepted, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 300;
 /// Largest HTML or text body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
-/// Template work allowed per message: a template that loops without end is stopped, not hung.
+/// Template steps allowed per message. The language has no loops (see `rules`), so a template
+/// takes about as many steps as it has expressions; this is a second bound, not the first.
 const FUEL: u64 = 200_000;
-/// Largest rendered subject, HTML or text of one message. Fuel bounds the steps, not what each
-/// step writes: a loop that repeats a long text fails here, on sample data when saved, instead
-/// of filling the memory of the service.
+/// Largest rendered subject, HTML or text of one message. A template that prints long merge
+/// values many times can pass on the sample data tried when it is saved and exceed this for
+/// someone whose values are long: that one message fails, instead of the memory filling.
 pub const MAX_RENDERED_BYTES: usize = 2 * 1024 * 1024;
+/// Time one message may take to render (all its parts). The rules keep a render to milliseconds;
+/// this is the bound if that ever stops being true. Checked as the output is written.
+pub const RENDER_TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One version of the content.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -93,8 +99,9 @@ pub fn text_from_html(html: &str) -> String {
 }
 
 impl CompiledNewsletter {
-    /// Compiles every version; a syntax error, an unknown merge field (or an undeclared
-    /// attribute) or a template that fails on sample data is reported by field, before any send.
+    /// Compiles every version; a syntax error, a construct outside the merge-field language (see
+    /// `rules`), an unknown merge field (or an undeclared attribute) or a template that fails on
+    /// sample data is reported by field, before any send.
     pub fn compile(
         content: &NewsletterContent,
         declared: &[String],
@@ -111,6 +118,16 @@ impl CompiledNewsletter {
             Value::from(postal_address.map(str::to_owned)),
         );
         let mut errors = FieldErrors::new();
+        let limits = rules::Limits {
+            // Printed as `{'key': 'value', …}`: each declared value with its key and punctuation.
+            attributes_bytes: declared
+                .iter()
+                .map(|key| key.len() as u64 + 8 + rules::MERGE_VALUE_BYTES)
+                .sum::<u64>()
+                .max(rules::MERGE_VALUE_BYTES),
+            org_bytes: org.len() as u64,
+            postal_address_bytes: postal_address.map_or(0, |p| p.len() as u64),
+        };
         let declared: HashSet<&str> = declared.iter().map(String::as_str).collect();
         let versions = std::iter::once(("default", &content.default)).chain(
             content
@@ -138,9 +155,13 @@ impl CompiledNewsletter {
                 ("text", format!("{set}/body.txt"), text),
             ] {
                 let field = format!("{prefix}{part}");
+                let refused = rules::check(&source, &limits);
                 if let Err(e) = env.add_template_owned(name.clone(), source) {
                     errors.entry(field).or_default().push(describe(&e));
                     continue;
+                }
+                if !refused.is_empty() {
+                    errors.entry(field.clone()).or_default().extend(refused);
                 }
                 let template = env.get_template(&name).expect("template just added");
                 for variable in template.undeclared_variables(true) {
@@ -215,26 +236,38 @@ impl CompiledNewsletter {
             unsubscribe_url => data.unsubscribe_url,
             preferences_url => data.preferences_url,
         };
+        let deadline = std::time::Instant::now() + RENDER_TIME_BUDGET;
         let render = |part: &'static str, name: String| {
-            let mut out = Bounded(Vec::new());
-            self.env
+            let mut out = Bounded {
+                out: Vec::new(),
+                deadline,
+                stopped: None,
+            };
+            let rendered = self
+                .env
                 .get_template(&name)
-                .and_then(|t| t.render_captured_to(&ctx, &mut out).map(drop))
-                .map_err(|e| {
-                    let e = if e.kind() == ErrorKind::WriteFailure {
-                        Error::new(
-                            ErrorKind::InvalidOperation,
-                            format!(
-                                "the message would be larger than {} MiB",
-                                MAX_RENDERED_BYTES / (1024 * 1024)
-                            ),
-                        )
-                    } else {
-                        e
-                    };
-                    (part, e)
-                })?;
-            Ok(String::from_utf8(out.0)
+                .and_then(|t| t.render_captured_to(&ctx, &mut out).map(drop));
+            if let Err(e) = rendered {
+                let e = match (e.kind(), out.stopped) {
+                    (ErrorKind::WriteFailure, Some(Overrun::Size)) => Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!(
+                            "the message would be larger than {} MiB",
+                            MAX_RENDERED_BYTES / (1024 * 1024)
+                        ),
+                    ),
+                    (ErrorKind::WriteFailure, Some(Overrun::Time)) => Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!(
+                            "the message took longer than {} s to render",
+                            RENDER_TIME_BUDGET.as_secs()
+                        ),
+                    ),
+                    _ => e,
+                };
+                return Err((part, e));
+            }
+            Ok(String::from_utf8(out.out)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
         };
         let subject = render("subject", format!("{set}/subject.txt"))?;
@@ -264,15 +297,31 @@ impl CompiledNewsletter {
     }
 }
 
-/// Rendered output, refused past `MAX_RENDERED_BYTES`.
-struct Bounded(Vec<u8>);
+/// Why a render was stopped.
+#[derive(Clone, Copy)]
+enum Overrun {
+    Size,
+    Time,
+}
+
+/// Rendered output, refused past `MAX_RENDERED_BYTES` or once the message's time is up.
+struct Bounded {
+    out: Vec<u8>,
+    deadline: std::time::Instant,
+    stopped: Option<Overrun>,
+}
 
 impl std::io::Write for Bounded {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+        if self.out.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.stopped = Some(Overrun::Size);
             return Err(std::io::Error::other("rendered message too large"));
         }
-        self.0.extend_from_slice(buf);
+        if std::time::Instant::now() > self.deadline {
+            self.stopped = Some(Overrun::Time);
+            return Err(std::io::Error::other("rendering took too long"));
+        }
+        self.out.extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -411,27 +460,34 @@ mod tests {
             html.contains("nmae") && html.contains("attributes.zip"),
             "{html}"
         );
-        // Looping without end runs out of fuel instead of hanging a worker.
+        // Loops are not part of the language: refused by name, on each part they appear in.
         let c = content(
             "x",
             "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
         );
-        assert!(CompiledNewsletter::compile(&c, &[], "Org", None).is_err());
-        // Few steps, each writing much: stopped at MAX_RENDERED_BYTES, not when memory runs out.
-        let chunk = "x".repeat(10 * 1024);
-        let c = content(
-            "x",
-            &format!(
-                "{{% for a in email %}}{{% for b in email %}}{chunk}{{% endfor %}}{{% endfor %}}"
-            ),
-        );
         let errors = CompiledNewsletter::compile(&c, &[], "Org", None)
             .err()
             .unwrap();
-        assert!(
-            errors["html"][0].contains("larger than 2 MiB"),
-            "{errors:?}"
-        );
+        assert!(errors["html"][0].contains("`for` loops"), "{errors:?}");
+        assert!(errors["text"][0].contains("`for` loops"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_message_too_large_for_one_person_fails_alone() {
+        // Empty on the sample data tried at save; 2.1 MB for someone with a 500-character value.
+        let c = content("x", &"{{ attributes.bio }}".repeat(4400));
+        let compiled = CompiledNewsletter::compile(&c, &["bio".into()], "Org", None).unwrap();
+        let templates = Templates::new("Org", None).unwrap();
+        let long = serde_json::json!({"bio": "b".repeat(500)});
+        let e = compiled
+            .render(&data(&long, Language::En), &templates)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("larger than 2 MiB"), "{e}");
+        let short = serde_json::json!({"bio": "b"});
+        assert!(compiled
+            .render(&data(&short, Language::En), &templates)
+            .is_ok());
     }
 
     #[test]
