@@ -169,7 +169,13 @@ impl Application {
             cache: Default::default(),
             lease: chrono::Duration::seconds(i64::from(settings.send_lease_seconds)),
             stopping: Default::default(),
+            render_guard: Default::default(),
         });
+        crate::sending::guard::spawn_report(
+            db.clone(),
+            settings.org_name.clone(),
+            settings.postal_address.clone(),
+        );
         let send_ready = Arc::new(Notify::new());
         let task_ready = Arc::new(Notify::new());
         let tasks = Arc::new(TaskWorker {

@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{deliveries, newsletters};
+use super::schema::{deliveries, newsletters, render_marks};
 use super::AnyConnection;
 
 pub const DRAFT: &str = "draft";
@@ -37,6 +37,9 @@ pub struct Newsletter {
     pub finished_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Why the engine paused it (its messages could not be rendered, a process died rendering
+    /// it, its templates no longer compile); cleared when staff pause or resume it.
+    pub pause_reason: Option<String>,
 }
 
 /// A draft's editable fields; `None` leaves a field as it is.
@@ -124,7 +127,9 @@ pub fn delete_unsent(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
     .map(|n| n == 1)
 }
 
-/// Moves a newsletter from one of `from` to `to`; false when it was in none of them.
+/// Moves a newsletter from one of `from` to `to`; false when it was in none of them. The reason
+/// of an earlier pause by the engine is cleared, and a resumed send may again fail to render
+/// `MAX_RENDER_FAILURES` messages before it is paused.
 pub fn transition(
     conn: &mut AnyConnection,
     id: &str,
@@ -132,14 +137,129 @@ pub fn transition(
     to: &str,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
+    let target = newsletters::table
+        .find(id)
+        .filter(newsletters::status.eq_any(from));
+    let changes = (
+        newsletters::status.eq(to),
+        newsletters::updated_at.eq(now),
+        newsletters::pause_reason.eq(None::<String>),
+    );
+    if to == SENDING {
+        diesel::update(target)
+            .set((changes, newsletters::render_failures.eq(0)))
+            .execute(conn)
+    } else {
+        diesel::update(target).set(changes).execute(conn)
+    }
+    .map(|n| n == 1)
+}
+
+/// Pauses a sending newsletter for a reason staff read in the API; false when it was not sending.
+pub fn pause_with_reason(
+    conn: &mut AnyConnection,
+    id: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
     diesel::update(
         newsletters::table
             .find(id)
-            .filter(newsletters::status.eq_any(from)),
+            .filter(newsletters::status.eq(SENDING)),
     )
-    .set((newsletters::status.eq(to), newsletters::updated_at.eq(now)))
+    .set((
+        newsletters::status.eq(PAUSED),
+        newsletters::pause_reason.eq(Some(reason)),
+        newsletters::updated_at.eq(now),
+    ))
     .execute(conn)
     .map(|n| n == 1)
+}
+
+/// Adds `count` messages that could not be rendered; returns the newsletter's total since it
+/// last started or resumed.
+pub fn add_render_failures(conn: &mut AnyConnection, id: &str, count: i32) -> QueryResult<i32> {
+    diesel::update(newsletters::table.find(id))
+        .set(newsletters::render_failures.eq(newsletters::render_failures + count))
+        .returning(newsletters::render_failures)
+        .get_result(conn)
+}
+
+/// Newsletters that may still be sent: drafts, scheduled, overdue, sending and paused.
+pub fn unfinished_newsletters(conn: &mut AnyConnection) -> QueryResult<Vec<Newsletter>> {
+    newsletters::table
+        .filter(newsletters::status.eq_any(UNFINISHED))
+        .order(newsletters::created_at.asc())
+        .select(Newsletter::as_select())
+        .load(conn)
+}
+
+/// A batch being rendered (see `render_marks`).
+#[derive(Queryable, Selectable, Debug)]
+#[diesel(table_name = render_marks)]
+pub struct RenderMark {
+    pub claim: String,
+    pub started_at: NaiveDateTime,
+    pub locked_until: NaiveDateTime,
+}
+
+/// Marks the batch `claim` of a newsletter as being rendered until `until` (renewed with the
+/// claim's lease).
+pub fn mark_rendering(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+    claim: &str,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(render_marks::table)
+        .values((
+            render_marks::claim.eq(claim),
+            render_marks::newsletter_id.eq(newsletter_id),
+            render_marks::started_at.eq(now),
+            render_marks::locked_until.eq(until),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// The batches of a newsletter being rendered, by this process or another.
+pub fn render_marks_of(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+) -> QueryResult<Vec<RenderMark>> {
+    render_marks::table
+        .filter(render_marks::newsletter_id.eq(newsletter_id))
+        .select(RenderMark::as_select())
+        .load(conn)
+}
+
+/// Removes the marks of rendered batches.
+pub fn clear_render_marks(conn: &mut AnyConnection, claims: &[String]) -> QueryResult<usize> {
+    if claims.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(render_marks::table.filter(render_marks::claim.eq_any(claims))).execute(conn)
+}
+
+/// Removes every mark of a newsletter (when it is paused because of one).
+pub fn clear_render_marks_of(conn: &mut AnyConnection, newsletter_id: &str) -> QueryResult<usize> {
+    diesel::delete(render_marks::table.filter(render_marks::newsletter_id.eq(newsletter_id)))
+        .execute(conn)
+}
+
+/// Extends the marks of batches still being rendered, with their claims' leases.
+pub fn renew_render_marks(
+    conn: &mut AnyConnection,
+    claims: &[String],
+    until: NaiveDateTime,
+) -> QueryResult<usize> {
+    if claims.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(render_marks::table.filter(render_marks::claim.eq_any(claims)))
+        .set(render_marks::locked_until.eq(until))
+        .execute(conn)
 }
 
 /// Schedules (or, with `send_at` = now, starts) a draft or overdue newsletter under `key`.

@@ -188,6 +188,17 @@ diesel::table! {
         finished_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        pause_reason -> Nullable<Text>,
+        render_failures -> Integer,
+    }
+}
+
+diesel::table! {
+    render_marks (claim) {
+        claim -> Text,
+        newsletter_id -> Text,
+        started_at -> Timestamp,
+        locked_until -> Timestamp,
     }
 }
 
@@ -318,6 +329,7 @@ diesel::joinable!(import_parts -> imports (import_id));
 diesel::joinable!(import_problems -> imports (import_id));
 diesel::joinable!(jobs -> subscribers (subscriber_id));
 diesel::joinable!(newsletters -> segments (segment_id));
+diesel::joinable!(render_marks -> newsletters (newsletter_id));
 diesel::joinable!(subscriber_interests -> interests (interest_slug));
 diesel::joinable!(subscriber_interests -> subscribers (subscriber_id));
 diesel::joinable!(webhook_attempts -> webhook_messages (message_id));
@@ -339,6 +351,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_events,
     newsletters,
     provider_tokens,
+    render_marks,
     segments,
     staff,
     subscriber_interests,

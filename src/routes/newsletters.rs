@@ -63,6 +63,7 @@ pub fn view(n: &Newsletter, progress: Option<Value>) -> Value {
         "segment_id": n.segment_id,
         "filter": n.filter.as_deref().and_then(|f| serde_json::from_str::<Value>(f).ok()),
         "status": n.status,
+        "pause_reason": n.pause_reason,
         "send_at": time(n.send_at),
         "started_at": time(n.started_at),
         "finished_at": time(n.finished_at),
@@ -158,7 +159,8 @@ pub async fn list_newsletters(
         .take(limit as usize)
         .map(|n| {
             json!({
-                "id": n.id, "subject": n.subject, "status": n.status, "segment_id": n.segment_id,
+                "id": n.id, "subject": n.subject, "status": n.status, "pause_reason": n.pause_reason,
+                "segment_id": n.segment_id,
                 "send_at": time(n.send_at), "started_at": time(n.started_at),
                 "finished_at": time(n.finished_at), "created_at": n.created_at.and_utc().to_rfc3339(),
                 "updated_at": n.updated_at.and_utc().to_rfc3339(),
@@ -381,6 +383,7 @@ pub async fn create_newsletter(
         finished_at: None,
         created_at: now,
         updated_at: now,
+        pause_reason: None,
     };
     apply(&mut errors, &mut n, body);
     if !errors.is_empty() {

@@ -87,6 +87,8 @@ impl Leases {
             let claims = claims.clone();
             db.write(move |conn| {
                 db::write_transaction(conn, |c| {
+                    // A batch still being rendered keeps its mark alive with its lease.
+                    db::newsletters::renew_render_marks(c, &claims, until)?;
                     deliveries::renew_claims(c, &newsletters, &claims, until)
                 })
                 .map_err(db::DbError::from)

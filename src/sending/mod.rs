@@ -10,6 +10,7 @@
 //! out and another worker takes them over. Each connection opens its next transaction while
 //! the outcome of its last message is being committed, so the commits cost no SMTP time.
 
+pub mod guard;
 mod lease;
 pub mod prepare;
 mod recorder;
@@ -62,6 +63,8 @@ pub struct Engine {
     pub lease: Duration,
     /// Set at shutdown: nothing more is claimed, and what is claimed but unsent is put back.
     pub stopping: AtomicBool,
+    /// The marks of batches being rendered, and what a failed render does to a send.
+    pub render_guard: guard::RenderGuard,
 }
 
 /// One delivery ready to go (or already decided).
@@ -295,31 +298,72 @@ impl Engine {
             for newsletter_id in ids {
                 let now = clock();
                 let claim = db::new_id();
-                let batch = {
+                let claimed = {
+                    let engine = self.clone();
                     let (id, claim) = (newsletter_id.clone(), claim.clone());
                     self.db
                         .write(move |conn| {
                             db::write_transaction(conn, |c| {
-                                deliveries::claim_deliveries(
+                                engine.render_guard.claim(
                                     c,
-                                    &id,
-                                    &claim,
-                                    now,
-                                    now + lease,
-                                    limit,
-                                    take_expired,
+                                    &guard::ClaimRequest {
+                                        newsletter_id: &id,
+                                        claim: &claim,
+                                        now,
+                                        until: now + lease,
+                                        limit,
+                                        take_expired,
+                                    },
                                 )
                             })
                             .map_err(db::DbError::from)
                         })
                         .await?
                 };
-                if batch.is_empty() {
-                    continue;
-                }
+                let batch = match claimed {
+                    guard::Claimed::Batch(batch) if !batch.is_empty() => batch,
+                    guard::Claimed::Batch(_) | guard::Claimed::Wait => continue,
+                    guard::Claimed::Paused => {
+                        tracing::error!(newsletter_id = %newsletter_id, "newsletter paused: a process stopped while rendering its messages");
+                        active
+                            .write()
+                            .expect("active set")
+                            .retain(|a| a != &newsletter_id);
+                        continue;
+                    }
+                };
                 claimed_any = true;
                 let held = leases.hold(&newsletter_id, &claim, now + lease);
-                for item in prepare::prepare(&self, &newsletter_id, &claim, held, batch).await? {
+                let prepared = prepare::prepare(&self, &newsletter_id, &claim, held, batch).await;
+                let items = match prepared {
+                    Ok(items) => items,
+                    Err(e) => {
+                        self.render_guard.forget(&claim);
+                        return Err(e);
+                    }
+                };
+                let mut failures = 0;
+                let mut last = None;
+                for item in &items {
+                    if let Err(Verdict::Failed(why)) = &item.mail {
+                        if why.starts_with(guard::RENDER_FAILURE) {
+                            failures += 1;
+                            last = Some(why.clone());
+                        }
+                    }
+                }
+                let paused = self
+                    .render_guard
+                    .rendered(&self.db, &newsletter_id, &claim, failures, last)
+                    .await;
+                if paused {
+                    // Its rendered messages are put back unsent (see `deliver`).
+                    active
+                        .write()
+                        .expect("active set")
+                        .retain(|a| a != &newsletter_id);
+                }
+                for item in items {
                     if ready.send(item).await.is_err() {
                         return Ok(());
                     }

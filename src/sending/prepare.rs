@@ -125,7 +125,16 @@ impl NewsletterCache {
         }
         let compiled =
             CompiledNewsletter::compile(&content_of(newsletter)?, declared, org, postal_address)
-                .map_err(|e| anyhow::anyhow!("the newsletter's templates do not compile: {e:?}"))?;
+                .map_err(|errors| {
+                    let found: Vec<String> = errors
+                        .iter()
+                        .map(|(field, problems)| format!("{field}: {}", problems.join("; ")))
+                        .collect();
+                    anyhow::anyhow!(
+                        "its content does not pass the checks: {}",
+                        found.join(" | ")
+                    )
+                })?;
         let mailbox = |raw: &Option<String>| -> anyhow::Result<Option<Mailbox>> {
             raw.as_deref()
                 .map(str::parse)
@@ -205,8 +214,9 @@ pub(super) async fn prepare(
     let prepared = match compiled {
         Ok(prepared) => prepared,
         Err(why) => {
-            // Its templates no longer compile (a field it uses was removed, say): the send is
-            // paused for staff, and nobody gets a broken message.
+            // Its templates no longer compile (a field it uses was removed, or it was saved
+            // before the template rules refused what it uses): the send is paused for staff,
+            // with the reason, and nobody gets a broken message.
             tracing::error!(newsletter_id, error = %why, "newsletter paused: its templates do not compile");
             let (id, claim) = (newsletter_id.to_owned(), claim.to_owned());
             let ids: Vec<String> = batch.into_iter().map(|d| d.subscriber_id).collect();
@@ -214,13 +224,7 @@ pub(super) async fn prepare(
                 .db
                 .write(move |conn| {
                     db::write_transaction(conn, |c| -> Result<(), DbError> {
-                        newsletters::transition(
-                            c,
-                            &id,
-                            &[newsletters::SENDING],
-                            newsletters::PAUSED,
-                            db::now(),
-                        )?;
+                        newsletters::pause_with_reason(c, &id, &why, db::now())?;
                         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                         deliveries::put_back(c, &id, &claim, &refs, db::now(), false, None)?;
                         Ok(())
@@ -378,8 +382,15 @@ impl Engine {
                     .map_err(|e| anyhow::anyhow!("{e}"))
             })
             .map_err(|e| {
-                tracing::error!(newsletter_id, subscriber_id = %subscriber.id, error = format!("{e:#}"), "rendering a newsletter failed");
-                Verdict::Failed(format!("rendering: {e:#}"))
+                // The content failed for this person (counted towards pausing the send), or
+                // building the message around it did.
+                let template = e.downcast_ref::<minijinja::Error>().is_some();
+                tracing::error!(newsletter_id, subscriber_id = %subscriber.id, template, error = format!("{e:#}"), "rendering a newsletter message failed");
+                Verdict::Failed(if template {
+                    format!("{}{e:#}", super::guard::RENDER_FAILURE)
+                } else {
+                    format!("building the message: {e:#}")
+                })
             })
     }
 

@@ -20,4 +20,5 @@ mod staff;
 mod subscribe;
 mod subscribers;
 mod sync;
+mod templates;
 mod webhooks;

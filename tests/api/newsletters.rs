@@ -676,15 +676,15 @@ async fn a_send_whose_templates_stop_compiling_is_paused_not_sent_broken() {
     assert_eq!(res.status(), 204);
     app.run_sends().await;
     assert!(app.mails().is_empty());
-    assert_eq!(newsletter(&app, &token, id).await["status"], "paused");
-    // Declared again, the send resumes and goes out once.
+    let paused = newsletter(&app, &token, id).await;
+    assert_eq!(paused["status"], "paused");
+    let reason = paused["pause_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("attributes.city"), "{paused}");
+    // Declared again, the send resumes (the reason goes) and goes out once.
     app.add_field("city", "text", &[], false);
-    assert_eq!(
-        post(&app, &token, &format!("/api/v1/newsletters/{id}/resume"))
-            .await
-            .0,
-        200
-    );
+    let (status, resumed) = post(&app, &token, &format!("/api/v1/newsletters/{id}/resume")).await;
+    assert_eq!(status, 200);
+    assert_eq!(resumed["pause_reason"], Value::Null, "{resumed}");
     app.run_sends().await;
     let mails = app.mails();
     assert_eq!(mails.len(), 1);

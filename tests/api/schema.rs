@@ -83,6 +83,7 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         deliveries,
         mail_events,
         provider_tokens,
+        render_marks,
         webhook_endpoints,
         webhook_messages,
         webhook_attempts
