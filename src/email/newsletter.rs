@@ -197,7 +197,7 @@ impl CompiledNewsletter {
                     unsubscribe_url: "https://example.org/unsubscribe/x",
                     preferences_url: "https://example.org/preferences/x",
                 };
-                if let Err((part, e)) = compiled.render_parts(&data) {
+                if let Err((part, e)) = compiled.render_parts(&data, RENDER_TIME_BUDGET) {
                     let set = compiled.set(language);
                     let field = if set == "default" {
                         part.to_owned()
@@ -222,9 +222,11 @@ impl CompiledNewsletter {
         }
     }
 
+    /// Renders the subject, HTML and text for one person within `budget` (all three together).
     fn render_parts(
         &self,
         data: &MergeData<'_>,
+        budget: std::time::Duration,
     ) -> Result<(String, String, String), (&'static str, minijinja::Error)> {
         let set = self.set(data.language);
         let ctx = minijinja::context! {
@@ -236,7 +238,7 @@ impl CompiledNewsletter {
             unsubscribe_url => data.unsubscribe_url,
             preferences_url => data.preferences_url,
         };
-        let deadline = std::time::Instant::now() + RENDER_TIME_BUDGET;
+        let deadline = std::time::Instant::now() + budget;
         let render = |part: &'static str, name: String| {
             let mut out = Bounded {
                 out: Vec::new(),
@@ -260,7 +262,7 @@ impl CompiledNewsletter {
                         ErrorKind::InvalidOperation,
                         format!(
                             "the message took longer than {} s to render",
-                            RENDER_TIME_BUDGET.as_secs()
+                            budget.as_secs_f32()
                         ),
                     ),
                     _ => e,
@@ -282,7 +284,9 @@ impl CompiledNewsletter {
         data: &MergeData<'_>,
         templates: &Templates,
     ) -> Result<Rendered, minijinja::Error> {
-        let (subject, html, text) = self.render_parts(data).map_err(|(_, e)| e)?;
+        let (subject, html, text) = self
+            .render_parts(data, RENDER_TIME_BUDGET)
+            .map_err(|(_, e)| e)?;
         let (html_footer, text_footer) = templates.newsletter_footers(
             data.language,
             data.unsubscribe_url,
@@ -317,7 +321,7 @@ impl std::io::Write for Bounded {
             self.stopped = Some(Overrun::Size);
             return Err(std::io::Error::other("rendered message too large"));
         }
-        if std::time::Instant::now() > self.deadline {
+        if std::time::Instant::now() >= self.deadline {
             self.stopped = Some(Overrun::Time);
             return Err(std::io::Error::other("rendering took too long"));
         }
@@ -488,6 +492,21 @@ mod tests {
         assert!(compiled
             .render(&data(&short, Language::En), &templates)
             .is_ok());
+    }
+
+    #[test]
+    fn a_render_past_its_time_stops_at_its_next_write() {
+        let c = content("x", "<p>{{ name }}</p>");
+        let compiled = CompiledNewsletter::compile(&c, &[], "Org", None).unwrap();
+        let attrs = serde_json::json!({});
+        let person = data(&attrs, Language::En);
+        let (part, e) = compiled
+            .render_parts(&person, std::time::Duration::ZERO)
+            .err()
+            .unwrap();
+        assert_eq!(part, "subject");
+        assert!(e.to_string().contains("took longer than 0 s"), "{e}");
+        assert!(compiled.render_parts(&person, RENDER_TIME_BUDGET).is_ok());
     }
 
     #[test]
