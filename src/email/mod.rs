@@ -135,8 +135,19 @@ impl Mailer {
         })
     }
 
-    /// DKIM signing (RFC 6376, relaxed/relaxed) of From, To, Subject, Date, Message-ID, Reply-To,
-    /// List-Id and the one-click unsubscribe headers, which receivers require to be signed.
+    /// DKIM signing (RFC 6376, relaxed/relaxed) of From, To, Subject, Date, Message-ID,
+    /// MIME-Version, Reply-To, List-Id and the one-click unsubscribe headers, which receivers
+    /// require to be signed.
+    ///
+    /// lettre hashes only the headers the `Message` holds when it is signed, yet writes every
+    /// name listed here into `h=`; a verifier hashes what it finds on the wire under those names.
+    /// So only headers the message holds may be listed. The top-level `Content-Type` (with its
+    /// boundary) and `Content-Transfer-Encoding` are written by the MIME part at format time:
+    /// listing them made every signature fail. `MIME-Version` is held (set by `.multipart()`).
+    /// Reply-To and List-Id are absent from some messages; an absent header is hashed as nothing
+    /// by lettre and by verifiers alike (RFC 6376 §5.4), and being listed, it cannot be added
+    /// after signing without breaking the signature. Each name appears once: for a repeated name
+    /// lettre hashes the same header again, where a verifier takes the next one up.
     pub fn with_dkim(
         mut self,
         selector: &str,
@@ -160,11 +171,11 @@ impl Mailer {
             "Subject",
             "Date",
             "Message-ID",
+            "MIME-Version",
             "Reply-To",
             "List-Id",
             "List-Unsubscribe",
             "List-Unsubscribe-Post",
-            "Content-Type",
         ]
         .into_iter()
         .map(HeaderName::new_from_ascii_str)

@@ -2,6 +2,7 @@ mod attacks;
 mod blast;
 mod confirm;
 mod conformance;
+mod dkim;
 mod events;
 mod exports;
 mod faults;

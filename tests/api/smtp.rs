@@ -287,24 +287,29 @@ async fn a_gated_message_is_delivered_only_once_its_gate_passes() {
 /// What a scripted SMTP server saw: each packet it read, and each message's content with the
 /// transparency dots removed.
 #[derive(Clone, Default)]
-struct Wire {
-    packets: Arc<Mutex<Vec<String>>>,
-    messages: Arc<Mutex<Vec<String>>>,
+pub(crate) struct Wire {
+    pub(crate) packets: Arc<Mutex<Vec<String>>>,
+    pub(crate) messages: Arc<Mutex<Vec<String>>>,
 }
 
-/// A pool of Enlace's SMTP client connected to a scripted server, and what the server saw.
-/// The server offers PIPELINING, answers everything it has read in one write, and refuses the
-/// recipient `nobody@…` (then DATA, for want of a recipient). With `one_ehlo`, it refuses a
-/// connection's second EHLO, as a few servers do.
+/// A pool of Enlace's SMTP client connected to `scripted_server`, and what the server saw.
 async fn pipelining_server(one_ehlo: bool) -> (Wire, enlace::email::SmtpPool) {
     use enlace::email::{SmtpConfig, SmtpPool};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (wire, port) = scripted_server(one_ehlo).await;
     let pool = SmtpPool::new(
         SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
         4,
     );
+    (wire, pool)
+}
+
+/// A scripted SMTP server on loopback, and its port. It offers PIPELINING, answers everything it
+/// has read in one write, and refuses the recipient `nobody@…` (then DATA, for want of a
+/// recipient). With `one_ehlo`, it refuses a connection's second EHLO, as a few servers do.
+pub(crate) async fn scripted_server(one_ehlo: bool) -> (Wire, u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
     let wire = Wire::default();
     let seen = wire.clone();
     tokio::spawn(async move {
@@ -365,7 +370,7 @@ async fn pipelining_server(one_ehlo: bool) -> (Wire, enlace::email::SmtpPool) {
             });
         }
     });
-    (wire, pool)
+    (wire, port)
 }
 
 /// One message's envelope, from the newsletter address to `to`.
