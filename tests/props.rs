@@ -1,12 +1,14 @@
 //! Properties over hostile input, run by `cargo test` with bounded case counts: the segment
-//! filter parser and its SQL, the CSV import reader, newsletter templates with merge fields, and
-//! the token verifiers. The same four are fuzzed by the targets in `fuzz/` (see README §9).
+//! filter parser and its SQL, the CSV import reader, newsletter templates with merge fields,
+//! the token verifiers, and canonical e-mail addresses. The same four are fuzzed by the targets in `fuzz/` (see README §9).
 //!
 //! Segment filters run against SQLite in memory, and against PostgreSQL too when
 //! `ENLACE_TEST_POSTGRES_URL` is set (a database of its own, dropped at the end).
 
 #[path = "support/catalog.rs"]
 mod catalog;
+#[path = "support/spellings.rs"]
+mod spellings;
 
 use std::collections::BTreeMap;
 
@@ -891,4 +893,62 @@ fn access_tokens_with_a_wrong_claim_are_refused() {
     for (what, token) in cases {
         assert_eq!(jwt.verify(&token), None, "{what}");
     }
+}
+
+/// Text shaped like an address, and anything at all.
+fn address_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        spellings::mailbox_and_spelling().prop_map(|(_, s)| s),
+        "[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\\-]{0,12}@[a-zA-Z0-9.\\-\\[\\]:]{0,20}",
+        "\\PC{0,8}@\\PC{0,12}",
+        hostile_text(),
+        (hostile_text(), hostile_text()).prop_map(|(a, b)| format!("{a}@{b}")),
+    ]
+}
+
+#[test]
+fn every_spelling_of_a_mailbox_is_one_address() {
+    runner(CASES * 4)
+        .run(
+            &spellings::mailbox_and_spelling(),
+            |(canonical, spelling)| {
+                let parsed = Email::parse(&spelling);
+                prop_assert_eq!(
+                    parsed.as_ref().map(Email::as_str),
+                    Ok(canonical.as_str()),
+                    "{:?}",
+                    spelling
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn accepted_addresses_are_canonical_and_deliverable() {
+    runner(CASES * 4)
+        .run(&address_like(), |raw| {
+            if let Ok(email) = Email::parse(&raw) {
+                let canonical = email.as_str();
+                // Canonical means a fixed point: parsing it again changes nothing.
+                let again = Email::parse(canonical);
+                prop_assert_eq!(again.as_ref().map(Email::as_str), Ok(canonical));
+                // Whatever is accepted can go on an SMTP envelope, with a dotted domain name.
+                prop_assert!(
+                    canonical.parse::<lettre::Address>().is_ok(),
+                    "{canonical:?}"
+                );
+                let domain = email.domain();
+                prop_assert!(domain.is_ascii() && domain.contains('.'), "{canonical:?}");
+                prop_assert!(
+                    !domain.starts_with('[') && !domain.ends_with('.'),
+                    "{canonical:?}"
+                );
+                prop_assert!(!canonical.contains("..") && !canonical.starts_with('.'));
+                prop_assert!(!canonical.contains(".@"));
+            }
+            Ok(())
+        })
+        .unwrap();
 }

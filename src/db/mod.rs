@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod canonical;
 pub mod confirmations;
 pub mod consent;
 pub mod deliveries;
@@ -266,6 +267,19 @@ pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<()> {
     let applied = result.map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
     if applied > 0 {
         tracing::info!(applied, "database migrations applied");
+    }
+    if let Some(report) = canonical::canonicalise_addresses(conn)
+        .map_err(|e| anyhow::anyhow!("putting stored addresses in canonical form: {e}"))?
+    {
+        // Ids only: the merges are listed so staff can review them.
+        tracing::info!(
+            rewritten = report.rewritten,
+            merged = report.merged.len(),
+            refused = report.refused,
+            staff_rewritten = report.staff_rewritten,
+            merges = ?report.merged,
+            "stored addresses put in canonical form"
+        );
     }
     Ok(())
 }

@@ -157,6 +157,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    data_migrations (name) {
+        name -> Text,
+        applied_at -> Timestamp,
+        summary -> Text,
+    }
+}
+
+diesel::table! {
     deliveries (newsletter_id, subscriber_id) {
         newsletter_id -> Text,
         subscriber_id -> Text,
@@ -342,6 +350,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     confirmation_tokens,
     consent_events,
     custom_fields,
+    data_migrations,
     deliveries,
     import_parts,
     import_problems,

@@ -1,6 +1,7 @@
 //! The service's vocabulary, parsed once at the edge: nothing here knows HTTP or SQL.
 
 mod attributes;
+mod email;
 pub mod segment;
 mod subscriber;
 
@@ -8,4 +9,5 @@ pub use attributes::{AttributeError, FieldDeclaration, FieldType};
 pub use segment::{
     AttributeCondition, AttributeOp, AttributeValue, FilterErrors, Scalar, SegmentFilter, TimeRange,
 };
-pub use subscriber::{Email, InterestSlug, Language, Name, SubscriberStatus, SuppressionReason};
+pub use email::{canonical_domain, Email};
+pub use subscriber::{InterestSlug, Language, Name, SubscriberStatus, SuppressionReason};

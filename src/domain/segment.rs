@@ -226,17 +226,14 @@ impl Parser {
     }
 
     fn domain(&mut self, value: &Value, at: &str) -> Option<String> {
-        let domain = value.as_str().map(|d| d.trim().to_lowercase());
+        // The form addresses are stored in (A-labels, lower case), so any spelling matches.
+        let domain = value
+            .as_str()
+            .filter(|d| d.chars().count() <= MAX_DOMAIN_CHARS)
+            .and_then(|d| super::canonical_domain(d).ok());
         match domain {
-            Some(d)
-                if !d.is_empty()
-                    && d.chars().count() <= MAX_DOMAIN_CHARS
-                    && d.chars()
-                        .all(|c| c.is_alphanumeric() || c == '.' || c == '-') =>
-            {
-                Some(d)
-            }
-            _ => self.fail(at, "must be a domain such as example.org"),
+            Some(d) => Some(d),
+            None => self.fail(at, "must be a domain such as example.org"),
         }
     }
 

@@ -1,43 +1,4 @@
-//! Subscriber values: e-mail address, name, language, status, interest slugs.
-
-use std::fmt;
-
-use validator::ValidateEmail;
-
-/// A syntactically valid address, trimmed and lower-cased (the one place this happens).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Email(String);
-
-impl Email {
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let email = raw.trim().to_lowercase();
-        if email.is_empty() {
-            return Err("is required");
-        }
-        if email.len() > 254 {
-            return Err("is longer than 254 characters");
-        }
-        if email.chars().any(char::is_control) || !email.validate_email() {
-            return Err("is not a valid e-mail address");
-        }
-        Ok(Self(email))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn domain(&self) -> &str {
-        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
-    }
-}
-
-// Addresses never reach logs by accident through Debug.
-impl fmt::Debug for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Email(…)")
-    }
-}
+//! Subscriber values: name, language, status, interest slugs.
 
 /// A display name: at most 100 characters, no control characters (so no header injection).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,17 +164,6 @@ impl InterestSlug {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emails_are_normalised_once() {
-        let email = Email::parse("  Ana.Lopez+news@Example.ORG ").unwrap();
-        assert_eq!(email.as_str(), "ana.lopez+news@example.org");
-        assert_eq!(email.domain(), "example.org");
-        assert!(Email::parse("not-an-email").is_err());
-        assert!(Email::parse("a@b.org\r\nBcc: x@y.org").is_err());
-        assert!(Email::parse(&format!("{}@example.org", "a".repeat(250))).is_err());
-        assert!(!format!("{email:?}").contains("ana"));
-    }
 
     #[test]
     fn names_reject_control_characters_and_length() {

@@ -144,7 +144,16 @@ impl Worker {
         Ok(prepared)
     }
 
-    pub(super) async fn send_mail(&self, job: &ClaimedJob, mail: OutgoingMail) -> JobResult {
+    pub(super) async fn send_mail(&self, job: &ClaimedJob, mut mail: OutgoingMail) -> JobResult {
+        // At the sending domain (not the machine's host name), and the same on every attempt,
+        // so a copy that goes out twice after a crash is recognisably one message.
+        let domain = mail
+            .from
+            .as_ref()
+            .unwrap_or(&self.mailer.from)
+            .email
+            .domain();
+        mail.message_id = Some(format!("<{}@{domain}>", job.id));
         match self.mailer.send(mail).await {
             Ok(()) => {
                 tracing::info!(job_id = %job.id, kind = %job.kind, subscriber_id = ?job.subscriber_id, "mail sent");

@@ -25,7 +25,11 @@ pub async fn issue_token(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.into_inner();
-    let email = body.email.trim().to_lowercase();
+    // The canonical form, as accounts are stored; an address that does not parse is still
+    // looked up as typed, so its failure is the usual one.
+    let email = Email::parse(&body.email)
+        .map(|e| e.as_str().to_owned())
+        .unwrap_or_else(|_| body.email.trim().to_lowercase());
     // Not an address any account could have (and PostgreSQL refuses NUL): the usual answer.
     if email.len() > 254
         || email.chars().any(char::is_control)

@@ -183,6 +183,21 @@ pub async fn assert_dkim_pass(raw: &[u8], key: Key, what: &str, also: &[&str]) {
             "the {what}'s signature covers {name}: {signed:?}"
         );
     }
+    // Receivers weigh a Message-ID at the sending domain, not at the machine's host name.
+    let message = mail_parser::MessageParser::default().parse(raw).unwrap();
+    let from = message
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address());
+    let from_domain = from
+        .and_then(|a| a.rsplit_once('@'))
+        .map(|(_, d)| d)
+        .unwrap();
+    let message_id = message.message_id().unwrap_or_default();
+    assert!(
+        message_id.ends_with(&format!("@{from_domain}")),
+        "the {what}'s Message-ID {message_id:?} is at {from_domain}"
+    );
 }
 
 /// The last message handed to the in-memory transport for `to`, as bytes.

@@ -1,3 +1,4 @@
+mod addresses;
 mod attacks;
 mod blast;
 mod confirm;
@@ -23,3 +24,5 @@ mod subscribers;
 mod sync;
 mod templates;
 mod webhooks;
+#[path = "../support/spellings.rs"]
+mod spellings;
