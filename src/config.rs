@@ -100,6 +100,26 @@ pub struct Settings {
     )]
     pub public_rate_limit: u32,
 
+    /// Every public signup is answered no sooner than this many milliseconds after it arrived,
+    /// so the answer's timing cannot tell a new address from a known or suppressed one.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SIGNUP_ANSWER_MS",
+        default_value_t = 50
+    )]
+    pub signup_answer_ms: u32,
+
+    /// IPv6 clients are counted per network of this prefix length (one host usually has a /64).
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_IPV6_PREFIX",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u8).range(32..=128)
+    )]
+    pub ipv6_prefix: u8,
+
     /// Comma-separated proxy addresses whose X-Forwarded-For is believed.
     #[arg(
         long,

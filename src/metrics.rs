@@ -40,8 +40,9 @@ struct StatusLabels {
 struct Inner {
     /// What anyone may read: totals that do not tell one address's state from another's.
     public: Registry,
-    /// With the metrics token only: outcomes, mail kinds and subscribers by status, which taken
-    /// before and after one signup would reveal what the public answer hides.
+    /// With the metrics token only: outcomes, mail counts and kinds, the queue's depth and
+    /// subscribers by status, which taken before and after one signup would reveal what the
+    /// public answer hides (a new address gets a confirmation; a suppressed one gets nothing).
     detail: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
@@ -105,13 +106,13 @@ impl Metrics {
         let unsubscribes = Counter::default();
         public.register("unsubscribes", "Unsubscriptions", unsubscribes.clone());
         let mails_sent = Counter::default();
-        public.register(
+        detail.register(
             "mails_sent",
             "Messages handed to the mail transport",
             mails_sent.clone(),
         );
         let mails_failed = Counter::default();
-        public.register("mails_failed", "Messages given up on", mails_failed.clone());
+        detail.register("mails_failed", "Messages given up on", mails_failed.clone());
         let mails_sent_by_kind = Family::<KindLabels, Counter>::default();
         detail.register(
             "mails_sent_by_kind",
@@ -125,7 +126,7 @@ impl Metrics {
             mails_failed_by_kind.clone(),
         );
         let queue_depth = Gauge::default();
-        public.register(
+        detail.register(
             "queue_depth",
             "Jobs waiting or running",
             queue_depth.clone(),

@@ -206,6 +206,7 @@ impl Application {
             policy,
             metrics.clone(),
             mail_ready.clone(),
+            std::time::Duration::from_millis(u64::from(settings.signup_answer_ms)),
         );
 
         let listener = match options.listener {

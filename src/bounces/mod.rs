@@ -139,6 +139,18 @@ pub enum ReportOutcome {
 }
 
 impl ReportOutcome {
+    /// What the sender of the report is told: the same whether or not the address was on the
+    /// list (a report is suppressed, counted or a duplicate), so a key that may only record
+    /// reports cannot use them to learn who is subscribed. Staff see the full outcome in
+    /// the record of the report.
+    pub fn answer(self) -> &'static str {
+        match self {
+            Self::Duplicate => "duplicate",
+            Self::Bounced | Self::Complained | Self::Suppressed => "suppressed",
+            Self::Counted => "counted",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Duplicate => "duplicate",

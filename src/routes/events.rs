@@ -163,7 +163,7 @@ async fn apply(
                     .id
                     .strip_prefix(&format!("{}:", report.provider))
                     .unwrap_or(&report.id);
-                results.push(json!({ "id": id, "outcome": outcome }));
+                results.push(json!({ "id": id, "outcome": outcome.answer() }));
             }
             if let Some((actor_type, id, ip)) = &audit {
                 let actor = Actor {

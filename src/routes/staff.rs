@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::{client_ip, HandlerResult};
+use super::HandlerResult;
 use crate::auth::{self, passwords, AdminOnly, AnyStaff, Authorized, Role};
 use crate::db::{self, staff as staff_db, DbError};
 use crate::domain::Email;
@@ -287,16 +287,11 @@ pub async fn change_own_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The client address, with IPv6 taken per /64 (one host's usual allocation).
+/// The client's network as limits count it (see `routes::client_network`).
 fn client_network(req: &HttpRequest, state: &AppState) -> String {
-    match client_ip(req, &state.settings.trusted_proxies) {
-        Some(std::net::IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Some(ip) => ip.to_string(),
-        None => String::new(),
-    }
+    super::client_network(req, &state.settings)
+        .map(|network| network.to_string())
+        .unwrap_or_default()
 }
 
 fn limit_attempt(state: &AppState, key: String) -> Result<(), ApiError> {

@@ -2,8 +2,10 @@
 //! so each answer still means "on disk" while the disk syncs once per batch, not once per request.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::time::Instant;
 
 use super::{apply_batch, Signup, SignupError, SignupOutcome, SignupPolicy};
 use crate::db::{Backend, Db};
@@ -22,6 +24,8 @@ type Reply = oneshot::Sender<Result<SignupOutcome, SignupError>>;
 #[derive(Clone)]
 pub struct SignupQueue {
     tx: mpsc::Sender<(Signup, Reply)>,
+    /// The soonest an answer goes out after its request arrived (see `submit`).
+    answer_floor: Duration,
 }
 
 impl SignupQueue {
@@ -32,6 +36,7 @@ impl SignupQueue {
         policy: SignupPolicy,
         metrics: Metrics,
         mail_ready: Arc<Notify>,
+        answer_floor: Duration,
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<(Signup, Reply)>(QUEUE_CAPACITY);
         let policy = Arc::new(policy);
@@ -59,15 +64,23 @@ impl SignupQueue {
                 });
             }
         });
-        Self { tx }
+        Self { tx, answer_floor }
     }
 
     /// Hands a signup to the writer and waits until it is committed (or refused).
+    /// The answer goes out no sooner than `answer_floor` after the request arrived: a new
+    /// address takes more writing than a known or suppressed one, and without the floor the
+    /// answer's timing would tell them apart (the answer itself is the same for all).
     pub async fn submit(&self, signup: Signup) -> Result<SignupOutcome, SignupError> {
+        let arrived = Instant::now();
         let (reply, answer) = oneshot::channel();
         let closed = || SignupError::Store(anyhow::anyhow!("the signup writer has stopped"));
-        self.tx.send((signup, reply)).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        let result = match self.tx.send((signup, reply)).await {
+            Ok(()) => answer.await.map_err(|_| closed()).and_then(|r| r),
+            Err(_) => Err(closed()),
+        };
+        tokio::time::sleep_until(arrived + self.answer_floor).await;
+        result
     }
 }
 

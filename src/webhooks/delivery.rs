@@ -224,9 +224,7 @@ impl Deliverer {
             Err(why) => return fail(format!("the endpoint URL {why}")),
         };
         if !self.allow_private && target::literal_ip(&url).is_some_and(target::is_forbidden) {
-            return fail(
-                "the endpoint URL points to a private, loopback or link-local address".into(),
-            );
+            return fail(format!("the endpoint URL {}", target::REFUSED));
         }
         let timestamp = Utc::now().timestamp();
         let signatures: Option<Vec<String>> = secrets

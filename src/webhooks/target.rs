@@ -10,52 +10,67 @@ use url::{Host, Url};
 
 const MAX_URL_CHARS: usize = 2000;
 
-/// Whether delivering to this address could reach the service's own network: loopback,
-/// private, link-local (the cloud metadata address among them), shared (CGNAT), unspecified,
-/// multicast, broadcast and reserved ranges, also when written as an IPv6 form of an IPv4 one.
+/// Every special-purpose block of the IANA IPv4 Special-Purpose Address Registry (whether or
+/// not it is marked globally reachable: none of them is where a webhook receiver lives), with
+/// multicast and the reserved block. Registry as of 2026-12.
+const SPECIAL_V4: &[(Ipv4Addr, u8)] = &[
+    (Ipv4Addr::new(0, 0, 0, 0), 8),       // "this network"
+    (Ipv4Addr::new(10, 0, 0, 0), 8),      // private
+    (Ipv4Addr::new(100, 64, 0, 0), 10),   // shared address space (CGNAT)
+    (Ipv4Addr::new(127, 0, 0, 0), 8),     // loopback
+    (Ipv4Addr::new(169, 254, 0, 0), 16),  // link-local (cloud metadata among them)
+    (Ipv4Addr::new(172, 16, 0, 0), 12),   // private
+    (Ipv4Addr::new(192, 0, 0, 0), 24),    // IETF protocol assignments
+    (Ipv4Addr::new(192, 0, 2, 0), 24),    // documentation (TEST-NET-1)
+    (Ipv4Addr::new(192, 31, 196, 0), 24), // AS112-v4
+    (Ipv4Addr::new(192, 52, 193, 0), 24), // AMT
+    (Ipv4Addr::new(192, 88, 99, 0), 24),  // deprecated 6to4 relay anycast
+    (Ipv4Addr::new(192, 168, 0, 0), 16),  // private
+    (Ipv4Addr::new(192, 175, 48, 0), 24), // direct delegation AS112
+    (Ipv4Addr::new(198, 18, 0, 0), 15),   // benchmarking
+    (Ipv4Addr::new(198, 51, 100, 0), 24), // documentation (TEST-NET-2)
+    (Ipv4Addr::new(203, 0, 113, 0), 24),  // documentation (TEST-NET-3)
+    (Ipv4Addr::new(224, 0, 0, 0), 4),     // multicast
+    (Ipv4Addr::new(240, 0, 0, 0), 4),     // reserved, and the limited broadcast address
+];
+
+/// Every block of the IANA IPv6 Special-Purpose Address Registry, with multicast, the
+/// deprecated site-local block and the IPv4-compatible block. Registry as of 2026-12.
+const SPECIAL_V6: &[(Ipv6Addr, u8)] = &[
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96), // unspecified, loopback, IPv4-compatible
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96), // IPv4-mapped
+    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96), // IPv4/IPv6 translation
+    (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48), // local-use translation
+    (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64), // discard-only
+    (Ipv6Addr::new(0x100, 0, 0, 1, 0, 0, 0, 0), 64), // dummy prefix
+    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments (Teredo…)
+    (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32), // documentation
+    (Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16), // 6to4
+    (Ipv6Addr::new(0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0), 48), // direct delegation AS112
+    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20), // documentation
+    (Ipv6Addr::new(0x5f00, 0, 0, 0, 0, 0, 0, 0), 16), // segment routing SIDs
+    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7), // unique local
+    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10), // link-local
+    (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10), // site-local (deprecated)
+    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8), // multicast
+];
+
+/// Whether this address is in a special-purpose block (see the tables above): loopback,
+/// private, link-local, shared, documentation, benchmarking, translation and tunnelling
+/// prefixes, multicast, reserved. Webhooks go only to ordinary global unicast addresses.
 pub fn is_forbidden(ip: IpAddr) -> bool {
+    fn within(ip: u128, base: u128, prefix: u8, bits: u32) -> bool {
+        let shift = bits - u32::from(prefix);
+        ip.checked_shr(shift) == base.checked_shr(shift)
+    }
     match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => forbidden_v6(v6),
+        IpAddr::V4(v4) => SPECIAL_V4.iter().any(|(base, prefix)| {
+            within(u32::from(v4).into(), u32::from(*base).into(), *prefix, 32)
+        }),
+        IpAddr::V6(v6) => SPECIAL_V6
+            .iter()
+            .any(|(base, prefix)| within(v6.into(), (*base).into(), *prefix, 128)),
     }
-}
-
-fn forbidden_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT), RFC 6598
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 198 && (18..20).contains(&b)) // benchmarking
-        || a >= 240 // reserved
-}
-
-fn forbidden_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return forbidden_v4(v4);
-    }
-    let s = ip.segments();
-    let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local, fc00::/7
-        || (s[0] & 0xffc0) == 0xfe80 // link-local, fe80::/10
-        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated), fec0::/10
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4
-        // address that decides where the packet really goes.
-        || (s[..6] == [0; 6] && forbidden_v4(embedded(s[6], s[7])))
-        || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && forbidden_v4(embedded(s[6], s[7])))
-        // Local-use NAT64 (64:ff9b:1::/48, RFC 8215): a network's own translator, which may
-        // reach anything inside it.
-        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
-        || (s[0] == 0x2002 && forbidden_v4(embedded(s[1], s[2])))
 }
 
 /// Parses and checks a URL's form: http(s) (https unless private targets are allowed), a host,
@@ -98,8 +113,8 @@ pub fn literal_ip(url: &Url) -> Option<IpAddr> {
     }
 }
 
-const REFUSED: &str =
-    "points to a private, loopback or link-local address, which webhooks may not reach";
+pub const REFUSED: &str = "points to a private, loopback, link-local or other special-purpose \
+                       address, which webhooks may not reach";
 
 /// The full check made when an endpoint is saved: form, then where the host leads.
 pub async fn check_url(raw: &str, allow_private: bool) -> Result<Url, String> {
@@ -148,9 +163,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 .filter(|a| !is_forbidden(a.ip()))
                 .collect();
             if addrs.is_empty() {
-                return Err(
-                    "the host resolves only to private, loopback or link-local addresses".into(),
-                );
+                return Err("the host resolves only to special-purpose addresses".into());
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -171,29 +184,86 @@ mod tests {
             "169.254.169.254",
             "100.64.0.1",
             "0.0.0.0",
+            "0.1.2.3",
+            "192.0.0.9",
+            "192.0.2.1",
+            "192.88.99.1",
+            "198.18.0.1",
+            "198.51.100.1",
+            "203.0.113.1",
             "224.0.0.1",
+            "239.255.255.255",
+            "240.0.0.1",
             "255.255.255.255",
             "::1",
             "::",
             "fc00::1",
             "fd12:3456::1",
             "fe80::1",
+            "fec0::1",
+            "ff02::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::ffff:8.8.8.8",
+            "::ffff:0:0",
             "::127.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b::808:808",
             "64:ff9b:1::a00:1",
+            "100::1",
+            "100::ffff:ffff:ffff:ffff",
+            "100:0:0:1::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:1ff:ffff::1",
+            "2001:db8::1",
             "2002:a00:1::",
+            "2002:808:808::1",
+            "2620:4f:8000::1",
+            "3fff::1",
+            "5f00::1",
         ] {
             assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
         }
         for ip in [
             "93.184.215.14",
             "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "192.0.3.1",
+            "223.255.255.255",
             "2606:4700::1111",
-            "::ffff:8.8.8.8",
+            "2001:200::1",
+            "2620:4f:8001::1",
+            "2a00:1450:4001::200e",
         ] {
             assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn urls_naming_special_addresses_are_refused_in_every_spelling() {
+        for url in [
+            "https://127.0.0.1/",
+            "https://2130706433/",
+            "https://0x7f000001/",
+            "https://0177.0.0.1/",
+            "https://127.1/",
+            "https://0x7f.1/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://[::ffff:7f00:1]/",
+            "https://[0:0:0:0:0:FFFF:A9FE:A9FE]/",
+            "https://[100::1]/",
+            "https://[2001::1]/",
+            "https://[2001:0000:0000::0001]/",
+            "https://169.254.169.254.:443/",
+            "https://[::]/",
+            "https://0/",
+        ] {
+            let parsed = parse_url(url, false).unwrap_or_else(|e| panic!("{url}: {e}"));
+            let ip = literal_ip(&parsed).unwrap_or_else(|| panic!("{url} names an address"));
+            assert!(is_forbidden(ip), "{url} -> {ip}");
         }
     }
 

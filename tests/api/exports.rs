@@ -260,6 +260,68 @@ async fn ndjson_export_matches_the_api_and_filters_by_segment_and_time() {
 }
 
 #[tokio::test]
+async fn no_fragment_of_any_cell_is_a_formula_whatever_the_spreadsheet_splits_on() {
+    let app = spawn_app().await;
+    app.add_field("note", "text", &[], true);
+    let editor = app.staff_token(enlace::auth::Role::Editor).await;
+    let attacks = [
+        "x;=cmd|' /C calc'!A0;",
+        "ok, =1+1",
+        "a\t@SUM(A1)",
+        "line\n-2+3",
+        "x;;+1",
+        "＝HYPERLINK(\"http://evil.example\")",
+        "a; ;\t=1",
+    ];
+    for (i, attack) in attacks.iter().enumerate() {
+        app.add_subscriber(
+            &format!("p{i}@example.org"),
+            "confirmed",
+            "es",
+            Some(attack),
+            json!({ "note": attack }),
+        );
+    }
+    for delimiter in ["comma", "semicolon", "tab"] {
+        let res = export(&app, &editor, &format!("format=csv&delimiter={delimiter}")).await;
+        assert_eq!(res.status(), 200);
+        let body = res.text().await.unwrap();
+        let byte = match delimiter {
+            "comma" => b',',
+            "semicolon" => b';',
+            _ => b'\t',
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(byte)
+            .from_reader(body.as_bytes());
+        let rows: Vec<Vec<String>> = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        assert_eq!(rows.len(), attacks.len(), "{delimiter}");
+        for cell in rows.iter().flatten() {
+            // What a spreadsheet splitting on any delimiter, or on lines, would put in a cell.
+            for fragment in cell.split([',', ';', '\t', '\n', '\r']) {
+                let fragment = fragment.trim_start_matches(' ');
+                assert!(
+                    !fragment.starts_with(['=', '+', '-', '@', '＝', '＋', '－', '＠']),
+                    "{delimiter}: {cell:?} has the fragment {fragment:?}"
+                );
+            }
+        }
+        // The text is kept, each dangerous fragment marked by one apostrophe.
+        assert!(
+            rows.iter().any(|r| r[2] == "x;'=cmd|' /C calc'!A0;"),
+            "{delimiter}"
+        );
+    }
+    let res = export(&app, &editor, "format=csv&delimiter=pipe").await;
+    assert_eq!(res.status(), 422);
+    let res = export(&app, &editor, "format=ndjson&delimiter=semicolon").await;
+    assert_eq!(res.status(), 422);
+}
+
+#[tokio::test]
 async fn exports_are_gzipped_when_the_client_accepts_it() {
     let app = spawn_app().await;
     let editor = app.staff_token(enlace::auth::Role::Editor).await;

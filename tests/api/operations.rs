@@ -18,8 +18,6 @@ async fn health_readiness_and_metrics() {
     let text = res.text().await.unwrap();
     for needle in [
         "enlace_signups_total 1",
-        "enlace_mails_sent_total 1",
-        "enlace_queue_depth 0",
         "enlace_http_requests_total{method=\"POST\",route=\"/api/v1/subscribe\",status=\"202\"} 1",
         "enlace_confirmations_total 0",
         "enlace_unsubscribes_total 0",
@@ -29,8 +27,59 @@ async fn health_readiness_and_metrics() {
     assert!(!text.contains("m@example.org"));
     // Nothing public tells a new address from a known one.
     assert!(
-        !text.contains("outcome=") && !text.contains("enlace_subscribers"),
+        !text.contains("outcome=")
+            && !text.contains("enlace_subscribers")
+            && !text.contains("enlace_mails_sent")
+            && !text.contains("enlace_queue_depth"),
         "{text}"
+    );
+}
+
+/// Public metrics as (series → value), leaving out answer times (see the signup answer floor).
+async fn public_series(app: &crate::helpers::TestApp) -> std::collections::BTreeMap<String, f64> {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("enlace_http_request_duration"))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(series, value)| (series.to_owned(), value.parse().unwrap()))
+        .collect()
+}
+
+fn changes(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> Vec<(String, f64)> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d != 0.0)
+        .collect()
+}
+
+#[tokio::test]
+async fn public_metrics_move_the_same_for_a_new_and_a_suppressed_address() {
+    let app = spawn_app().await;
+    app.add_subscriber("gone@example.org", "complained", "en", None, json!({}));
+    let hash = enlace::tokens::email_hash("gone@example.org");
+    app.sql(&format!(
+        "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ('{hash}', 'complaint', '2026-11-01 00:00:00')"
+    ));
+    let start = public_series(&app).await;
+    app.subscribe(json!({"email": "gone@example.org"})).await;
+    app.run_jobs().await;
+    let after_suppressed = public_series(&app).await;
+    app.subscribe(json!({"email": "new@example.org"})).await;
+    app.run_jobs().await;
+    let after_new = public_series(&app).await;
+    assert_eq!(
+        app.mails_to("new@example.org").len(),
+        1,
+        "the new address was mailed"
+    );
+    assert_eq!(
+        changes(&start, &after_suppressed),
+        changes(&after_suppressed, &after_new),
+        "a scraper sees the same change for both signups"
     );
 }
 
@@ -56,6 +105,11 @@ async fn detailed_metrics_need_the_metrics_token() {
         "{detail}"
     );
     assert!(detail.contains("enlace_subscribers{status=\"pending\"} 1"));
+    assert!(detail.contains("enlace_queue_depth 1"), "{detail}");
+    app.run_jobs().await;
+    let detail = get("metrics-secret").await.text().await.unwrap();
+    assert!(detail.contains("enlace_mails_sent_total 1"), "{detail}");
+    assert!(detail.contains("enlace_queue_depth 0"), "{detail}");
     assert_eq!(detail.matches("# EOF").count(), 1);
     let wrong = get("guess").await;
     assert_eq!(wrong.status(), 401);

@@ -422,6 +422,87 @@ async fn public_posts_are_rate_limited_per_client() {
 }
 
 #[tokio::test]
+async fn every_signup_answer_waits_for_the_floor_whatever_the_address_knows() {
+    let floor = std::time::Duration::from_millis(250);
+    let app = spawn_app_with(|s| s.signup_answer_ms = 250).await;
+    app.add_subscriber("confirmed@example.org", "confirmed", "en", None, json!({}));
+    app.add_subscriber("gone@example.org", "complained", "en", None, json!({}));
+    let hash = enlace::tokens::email_hash("gone@example.org");
+    app.sql(&format!(
+        "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ('{hash}', 'complaint', '2026-11-01 00:00:00')"
+    ));
+    // New, pending (resent), pending again (throttled), confirmed, suppressed.
+    for email in [
+        "new@example.org",
+        "new@example.org",
+        "new@example.org",
+        "confirmed@example.org",
+        "gone@example.org",
+    ] {
+        let started = std::time::Instant::now();
+        let res = app.subscribe(json!({ "email": email })).await;
+        assert_eq!(res.status(), 202);
+        assert!(
+            started.elapsed() >= floor,
+            "{email}: {:?}",
+            started.elapsed()
+        );
+        let started = std::time::Instant::now();
+        let res = app
+            .post_form("/api/v1/subscribe", &format!("email={email}"))
+            .await;
+        assert!(res.status().is_success() || res.status().is_redirection());
+        assert!(
+            started.elapsed() >= floor,
+            "form, {email}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64_whatever_address_they_take() {
+    // Behind a trusted proxy, so each request can come from another address.
+    let app = spawn_app_with(|s| {
+        s.public_rate_limit = 5;
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let from = |client: String, i: usize| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/v1/subscribe"))
+                .header("x-forwarded-for", client)
+                .json(&json!({"email": format!("v6-{i}@example.org")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let mut accepted = 0;
+    for i in 0..60 {
+        // Sixty addresses of one /64, as a host can take.
+        if from(format!("2001:db8:aa:bb:{i:x}:{:x}::1", i * 7), i).await == 202 {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 5, "one /64 shares one limit");
+    // Another /64, and an IPv4 client written as IPv4-mapped IPv6, have limits of their own.
+    assert_eq!(from("2001:db8:aa:cc::1".into(), 100).await, 202);
+    assert_eq!(from("::ffff:192.0.2.7".into(), 101).await, 202);
+    for i in 102..106 {
+        from("192.0.2.7".into(), i).await;
+    }
+    assert_eq!(
+        from("::ffff:192.0.2.7".into(), 106).await,
+        429,
+        "one IPv4 client, two spellings"
+    );
+}
+
+#[tokio::test]
 async fn cors_answers_only_configured_origins() {
     let app = spawn_app_with(|s| s.cors_origins = vec!["https://organize.example".into()]).await;
     let preflight = |origin: &'static str| {

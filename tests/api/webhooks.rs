@@ -690,7 +690,7 @@ async fn private_loopback_and_link_local_targets_are_refused_by_default() {
         let log = deliveries(&app, &admin, &id.to_string()).await;
         let error = log[0]["last_error"].as_str().unwrap_or_default().to_owned();
         assert!(
-            error.contains("private, loopback or link-local"),
+            error.contains("special-purpose address"),
             "{url}: {error}"
         );
         assert_eq!(

@@ -40,15 +40,21 @@ impl Encoder {
         Self {
             format,
             fields,
-            csv: Self::csv_writer(),
+            csv: Self::csv_writer(format),
             lines: Vec::new(),
             header_written: false,
         }
     }
 
-    /// RFC 4180: CRLF line ends, fields quoted when they hold a quote, comma or line break.
-    fn csv_writer() -> csv::Writer<Vec<u8>> {
+    /// RFC 4180: CRLF line ends, fields quoted when they hold a quote, the delimiter or a line
+    /// break.
+    fn csv_writer(format: Format) -> csv::Writer<Vec<u8>> {
+        let delimiter = match format {
+            Format::Csv(delimiter) => delimiter,
+            Format::Ndjson => b',',
+        };
         csv::WriterBuilder::new()
+            .delimiter(delimiter)
             .terminator(csv::Terminator::CRLF)
             .from_writer(Vec::with_capacity(256 * CHUNK as usize))
     }
@@ -59,7 +65,7 @@ impl Encoder {
                 serde_json::to_writer(&mut self.lines, &Line::new(s, interests))?;
                 self.lines.push(b'\n');
             }
-            Format::Csv => {
+            Format::Csv(_) => {
                 self.write_header()?;
                 let attributes: serde_json::Map<String, Value> =
                     serde_json::from_str(&s.attributes).unwrap_or_default();
@@ -98,7 +104,7 @@ impl Encoder {
     }
 
     fn write_header(&mut self) -> anyhow::Result<()> {
-        if !self.header_written && self.format == Format::Csv {
+        if !self.header_written && matches!(self.format, Format::Csv(_)) {
             let attribute_columns = self.fields.iter().map(|k| format!("attributes.{k}"));
             let header: Vec<String> = CSV_COLUMNS
                 .iter()
@@ -116,11 +122,11 @@ impl Encoder {
     pub(super) fn take(&mut self) -> Bytes {
         match self.format {
             Format::Ndjson => Bytes::from(std::mem::take(&mut self.lines)),
-            Format::Csv => {
+            Format::Csv(_) => {
                 if self.write_header().is_err() {
                     return Bytes::new();
                 }
-                let full = std::mem::replace(&mut self.csv, Self::csv_writer());
+                let full = std::mem::replace(&mut self.csv, Self::csv_writer(self.format));
                 Bytes::from(full.into_inner().unwrap_or_default())
             }
         }
@@ -165,13 +171,35 @@ impl<'a> Line<'a> {
     }
 }
 
-/// A cell a spreadsheet would run as a formula (= + - @, or a leading tab or carriage return)
-/// gets a leading apostrophe, which shows the text as typed (OWASP "CSV injection").
+/// What starts a formula in some spreadsheet: = + - @ (and their full-width forms, which some
+/// read as the ASCII ones), or a tab or carriage return before one.
+const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
+/// Where a spreadsheet may cut a cell into cells: the delimiters people configure (`,` and `;` —
+/// the default in Spanish, French and German Excel — and tab) and line breaks.
+const SPLITS: &[char] = &[',', ';', '\t', '\r', '\n'];
+
+/// Every fragment of a cell that a spreadsheet could run as a formula, whatever delimiter it
+/// splits on, gets a leading apostrophe, which shows the text as typed (OWASP "CSV injection").
 fn defang(cell: &str) -> Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        Cow::Owned(format!("'{cell}"))
-    } else {
-        Cow::Borrowed(cell)
+    // The byte offsets where a fragment starts, after any spaces.
+    let starts = std::iter::once(0)
+        .chain(cell.match_indices(SPLITS).map(|(i, split)| i + split.len()))
+        .map(|start| start + (cell.len() - start - cell[start..].trim_start_matches(' ').len()))
+        .filter(|&at| cell[at..].starts_with(FORMULA_STARTS));
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    for at in starts {
+        let out = out.get_or_insert_with(|| String::with_capacity(cell.len() + 4));
+        out.push_str(&cell[copied..at]);
+        out.push('\'');
+        copied = at;
+    }
+    match out {
+        None => Cow::Borrowed(cell),
+        Some(mut out) => {
+            out.push_str(&cell[copied..]);
+            Cow::Owned(out)
+        }
     }
 }
 
@@ -191,6 +219,16 @@ mod tests {
             ("Ana", "Ana"),
             ("", ""),
             ("a=b", "a=b"),
+            ("x;=cmd|' /C calc'!A0;", "x;'=cmd|' /C calc'!A0;"),
+            ("x,=1", "x,'=1"),
+            ("x; =1", "x; '=1"),
+            ("x\t@y", "x\t'@y"),
+            ("x\n-1", "x\n'-1"),
+            ("a;b;+c;d", "a;b;'+c;d"),
+            ("＝1+1", "'＝1+1"),
+            ("López; María", "López; María"),
+            ("x;;=1", "x;;'=1"),
+            ("x;\t=1", "x;'\t'=1"),
         ] {
             assert_eq!(defang(cell), out);
         }
