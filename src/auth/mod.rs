@@ -59,17 +59,42 @@ pub const SCOPES: &[&str] = &[
 /// The caller behind a valid credential.
 #[derive(Clone, Debug)]
 pub enum Principal {
-    Staff { id: String, role: Role },
-    ApiKey { id: String, scopes: Vec<String> },
+    Staff {
+        id: String,
+        role: Role,
+    },
+    /// A key acts for the staff member who created it and never beyond what that member's
+    /// role allows now (read with the key on every request).
+    ApiKey {
+        id: String,
+        scopes: Vec<String>,
+        creator_id: String,
+        creator_role: Role,
+    },
 }
 
 impl Principal {
-    /// Whether this caller may read subscribers: any staff role, or a key with the scope.
-    pub fn may_read_contacts(&self) -> bool {
+    /// Whether this caller passes `P`: a staff member by role; a key by its scopes and by its
+    /// creator's current role, both.
+    pub fn passes<P: Policy>(&self) -> bool {
         match self {
-            Self::Staff { .. } => true,
-            Self::ApiKey { scopes, .. } => scopes.iter().any(|s| s == "subscribers:read"),
+            Self::Staff { role, .. } => P::ROLES.contains(role),
+            Self::ApiKey {
+                scopes,
+                creator_role,
+                ..
+            } => {
+                P::ROLES.contains(creator_role)
+                    && (P::SCOPE.is_some_and(|needed| scopes.iter().any(|s| s == needed))
+                        || scopes.iter().any(|s| P::ALSO.contains(&s.as_str())))
+            }
         }
+    }
+
+    /// Whether this caller may read subscribers, and so anything derived from them (counts
+    /// included): any staff role, or a key with `subscribers:read` whose creator may.
+    pub fn may_read_contacts(&self) -> bool {
+        self.passes::<ReadContacts>()
     }
 
     pub fn staff_id(&self) -> Option<&str> {
@@ -173,14 +198,7 @@ pub struct Authorized<P: Policy> {
 
 impl<P: Policy> Authorized<P> {
     fn allow(principal: Principal, ip: Option<String>) -> Result<Self, ApiError> {
-        let allowed = match &principal {
-            Principal::Staff { role, .. } => P::ROLES.contains(role),
-            Principal::ApiKey { scopes, .. } => {
-                P::SCOPE.is_some_and(|needed| scopes.iter().any(|s| s == needed))
-                    || scopes.iter().any(|s| P::ALSO.contains(&s.as_str()))
-            }
-        };
-        if allowed {
+        if principal.passes::<P>() {
             Ok(Self {
                 principal,
                 ip,
@@ -236,27 +254,36 @@ pub fn hash_api_key(secret: &str) -> String {
 }
 
 /// Resolves a bearer credential. Staff are read on every request, so disabling an account or
-/// changing a role takes effect at once; a revoked key fails on its next use.
+/// changing a role takes effect at once; a revoked key fails on its next use. A key is read
+/// with its creator in one query: it fails while its creator is disabled or gone (a key nobody
+/// answers for acts for nobody), and passes no more than the creator's current role allows.
 async fn authenticate(state: &AppState, bearer: String) -> Result<Option<Principal>, ApiError> {
     if bearer.len() > 4096 {
         return Ok(None);
     }
     if bearer.starts_with(API_KEY_PREFIX) {
         let hash = hash_api_key(&bearer);
-        let key = state
+        let principal = state
             .db
             .write(move |conn| -> Result<_, DbError> {
-                let key = staff_db::find_active_api_key(conn, &hash)?;
-                if let Some(key) = &key {
-                    staff_db::touch_api_key(conn, &key.id, db::now())?;
-                }
-                Ok(key)
+                let Some((key, Some(creator))) = staff_db::find_active_api_key(conn, &hash)? else {
+                    return Ok(None);
+                };
+                let (Some(creator_id), Some(creator_role), false) =
+                    (key.created_by, Role::parse(&creator.role), creator.disabled)
+                else {
+                    return Ok(None);
+                };
+                staff_db::touch_api_key(conn, &key.id, db::now())?;
+                Ok(Some(Principal::ApiKey {
+                    id: key.id,
+                    scopes: serde_json::from_str(&key.scopes).unwrap_or_default(),
+                    creator_id,
+                    creator_role,
+                }))
             })
             .await?;
-        return Ok(key.map(|key| Principal::ApiKey {
-            id: key.id,
-            scopes: serde_json::from_str(&key.scopes).unwrap_or_default(),
-        }));
+        return Ok(principal);
     }
     let Some((staff_id, generation)) = state.jwt.verify(&bearer) else {
         return Ok(None);

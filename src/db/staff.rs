@@ -101,24 +101,82 @@ pub fn insert_api_key(conn: &mut AnyConnection, key: &ApiKey) -> QueryResult<()>
         .map(drop)
 }
 
-pub fn list_api_keys(conn: &mut AnyConnection) -> QueryResult<Vec<ApiKey>> {
-    api_keys::table
-        .order(api_keys::created_at.desc())
-        .select(ApiKey::as_select())
-        .load(conn)
+/// The staff member who created a key, as they are now.
+#[derive(Clone, Debug)]
+pub struct KeyCreator {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub disabled: bool,
 }
 
-/// An unrevoked key by the hash of its secret.
+type CreatorColumns = (staff::id, staff::email, staff::role, staff::disabled);
+const CREATOR: CreatorColumns = (staff::id, staff::email, staff::role, staff::disabled);
+type CreatorRow = (String, String, String, bool);
+
+fn creator((id, email, role, disabled): CreatorRow) -> KeyCreator {
+    KeyCreator {
+        id,
+        email,
+        role,
+        disabled,
+    }
+}
+
+/// Every key with its creator (`None` when the creator's account no longer exists).
+pub fn list_api_keys(conn: &mut AnyConnection) -> QueryResult<Vec<(ApiKey, Option<KeyCreator>)>> {
+    let rows: Vec<(ApiKey, Option<CreatorRow>)> = api_keys::table
+        .left_join(staff::table)
+        .order(api_keys::created_at.desc())
+        .select((ApiKey::as_select(), CREATOR.nullable()))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(k, c)| (k, c.map(creator))).collect())
+}
+
+/// An unrevoked key by the hash of its secret, with its creator as they are now: one query,
+/// on every request a key makes.
 pub fn find_active_api_key(
     conn: &mut AnyConnection,
     key_hash: &str,
-) -> QueryResult<Option<ApiKey>> {
-    api_keys::table
+) -> QueryResult<Option<(ApiKey, Option<KeyCreator>)>> {
+    let row: Option<(ApiKey, Option<CreatorRow>)> = api_keys::table
+        .left_join(staff::table)
         .filter(api_keys::key_hash.eq(key_hash))
         .filter(api_keys::revoked_at.is_null())
-        .select(ApiKey::as_select())
+        .select((ApiKey::as_select(), CREATOR.nullable()))
         .first(conn)
-        .optional()
+        .optional()?;
+    Ok(row.map(|(k, c)| (k, c.map(creator))))
+}
+
+/// Revokes every unrevoked key the staff member created; returns their ids.
+pub fn revoke_api_keys_created_by(
+    conn: &mut AnyConnection,
+    staff_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<String>> {
+    let ids: Vec<String> = api_keys::table
+        .filter(api_keys::created_by.eq(staff_id))
+        .filter(api_keys::revoked_at.is_null())
+        .select(api_keys::id)
+        .load(conn)?;
+    diesel::update(api_keys::table.filter(api_keys::id.eq_any(&ids)))
+        .set(api_keys::revoked_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(ids)
+}
+
+/// (key id, creator) for those of `key_ids` whose creator still exists.
+pub fn key_creators(
+    conn: &mut AnyConnection,
+    key_ids: &[String],
+) -> QueryResult<Vec<(String, KeyCreator)>> {
+    let rows: Vec<(String, CreatorRow)> = api_keys::table
+        .inner_join(staff::table)
+        .filter(api_keys::id.eq_any(key_ids))
+        .select((api_keys::id, CREATOR))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(k, c)| (k, creator(c))).collect())
 }
 
 pub fn touch_api_key(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<()> {

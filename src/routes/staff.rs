@@ -209,7 +209,8 @@ pub async fn update_staff(
         password_hash: None,
         updated_at: Some(db::now()),
     };
-    // Tokens issued before a disable stay dead if the account is enabled again.
+    // Tokens issued before a disable stay dead if the account is enabled again, and so do the
+    // API keys the member created: each is revoked (and recorded as such) with the disable.
     let sign_out = body.disabled == Some(true);
     let target = id.clone();
     let member = state
@@ -217,10 +218,13 @@ pub async fn update_staff(
         .write(move |conn| {
             db::write_transaction(conn, |conn| -> Result<_, DbError> {
                 if staff_db::update_staff(conn, &target, &changes)? {
+                    auth.audit(conn, "staff.update", "staff", Some(&target))?;
                     if sign_out {
                         staff_db::bump_token_generation(conn, &target)?;
+                        for key in staff_db::revoke_api_keys_created_by(conn, &target, db::now())? {
+                            auth.audit(conn, "api_key.revoke", "api_key", Some(&key))?;
+                        }
                     }
-                    auth.audit(conn, "staff.update", "staff", Some(&target))?;
                 }
                 Ok(staff_db::find_staff(conn, &target)?)
             })
@@ -344,17 +348,46 @@ struct ApiKeyView {
     name: String,
     prefix: String,
     scopes: Vec<String>,
+    created_by: Option<CreatorView>,
+    status: &'static str,
     created_at: String,
     last_used_at: Option<String>,
     revoked_at: Option<String>,
 }
 
-fn key_view(k: staff_db::ApiKey) -> ApiKeyView {
+/// Who created a key, as they are now: the key never does more than `role` allows.
+#[derive(Serialize)]
+struct CreatorView {
+    id: String,
+    email: String,
+    role: String,
+    disabled: bool,
+}
+
+fn creator_view(c: staff_db::KeyCreator) -> CreatorView {
+    CreatorView {
+        id: c.id,
+        email: c.email,
+        role: c.role,
+        disabled: c.disabled,
+    }
+}
+
+/// `revoked`; `suspended` while its creator is disabled or no longer exists (it fails as a
+/// revoked key would); else `active`.
+fn key_view(k: staff_db::ApiKey, creator: Option<staff_db::KeyCreator>) -> ApiKeyView {
+    let status = match (&k.revoked_at, &creator) {
+        (Some(_), _) => "revoked",
+        (None, Some(c)) if !c.disabled => "active",
+        (None, _) => "suspended",
+    };
     ApiKeyView {
         id: k.id,
         name: k.name,
         prefix: k.prefix,
         scopes: serde_json::from_str(&k.scopes).unwrap_or_default(),
+        created_by: creator.map(creator_view),
+        status,
         created_at: k.created_at.and_utc().to_rfc3339(),
         last_used_at: k.last_used_at.map(|t| t.and_utc().to_rfc3339()),
         revoked_at: k.revoked_at.map(|t| t.and_utc().to_rfc3339()),
@@ -409,17 +442,23 @@ pub async fn create_api_key(
         revoked_at: None,
     };
     let stored = key.clone();
-    state
+    let creator = state
         .db
         .write(move |conn| {
             db::write_transaction(conn, |conn| -> Result<_, DbError> {
                 staff_db::insert_api_key(conn, &stored)?;
-                Ok(auth.audit(conn, "api_key.create", "api_key", Some(&stored.id))?)
+                auth.audit(conn, "api_key.create", "api_key", Some(&stored.id))?;
+                Ok(
+                    staff_db::key_creators(conn, std::slice::from_ref(&stored.id))?
+                        .pop()
+                        .map(|(_, c)| c),
+                )
             })
         })
         .await?;
     tracing::info!(api_key_id = %key.id, "API key created");
-    let mut body = serde_json::to_value(key_view(key)).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut body =
+        serde_json::to_value(key_view(key, creator)).map_err(|e| ApiError::Internal(e.into()))?;
     // The secret is shown this once; only its hash is kept.
     body["key"] = serde_json::Value::String(secret);
     Ok(HttpResponse::Created().json(body))
@@ -433,8 +472,8 @@ pub async fn list_api_keys(
         .db
         .run(|conn| staff_db::list_api_keys(conn).map_err(DbError::from))
         .await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "data": keys.into_iter().map(key_view).collect::<Vec<_>>() })))
+    let data: Vec<_> = keys.into_iter().map(|(k, c)| key_view(k, c)).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
 pub async fn revoke_api_key(
@@ -488,21 +527,36 @@ pub async fn audit_log(
             ));
         }
     }
-    let entries = state
+    let (entries, creators) = state
         .db
-        .run(move |conn| {
-            crate::db::audit::list_audit_entries(conn, query.before.as_deref(), limit)
-                .map_err(DbError::from)
+        .run(move |conn| -> Result<_, DbError> {
+            let entries =
+                crate::db::audit::list_audit_entries(conn, query.before.as_deref(), limit)?;
+            // Who stands behind each key that acted on this page.
+            let keys: Vec<String> = entries
+                .iter()
+                .filter(|e| e.actor_type == "api_key")
+                .filter_map(|e| e.actor_id.clone())
+                .collect();
+            let creators = staff_db::key_creators(conn, &keys)?;
+            Ok((entries, creators))
         })
         .await?;
+    let creators: std::collections::HashMap<String, staff_db::KeyCreator> =
+        creators.into_iter().collect();
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id.clone()))
         .flatten();
     let data: Vec<_> = entries
         .into_iter()
         .map(|e| {
+            let key_creator = (e.actor_type == "api_key")
+                .then(|| e.actor_id.as_ref().and_then(|id| creators.get(id)))
+                .flatten()
+                .map(|c| serde_json::json!({ "id": c.id, "email": c.email }));
             serde_json::json!({
-                "id": e.id, "actor_type": e.actor_type, "actor_id": e.actor_id, "action": e.action,
+                "id": e.id, "actor_type": e.actor_type, "actor_id": e.actor_id,
+                "api_key_created_by": key_creator, "action": e.action,
                 "object_type": e.object_type, "object_id": e.object_id, "ip": e.ip,
                 "created_at": e.created_at.and_utc().to_rfc3339(),
             })

@@ -518,13 +518,7 @@ pub async fn upsert_subscriber(
     }
     let subscriber = subscriber.ok_or(ApiError::NotFound)?;
     // A key that may write but not read learns only what its write did.
-    let may_read = match &auth.principal {
-        crate::auth::Principal::Staff { .. } => true,
-        crate::auth::Principal::ApiKey { scopes, .. } => {
-            scopes.iter().any(|s| s == "subscribers:read")
-        }
-    };
-    let mut body = if may_read {
+    let mut body = if auth.principal.may_read_contacts() {
         view(&subscriber, &interests)
     } else {
         json!({ "id": subscriber.id, "status": subscriber.status })

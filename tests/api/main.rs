@@ -11,6 +11,7 @@ mod fields;
 mod helpers;
 mod imports;
 mod interests;
+mod key_creators;
 mod manage;
 mod newsletters;
 mod operations;
