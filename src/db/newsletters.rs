@@ -128,8 +128,8 @@ pub fn delete_unsent(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
 }
 
 /// Moves a newsletter from one of `from` to `to`; false when it was in none of them. The reason
-/// of an earlier pause by the engine is cleared, and a resumed send may again fail to render
-/// `MAX_RENDER_FAILURES` messages before it is paused.
+/// of an earlier pause by the engine is cleared, and a resumed send starts counting failed
+/// renders and processes that died rendering it afresh (see `sending::guard`).
 pub fn transition(
     conn: &mut AnyConnection,
     id: &str,
@@ -147,7 +147,11 @@ pub fn transition(
     );
     if to == SENDING {
         diesel::update(target)
-            .set((changes, newsletters::render_failures.eq(0)))
+            .set((
+                changes,
+                newsletters::render_failures.eq(0),
+                newsletters::render_deaths.eq(0),
+            ))
             .execute(conn)
     } else {
         diesel::update(target).set(changes).execute(conn)
@@ -182,6 +186,15 @@ pub fn add_render_failures(conn: &mut AnyConnection, id: &str, count: i32) -> Qu
     diesel::update(newsletters::table.find(id))
         .set(newsletters::render_failures.eq(newsletters::render_failures + count))
         .returning(newsletters::render_failures)
+        .get_result(conn)
+}
+
+/// Adds `count` processes that died while rendering the newsletter; returns its total since it
+/// last started or resumed.
+pub fn add_render_deaths(conn: &mut AnyConnection, id: &str, count: i32) -> QueryResult<i32> {
+    diesel::update(newsletters::table.find(id))
+        .set(newsletters::render_deaths.eq(newsletters::render_deaths + count))
+        .returning(newsletters::render_deaths)
         .get_result(conn)
 }
 

@@ -198,6 +198,7 @@ diesel::table! {
         updated_at -> Timestamp,
         pause_reason -> Nullable<Text>,
         render_failures -> Integer,
+        render_deaths -> Integer,
     }
 }
 

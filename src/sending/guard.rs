@@ -1,8 +1,10 @@
 //! What keeps one newsletter's content from taking the engine down with it. Each batch is marked
 //! as being rendered in the transaction that claims it, and unmarked once rendered: a process
-//! that dies while rendering leaves its mark, and the newsletter is paused instead of claimed
-//! again (no crash loop). Messages that fail to render fail alone; past `MAX_RENDER_FAILURES`
-//! the newsletter is paused. Either way staff read why in `pause_reason`.
+//! that dies while rendering leaves its mark. A process can be killed for many reasons, so one
+//! such death is counted and the send goes on; content that kills every process rendering it
+//! dies again, and the second death pauses the newsletter instead of letting it be claimed once
+//! more (no crash loop). Messages that fail to render fail alone; past `MAX_RENDER_FAILURES` the
+//! newsletter is paused. Either way staff read why in `pause_reason`.
 
 use std::sync::Mutex;
 
@@ -17,8 +19,16 @@ use crate::db::{self, AnyConnection, Db};
 /// many stops the send.
 pub const MAX_RENDER_FAILURES: i32 = 5;
 
-/// Why a newsletter whose render was under way when a process died is paused.
-pub const DIED_RENDERING: &str = "a process stopped while rendering this newsletter's messages (its content may crash Enlace); check the content, then resume or cancel the send";
+/// Processes that may die while rendering one newsletter (since it started or was last resumed)
+/// before it is paused: one death may have had nothing to do with it, a second is a pattern.
+pub const MAX_RENDER_DEATHS: i32 = 2;
+
+/// How long a mark made before this process started may still be a live process's (one batch
+/// renders in milliseconds): past it, the mark's process died. Until then, the newsletter waits.
+pub const MARK_GRACE_SECONDS: i64 = 10;
+
+/// Why a newsletter whose render was under way when processes died is paused.
+pub const DIED_RENDERING: &str = "processes stopped twice while rendering this newsletter's messages (its content may crash Enlace); check the content, then resume or cancel the send";
 
 /// Outcomes of messages that could not be rendered start with this.
 pub const RENDER_FAILURE: &str = "rendering: ";
@@ -26,8 +36,8 @@ pub const RENDER_FAILURE: &str = "rendering: ";
 /// This process's view of the marks.
 pub struct RenderGuard {
     /// Marks made before this moment belong to a process that may have died rendering: their
-    /// newsletters wait until the mark is removed (its process lives) or its lease runs out
-    /// (it died, and the newsletter is paused).
+    /// newsletters wait until the mark is removed (its process lives) or `MARK_GRACE_SECONDS`
+    /// have passed (it died). A mark whose lease ran out unrenewed is a dead process's too.
     started_at: NaiveDateTime,
     /// Marks of rendered batches that could not be removed (the database was unreachable):
     /// removed with the next claim, so they never pause a newsletter that rendered fine.
@@ -47,9 +57,9 @@ impl Default for RenderGuard {
 pub enum Claimed {
     /// Deliveries to render, marked as being rendered (none when nothing is due).
     Batch(Vec<ClaimedDelivery>),
-    /// A mark left from before this process started is still live: not claimed for now.
+    /// A mark left from before this process started may still be live: not claimed for now.
     Wait,
-    /// A process died rendering it: paused.
+    /// Processes died rendering it: paused.
     Paused,
 }
 
@@ -64,8 +74,8 @@ pub struct ClaimRequest<'a> {
 }
 
 impl RenderGuard {
-    /// Claims a batch (in the caller's write transaction) unless the newsletter carries the mark
-    /// of a process that died rendering it.
+    /// Claims a batch (in the caller's write transaction), after counting the marks of processes
+    /// that died rendering the newsletter; pauses it instead when they are too many.
     pub fn claim(
         &self,
         conn: &mut AnyConnection,
@@ -74,12 +84,29 @@ impl RenderGuard {
         let stale = std::mem::take(&mut *self.stale.lock().unwrap_or_else(|p| p.into_inner()));
         newsletters::clear_render_marks(conn, &stale)?;
         let marks = newsletters::render_marks_of(conn, req.newsletter_id)?;
-        if marks.iter().any(|m| m.locked_until < req.now) {
-            newsletters::pause_with_reason(conn, req.newsletter_id, DIED_RENDERING, req.now)?;
-            newsletters::clear_render_marks_of(conn, req.newsletter_id)?;
-            return Ok(Claimed::Paused);
+        let grace = req.now - chrono::Duration::seconds(MARK_GRACE_SECONDS);
+        let inherited = |started_at: NaiveDateTime| started_at < self.started_at;
+        let (dead, live): (Vec<_>, Vec<_>) = marks.into_iter().partition(|m| {
+            m.locked_until < req.now || (inherited(m.started_at) && m.started_at < grace)
+        });
+        let claims: Vec<String> = dead.into_iter().map(|m| m.claim).collect();
+        // Counted by the marks this transaction removed: of two processes that find the same
+        // dead mark at once (PostgreSQL), only the one that removes it counts it.
+        let removed = newsletters::clear_render_marks(conn, &claims)?;
+        if removed > 0 {
+            let deaths = newsletters::add_render_deaths(conn, req.newsletter_id, removed as i32)?;
+            if deaths >= MAX_RENDER_DEATHS {
+                newsletters::pause_with_reason(conn, req.newsletter_id, DIED_RENDERING, req.now)?;
+                newsletters::clear_render_marks_of(conn, req.newsletter_id)?;
+                return Ok(Claimed::Paused);
+            }
+            tracing::warn!(
+                newsletter_id = req.newsletter_id,
+                deaths,
+                "a process stopped while rendering this newsletter; it is paused if that happens again"
+            );
         }
-        if marks.iter().any(|m| m.started_at < self.started_at) {
+        if live.iter().any(|m| inherited(m.started_at)) {
             return Ok(Claimed::Wait);
         }
         let batch = deliveries::claim_deliveries(
@@ -214,7 +241,7 @@ pub fn report_refused(
         tracing::warn!(
             count = refused.len(),
             newsletters = ids.join(", "),
-            "newsletters whose content the template rules refuse: they cannot be sent until a copy is fixed (sending one answers 422 with the reasons)"
+            "stored newsletters whose content the template rules refuse: a draft must be corrected before it is sent (sending it answers 422 with the reasons); one scheduled or sending is paused with them"
         );
     }
     Ok(refused.into_iter().map(|n| n.id).collect())

@@ -1,3 +1,4 @@
 DROP TABLE render_marks;
+ALTER TABLE newsletters DROP COLUMN render_deaths;
 ALTER TABLE newsletters DROP COLUMN render_failures;
 ALTER TABLE newsletters DROP COLUMN pause_reason;
