@@ -38,6 +38,8 @@ pub struct TokenRow {
     pub subscriber_id: String,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+    /// A public signup's changes for someone already on the list (`signup::Proposal`, JSON).
+    pub proposal: Option<String>,
 }
 
 /// Everything a batch will insert, in foreign-key order.

@@ -14,6 +14,7 @@ pub struct ConfirmationToken {
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub used_at: Option<NaiveDateTime>,
+    pub proposal: Option<String>,
 }
 
 pub fn insert_confirmation_token(
@@ -22,6 +23,7 @@ pub fn insert_confirmation_token(
     subscriber_id: &str,
     now: NaiveDateTime,
     expires_at: NaiveDateTime,
+    proposal: Option<&str>,
 ) -> QueryResult<()> {
     diesel::insert_into(confirmation_tokens::table)
         .values((
@@ -29,6 +31,7 @@ pub fn insert_confirmation_token(
             confirmation_tokens::subscriber_id.eq(subscriber_id),
             confirmation_tokens::created_at.eq(now),
             confirmation_tokens::expires_at.eq(expires_at),
+            confirmation_tokens::proposal.eq(proposal),
         ))
         .execute(conn)
         .map(drop)
@@ -59,4 +62,19 @@ pub fn use_confirmation_tokens(
     .set(confirmation_tokens::used_at.eq(Some(now)))
     .execute(conn)
     .map(drop)
+}
+
+/// The proposals (JSON) kept with these tokens, by token hash; tokens without one are absent.
+pub fn find_proposals(
+    conn: &mut AnyConnection,
+    token_hashes: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    confirmation_tokens::table
+        .filter(confirmation_tokens::token_hash.eq_any(token_hashes))
+        .filter(confirmation_tokens::proposal.is_not_null())
+        .select((
+            confirmation_tokens::token_hash,
+            confirmation_tokens::proposal.assume_not_null(),
+        ))
+        .load(conn)
 }

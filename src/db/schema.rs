@@ -42,6 +42,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
+        proposal -> Nullable<Text>,
     }
 }
 

@@ -88,6 +88,7 @@ impl Writer<'_> {
             subscriber_id: subscriber_id.to_owned(),
             created_at: self.ctx.now,
             expires_at: self.ctx.now + self.ctx.policy.confirm_ttl,
+            proposal: None,
         });
         inserts.jobs.push(jobs::mail_job(
             subscriber_id,

@@ -116,6 +116,32 @@ fn load_recipients(
     Ok(recipients)
 }
 
+/// The proposals carried by the confirmation links of these jobs, by job id.
+fn load_proposals(
+    conn: &mut db::AnyConnection,
+    jobs: &[ClaimedJob],
+) -> Result<HashMap<String, crate::signup::Proposal>, db::DbError> {
+    let by_hash: HashMap<String, &str> = jobs
+        .iter()
+        .filter(|j| MailKind::from_job_kind(&j.kind) == Some(MailKind::Confirmation))
+        .filter_map(|j| {
+            let payload: Payload = serde_json::from_str(&j.payload).ok()?;
+            Some((tokens::hash_token(&payload.token?), j.id.as_str()))
+        })
+        .collect();
+    if by_hash.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let hashes: Vec<String> = by_hash.keys().cloned().collect();
+    Ok(db::confirmations::find_proposals(conn, &hashes)?
+        .into_iter()
+        .filter_map(|(hash, json)| {
+            let proposal = crate::signup::Proposal::from_json(Some(&json))?;
+            Some((by_hash.get(&hash)?.to_string(), proposal))
+        })
+        .collect())
+}
+
 impl Worker {
     /// Reads every claimed job's recipient in one database visit and renders the messages there
     /// too, on the blocking pool: rendering is CPU work that must not stall the async threads.
@@ -128,13 +154,30 @@ impl Worker {
             .db
             .run(move |conn| -> Result<_, db::DbError> {
                 let recipients = load_recipients(conn, &jobs)?;
+                let proposals = load_proposals(conn, &jobs)?;
+                let catalogue = if proposals.is_empty() {
+                    Vec::new()
+                } else {
+                    db::interests::list_interests(conn)?
+                };
                 Ok(jobs
                     .into_iter()
                     .map(|job| {
                         let recipient = job
                             .subscriber_id
                             .as_ref()
-                            .and_then(|id| recipients.get(id).cloned());
+                            .and_then(|id| recipients.get(id).cloned())
+                            .map(|mut recipient| {
+                                // A confirmation for a signup's proposal speaks the language
+                                // and lists the interests the form asked for.
+                                if let Some(proposal) = proposals.get(&job.id) {
+                                    recipient.subscriber.language =
+                                        proposal.language.as_str().to_owned();
+                                    recipient.interests =
+                                        proposal.chosen_interests(catalogue.clone());
+                                }
+                                recipient
+                            });
                         let prepared = renderer.prepare(&job, recipient);
                         (job, prepared)
                     })

@@ -23,10 +23,14 @@ pub async fn confirm_page(
     let result = state
         .db
         .run(move |conn| -> Result<_, DbError> {
-            let outcome = confirm::inspect_token(conn, &lookup, db::now())?;
-            // The interests chosen at signup, to show what is being confirmed.
-            let interests = match &outcome {
-                ConfirmOutcome::Confirmed { subscriber_id, .. } => {
+            let (outcome, proposal) = confirm::inspect_token(conn, &lookup, db::now())?;
+            // The interests chosen at signup (or on the form whose request this link carries),
+            // to show what is being confirmed.
+            let interests = match (&outcome, proposal) {
+                (ConfirmOutcome::Confirmed { .. }, Some(proposal)) => {
+                    proposal.chosen_interests(db::interests::list_interests(conn)?)
+                }
+                (ConfirmOutcome::Confirmed { subscriber_id, .. }, None) => {
                     subscribers::list_subscriber_interests(conn, subscriber_id)?
                 }
                 _ => Vec::new(),

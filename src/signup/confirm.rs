@@ -2,7 +2,7 @@
 
 use chrono::NaiveDateTime;
 
-use super::{queue_confirmation, throttled, Evidence, SignupPolicy};
+use super::{queue_confirmation, throttled, Evidence, Proposal, SignupPolicy};
 use crate::db::consent::{insert_consent_event, ConsentEvent};
 use crate::db::{self, confirmations, subscribers, suppressions, AnyConnection};
 use crate::domain::{Language, SubscriberStatus, SuppressionReason};
@@ -25,33 +25,45 @@ pub enum ConfirmOutcome {
     Invalid,
 }
 
-/// What the confirmation page should show, without changing anything (link scanners fetch GETs).
+/// What the confirmation page should show, without changing anything (link scanners fetch GETs),
+/// with the changes confirming would make when the link carries a signup's proposal.
 pub fn inspect_token(
     conn: &mut AnyConnection,
     token: &str,
     now: NaiveDateTime,
-) -> diesel::QueryResult<ConfirmOutcome> {
-    let (outcome, _) = classify(conn, token, now)?;
-    Ok(outcome)
+) -> diesel::QueryResult<(ConfirmOutcome, Option<Proposal>)> {
+    let (outcome, _, proposal) = classify(conn, token, now)?;
+    Ok((outcome, proposal))
 }
+
+type Classified = (
+    ConfirmOutcome,
+    Option<subscribers::Subscriber>,
+    Option<Proposal>,
+);
 
 /// Looks the token up and says what confirming it would do; `Confirmed` means "would confirm".
 fn classify(
     conn: &mut AnyConnection,
     token: &str,
     now: NaiveDateTime,
-) -> diesel::QueryResult<(ConfirmOutcome, Option<subscribers::Subscriber>)> {
+) -> diesel::QueryResult<Classified> {
     if !tokens::is_well_formed(token) {
-        return Ok((ConfirmOutcome::Invalid, None));
+        return Ok((ConfirmOutcome::Invalid, None, None));
     }
     let Some(row) = confirmations::find_confirmation_token(conn, &tokens::hash_token(token))?
     else {
-        return Ok((ConfirmOutcome::Invalid, None));
+        return Ok((ConfirmOutcome::Invalid, None, None));
     };
     let Some(subscriber) = subscribers::find_subscriber(conn, &row.subscriber_id)? else {
-        return Ok((ConfirmOutcome::Invalid, None));
+        return Ok((ConfirmOutcome::Invalid, None, None));
     };
-    let language = Language::parse(&subscriber.language).unwrap_or_default();
+    let proposal = Proposal::from_json(row.proposal.as_deref());
+    // The page and the mails after it speak the language the person asked for on the form.
+    let language = proposal
+        .as_ref()
+        .map(|p| p.language)
+        .unwrap_or_else(|| Language::parse(&subscriber.language).unwrap_or_default());
     let status = SubscriberStatus::parse(&subscriber.status);
     let suppressed = suppressions::find_suppression(conn, &tokens::email_hash(&subscriber.email))?
         .and_then(|r| SuppressionReason::parse(&r))
@@ -76,7 +88,7 @@ fn classify(
             language,
         }
     };
-    Ok((outcome, Some(subscriber)))
+    Ok((outcome, Some(subscriber), proposal))
 }
 
 /// Confirms: status, consent evidence, used tokens, welcome mail — all in one transaction.
@@ -89,7 +101,7 @@ pub fn confirm(
     now: NaiveDateTime,
 ) -> diesel::QueryResult<ConfirmOutcome> {
     db::write_transaction(conn, |conn| {
-        let (outcome, subscriber) = classify(conn, token, now)?;
+        let (outcome, subscriber, proposal) = classify(conn, token, now)?;
         let (ConfirmOutcome::Confirmed { language, .. }, Some(subscriber)) = (&outcome, subscriber)
         else {
             return Ok(outcome);
@@ -110,6 +122,17 @@ pub fn confirm(
                 language: *language,
             });
         }
+        // What the person asked for on the form, now that they have shown the address is theirs.
+        if let Some(proposal) = &proposal {
+            proposal.apply(conn, &subscriber, now)?;
+        }
+        let source = match &proposal {
+            Some(Proposal {
+                source: Some(source),
+                ..
+            }) => Some(source.clone()),
+            _ => subscriber.source.clone(),
+        };
         confirmations::use_confirmation_tokens(conn, &subscriber.id, now)?;
         suppressions::delete_suppression(
             conn,
@@ -130,7 +153,7 @@ pub fn confirm(
                 wording: templates.text(*language, "consent.confirm"),
                 wording_version: templates.text(*language, "consent_wording_version"),
                 language: language.as_str().into(),
-                source: subscriber.source.clone(),
+                source,
                 ip: evidence.ip.clone(),
                 user_agent: evidence.user_agent.clone(),
                 created_at: now,
@@ -156,14 +179,16 @@ pub fn renew(
     now: NaiveDateTime,
 ) -> diesel::QueryResult<(ConfirmOutcome, bool)> {
     db::write_transaction(conn, |conn| {
-        let (outcome, subscriber) = classify(conn, token, now)?;
+        let (outcome, subscriber, proposal) = classify(conn, token, now)?;
         let (ConfirmOutcome::Expired { .. }, Some(subscriber)) = (&outcome, subscriber) else {
             return Ok((outcome, false));
         };
         if throttled(conn, &subscriber.id, now)? {
             return Ok((outcome, false));
         }
-        queue_confirmation(conn, &subscriber.id, policy, now)?;
+        // The new link carries what the expired one would have applied.
+        let proposal = proposal.as_ref().map(Proposal::to_json);
+        queue_confirmation(conn, &subscriber.id, policy, proposal.as_deref(), now)?;
         Ok((outcome, true))
     })
 }

@@ -4,6 +4,7 @@
 mod batcher;
 pub mod confirm;
 pub mod manage;
+mod proposal;
 pub mod staff;
 
 use std::collections::{HashMap, HashSet};
@@ -13,6 +14,7 @@ use serde_json::{Map, Value};
 
 pub use batcher::SignupQueue;
 pub use manage::{record_complaint, record_hard_bounce};
+pub use proposal::Proposal;
 
 use crate::db::batch::{Inserts, InterestRow, SubscriberRow, TokenRow};
 use crate::db::consent::ConsentEvent;
@@ -247,8 +249,6 @@ fn apply_signups(
     // Addresses that already got a message queued in this batch (the same form sent twice).
     let mut queued: HashSet<&str> = HashSet::new();
     let mut results = Vec::with_capacity(batch.len());
-    // People whose pending record a new signup rewrote, for the webhook event.
-    let mut updated: Vec<String> = Vec::new();
     for signup in batch {
         let attributes = match catalog.check(signup) {
             Ok(a) => a,
@@ -271,6 +271,7 @@ fn apply_signups(
             results.push(Ok(SignupOutcome::Throttled));
             continue;
         }
+        let mut proposal: Option<Proposal> = None;
         let (subscriber_id, outcome) = match known.existing.get(email) {
             None => {
                 let id = db::new_id();
@@ -301,25 +302,20 @@ fn apply_signups(
                     results.push(Ok(SignupOutcome::Throttled));
                     continue;
                 }
+                // Whoever typed the address may not be its owner: for someone already on the
+                // list, what the form asks for waits in the confirmation link sent to them.
                 if outcome != SignupOutcome::AlreadySubscribed {
-                    // Not receiving mail yet: the newest request describes what they want.
-                    let mut merged: Map<String, Value> =
-                        serde_json::from_str(&row.attributes).unwrap_or_default();
-                    merged.extend(attributes);
-                    let merged = Value::Object(merged).to_string();
-                    subscribers::update_profile(
-                        conn,
-                        &row.id,
-                        &subscribers::ProfileChanges {
-                            name: signup.name.as_ref().map(|n| Some(n.as_str())),
-                            language: Some(signup.language.as_str()),
-                            attributes: Some(&merged),
-                            source: signup.source.as_deref().map(Some),
-                            updated_at: now,
-                        },
-                    )?;
-                    subscribers::clear_interests(conn, &row.id)?;
-                    updated.push(row.id.clone());
+                    proposal = Some(Proposal {
+                        name: signup.name.as_ref().map(|n| n.as_str().to_owned()),
+                        language: signup.language,
+                        interests: signup
+                            .interests
+                            .iter()
+                            .map(|i| i.as_str().to_owned())
+                            .collect(),
+                        attributes,
+                        source: signup.source.clone(),
+                    });
                 }
                 (row.id.clone(), outcome)
             }
@@ -336,13 +332,15 @@ fn apply_signups(
             continue;
         }
         let slugs: Vec<&str> = signup.interests.iter().map(InterestSlug::as_str).collect();
-        inserts
-            .interests
-            .extend(slugs.iter().map(|slug| InterestRow {
-                subscriber_id: subscriber_id.clone(),
-                interest_slug: (*slug).to_owned(),
-                created_at: now,
-            }));
+        if outcome == SignupOutcome::Created {
+            inserts
+                .interests
+                .extend(slugs.iter().map(|slug| InterestRow {
+                    subscriber_id: subscriber_id.clone(),
+                    interest_slug: (*slug).to_owned(),
+                    created_at: now,
+                }));
+        }
         inserts.consents.push(ConsentEvent {
             id: db::new_id(),
             subscriber_id: subscriber_id.clone(),
@@ -362,6 +360,7 @@ fn apply_signups(
             subscriber_id: subscriber_id.clone(),
             created_at: now,
             expires_at: now + policy.confirm_ttl,
+            proposal: proposal.as_ref().map(Proposal::to_json),
         });
         inserts.jobs.push(jobs::mail_job(
             &subscriber_id,
@@ -380,21 +379,16 @@ fn apply_signups(
         &created,
         now,
     )?;
-    let updated: Vec<&str> = updated.iter().map(String::as_str).collect();
-    outbox.emit_subscribers(
-        conn,
-        crate::webhooks::EventType::SubscriberUpdated,
-        &updated,
-        now,
-    )?;
     Ok(results)
 }
 
-/// Creates a confirmation token and queues the mail that carries it.
+/// Creates a confirmation token (carrying `proposal`, the changes a confirmation applies) and
+/// queues the mail that carries it.
 pub fn queue_confirmation(
     conn: &mut AnyConnection,
     subscriber_id: &str,
     policy: &SignupPolicy,
+    proposal: Option<&str>,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<()> {
     let token = tokens::random_token();
@@ -404,6 +398,7 @@ pub fn queue_confirmation(
         subscriber_id,
         now,
         now + policy.confirm_ttl,
+        proposal,
     )?;
     jobs::enqueue_mail(
         conn,

@@ -173,7 +173,7 @@ pub fn upsert_by_staff(
                         signup.source.clone().or_else(|| Some("staff".into())),
                     ),
                 )?;
-                queue_confirmation(conn, &id, policy, now)?;
+                queue_confirmation(conn, &id, policy, None, now)?;
                 confirmation_sent = true;
             }
         }

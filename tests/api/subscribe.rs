@@ -421,6 +421,150 @@ async fn public_posts_are_rate_limited_per_client() {
     assert_eq!(app.count("subscribers"), 2);
 }
 
+/// (name, language, interests, city, source) as stored.
+async fn profile(
+    app: &crate::helpers::TestApp,
+    viewer: &str,
+    email: &str,
+) -> (Value, Value, Value, Value, Value) {
+    let id = app.conn_subscriber_id(email);
+    let s = app
+        .get_json_as(viewer, &format!("/api/v1/subscribers/{id}"))
+        .await;
+    (
+        s["name"].clone(),
+        s["language"].clone(),
+        s["interests"].clone(),
+        s["attributes"]["city"].clone(),
+        s["source"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_signup_changes_someone_on_the_list_only_when_they_confirm_it() {
+    let app = spawn_app().await;
+    app.add_interest("news", true);
+    app.add_interest("events", true);
+    app.add_field("city", "text", &[], true);
+    let viewer = app.staff_token(enlace::auth::Role::Viewer).await;
+    let ana = app.add_subscriber(
+        "ana@example.org",
+        "unsubscribed",
+        "en",
+        Some("Ana"),
+        json!({"city": "Tucson"}),
+    );
+    app.sql(&format!(
+        "UPDATE subscribers SET source = 'footer' WHERE id = '{ana}';
+         INSERT INTO subscriber_interests (subscriber_id, interest_slug, created_at) VALUES ('{ana}', 'news', '2026-11-01 00:00:00')"
+    ));
+    let before = profile(&app, &viewer, "ana@example.org").await;
+    assert_eq!(
+        before,
+        (
+            json!("Ana"),
+            json!("en"),
+            json!(["news"]),
+            json!("Tucson"),
+            json!("footer")
+        )
+    );
+    // Someone types Ana's address into a form, with other details.
+    let res = app
+        .subscribe(
+            json!({"email": "ana@example.org", "name": "Mallory", "language": "es",
+            "interests": ["events"], "attributes": {"city": "Nowhere"}, "source": "elsewhere"}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(
+        profile(&app, &viewer, "ana@example.org").await,
+        before,
+        "nothing changes yet"
+    );
+    assert_eq!(
+        app.status_of("ana@example.org").as_deref(),
+        Some("unsubscribed")
+    );
+    // The link goes to Ana, and says what confirming would do.
+    let mail = app.deliver_one("ana@example.org").await;
+    assert_eq!(mail.content_language.as_deref(), Some("es"));
+    assert!(mail.text.contains("events (es)"), "{}", mail.text);
+    assert!(!mail.text.contains("news (es)"), "{}", mail.text);
+    assert!(!mail.text.contains("Mallory") && mail.to_name.is_none());
+    let link = app.link(&mail, "/confirm/");
+    let page = app.get(&link).await.text().await.unwrap();
+    assert!(
+        page.contains("events (es)"),
+        "the page lists what the form asked for"
+    );
+    assert_eq!(
+        profile(&app, &viewer, "ana@example.org").await,
+        before,
+        "a GET changes nothing"
+    );
+    // Ana confirms: now the request takes effect, with its evidence.
+    let res = app.client.post(app.url(&link)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        profile(&app, &viewer, "ana@example.org").await,
+        (
+            json!("Mallory"),
+            json!("es"),
+            json!(["events"]),
+            json!("Nowhere"),
+            json!("elsewhere")
+        )
+    );
+    assert_eq!(
+        app.count(&format!(
+            "consent_events WHERE subscriber_id = '{ana}' AND action = 'confirm' AND interests = '[\"events\"]' AND source = 'elsewhere'"
+        )),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_second_signup_for_a_pending_person_waits_for_its_own_link() {
+    let app = spawn_app().await;
+    app.add_interest("news", true);
+    app.add_interest("events", true);
+    let viewer = app.staff_token(enlace::auth::Role::Viewer).await;
+    app.subscribe(json!({"email": "ben@example.org", "name": "Ben", "interests": ["news"]}))
+        .await;
+    let first = app.deliver_one("ben@example.org").await;
+    app.age_jobs(11);
+    app.subscribe(json!({"email": "ben@example.org", "name": "Someone Else", "language": "es", "interests": ["events"]}))
+        .await;
+    let second = app.deliver_one("ben@example.org").await;
+    assert_eq!(second.content_language.as_deref(), Some("es"));
+    let before = profile(&app, &viewer, "ben@example.org").await;
+    assert_eq!(
+        (before.0.clone(), before.2.clone()),
+        (json!("Ben"), json!(["news"]))
+    );
+    // Confirming through the first link confirms what Ben asked for, not the later request.
+    let res = app
+        .client
+        .post(app.url(&app.link(&first, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        app.status_of("ben@example.org").as_deref(),
+        Some("confirmed")
+    );
+    assert_eq!(profile(&app, &viewer, "ben@example.org").await, before);
+    // The later link now only says "already confirmed", and changes nothing.
+    app.client
+        .post(app.url(&app.link(&second, "/confirm/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(profile(&app, &viewer, "ben@example.org").await, before);
+}
+
 #[tokio::test]
 async fn every_signup_answer_waits_for_the_floor_whatever_the_address_knows() {
     let floor = std::time::Duration::from_millis(250);

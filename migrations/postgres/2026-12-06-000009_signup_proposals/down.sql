@@ -1,0 +1,1 @@
+ALTER TABLE confirmation_tokens DROP COLUMN proposal;
