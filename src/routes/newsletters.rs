@@ -495,6 +495,7 @@ fn inert_urls(state: &AppState) -> (String, String) {
 /// Renders a preview or test message with inert links.
 fn render_inert(
     state: &AppState,
+    newsletter_id: &str,
     compiled: &CompiledNewsletter,
     name: Option<&str>,
     email: &str,
@@ -514,7 +515,10 @@ fn render_inert(
             },
             &state.templates,
         )
-        .map_err(|e| ApiError::field("html", e.to_string()))
+        .map_err(|e| {
+            tracing::warn!(newsletter_id, error = %e, "a newsletter preview or test could not be rendered");
+            ApiError::field("html", e.to_string())
+        })
 }
 
 #[derive(Deserialize, Default)]
@@ -570,6 +574,7 @@ pub async fn preview_newsletter(
                 .unwrap_or_else(|| json!({}));
             let out = render_inert(
                 &state2,
+                &n.id,
                 &compiled,
                 subscriber.as_ref().map_or(Some("Ana"), |s| s.name.as_deref()),
                 subscriber.as_ref().map_or("ana@example.org", |s| s.email.as_str()),
@@ -635,7 +640,8 @@ pub async fn test_newsletter(
                 let empty = json!({});
                 let now = db::now();
                 for address in &to {
-                    let out = render_inert(&state2, &compiled, None, address, language, &empty)?;
+                    let out =
+                        render_inert(&state2, &n.id, &compiled, None, address, language, &empty)?;
                     crate::jobs::enqueue_test_mail(
                         conn,
                         &crate::jobs::TestMail {
