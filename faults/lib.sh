@@ -276,13 +276,14 @@ panics() { cat "$@" 2>/dev/null | grep -c 'panicked' || true; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 
 # api_key PORT: signs in as the admin and prints a new API key that can write and send
-# newsletters (a key, unlike a 15-minute access token, outlives every restart in a script).
+# newsletters and read their progress, which counts people and so takes subscribers:read too (a
+# key, unlike a 15-minute access token, outlives every restart in a script).
 api_key() {
   local api="http://127.0.0.1:$1/api/v1" token
   token=$(curl -sf --max-time 10 "$api/auth/token" -H 'Content-Type: application/json' \
     -d "{\"email\":\"$STAFF_EMAIL\",\"password\":\"$STAFF_PASSWORD\"}" | json 'd["access_token"]')
   curl -sf --max-time 10 "$api/api-keys" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    -d '{"name":"fault script","scopes":["newsletters:write","newsletters:send"]}' | json 'd["key"]'
+    -d '{"name":"fault script","scopes":["subscribers:read","newsletters:write","newsletters:send"]}' | json 'd["key"]'
 }
 
 # newsletter_send PORT KEY: creates a newsletter to every English subscriber, sends it, prints

@@ -254,7 +254,8 @@ pub struct DeleteQuery {
 }
 
 /// Refuses (409) while subscribers have the interest, unless `?force=true`: then their
-/// memberships are removed with it, and the answer says how many.
+/// memberships are removed with it, and the answer says how many. How many people have it is
+/// data about people: a caller who may not read contacts is told neither number.
 pub async fn delete_interest(
     auth: Authorized<WriteContacts>,
     slug: web::Path<String>,
@@ -262,6 +263,7 @@ pub async fn delete_interest(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let force = query.map_err(ApiError::from_extractor)?.force;
+    let may_count = auth.principal.may_read_contacts();
     let slug = InterestSlug::parse(&slug)
         .map_err(|_| ApiError::NotFound)?
         .as_str()
@@ -287,8 +289,19 @@ pub async fn delete_interest(
     match outcome {
         None => Err(ApiError::NotFound),
         Some(Err(members)) => Err(ApiError::Conflict(format!(
-            "{members} subscribers have this interest; DELETE with ?force=true removes it from them too"
+            "{} this interest; DELETE with ?force=true removes it from them too",
+            if may_count {
+                format!("{members} subscribers have")
+            } else {
+                "subscribers have".to_owned()
+            }
         ))),
-        Some(Ok(removed)) => Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": true, "memberships_removed": removed }))),
+        Some(Ok(removed)) => {
+            let mut body = serde_json::json!({ "deleted": true });
+            if may_count {
+                body["memberships_removed"] = removed.into();
+            }
+            Ok(HttpResponse::Ok().json(body))
+        }
     }
 }

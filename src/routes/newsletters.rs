@@ -83,8 +83,10 @@ pub fn path_id(raw: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::NotFound)
 }
 
-/// Loads a newsletter with its progress.
-pub async fn load_view(state: &AppState, id: String) -> HandlerResult {
+/// Loads a newsletter with its progress when `with_progress`. Progress counts people (how many
+/// a filter reached, and what became of them), so it goes only to callers who may read
+/// contacts: see `Principal::may_read_contacts`.
+pub async fn load_view(state: &AppState, id: String, with_progress: bool) -> HandlerResult {
     let now = db::now();
     let found = state
         .db
@@ -92,12 +94,21 @@ pub async fn load_view(state: &AppState, id: String) -> HandlerResult {
             let Some(n) = store::find_newsletter(conn, &id)? else {
                 return Ok(None);
             };
-            let p = deliveries::progress(conn, &id, now - chrono::Duration::seconds(30))?;
+            let p = if with_progress {
+                Some(deliveries::progress(
+                    conn,
+                    &id,
+                    now - chrono::Duration::seconds(30),
+                )?)
+            } else {
+                None
+            };
             Ok(Some((n, p)))
         })
         .await?;
     let (n, p) = found.ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(view(&n, Some(progress_view(&p, &n, now)))))
+    let progress = p.map(|p| progress_view(&p, &n, now));
+    Ok(HttpResponse::Ok().json(view(&n, progress)))
 }
 
 #[derive(Deserialize)]
@@ -174,11 +185,11 @@ pub async fn list_newsletters(
 }
 
 pub async fn get_newsletter(
-    _auth: Authorized<ReadNewsletters>,
+    auth: Authorized<ReadNewsletters>,
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    load_view(&state, path_id(&id)?).await
+    load_view(&state, path_id(&id)?, auth.principal.may_read_contacts()).await
 }
 
 /// A draft as written in a request; every field optional for PATCH.

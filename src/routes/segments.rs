@@ -1,6 +1,7 @@
 //! Saved segments (named filters over confirmed subscribers) and the preview of who a filter
 //! reaches. The list leaves out `count`: each count scans the subscribers, so it is given only
-//! for one segment at a time.
+//! for one segment at a time. A count is data about people (a filter narrow enough counts one
+//! person), so it goes only to callers who may read contacts; for others it is left out.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -63,12 +64,14 @@ fn parse_filter(errors: &mut FieldErrors, raw: Option<&Value>) -> Option<Segment
     SegmentFilter::parse(raw).map_err(|e| errors.extend(e)).ok()
 }
 
-/// Checks the filter against the declared fields and interests, then counts whom it reaches.
+/// Checks the filter against the declared fields and interests, then (when `count`) counts
+/// whom it reaches.
 fn check_and_count(
     conn: &mut AnyConnection,
     filter: &SegmentFilter,
     backend: db::Backend,
-) -> Result<Result<i64, FieldErrors>, DbError> {
+    count: bool,
+) -> Result<Result<Option<i64>, FieldErrors>, DbError> {
     let fields = db::interests::list_field_declarations(conn)?;
     let interests: Vec<String> = db::interests::list_interests(conn)?
         .into_iter()
@@ -77,29 +80,34 @@ fn check_and_count(
     if let Err(errors) = filter.check(&fields, &interests) {
         return Ok(Err(errors));
     }
-    Ok(Ok(store::count_recipients(conn, filter, backend)?))
+    if !count {
+        return Ok(Ok(None));
+    }
+    Ok(Ok(Some(store::count_recipients(conn, filter, backend)?)))
 }
 
-/// Checks a parsed filter (when there is one) and answers 422 with every error found.
+/// Checks a parsed filter (when there is one) and answers 422 with every error found; counts
+/// whom it reaches when `count`.
 async fn validate(
     state: &AppState,
     mut errors: FieldErrors,
     filter: Option<SegmentFilter>,
+    count: bool,
 ) -> Result<(Option<SegmentFilter>, Option<i64>), ApiError> {
-    let mut count = None;
+    let mut counted = None;
     if let Some(filter) = filter.clone() {
         let backend = state.db.backend();
         let checked = state
             .db
-            .run(move |conn| check_and_count(conn, &filter, backend))
+            .run(move |conn| check_and_count(conn, &filter, backend, count))
             .await?;
         match checked {
-            Ok(n) => count = Some(n),
+            Ok(n) => counted = n,
             Err(e) => errors.extend(e),
         }
     }
     if errors.is_empty() {
-        Ok((filter, count))
+        Ok((filter, counted))
     } else {
         Err(ApiError::Validation(errors))
     }
@@ -117,8 +125,12 @@ pub async fn list_segments(
     Ok(HttpResponse::Ok().json(json!({ "data": data })))
 }
 
-/// The segment and its current count, or None.
-async fn load(state: &AppState, id: String) -> Result<Option<(Segment, i64)>, ApiError> {
+/// The segment and (when `count`) its current count, or None.
+async fn load(
+    state: &AppState,
+    id: String,
+    count: bool,
+) -> Result<Option<(Segment, Option<i64>)>, ApiError> {
     let backend = state.db.backend();
     state
         .db
@@ -126,21 +138,26 @@ async fn load(state: &AppState, id: String) -> Result<Option<(Segment, i64)>, Ap
             let Some(segment) = store::find_segment(conn, &id)? else {
                 return Ok(None);
             };
-            let filter = segment.parsed_filter()?;
-            let count = store::count_recipients(conn, &filter, backend)?;
-            Ok(Some((segment, count)))
+            let counted = if count {
+                let filter = segment.parsed_filter()?;
+                Some(store::count_recipients(conn, &filter, backend)?)
+            } else {
+                None
+            };
+            Ok(Some((segment, counted)))
         })
         .await
 }
 
 pub async fn get_segment(
-    _auth: Authorized<ReadNewsletters>,
+    auth: Authorized<ReadNewsletters>,
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let found = load(&state, id.into_inner().to_string()).await?;
+    let count = auth.principal.may_read_contacts();
+    let found = load(&state, id.into_inner().to_string(), count).await?;
     found
-        .map(|(segment, count)| HttpResponse::Ok().json(view(&segment, Some(count))))
+        .map(|(segment, count)| HttpResponse::Ok().json(view(&segment, count)))
         .ok_or(ApiError::NotFound)
 }
 
@@ -160,7 +177,8 @@ pub async fn create_segment(
     let mut errors = FieldErrors::new();
     let name = check_name(&mut errors, body.name, true);
     let filter = parse_filter(&mut errors, body.filter.as_ref());
-    let (filter, count) = validate(&state, errors, filter).await?;
+    let may_count = auth.principal.may_read_contacts();
+    let (filter, count) = validate(&state, errors, filter, may_count).await?;
     let (Some(name), Some(filter)) = (name, filter) else {
         return Err(ApiError::BadRequest("name and filter are required".into()));
     };
@@ -198,7 +216,8 @@ pub async fn update_segment(
         Some(raw) => parse_filter(&mut errors, Some(raw)),
         None => None,
     };
-    let (filter, _) = validate(&state, errors, filter).await?;
+    let (filter, _) = validate(&state, errors, filter, false).await?;
+    let may_count = auth.principal.may_read_contacts();
     let id = id.into_inner().to_string();
     let changes = SegmentChanges {
         name,
@@ -221,9 +240,9 @@ pub async fn update_segment(
     if !updated {
         return Err(ApiError::NotFound);
     }
-    let found = load(&state, id).await?;
+    let found = load(&state, id, may_count).await?;
     found
-        .map(|(segment, count)| HttpResponse::Ok().json(view(&segment, Some(count))))
+        .map(|(segment, count)| HttpResponse::Ok().json(view(&segment, count)))
         .ok_or(ApiError::NotFound)
 }
 
@@ -277,7 +296,7 @@ pub async fn preview_segment(
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
     let mut errors = FieldErrors::new();
     let filter = parse_filter(&mut errors, body.filter.as_ref());
-    let (Some(filter), Some(count)) = validate(&state, errors, filter).await? else {
+    let (Some(filter), Some(count)) = validate(&state, errors, filter, true).await? else {
         return Err(ApiError::field("filter", "is required"));
     };
     let backend = state.db.backend();

@@ -45,6 +45,7 @@ pub async fn send_newsletter(
 ) -> HandlerResult {
     let id = path_id(&id)?;
     let key = idempotency_key(&req)?;
+    let with_progress = auth.principal.may_read_contacts();
     // No body (or an empty one) means "now"; anything else must be the JSON object.
     let body: SendBody = if body.iter().all(u8::is_ascii_whitespace) {
         SendBody::default()
@@ -106,7 +107,7 @@ pub async fn send_newsletter(
         })
         .await?;
     state.send_ready.notify_one();
-    let mut res = load_view(&state, id).await?;
+    let mut res = load_view(&state, id, with_progress).await?;
     *res.status_mut() = actix_web::http::StatusCode::ACCEPTED;
     Ok(res)
 }
@@ -121,6 +122,7 @@ async fn transition(
     action: &'static str,
 ) -> HandlerResult {
     let id2 = id.clone();
+    let with_progress = auth.principal.may_read_contacts();
     state
         .db
         .write(move |conn| {
@@ -157,7 +159,7 @@ async fn transition(
         })
         .await?;
     state.send_ready.notify_one();
-    load_view(&state, id).await
+    load_view(&state, id, with_progress).await
 }
 
 pub async fn pause_newsletter(

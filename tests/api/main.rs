@@ -2,6 +2,7 @@ mod addresses;
 mod attacks;
 mod blast;
 mod confirm;
+mod contact_counts;
 mod conformance;
 mod dkim;
 mod events;
