@@ -159,6 +159,17 @@ pub struct Settings {
     )]
     pub mail_concurrency: usize,
 
+    /// Seconds a claimed mail stays reserved for the process sending it: one that died holding
+    /// it is tried again after this. At least 90 (an SMTP exchange may take 60).
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_MAIL_LEASE_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u32).range(90..)
+    )]
+    pub mail_lease_seconds: u32,
+
     /// Newsletter messages being sent at once per process; also the most messages a crash can
     /// send twice (a message counts until its outcome is recorded).
     #[arg(

@@ -145,6 +145,7 @@ impl Application {
                 confirm_ttl_days: i64::from(settings.confirm_ttl_hours.div_ceil(24)),
             },
             concurrency: settings.mail_concurrency,
+            lease: chrono::Duration::seconds(i64::from(settings.mail_lease_seconds)),
             metrics: metrics.clone(),
         });
         let engine = Arc::new(Engine {

@@ -21,14 +21,39 @@ use crate::metrics::Metrics;
 
 /// Attempts before a mail is recorded as failed: with the backoff below, about 13 hours.
 pub const MAIL_MAX_ATTEMPTS: i32 = 20;
-/// How long a claimed job stays reserved for the worker holding it; work held by a process
-/// that died returns to the queue after this. A round is at most `ROUND_PER_SLOT` sends per
-/// concurrent slot, each bounded by the 60 s SMTP timeout, so a round ends well inside it.
-const LEASE: Duration = Duration::minutes(15);
-/// Jobs claimed per round and concurrent slot; a round's outcomes are written in one transaction.
-const ROUND_PER_SLOT: usize = 8;
+/// How long a claimed mail stays reserved for the worker holding it (`ENLACE_MAIL_LEASE_SECONDS`,
+/// five minutes by default): a mail held by a process that died is tried again after this. A
+/// claimed mail is one message in its SMTP exchange (bounded by the 60 s SMTP timeout) and the
+/// commit of its outcome, so it ends well inside the lease.
 /// How often an idle worker looks at the queue even without being woken.
 const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
+
+/// Writes one job's outcome: done, dropped, failed, or queued again after a backoff. Fenced by
+/// the lease: a job whose lease ran out and was claimed again is not touched.
+fn record_outcome(
+    conn: &mut AnyConnection,
+    job: &ClaimedJob,
+    result: &JobResult,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    let finished_at = db::now().max(now);
+    let ids = [job.id.as_str()];
+    match result {
+        JobResult::Done => queue::finish_jobs(conn, &ids, lease_until, "done", None, finished_at),
+        JobResult::Dropped(why) => {
+            queue::finish_jobs(conn, &ids, lease_until, "dropped", Some(why), finished_at)
+        }
+        JobResult::Failed(SendError::Transient(e)) if job.attempts < job.max_attempts => {
+            queue::retry_job(conn, job, e, now + backoff(job.attempts)).map(usize::from)
+        }
+        JobResult::Failed(e) => {
+            let error = e.to_string();
+            queue::finish_jobs(conn, &ids, lease_until, "failed", Some(&error), finished_at)
+        }
+    }
+    .map(drop)
+}
 
 /// The queue row for a mail to a subscriber; the worker renders the message when it sends it.
 pub fn mail_job(
@@ -118,6 +143,8 @@ pub struct Worker {
     pub mailer: Arc<Mailer>,
     pub renderer: MailRenderer,
     pub concurrency: usize,
+    /// See `LEASE`.
+    pub lease: Duration,
     pub metrics: Metrics,
 }
 
@@ -130,102 +157,104 @@ enum JobResult {
 impl Worker {
     /// Runs every job due at `now` (and any that become due while it runs); returns how many ran.
     /// Tests call this to drive the queue step by step.
+    ///
+    /// A job is claimed only when a slot is free to send it at once, and its slot is held until
+    /// its outcome is committed: at any moment this process holds at most `concurrency` claimed
+    /// jobs, each in its SMTP exchange or writing its outcome. A crash can therefore send again
+    /// at most that many messages, and leaves nothing else waiting for a lease.
     pub async fn run_pending(&self, now: NaiveDateTime) -> anyhow::Result<usize> {
         let started = db::now();
-        let round = (self.concurrency * ROUND_PER_SLOT) as i64;
         let mut total = 0;
+        let mut in_flight = stream::FuturesUnordered::new();
         loop {
-            // The clock moves on between rounds (leases and backoff are taken from it).
-            let now = now + (db::now() - started);
-            let claimed = self
-                .db
-                .write(move |conn| {
-                    db::write_transaction(conn, |c| {
-                        queue::claim_jobs(c, queue::Family::Mail, now, now + LEASE, round)
+            let free = self.concurrency.saturating_sub(in_flight.len());
+            let mut claimed_any = false;
+            if free > 0 {
+                // The clock moves on while the worker runs (leases and backoff are taken from it).
+                let now = now + (db::now() - started);
+                let lease_until = now + self.lease;
+                let claimed = self
+                    .db
+                    .write(move |conn| {
+                        db::write_transaction(conn, |c| {
+                            queue::claim_jobs(c, queue::Family::Mail, now, lease_until, free as i64)
+                        })
+                        .map_err(db::DbError::from)
                     })
-                    .map_err(db::DbError::from)
-                })
-                .await?;
-            if claimed.is_empty() {
-                return Ok(total);
+                    .await?;
+                claimed_any = !claimed.is_empty();
+                total += claimed.len();
+                for (job, prepared) in self.prepare_mails(claimed).await? {
+                    in_flight.push(self.deliver(job, prepared, now, lease_until));
+                }
             }
-            total += claimed.len();
-            self.run_round(claimed, now).await?;
+            if !claimed_any || in_flight.len() >= self.concurrency {
+                // Nothing more to claim now, or every slot busy: wait for a slot to free up.
+                if in_flight.next().await.is_none() {
+                    return Ok(total);
+                }
+            }
         }
     }
 
-    /// One round: read what every job needs at once, deliver concurrently, record all outcomes
-    /// in one transaction (one durable commit per round, not per message).
-    async fn run_round(&self, claimed: Vec<ClaimedJob>, now: NaiveDateTime) -> anyhow::Result<()> {
-        let prepared = self.prepare_mails(claimed).await?;
-        let outcomes: Vec<(ClaimedJob, JobResult)> = stream::iter(prepared)
-            .map(|(job, prepared)| async move {
-                let result = match prepared {
-                    Ok(mail) => self.send_mail(&job, mail).await,
-                    Err(result) => result,
-                };
-                (job, result)
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        for (job, result) in &outcomes {
-            match result {
-                JobResult::Done => self.metrics.mail_sent(&job.kind),
-                JobResult::Failed(SendError::Permanent(_)) => self.metrics.mail_failed(&job.kind),
-                JobResult::Failed(SendError::Transient(_)) if job.attempts >= job.max_attempts => {
-                    self.metrics.mail_failed(&job.kind)
-                }
-                _ => {}
+    /// Sends one prepared message (or takes the outcome already decided) and commits its outcome.
+    async fn deliver(
+        &self,
+        job: ClaimedJob,
+        prepared: mail::Prepared,
+        now: NaiveDateTime,
+        lease_until: NaiveDateTime,
+    ) {
+        let result = match prepared {
+            Ok(mail) => self.send_mail(&job, mail).await,
+            Err(result) => result,
+        };
+        match &result {
+            JobResult::Done => self.metrics.mail_sent(&job.kind),
+            JobResult::Failed(SendError::Permanent(_)) => self.metrics.mail_failed(&job.kind),
+            JobResult::Failed(SendError::Transient(_)) if job.attempts >= job.max_attempts => {
+                self.metrics.mail_failed(&job.kind)
             }
+            _ => {}
         }
-        let finished_at = db::now().max(now);
-        let lease_until = now + LEASE;
-        self.db
-            .write(move |conn| {
-                db::write_transaction(conn, |conn| {
-                    // The common outcomes in one statement each; the rare ones row by row.
-                    let mut done = Vec::new();
-                    let mut dropped: Vec<(&str, &'static str)> = Vec::new();
-                    for (job, result) in &outcomes {
-                        match result {
-                            JobResult::Done => done.push(job.id.as_str()),
-                            JobResult::Dropped(why) => dropped.push((job.id.as_str(), why)),
-                            JobResult::Failed(SendError::Transient(e))
-                                if job.attempts < job.max_attempts =>
-                            {
-                                queue::retry_job(conn, job, e, now + backoff(job.attempts))?;
-                            }
-                            JobResult::Failed(e) => {
-                                let error = e.to_string();
-                                queue::finish_jobs(
-                                    conn,
-                                    &[job.id.as_str()],
-                                    lease_until,
-                                    "failed",
-                                    Some(&error),
-                                    finished_at,
-                                )?;
-                            }
-                        }
-                    }
-                    queue::finish_jobs(conn, &done, lease_until, "done", None, finished_at)?;
-                    for (id, why) in dropped {
-                        queue::finish_jobs(
-                            conn,
-                            &[id],
-                            lease_until,
-                            "dropped",
-                            Some(why),
-                            finished_at,
-                        )?;
-                    }
-                    Ok::<(), diesel::result::Error>(())
+        self.record(job, result, now, lease_until).await;
+    }
+
+    /// Commits a job's outcome. A write that fails (a full disk, a database restarting) is tried
+    /// again, with backoff, for as long as the lease leaves time: a message already handed to
+    /// SMTP must not be left to the lease, which would send it again.
+    async fn record(
+        &self,
+        job: ClaimedJob,
+        result: JobResult,
+        now: NaiveDateTime,
+        lease_until: NaiveDateTime,
+    ) {
+        let (job, result) = (Arc::new(job), Arc::new(result));
+        let mut wait = StdDuration::from_millis(100);
+        loop {
+            let (claimed, outcome) = (job.clone(), result.clone());
+            let written = self
+                .db
+                .write(move |conn| {
+                    db::write_transaction(conn, |conn| {
+                        record_outcome(conn, &claimed, &outcome, now, lease_until)
+                    })
+                    .map_err(db::DbError::from)
                 })
-                .map_err(db::DbError::from)
-            })
-            .await?;
-        Ok(())
+                .await;
+            let Err(e) = written else { return };
+            let left = (lease_until - db::now()).to_std().unwrap_or_default();
+            if left <= wait * 2 {
+                tracing::error!(job_id = %job.id, error = format!("{e:#}"),
+                    "the outcome of a mail could not be recorded before its lease ran out");
+                return;
+            }
+            tracing::warn!(job_id = %job.id, error = format!("{e:#}"),
+                "recording the outcome of a mail failed; trying again");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(StdDuration::from_secs(10));
+        }
     }
 
     /// The loop `enlace serve` runs until shutdown: wakes when a request queued mail, otherwise
