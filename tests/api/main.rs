@@ -21,6 +21,7 @@ mod schema;
 mod segments;
 mod smtp;
 mod staff;
+mod stop_at_once;
 mod subscribe;
 mod subscribers;
 mod sync;
