@@ -110,37 +110,6 @@ pub struct Settings {
     )]
     pub signup_answer_ms: u32,
 
-    /// Requests one client (an address, or an IPv6 network of ENLACE_IPV6_PREFIX bits) may have
-    /// in progress at once; more are answered 429 at once. Health checks and metrics are exempt.
-    #[arg(
-        long,
-        global = true,
-        env = "ENLACE_CLIENT_MAX_REQUESTS",
-        default_value_t = 32,
-        value_parser = clap::value_parser!(u32).range(1..)
-    )]
-    pub client_max_requests: u32,
-
-    /// A request body that pauses longer than this many seconds is cut off (408).
-    #[arg(
-        long,
-        global = true,
-        env = "ENLACE_BODY_IDLE_SECONDS",
-        default_value_t = 10,
-        value_parser = clap::value_parser!(u32).range(1..)
-    )]
-    pub body_idle_seconds: u32,
-
-    /// A request body not complete this many seconds after the request began is cut off (408).
-    #[arg(
-        long,
-        global = true,
-        env = "ENLACE_BODY_TOTAL_SECONDS",
-        default_value_t = 120,
-        value_parser = clap::value_parser!(u32).range(1..)
-    )]
-    pub body_total_seconds: u32,
-
     /// IPv6 clients are counted per network of this prefix length (one host usually has a /64).
     #[arg(
         long,
@@ -462,11 +431,13 @@ impl Settings {
         if let Ok(existing) = std::fs::read_to_string(&path) {
             let key = existing.trim();
             if key.len() >= 32 {
+                crate::files::narrow(&path)
+                    .with_context(|| format!("narrowing {}", path.display()))?;
                 return Ok(key.as_bytes().to_vec());
             }
             bail!("{} is shorter than 32 bytes", path.display());
         }
-        std::fs::create_dir_all(&self.data_dir)
+        crate::files::create_private_dir_all(&self.data_dir)
             .with_context(|| format!("creating {}", self.data_dir.display()))?;
         let key = crate::tokens::random_token();
         write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
@@ -482,7 +453,7 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(crate::files::FILE_MODE);
     }
     let mut file = options.open(path)?;
     file.write_all(contents.as_bytes())?;

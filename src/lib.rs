@@ -8,7 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod email;
 pub mod error;
-pub mod http_limits;
+pub mod files;
 pub mod imports;
 pub mod jobs;
 pub mod metrics;

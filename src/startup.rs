@@ -55,8 +55,6 @@ pub struct AppState {
     pub intake: crate::bounces::Intake,
     /// Streamed exports running at once (`ENLACE_EXPORT_CONCURRENCY`).
     pub exports: Arc<tokio::sync::Semaphore>,
-    /// Requests in progress per client, and how slowly a body may arrive.
-    pub client_limits: crate::http_limits::ClientLimits,
 }
 
 impl AppState {
@@ -93,10 +91,8 @@ pub struct Application {
 impl Application {
     pub fn build(settings: Settings, options: Options) -> anyhow::Result<Self> {
         settings.validate()?;
-        if let Some(open_files) = crate::http_limits::raise_open_file_limit() {
-            tracing::info!(open_files, "open file limit");
-        }
         let secret = settings.load_secret_key()?;
+        crate::files::warn_if_open(&settings.data_dir);
         let loopback = matches!(
             settings.public_url.host_str(),
             Some("localhost" | "127.0.0.1" | "[::1]")
@@ -231,11 +227,6 @@ impl Application {
         let export_concurrency = settings.export_concurrency;
         let cors_origins = settings.cors_origins.clone();
         let state = web::Data::new(AppState {
-        let client_limits = crate::http_limits::ClientLimits::new(
-            settings.client_max_requests as usize,
-            std::time::Duration::from_secs(u64::from(settings.body_idle_seconds)),
-            std::time::Duration::from_secs(u64::from(settings.body_total_seconds)),
-        );
             db: db.clone(),
             settings,
             templates,
@@ -257,7 +248,6 @@ impl Application {
             intake,
             exports: Arc::new(tokio::sync::Semaphore::new(export_concurrency)),
         });
-            client_limits,
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -274,7 +264,6 @@ impl Application {
                 .wrap(cors(&cors_origins))
                 .wrap(security_headers())
                 .wrap(from_fn(observe))
-                .wrap(from_fn(crate::http_limits::limit_clients))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
@@ -407,7 +396,6 @@ fn json_error(
         E::Deserialize(e) if e.is_data() => ApiError::field("body", e.to_string()),
         E::Deserialize(e) => ApiError::BadRequest(format!("the body is not valid JSON: {e}")),
         other => ApiError::BadRequest(other.to_string()),
-        E::Payload(e) if crate::http_limits::is_body_timeout(&e) => ApiError::RequestTimeout,
     }
     .into()
 }
@@ -433,13 +421,7 @@ fn problem_for_bare_errors<B: MessageBody + 'static>(
         .map(|e| e.to_string())
         .unwrap_or_default();
     let problem = match status.as_u16() {
-    let timed_out = res
-        .response()
-        .error()
-        .and_then(|e| e.as_error::<actix_web::error::PayloadError>())
-        .is_some_and(crate::http_limits::is_body_timeout);
         413 => ApiError::PayloadTooLarge(
-        _ if timed_out => ApiError::RequestTimeout,
             res.request()
                 .app_data::<web::Data<AppState>>()
                 .map(|s| s.settings.max_body_bytes)

@@ -344,3 +344,15 @@ pub fn list_for_subscriber(
         ))
         .load(conn)
 }
+
+/// Erasure: the newsletter deliveries to the person keep their state (a send's counts stay
+/// right) but lose their outcome text, a server's reply that may quote the address.
+pub fn forget_outcomes(conn: &mut AnyConnection, subscriber_id: &str) -> QueryResult<usize> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::subscriber_id.eq(subscriber_id))
+            .filter(deliveries::outcome.is_not_null()),
+    )
+    .set(deliveries::outcome.eq(None::<String>))
+    .execute(conn)
+}

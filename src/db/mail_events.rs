@@ -82,3 +82,16 @@ pub fn remember_provider_token(
         .execute(conn)?;
     Ok(true)
 }
+
+/// Erasure: the reports about an address keep their kind and outcome, never their diagnostic
+/// text, which may quote the person's name or address in forms no pattern can catch (URL- or
+/// MIME-encoded, split across words).
+pub fn forget_details(conn: &mut AnyConnection, email_hash: &str) -> QueryResult<usize> {
+    diesel::update(
+        mail_events::table
+            .filter(mail_events::email_hash.eq(email_hash))
+            .filter(mail_events::detail.is_not_null()),
+    )
+    .set(mail_events::detail.eq(None::<String>))
+    .execute(conn)
+}

@@ -100,9 +100,12 @@ impl ManageConnection for ConnManager {
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(r2d2::Error::ConnectionError)?;
                 // synchronous=FULL: a commit is on disk before we answer (WAL is set at migration).
+                // secure_delete: deleted rows (an erasure) are overwritten with zeros in the
+                // page, not merely unlinked; `Db::purge_deleted` then clears the WAL's old copies.
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                     PRAGMA synchronous = FULL; PRAGMA journal_mode = WAL;",
+                     PRAGMA synchronous = FULL; PRAGMA journal_mode = WAL; \
+                     PRAGMA secure_delete = ON;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
@@ -154,48 +157,10 @@ pub enum DbError {
 impl Db {
     /// Opens the pool (creating the SQLite file's folder when needed).
     pub fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
-impl DbError {
-    /// Whether this is the database being out of reach or unable to write for now, rather than
-    /// something wrong with the request: no connection to be had, a connection lost, a full
-    /// disk, I/O errors, a read-only file, PostgreSQL shutting down or starting up.
-    pub fn is_unavailable(&self) -> bool {
-        use diesel::result::{DatabaseErrorKind as Kind, Error};
-        match self {
-            Self::Pool(_) | Self::Connect(_) => true,
-            Self::Join(_) => false,
-            Self::Query(Error::DatabaseError(
-                Kind::ClosedConnection | Kind::UnableToSendCommand,
-                _,
-            )) => true,
-            Self::Query(Error::DatabaseError(_, info)) => {
-                let message = info.message().to_ascii_lowercase();
-                [
-                    "database or disk is full",
-                    "disk i/o error",
-                    "readonly database",
-                    "database is locked",
-                    "no space left on device",
-                    "could not extend file",
-                    "the database system is",
-                    "terminating connection",
-                    "server closed the connection",
-                    "connection to server",
-                ]
-                .iter()
-                .any(|sign| message.contains(sign))
-            }
-            Self::Query(_) => false,
-        }
-    }
-}
-
         let url = DatabaseUrl::parse(url)?;
         let backend = match &url {
             DatabaseUrl::Sqlite(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating database folder {}", dir.display()))?;
-                }
+                prepare_sqlite_file(path)?;
                 Backend::Sqlite
             }
             DatabaseUrl::Postgres(_) => Backend::Postgres,
@@ -218,6 +183,38 @@ impl DbError {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// After rows holding someone's data were deleted or cleared (an erasure), removes the
+    /// copies the database keeps elsewhere. SQLite: copies the WAL into the database file and
+    /// truncates it to nothing (a `TRUNCATE` checkpoint), so no older page image of those rows
+    /// stays on disk (`secure_delete` has already zeroed them in the pages); it waits for readers
+    /// of older snapshots up to the busy timeout, and answers false when some were still
+    /// reading. PostgreSQL: fresh planner statistics for the tables that held them, since
+    /// `pg_statistic` quotes sampled values; the dead row versions are left to (auto)vacuum.
+    pub fn purge_deleted(&self) -> Result<bool, DbError> {
+        #[derive(diesel::QueryableByName)]
+        struct Checkpoint {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            busy: i32,
+        }
+        let mut conn = self.pool.get()?;
+        let _turn = self.write_turn();
+        match &mut *conn {
+            AnyConnection::Sqlite(lite) => {
+                use diesel::RunQueryDsl;
+                let result: Checkpoint =
+                    diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result(lite)?;
+                Ok(result.busy == 0)
+            }
+            AnyConnection::Postgresql(pg) => {
+                pg.batch_execute(
+                    "ANALYZE subscribers, consent_events, jobs, webhook_messages, \
+                     webhook_attempts, mail_events, deliveries",
+                )?;
+                Ok(true)
+            }
+        }
     }
 
     /// Applies the embedded migrations of this backend.
@@ -290,6 +287,67 @@ impl Db {
     }
 }
 
+/// Before SQLite opens the database: its folder made (0700) if missing, the file created empty
+/// with mode 0600 (SQLite gives its WAL and shared-memory files the database file's mode), and
+/// files left open to others by an earlier version narrowed to 0600.
+fn prepare_sqlite_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let raw = path.to_string_lossy();
+    if raw == ":memory:" || raw.starts_with("file:") {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::files::create_private_dir_all(dir)
+            .with_context(|| format!("creating database folder {}", dir.display()))?;
+    }
+    crate::files::ensure_private_file(path)
+        .with_context(|| format!("creating the database file {}", path.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = std::path::PathBuf::from(format!("{raw}{suffix}"));
+        crate::files::narrow(&side).with_context(|| format!("narrowing {}", side.display()))?;
+    }
+    Ok(())
+}
+
+/// Once per SQLite database, after the migrations: a `VACUUM`, so that rows deleted before
+/// `secure_delete` was on (by an erasure, say) leave no bytes behind in free pages. Recorded in
+/// `data_migrations`; later deletions are overwritten as they happen.
+fn vacuum_once(conn: &mut AnyConnection) -> anyhow::Result<()> {
+    use diesel::prelude::*;
+    use schema::data_migrations;
+    const NAME: &str = "secure_delete_vacuum";
+    if !matches!(conn, AnyConnection::Sqlite(_)) {
+        return Ok(());
+    }
+    let done: i64 = data_migrations::table
+        .filter(data_migrations::name.eq(NAME))
+        .count()
+        .get_result(conn)
+        .context("reading data_migrations")?;
+    if done > 0 {
+        return Ok(());
+    }
+    conn.batch_execute("VACUUM")
+        .context("vacuuming the database")?;
+    let recorded = diesel::insert_into(data_migrations::table)
+        .values((
+            data_migrations::name.eq(NAME),
+            data_migrations::applied_at.eq(now()),
+            data_migrations::summary.eq("free pages cleared once; deletions are overwritten since"),
+        ))
+        .execute(conn);
+    match recorded {
+        // Another process starting at the same moment did the same.
+        Ok(_)
+        | Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {}
+        Err(e) => return Err(e).context("recording the vacuum"),
+    }
+    tracing::info!("database vacuumed once so deleted rows leave nothing in free pages");
+    Ok(())
+}
+
 pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<()> {
     let result = match conn {
         AnyConnection::Postgresql(pg) => pg
@@ -316,7 +374,7 @@ pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<()> {
             "stored addresses put in canonical form"
         );
     }
-    Ok(())
+    vacuum_once(conn)
 }
 
 /// Current time as stored: UTC, microsecond precision on both backends.

@@ -104,13 +104,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    readiness_probe (id) {
-        id -> Integer,
-        checked_at -> Timestamp,
-    }
-}
-
-diesel::table! {
     staff (id) {
         id -> Text,
         email -> Text,
@@ -369,7 +362,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_events,
     newsletters,
     provider_tokens,
-    readiness_probe,
     render_marks,
     segments,
     staff,

@@ -96,12 +96,9 @@ impl Transport {
         match self {
             Self::Smtp(pool) => pool.send(envelope, &raw).await,
             Self::Files(dir) => {
-                let id = uuid::Uuid::now_v7();
-                let path = dir.join(format!("{id}.eml"));
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| SendError::Transient(format!("creating outbox folder: {e}")))?;
-                tokio::fs::write(&path, raw).await.map_err(|e| {
+                let recipient = envelope.to().first().map(ToString::to_string);
+                let path = dir.join(outbox_file_name(recipient.as_deref()));
+                write_outbox_file(dir, &path, &raw).await.map_err(|e| {
                     SendError::Transient(format!("writing {}: {e}", path.display()))
                 })?;
                 tracing::info!(file = %path.display(), "message written to the outbox folder");
@@ -116,6 +113,64 @@ impl Transport {
             }
         }
     }
+}
+
+/// An outbox file's name: a digest of the recipient's address (never the address), then a
+/// time-ordered id, so an erasure finds the person's files without the address being stored.
+pub fn outbox_file_name(recipient: Option<&str>) -> String {
+    let id = uuid::Uuid::now_v7();
+    match recipient {
+        Some(to) => format!("{}-{id}.eml", outbox_key(to)),
+        None => format!("{id}.eml"),
+    }
+}
+
+/// The part of an outbox file name that stands for its recipient: 64 bits of the SHA-256 of the
+/// address as sent (its canonical form).
+fn outbox_key(address: &str) -> String {
+    crate::tokens::email_hash(address)[..16].to_owned()
+}
+
+/// Writes an outbox message readable by the owner alone (folder 0700, file 0600).
+async fn write_outbox_file(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    raw: &[u8],
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut folder = tokio::fs::DirBuilder::new();
+    folder.recursive(true);
+    #[cfg(unix)]
+    folder.mode(crate::files::FOLDER_MODE);
+    folder.create(dir).await?;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(crate::files::FILE_MODE);
+    let mut file = options.open(path).await?;
+    file.write_all(raw).await?;
+    file.flush().await
+}
+
+/// Removes every outbox message to `address` from `dir`; returns how many. Erasure calls it.
+pub fn remove_outbox_mail(dir: &std::path::Path, address: &str) -> std::io::Result<usize> {
+    let prefix = format!("{}-", outbox_key(address));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".eml") {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 pub struct Mailer {
@@ -278,6 +333,15 @@ impl Mailer {
             envelope: message.envelope().clone(),
             raw,
         })
+    }
+
+    /// Erasure: removes the messages to `address` that the transport still holds on disk (the
+    /// outbox folder); returns how many. Mail handed to an SMTP server is out of reach.
+    pub fn forget_recipient(&self, address: &str) -> std::io::Result<usize> {
+        match &self.transport {
+            Transport::Files(dir) => remove_outbox_mail(dir, address),
+            Transport::Smtp(_) | Transport::Memory(_) => Ok(0),
+        }
     }
 
     /// Hands a prepared message to the transport.

@@ -302,8 +302,10 @@ pub async fn subscriber_data(
 }
 
 /// Erasure: personal data goes at once (profile, interests, consent ledger, queued mail and
-/// tokens); a hash of the address stays suppressed and a tombstone keeps only the id and time.
-/// The address comes back only through the person's own new confirmation.
+/// tokens, the text of bounce reports and delivery outcomes about them); a hash of the address
+/// stays suppressed and a tombstone keeps only the id and time. Once committed, the copies
+/// outside the live rows go too (`purge_erased`). The address comes back only through the
+/// person's own new confirmation.
 pub async fn erase_subscriber(
     auth: Authorized<WriteContacts>,
     id: web::Path<uuid::Uuid>,
@@ -316,14 +318,16 @@ pub async fn erase_subscriber(
         .write(move |conn| {
             db::write_transaction(conn, |conn| -> Result<_, DbError> {
                 let Some(subscriber) = store::find_subscriber(conn, &id)? else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 // Delete first: of two erasures at once, the second finds nothing to delete.
                 if !store::delete_subscriber(conn, &id)? {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 let now = db::now();
                 let hash = tokens::email_hash(&subscriber.email);
+                db::mail_events::forget_details(conn, &hash)?;
+                db::deliveries::forget_outcomes(conn, &id)?;
                 if db::suppressions::find_suppression(conn, &hash)?.is_none() {
                     db::suppressions::insert_suppression(
                         conn,
@@ -335,15 +339,68 @@ pub async fn erase_subscriber(
                 store::insert_tombstone(conn, &id, now)?;
                 crate::webhooks::emit_erased(conn, &id, now)?;
                 auth.audit(conn, "subscriber.erase", "subscriber", Some(&id))?;
-                Ok(true)
+                Ok(Some(subscriber.email))
             })
         })
         .await?;
-    if erased {
-        tracing::info!(subscriber_id = %logged, "subscriber erased");
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound)
+    let Some(address) = erased else {
+        return Err(ApiError::NotFound);
+    };
+    tracing::info!(subscriber_id = %logged, "subscriber erased");
+    purge_erased(&state, &logged, address).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// After an erasure commits: the messages to the person still in the outbox folder are removed,
+/// and the database drops its other copies of the deleted rows (`Db::purge_deleted`: on SQLite
+/// the WAL, on PostgreSQL the planner's samples) before the erasure is answered. A checkpoint
+/// held up by a long reader (an export, say) is tried again in the background until it passes.
+/// Failures are logged; the erasure itself stands.
+async fn purge_erased(state: &AppState, subscriber_id: &str, address: String) {
+    let mailer = state.engine.mailer.clone();
+    match tokio::task::spawn_blocking(move || mailer.forget_recipient(&address)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(removed)) => {
+            tracing::info!(
+                subscriber_id,
+                removed,
+                "erased person's outbox messages removed"
+            )
+        }
+        Ok(Err(e)) => tracing::error!(
+            subscriber_id,
+            error = %e,
+            "could not remove the erased person's outbox messages"
+        ),
+        Err(e) => tracing::error!(subscriber_id, error = %e, "outbox clean-up task failed"),
+    }
+    let db = state.db.clone();
+    let purged = tokio::task::spawn_blocking(move || db.purge_deleted()).await;
+    match purged {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            tracing::warn!(
+                subscriber_id,
+                "readers held up the checkpoint after an erasure; retrying"
+            );
+            let db = state.db.clone();
+            let subscriber_id = subscriber_id.to_owned();
+            tokio::spawn(async move {
+                for _ in 0..60 {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    let db = db.clone();
+                    if let Ok(Ok(true)) =
+                        tokio::task::spawn_blocking(move || db.purge_deleted()).await
+                    {
+                        tracing::info!(%subscriber_id, "checkpoint after an erasure done");
+                        return;
+                    }
+                }
+                tracing::error!(%subscriber_id, "no checkpoint after an erasure for five minutes; the WAL still holds erased rows until the next one");
+            });
+        }
+        Ok(Err(e)) => tracing::error!(subscriber_id, error = %e, "purging after an erasure failed"),
+        Err(e) => tracing::error!(subscriber_id, error = %e, "purging after an erasure failed"),
     }
 }
 
