@@ -110,6 +110,37 @@ pub struct Settings {
     )]
     pub signup_answer_ms: u32,
 
+    /// Requests one client (an address, or an IPv6 network of ENLACE_IPV6_PREFIX bits) may have
+    /// in progress at once; more are answered 429 at once. Health checks and metrics are exempt.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_CLIENT_MAX_REQUESTS",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub client_max_requests: u32,
+
+    /// A request body that pauses longer than this many seconds is cut off (408).
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_BODY_IDLE_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub body_idle_seconds: u32,
+
+    /// A request body not complete this many seconds after the request began is cut off (408).
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_BODY_TOTAL_SECONDS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub body_total_seconds: u32,
+
     /// IPv6 clients are counted per network of this prefix length (one host usually has a /64).
     #[arg(
         long,

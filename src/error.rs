@@ -35,6 +35,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body arrived too slowly")]
+    RequestTimeout,
     #[error("service unavailable")]
     Unavailable,
     #[error(transparent)]
@@ -55,15 +57,25 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait when the database cannot be reached or written.
+const UNAVAILABLE_RETRY_SECS: u64 = 5;
+
+/// A database that cannot be reached or written for now (a full disk, PostgreSQL restarting)
+/// is a 503 with `Retry-After`, not a 500: the request was fine and can be sent again.
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
-        Self::Internal(e.into())
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "the database is unavailable");
+            Self::Unavailable
+        } else {
+            Self::Internal(e.into())
+        }
     }
 }
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        Self::Internal(e.into())
+        DbError::from(e).into()
     }
 }
 
@@ -90,6 +102,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             Self::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
+            Self::RequestTimeout => ("request-timeout", "Request timeout"),
             Self::Unavailable => ("unavailable", "Service unavailable"),
             Self::Internal(_) => ("internal", "Internal server error"),
         }
@@ -121,6 +134,7 @@ impl ResponseError for ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -149,6 +163,12 @@ impl ResponseError for ApiError {
         if let Self::TooManyRequests { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
+        if let Self::Unavailable = self {
+            response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_SECS.to_string()));
+        }
+        if let Self::RequestTimeout = self {
+            response.insert_header((header::CONNECTION, "close"));
+        }
         response.json(Problem {
             kind: format!("urn:enlace:problem:{slug}"),
             title,
@@ -156,5 +176,37 @@ impl ResponseError for ApiError {
             detail,
             errors,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, SqliteConnection};
+
+    use super::*;
+
+    #[test]
+    fn a_full_database_is_a_503_with_retry_after_not_a_500() {
+        // A real SQLite "database or disk is full": the file may not grow past its pages.
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        conn.batch_execute("CREATE TABLE t (x TEXT); PRAGMA max_page_count = 2;")
+            .unwrap();
+        let full = conn
+            .batch_execute(
+                "INSERT INTO t SELECT hex(zeroblob(4000)) FROM (SELECT 1 UNION SELECT 2)",
+            )
+            .unwrap_err();
+        let error = ApiError::from(DbError::from(full));
+        assert!(matches!(error, ApiError::Unavailable), "{error:?}");
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "5");
+        // A request that is simply wrong stays what it was.
+        let wrong = conn.batch_execute("SELECT * FROM nowhere").unwrap_err();
+        assert!(matches!(
+            ApiError::from(DbError::from(wrong)),
+            ApiError::Internal(_)
+        ));
     }
 }

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod email;
 pub mod error;
 pub mod files;
+pub mod http_limits;
 pub mod imports;
 pub mod jobs;
 pub mod metrics;

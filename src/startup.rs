@@ -55,6 +55,8 @@ pub struct AppState {
     pub intake: crate::bounces::Intake,
     /// Streamed exports running at once (`ENLACE_EXPORT_CONCURRENCY`).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// Requests in progress per client, and how slowly a body may arrive.
+    pub client_limits: crate::http_limits::ClientLimits,
 }
 
 impl AppState {
@@ -91,6 +93,9 @@ pub struct Application {
 impl Application {
     pub fn build(settings: Settings, options: Options) -> anyhow::Result<Self> {
         settings.validate()?;
+        if let Some(open_files) = crate::http_limits::raise_open_file_limit() {
+            tracing::info!(open_files, "open file limit");
+        }
         let secret = settings.load_secret_key()?;
         crate::files::warn_if_open(&settings.data_dir);
         let loopback = matches!(
@@ -226,6 +231,11 @@ impl Application {
         }
         let export_concurrency = settings.export_concurrency;
         let cors_origins = settings.cors_origins.clone();
+        let client_limits = crate::http_limits::ClientLimits::new(
+            settings.client_max_requests as usize,
+            std::time::Duration::from_secs(u64::from(settings.body_idle_seconds)),
+            std::time::Duration::from_secs(u64::from(settings.body_total_seconds)),
+        );
         let state = web::Data::new(AppState {
             db: db.clone(),
             settings,
@@ -247,6 +257,7 @@ impl Application {
             task_ready: task_ready.clone(),
             intake,
             exports: Arc::new(tokio::sync::Semaphore::new(export_concurrency)),
+            client_limits,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -263,6 +274,7 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                 .wrap(cors(&cors_origins))
                 .wrap(security_headers())
+                .wrap(from_fn(crate::http_limits::limit_clients))
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -395,6 +407,7 @@ fn json_error(
         }
         E::Deserialize(e) if e.is_data() => ApiError::field("body", e.to_string()),
         E::Deserialize(e) => ApiError::BadRequest(format!("the body is not valid JSON: {e}")),
+        E::Payload(e) if crate::http_limits::is_body_timeout(&e) => ApiError::RequestTimeout,
         other => ApiError::BadRequest(other.to_string()),
     }
     .into()
@@ -420,7 +433,13 @@ fn problem_for_bare_errors<B: MessageBody + 'static>(
         .error()
         .map(|e| e.to_string())
         .unwrap_or_default();
+    let timed_out = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<actix_web::error::PayloadError>())
+        .is_some_and(crate::http_limits::is_body_timeout);
     let problem = match status.as_u16() {
+        _ if timed_out => ApiError::RequestTimeout,
         413 => ApiError::PayloadTooLarge(
             res.request()
                 .app_data::<web::Data<AppState>>()

@@ -154,6 +154,41 @@ pub enum DbError {
     Connect(#[from] r2d2::Error),
 }
 
+impl DbError {
+    /// Whether this is the database being out of reach or unable to write for now, rather than
+    /// something wrong with the request: no connection to be had, a connection lost, a full
+    /// disk, I/O errors, a read-only file, PostgreSQL shutting down or starting up.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        match self {
+            Self::Pool(_) | Self::Connect(_) => true,
+            Self::Join(_) => false,
+            Self::Query(Error::DatabaseError(
+                Kind::ClosedConnection | Kind::UnableToSendCommand,
+                _,
+            )) => true,
+            Self::Query(Error::DatabaseError(_, info)) => {
+                let message = info.message().to_ascii_lowercase();
+                [
+                    "database or disk is full",
+                    "disk i/o error",
+                    "readonly database",
+                    "database is locked",
+                    "no space left on device",
+                    "could not extend file",
+                    "the database system is",
+                    "terminating connection",
+                    "server closed the connection",
+                    "connection to server",
+                ]
+                .iter()
+                .any(|sign| message.contains(sign))
+            }
+            Self::Query(_) => false,
+        }
+    }
+}
+
 impl Db {
     /// Opens the pool (creating the SQLite file's folder when needed).
     pub fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {

@@ -104,6 +104,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    readiness_probe (id) {
+        id -> Integer,
+        checked_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     staff (id) {
         id -> Text,
         email -> Text,
@@ -362,6 +369,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_events,
     newsletters,
     provider_tokens,
+    readiness_probe,
     render_marks,
     segments,
     staff,

@@ -102,6 +102,14 @@ pub fn find_subscribers(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<V
         .load(conn)
 }
 
+/// (id, status) of those of `ids` that exist: the newsletter engine's last look before sending.
+pub fn find_statuses(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
+    subscribers::table
+        .filter(subscribers::id.eq_any(ids))
+        .select((subscribers::id, subscribers::status))
+        .load(conn)
+}
+
 /// (subscriber id, interest) for every interest of the given subscribers.
 pub fn list_interests_of(
     conn: &mut AnyConnection,

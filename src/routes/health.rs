@@ -2,7 +2,6 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::connection::SimpleConnection;
 use sha2::{Digest, Sha256};
 
 use super::HandlerResult;
@@ -17,9 +16,20 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HandlerResult {
+    // A write, not just a connection: with the disk full or the database refusing writes,
+    // nothing useful can be done, and a load balancer should know.
     state
         .db
-        .run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
+        .write(|conn| {
+            use crate::db::schema::readiness_probe::dsl as probe;
+            use diesel::prelude::*;
+            crate::db::write_transaction(conn, |c| {
+                diesel::update(probe::readiness_probe.find(1))
+                    .set(probe::checked_at.eq(crate::db::now()))
+                    .execute(c)
+            })
+            .map_err(DbError::from)
+        })
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "readiness check failed");

@@ -284,7 +284,10 @@ pub async fn large_json<T: serde::de::DeserializeOwned>(
         .to_bytes_limited(limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(limit))?
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        .map_err(|e| match e.as_error::<actix_web::error::PayloadError>() {
+            Some(e) if crate::http_limits::is_body_timeout(e) => ApiError::RequestTimeout,
+            _ => ApiError::BadRequest(e.to_string()),
+        })?;
     parse_json(&body)
 }
 

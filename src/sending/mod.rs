@@ -13,6 +13,7 @@
 pub mod guard;
 mod lease;
 pub mod prepare;
+mod recheck;
 mod recorder;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,7 @@ use crate::email::{Handed, Mailer, SendError, Templates};
 use crate::metrics::Metrics;
 use crate::tokens::ManageTokens;
 use lease::{ClaimLease, Leases};
+use recheck::{Recheck, Standing};
 use recorder::{Outcome, Recorder, Verdict};
 
 /// How often a running pipeline re-reads which newsletters are sending (pause, cancel, and
@@ -165,6 +167,7 @@ impl Engine {
             },
         );
         let leases = Arc::new(Leases::new(self.lease));
+        let recheck = Recheck::start(self.db.clone());
 
         // Keeps the set of sending newsletters fresh, and the claims renewed, while the pipeline
         // runs (until every outcome is recorded).
@@ -219,18 +222,22 @@ impl Engine {
                 let outcomes = outcomes.clone();
                 let handled = handled.clone();
                 let ready_rx = ready_rx.clone();
+                let recheck = recheck.clone();
                 tokio::spawn(async move {
                     loop {
                         let Some(ready) = ready_rx.lock().await.recv().await else {
                             return;
                         };
                         handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let outcome = engine.deliver(ready, &active, &permits, clock).await;
+                        let outcome = engine
+                            .deliver(ready, &active, &permits, &recheck, clock)
+                            .await;
                         let _ = outcomes.send(outcome);
                     }
                 })
             })
             .collect();
+        drop(recheck);
         for sender in senders {
             if let Err(e) = sender.await {
                 tracing::error!(error = %e, "a newsletter sender task failed");
@@ -387,6 +394,7 @@ impl Engine {
         ready: Ready,
         active: &RwLock<Vec<String>>,
         permits: &Arc<Semaphore>,
+        recheck: &Recheck,
         clock: impl Fn() -> NaiveDateTime,
     ) -> Outcome {
         // Paused, cancelled, shutting down, or the lease nearly over because it could not be
@@ -430,19 +438,29 @@ impl Engine {
             return outcome;
         }
         // The transaction is opened (MAIL, RCPT, DATA) while the slots are all taken, typically
-        // by outcomes being committed; the content waits for a free one.
+        // by outcomes being committed; the content waits for a free one, and for a database
+        // read started after this moment that finds the recipient still confirmed and not
+        // suppressed (an unsubscribe committed before now, by any process, stops the message).
+        let mut standing = Standing::Unknown;
         let gate = async {
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("permits never close");
-            // Paused or cancelled meanwhile: withheld.
-            still_sending(&outcome.newsletter_id).then_some(permit)
+            let (permit, now) = tokio::join!(
+                permits.clone().acquire_owned(),
+                recheck.check(&outcome.subscriber_id, ready.email_hash.as_deref()),
+            );
+            let permit = permit.expect("permits never close");
+            standing = now;
+            // Paused or cancelled meanwhile, or no longer to be mailed: withheld.
+            (standing == Standing::Eligible && still_sending(&outcome.newsletter_id))
+                .then_some(permit)
         };
         let handed = self.mailer.send_prepared_gated(mail, gate).await;
         let sent = match handed {
-            Handed::Withheld => return outcome,
+            Handed::Withheld => {
+                if let Standing::Ineligible(why) = standing {
+                    outcome.verdict = Verdict::Skipped(why);
+                }
+                return outcome;
+            }
             Handed::NotSent(e) => Err(e),
             Handed::Sent(result, permit) => {
                 outcome.permit = Some(permit);

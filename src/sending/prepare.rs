@@ -14,7 +14,7 @@ use super::{Engine, Ready};
 use crate::db::deliveries::{self, ClaimedDelivery};
 use crate::db::newsletters::{self, Newsletter};
 use crate::db::{self, segments, subscribers, suppressions, Backend, Db, DbError};
-use crate::domain::{Language, SegmentFilter, SubscriberStatus, SuppressionReason};
+use crate::domain::{Language, SegmentFilter, SuppressionReason};
 use crate::email::newsletter::{CompiledNewsletter, Content, MergeData, NewsletterContent};
 use crate::email::{BodyEncoder, OutgoingMail, PreparedMail};
 use crate::tokens;
@@ -365,12 +365,8 @@ impl Engine {
             (_, None) => return Err(Verdict::Skipped("subscriber erased")),
             (Some(p), Some(s)) => (p, s),
         };
-        match SubscriberStatus::parse(&subscriber.status) {
-            Some(SubscriberStatus::Confirmed) => {}
-            Some(SubscriberStatus::Unsubscribed) => return Err(Verdict::Skipped("unsubscribed")),
-            Some(SubscriberStatus::Bounced) => return Err(Verdict::Skipped("bounced")),
-            Some(SubscriberStatus::Complained) => return Err(Verdict::Skipped("complained")),
-            _ => return Err(Verdict::Skipped("not confirmed")),
+        if let Some(why) = super::recheck::ineligible_because(&subscriber.status) {
+            return Err(Verdict::Skipped(why));
         }
         if suppressed {
             return Err(Verdict::Skipped("suppressed"));

@@ -22,6 +22,7 @@ mod schema;
 mod segments;
 mod smtp;
 mod staff;
+mod stop_at_once;
 mod subscribe;
 mod subscribers;
 mod sync;

@@ -170,3 +170,71 @@ async fn pages_and_answers_carry_protective_headers() {
         .unwrap()
         .contains("default-src 'none'"));
 }
+
+/// Sends request headers announcing a body, then one byte of it, and holds the connection.
+async fn slow_body(app: &crate::helpers::TestApp, client: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST /api/v1/subscribe HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\nX-Forwarded-For: {client}\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// The whole answer on a connection (until the server closes it), or what came in `wait`.
+async fn answer(stream: &mut tokio::net::TcpStream, wait: std::time::Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn slow_clients_cannot_hold_the_service() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.client_max_requests = 4;
+        s.body_idle_seconds = 2;
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    // One client opens twenty connections, each sending its body one byte and then nothing.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(slow_body(&app, "198.51.100.7").await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Beyond its four, the client is told at once to come back later, and disconnected.
+    let mut waiting = Vec::new();
+    for mut stream in held {
+        let text = answer(&mut stream, std::time::Duration::from_millis(300)).await;
+        if text.is_empty() {
+            waiting.push(stream);
+        } else {
+            assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+            assert!(text.contains("retry-after"), "{text}");
+        }
+    }
+    assert_eq!(waiting.len(), 4, "the client holds only its share");
+    // Meanwhile everyone else is served: health checks and signups from other clients.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let res = app
+        .client
+        .post(app.url("/api/v1/subscribe"))
+        .header("x-forwarded-for", "192.0.2.50")
+        .json(&json!({"email": "someone@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    // The four held bodies are cut off once they stop arriving: 408, and the connection closed.
+    for stream in waiting.iter_mut() {
+        let text = answer(stream, std::time::Duration::from_secs(5)).await;
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("application/problem+json"), "{text}");
+    }
+    assert_eq!(app.count("subscribers"), 1);
+}

@@ -1,0 +1,151 @@
+//! The last look at a recipient before their message's content goes out: whoever unsubscribed,
+//! complained, bounced, was suppressed or erased since their message was prepared is withheld.
+//!
+//! A message asks once it has reached its gate (its SMTP transaction is open), and its answer
+//! comes from a database read that started after it asked, so any change committed before that
+//! moment (by this process or another) is seen. One read answers every message waiting at that
+//! moment, and the next starts as soon as it ends, with whoever arrived meanwhile: the cost is
+//! one read per group, not per message, and a message waits for at most two reads.
+
+use std::collections::{HashMap, HashSet};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::{subscribers, suppressions, AnyConnection, Db, DbError};
+use crate::domain::{SubscriberStatus, SuppressionReason};
+
+/// Most messages answered by one read.
+const MAX_GROUP: usize = 512;
+
+/// What the database says of a recipient now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Still confirmed and not suppressed: the message may go.
+    Eligible,
+    /// No longer to be mailed, and why (recorded as the delivery's skip reason).
+    Ineligible(&'static str),
+    /// The database could not be read: the message is not sent now.
+    Unknown,
+}
+
+/// Why a subscriber in `status` gets no newsletter, or `None` if they are confirmed.
+pub(super) fn ineligible_because(status: &str) -> Option<&'static str> {
+    match SubscriberStatus::parse(status) {
+        Some(SubscriberStatus::Confirmed) => None,
+        Some(SubscriberStatus::Unsubscribed) => Some("unsubscribed"),
+        Some(SubscriberStatus::Bounced) => Some("bounced"),
+        Some(SubscriberStatus::Complained) => Some("complained"),
+        _ => Some("not confirmed"),
+    }
+}
+
+struct Question {
+    subscriber_id: String,
+    email_hash: Option<String>,
+    answer: oneshot::Sender<Standing>,
+}
+
+/// The handle the senders ask through; the reader's thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Recheck {
+    questions: mpsc::UnboundedSender<Question>,
+}
+
+impl Recheck {
+    /// Starts the reader on a thread of its own with a connection of its own (it only reads, so
+    /// on SQLite it never waits for the writer): a read runs as soon as it is due, with no hop
+    /// through the blocking pool.
+    pub fn start(db: Db) -> Self {
+        let (questions, mut rx) = mpsc::unbounded_channel::<Question>();
+        let spawned = std::thread::Builder::new()
+            .name("enlace-recheck".into())
+            .spawn(move || {
+                let mut conn: Option<AnyConnection> = None;
+                while let Some(first) = rx.blocking_recv() {
+                    // Everyone waiting now is answered by a read that starts after this line.
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(next) => group.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let read = match &mut conn {
+                        Some(c) => read_standings(c, &group),
+                        None => db
+                            .dedicated_connection()
+                            .and_then(|c| read_standings(conn.insert(c), &group)),
+                    };
+                    let standings = read.unwrap_or_else(|e| {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "could not re-check newsletter recipients; their messages wait"
+                        );
+                        conn = None;
+                        vec![Standing::Unknown; group.len()]
+                    });
+                    for (question, standing) in group.into_iter().zip(standings) {
+                        let _ = question.answer.send(standing);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            // Without its thread every question goes unanswered: each message is put back.
+            tracing::error!(error = %e, "could not start the newsletter recipient re-check");
+        }
+        Self { questions }
+    }
+
+    /// Asks whether `subscriber_id` (whose message goes to the address hashed `email_hash`) may
+    /// still be mailed; answered by a read that starts after this call.
+    pub async fn check(&self, subscriber_id: &str, email_hash: Option<&str>) -> Standing {
+        let (answer, answered) = oneshot::channel();
+        let question = Question {
+            subscriber_id: subscriber_id.to_owned(),
+            email_hash: email_hash.map(str::to_owned),
+            answer,
+        };
+        if self.questions.send(question).is_err() {
+            return Standing::Unknown;
+        }
+        answered.await.unwrap_or(Standing::Unknown)
+    }
+}
+
+/// One read for the whole group: the subscribers' statuses, then the addresses' suppressions.
+fn read_standings(conn: &mut AnyConnection, group: &[Question]) -> Result<Vec<Standing>, DbError> {
+    let ids: Vec<&str> = group.iter().map(|q| q.subscriber_id.as_str()).collect();
+    let statuses: HashMap<String, String> = subscribers::find_statuses(conn, &ids)?
+        .into_iter()
+        .collect();
+    let hashes: Vec<String> = group.iter().filter_map(|q| q.email_hash.clone()).collect();
+    let suppressed: HashSet<String> = if hashes.is_empty() {
+        HashSet::new()
+    } else {
+        suppressions::find_suppressions(conn, &hashes)?
+            .into_iter()
+            // An erased person's row is gone, which the status read already shows.
+            .filter(|(_, reason)| {
+                SuppressionReason::parse(reason) != Some(SuppressionReason::Erased)
+            })
+            .map(|(hash, _)| hash)
+            .collect()
+    };
+    Ok(group
+        .iter()
+        .map(|q| match statuses.get(&q.subscriber_id) {
+            None => Standing::Ineligible("subscriber erased"),
+            Some(status) => match ineligible_because(status) {
+                Some(why) => Standing::Ineligible(why),
+                None if q
+                    .email_hash
+                    .as_ref()
+                    .is_some_and(|h| suppressed.contains(h)) =>
+                {
+                    Standing::Ineligible("suppressed")
+                }
+                None => Standing::Eligible,
+            },
+        })
+        .collect())
+}
