@@ -114,10 +114,21 @@ pub fn claim_deliveries(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    take(conn, newsletter_id, &ids, claim, lease_until)
+}
+
+/// Puts the chosen deliveries under `claim` until `lease_until`, one more attempt each.
+fn take(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+    ids: &[String],
+    claim: &str,
+    lease_until: NaiveDateTime,
+) -> QueryResult<Vec<ClaimedDelivery>> {
     diesel::update(
         deliveries::table
             .filter(deliveries::newsletter_id.eq(newsletter_id))
-            .filter(deliveries::subscriber_id.eq_any(&ids)),
+            .filter(deliveries::subscriber_id.eq_any(ids)),
     )
     .set((
         deliveries::state.eq(SENDING),
@@ -131,6 +142,49 @@ pub fn claim_deliveries(
         deliveries::attempts,
     ))
     .get_results(conn)
+}
+
+/// What became of the deliveries a claim held when its process died.
+pub enum Held {
+    /// None is held under it any more (finished, or taken over).
+    Gone,
+    /// Some are still within the dead claim's lease.
+    Leased,
+    /// Claimed again under the new claim.
+    Claimed(Vec<ClaimedDelivery>),
+}
+
+/// Claims again, under `claim`, the deliveries of a newsletter still held under `held` (the
+/// claim of a process that died), once their lease has run out; they alone, so that whatever
+/// happens while they are rendered is theirs. Call inside `write_transaction`.
+pub fn claim_held_deliveries(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+    held: &str,
+    claim: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> QueryResult<Held> {
+    let rows = deliveries::table
+        .filter(deliveries::newsletter_id.eq(newsletter_id))
+        .filter(deliveries::state.eq(SENDING))
+        .filter(deliveries::claim.eq(held))
+        .select((deliveries::subscriber_id, deliveries::locked_until));
+    let rows: Vec<(String, Option<NaiveDateTime>)> = match conn {
+        AnyConnection::Postgresql(pg) => rows.for_update().skip_locked().load(pg)?,
+        AnyConnection::Sqlite(lite) => rows.load(lite)?,
+    };
+    if rows.is_empty() {
+        return Ok(Held::Gone);
+    }
+    if rows
+        .iter()
+        .any(|(_, until)| until.is_some_and(|u| u >= now))
+    {
+        return Ok(Held::Leased);
+    }
+    let ids: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
+    take(conn, newsletter_id, &ids, claim, lease_until).map(Held::Claimed)
 }
 
 /// Refreshes PostgreSQL's statistics of the deliveries table (`ANALYZE` samples a fixed number

@@ -128,8 +128,8 @@ pub fn delete_unsent(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
 }
 
 /// Moves a newsletter from one of `from` to `to`; false when it was in none of them. The reason
-/// of an earlier pause by the engine is cleared, and a resumed send starts counting failed
-/// renders and processes that died rendering it afresh (see `sending::guard`).
+/// of an earlier pause by the engine is cleared, and a resumed send may again fail to render
+/// `MAX_RENDER_FAILURES` messages before it is paused (see `sending::guard`).
 pub fn transition(
     conn: &mut AnyConnection,
     id: &str,
@@ -147,11 +147,7 @@ pub fn transition(
     );
     if to == SENDING {
         diesel::update(target)
-            .set((
-                changes,
-                newsletters::render_failures.eq(0),
-                newsletters::render_deaths.eq(0),
-            ))
+            .set((changes, newsletters::render_failures.eq(0)))
             .execute(conn)
     } else {
         diesel::update(target).set(changes).execute(conn)
@@ -189,15 +185,6 @@ pub fn add_render_failures(conn: &mut AnyConnection, id: &str, count: i32) -> Qu
         .get_result(conn)
 }
 
-/// Adds `count` processes that died while rendering the newsletter; returns its total since it
-/// last started or resumed.
-pub fn add_render_deaths(conn: &mut AnyConnection, id: &str, count: i32) -> QueryResult<i32> {
-    diesel::update(newsletters::table.find(id))
-        .set(newsletters::render_deaths.eq(newsletters::render_deaths + count))
-        .returning(newsletters::render_deaths)
-        .get_result(conn)
-}
-
 /// Newsletters that may still be sent: drafts, scheduled, overdue, sending and paused.
 pub fn unfinished_newsletters(conn: &mut AnyConnection) -> QueryResult<Vec<Newsletter>> {
     newsletters::table
@@ -207,21 +194,26 @@ pub fn unfinished_newsletters(conn: &mut AnyConnection) -> QueryResult<Vec<Newsl
         .load(conn)
 }
 
-/// A batch being rendered (see `render_marks`).
+/// A batch being rendered, rendered again alone, or waiting to be (see `render_marks`).
+pub const MARK_BATCH: &str = "batch";
+pub const MARK_PROBE: &str = "probe";
+pub const MARK_SUSPECT: &str = "suspect";
+
 #[derive(Queryable, Selectable, Debug)]
 #[diesel(table_name = render_marks)]
 pub struct RenderMark {
     pub claim: String,
+    pub kind: String,
     pub started_at: NaiveDateTime,
     pub locked_until: NaiveDateTime,
 }
 
-/// Marks the batch `claim` of a newsletter as being rendered until `until` (renewed with the
-/// claim's lease).
+/// Marks the batch `claim` of a newsletter (`kind`: one of the `MARK_` kinds) until `until`.
 pub fn mark_rendering(
     conn: &mut AnyConnection,
     newsletter_id: &str,
     claim: &str,
+    kind: &str,
     now: NaiveDateTime,
     until: NaiveDateTime,
 ) -> QueryResult<()> {
@@ -229,6 +221,7 @@ pub fn mark_rendering(
         .values((
             render_marks::claim.eq(claim),
             render_marks::newsletter_id.eq(newsletter_id),
+            render_marks::kind.eq(kind),
             render_marks::started_at.eq(now),
             render_marks::locked_until.eq(until),
         ))
@@ -236,7 +229,7 @@ pub fn mark_rendering(
         .map(drop)
 }
 
-/// The batches of a newsletter being rendered, by this process or another.
+/// The marks of a newsletter, made by this process or another.
 pub fn render_marks_of(
     conn: &mut AnyConnection,
     newsletter_id: &str,

@@ -206,7 +206,6 @@ diesel::table! {
         updated_at -> Timestamp,
         pause_reason -> Nullable<Text>,
         render_failures -> Integer,
-        render_deaths -> Integer,
     }
 }
 
@@ -214,6 +213,7 @@ diesel::table! {
     render_marks (claim) {
         claim -> Text,
         newsletter_id -> Text,
+        kind -> Text,
         started_at -> Timestamp,
         locked_until -> Timestamp,
     }

@@ -1,10 +1,11 @@
 //! What keeps one newsletter's content from taking the engine down with it. Each batch is marked
 //! as being rendered in the transaction that claims it, and unmarked once rendered: a process
-//! that dies while rendering leaves its mark. A process can be killed for many reasons, so one
-//! such death is counted and the send goes on; content that kills every process rendering it
-//! dies again, and the second death pauses the newsletter instead of letting it be claimed once
-//! more (no crash loop). Messages that fail to render fail alone; past `MAX_RENDER_FAILURES` the
-//! newsletter is paused. Either way staff read why in `pause_reason`.
+//! that dies while rendering leaves its mark. Processes are killed for many reasons, so that
+//! batch is only a suspect: once its lease runs out it is rendered again alone, before any other
+//! message of the newsletter. If a process dies on it again, the same messages killed two
+//! processes, and the newsletter is paused instead of being claimed by a third (no crash loop).
+//! Messages that fail to render fail alone; past `MAX_RENDER_FAILURES` the newsletter is paused.
+//! Either way staff read why in `pause_reason`.
 
 use std::sync::Mutex;
 
@@ -19,16 +20,12 @@ use crate::db::{self, AnyConnection, Db};
 /// many stops the send.
 pub const MAX_RENDER_FAILURES: i32 = 5;
 
-/// Processes that may die while rendering one newsletter (since it started or was last resumed)
-/// before it is paused: one death may have had nothing to do with it, a second is a pattern.
-pub const MAX_RENDER_DEATHS: i32 = 2;
-
 /// How long a mark made before this process started may still be a live process's (one batch
 /// renders in milliseconds): past it, the mark's process died. Until then, the newsletter waits.
 pub const MARK_GRACE_SECONDS: i64 = 10;
 
-/// Why a newsletter whose render was under way when processes died is paused.
-pub const DIED_RENDERING: &str = "processes stopped twice while rendering this newsletter's messages (its content may crash Enlace); check the content, then resume or cancel the send";
+/// Why a newsletter is paused when a process died rendering the same messages again.
+pub const DIED_RENDERING: &str = "a process stopped twice while rendering the same messages of this newsletter (its content may crash Enlace); check the content, then resume or cancel the send";
 
 /// Outcomes of messages that could not be rendered start with this.
 pub const RENDER_FAILURE: &str = "rendering: ";
@@ -57,9 +54,10 @@ impl Default for RenderGuard {
 pub enum Claimed {
     /// Deliveries to render, marked as being rendered (none when nothing is due).
     Batch(Vec<ClaimedDelivery>),
-    /// A mark left from before this process started may still be live: not claimed for now.
+    /// A mark left from before this process started may still be live, or a suspect batch is
+    /// still within its lease: nothing claimed for now.
     Wait,
-    /// Processes died rendering it: paused.
+    /// A process died rendering a suspect batch again: paused.
     Paused,
 }
 
@@ -74,8 +72,9 @@ pub struct ClaimRequest<'a> {
 }
 
 impl RenderGuard {
-    /// Claims a batch (in the caller's write transaction), after counting the marks of processes
-    /// that died rendering the newsletter; pauses it instead when they are too many.
+    /// Claims a batch (in the caller's write transaction): the suspect batch of a process that
+    /// died rendering, alone, when there is one; otherwise due deliveries. A process that died
+    /// rendering a suspect pauses the newsletter instead.
     pub fn claim(
         &self,
         conn: &mut AnyConnection,
@@ -86,28 +85,76 @@ impl RenderGuard {
         let marks = newsletters::render_marks_of(conn, req.newsletter_id)?;
         let grace = req.now - chrono::Duration::seconds(MARK_GRACE_SECONDS);
         let inherited = |started_at: NaiveDateTime| started_at < self.started_at;
-        let (dead, live): (Vec<_>, Vec<_>) = marks.into_iter().partition(|m| {
-            m.locked_until < req.now || (inherited(m.started_at) && m.started_at < grace)
-        });
-        let claims: Vec<String> = dead.into_iter().map(|m| m.claim).collect();
-        // Counted by the marks this transaction removed: of two processes that find the same
-        // dead mark at once (PostgreSQL), only the one that removes it counts it.
-        let removed = newsletters::clear_render_marks(conn, &claims)?;
-        if removed > 0 {
-            let deaths = newsletters::add_render_deaths(conn, req.newsletter_id, removed as i32)?;
-            if deaths >= MAX_RENDER_DEATHS {
+        let mut suspect = None;
+        let mut live_inherited = false;
+        for mark in marks {
+            if mark.kind == newsletters::MARK_SUSPECT {
+                suspect = Some(mark.claim);
+                continue;
+            }
+            let dead = mark.locked_until < req.now
+                || (inherited(mark.started_at) && mark.started_at < grace);
+            if !dead {
+                live_inherited |= inherited(mark.started_at);
+                continue;
+            }
+            // Of two processes that find the same dead mark at once (PostgreSQL), only the one
+            // that removes it acts on it.
+            let claims = [mark.claim];
+            if newsletters::clear_render_marks(conn, &claims)? == 0 {
+                continue;
+            }
+            let [claim] = claims;
+            if mark.kind == newsletters::MARK_PROBE {
                 newsletters::pause_with_reason(conn, req.newsletter_id, DIED_RENDERING, req.now)?;
                 newsletters::clear_render_marks_of(conn, req.newsletter_id)?;
                 return Ok(Claimed::Paused);
             }
             tracing::warn!(
                 newsletter_id = req.newsletter_id,
-                deaths,
-                "a process stopped while rendering this newsletter; it is paused if that happens again"
+                "a process stopped while rendering a batch of this newsletter; the batch is rendered again alone once its lease runs out"
             );
+            if suspect.is_none() {
+                newsletters::mark_rendering(
+                    conn,
+                    req.newsletter_id,
+                    &claim,
+                    newsletters::MARK_SUSPECT,
+                    req.now,
+                    mark.locked_until,
+                )?;
+                suspect = Some(claim);
+            }
         }
-        if live.iter().any(|m| inherited(m.started_at)) {
+        if live_inherited {
             return Ok(Claimed::Wait);
+        }
+        if let Some(held) = suspect {
+            match deliveries::claim_held_deliveries(
+                conn,
+                req.newsletter_id,
+                &held,
+                req.claim,
+                req.now,
+                req.until,
+            )? {
+                deliveries::Held::Leased => return Ok(Claimed::Wait),
+                deliveries::Held::Gone => {
+                    newsletters::clear_render_marks(conn, &[held])?;
+                }
+                deliveries::Held::Claimed(batch) => {
+                    newsletters::clear_render_marks(conn, &[held])?;
+                    newsletters::mark_rendering(
+                        conn,
+                        req.newsletter_id,
+                        req.claim,
+                        newsletters::MARK_PROBE,
+                        req.now,
+                        req.until,
+                    )?;
+                    return Ok(Claimed::Batch(batch));
+                }
+            }
         }
         let batch = deliveries::claim_deliveries(
             conn,
@@ -119,7 +166,14 @@ impl RenderGuard {
             req.take_expired,
         )?;
         if !batch.is_empty() {
-            newsletters::mark_rendering(conn, req.newsletter_id, req.claim, req.now, req.until)?;
+            newsletters::mark_rendering(
+                conn,
+                req.newsletter_id,
+                req.claim,
+                newsletters::MARK_BATCH,
+                req.now,
+                req.until,
+            )?;
         }
         Ok(Claimed::Batch(batch))
     }

@@ -331,7 +331,7 @@ impl Engine {
                     guard::Claimed::Batch(batch) if !batch.is_empty() => batch,
                     guard::Claimed::Batch(_) | guard::Claimed::Wait => continue,
                     guard::Claimed::Paused => {
-                        tracing::error!(newsletter_id = %newsletter_id, "newsletter paused: processes stopped twice while rendering its messages");
+                        tracing::error!(newsletter_id = %newsletter_id, "newsletter paused: a process stopped twice while rendering the same messages");
                         active
                             .write()
                             .expect("active set")

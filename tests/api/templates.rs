@@ -1,15 +1,17 @@
 //! The newsletter template language through the API: every construct outside the merge-field
 //! language is refused when saved, by name and line; what it allows saves and sends in both
 //! languages; a message that fails to render fails alone, and enough of them pause the send;
-//! processes dying while rendering a send pause it before they become a crash loop; content
-//! stored before these rules is reported and refused when sent, never changed.
+//! a batch a process died rendering is rendered again alone, and a second death on it pauses
+//! the send before it becomes a crash loop; content stored before these rules is reported and
+//! refused when sent, never changed.
 
 use chrono::Duration;
+use enlace::db::deliveries;
 use enlace::db::newsletters::{self as store, Newsletter};
 use enlace::sending::guard;
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app_sharing;
+use crate::helpers::{spawn_app_sharing, TestApp};
 use crate::newsletters::{add_people, create, newsletter, post, send_plain, sender_app};
 
 fn everyone() -> Value {
@@ -378,95 +380,101 @@ fn past_the_grace() -> Duration {
     Duration::seconds(guard::MARK_GRACE_SECONDS + 1)
 }
 
+/// A process claimed `count` deliveries of the newsletter as `claim` and died rendering them:
+/// its claim's lease and its mark are left as they were.
+fn died_rendering(app: &TestApp, id: &str, claim: &str, count: i64) {
+    let now = enlace::db::now();
+    let until = now + Duration::minutes(5);
+    let mut conn = app.conn();
+    let held =
+        deliveries::claim_deliveries(&mut conn, id, claim, now, until, count, false).unwrap();
+    assert_eq!(held.len() as i64, count);
+    store::mark_rendering(&mut conn, id, claim, store::MARK_BATCH, now, until).unwrap();
+}
+
 #[tokio::test]
-async fn one_process_dying_while_rendering_a_send_is_counted_and_the_send_goes_on() {
+async fn a_batch_a_process_died_rendering_is_rendered_again_alone_and_the_send_goes_on() {
     let (app, token) = sender_app().await;
     add_people(&app, 3);
     let id = send_plain(&app, &token).await;
     app.engine.schedule(enlace::db::now()).await.unwrap();
-    // The process rendering a batch of it died there: its mark stays, its lease still running.
-    let now = enlace::db::now();
-    store::mark_rendering(
-        &mut app.conn(),
-        &id,
-        "dead-1",
-        now,
-        now + Duration::minutes(5),
-    )
-    .unwrap();
+    died_rendering(&app, &id, "dead-1", 2);
 
     // Started again, it claims nothing of that newsletter while the mark may be a live peer's…
     let restarted = spawn_app_sharing(&app).await;
     let token = restarted.sign_in("editor@staff.example.org").await;
     assert_eq!(restarted.run_sends().await, 0);
+    // …nor after: the batch is a suspect, rendered again alone once its lease has run out, and
+    // nothing else of the newsletter goes before it.
+    assert_eq!(restarted.run_sends_after(past_the_grace()).await, 0);
     assert!(restarted.mails().is_empty());
+    assert_eq!(restarted.count("render_marks WHERE kind = 'suspect'"), 1);
     assert_eq!(
         newsletter(&restarted, &token, &id).await["status"],
         "sending"
     );
-    // …then counts the death and goes on: a process can be killed for many reasons.
-    restarted.run_sends_after(past_the_grace()).await;
+    // It renders fine (that process was killed for some other reason): the send goes on.
+    restarted.run_sends_after(Duration::minutes(6)).await;
     assert_eq!(restarted.mails().len(), 3);
     let n = newsletter(&restarted, &token, &id).await;
     assert_eq!(
         (n["status"].as_str(), &n["pause_reason"]),
         (Some("sent"), &Value::Null)
     );
-    assert_eq!(restarted.count("newsletters WHERE render_deaths = 1"), 1);
     assert_eq!(restarted.count("render_marks"), 0);
 }
 
 #[tokio::test]
-async fn a_second_process_dying_while_rendering_a_send_pauses_it_instead_of_a_crash_loop() {
+async fn a_process_dying_again_on_the_same_batch_pauses_the_send_instead_of_a_crash_loop() {
     let (app, token) = sender_app().await;
     add_people(&app, 3);
     let id = send_plain(&app, &token).await;
     app.engine.schedule(enlace::db::now()).await.unwrap();
-    // Only p0 is due now, so the send is still going when the second death comes.
-    let p0 = app.conn_subscriber_id("p0@example.org");
-    app.sql(&format!(
-        "UPDATE deliveries SET run_at = '2099-01-01 00:00:00' WHERE subscriber_id <> '{p0}'"
-    ));
-    let now = enlace::db::now();
-    store::mark_rendering(
-        &mut app.conn(),
-        &id,
-        "dead-1",
-        now,
-        now + Duration::minutes(5),
-    )
-    .unwrap();
+    died_rendering(&app, &id, "dead-1", 1);
     let restarted = spawn_app_sharing(&app).await;
     let token = restarted.sign_in("editor@staff.example.org").await;
-    restarted.run_sends_after(past_the_grace()).await;
-    assert_eq!(restarted.mails().len(), 1, "one death: the send goes on");
+    assert_eq!(restarted.run_sends_after(past_the_grace()).await, 0);
 
-    // Another process dies rendering it (its mark's lease ran out unrenewed): paused, with the
-    // reason, instead of being claimed by the next process to die on it.
-    let long_ago = enlace::db::now() - Duration::minutes(10);
-    store::mark_rendering(
-        &mut restarted.conn(),
-        &id,
-        "dead-2",
-        long_ago,
-        long_ago + Duration::minutes(5),
-    )
-    .unwrap();
-    app.sql("UPDATE deliveries SET run_at = '2000-01-01 00:00:00' WHERE state = 'pending'");
-    assert_eq!(restarted.run_sends().await, 0);
-    assert_eq!(restarted.mails().len(), 1);
+    // The next process renders the suspect batch alone once its lease is over, and dies too.
+    let later = enlace::db::now() + Duration::minutes(6);
+    {
+        let mut conn = restarted.conn();
+        let held = deliveries::claim_held_deliveries(
+            &mut conn,
+            &id,
+            "dead-1",
+            "dead-2",
+            later,
+            later + Duration::minutes(5),
+        )
+        .unwrap();
+        assert!(matches!(held, deliveries::Held::Claimed(ref b) if b.len() == 1));
+        store::clear_render_marks(&mut conn, &["dead-1".to_owned()]).unwrap();
+        store::mark_rendering(
+            &mut conn,
+            &id,
+            "dead-2",
+            store::MARK_PROBE,
+            later,
+            later + Duration::minutes(5),
+        )
+        .unwrap();
+    }
+    // The same message killed two processes: paused, with the reason, before a third renders it.
+    assert_eq!(restarted.run_sends_after(Duration::minutes(12)).await, 0);
+    assert!(restarted.mails().is_empty());
     let n = newsletter(&restarted, &token, &id).await;
     assert_eq!(n["status"], "paused", "{n}");
     assert!(
         n["pause_reason"]
             .as_str()
             .unwrap_or_default()
-            .contains("stopped twice while rendering"),
+            .contains("stopped twice while rendering the same messages"),
         "{n}"
     );
     assert_eq!(restarted.count("render_marks"), 0);
 
-    // Staff checked it and resume: counting starts again, and the rest go out once.
+    // Staff checked it and resume: everyone gets it once.
     let (status, resumed) = post(
         &restarted,
         &token,
@@ -474,8 +482,7 @@ async fn a_second_process_dying_while_rendering_a_send_pauses_it_instead_of_a_cr
     )
     .await;
     assert_eq!((status, &resumed["pause_reason"]), (200, &Value::Null));
-    assert_eq!(restarted.count("newsletters WHERE render_deaths = 0"), 1);
-    restarted.run_sends().await;
+    restarted.run_sends_after(Duration::minutes(13)).await;
     assert_eq!(restarted.mails().len(), 3);
     assert_eq!(newsletter(&restarted, &token, &id).await["status"], "sent");
 }

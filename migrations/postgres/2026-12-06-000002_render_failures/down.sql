@@ -1,4 +1,3 @@
 DROP TABLE render_marks;
-ALTER TABLE newsletters DROP COLUMN render_deaths;
 ALTER TABLE newsletters DROP COLUMN render_failures;
 ALTER TABLE newsletters DROP COLUMN pause_reason;
