@@ -43,7 +43,15 @@ before=$(sink_count newsletter)
 pg_down
 stopped=$(sink_count newsletter)
 say "PostgreSQL stopped at $before messages received; down for $DOWN_S s"
-sleep "$DOWN_S"
+# While it is down: not ready, and a signup is told to come back (503 with Retry-After), not 500.
+sleep 1
+down_ready=$(curl -s -o /dev/null -w '%{http_code}' --max-time 15 "http://127.0.0.1:$APP_PORT/readyz" || true)
+down_signup=$(curl -s -D "$WORK/signup-down.headers" -o /dev/null -w '%{http_code}' --max-time 15 \
+  -H 'Content-Type: application/json' -d '{"email":"while-down@example.org"}' \
+  "http://127.0.0.1:$APP_PORT/api/v1/subscribe" || true)
+down_retry=$(grep -ci '^retry-after:' "$WORK/signup-down.headers" 2>/dev/null || true)
+say "while down: /readyz $down_ready, signup $down_signup (Retry-After headers: $down_retry)"
+sleep $((DOWN_S > 4 ? DOWN_S - 4 : 1))
 during=$(( $(sink_count newsletter) - stopped ))
 kill -0 "$SERVE_PID" 2>/dev/null || die "enlace serve exited while the database was down"
 pg_up
@@ -68,6 +76,9 @@ expect "every recipient received it ($distinct of $COUNT, $missing missing)" \
   test "$distinct" = "$COUNT" -a "$missing" = 0 -a "$unexpected" = 0
 expect "duplicates $dups <= in-flight bound $CONCURRENCY" test "$dups" -le "$CONCURRENCY"
 expect "copies of one delivery share their Message-ID" test "$mismatched" = 0
+expect "/readyz answered 503 while the database was down ($down_ready)" test "$down_ready" = 503
+expect "a signup while the database was down answered 503 with Retry-After ($down_signup)" \
+  test "$down_signup" = 503 -a "${down_retry:-0}" -ge 1
 expect "/readyz answers 200 again ($ready)" test "$ready" = 200
 expect "no panic in the server log" test "$(panics "$WORK/app.log")" = 0
 

@@ -166,7 +166,8 @@ impl DbError {
             Self::Query(Error::DatabaseError(
                 Kind::ClosedConnection | Kind::UnableToSendCommand,
                 _,
-            )) => true,
+            ))
+            | Self::Query(Error::BrokenTransactionManager) => true,
             Self::Query(Error::DatabaseError(_, info)) => {
                 let message = info.message().to_ascii_lowercase();
                 [
@@ -180,6 +181,10 @@ impl DbError {
                     "terminating connection",
                     "server closed the connection",
                     "connection to server",
+                    "no connection to the server",
+                    "could not connect",
+                    "connection refused",
+                    "broken pipe",
                 ]
                 .iter()
                 .any(|sign| message.contains(sign))

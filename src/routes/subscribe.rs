@@ -10,7 +10,7 @@ use validator::Validate;
 use super::{check_rate_limit, evidence, media_type, negotiate_language, HandlerResult, Page};
 use crate::domain::{Email, InterestSlug, Language, Name};
 use crate::error::{ApiError, FieldErrors};
-use crate::signup::{Signup, SignupError};
+use crate::signup::Signup;
 use crate::startup::AppState;
 
 /// The JSON body. Unknown fields are refused so a typo (`"interest"`) is reported, not ignored.
@@ -182,11 +182,8 @@ async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> Han
         attributes: json.attributes,
     };
     let signup = parse_signup(raw, errors, req, state)?;
-    match state.signups.submit(signup).await {
-        Ok(_) => Ok(accepted()),
-        Err(SignupError::Validation(errors)) => Err(ApiError::Validation(errors)),
-        Err(SignupError::Store(e)) => Err(ApiError::Internal(e)),
-    }
+    state.signups.submit(signup).await?;
+    Ok(accepted())
 }
 
 fn accepted() -> HttpResponse {
@@ -229,11 +226,12 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
             Ok(())
         }
         Err(e) => Err(e),
-        Ok(signup) => match state.signups.submit(signup).await {
-            Ok(_) => Ok(()),
-            Err(SignupError::Validation(errors)) => Err(ApiError::Validation(errors)),
-            Err(SignupError::Store(e)) => Err(ApiError::Internal(e)),
-        },
+        Ok(signup) => state
+            .signups
+            .submit(signup)
+            .await
+            .map(drop)
+            .map_err(ApiError::from),
     };
     if let Err(e) = result {
         return Page::error(state, language, e);

@@ -101,9 +101,15 @@ async fn write_batch(
         })
         .await
         .unwrap_or_else(|e| {
+            let unavailable = e.is_unavailable();
             let message = e.to_string();
             (0..size)
-                .map(|_| Err(SignupError::Store(anyhow::anyhow!(message.clone()))))
+                .map(|_| {
+                    Err(match unavailable {
+                        true => SignupError::Unavailable,
+                        false => SignupError::Store(anyhow::anyhow!(message.clone())),
+                    })
+                })
                 .collect()
         });
     metrics.signup_batch(size);

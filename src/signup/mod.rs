@@ -96,6 +96,29 @@ pub enum SignupError {
     Validation(FieldErrors),
     #[error("storing the signup")]
     Store(#[source] anyhow::Error),
+    /// The database cannot be reached or written for now: nothing was stored; try again.
+    #[error("the database is unavailable")]
+    Unavailable,
+}
+
+impl SignupError {
+    fn from_db(e: crate::db::DbError) -> Self {
+        if e.is_unavailable() {
+            Self::Unavailable
+        } else {
+            Self::Store(e.into())
+        }
+    }
+}
+
+impl From<SignupError> for crate::error::ApiError {
+    fn from(e: SignupError) -> Self {
+        match e {
+            SignupError::Validation(errors) => Self::Validation(errors),
+            SignupError::Store(e) => Self::Internal(e),
+            SignupError::Unavailable => Self::Unavailable,
+        }
+    }
 }
 
 /// What a batch needs to know besides the signups themselves.
@@ -484,7 +507,7 @@ fn apply_batch_inner(
         )) if batch.len() == 1 && !retried => {
             apply_batch_inner(conn, templates, policy, batch, true)
         }
-        Err(e) if batch.len() == 1 => vec![Err(SignupError::Store(e.into()))],
+        Err(e) if batch.len() == 1 => vec![Err(SignupError::from_db(e.into()))],
         Err(e) => {
             tracing::warn!(error = %e, size = batch.len(), "signup batch failed; retrying one by one");
             batch

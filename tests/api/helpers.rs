@@ -77,6 +77,8 @@ pub fn test_settings() -> Settings {
     settings.public_rate_limit = 0;
     // Tests that need the answer floor set it; the rest run without waiting for it.
     settings.signup_answer_ms = 0;
+    // Every test client is 127.0.0.1; tests of the per-client limit set their own.
+    settings.client_max_requests = 10_000;
     settings.log = "warn".into();
     settings
 }

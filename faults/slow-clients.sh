@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Fault: one client opens 1,100 connections that send their request headers and then trickle
+# the body (one byte, then nothing), against `enlace serve` started with a 1,024 open-file limit
+# (a common service default); on SQLite and on PostgreSQL.
+#
+# Guarantee (README, "Abuse protection"): the attacker holds at most ENLACE_CLIENT_MAX_REQUESTS
+# requests; the rest are refused at once and disconnected; bodies that stop arriving are cut off
+# (408) after ENLACE_BODY_IDLE_SECONDS; meanwhile health checks and signups from other clients
+# answer as fast as before the attack.
+#
+#   faults/slow-clients.sh               # CONNECTIONS=1100 IDLE_S=10
+set -euo pipefail
+# shellcheck source=faults/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+CONNECTIONS="${CONNECTIONS:-1100}"
+IDLE_S="${IDLE_S:-10}"
+BACKENDS="${BACKENDS:-sqlite postgres}"
+PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+APP_PORT=18241
+SINK_PORT=12641
+fl_init slow-clients "${BUDGET_S:-180}"
+
+# probe PORT LABEL: 20 health checks and 20 signups from 127.0.0.9 (another client than the
+# attacker's 127.0.0.5); prints "worst_ms failures".
+probe() {
+  python3 - "$@" <<'PY'
+import http.client, json, socket, sys, time
+port, label = int(sys.argv[1]), sys.argv[2]
+worst, failures = 0.0, 0
+for i in range(40):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.9", 0))
+    t = time.monotonic()
+    try:
+        if i % 2:
+            c.request("GET", "/healthz")
+            ok = c.getresponse().status == 200
+        else:
+            c.request("POST", "/api/v1/subscribe", json.dumps({"email": f"{label}{i}@example.org"}),
+                      {"Content-Type": "application/json"})
+            ok = c.getresponse().status == 202
+    except OSError:
+        ok = False
+    worst = max(worst, time.monotonic() - t)
+    failures += not ok
+    c.close()
+print(int(worst * 1000), failures)
+PY
+}
+
+run_backend() {
+  local backend="$1" url name
+  if [ "$backend" = sqlite ]; then
+    url="sqlite://$WORK/enlace.db"
+  else
+    name="enlace_faults_slow_$$"
+    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
+    url="${PG_ADMIN_URL%/*}/$name"
+  fi
+  db_prepare "$backend" "$url" 0
+  sink_start "slow-$backend" "$SINK_PORT"
+  # The service's own file limit: 1,024, soft and hard, as many service managers set it.
+  rm -f "$WORK/serve.pid"
+  ( ulimit -Hn 1024 -Sn 1024
+    serve "app-$backend" "$APP_PORT" "$url" "$SINK_PORT" ENLACE_BODY_IDLE_SECONDS="$IDLE_S"
+    echo "$SERVE_PID" > "$WORK/serve.pid"; wait "$SERVE_PID" ) &
+  FL_PIDS+=("$!")
+  until [ -s "$WORK/serve.pid" ]; do check_deadline "[$backend] starting"; sleep 0.1; done
+  FL_PIDS+=("$(cat "$WORK/serve.pid")")
+  local before during attacker_out
+  before=$(probe "$APP_PORT" "before")
+  say "[$backend] before the attack: worst ${before% *} ms, ${before#* } failures"
+  # The attack, from 127.0.0.5: holds its connections for IDLE_S + 5 s, then reports what
+  # each connection was answered.
+  python3 - "$APP_PORT" "$CONNECTIONS" "$((IDLE_S + 5))" > "$WORK/attack-$backend.out" <<'PY' &
+import collections, resource, socket, sys, time
+port, n, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * n)), hard))
+socks = []
+for _ in range(n):
+    s = socket.socket()
+    s.bind(("127.0.0.5", 0))
+    try:
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"POST /api/v1/subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000\r\n\r\n{")
+        socks.append(s)
+    except OSError:
+        s.close()
+time.sleep(hold)
+answers = collections.Counter()
+for s in socks:
+    s.settimeout(0.05)
+    try:
+        answers[s.recv(12).decode(errors="replace")[9:12] or "closed"] += 1
+    except OSError:
+        answers["silent"] += 1
+print(len(socks), dict(answers))
+PY
+  local attack=$!
+  FL_PIDS+=("$attack")
+  sleep 2
+  during=$(probe "$APP_PORT" "during")
+  say "[$backend] during the attack: worst ${during% *} ms, ${during#* } failures"
+  wait "$attack" || true
+  attacker_out=$(cat "$WORK/attack-$backend.out")
+  say "[$backend] the attacker's connections: $attacker_out"
+  kill -TERM "$(cat "$WORK/serve.pid")" 2>/dev/null || true
+  sleep 1
+  sink_stop "$SINK_PID"
+  local held
+  held=$(python3 -c "import ast,sys; n, a = sys.argv[1].split(' ', 1); a = ast.literal_eval(a); print(a.get('silent', 0))" "$attacker_out")
+  expect "[$backend] no failed health check or signup from another client during the attack" test "${during#* }" = 0
+  expect "[$backend] worst answer during the attack (${during% *} ms) within 5x before (${before% *} ms) or 250 ms" \
+    test "${during% *}" -le $(( ${before% *} * 5 > 250 ? ${before% *} * 5 : 250 ))
+  expect "[$backend] no attacker connection still waiting after the idle limit ($held)" test "$held" = 0
+  expect "[$backend] no panic in the server log" test "$(panics "$WORK/app-$backend.log")" = 0
+  RESULTS+=("$backend: worst ${before% *} ms before, ${during% *} ms during")
+  if [ "$backend" = postgres ]; then
+    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $name" >/dev/null || true
+  fi
+}
+
+RESULTS=()
+for backend in $BACKENDS; do
+  run_backend "$backend"
+done
+fl_result "$CONNECTIONS slow connections; $(IFS=';'; echo "${RESULTS[*]}")"
