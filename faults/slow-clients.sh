@@ -59,21 +59,16 @@ run_backend() {
   fi
   db_prepare "$backend" "$url" 0
   sink_start "slow-$backend" "$SINK_PORT"
+  serve "app-$backend" "$APP_PORT" "$url" "$SINK_PORT" ENLACE_BODY_IDLE_SECONDS="$IDLE_S"
   # The service's own file limit: 1,024, soft and hard, as many service managers set it.
-  rm -f "$WORK/serve.pid"
-  ( ulimit -Hn 1024 -Sn 1024
-    serve "app-$backend" "$APP_PORT" "$url" "$SINK_PORT" ENLACE_BODY_IDLE_SECONDS="$IDLE_S"
-    echo "$SERVE_PID" > "$WORK/serve.pid"; wait "$SERVE_PID" ) &
-  FL_PIDS+=("$!")
-  until [ -s "$WORK/serve.pid" ]; do check_deadline "[$backend] starting"; sleep 0.1; done
-  FL_PIDS+=("$(cat "$WORK/serve.pid")")
+  prlimit --nofile=1024:1024 --pid "$SERVE_PID"
   local before during attacker_out
   before=$(probe "$APP_PORT" "before")
   say "[$backend] before the attack: worst ${before% *} ms, ${before#* } failures"
   # The attack, from 127.0.0.5: holds its connections for IDLE_S + 5 s, then reports what
   # each connection was answered.
   python3 - "$APP_PORT" "$CONNECTIONS" "$((IDLE_S + 5))" > "$WORK/attack-$backend.out" <<'PY' &
-import collections, resource, socket, sys, time
+import collections, resource, select, socket, sys, time
 port, n, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * n)), hard))
@@ -89,13 +84,20 @@ for _ in range(n):
     except OSError:
         s.close()
 time.sleep(hold)
+# A connection the server answered or closed is readable; one it still waits on is not.
 answers = collections.Counter()
+poller = select.poll()
 for s in socks:
-    s.settimeout(0.05)
+    poller.register(s, select.POLLIN)
+readable = {fd for fd, _ in poller.poll(500)}
+for s in socks:
+    if s.fileno() not in readable:
+        answers["silent"] += 1
+        continue
     try:
         answers[s.recv(12).decode(errors="replace")[9:12] or "closed"] += 1
-    except OSError:
-        answers["silent"] += 1
+    except ConnectionResetError:
+        answers["reset"] += 1
 print(len(socks), dict(answers))
 PY
   local attack=$!
@@ -106,8 +108,7 @@ PY
   wait "$attack" || true
   attacker_out=$(cat "$WORK/attack-$backend.out")
   say "[$backend] the attacker's connections: $attacker_out"
-  kill -TERM "$(cat "$WORK/serve.pid")" 2>/dev/null || true
-  sleep 1
+  stop_serve "$SERVE_PID"
   sink_stop "$SINK_PID"
   local held
   held=$(python3 -c "import ast,sys; n, a = sys.argv[1].split(' ', 1); a = ast.literal_eval(a); print(a.get('silent', 0))" "$attacker_out")
