@@ -57,6 +57,9 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// Requests in progress per client, and how slowly a body may arrive.
     pub client_limits: crate::http_limits::ClientLimits,
+    /// Staff-side template work (checking a draft, previews, test copies) done at once, each on a
+    /// blocking thread of its own: one per core.
+    pub render_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -258,6 +261,9 @@ impl Application {
             intake,
             exports: Arc::new(tokio::sync::Semaphore::new(export_concurrency)),
             client_limits,
+            render_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -235,19 +235,40 @@ fn mailbox(errors: &mut FieldErrors, field: &str, raw: Option<String>) -> Option
     }
 }
 
-/// Checks a draft as a whole (after a PATCH is applied): content, templates, addresses, target.
-fn check_draft(conn: &mut AnyConnection, state: &AppState, n: &Newsletter) -> Result<(), ApiError> {
+/// What is wrong with a draft's content (sizes, required parts), before its templates are read.
+fn content_errors(n: &Newsletter) -> Result<FieldErrors, ApiError> {
     let mut errors = FieldErrors::new();
     let content = content_of(n).map_err(ApiError::Internal)?;
     check_content(&mut errors, "", &content.default);
     for (language, c) in &content.variants {
         check_content(&mut errors, &format!("variants.{}.", language.as_str()), c);
     }
-    if errors.is_empty() {
-        compile(conn, state, &content)
-            .map_err(|e| errors.extend(e))
-            .ok();
+    Ok(errors)
+}
+
+/// The content's problems, its templates compiled apart from the database (see `compile_apart`)
+/// when the content itself is in order. Call before the write transaction.
+async fn draft_content_errors(state: &AppState, n: &Newsletter) -> Result<FieldErrors, ApiError> {
+    let errors = content_errors(n)?;
+    if !errors.is_empty() {
+        return Ok(errors);
     }
+    let content = content_of(n).map_err(ApiError::Internal)?;
+    Ok(match compile_apart(state, content).await? {
+        Ok(_) => FieldErrors::new(),
+        Err(errors) => errors,
+    })
+}
+
+/// Checks a draft as a whole (after a PATCH is applied): addresses and target, with the content's
+/// problems found beforehand by `draft_content_errors`.
+fn check_draft(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    n: &Newsletter,
+    content_errors: FieldErrors,
+) -> Result<(), ApiError> {
+    let mut errors = content_errors;
     // Receivers check that the DKIM signature's domain matches the From domain (DMARC).
     if let (Some(signing), Some(from)) = (state.settings.dkim_signing_domain(), &n.from_address) {
         let domain = from
@@ -298,21 +319,35 @@ fn check_draft(conn: &mut AnyConnection, state: &AppState, n: &Newsletter) -> Re
     }
 }
 
-/// Compiles the content against the fields declared now.
-pub fn compile(
-    conn: &mut AnyConnection,
+/// Compiles content against the fields declared now, away from the database: the declarations
+/// are read on a pooled connection given back at once, and the templates are compiled (which
+/// renders each on sample data) on a blocking thread that holds no connection and no transaction,
+/// at most `render_slots` at a time. A slow template then delays only the request that saved it.
+pub async fn compile_apart(
     state: &AppState,
-    content: &NewsletterContent,
-) -> Result<CompiledNewsletter, FieldErrors> {
-    let declared: Vec<String> = db::interests::list_field_declarations(conn)
-        .map(|fields| fields.into_iter().map(|f| f.key).collect())
-        .unwrap_or_default();
-    CompiledNewsletter::compile(
-        content,
-        &declared,
-        &state.settings.org_name,
-        state.settings.postal_address.as_deref(),
-    )
+    content: NewsletterContent,
+) -> Result<Result<CompiledNewsletter, FieldErrors>, ApiError> {
+    let declared: Vec<String> = state
+        .db
+        .run(|conn| db::interests::list_field_declarations(conn).map_err(DbError::from))
+        .await?
+        .into_iter()
+        .map(|f| f.key)
+        .collect();
+    let _slot = state
+        .render_slots
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let (org, postal) = (
+        state.settings.org_name.clone(),
+        state.settings.postal_address.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        CompiledNewsletter::compile(&content, &declared, &org, postal.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// Applies a request body to a newsletter row (a new one, or a draft being changed).
@@ -400,13 +435,14 @@ pub async fn create_newsletter(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    let content_errors = draft_content_errors(&state, &n).await?;
     let state2 = state.clone();
     let stored = n.clone();
     state
         .db
         .write(move |conn| {
             db::write_transaction(conn, |conn| -> Result<(), ApiError> {
-                check_draft(conn, &state2, &stored)?;
+                check_draft(conn, &state2, &stored, content_errors)?;
                 store::insert_newsletter(conn, &stored)?;
                 auth.audit(conn, "newsletter.create", "newsletter", Some(&stored.id))?;
                 Ok(())
@@ -425,24 +461,45 @@ pub async fn update_newsletter(
 ) -> HandlerResult {
     let id = path_id(&id)?;
     let body: DraftBody = super::large_json(&req, payload, MAX_DRAFT_BYTES).await?;
+    // The change is applied and its templates checked outside any transaction; the write then
+    // goes through only if nobody changed the draft meanwhile (else 409: send it again).
+    let lookup = id.clone();
+    let read = state
+        .db
+        .run(move |conn| store::find_newsletter(conn, &lookup).map_err(DbError::from))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let not_a_draft = |status: &str| {
+        ApiError::Conflict(format!(
+            "only drafts can be changed; this newsletter is {status}"
+        ))
+    };
+    if read.status != store::DRAFT {
+        return Err(not_a_draft(&read.status));
+    }
+    let read_at = read.updated_at;
+    let mut n = read;
+    let mut errors = FieldErrors::new();
+    apply(&mut errors, &mut n, body);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let content_errors = draft_content_errors(&state, &n).await?;
     let state2 = state.clone();
     let updated = state
         .db
         .write(move |conn| {
             db::write_transaction(conn, |conn| -> Result<Newsletter, ApiError> {
-                let mut n = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
-                if n.status != store::DRAFT {
-                    return Err(ApiError::Conflict(format!(
-                        "only drafts can be changed; this newsletter is {}",
-                        n.status
-                    )));
+                let current = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
+                if current.status != store::DRAFT {
+                    return Err(not_a_draft(&current.status));
                 }
-                let mut errors = FieldErrors::new();
-                apply(&mut errors, &mut n, body);
-                if !errors.is_empty() {
-                    return Err(ApiError::Validation(errors));
+                if current.updated_at != read_at {
+                    return Err(ApiError::Conflict(
+                        "the draft was changed by someone else meanwhile; read it again and send your change again".into(),
+                    ));
                 }
-                check_draft(conn, &state2, &n)?;
+                check_draft(conn, &state2, &n, content_errors)?;
                 n.updated_at = db::now().max(n.updated_at);
                 let changes = NewsletterChanges {
                     subject: Some(n.subject.clone()),
@@ -562,10 +619,9 @@ pub async fn preview_newsletter(
         }
         None => None,
     };
-    let state2 = state.clone();
-    let rendered = state
+    let (n, subscriber) = state
         .db
-        .run(move |conn| -> Result<Value, ApiError> {
+        .run(move |conn| -> Result<_, ApiError> {
             let n = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
             let subscriber = match subscriber_id {
                 Some(sid) => Some(
@@ -574,8 +630,20 @@ pub async fn preview_newsletter(
                 ),
                 None => None,
             };
-            let content = content_of(&n).map_err(ApiError::Internal)?;
-            let compiled = compile(conn, &state2, &content).map_err(ApiError::Validation)?;
+            Ok((n, subscriber))
+        })
+        .await?;
+    let content = content_of(&n).map_err(ApiError::Internal)?;
+    let compiled = compile_apart(&state, content)
+        .await?
+        .map_err(ApiError::Validation)?;
+    let state2 = state.clone();
+    let _slot = state
+        .render_slots
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let rendered = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
             let language = language
                 .or_else(|| subscriber.as_ref().and_then(|s| Language::parse(&s.language).ok()))
                 .unwrap_or_default();
@@ -597,7 +665,8 @@ pub async fn preview_newsletter(
                 "from": n.from_address.unwrap_or_else(|| state2.settings.from.clone()),
             }))
         })
-        .await?;
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
     Ok(HttpResponse::Ok().json(rendered))
 }
 
@@ -640,36 +709,57 @@ pub async fn test_newsletter(
             retry_after_secs: 60,
         });
     }
+    // Read, then compile and render apart from the database; only the queueing is a write.
+    let lookup = id.clone();
+    let n = state
+        .db
+        .run(move |conn| store::find_newsletter(conn, &lookup).map_err(DbError::from))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let content = content_of(&n).map_err(ApiError::Internal)?;
+    let compiled = compile_apart(&state, content)
+        .await?
+        .map_err(ApiError::Validation)?;
+    let _slot = state
+        .render_slots
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let state2 = state.clone();
+    let mails =
+        tokio::task::spawn_blocking(move || -> Result<Vec<crate::jobs::TestMail>, ApiError> {
+            let empty = json!({});
+            to.iter()
+                .map(|address| {
+                    let out =
+                        render_inert(&state2, &n.id, &compiled, None, address, language, &empty)?;
+                    Ok(crate::jobs::TestMail {
+                        to: address.clone(),
+                        language,
+                        subject: format!("[TEST] {}", out.subject),
+                        html: out.html,
+                        text: out.text,
+                        unsubscribe_url: inert_urls(&state2).0,
+                        from: n.from_address.clone(),
+                        reply_to: n.reply_to.clone(),
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    drop(_slot);
     let queued = state
         .db
         .write(move |conn| {
             db::write_transaction(conn, |conn| -> Result<usize, ApiError> {
                 let n = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
-                let content = content_of(&n).map_err(ApiError::Internal)?;
-                let compiled = compile(conn, &state2, &content).map_err(ApiError::Validation)?;
-                let empty = json!({});
                 let now = db::now();
-                for address in &to {
-                    let out =
-                        render_inert(&state2, &n.id, &compiled, None, address, language, &empty)?;
-                    crate::jobs::enqueue_test_mail(
-                        conn,
-                        &crate::jobs::TestMail {
-                            to: address.clone(),
-                            language,
-                            subject: format!("[TEST] {}", out.subject),
-                            html: out.html,
-                            text: out.text,
-                            unsubscribe_url: inert_urls(&state2).0,
-                            from: n.from_address.clone(),
-                            reply_to: n.reply_to.clone(),
-                        },
-                        now,
-                    )?;
+                for mail in &mails {
+                    crate::jobs::enqueue_test_mail(conn, mail, now)?;
                 }
                 auth.audit(conn, "newsletter.test", "newsletter", Some(&n.id))?;
-                Ok(to.len())
+                Ok(mails.len())
             })
         })
         .await?;

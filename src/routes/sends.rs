@@ -5,11 +5,11 @@ use actix_web::{web, HttpRequest};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
-use super::newsletters::{compile, load_view, path_id};
+use super::newsletters::{load_view, path_id};
 use super::HandlerResult;
 use crate::auth::{Authorized, SendNewsletters};
 use crate::db::newsletters::{self as store, OVERDUE, PAUSED, SENDING};
-use crate::db::{self, deliveries};
+use crate::db::{self, deliveries, DbError};
 use crate::error::ApiError;
 use crate::sending::prepare::{content_of, target_filter};
 use crate::startup::AppState;
@@ -69,6 +69,16 @@ pub async fn send_newsletter(
             at.max(now)
         }
     };
+    // The templates are checked against the fields declared now (some may have been removed
+    // since the draft was saved), apart from the database, before the transaction.
+    let lookup = id.clone();
+    let stored = state
+        .db
+        .run(move |conn| store::find_newsletter(conn, &lookup).map_err(DbError::from))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let content = content_of(&stored).map_err(ApiError::Internal)?;
+    let compiled = super::newsletters::compile_apart(&state, content).await?;
     let state2 = state.clone();
     let id2 = id.clone();
     state
@@ -94,9 +104,12 @@ pub async fn send_newsletter(
                 if n.segment_id.is_none() && n.filter.is_none() {
                     return Err(ApiError::field("segment_id", "the newsletter needs a segment_id or a filter before it is sent"));
                 }
-                // Fields may have been removed since the draft was saved.
-                let content = content_of(&n).map_err(ApiError::Internal)?;
-                compile(conn, &state2, &content).map_err(ApiError::Validation)?;
+                if n.updated_at != stored.updated_at {
+                    return Err(ApiError::Conflict("the newsletter changed meanwhile; try again".into()));
+                }
+                if let Err(errors) = &compiled {
+                    return Err(ApiError::Validation(errors.clone()));
+                }
                 target_filter(conn, &n).map_err(|e| ApiError::field("segment_id", e.to_string()))?;
                 if !store::schedule(conn, &n.id, send_at, key.as_deref(), now)? {
                     return Err(ApiError::Conflict("the newsletter changed meanwhile; try again".into()));
