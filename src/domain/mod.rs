@@ -6,8 +6,8 @@ pub mod segment;
 mod subscriber;
 
 pub use attributes::{AttributeError, FieldDeclaration, FieldType};
+pub use email::{canonical_domain, Email};
 pub use segment::{
     AttributeCondition, AttributeOp, AttributeValue, FilterErrors, Scalar, SegmentFilter, TimeRange,
 };
-pub use email::{canonical_domain, Email};
 pub use subscriber::{InterestSlug, Language, Name, SubscriberStatus, SuppressionReason};

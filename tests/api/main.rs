@@ -21,6 +21,8 @@ mod queue;
 mod schema;
 mod segments;
 mod smtp;
+#[path = "../support/spellings.rs"]
+mod spellings;
 mod staff;
 mod stop_at_once;
 mod subscribe;
@@ -28,5 +30,3 @@ mod subscribers;
 mod sync;
 mod templates;
 mod webhooks;
-#[path = "../support/spellings.rs"]
-mod spellings;

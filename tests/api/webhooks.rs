@@ -689,10 +689,7 @@ async fn private_loopback_and_link_local_targets_are_refused_by_default() {
         app.run_tasks().await;
         let log = deliveries(&app, &admin, &id.to_string()).await;
         let error = log[0]["last_error"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            error.contains("special-purpose address"),
-            "{url}: {error}"
-        );
+        assert!(error.contains("special-purpose address"), "{url}: {error}");
         assert_eq!(
             log[0]["state"], "pending",
             "retried later, in case DNS changes back"
