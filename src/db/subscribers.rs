@@ -102,12 +102,38 @@ pub fn find_subscribers(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<V
         .load(conn)
 }
 
-/// (id, status) of those of `ids` that exist: the newsletter engine's last look before sending.
-pub fn find_statuses(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
-    subscribers::table
+/// The newsletter engine's last look before sending, in one statement: `(id, status, false)` for
+/// those of `ids` that exist, and `(hash, reason, true)` for those of `email_hashes` that are on
+/// the suppression list.
+pub fn find_standings(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+    email_hashes: &[&str],
+) -> QueryResult<Vec<(String, String, bool)>> {
+    use super::schema::suppressions;
+    use diesel::sql_types::Bool;
+    let query = subscribers::table
         .filter(subscribers::id.eq_any(ids))
-        .select((subscribers::id, subscribers::status))
-        .load(conn)
+        .select((
+            subscribers::id,
+            subscribers::status,
+            false.into_sql::<Bool>(),
+        ))
+        .union_all(
+            suppressions::table
+                .filter(suppressions::email_hash.eq_any(email_hashes))
+                .select((
+                    suppressions::email_hash,
+                    suppressions::reason,
+                    true.into_sql::<Bool>(),
+                )),
+        );
+    // Each backend's own connection: the multi-backend one has no UNION. (On PostgreSQL the
+    // statement is prepared once and reused: `= ANY($1)` and binds, no literal SQL.)
+    match conn {
+        AnyConnection::Postgresql(pg) => query.load(pg),
+        AnyConnection::Sqlite(lite) => query.load(lite),
+    }
 }
 
 /// (subscriber id, interest) for every interest of the given subscribers.
