@@ -141,7 +141,7 @@ imported = call(
     content_type="text/csv",
 )
 # A documentation address (TEST-NET-1): accepted as public, and never reachable from the run.
-hook = {"url": "https://192.0.2.10/enlace", "events": ["subscriber.confirmed"], "description": "kept"}
+hook = {"url": "https://127.0.0.1:9/enlace", "events": ["subscriber.confirmed"], "description": "kept"}
 webhook = call("POST", "/api/v1/webhooks", hook, K)
 spare_webhook = call("POST", "/api/v1/webhooks", dict(hook, description="spare"), K)
 
