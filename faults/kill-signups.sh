@@ -19,7 +19,6 @@ KILLS="${KILLS:-3}"
 CONCURRENCY="${CONCURRENCY:-8}"
 LEASE_S="${LEASE_S:-90}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
-PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 # Seconds after the last restart by which everything not held by a killed process is out.
 PROMPT_S="${PROMPT_S:-30}"
 APP_PORT=18231
@@ -56,16 +55,9 @@ PY
 }
 
 run_backend() {
-  local backend="$1" url name settings kills_done=0 half at restarted
-  if [ "$backend" = sqlite ]; then
-    url="sqlite://$WORK/enlace.db"
-  else
-    name="enlace_faults_signups_$$"
-    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
-    url="${PG_ADMIN_URL%/*}/$name"
-  fi
+  local backend="$1" url settings kills_done=0 half at restarted
   say "[$backend] preparing"
-  db_prepare "$backend" "$url" 0
+  url=$(fresh_db "$backend" "enlace_faults_signups_$$")
   rm -f "$DUMPS/confirm-$backend.dump"
   sink_start "confirm-$backend" "$SINK_PORT"
   settings=(ENLACE_MAIL_CONCURRENCY="$CONCURRENCY" ENLACE_MAIL_LEASE_SECONDS="$LEASE_S")
@@ -141,9 +133,7 @@ run_backend() {
     test "$prompt_s" -lt "$PROMPT_S"
   expect "[$backend] no panic in the server log" test "$(panics "$WORK/app-$backend.log")" = 0
   RESULTS+=("$backend: $accepted accepted, $missing missing, $dups duplicates (bound $bound), rest out in ${prompt_s} s")
-  if [ "$backend" = postgres ]; then
-    psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $name" >/dev/null || true
-  fi
+  drop_db "$backend" "enlace_faults_signups_$$"
 }
 
 RESULTS=()

@@ -189,6 +189,29 @@ seed_sql() {
 # expected_users COUNT FILE: the addresses seed_sql creates.
 expected_users() { seq 1 "$1" | sed 's/.*/user&@example.org/' > "$2"; }
 
+PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+# fresh_db sqlite|postgres NAME: an empty database of its own (SQLite in $WORK, PostgreSQL on the
+# machine's server at PG_ADMIN_URL), migrated, with the admin account; prints its URL.
+fresh_db() {
+  local url
+  if [ "$1" = sqlite ]; then
+    url="sqlite://$WORK/$2.db"
+  else
+    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $2" \
+      -c "CREATE DATABASE $2" >/dev/null
+    url="${PG_ADMIN_URL%/*}/$2"
+  fi
+  db_prepare "$1" "$url" 0 >&2
+  echo "$url"
+}
+# drop_db sqlite|postgres NAME: removes what fresh_db made on PostgreSQL.
+drop_db() {
+  if [ "$1" = postgres ]; then
+    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $2" >/dev/null || true
+  fi
+}
+
 # db_prepare sqlite|postgres URL COUNT: migrations, COUNT subscribers, the admin account.
 db_prepare() {
   ENLACE_DATABASE_URL="$2" ENLACE_LOG=warn "$BIN" migrate

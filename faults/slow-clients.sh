@@ -16,7 +16,6 @@ source "$(dirname "$0")/lib.sh"
 CONNECTIONS="${CONNECTIONS:-1100}"
 IDLE_S="${IDLE_S:-10}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
-PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 APP_PORT=18241
 SINK_PORT=12641
 fl_init slow-clients "${BUDGET_S:-180}"
@@ -49,15 +48,8 @@ PY
 }
 
 run_backend() {
-  local backend="$1" url name
-  if [ "$backend" = sqlite ]; then
-    url="sqlite://$WORK/enlace.db"
-  else
-    name="enlace_faults_slow_$$"
-    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
-    url="${PG_ADMIN_URL%/*}/$name"
-  fi
-  db_prepare "$backend" "$url" 0
+  local backend="$1" url
+  url=$(fresh_db "$backend" "enlace_faults_slow_$$")
   sink_start "slow-$backend" "$SINK_PORT"
   serve "app-$backend" "$APP_PORT" "$url" "$SINK_PORT" ENLACE_BODY_IDLE_SECONDS="$IDLE_S"
   # The service's own file limit: 1,024, soft and hard, as many service managers set it.
@@ -118,9 +110,7 @@ PY
   expect "[$backend] no attacker connection still waiting after the idle limit ($held)" test "$held" = 0
   expect "[$backend] no panic in the server log" test "$(panics "$WORK/app-$backend.log")" = 0
   RESULTS+=("$backend: worst ${before% *} ms before, ${during% *} ms during")
-  if [ "$backend" = postgres ]; then
-    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $name" >/dev/null || true
-  fi
+  drop_db "$backend" "enlace_faults_slow_$$"
 }
 
 RESULTS=()

@@ -160,20 +160,12 @@ async fn staff_upsert_and_import_find_the_person_in_any_spelling() {
         csv.push_str(&format!("\"b{}-{spelling}\"\n", i + 1));
         csv.push_str(&format!("\"new-{canonical}\"\n\"NEW-{spelling}\"\n"));
     }
-    let res = app
-        .client
-        .post(app.url("/api/v1/imports"))
-        .query(&[
-            ("mode", "consented"),
-            ("source", "sheet"),
-            ("consent_note", "ticked"),
-        ])
-        .bearer_auth(&editor)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
+    let query = [
+        ("mode", "consented"),
+        ("source", "sheet"),
+        ("consent_note", "ticked"),
+    ];
+    let res = crate::imports::upload(&app, &editor, &query, &csv).await;
     assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
     app.run_tasks().await;
     assert_eq!(
@@ -202,12 +194,13 @@ async fn an_erased_person_stays_erased_in_every_spelling() {
             .unwrap()
             .to_owned();
         let res = app
-            .client
-            .delete(app.url(&format!("/api/v1/subscribers/{id}")))
-            .bearer_auth(&editor)
-            .send()
-            .await
-            .unwrap();
+            .send_as(
+                &editor,
+                "DELETE",
+                &format!("/api/v1/subscribers/{id}"),
+                Value::Null,
+            )
+            .await;
         assert_eq!(res.status(), 204);
         // Staff cannot re-add them with recorded consent in any spelling.
         for other in spellings.iter().map(String::as_str).chain([*canonical]) {

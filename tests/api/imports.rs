@@ -12,7 +12,7 @@ const CONSENTED: &[(&str, &str)] = &[
     ("consent_note", "Ticked \"send me news\" on the paper sheet"),
 ];
 
-async fn upload(
+pub(crate) async fn upload(
     app: &TestApp,
     token: &str,
     query: &[(&str, &str)],
