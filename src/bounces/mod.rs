@@ -197,13 +197,16 @@ fn try_apply_report(
             return Ok(ReportOutcome::Duplicate);
         }
         let hash = tokens::email_hash(report.email.as_str());
+        // A report about someone erased on request keeps no diagnostic: it may name them.
+        let erased = db::suppressions::find_suppression(conn, &hash)?.as_deref()
+            == Some(SuppressionReason::Erased.as_str());
         let mut row = MailEventRow {
             id: report.id.clone(),
             provider: report.provider.to_owned(),
             kind: report.kind.as_str().to_owned(),
             email_hash: hash.clone(),
             outcome: String::new(),
-            detail: report.detail.clone(),
+            detail: report.detail.clone().filter(|_| !erased),
             occurred_at: report.occurred_at,
             received_at: now,
         };

@@ -644,3 +644,46 @@ async fn integrations_hear_of_bounces_and_complaints() {
         "a second complaint changes nothing"
     );
 }
+
+#[tokio::test]
+async fn a_report_arriving_after_an_erasure_keeps_no_diagnostic() {
+    let app = spawn_app().await;
+    let admin = app.staff_token(Role::Admin).await;
+    let id = app.add_subscriber(
+        "late@example.org",
+        "confirmed",
+        "en",
+        Some("Zenaida Quintero"),
+        json!({}),
+    );
+    let res = app
+        .send_as(
+            &admin,
+            "DELETE",
+            &format!("/api/v1/subscribers/{id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    let body: Value = report(
+        &app,
+        &admin,
+        json!({"id": "late-1", "type": "hard_bounce", "email": "late@example.org",
+               "detail": "550 5.1.1 mailbox of Zenaida Quintero is gone"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(outcomes(&body), ["suppressed"]);
+    assert_eq!(
+        app.count("mail_events WHERE id LIKE '%late-1'"),
+        1,
+        "the report is recorded"
+    );
+    assert_eq!(
+        app.count("mail_events WHERE detail IS NOT NULL"),
+        0,
+        "without its diagnostic"
+    );
+}
