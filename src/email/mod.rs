@@ -152,7 +152,20 @@ async fn write_outbox_file(
     file.flush().await
 }
 
+/// Whether an outbox file named by an earlier version (`<uuid>.eml`, no address digest) is
+/// addressed to `address`: its header names it (addresses are written as stored).
+fn old_outbox_file_is_to(path: &std::path::Path, address: &str) -> std::io::Result<bool> {
+    let raw = std::fs::read(path)?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let header = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+    Ok(header.contains(&format!("<{address}>")) || header.contains(&format!(" {address}\r\n")))
+}
+
 /// Removes every outbox message to `address` from `dir`; returns how many. Erasure calls it.
+/// Files named by earlier versions, without the digest, are read to find the person's.
 pub fn remove_outbox_mail(dir: &std::path::Path, address: &str) -> std::io::Result<usize> {
     let prefix = format!("{}-", outbox_key(address));
     let entries = match std::fs::read_dir(dir) {
@@ -165,7 +178,12 @@ pub fn remove_outbox_mail(dir: &std::path::Path, address: &str) -> std::io::Resu
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(&prefix) && name.ends_with(".eml") {
+        let old_style = name.len() == 40
+            && name.ends_with(".eml")
+            && uuid::Uuid::parse_str(&name[..36]).is_ok();
+        let theirs = (name.starts_with(&prefix) && name.ends_with(".eml"))
+            || (old_style && old_outbox_file_is_to(&entry.path(), address)?);
+        if theirs {
             std::fs::remove_file(entry.path())?;
             removed += 1;
         }
@@ -365,4 +383,30 @@ impl Mailer {
 pub struct PreparedMail {
     envelope: Envelope,
     raw: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erasure_finds_outbox_files_of_both_namings() {
+        let dir = std::env::temp_dir().join(format!("enlace-outbox-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let message =
+            |to: &str| format!("From: a@example.org\r\nTo: Ana <{to}>\r\n\r\nbody {to}\r\n");
+        let write = |name: String, to: &str| std::fs::write(dir.join(name), message(to)).unwrap();
+        write(outbox_file_name(Some("ana@example.org")), "ana@example.org");
+        write(outbox_file_name(Some("ben@example.org")), "ben@example.org");
+        write(format!("{}.eml", uuid::Uuid::now_v7()), "ana@example.org");
+        write(format!("{}.eml", uuid::Uuid::now_v7()), "ben@example.org");
+        assert_eq!(remove_outbox_mail(&dir, "ana@example.org").unwrap(), 2);
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        assert_eq!(left.len(), 2);
+        assert!(left.iter().all(|m| m.contains("ben@example.org")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
