@@ -78,36 +78,10 @@ impl MailReport {
             // A provider's clock may run ahead; a report never counts as later than its arrival.
             occurred_at: occurred_at.map_or(now, |t| t.min(now)),
             detail: detail
-                .map(|d| without_addresses(&clean(d, 1000)))
+                .map(|d| crate::domain::redact_addresses(&clean(d, 1000)))
                 .filter(|d| !d.is_empty()),
         }
     }
-}
-
-/// Replaces anything that looks like an address in a diagnostic (SMTP replies often quote the
-/// recipient) with `[address]`: the record of a report keeps no address.
-fn without_addresses(text: &str) -> String {
-    let is_part = |c: char| !c.is_whitespace() && !"<>()[]{};:,\"'`".contains(c);
-    let mut out = String::with_capacity(text.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if word.contains('@') {
-            out.push_str("[address]");
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
-    for c in text.chars() {
-        if is_part(c) {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
 }
 
 /// Drops control characters and shortens to `max` characters.

@@ -145,6 +145,33 @@ fn mail_domain(raw: &str) -> Result<String, &'static str> {
     Ok(domain)
 }
 
+/// Replaces anything that looks like an address (a word with an `@`, or `%40` as URLs write it)
+/// with `[address]`, keeping the punctuation around it. SMTP replies and bounce diagnostics
+/// often quote the recipient; what Enlace keeps of them keeps no address.
+pub fn redact_addresses(text: &str) -> String {
+    let is_part = |c: char| !c.is_whitespace() && !"<>()[]{};:,\"'`".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('@') || word.to_ascii_lowercase().contains("%40") {
+            out.push_str("[address]");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if is_part(c) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +289,19 @@ mod tests {
         let label = "a".repeat(63);
         let long_domain = format!("{label}.{label}.{label}.{label}.org");
         assert!(Email::parse(&format!("x@{long_domain}")).is_err());
+    }
+
+    #[test]
+    fn addresses_are_redacted_from_replies_and_diagnostics() {
+        assert_eq!(
+            redact_addresses("550 5.1.1 <ana@example.org>: Recipient address rejected"),
+            "550 5.1.1 <[address]>: Recipient address rejected"
+        );
+        assert_eq!(
+            redact_addresses("see https://x.example/u?e=ana%40example.org now"),
+            "see https:[address] now"
+        );
+        assert_eq!(redact_addresses("no address here"), "no address here");
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod segment;
 mod subscriber;
 
 pub use attributes::{AttributeError, FieldDeclaration, FieldType};
-pub use email::{canonical_domain, Email};
+pub use email::{canonical_domain, redact_addresses, Email};
 pub use segment::{
     AttributeCondition, AttributeOp, AttributeValue, FilterErrors, Scalar, SegmentFilter, TimeRange,
 };

@@ -384,7 +384,7 @@ fn wire_content(raw: &[u8]) -> Option<String> {
 fn classify(e: lettre::transport::smtp::Error) -> SendError {
     // Servers quote the recipient in their replies ("550 <ana@…>: unknown user"); the error
     // text goes to logs and the job record, which never hold addresses.
-    let text = redact_addresses(&e.to_string());
+    let text = crate::domain::redact_addresses(&e.to_string());
     if e.is_permanent() {
         SendError::Permanent(text)
     } else if e.is_client() {
@@ -392,20 +392,6 @@ fn classify(e: lettre::transport::smtp::Error) -> SendError {
     } else {
         SendError::Transient(text)
     }
-}
-
-/// Replaces every word that contains an `@` with `[address]`.
-pub fn redact_addresses(text: &str) -> String {
-    text.split_inclusive(char::is_whitespace)
-        .map(|word| {
-            if word.contains('@') {
-                let trailing = &word[word.trim_end().len()..];
-                format!("[address]{trailing}")
-            } else {
-                word.to_owned()
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -421,16 +407,6 @@ mod tests {
         );
         assert_eq!(wire_content(b"").as_deref(), Some("\r\n.\r\n"));
         assert_eq!(wire_content(b"caf\xe9"), None, "not UTF-8: lettre sends it");
-    }
-
-    #[test]
-    fn addresses_are_redacted_from_server_replies() {
-        assert_eq!(
-            redact_addresses(
-                "permanent error (550): 5.1.1 <ana@example.org>: Recipient address rejected"
-            ),
-            "permanent error (550): 5.1.1 [address] Recipient address rejected"
-        );
     }
 
     #[test]
