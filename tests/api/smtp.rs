@@ -459,3 +459,29 @@ async fn a_server_refusing_a_second_ehlo_gets_its_messages_unpipelined() {
         "no pipelining where it was not confirmed: {packets:?}"
     );
 }
+
+#[tokio::test]
+async fn an_address_that_needs_smtputf8_fails_at_once_where_the_relay_lacks_it() {
+    // The sink offers no SMTPUTF8 (RFC 6531).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = start_sink(listener);
+    let app =
+        spawn_app_with_smtp_manual(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    for email in ["ñandú@correo.example.mx", "nandu@correo.example.mx"] {
+        assert_eq!(app.subscribe(json!({ "email": email })).await.status(), 202);
+    }
+    app.run_jobs().await;
+    let mails = wait_for_mail(&received, 1).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails[0].to, "nandu@correo.example.mx",
+        "everyone else's mail goes out"
+    );
+    // Recorded as a permanent failure with its reason after one attempt, not retried.
+    assert_eq!(
+        app.count("jobs WHERE state = 'failed' AND attempts = 1 AND last_error LIKE '%SMTPUTF8%'"),
+        1
+    );
+    assert_eq!(app.run_jobs_after(chrono::Duration::hours(2)).await, 0);
+}
