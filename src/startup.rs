@@ -28,6 +28,9 @@ use crate::sending::Engine;
 use crate::signup::{SignupPolicy, SignupQueue};
 use crate::tokens::ManageTokens;
 
+/// Connections the system may queue for the server before it accepts them.
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// What every handler can reach.
 pub struct AppState {
     pub db: Db,
@@ -224,6 +227,13 @@ impl Application {
             None => TcpListener::bind(&settings.listen)
                 .with_context(|| format!("binding {}", settings.listen))?,
         };
+        // The standard library listens with a queue of 128 connections not yet accepted; a
+        // burst of connections (a flood from one client) would fill it, and everyone else's
+        // connection attempts would be dropped and retried a second later. The system caps
+        // this at its own limit (net.core.somaxconn).
+        socket2::SockRef::from(&listener)
+            .listen(LISTEN_BACKLOG)
+            .context("setting the listen queue")?;
         let port = listener.local_addr()?.port();
         let max_body = settings.max_body_bytes;
         let intake = crate::bounces::Intake::from_settings(&settings)?;
