@@ -238,3 +238,34 @@ async fn slow_clients_cannot_hold_the_service() {
     }
     assert_eq!(app.count("subscribers"), 1);
 }
+
+/// A description in a flow mapping (`{…, description: a, b}`) is cut at its first comma, and the
+/// rest becomes a key of no value: the document then says less than was written.
+#[test]
+fn no_description_in_the_openapi_document_is_cut_short() {
+    fn fragments(value: &serde_norway::Value, path: &str, found: &mut Vec<String>) {
+        match value {
+            serde_norway::Value::Mapping(map) => {
+                for (key, inner) in map {
+                    let key = key.as_str().unwrap_or_default();
+                    if key.contains(' ') && inner.is_null() {
+                        found.push(format!("{path}: {key:?}"));
+                    }
+                    fragments(inner, &format!("{path}/{key}"), found);
+                }
+            }
+            serde_norway::Value::Sequence(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    fragments(inner, &format!("{path}/{i}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let mut found = Vec::new();
+    fragments(&doc, "", &mut found);
+    assert_eq!(found, Vec::<String>::new(), "quote these descriptions");
+}
