@@ -193,14 +193,7 @@ async fn an_erased_person_stays_erased_in_every_spelling() {
             .as_str()
             .unwrap()
             .to_owned();
-        let res = app
-            .send_as(
-                &editor,
-                "DELETE",
-                &format!("/api/v1/subscribers/{id}"),
-                Value::Null,
-            )
-            .await;
+        let res = app.erase(&editor, &id).await;
         assert_eq!(res.status(), 204);
         // Staff cannot re-add them with recorded consent in any spelling.
         for other in spellings.iter().map(String::as_str).chain([*canonical]) {

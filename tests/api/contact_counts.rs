@@ -12,15 +12,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, TestApp};
 
-const SCOPES: [&str; 7] = [
-    "subscribers:read",
-    "subscribers:write",
-    "newsletters:write",
-    "newsletters:send",
-    "exports:read",
-    "events:write",
-    "webhooks:write",
-];
+use enlace::auth::SCOPES;
 
 /// How many people the probe filter reaches (and have the interest, and a city).
 const REACHED: i64 = 3;

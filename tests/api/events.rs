@@ -656,14 +656,7 @@ async fn a_report_arriving_after_an_erasure_keeps_no_diagnostic() {
         Some("Zenaida Quintero"),
         json!({}),
     );
-    let res = app
-        .send_as(
-            &admin,
-            "DELETE",
-            &format!("/api/v1/subscribers/{id}"),
-            Value::Null,
-        )
-        .await;
+    let res = app.erase(&admin, &id).await;
     assert_eq!(res.status(), 204);
     let body: Value = report(
         &app,

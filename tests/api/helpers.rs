@@ -262,6 +262,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Erases a subscriber (`DELETE /api/v1/subscribers/{id}`) as `token`.
+    pub async fn erase(&self, token: &str, id: &str) -> reqwest::Response {
+        self.send_as(
+            token,
+            "DELETE",
+            &format!("/api/v1/subscribers/{id}"),
+            serde_json::Value::Null,
+        )
+        .await
+    }
+
     /// A staff request: `method path` with a bearer token and a JSON body.
     pub async fn send_as(
         &self,

@@ -6,16 +6,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
 
-const EVERY_SCOPE: [&str; 7] = [
-    "subscribers:read",
-    "subscribers:write",
-    "newsletters:write",
-    "newsletters:send",
-    "exports:read",
-    "events:write",
-    "webhooks:write",
-];
-
 async fn create_key(app: &TestApp, admin: &str, scopes: &[&str]) -> (String, String) {
     let res = app
         .send_as(
@@ -111,7 +101,7 @@ async fn disabling_a_staff_member_revokes_their_keys_for_good() {
     let ana = app.sign_in("ana@example.org").await;
     let bea_id = app.add_staff("bea@example.org", Role::Admin);
     let bea = app.sign_in("bea@example.org").await;
-    let (key_id, key) = create_key(&app, &ana, &EVERY_SCOPE).await;
+    let (key_id, key) = create_key(&app, &ana, enlace::auth::SCOPES).await;
     let (other_id, other) = create_key(&app, &bea, &["subscribers:read"]).await;
     assert_eq!(app.get_as(&key, "/api/v1/subscribers").await.status(), 200);
 
@@ -160,7 +150,7 @@ async fn a_key_never_does_more_than_its_creators_current_role() {
     let ana_id = app.add_staff("ana@example.org", Role::Admin);
     let ana = app.sign_in("ana@example.org").await;
     let bea = app.staff_token(Role::Admin).await;
-    let (key_id, key) = create_key(&app, &ana, &EVERY_SCOPE).await;
+    let (key_id, key) = create_key(&app, &ana, enlace::auth::SCOPES).await;
     let everything = [
         "read contacts",
         "read newsletters",

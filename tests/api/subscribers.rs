@@ -156,13 +156,7 @@ async fn an_access_request_returns_everything_held_and_erasure_removes_it() {
         .collect();
     assert_eq!(kinds, ["confirmation", "welcome"]);
 
-    let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/subscribers/{id}")))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap();
+    let res = app.erase(&editor, &id).await;
     assert_eq!(res.status(), 204);
     for table in [
         "subscribers",
@@ -292,12 +286,7 @@ async fn staff_add_people_with_a_confirmation_or_with_recorded_consent() {
 
     // Erased people come back only through their own confirmation.
     let id = app.conn_subscriber_id("rosa@example.org");
-    app.client
-        .delete(app.url(&format!("/api/v1/subscribers/{id}")))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap();
+    app.erase(&editor, &id).await;
     let res = post(json!({"email": "rosa@example.org", "consent": {"mode": "recorded", "source": "s", "note": "n"}})).await;
     assert_eq!(res.status(), 409);
     let res = post(json!({"email": "rosa@example.org", "consent": {"mode": "confirmation"}})).await;

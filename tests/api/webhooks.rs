@@ -312,14 +312,7 @@ async fn a_persons_life_arrives_as_events_in_order_and_erasure_carries_no_person
     assert_eq!(res.status(), 200);
     app.run_tasks().await;
     let id = app.conn_subscriber_id("lu@example.org");
-    let res = app
-        .send_as(
-            &admin,
-            "DELETE",
-            &format!("/api/v1/subscribers/{id}"),
-            Value::Null,
-        )
-        .await;
+    let res = app.erase(&admin, &id).await;
     assert_eq!(res.status(), 204);
     app.run_tasks().await;
 
@@ -393,14 +386,7 @@ async fn erasure_drops_undelivered_messages_about_the_person_and_scrubs_the_log(
     assert_eq!(app.run_tasks().await, 2);
     assert_eq!(receiver.received().len(), 2);
 
-    let res = app
-        .send_as(
-            &admin,
-            "DELETE",
-            &format!("/api/v1/subscribers/{id}"),
-            Value::Null,
-        )
-        .await;
+    let res = app.erase(&admin, &id).await;
     assert_eq!(res.status(), 204);
     // The receiver is back; only the erasure reaches it, never the stale records.
     app.run_tasks_after(Span::hours(3)).await;
