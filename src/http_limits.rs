@@ -196,4 +196,20 @@ mod tests {
         drop(first);
         assert!(limits.enter(a).is_some());
     }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_one() {
+        let raised = raise_open_file_limit().unwrap();
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct passed to it.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        assert_eq!((limit.rlim_cur, raised), (limit.rlim_max, limit.rlim_max));
+    }
 }
