@@ -75,17 +75,20 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// Sends a message whose content goes out only once `gate` passes (see
-    /// `SmtpPool::send_gated`); the other transports wait for the gate, then write.
-    pub async fn send_gated<G>(
+    /// Sends a message whose content goes out only once the gate `gate` makes passes (see
+    /// `SmtpPool::send_gated`); the other transports make it and wait for it, then write.
+    pub async fn send_gated<G, Gate>(
         &self,
         envelope: &Envelope,
         raw: Vec<u8>,
-        gate: impl std::future::Future<Output = Option<G>>,
-    ) -> Handed<G> {
+        mut gate: impl FnMut() -> Gate,
+    ) -> Handed<G>
+    where
+        Gate: std::future::Future<Output = Option<G>>,
+    {
         match self {
             Self::Smtp(pool) => pool.send_gated(envelope, &raw, gate).await,
-            _ => match gate.await {
+            _ => match gate().await {
                 Some(passed) => Handed::Sent(self.send(envelope, raw).await, passed),
                 None => Handed::Withheld,
             },
@@ -367,12 +370,16 @@ impl Mailer {
         self.transport.send(&mail.envelope, mail.raw).await
     }
 
-    /// Hands a prepared message to the transport, its content held back until `gate` passes.
-    pub async fn send_prepared_gated<G>(
+    /// Hands a prepared message to the transport, its content held back until the gate that
+    /// `gate` makes when the exchange begins passes.
+    pub async fn send_prepared_gated<G, Gate>(
         &self,
         mail: PreparedMail,
-        gate: impl std::future::Future<Output = Option<G>>,
-    ) -> Handed<G> {
+        gate: impl FnMut() -> Gate,
+    ) -> Handed<G>
+    where
+        Gate: std::future::Future<Output = Option<G>>,
+    {
         self.transport
             .send_gated(&mail.envelope, mail.raw, gate)
             .await

@@ -174,25 +174,30 @@ impl SmtpPool {
 
     /// Sends one message on a pooled connection.
     pub async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), SendError> {
-        match self.send_gated(envelope, raw, async { Some(()) }).await {
+        match self.send_gated(envelope, raw, || async { Some(()) }).await {
             Handed::Sent(result, ()) => result,
             Handed::NotSent(e) => Err(e),
             Handed::Withheld => Err(SendError::Transient("the message was withheld".into())),
         }
     }
 
-    /// Sends one message, opening its transaction (MAIL, RCPT, DATA) first and awaiting `gate`
-    /// only before the content goes out. Until the content's final dot the server delivers
+    /// Sends one message, opening its transaction (MAIL, RCPT, DATA) first and awaiting its
+    /// gate only before the content goes out. Until the content's final dot the server delivers
     /// nothing (RFC 5321 §4.1.1.4: a transaction cut off before it is discarded), so whatever
     /// the gate guards (the newsletter engine's in-flight slot) is held only from the content
-    /// on. A gate that answers `None` withholds the message: the connection is closed, which
-    /// abandons the transaction.
-    pub async fn send_gated<G>(
+    /// on. `gate` makes the gate at the moment the exchange begins, just before `MAIL FROM` is
+    /// written (again if the exchange has to begin again on a new connection); what it starts
+    /// then runs while the transaction opens. A gate that answers `None` withholds the message:
+    /// the connection is closed, which abandons the transaction.
+    pub async fn send_gated<G, Gate>(
         &self,
         envelope: &Envelope,
         raw: &[u8],
-        gate: impl Future<Output = Option<G>>,
-    ) -> Handed<G> {
+        mut gate: impl FnMut() -> Gate,
+    ) -> Handed<G>
+    where
+        Gate: Future<Output = Option<G>>,
+    {
         let reused = self.idle.lock().await.pop();
         let was_reused = reused.is_some();
         let mut conn = match reused {
@@ -202,7 +207,11 @@ impl SmtpPool {
                 Err(e) => return Handed::NotSent(e),
             },
         };
-        let mut opened = timed(open_transaction(&mut conn, envelope, raw)).await;
+        let mut begun = None;
+        let mut opened = timed(open_transaction(&mut conn, envelope, raw, || {
+            begun = Some(gate())
+        }))
+        .await;
         // An idle connection the server has since closed fails before MAIL FROM is accepted;
         // one fresh attempt then is safe and saves a retry cycle.
         if was_reused
@@ -212,7 +221,11 @@ impl SmtpPool {
                 Ok(conn) => conn,
                 Err(e) => return Handed::NotSent(e),
             };
-            opened = timed(open_transaction(&mut conn, envelope, raw)).await;
+            begun = None;
+            opened = timed(open_transaction(&mut conn, envelope, raw, || {
+                begun = Some(gate())
+            }))
+            .await;
         }
         if let Err(e) = opened {
             // Dropped, not quit: after a failed step the server's state is not known, and a
@@ -220,6 +233,10 @@ impl SmtpPool {
             drop(conn);
             return Handed::NotSent(e.into());
         }
+        let gate = match begun {
+            Some(made) => made,
+            None => gate(),
+        };
         let Some(passed) = gate.await else {
             // After DATA the server reads everything as content until the final dot, so the
             // transaction can only be abandoned by closing the connection: it then discards it.
@@ -299,7 +316,8 @@ async fn timed<T, E: Into<Failure>>(
     }
 }
 
-/// MAIL FROM, RCPT TO for each recipient, and DATA, with the parameters lettre's own `send`
+/// MAIL FROM, RCPT TO for each recipient, and DATA (`begins` is called just before the first
+/// of them is written), with the parameters lettre's own `send`
 /// gives them (SMTPUTF8 for non-ASCII addresses, 8BITMIME for non-ASCII content, each only if
 /// the server offers it): afterwards the server waits for the content. Pipelined where the
 /// server allows it (DATA last in the group, as RFC 2920 requires); either way every reply must
@@ -308,6 +326,7 @@ async fn open_transaction(
     conn: &mut Connection,
     envelope: &Envelope,
     raw: &[u8],
+    begins: impl FnOnce(),
 ) -> Result<(), Failure> {
     let pipelining = conn.pipelining;
     let conn = &mut conn.smtp;
@@ -339,6 +358,7 @@ async fn open_transaction(
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
     let mail = Mail::new(envelope.from().cloned(), parameters);
+    begins();
     if pipelining {
         let mut commands = mail.to_string();
         for to in envelope.to() {

@@ -439,21 +439,24 @@ impl Engine {
         }
         // The transaction is opened (MAIL, RCPT, DATA) while the slots are all taken, typically
         // by outcomes being committed; the content waits for a free one, and for a database
-        // read started after this moment that finds the recipient still confirmed and not
-        // suppressed (an unsubscribe committed before now, by any process, stops the message).
-        let mut standing = Standing::Unknown;
-        let gate = async {
-            let (permit, now) = tokio::join!(
-                permits.clone().acquire_owned(),
-                recheck.check(&outcome.subscriber_id, ready.email_hash.as_deref()),
-            );
-            let permit = permit.expect("permits never close");
-            standing = now;
-            // Paused or cancelled meanwhile, or no longer to be mailed: withheld.
-            (standing == Standing::Eligible && still_sending(&outcome.newsletter_id))
-                .then_some(permit)
+        // read started as the exchange began that finds the recipient still confirmed and not
+        // suppressed (an unsubscribe committed before the exchange began, by any process, stops
+        // the message). The read runs while the transaction opens.
+        let standing = std::sync::Mutex::new(Standing::Unknown);
+        let gate = || {
+            let answer = recheck.ask(&outcome.subscriber_id, ready.email_hash.as_deref());
+            let (permits, standing) = (permits.clone(), &standing);
+            let (still_sending, newsletter_id) = (&still_sending, &outcome.newsletter_id);
+            async move {
+                let (permit, now) = tokio::join!(permits.acquire_owned(), answer);
+                let permit = permit.expect("permits never close");
+                *standing.lock().expect("standing") = now;
+                // Paused or cancelled meanwhile, or no longer to be mailed: withheld.
+                (now == Standing::Eligible && still_sending(newsletter_id)).then_some(permit)
+            }
         };
         let handed = self.mailer.send_prepared_gated(mail, gate).await;
+        let standing = standing.into_inner().expect("standing");
         let sent = match handed {
             Handed::Withheld => {
                 if let Standing::Ineligible(why) = standing {

@@ -1,9 +1,10 @@
 //! The last look at a recipient before their message's content goes out: whoever unsubscribed,
 //! complained, bounced, was suppressed or erased since their message was prepared is withheld.
 //!
-//! A message asks once it has reached its gate (its SMTP transaction is open), and its answer
-//! comes from a database read that started after it asked, so any change committed before that
-//! moment (by this process or another) is seen. One read answers every message waiting at that
+//! A message asks the moment its SMTP exchange begins (just before `MAIL FROM` is written),
+//! and its answer comes from a database read that starts after it asked, so any change
+//! committed before that moment (by this process or another) is seen. The read runs while the
+//! transaction opens; the content waits for its answer. One read answers every message waiting at that
 //! moment, and the next starts as soon as it ends (or `MIN_SPACING` after it started), with
 //! whoever arrived meanwhile: the cost is one read per group, not per message, and a message
 //! waits for at most two reads and the spacing.
@@ -115,18 +116,27 @@ impl Recheck {
     }
 
     /// Asks whether `subscriber_id` (whose message goes to the address hashed `email_hash`) may
-    /// still be mailed; answered by a read that starts after this call.
-    pub async fn check(&self, subscriber_id: &str, email_hash: Option<&str>) -> Standing {
+    /// still be mailed. The question is put at this call, not when the answer is awaited: the
+    /// read that answers it starts after this call, and runs while the caller goes on (for a
+    /// message, while its SMTP transaction opens).
+    pub fn ask(
+        &self,
+        subscriber_id: &str,
+        email_hash: Option<&str>,
+    ) -> impl std::future::Future<Output = Standing> + Send + 'static {
         let (answer, answered) = oneshot::channel();
         let question = Question {
             subscriber_id: subscriber_id.to_owned(),
             email_hash: email_hash.map(str::to_owned),
             answer,
         };
-        if self.questions.send(question).is_err() {
-            return Standing::Unknown;
+        let put = self.questions.send(question).is_ok();
+        async move {
+            if !put {
+                return Standing::Unknown;
+            }
+            answered.await.unwrap_or(Standing::Unknown)
         }
-        answered.await.unwrap_or(Standing::Unknown)
     }
 }
 

@@ -231,13 +231,26 @@ async fn a_gated_message_is_delivered_only_once_its_gate_passes() {
     let raw = b"Subject: hello\r\n\r\nHello Ana.\r\n".to_vec();
     let count = |c: &Arc<Mutex<usize>>| *c.lock().unwrap();
 
-    // Held at the gate: the transaction is open, nothing is delivered.
+    // Held at the gate: the transaction is open, nothing is delivered. The gate is made once,
+    // as the exchange begins.
     let (open_gate, gate) = tokio::sync::oneshot::channel::<&'static str>();
+    let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sending = {
         let (pool, envelope, raw) = (pool.clone(), envelope.clone(), raw.clone());
+        let made = made.clone();
+        let mut gate = Some(gate);
         tokio::spawn(async move {
-            pool.send_gated(&envelope, &raw, async { gate.await.ok() })
-                .await
+            pool.send_gated(&envelope, &raw, move || {
+                made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let gate = gate.take();
+                async move {
+                    match gate {
+                        Some(gate) => gate.await.ok(),
+                        None => None,
+                    }
+                }
+            })
+            .await
         })
     };
     for _ in 0..100 {
@@ -257,6 +270,7 @@ async fn a_gated_message_is_delivered_only_once_its_gate_passes() {
         0,
         "no content before the gate passes"
     );
+    assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
     open_gate.send("slot").unwrap();
     match sending.await.unwrap() {
         Handed::Sent(Ok(()), "slot") => {}
@@ -265,7 +279,10 @@ async fn a_gated_message_is_delivered_only_once_its_gate_passes() {
     assert_eq!(count(&counter.received), 1);
 
     // Withheld: the connection is closed mid-transaction, so nothing is delivered.
-    match pool.send_gated(&envelope, &raw, async { None::<()> }).await {
+    match pool
+        .send_gated(&envelope, &raw, || async { None::<()> })
+        .await
+    {
         Handed::Withheld => {}
         _ => panic!("a gate that says no withholds the message"),
     }
