@@ -26,7 +26,7 @@
 #
 # Settings: COUNT (100000), CONCURRENCY (16: ENLACE_SEND_CONCURRENCY and the ceiling's
 # connections), POLL_S (1), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres),
-# KEEP_DUMP=FILE keeps the last backend's sink dump.
+# KEEP_DUMP=FILE keeps the last backend's sink dump, BENCH_BIN=FILE runs that enlace binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,8 +54,13 @@ if [ "${#need[@]}" -gt 0 ]; then
   .ci/apt-install "${need[@]}"
 fi
 
-cargo build --release --quiet --bin enlace --example blast_ceiling
-BIN=target/release/enlace
+# BENCH_BIN=FILE runs another build of enlace (one copied aside, for a before/after comparison);
+# the ceiling is always built here.
+cargo build --release --quiet --example blast_ceiling
+if [ -z "${BENCH_BIN:-}" ]; then
+  cargo build --release --quiet --bin enlace
+fi
+BIN="${BENCH_BIN:-target/release/enlace}"
 CEILING=target/release/examples/blast_ceiling
 WORK="$(mktemp -d)"
 # The sink's dump of every message (≈ 1 GB for 100,000) goes to memory, not disk.
