@@ -16,6 +16,7 @@ pub mod prepare;
 mod recheck;
 mod recorder;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration as StdDuration;
@@ -81,6 +82,131 @@ pub(crate) struct Ready {
     sender: String,
     /// The claim's lease, renewed while this process holds it.
     lease: ClaimLease,
+}
+
+/// One sending newsletter's producer: claims its rounds, renders them and hands them to the
+/// senders, until nothing of it is due.
+struct Round {
+    engine: Arc<Engine>,
+    newsletter_id: String,
+    active: Arc<RwLock<Vec<String>>>,
+    leases: Arc<Leases>,
+    ready: mpsc::Sender<Ready>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Round {
+    fn still_active(&self) -> bool {
+        self.active
+            .read()
+            .expect("active set")
+            .iter()
+            .any(|a| a == &self.newsletter_id)
+    }
+
+    fn deactivate(&self) {
+        self.active
+            .write()
+            .expect("active set")
+            .retain(|a| a != &self.newsletter_id);
+    }
+
+    async fn produce(self, clock: impl Fn() -> NaiveDateTime) -> anyhow::Result<()> {
+        let engine = &self.engine;
+        let limit = engine.round_size() as i64;
+        let lease = engine.lease;
+        let mut expired_checked_at: Option<NaiveDateTime> = None;
+        let mut last_pass = false;
+        loop {
+            if engine.stopping.load(Ordering::Relaxed)
+                || self.failed.load(Ordering::Relaxed)
+                || !self.still_active()
+            {
+                return Ok(());
+            }
+            let take_expired = last_pass
+                || expired_checked_at
+                    .is_none_or(|at| clock() - at >= Duration::seconds(EXPIRED_CHECK_SECS));
+            if take_expired {
+                expired_checked_at = Some(clock());
+            }
+            let now = clock();
+            let claim = db::new_id();
+            let claimed = {
+                let engine = engine.clone();
+                let (id, claim) = (self.newsletter_id.clone(), claim.clone());
+                engine
+                    .db
+                    .clone()
+                    .write(move |conn| {
+                        db::write_transaction(conn, |c| {
+                            engine.render_guard.claim(
+                                c,
+                                &guard::ClaimRequest {
+                                    newsletter_id: &id,
+                                    claim: &claim,
+                                    now,
+                                    until: now + lease,
+                                    limit,
+                                    take_expired,
+                                },
+                            )
+                        })
+                        .map_err(db::DbError::from)
+                    })
+                    .await?
+            };
+            let batch = match claimed {
+                guard::Claimed::Batch(batch) if !batch.is_empty() => batch,
+                guard::Claimed::Batch(_) | guard::Claimed::Wait => {
+                    if take_expired {
+                        return Ok(());
+                    }
+                    // Nothing due: one more look that also takes expired leases, then stop.
+                    last_pass = true;
+                    continue;
+                }
+                guard::Claimed::Paused => {
+                    tracing::error!(newsletter_id = %self.newsletter_id, "newsletter paused: a process stopped twice while rendering the same messages");
+                    self.deactivate();
+                    return Ok(());
+                }
+            };
+            last_pass = false;
+            let held = self.leases.hold(&self.newsletter_id, &claim, now + lease);
+            let prepared = prepare::prepare(engine, &self.newsletter_id, &claim, held, batch).await;
+            let items = match prepared {
+                Ok(items) => items,
+                Err(e) => {
+                    engine.render_guard.forget(&claim);
+                    return Err(e);
+                }
+            };
+            let mut failures = 0;
+            let mut last = None;
+            for item in &items {
+                if let Err(Verdict::Failed(why)) = &item.mail {
+                    if why.starts_with(guard::RENDER_FAILURE) {
+                        failures += 1;
+                        last = Some(why.clone());
+                    }
+                }
+            }
+            let paused = engine
+                .render_guard
+                .rendered(&engine.db, &self.newsletter_id, &claim, failures, last)
+                .await;
+            if paused {
+                // Its rendered messages are put back unsent (see `deliver`).
+                self.deactivate();
+            }
+            for item in items {
+                if self.ready.send(item).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
 }
 
 /// Delay before attempt `n + 1` of a newsletter message: 1 min doubling, at most 1 hour.
@@ -277,115 +403,72 @@ impl Engine {
             .await?)
     }
 
-    /// Claims rounds of deliveries from every sending newsletter in turn and renders them,
-    /// until a whole pass finds nothing due.
+    /// Claims and renders the rounds of every sending newsletter, each newsletter in a task of
+    /// its own, so that one whose messages are slow to render (or to claim) holds back only
+    /// itself: the rounds of all of them meet in one queue to the senders, which takes them in
+    /// the order they are offered when it is full. A newsletter's task ends when it finds nothing
+    /// due; while the newsletter is still sending (retries not yet due, or another newsletter
+    /// still going) it is looked at again a second later. Ends once no task is running.
     async fn produce(
         self: Arc<Self>,
         active: Arc<RwLock<Vec<String>>>,
         leases: Arc<Leases>,
         ready: mpsc::Sender<Ready>,
-        clock: impl Fn() -> NaiveDateTime,
+        clock: impl Fn() -> NaiveDateTime + Copy + Send + Sync + 'static,
     ) -> anyhow::Result<()> {
-        let limit = self.round_size() as i64;
-        let lease = self.lease;
-        let mut expired_checked_at: Option<NaiveDateTime> = None;
-        let mut last_pass = false;
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut running: HashSet<String> = HashSet::new();
+        let mut drained_at: HashMap<String, NaiveDateTime> = HashMap::new();
+        // Set once a task fails: the others stop claiming, and the error is returned when they
+        // have handed over what they claimed.
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut first_error: Option<anyhow::Error> = None;
         loop {
-            if self.stopping.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            let take_expired = last_pass
-                || expired_checked_at
-                    .is_none_or(|at| clock() - at >= Duration::seconds(EXPIRED_CHECK_SECS));
-            if take_expired {
-                expired_checked_at = Some(clock());
-            }
-            let ids = active.read().expect("active set").clone();
-            let mut claimed_any = false;
-            for newsletter_id in ids {
-                let now = clock();
-                let claim = db::new_id();
-                let claimed = {
-                    let engine = self.clone();
-                    let (id, claim) = (newsletter_id.clone(), claim.clone());
-                    self.db
-                        .write(move |conn| {
-                            db::write_transaction(conn, |c| {
-                                engine.render_guard.claim(
-                                    c,
-                                    &guard::ClaimRequest {
-                                        newsletter_id: &id,
-                                        claim: &claim,
-                                        now,
-                                        until: now + lease,
-                                        limit,
-                                        take_expired,
-                                    },
-                                )
-                            })
-                            .map_err(db::DbError::from)
-                        })
-                        .await?
-                };
-                let batch = match claimed {
-                    guard::Claimed::Batch(batch) if !batch.is_empty() => batch,
-                    guard::Claimed::Batch(_) | guard::Claimed::Wait => continue,
-                    guard::Claimed::Paused => {
-                        tracing::error!(newsletter_id = %newsletter_id, "newsletter paused: a process stopped twice while rendering the same messages");
-                        active
-                            .write()
-                            .expect("active set")
-                            .retain(|a| a != &newsletter_id);
+            if first_error.is_none() && !self.stopping.load(Ordering::Relaxed) {
+                let ids = active.read().expect("active set").clone();
+                for id in ids {
+                    let recently = drained_at
+                        .get(&id)
+                        .is_some_and(|at| clock() - *at < Duration::seconds(EXPIRED_CHECK_SECS));
+                    if recently || !running.insert(id.clone()) {
                         continue;
                     }
-                };
-                claimed_any = true;
-                let held = leases.hold(&newsletter_id, &claim, now + lease);
-                let prepared = prepare::prepare(&self, &newsletter_id, &claim, held, batch).await;
-                let items = match prepared {
-                    Ok(items) => items,
-                    Err(e) => {
-                        self.render_guard.forget(&claim);
-                        return Err(e);
-                    }
-                };
-                let mut failures = 0;
-                let mut last = None;
-                for item in &items {
-                    if let Err(Verdict::Failed(why)) = &item.mail {
-                        if why.starts_with(guard::RENDER_FAILURE) {
-                            failures += 1;
-                            last = Some(why.clone());
+                    let round = Round {
+                        engine: self.clone(),
+                        newsletter_id: id.clone(),
+                        active: active.clone(),
+                        leases: leases.clone(),
+                        ready: ready.clone(),
+                        failed: failed.clone(),
+                    };
+                    tasks.spawn(async move { (id, round.produce(clock).await) });
+                }
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    Some(Ok((id, result))) => {
+                        running.remove(&id);
+                        drained_at.insert(id, clock());
+                        if let Err(e) = result {
+                            failed.store(true, Ordering::Relaxed);
+                            first_error.get_or_insert(e);
                         }
                     }
-                }
-                let paused = self
-                    .render_guard
-                    .rendered(&self.db, &newsletter_id, &claim, failures, last)
-                    .await;
-                if paused {
-                    // Its rendered messages are put back unsent (see `deliver`).
-                    active
-                        .write()
-                        .expect("active set")
-                        .retain(|a| a != &newsletter_id);
-                }
-                for item in items {
-                    if ready.send(item).await.is_err() {
-                        return Ok(());
+                    Some(Err(e)) => {
+                        // A task that panicked: its newsletter stays in `running` (not taken up
+                        // again by this pass); its claims return when their lease runs out.
+                        failed.store(true, Ordering::Relaxed);
+                        first_error.get_or_insert(anyhow::anyhow!("a newsletter producer failed: {e}"));
                     }
-                }
-            }
-            if !claimed_any {
-                if take_expired {
-                    return Ok(());
-                }
-                // Nothing due: one more pass that also looks for expired leases before stopping.
-                last_pass = true;
-            } else {
-                last_pass = false;
+                    None => {}
+                },
+                _ = tokio::time::sleep(REFRESH) => {}
             }
         }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Sends one delivery (unless its newsletter stopped meanwhile) and says what became of it.

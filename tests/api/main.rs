@@ -8,6 +8,7 @@ mod data_folder;
 mod dkim;
 mod events;
 mod exports;
+mod fairness;
 mod faults;
 mod fields;
 mod helpers;

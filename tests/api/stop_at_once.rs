@@ -16,8 +16,9 @@ use serde_json::json;
 use crate::helpers::{spawn_app_sharing, spawn_app_with_smtp_manual, TestApp};
 use crate::newsletters::{add_people, send_plain, POSTAL};
 
-/// An SMTP server that records each message's recipient and the moment its transaction was
-/// opened (DATA accepted: no content yet) and the moment it was delivered (final dot). While
+/// An SMTP server that records each message's recipient, the moment its exchange reached the
+/// server (MAIL FROM read: the sender began it a little earlier, and no content has come yet)
+/// and the moment it was delivered (final dot). While
 /// `hold` is set it keeps the first message it delivers waiting at its final dot, so the sender
 /// stalls with the messages behind it already prepared.
 #[derive(Clone, Default)]
@@ -26,17 +27,20 @@ struct Recorder {
     opened_at: Option<Instant>,
     hold: Arc<AtomicBool>,
     held: Arc<Mutex<Option<String>>>,
-    /// (recipient, transaction opened, delivered)
+    /// (recipient, exchange begun, delivered)
     delivered: Arc<Mutex<Vec<(String, Instant, Instant)>>>,
 }
 
 impl Handler for Recorder {
+    fn mail(&mut self, _: std::net::IpAddr, _: &str, _: &str) -> Response {
+        self.opened_at = Some(Instant::now());
+        OK
+    }
     fn data_start(&mut self, _: &str, _: &str, _: bool, to: &[String]) -> Response {
         self.to = to
             .iter()
             .map(|t| t.trim_matches(|c| c == '<' || c == '>').to_owned())
             .collect();
-        self.opened_at = Some(Instant::now());
         OK
     }
     fn data_end(&mut self) -> Response {
@@ -51,7 +55,7 @@ impl Handler for Recorder {
         while first && self.hold.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let opened = self.opened_at.take().expect("DATA came first");
+        let opened = self.opened_at.take().expect("MAIL came first");
         let mut delivered = self.delivered.lock().unwrap();
         for to in &self.to {
             delivered.push((to.clone(), opened, Instant::now()));
@@ -231,7 +235,7 @@ async fn people_who_stop_mail_mid_send_get_none_of_the_messages_prepared_for_the
 async fn an_unsubscribe_answered_mid_send_stops_every_message_not_yet_in_its_smtp_exchange() {
     // Free running, several connections: people stop their mail one after another while
     // messages stream out. A message to one of them may reach the server only if its SMTP
-    // transaction was already open when their unsubscribe was answered.
+    // exchange had already begun when their unsubscribe was answered.
     let (port, server) = start_recorder(false);
     let app = spawn_app_with_smtp_manual(|s| {
         s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
@@ -287,7 +291,7 @@ async fn an_unsubscribe_answered_mid_send_stops_every_message_not_yet_in_its_smt
         for (to, opened, _) in delivered.iter().filter(|(to, _, _)| to == victim) {
             assert!(
                 opened < at,
-                "{to} got a message whose transaction opened after their unsubscribe was answered"
+                "{to} got a message whose SMTP exchange began after their unsubscribe was answered"
             );
         }
     }
