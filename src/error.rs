@@ -21,6 +21,9 @@ pub enum ApiError {
     NotFound,
     #[error("missing or invalid credentials")]
     Unauthorized,
+    /// Missing or wrong HTTP Basic credentials (a provider's webhook): 401 with a Basic challenge.
+    #[error("missing or invalid credentials")]
+    BasicUnauthorized { realm: &'static str },
     #[error("these credentials do not allow this")]
     Forbidden,
     #[error("{0}")]
@@ -94,7 +97,7 @@ impl ApiError {
             Self::Validation(_) => ("validation", "Your request has invalid fields"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
             Self::NotFound => ("not-found", "Not found"),
-            Self::Unauthorized => ("unauthorized", "Unauthorized"),
+            Self::Unauthorized | Self::BasicUnauthorized { .. } => ("unauthorized", "Unauthorized"),
             Self::Forbidden => ("forbidden", "Forbidden"),
             Self::Conflict(_) => ("conflict", "Conflict"),
             Self::Gone(_) => ("gone", "Gone"),
@@ -126,7 +129,7 @@ impl ResponseError for ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::BasicUnauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
@@ -159,6 +162,12 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         if let Self::Unauthorized = self {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Self::BasicUnauthorized { realm } = self {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
+            ));
         }
         if let Self::TooManyRequests { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));

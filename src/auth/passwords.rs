@@ -15,8 +15,8 @@ pub fn check_new_password(password: &str) -> Result<(), &'static str> {
     let chars = password.chars().count();
     if chars < MIN_LENGTH {
         Err("must be at least 12 characters")
-    } else if password.len() > MAX_LENGTH {
-        Err("must be at most 1024 bytes")
+    } else if chars > MAX_LENGTH {
+        Err("must be at most 1024 characters")
     } else {
         Ok(())
     }

@@ -112,6 +112,11 @@ pub fn postmark(
         ));
     }
     let event = json(body)?;
+    if !event.is_object() {
+        return Err(IntakeError::Malformed(
+            "a Postmark webhook record is a JSON object".into(),
+        ));
+    }
     let mut parsed = Parsed::new(now);
     let record = event
         .get("RecordType")

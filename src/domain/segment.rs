@@ -324,7 +324,7 @@ impl Parser {
         at: &str,
     ) -> Option<AttributeValue> {
         use AttributeOp::*;
-        let value = value.filter(|v| !v.is_null());
+        // `null` is not a value the document allows: it is refused like any other wrong one.
         match (op, value) {
             (Exists | NotExists, None) => Some(AttributeValue::None),
             (Exists | NotExists, Some(_)) => self.fail(at, "is not allowed with this operator"),

@@ -10,10 +10,11 @@ impl Name {
     /// Blank input means "no name".
     pub fn parse(raw: &str) -> Result<Option<Self>, &'static str> {
         let name = raw.trim();
-        if name.is_empty() {
+        if name.is_empty() && raw.chars().count() <= Self::MAX_CHARS {
             return Ok(None);
         }
-        if name.chars().count() > Self::MAX_CHARS {
+        // Counted as sent, as the document's maxLength counts it.
+        if raw.chars().count() > Self::MAX_CHARS {
             return Err("is longer than 100 characters");
         }
         if name.chars().any(char::is_control) {

@@ -123,7 +123,7 @@ pub struct ConfirmJson {
 
 pub async fn confirm_json(
     req: HttpRequest,
-    body: web::Json<ConfirmJson>,
+    body: super::json::Json<ConfirmJson>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     check_rate_limit(&state, &req)?;

@@ -75,7 +75,7 @@ pub async fn record_events(
                 .or_default()
                 .push(message.to_owned())
         };
-        let event: GenericEvent = match serde_json::from_value(item) {
+        let event: GenericEvent = match super::json::read(item) {
             Ok(event) => event,
             Err(e) => {
                 bad("event", &e.to_string());
@@ -83,7 +83,7 @@ pub async fn record_events(
             }
         };
         let id = event.id.trim();
-        if id.is_empty() || id.chars().count() > 200 || id.chars().any(char::is_control) {
+        if id.is_empty() || event.id.chars().count() > 200 || id.chars().any(char::is_control) {
             bad("id", "must be 1 to 200 characters of text");
         }
         let kind = ReportKind::parse(&event.kind);
@@ -247,8 +247,17 @@ pub async fn postmark_events(
         return Err(ApiError::NotFound);
     };
     let body = provider_body(payload).await?;
+    // Postmark sends HTTP Basic credentials: missing or wrong ones get the Basic challenge.
     let parsed = providers::postmark(header(&req, "authorization"), token, &body, db::now())
-        .map_err(refused)?;
+        .map_err(|e| match e {
+            IntakeError::Unauthenticated(why) => {
+                tracing::warn!(reason = why, "bounce report refused");
+                ApiError::BasicUnauthorized {
+                    realm: "Enlace Postmark webhook",
+                }
+            }
+            other => refused(other),
+        })?;
     answer(&state, parsed).await
 }
 

@@ -79,11 +79,8 @@ pub async fn export_subscribers(
     };
     let format = match q.format.as_deref() {
         None | Some("csv") => Format::Csv(delimiter),
-        Some("ndjson") if q.delimiter.is_none() => Format::Ndjson,
-        Some("ndjson") => {
-            bad("delimiter", "applies to csv only");
-            Format::Ndjson
-        }
+        // The delimiter is about CSV cells: with NDJSON it is checked, then has no effect.
+        Some("ndjson") => Format::Ndjson,
         Some(_) => {
             bad("format", "must be csv or ndjson");
             Format::Csv(delimiter)

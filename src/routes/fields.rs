@@ -50,9 +50,13 @@ fn check_allowed(
 ) -> Option<String> {
     match (field_type, values) {
         (FieldType::OneOf, Some(values)) => {
+            // As the document states them: at most 100 values as sent, each at most 100
+            // characters as sent and not blank once trimmed.
+            let sent = values.len();
             let mut clean: Vec<String> = Vec::new();
-            for v in values.into_iter().map(|v| v.trim().to_owned()) {
-                if v.is_empty() || v.chars().count() > 100 || v.chars().any(char::is_control) {
+            for raw in values {
+                let v = raw.trim().to_owned();
+                if v.is_empty() || raw.chars().count() > 100 || v.chars().any(char::is_control) {
                     errors
                         .entry("allowed_values".into())
                         .or_default()
@@ -61,7 +65,7 @@ fn check_allowed(
                     clean.push(v);
                 }
             }
-            if clean.is_empty() || clean.len() > 100 {
+            if clean.is_empty() || sent > 100 {
                 errors
                     .entry("allowed_values".into())
                     .or_default()
@@ -131,7 +135,7 @@ pub struct NewField {
 
 pub async fn create_field(
     auth: Authorized<WriteContacts>,
-    body: Result<web::Json<NewField>, actix_web::Error>,
+    body: Result<super::json::Json<NewField>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
@@ -196,7 +200,7 @@ pub struct FieldPatch {
 pub async fn update_field(
     auth: Authorized<WriteContacts>,
     key: web::Path<String>,
-    body: Result<web::Json<FieldPatch>, actix_web::Error>,
+    body: Result<super::json::Json<FieldPatch>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
@@ -212,6 +216,13 @@ pub async fn update_field(
         .ok_or(ApiError::NotFound)?;
     let mut errors = FieldErrors::new();
     let field_type = FieldType::parse(&existing.field_type).ok_or(ApiError::NotFound)?;
+    // The values belong to the field's type, which never changes: a conflict with the field.
+    if field_type != FieldType::OneOf && body.allowed_values.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "only one_of fields take allowed_values; {key} is a {} field",
+            existing.field_type
+        )));
+    }
     let allowed = body
         .allowed_values
         .map(|values| check_allowed(&mut errors, field_type, Some(values)));

@@ -442,10 +442,8 @@ pub async fn list_imports(
             .or_default()
             .push("must be between 1 and 100".into());
     }
-    if q.before
-        .as_deref()
-        .is_some_and(|b| uuid::Uuid::parse_str(b).is_err())
-    {
+    let before = q.before.as_deref().map(super::hyphenated_uuid);
+    if before.as_ref().is_some_and(Option::is_none) {
         errors
             .entry("before".into())
             .or_default()
@@ -457,7 +455,7 @@ pub async fn list_imports(
     let rows = state
         .db
         .run(move |conn| {
-            store::list_imports(conn, q.before.as_deref(), limit).map_err(DbError::from)
+            store::list_imports(conn, before.flatten().as_deref(), limit).map_err(DbError::from)
         })
         .await?;
     let next = (rows.len() as i64 == limit)

@@ -55,6 +55,8 @@ fn text(
     max: usize,
     required: bool,
 ) -> Option<String> {
+    // The length is counted as sent, as the document's maxLength counts it.
+    let too_long = value.as_deref().is_some_and(|v| v.chars().count() > max);
     let value = value.map(|v| v.trim().to_owned());
     let empty = value.as_deref().is_none_or(str::is_empty);
     if empty && required {
@@ -62,9 +64,10 @@ fn text(
             .entry(field.into())
             .or_default()
             .push("is required".into());
-    } else if value
-        .as_deref()
-        .is_some_and(|v| v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n'))
+    } else if too_long
+        || value
+            .as_deref()
+            .is_some_and(|v| v.chars().any(|c| c.is_control() && c != '\n'))
     {
         errors
             .entry(field.into())
@@ -121,7 +124,7 @@ fn yes() -> bool {
 
 pub async fn create_interest(
     auth: Authorized<WriteContacts>,
-    body: Result<web::Json<NewInterest>, actix_web::Error>,
+    body: Result<super::json::Json<NewInterest>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
@@ -199,7 +202,7 @@ pub struct InterestPatch {
 pub async fn update_interest(
     auth: Authorized<WriteContacts>,
     slug: web::Path<String>,
-    body: Result<web::Json<InterestPatch>, actix_web::Error>,
+    body: Result<super::json::Json<InterestPatch>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();

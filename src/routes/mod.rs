@@ -8,6 +8,7 @@ mod fields;
 mod health;
 mod imports;
 mod interests;
+pub(crate) mod json;
 mod manage;
 mod newsletters;
 mod pages;
@@ -268,6 +269,15 @@ pub fn media_type(req: &HttpRequest) -> String {
 
 pub type HandlerResult = Result<HttpResponse, ApiError>;
 
+/// A UUID written as the document's UUID pattern has it (hyphenated, 36 characters), in the
+/// lower-case form ids are stored in; `None` for anything else.
+pub fn hyphenated_uuid(raw: &str) -> Option<String> {
+    (raw.len() == 36)
+        .then(|| uuid::Uuid::parse_str(raw).ok())
+        .flatten()
+        .map(|u| u.to_string())
+}
+
 /// Reads a JSON body of up to `limit` bytes, for the few staff endpoints whose bodies may be
 /// larger than `ENLACE_MAX_BODY_BYTES` (newsletter content). Call after the credentials check.
 pub async fn large_json<T: serde::de::DeserializeOwned>(
@@ -293,10 +303,9 @@ pub async fn large_json<T: serde::de::DeserializeOwned>(
 
 /// Parses JSON as the JSON extractor would: a wrong field is a 422, broken JSON a 400.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::field("body", e.to_string()),
-        _ => ApiError::BadRequest(format!("the body is not valid JSON: {e}")),
-    })
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    json::from_value(value)
 }
 
 #[cfg(test)]

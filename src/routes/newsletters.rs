@@ -140,8 +140,8 @@ pub async fn list_newsletters(
     // The cursor is the last id of the previous page; its creation time is read back.
     let cursor = match q.cursor.as_deref() {
         Some(raw) => Some(
-            path_id(raw)
-                .map_err(|_| ApiError::field("cursor", "is not a cursor from this list"))?,
+            super::hyphenated_uuid(raw)
+                .ok_or_else(|| ApiError::field("cursor", "is not a cursor from this list"))?,
         ),
         None => None,
     };
@@ -198,27 +198,18 @@ pub async fn get_newsletter(
 pub struct DraftBody {
     subject: Option<String>,
     html: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::json::nullable")]
     text: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::json::nullable")]
     variants: Option<Option<BTreeMap<Language, Content>>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::json::nullable")]
     from: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::json::nullable")]
     reply_to: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::json::nullable")]
     segment_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::json::nullable")]
     filter: Option<Option<Value>>,
-}
-
-/// Tells a field given as `null` (clear it) from one left out (keep it).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 fn mailbox(errors: &mut FieldErrors, field: &str, raw: Option<String>) -> Option<String> {
@@ -352,6 +343,15 @@ pub async fn compile_apart(
 
 /// Applies a request body to a newsletter row (a new one, or a draft being changed).
 fn apply(errors: &mut FieldErrors, n: &mut Newsletter, body: DraftBody) {
+    // The audience is a segment or a filter: naming one replaces the other the draft had.
+    let sets_segment = matches!(body.segment_id, Some(Some(_)));
+    let sets_filter = matches!(body.filter, Some(Some(_)));
+    if sets_segment && !sets_filter {
+        n.filter = None;
+    }
+    if sets_filter && !sets_segment {
+        n.segment_id = None;
+    }
     if let Some(subject) = body.subject {
         n.subject = subject.trim().to_owned();
     }
@@ -373,9 +373,9 @@ fn apply(errors: &mut FieldErrors, n: &mut Newsletter, body: DraftBody) {
     }
     if let Some(segment_id) = body.segment_id {
         n.segment_id = match segment_id {
-            Some(raw) => match uuid::Uuid::parse_str(&raw) {
-                Ok(id) => Some(id.to_string()),
-                Err(_) => {
+            Some(raw) => match super::hyphenated_uuid(&raw) {
+                Some(id) => Some(id),
+                None => {
                     errors
                         .entry("segment_id".into())
                         .or_default()
@@ -600,7 +600,7 @@ pub struct PreviewBody {
 pub async fn preview_newsletter(
     auth: Authorized<WriteNewsletters>,
     id: web::Path<String>,
-    body: Result<web::Json<PreviewBody>, actix_web::Error>,
+    body: Result<super::json::Json<PreviewBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let id = path_id(&id)?;
@@ -681,7 +681,7 @@ pub struct TestBody {
 pub async fn test_newsletter(
     auth: Authorized<WriteNewsletters>,
     id: web::Path<String>,
-    body: Result<web::Json<TestBody>, actix_web::Error>,
+    body: Result<super::json::Json<TestBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let id = path_id(&id)?;

@@ -170,7 +170,7 @@ pub struct SegmentBody {
 
 pub async fn create_segment(
     auth: Authorized<WriteNewsletters>,
-    body: Result<web::Json<SegmentBody>, actix_web::Error>,
+    body: Result<super::json::Json<SegmentBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
@@ -206,7 +206,7 @@ pub async fn create_segment(
 pub async fn update_segment(
     auth: Authorized<WriteNewsletters>,
     id: web::Path<uuid::Uuid>,
-    body: Result<web::Json<SegmentBody>, actix_web::Error>,
+    body: Result<super::json::Json<SegmentBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
@@ -290,7 +290,7 @@ pub struct PreviewBody {
 /// How many confirmed subscribers a filter reaches, and a few of them (newest first).
 pub async fn preview_segment(
     _auth: Authorized<ReadContacts>,
-    body: Result<web::Json<PreviewBody>, actix_web::Error>,
+    body: Result<super::json::Json<PreviewBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();

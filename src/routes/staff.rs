@@ -21,7 +21,7 @@ pub struct LoginBody {
 /// disabled account. Attempts are limited per account and per client address.
 pub async fn issue_token(
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: super::json::Json<LoginBody>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.into_inner();
@@ -33,7 +33,7 @@ pub async fn issue_token(
     // Not an address any account could have (and PostgreSQL refuses NUL): the usual answer.
     if email.len() > 254
         || email.chars().any(char::is_control)
-        || body.password.len() > passwords::MAX_LENGTH
+        || body.password.chars().count() > passwords::MAX_LENGTH
     {
         return Err(ApiError::Unauthorized);
     }
@@ -136,7 +136,7 @@ pub fn create_staff_member(
 
 pub async fn create_staff(
     auth: Authorized<AdminOnly>,
-    body: Result<web::Json<NewStaffBody>, actix_web::Error>,
+    body: Result<super::json::Json<NewStaffBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     // Credentials are checked before the body is looked at.
@@ -183,7 +183,7 @@ pub struct StaffPatch {
 pub async fn update_staff(
     auth: Authorized<AdminOnly>,
     id: web::Path<uuid::Uuid>,
-    body: Result<web::Json<StaffPatch>, actix_web::Error>,
+    body: Result<super::json::Json<StaffPatch>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     // Credentials are checked before the body is looked at.
@@ -243,7 +243,7 @@ pub struct PasswordChange {
 
 pub async fn change_own_password(
     auth: Authorized<AnyStaff>,
-    body: Result<web::Json<PasswordChange>, actix_web::Error>,
+    body: Result<super::json::Json<PasswordChange>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     // Credentials are checked before the body is looked at.
@@ -396,14 +396,14 @@ fn key_view(k: staff_db::ApiKey, creator: Option<staff_db::KeyCreator>) -> ApiKe
 
 pub async fn create_api_key(
     auth: Authorized<AdminOnly>,
-    body: Result<web::Json<NewApiKeyBody>, actix_web::Error>,
+    body: Result<super::json::Json<NewApiKeyBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     // Credentials are checked before the body is looked at.
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
     let name = body.name.trim().to_owned();
     let mut errors = crate::error::FieldErrors::new();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty() || body.name.chars().count() > 100 || name.chars().any(char::is_control) {
         errors
             .entry("name".into())
             .or_default()
@@ -519,19 +519,17 @@ pub async fn audit_log(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 500"));
     }
-    if let Some(before) = &query.before {
-        if uuid::Uuid::parse_str(before).is_err() {
-            return Err(ApiError::field(
-                "before",
-                "is not a cursor this API gave out",
-            ));
-        }
-    }
+    let before = match query.before.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            super::hyphenated_uuid(raw)
+                .ok_or_else(|| ApiError::field("before", "is not a cursor this API gave out"))?,
+        ),
+    };
     let (entries, creators) = state
         .db
         .run(move |conn| -> Result<_, DbError> {
-            let entries =
-                crate::db::audit::list_audit_entries(conn, query.before.as_deref(), limit)?;
+            let entries = crate::db::audit::list_audit_entries(conn, before.as_deref(), limit)?;
             // Who stands behind each key that acted on this page.
             let keys: Vec<String> = entries
                 .iter()

@@ -18,19 +18,19 @@ use crate::startup::AppState;
 #[serde(deny_unknown_fields)]
 pub struct SubscribeJson {
     email: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::json::or_null")]
     name: Option<String>,
     #[serde(default)]
     #[validate(length(max = 50, message = "at most 50 interests"))]
     interests: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::json::or_null")]
     language: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::json::or_null")]
     #[validate(length(max = 200, message = "at most 200 characters"))]
     source: Option<String>,
     #[serde(default)]
     attributes: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::json::or_null")]
     website: Option<String>,
 }
 
@@ -143,13 +143,7 @@ pub async fn subscribe(
 
 async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> HandlerResult {
     check_rate_limit(state, req)?;
-    let json: SubscribeJson = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            ApiError::field("body", e.to_string())
-        } else {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
-        }
-    })?;
+    let json: SubscribeJson = super::parse_json(body)?;
     // Bots that fill the hidden field get the normal answer, whatever else they sent.
     if json
         .website

@@ -407,7 +407,8 @@ async fn purge_erased(state: &AppState, subscriber_id: &str, address: String) {
 #[derive(Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConsentBody {
-    Confirmation,
+    // A struct variant, so that deny_unknown_fields applies to it as well.
+    Confirmation {},
     Recorded { source: String, note: String },
 }
 
@@ -415,7 +416,9 @@ pub enum ConsentBody {
 #[serde(deny_unknown_fields)]
 pub struct UpsertBody {
     email: String,
-    name: Option<String>,
+    /// Null keeps the current name, as leaving it out does.
+    #[serde(default, deserialize_with = "super::json::nullable")]
+    name: Option<Option<String>>,
     language: Option<String>,
     interests: Option<Vec<String>>,
     attributes: Option<serde_json::Map<String, Value>>,
@@ -427,7 +430,7 @@ pub struct UpsertBody {
 pub async fn upsert_subscriber(
     auth: Authorized<WriteContacts>,
     req: actix_web::HttpRequest,
-    body: Result<web::Json<UpsertBody>, actix_web::Error>,
+    body: Result<super::json::Json<UpsertBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     use crate::domain::{Email, Name};
@@ -437,7 +440,7 @@ pub async fn upsert_subscriber(
     let mut bad =
         |field: &str, message: &str| errors.entry(field.into()).or_default().push(message.into());
     let email = Email::parse(&body.email).map_err(|e| bad("email", e)).ok();
-    let name = Name::parse(body.name.as_deref().unwrap_or_default())
+    let name = Name::parse(body.name.clone().flatten().as_deref().unwrap_or_default())
         .map_err(|e| bad("name", e))
         .ok()
         .flatten();
@@ -460,7 +463,7 @@ pub async fn upsert_subscriber(
         !s.trim().is_empty() && s.chars().count() <= 500 && !s.chars().any(char::is_control)
     };
     let consent = match body.consent {
-        ConsentBody::Confirmation => ConsentMode::Confirmation,
+        ConsentBody::Confirmation {} => ConsentMode::Confirmation,
         ConsentBody::Recorded { source, note } => {
             if !text_ok(&source) {
                 bad(
@@ -506,7 +509,7 @@ pub async fn upsert_subscriber(
         },
         consent,
         interests_given: body.interests.is_some(),
-        name_given: body.name.is_some(),
+        name_given: matches!(body.name, Some(Some(_))),
         language_given: body.language.is_some(),
         staff_label,
     };
@@ -592,16 +595,11 @@ pub async fn upsert_subscriber(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::json::nullable")]
     name: Option<Option<String>>,
     language: Option<String>,
     interests: Option<Vec<String>>,
     attributes: Option<serde_json::Map<String, Value>>,
-}
-
-/// Tells "absent" (`None`) from "null" (`Some(None)`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 /// Changes a subscriber's name, language, interests or attributes (an attribute set to null is
@@ -609,7 +607,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 pub async fn update_subscriber(
     auth: Authorized<WriteContacts>,
     id: web::Path<uuid::Uuid>,
-    body: Result<web::Json<PatchBody>, actix_web::Error>,
+    body: Result<super::json::Json<PatchBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     use crate::domain::Name;

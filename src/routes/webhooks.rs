@@ -85,10 +85,9 @@ fn check_events(errors: &mut FieldErrors, raw: &[String]) -> Vec<String> {
 }
 
 fn check_description(errors: &mut FieldErrors, raw: Option<String>) -> Option<String> {
+    let too_long = raw.as_ref()?.chars().count() > MAX_DESCRIPTION_CHARS;
     let description = raw.map(|d| d.trim().to_owned())?;
-    if description.chars().count() > MAX_DESCRIPTION_CHARS
-        || description.chars().any(|c| c.is_control() && c != '\n')
-    {
+    if too_long || description.chars().any(|c| c.is_control() && c != '\n') {
         bad(
             errors,
             "description",
@@ -119,7 +118,7 @@ pub struct CreateBody {
 
 pub async fn create_webhook(
     auth: Authorized<ManageWebhooks>,
-    body: Result<web::Json<CreateBody>, actix_web::Error>,
+    body: Result<super::json::Json<CreateBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
@@ -212,7 +211,7 @@ pub struct UpdateBody {
 pub async fn update_webhook(
     auth: Authorized<ManageWebhooks>,
     id: web::Path<uuid::Uuid>,
-    body: Result<web::Json<UpdateBody>, actix_web::Error>,
+    body: Result<super::json::Json<UpdateBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
@@ -371,8 +370,12 @@ pub struct DeliveriesQuery {
 }
 
 fn is_message_id(raw: &str) -> bool {
-    raw.strip_prefix("msg_")
-        .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    raw.strip_prefix("msg_").is_some_and(|rest| {
+        rest.len() == 32
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// The delivery log of one endpoint: its messages, newest first, each with every attempt.

@@ -259,9 +259,19 @@ async fn postmark_reports_need_the_webhook_credentials() {
         "Email": "ana@example.org", "BouncedAt": "2026-11-20T16:33:54.9070259Z",
         "Description": "The server was unable to deliver your message"
     });
+    // Missing or wrong credentials: 401 with the Basic challenge, and nothing is read.
     for auth in [None, Some("wrong")] {
         let res = post(auth, bounce.clone()).await.unwrap();
-        assert_eq!(res.status(), 403);
+        assert_eq!(res.status(), 401);
+        let challenge = res.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with("Basic realm="), "{challenge}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+    assert_eq!(app.count("mail_events"), 0);
+    // A record is a JSON object: anything else is refused.
+    for body in [json!(false), json!([bounce.clone()]), json!("Bounce")] {
+        let res = post(Some("pm-secret-123"), body).await.unwrap();
+        assert_eq!(res.status(), 400);
     }
     assert_eq!(app.count("mail_events"), 0);
     let res = post(Some("pm-secret-123"), bounce).await.unwrap();

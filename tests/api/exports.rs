@@ -317,7 +317,10 @@ async fn no_fragment_of_any_cell_is_a_formula_whatever_the_spreadsheet_splits_on
     }
     let res = export(&app, &editor, "format=csv&delimiter=pipe").await;
     assert_eq!(res.status(), 422);
+    // The delimiter is about CSV cells: with NDJSON it has no effect, but must still be one.
     let res = export(&app, &editor, "format=ndjson&delimiter=semicolon").await;
+    assert_eq!(res.status(), 200);
+    let res = export(&app, &editor, "format=ndjson&delimiter=pipe").await;
     assert_eq!(res.status(), 422);
 }
 
