@@ -100,10 +100,14 @@ editor = call(
 )
 K = key["key"]
 
-# Configuration: interests and fields (one of each to keep, one to delete).
-for slug, en, es in [("news", "News", "Noticias"), ("events", "Events", "Eventos"), ("gone", "Gone", "Ido")]:
+# Configuration: interests and fields (one of each to keep, one to delete), among them the ones
+# openapi.yaml's examples name (volunteering, housing, home_city).
+interests = [("news", "News", "Noticias"), ("events", "Events", "Eventos"),
+             ("volunteering", "Volunteering", "Voluntariado"), ("housing", "Housing", "Vivienda")]
+for slug, en, es in interests + [("gone", "Gone", "Ido")]:
     call("POST", "/api/v1/interests", {"slug": slug, "name": {"en": en, "es": es}}, K)
 call("POST", "/api/v1/fields", {"key": "city", "type": "text", "public": True}, K)
+call("POST", "/api/v1/fields", {"key": "home_city", "type": "text", "public": True}, K)
 call("POST", "/api/v1/fields", {"key": "size", "type": "one_of", "allowed_values": ["s", "m", "l"]}, K)
 call("POST", "/api/v1/fields", {"key": "obsolete", "type": "number"}, K)
 
@@ -145,8 +149,13 @@ hook = {"url": "https://127.0.0.1:9/enlace", "events": ["subscriber.confirmed"],
 webhook = call("POST", "/api/v1/webhooks", hook, K)
 spare_webhook = call("POST", "/api/v1/webhooks", dict(hook, description="spare"), K)
 
+# A change-feed cursor this API gave out (the feed's first page).
+change_cursor = call("GET", "/api/v1/subscribers?limit=1", token=K)["next_cursor"]
+
 dictionaries = {
     "subscriber": [keeper["id"]],
+    "interest_slug": [slug for slug, _, _ in interests],
+    "change_cursor": [change_cursor],
     "erasable": [victim["id"]],
     "interest": ["news", "events"],
     "deletable_interest": ["gone"],
@@ -155,6 +164,7 @@ dictionaries = {
     "segment": [segment["id"]],
     "deletable_segment": [spare_segment["id"]],
     "newsletter": [newsletter["id"]],
+    "newsletter_cursor": [newsletter["id"], to_send["id"]],
     "sendable": [to_send["id"]],
     "deletable_newsletter": [to_delete["id"]],
     "import": [imported["id"]],
@@ -211,6 +221,54 @@ bindings = {
     "updatePreferences": ("token", "manage_token"),
 }
 
+# Rules openapi.yaml states in words because JSON Schema cannot (README, "API conformance"):
+# a value that names a stored object must name one that exists, and a cursor must be one the
+# API gave out. The generated values for those fields are drawn from this run's objects.
+references = {
+    "listSubscribers": [("query.cursor", "change_cursor")],
+    "listNewsletters": [("query.cursor", "newsletter_cursor")],
+    "exportSubscribers": [("query.segment_id", "segment")],
+    "upsertSubscriber": [("body.interests[*]", "interest_slug")],
+    "updateSubscriber": [("body.interests[*]", "interest_slug")],
+    "subscribe": [("body.interests[*]", "interest_slug")],
+    "updatePreferences": [("body.interests[*]", "interest_slug")],
+    "createSegment": [("body.filter.interest", "interest_slug")],
+    "updateSegment": [("body.filter.interest", "interest_slug")],
+    "previewSegment": [("body.filter.interest", "interest_slug")],
+    "createNewsletter": [("body.segment_id", "segment")],
+    "updateNewsletter": [("body.segment_id", "segment")],
+    "previewNewsletter": [("body.subscriber_id", "subscriber")],
+}
+
+# The exceptions: operations whose schema-valid requests may still be refused with 422 for a
+# rule that depends on more than the request, each with its reason (README, "API conformance").
+refused_though_valid = {
+    # 1. A value that names a stored object must name one that exists, in the state it is in
+    #    now (an interest that is public, an attribute of a declared field and of its type), and
+    #    a cursor must be one the API gave out. Generated values are drawn from this run's
+    #    objects where schemathesis allows it (above), but its coverage phase makes up its own.
+    "listSubscribers": "a cursor must be one the API gave out",
+    "listNewsletters": "a cursor must be the id of a newsletter on the list",
+    "exportSubscribers": "segment_id must name a saved segment",
+    "upsertSubscriber": "interests and attributes must name declared ones, of their type",
+    "updateSubscriber": "interests and attributes must name declared ones, of their type",
+    "subscribe": "interests must be public ones, attributes declared public fields",
+    "updatePreferences": "interests must be public or already the subscriber's",
+    "createSegment": "an attribute condition's value must suit the field's declared type",
+    "updateSegment": "an attribute condition's value must suit the field's declared type",
+    "previewSegment": "an attribute condition's value must suit the field's declared type",
+    # 2. A syntax JSON Schema cannot state exactly: an RFC 5322 mailbox (`from`, `reply_to`,
+    #    with the DKIM domain rule), a template that compiles, a CSV file whose header matches
+    #    the declared fields and the `map` parameters.
+    "createNewsletter": "from/reply_to must parse as mailboxes; the templates must compile",
+    "updateNewsletter": "from/reply_to must parse as mailboxes; the templates must compile",
+    "createImport": "the file's columns must match the declared fields and the map",
+    # 3. A moving window: send_at must lie between now and a year from now.
+    "sendNewsletter": "send_at must be in the coming year",
+    # 4. The current password must be the account's: generated data never has it.
+    "changeOwnPassword": "the current password must be right",
+}
+
 # Operations that only staff tokens reach (API keys get 403): they use the admin's token.
 staff_only = ["listStaff", "createStaff", "changeOwnPassword", "updateStaff", "listApiKeys",
               "createApiKey", "revokeApiKey", "auditLog"]
@@ -231,12 +289,25 @@ def bearer(token):
 
 
 settings = {}  # operationId -> its lines in one [[operations]] table
+parameters = {}  # operationId -> its dictionary bindings, written as one `parameters` line
 for operation, (parameter, dictionary) in bindings.items():
-    settings.setdefault(operation, []).append(
-        f'parameters = {{ "path.{parameter}" = {{ dictionary = {toml_string(dictionary)}, probability = 0.7 }} }}'
+    parameters.setdefault(operation, []).append(
+        f'"path.{parameter}" = {{ dictionary = {toml_string(dictionary)}, probability = 0.7 }}'
     )
+for operation, bound in references.items():
+    for where, dictionary in bound:
+        parameters.setdefault(operation, []).append(
+            f'"{where}" = {{ dictionary = {toml_string(dictionary)}, probability = 1.0 }}'
+        )
+for operation, entries in parameters.items():
+    settings.setdefault(operation, []).append(f"parameters = {{ {', '.join(entries)} }}")
 for operation in staff_only:
     settings.setdefault(operation, []).append(bearer(jwt))
+accepted = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+for operation, reason in refused_though_valid.items():
+    settings.setdefault(operation, []).append(
+        f"# {reason}\nchecks.positive_data_acceptance.expected-statuses = {json.dumps(accepted)}"
+    )
 for operation in positive_coverage_only:
     settings.setdefault(operation, []).append('phases.coverage.generation.mode = "positive"')
 settings.setdefault("metrics", []).append(bearer(METRICS_TOKEN))
