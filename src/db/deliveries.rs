@@ -401,6 +401,30 @@ pub fn list_for_subscriber(
 
 /// Erasure: the newsletter deliveries to the person keep their state (a send's counts stay
 /// right) but lose their outcome text, a server's reply that may quote the address.
+/// Clears the outcomes just written for `subscriber_ids` of one newsletter whose subscriber has
+/// been erased meanwhile (a message in its SMTP exchange during the erasure): the server's reply
+/// may quote the person, and an erased person keeps no data. Call in the transaction that wrote
+/// them; an erasure that commits later clears them itself (`forget_outcomes`).
+pub fn forget_outcomes_of_erased(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+    subscriber_ids: &[&str],
+) -> QueryResult<usize> {
+    if subscriber_ids.is_empty() {
+        return Ok(0);
+    }
+    let still_there = subscribers::table.filter(subscribers::id.eq(deliveries::subscriber_id));
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::newsletter_id.eq(newsletter_id))
+            .filter(deliveries::subscriber_id.eq_any(subscriber_ids))
+            .filter(deliveries::outcome.is_not_null())
+            .filter(diesel::dsl::not(diesel::dsl::exists(still_there))),
+    )
+    .set(deliveries::outcome.eq(None::<String>))
+    .execute(conn)
+}
+
 pub fn forget_outcomes(conn: &mut AnyConnection, subscriber_id: &str) -> QueryResult<usize> {
     diesel::update(
         deliveries::table

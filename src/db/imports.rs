@@ -146,6 +146,26 @@ pub fn find_part(
         .optional()
 }
 
+/// Every part not yet imported, with its import's plan (JSON).
+pub fn pending_parts(conn: &mut AnyConnection) -> QueryResult<Vec<(ImportPart, String)>> {
+    import_parts::table
+        .inner_join(imports::table)
+        .select((ImportPart::as_select(), imports::plan))
+        .load(conn)
+}
+
+/// Replaces a part's text (same records and lines, some of them blanked).
+pub fn replace_part_body(
+    conn: &mut AnyConnection,
+    import_id: &str,
+    part: i64,
+    body: &str,
+) -> QueryResult<usize> {
+    diesel::update(import_parts::table.find((import_id, part)))
+        .set(import_parts::body.eq(body))
+        .execute(conn)
+}
+
 /// Deletes parts of the file: one once imported, or all (`None`) when the import ends.
 pub fn delete_parts(
     conn: &mut AnyConnection,

@@ -19,7 +19,7 @@ use crate::email::Templates;
 use crate::jobs::TaskOutcome;
 use crate::signup::SignupPolicy;
 
-pub use run::{RunError, Step};
+pub use run::{forget_address, RunError, Step};
 
 /// The task job kind that imports a file.
 pub const JOB_KIND: &str = "import.run";

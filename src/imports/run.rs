@@ -333,3 +333,70 @@ fn import_rows(
     }
     Ok((counts, problems, mail_queued))
 }
+
+/// Erasure's part in imports still running: in every part not yet imported, the records whose
+/// address is `email` are blanked (each character but its line breaks removed), so that the
+/// file's copy of the person goes with the rest of their data. Blank records are passed over
+/// when the part is imported, and every other record keeps its line. Returns how many records
+/// were blanked. Call in the erasure's transaction. (A part that cannot be read is never
+/// imported either: its import fails and deletes it.)
+pub fn forget_address(
+    conn: &mut AnyConnection,
+    email: &str,
+) -> Result<usize, diesel::result::Error> {
+    let mut blanked = 0;
+    for (part, plan) in store::pending_parts(conn)? {
+        let Ok(plan) = serde_json::from_str::<Plan>(&plan) else {
+            continue;
+        };
+        let Some(column) = plan.column(&Field::Email).map(|c| c.index) else {
+            continue;
+        };
+        let spans = records_with_address(&part.body, plan.delimiter, column, email);
+        if spans.is_empty() {
+            continue;
+        }
+        let mut body = String::with_capacity(part.body.len());
+        let mut from = 0;
+        for (start, end) in &spans {
+            body.push_str(&part.body[from..*start]);
+            body.extend(part.body[*start..*end].chars().filter(|&c| c == '\n'));
+            from = *end;
+        }
+        body.push_str(&part.body[from..]);
+        store::replace_part_body(conn, &part.import_id, part.part, &body)?;
+        blanked += spans.len();
+    }
+    Ok(blanked)
+}
+
+/// Where the records of `body` whose address (in `column`) is `email` start and end (as far as
+/// the text can be read).
+fn records_with_address(
+    body: &str,
+    delimiter: u8,
+    column: usize,
+    email: &str,
+) -> Vec<(usize, usize)> {
+    let mut csv = reader(body, delimiter, false);
+    let mut lines = Lines::new(body);
+    let mut record = csv::StringRecord::new();
+    let mut starts = Vec::new();
+    while csv.read_record(&mut record).unwrap_or(false) {
+        let byte = record.position().map(|p| p.byte()).unwrap_or(0);
+        let (start, _) = lines.locate(byte);
+        let matches = record
+            .get(column)
+            .and_then(|cell| crate::domain::Email::parse(cell).ok())
+            .is_some_and(|address| address.as_str() == email);
+        starts.push((start, matches));
+    }
+    let mut spans = Vec::new();
+    for (i, (start, matches)) in starts.iter().enumerate() {
+        if *matches {
+            let end = starts.get(i + 1).map_or(body.len(), |(next, _)| *next);
+            spans.push((*start, end));
+        }
+    }
+    spans
+}

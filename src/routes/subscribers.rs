@@ -302,7 +302,8 @@ pub async fn subscriber_data(
 }
 
 /// Erasure: personal data goes at once (profile, interests, consent ledger, queued mail and
-/// tokens, the text of bounce reports and delivery outcomes about them); a hash of the address
+/// tokens, the text of bounce reports and delivery outcomes about them, their records in
+/// imports still running); a hash of the address
 /// stays suppressed and a tombstone keeps only the id and time. Once committed, the copies
 /// outside the live rows go too (`purge_erased`). The address comes back only through the
 /// person's own new confirmation.
@@ -328,6 +329,7 @@ pub async fn erase_subscriber(
                 let hash = tokens::email_hash(&subscriber.email);
                 db::mail_events::forget_details(conn, &hash)?;
                 db::deliveries::forget_outcomes(conn, &id)?;
+                crate::imports::forget_address(conn, &subscriber.email)?;
                 if db::suppressions::find_suppression(conn, &hash)?.is_none() {
                     db::suppressions::insert_suppression(
                         conn,

@@ -278,6 +278,10 @@ fn write_group(conn: &mut AnyConnection, rows: &[Row]) -> Result<(), DbError> {
                     ids,
                 } => {
                     deliveries::finish(conn, newsletter_id, claim, ids, state, *outcome, now)?;
+                    // A server's reply (a skip's reason is Enlace's own wording).
+                    if *state == deliveries::FAILED {
+                        deliveries::forget_outcomes_of_erased(conn, newsletter_id, ids)?;
+                    }
                 }
                 Write::PutBack {
                     newsletter_id,
@@ -296,6 +300,9 @@ fn write_group(conn: &mut AnyConnection, rows: &[Row]) -> Result<(), DbError> {
                         *retry,
                         *outcome,
                     )?;
+                    if outcome.is_some() {
+                        deliveries::forget_outcomes_of_erased(conn, newsletter_id, ids)?;
+                    }
                 }
                 Write::Bounce {
                     subscriber_id,
@@ -309,7 +316,9 @@ fn write_group(conn: &mut AnyConnection, rows: &[Row]) -> Result<(), DbError> {
     };
     match writes.as_slice() {
         [] => Ok(()),
-        [single @ (Write::Finish { .. } | Write::PutBack { .. })] => {
+        // One statement needs no transaction of its own (a server's reply is two: see
+        // `forget_outcomes_of_erased`).
+        [single @ (Write::Finish { .. } | Write::PutBack { outcome: None, .. })] if !matches!(single, Write::Finish { state, .. } if *state == deliveries::FAILED) => {
             run(conn, std::slice::from_ref(single))
         }
         _ => db::write_transaction(conn, |conn| run(conn, &writes)),

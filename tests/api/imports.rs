@@ -808,3 +808,68 @@ async fn integrations_hear_of_imported_people_once() {
     assert_eq!(announced("subscriber.created"), 2);
     assert_eq!(announced("subscriber.confirmed"), 3);
 }
+
+#[tokio::test]
+async fn an_erasure_takes_the_person_out_of_an_import_not_yet_run() {
+    // Ana is on the list and on a sheet being imported; she is erased before the import runs.
+    // The stored file no longer holds her (address, name, note), the import passes her lines
+    // over, and the other lines keep their numbers in the report.
+    let app = spawn_app().await;
+    let editor = app.staff_token(Role::Editor).await;
+    let admin = app.staff_token(Role::Admin).await;
+    app.add_subscriber(
+        "ana.garcia@example.org",
+        "confirmed",
+        "es",
+        Some("Ana García"),
+        json!({}),
+    );
+    let csv = concat!(
+        "email,name,language,notes\n",
+        "ok1@example.org,Bea,es,\n",
+        "Ana.Garcia@EXAMPLE.org,\"Ana\n",
+        "García\",es,\"Vive en Tucson\"\n",
+        "not-an-email,Bob,en,\n",
+        "ana.garcia@example.org,Ana G.,es,otra vez\n",
+        "ok2@example.org,Carla,fr,\n",
+    );
+    let res = upload(
+        &app,
+        &editor,
+        &[("mode", "confirm"), ("map", "notes:ignore")],
+        csv,
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    let queued: Value = res.json().await.unwrap();
+    let id = queued["id"].as_str().unwrap().to_owned();
+
+    let ana = app.conn_subscriber_id("ana.garcia@example.org");
+    assert_eq!(app.erase(&admin, &ana).await.status(), 204);
+    for trace in ["%ana%", "%Ana%", "%Garc%", "%Tucson%", "%G.%"] {
+        assert_eq!(
+            app.count(&format!("import_parts WHERE body LIKE '{trace}'")),
+            0,
+            "the stored file still holds {trace}"
+        );
+    }
+
+    app.run_tasks().await;
+    let done = report(&app, &editor, &id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(
+        problems(&done),
+        [
+            (5, Some("email".into()), "failed".into()),
+            (7, Some("language".into()), "failed".into()),
+        ],
+        "{done}"
+    );
+    assert!(!done.to_string().contains("Ana"), "{done}");
+    assert_eq!(
+        app.status_of("ana.garcia@example.org"),
+        None,
+        "not added back"
+    );
+    assert_eq!(app.status_of("ok1@example.org").as_deref(), Some("pending"));
+}

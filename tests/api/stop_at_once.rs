@@ -29,6 +29,8 @@ struct Recorder {
     held: Arc<Mutex<Option<String>>>,
     /// (recipient, exchange begun, delivered)
     delivered: Arc<Mutex<Vec<(String, Instant, Instant)>>>,
+    /// When set, the final dot is answered with this refusal instead of 250.
+    refusal: Arc<Mutex<Option<String>>>,
 }
 
 impl Handler for Recorder {
@@ -54,6 +56,10 @@ impl Handler for Recorder {
         };
         while first && self.hold.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(refusal) = self.refusal.lock().unwrap().clone() {
+            self.opened_at = None;
+            return Response::custom(554, refusal);
         }
         let opened = self.opened_at.take().expect("MAIL came first");
         let mut delivered = self.delivered.lock().unwrap();
@@ -306,5 +312,53 @@ async fn an_unsubscribe_answered_mid_send_stops_every_message_not_yet_in_its_smt
             + app.count("deliveries WHERE state = 'sent'"),
         people as i64,
         "every message was sent or skipped ({stopped} stopped)"
+    );
+}
+
+#[tokio::test]
+async fn a_message_in_its_smtp_exchange_during_an_erasure_leaves_no_trace_of_the_person() {
+    // The person is erased while their message waits at its final dot; the server then refuses
+    // it with a reply that quotes them. What was recorded keeps nothing of theirs.
+    let (port, server) = start_recorder(true);
+    let app = spawn_app_with_smtp_manual(|s| {
+        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        s.postal_address = Some(POSTAL.into());
+        s.send_concurrency = 1;
+    })
+    .await;
+    let admin = app.staff_token(Role::Admin).await;
+    let email = "ana.garcia@example.org";
+    app.add_subscriber(email, "confirmed", "es", Some("Ana García"), json!({}));
+    let id = app.conn_subscriber_id(email);
+    send_plain(&app, &admin).await;
+    let engine = app.engine.clone();
+    let sending = tokio::spawn(async move { engine.run_pending(enlace::db::now()).await });
+    wait_until(
+        "the message to reach its final dot",
+        Duration::from_secs(20),
+        || server.held.lock().unwrap().is_some(),
+    )
+    .await;
+    *server.refusal.lock().unwrap() =
+        Some("5.7.1 message for Ana García (ana.garcia) refused by policy".into());
+    let res = app.erase(&admin, &id).await;
+    assert!(res.status().is_success(), "erased: {}", res.status());
+    server.hold.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(60), sending)
+        .await
+        .expect("the send finished")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        app.count("deliveries WHERE state = 'failed'"),
+        1,
+        "the refusal was recorded"
+    );
+    assert_eq!(
+        app.count(
+            "deliveries WHERE outcome IS NOT NULL OR outcome LIKE '%Garc%' OR outcome LIKE '%ana%'"
+        ),
+        0,
+        "the server's reply about an erased person is not kept"
     );
 }
