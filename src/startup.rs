@@ -310,11 +310,26 @@ impl Application {
             );
             tokio::spawn(tasks.clone().run_forever(task_ready, stopped.clone()));
             tokio::spawn(engine.clone().run_forever(send_ready.clone(), stopped));
-            // The limiters remember every client address and account they saw: forget the idle ones.
+            // The limiters remember every client address and account they saw: forget the idle
+            // ones. Hourly, the webhook delivery log is trimmed to its month.
+            let log_db = db.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                let mut minutes = 0u64;
                 loop {
                     tick.tick().await;
+                    if minutes % 60 == 0 {
+                        let trimmed = log_db
+                            .write(|conn| {
+                                crate::webhooks::prune_log(conn, crate::db::now())
+                                    .map_err(crate::db::DbError::from)
+                            })
+                            .await;
+                        if let Err(e) = trimmed {
+                            tracing::warn!(error = %e, "could not trim the webhook delivery log");
+                        }
+                    }
+                    minutes += 1;
                     if let Some(limiter) = &limiter {
                         limiter.retain_recent();
                         limiter.shrink_to_fit();

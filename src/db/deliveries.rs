@@ -399,8 +399,6 @@ pub fn list_for_subscriber(
         .load(conn)
 }
 
-/// Erasure: the newsletter deliveries to the person keep their state (a send's counts stay
-/// right) but lose their outcome text, a server's reply that may quote the address.
 /// Clears the outcomes just written for `subscriber_ids` of one newsletter whose subscriber has
 /// been erased meanwhile (a message in its SMTP exchange during the erasure): the server's reply
 /// may quote the person, and an erased person keeps no data. Call in the transaction that wrote
@@ -425,6 +423,8 @@ pub fn forget_outcomes_of_erased(
     .execute(conn)
 }
 
+/// Erasure: the newsletter deliveries to the person keep their state (a send's counts stay
+/// right) but lose their outcome text, a server's reply that may quote the address.
 pub fn forget_outcomes(conn: &mut AnyConnection, subscriber_id: &str) -> QueryResult<usize> {
     diesel::update(
         deliveries::table

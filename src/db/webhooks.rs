@@ -255,16 +255,11 @@ pub fn settle_message(
     .map(|n| n == 1)
 }
 
-/// Deletes an endpoint's settled messages (and their attempts) whose id sorts before
-/// `before`; ids start with their creation time, so this is a range on the index.
-pub fn prune_settled(
-    conn: &mut AnyConnection,
-    endpoint_id: &str,
-    before: &str,
-) -> QueryResult<usize> {
+/// Deletes the settled messages (and their attempts) of every endpoint whose id sorts before
+/// `before`; ids start with their creation time, so this is a range on the primary key.
+pub fn prune_settled(conn: &mut AnyConnection, before: &str) -> QueryResult<usize> {
     diesel::delete(
         webhook_messages::table
-            .filter(webhook_messages::endpoint_id.eq(endpoint_id))
             .filter(webhook_messages::id.lt(before))
             .filter(webhook_messages::state.ne(PENDING)),
     )

@@ -127,6 +127,39 @@ pub fn enqueue_test_mail(
 }
 
 /// Delay before attempt `n + 1`: 30 s doubling per attempt, capped at one hour, with jitter.
+/// Commits a job's outcome with `write` (in a transaction). A write that fails (a full disk, a
+/// database restarting) is tried again, with backoff, for as long as the job's lease leaves
+/// time: work already done (a message handed to SMTP, a webhook delivered) must not be left to
+/// the lease, which would do it again. `what` names the job's family in the log.
+pub(crate) async fn commit_outcome(
+    db: &db::Db,
+    job_id: &str,
+    what: &'static str,
+    lease_until: NaiveDateTime,
+    write: impl Fn(&mut db::AnyConnection) -> diesel::QueryResult<()> + Clone + Send + 'static,
+) {
+    let mut wait = StdDuration::from_millis(100);
+    loop {
+        let attempt = write.clone();
+        let written = db
+            .write(move |conn| {
+                db::write_transaction(conn, |conn| attempt(conn)).map_err(db::DbError::from)
+            })
+            .await;
+        let Err(e) = written else { return };
+        let left = (lease_until - db::now()).to_std().unwrap_or_default();
+        if left <= wait * 2 {
+            tracing::error!(job_id = %job_id, family = what, error = format!("{e:#}"),
+                "the outcome of a job could not be recorded before its lease ran out");
+            return;
+        }
+        tracing::warn!(job_id = %job_id, family = what, error = format!("{e:#}"),
+            "recording the outcome of a job failed; trying again");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(StdDuration::from_secs(10));
+    }
+}
+
 pub fn backoff(attempts: i32) -> Duration {
     let base = 30i64
         .saturating_mul(1i64 << attempts.clamp(0, 20).saturating_sub(1))
@@ -220,9 +253,7 @@ impl Worker {
         self.record(job, result, now, lease_until).await;
     }
 
-    /// Commits a job's outcome. A write that fails (a full disk, a database restarting) is tried
-    /// again, with backoff, for as long as the lease leaves time: a message already handed to
-    /// SMTP must not be left to the lease, which would send it again.
+    /// Commits a job's outcome (see `commit_outcome`).
     async fn record(
         &self,
         job: ClaimedJob,
@@ -231,30 +262,11 @@ impl Worker {
         lease_until: NaiveDateTime,
     ) {
         let (job, result) = (Arc::new(job), Arc::new(result));
-        let mut wait = StdDuration::from_millis(100);
-        loop {
-            let (claimed, outcome) = (job.clone(), result.clone());
-            let written = self
-                .db
-                .write(move |conn| {
-                    db::write_transaction(conn, |conn| {
-                        record_outcome(conn, &claimed, &outcome, now, lease_until)
-                    })
-                    .map_err(db::DbError::from)
-                })
-                .await;
-            let Err(e) = written else { return };
-            let left = (lease_until - db::now()).to_std().unwrap_or_default();
-            if left <= wait * 2 {
-                tracing::error!(job_id = %job.id, error = format!("{e:#}"),
-                    "the outcome of a mail could not be recorded before its lease ran out");
-                return;
-            }
-            tracing::warn!(job_id = %job.id, error = format!("{e:#}"),
-                "recording the outcome of a mail failed; trying again");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(StdDuration::from_secs(10));
-        }
+        let id = job.id.clone();
+        commit_outcome(&self.db, &id, "mail", lease_until, move |conn| {
+            record_outcome(conn, &job, &result, now, lease_until).map(drop)
+        })
+        .await;
     }
 
     /// The loop `enlace serve` runs until shutdown: wakes when a request queued mail, otherwise

@@ -77,27 +77,19 @@ impl TaskWorker {
                     running.push(async move {
                         let outcome = self.run_task(&job).await;
                         let finished_at = clock().max(now);
-                        self.db
-                            .write(move |conn| {
-                                db::write_transaction(conn, |conn| {
-                                    record(
-                                        conn,
-                                        &job,
-                                        &outcome,
-                                        finished_at,
-                                        now + TASK_LEASE,
-                                        finished_at,
-                                    )
-                                })
-                                .map_err(db::DbError::from)
-                            })
-                            .await
+                        let lease_until = now + TASK_LEASE;
+                        let id = job.id.clone();
+                        let (job, outcome) = (Arc::new(job), Arc::new(outcome));
+                        super::commit_outcome(&self.db, &id, "task", lease_until, move |conn| {
+                            record(conn, &job, &outcome, finished_at, lease_until, finished_at)
+                                .map(drop)
+                        })
+                        .await;
                     });
                 }
             }
-            match running.next().await {
-                None => return Ok(total),
-                Some(recorded) => recorded?,
+            if running.next().await.is_none() {
+                return Ok(total);
             }
         }
     }

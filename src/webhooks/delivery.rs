@@ -149,9 +149,8 @@ impl Deliverer {
                 let now = db::now();
                 store::insert_attempt(conn, &attempt)?;
                 if state == store::DELIVERED {
-                    // The log keeps a month; each delivery trims its own endpoint's.
-                    let cutoff = now - chrono::Duration::days(super::LOG_RETENTION_DAYS);
-                    store::prune_settled(conn, &endpoint_id, &super::first_message_id_at(cutoff))?;
+                    // The log keeps a month (trimmed here and hourly: `prune_log`).
+                    super::prune_log(conn, now)?;
                 }
                 store::settle_message(
                     conn,

@@ -311,6 +311,13 @@ fn new_message_id() -> String {
 /// Days the delivery log keeps settled messages.
 pub const LOG_RETENTION_DAYS: i64 = 30;
 
+/// Trims the delivery log of every endpoint (a disabled or always failing one too) to
+/// `LOG_RETENTION_DAYS`; messages still waiting to be delivered stay.
+pub fn prune_log(conn: &mut AnyConnection, now: NaiveDateTime) -> diesel::QueryResult<usize> {
+    let cutoff = now - chrono::Duration::days(LOG_RETENTION_DAYS);
+    crate::db::webhooks::prune_settled(conn, &first_message_id_at(cutoff))
+}
+
 /// The smallest message id created at `at`: every older message sorts before it (a UUIDv7
 /// starts with its Unix time in milliseconds, as 12 hex digits).
 pub fn first_message_id_at(at: NaiveDateTime) -> String {
