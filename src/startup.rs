@@ -52,7 +52,8 @@ pub struct AppState {
     /// Woken when a newsletter send was requested or resumed.
     pub send_ready: Arc<Notify>,
     pub engine: Arc<Engine>,
-    /// Woken whenever a request queued a task (a webhook delivery, an import).
+    /// Woken when a request queued a task that should start at once (an import, a webhook
+    /// test); other webhook deliveries wait for the task worker's next look (every 5 s).
     pub task_ready: Arc<Notify>,
     /// Bounce and complaint intake: which provider endpoints are on, and their secrets.
     pub intake: crate::bounces::Intake,

@@ -138,7 +138,7 @@ impl SuppressionReason {
     }
 }
 
-/// An interest's key: lower-case letters, digits and dashes, 1–64 characters.
+/// An interest's key: lower-case letters, digits, dashes and underscores, 1–64 characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InterestSlug(String);
 

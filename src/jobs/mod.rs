@@ -21,10 +21,6 @@ use crate::metrics::Metrics;
 
 /// Attempts before a mail is recorded as failed: with the backoff below, about 13 hours.
 pub const MAIL_MAX_ATTEMPTS: i32 = 20;
-/// How long a claimed mail stays reserved for the worker holding it (`ENLACE_MAIL_LEASE_SECONDS`,
-/// five minutes by default): a mail held by a process that died is tried again after this. A
-/// claimed mail is one message in its SMTP exchange (bounded by the 60 s SMTP timeout) and the
-/// commit of its outcome, so it ends well inside the lease.
 /// How often an idle worker looks at the queue even without being woken.
 const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
 
@@ -176,7 +172,11 @@ pub struct Worker {
     pub mailer: Arc<Mailer>,
     pub renderer: MailRenderer,
     pub concurrency: usize,
-    /// See `LEASE`.
+    /// How long a claimed mail stays reserved for the worker holding it
+    /// (`ENLACE_MAIL_LEASE_SECONDS`, five minutes by default): a mail held by a process that
+    /// died is tried again after this. A claimed mail is one message in its SMTP exchange
+    /// (bounded by the 60 s SMTP timeout) and the commit of its outcome, so it ends well inside
+    /// the lease.
     pub lease: Duration,
     pub metrics: Metrics,
 }

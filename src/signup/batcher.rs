@@ -16,7 +16,8 @@ use crate::metrics::Metrics;
 const MAX_BATCH: usize = 512;
 /// Batches written at once on PostgreSQL.
 const POSTGRES_WRITERS: usize = 8;
-/// Requests waiting for a batch before callers are told to back off.
+/// Requests waiting for a batch; past this, a caller waits for room before its request is
+/// queued.
 const QUEUE_CAPACITY: usize = 8192;
 
 type Reply = oneshot::Sender<Result<SignupOutcome, SignupError>>;
