@@ -17,9 +17,8 @@ use actix_web::{web, ResponseError};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
+use crate::client::network_of_client;
 use crate::error::ApiError;
-use crate::routes::client_network;
-use crate::startup::AppState;
 
 /// Seconds a client told to slow down is asked to wait.
 const RETRY_AFTER_SECS: u64 = 5;
@@ -27,6 +26,10 @@ const RETRY_AFTER_SECS: u64 = 5;
 /// Requests in progress per client network.
 pub struct ClientLimits {
     per_client: usize,
+    /// Which proxies to believe about the client's address, and the IPv6 network size a client
+    /// is counted by (`ENLACE_TRUSTED_PROXIES`, `ENLACE_IPV6_PREFIX`).
+    trusted_proxies: Vec<IpAddr>,
+    ipv6_prefix: u8,
     body_idle: Duration,
     body_total: Duration,
     in_progress: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -51,9 +54,17 @@ impl Drop for Held {
 }
 
 impl ClientLimits {
-    pub fn new(per_client: usize, body_idle: Duration, body_total: Duration) -> Self {
+    pub fn new(
+        per_client: usize,
+        body_idle: Duration,
+        body_total: Duration,
+        trusted_proxies: Vec<IpAddr>,
+        ipv6_prefix: u8,
+    ) -> Self {
         Self {
             per_client,
+            trusted_proxies,
+            ipv6_prefix,
             body_idle,
             body_total,
             in_progress: Default::default(),
@@ -145,15 +156,14 @@ pub async fn limit_clients(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let exempt = matches!(req.path(), "/healthz" | "/readyz" | "/metrics");
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let (Some(state), false) = (state, exempt) else {
+    let limits = req.app_data::<web::Data<ClientLimits>>().cloned();
+    let (Some(limits), false) = (limits, exempt) else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let limits = &state.client_limits;
-    let client = client_network(req.request(), &state.settings);
+    let client = network_of_client(req.request(), &limits.trusted_proxies, limits.ipv6_prefix);
     let held = match client {
         Some(client) => match limits.enter(client) {
             Some(held) => Some(held),
@@ -186,7 +196,13 @@ mod tests {
 
     #[test]
     fn a_client_holds_at_most_its_share_and_gets_it_back() {
-        let limits = ClientLimits::new(2, Duration::from_secs(1), Duration::from_secs(2));
+        let limits = ClientLimits::new(
+            2,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Vec::new(),
+            64,
+        );
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = limits.enter(a).unwrap();

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod bounces;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -19,4 +20,5 @@ pub mod signup;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;
+pub mod views;
 pub mod webhooks;

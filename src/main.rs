@@ -73,7 +73,7 @@ fn create_staff(database_url: &str, email: &str, role: &str) -> anyhow::Result<(
     db.migrate()?;
     let mut conn = db.get()?;
     let member = enlace::db::write_transaction(&mut conn, |conn| {
-        let member = enlace::routes::staff::create_staff_member(conn, &email, role, hash)?;
+        let member = enlace::auth::accounts::create_staff_member(conn, &email, role, hash)?;
         let actor = enlace::auth::Actor {
             actor_type: "cli",
             actor_id: None,

@@ -59,8 +59,6 @@ pub struct AppState {
     pub intake: crate::bounces::Intake,
     /// Streamed exports running at once (`ENLACE_EXPORT_CONCURRENCY`).
     pub exports: Arc<tokio::sync::Semaphore>,
-    /// Requests in progress per client, and how slowly a body may arrive.
-    pub client_limits: crate::http_limits::ClientLimits,
     /// Staff-side template work (checking a draft, previews, test copies) done at once, each on a
     /// blocking thread of its own: one per core.
     pub render_slots: tokio::sync::Semaphore,
@@ -245,11 +243,20 @@ impl Application {
         }
         let export_concurrency = settings.export_concurrency;
         let cors_origins = settings.cors_origins.clone();
-        let client_limits = crate::http_limits::ClientLimits::new(
+        // Requests in progress per client, and how slowly a body may arrive; and what checks a
+        // request's credentials. Each is registered on its own, so neither depends on AppState.
+        let client_limits = web::Data::new(crate::http_limits::ClientLimits::new(
             settings.client_max_requests as usize,
             std::time::Duration::from_secs(u64::from(settings.body_idle_seconds)),
             std::time::Duration::from_secs(u64::from(settings.body_total_seconds)),
-        );
+            settings.trusted_proxies.clone(),
+            settings.ipv6_prefix,
+        ));
+        let authenticator = web::Data::new(crate::auth::Authenticator::new(
+            db.clone(),
+            jwt.clone(),
+            settings.trusted_proxies.clone(),
+        ));
         let state = web::Data::new(AppState {
             db: db.clone(),
             settings,
@@ -271,7 +278,6 @@ impl Application {
             task_ready: task_ready.clone(),
             intake,
             exports: Arc::new(tokio::sync::Semaphore::new(export_concurrency)),
-            client_limits,
             render_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -279,6 +285,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(client_limits.clone())
+                .app_data(authenticator.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(
                     web::JsonConfig::default()

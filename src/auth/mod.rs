@@ -1,6 +1,7 @@
 //! Who is calling a staff endpoint and what they may do: staff (JWT, with a role) or scripts
 //! (API key, with scopes). One extractor, `Authorized<P>`, decides per endpoint.
 
+pub mod accounts;
 pub mod jwt;
 pub mod passwords;
 
@@ -14,9 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::db::{self, staff as staff_db, DbError};
+use crate::db::{self, staff as staff_db, Db, DbError};
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -210,12 +210,32 @@ impl<P: Policy> Authorized<P> {
     }
 }
 
+/// What checking a request's credentials needs: the database (staff and keys are read on every
+/// request), the token keys, and which proxies to believe about the client's address. Built at
+/// start and registered with the application on its own, so authentication depends on nothing
+/// above it.
+pub struct Authenticator {
+    db: Db,
+    jwt: jwt::JwtKeys,
+    trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Authenticator {
+    pub fn new(db: Db, jwt: jwt::JwtKeys, trusted_proxies: Vec<std::net::IpAddr>) -> Self {
+        Self {
+            db,
+            jwt,
+            trusted_proxies,
+        }
+    }
+}
+
 impl<P: Policy + 'static> FromRequest for Authorized<P> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let state = req.app_data::<web::Data<Authenticator>>().cloned();
         let bearer = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -225,7 +245,7 @@ impl<P: Policy + 'static> FromRequest for Authorized<P> {
             .map(|(_, token)| token.trim().to_owned());
         let ip = state
             .as_ref()
-            .and_then(|s| crate::routes::client_ip(req, &s.settings.trusted_proxies))
+            .and_then(|s| crate::client::client_ip(req, &s.trusted_proxies))
             .map(|ip| ip.to_string());
         Box::pin(async move {
             let (Some(state), Some(bearer)) = (state, bearer) else {
@@ -257,7 +277,10 @@ pub fn hash_api_key(secret: &str) -> String {
 /// changing a role takes effect at once; a revoked key fails on its next use. A key is read
 /// with its creator in one query: it fails while its creator is disabled or gone (a key nobody
 /// answers for acts for nobody), and passes no more than the creator's current role allows.
-async fn authenticate(state: &AppState, bearer: String) -> Result<Option<Principal>, ApiError> {
+async fn authenticate(
+    state: &Authenticator,
+    bearer: String,
+) -> Result<Option<Principal>, ApiError> {
     if bearer.len() > 4096 {
         return Ok(None);
     }

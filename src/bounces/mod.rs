@@ -151,10 +151,7 @@ pub fn apply_report(
     loop {
         tries += 1;
         match try_apply_report(conn, report, policy, now) {
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) if tries < 3 => continue,
+            Err(e) if db::is_unique_violation(&e) && tries < 3 => continue,
             result => return result.map_err(DbError::from),
         }
     }

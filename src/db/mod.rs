@@ -154,7 +154,21 @@ pub enum DbError {
     Connect(#[from] r2d2::Error),
 }
 
+/// Whether a statement failed because a row with the same unique key exists (another request or
+/// process wrote it first).
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
 impl DbError {
+    /// See `is_unique_violation`.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Query(e) if is_unique_violation(e))
+    }
+
     /// Whether this is the database being out of reach or unable to write for now, rather than
     /// something wrong with the request: no connection to be had, a connection lost, a full
     /// disk, I/O errors, a read-only file, PostgreSQL shutting down or starting up.
@@ -377,11 +391,8 @@ fn vacuum_once(conn: &mut AnyConnection) -> anyhow::Result<()> {
         .execute(conn);
     match recorded {
         // Another process starting at the same moment did the same.
-        Ok(_)
-        | Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => {}
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {}
         Err(e) => return Err(e).context("recording the vacuum"),
     }
     tracing::info!("database vacuumed once so deleted rows leave nothing in free pages");

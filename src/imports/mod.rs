@@ -127,10 +127,9 @@ impl ImportRunner {
             // A signup for a new address of this part committed first, or the database was
             // away: the part is read again, and decided again, on the next attempt. (The
             // database's own words for a clash may quote the address: not kept.)
-            Err(RunError::Db(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            ))) => TaskOutcome::Retry("an address in this part was added meanwhile".into()),
+            Err(RunError::Db(e)) if crate::db::is_unique_violation(&e) => {
+                TaskOutcome::Retry("an address in this part was added meanwhile".into())
+            }
             Err(e) => TaskOutcome::Retry(e.to_string()),
         }
     }

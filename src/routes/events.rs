@@ -218,10 +218,7 @@ async fn answer(state: &AppState, parsed: Parsed) -> HandlerResult {
                 match remembered {
                     Ok(fresh) => Ok(fresh),
                     // The same token at the same moment from another request: a replay too.
-                    Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    )) => Ok(false),
+                    Err(e) if db::is_unique_violation(&e) => Ok(false),
                     Err(e) => Err(db::DbError::from(e)),
                 }
             })

@@ -181,10 +181,9 @@ pub async fn create_field(
         .await;
     match result {
         Ok(()) => Ok(HttpResponse::Created().json(view(field))),
-        Err(DbError::Query(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        ))) => Err(ApiError::Conflict("a field with this key exists".into())),
+        Err(e) if e.is_unique_violation() => {
+            Err(ApiError::Conflict("a field with this key exists".into()))
+        }
         Err(e) => Err(e.into()),
     }
 }

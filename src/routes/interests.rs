@@ -179,10 +179,7 @@ pub async fn create_interest(
         .await;
     match result {
         Ok(()) => Ok(HttpResponse::Created().json(view(interest))),
-        Err(DbError::Query(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        ))) => Err(ApiError::Conflict(
+        Err(e) if e.is_unique_violation() => Err(ApiError::Conflict(
             "an interest with this slug exists".into(),
         )),
         Err(e) => Err(e.into()),

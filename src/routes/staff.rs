@@ -104,36 +104,6 @@ pub struct NewStaffBody {
     password: String,
 }
 
-/// Creates a staff account (also used by `enlace staff create`).
-pub fn create_staff_member(
-    conn: &mut db::AnyConnection,
-    email: &Email,
-    role: Role,
-    password_hash: String,
-) -> Result<staff_db::StaffMember, ApiError> {
-    let now = db::now();
-    let member = staff_db::StaffMember {
-        id: db::new_id(),
-        email: email.as_str().to_owned(),
-        password_hash,
-        role: role.as_str().to_owned(),
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-        token_generation: 0,
-    };
-    match staff_db::insert_staff(conn, &member) {
-        Ok(()) => Ok(member),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Err(ApiError::Conflict(
-            "a staff account with this email exists".into(),
-        )),
-        Err(e) => Err(e.into()),
-    }
-}
-
 pub async fn create_staff(
     auth: Authorized<AdminOnly>,
     body: Result<super::json::Json<NewStaffBody>, actix_web::Error>,
@@ -163,7 +133,7 @@ pub async fn create_staff(
         .db
         .write(move |conn| {
             db::write_transaction(conn, |conn| {
-                let member = create_staff_member(conn, &email, role, hash)?;
+                let member = auth::accounts::create_staff_member(conn, &email, role, hash)?;
                 auth.audit(conn, "staff.create", "staff", Some(&member.id))?;
                 Ok::<_, ApiError>(member)
             })

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, NaiveDateTime};
+use chrono::DateTime;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -19,27 +19,7 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::tokens;
 
-pub(crate) fn time(t: NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-pub(crate) fn view(s: &Subscriber, interests: &[String]) -> Value {
-    json!({
-        "id": s.id,
-        "email": s.email,
-        "name": s.name,
-        "language": s.language,
-        "status": s.status,
-        "interests": interests,
-        "attributes": serde_json::from_str::<Value>(&s.attributes).unwrap_or_else(|_| json!({})),
-        "source": s.source,
-        "created_at": time(s.created_at),
-        "updated_at": time(s.updated_at),
-        "confirmed_at": s.confirmed_at.map(time),
-        "unsubscribed_at": s.unsubscribed_at.map(time),
-    })
-}
+pub(crate) use crate::views::{subscriber as view, time};
 
 /// The staff view of one subscriber, with their interests; `None` when there is no such person.
 fn load_view(conn: &mut db::AnyConnection, id: &str) -> Result<Option<Value>, DbError> {
@@ -549,10 +529,7 @@ pub async fn upsert_subscriber(
                 })
                 .map_err(|e| match e {
                     // A signup for the same new address committed first: once more, as an update.
-                    UpsertError::Db(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    )) => UpsertFailure::Retry,
+                    UpsertError::Db(e) if db::is_unique_violation(&e) => UpsertFailure::Retry,
                     UpsertError::Db(e) => UpsertFailure::Api(ApiError::from(e)),
                     UpsertError::Validation(errors) => {
                         UpsertFailure::Api(ApiError::Validation(errors))

@@ -501,10 +501,7 @@ fn apply_batch_inner(
             .map(|r| r.map_err(SignupError::Validation))
             .collect(),
         // Another process or batch added the same new address first: read again and decide.
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) if batch.len() == 1 && !retried => {
+        Err(e) if db::is_unique_violation(&e) && batch.len() == 1 && !retried => {
             apply_batch_inner(conn, templates, policy, batch, true)
         }
         Err(e) if batch.len() == 1 => vec![Err(SignupError::from_db(e.into()))],

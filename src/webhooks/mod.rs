@@ -342,7 +342,7 @@ fn subscriber_views(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(
         for id in chunk {
             if let Some(s) = by_id.remove(*id) {
                 let held = interests.get(&s.id).map(Vec::as_slice).unwrap_or_default();
-                views.push((s.id.clone(), crate::routes::subscribers::view(&s, held)));
+                views.push((s.id.clone(), crate::views::subscriber(&s, held)));
             }
         }
     }

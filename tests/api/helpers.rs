@@ -456,7 +456,7 @@ impl TestApp {
     pub fn add_staff(&self, email: &str, role: enlace::auth::Role) -> String {
         let hash = enlace::auth::passwords::hash_password(STAFF_PASSWORD).unwrap();
         let email = enlace::domain::Email::parse(email).unwrap();
-        enlace::routes::staff::create_staff_member(&mut self.conn(), &email, role, hash)
+        enlace::auth::accounts::create_staff_member(&mut self.conn(), &email, role, hash)
             .unwrap()
             .id
     }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{Format, CHUNK};
 use crate::db::subscribers::Subscriber;
-use crate::routes::subscribers::time;
+use crate::views::time;
 
 /// Turns subscribers into CSV records or NDJSON lines, buffering one chunk.
 pub(super) struct Encoder {
