@@ -88,6 +88,18 @@ fn start_recorder(hold: bool) -> (u16, Recorder) {
     (port, recorder)
 }
 
+/// An app whose newsletters go to the recorder on `port` over `connections` connections, at most
+/// `rate` messages a second (0: no limit); its engine runs only when a test drives it.
+async fn app_sending_to(port: u16, connections: usize, rate: u32) -> TestApp {
+    spawn_app_with_smtp_manual(|s| {
+        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        s.postal_address = Some(POSTAL.into());
+        s.send_concurrency = connections;
+        s.send_rate = rate;
+    })
+    .await
+}
+
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -148,13 +160,8 @@ fn emails_in_state(app: &TestApp, state: &str) -> Vec<String> {
 #[tokio::test]
 async fn people_who_stop_mail_mid_send_get_none_of_the_messages_prepared_for_them() {
     let (port, server) = start_recorder(true);
-    let app = spawn_app_with_smtp_manual(|s| {
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        s.postal_address = Some(POSTAL.into());
-        // One connection: while the server holds its message, the rest wait, rendered.
-        s.send_concurrency = 1;
-    })
-    .await;
+    // One connection: while the server holds its message, the rest wait, rendered.
+    let app = app_sending_to(port, 1, 0).await;
     let other = spawn_app_sharing(&app).await;
     let admin = app.staff_token(Role::Admin).await;
     let people = 40;
@@ -243,14 +250,8 @@ async fn an_unsubscribe_answered_mid_send_stops_every_message_not_yet_in_its_smt
     // messages stream out. A message to one of them may reach the server only if its SMTP
     // exchange had already begun when their unsubscribe was answered.
     let (port, server) = start_recorder(false);
-    let app = spawn_app_with_smtp_manual(|s| {
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        s.postal_address = Some(POSTAL.into());
-        s.send_concurrency = 4;
-        // Slow enough that the people below can stop their mail while it streams out.
-        s.send_rate = 300;
-    })
-    .await;
+    // Slow enough that the people below can stop their mail while it streams out.
+    let app = app_sending_to(port, 4, 300).await;
     let other = spawn_app_sharing(&app).await;
     let admin = app.staff_token(Role::Admin).await;
     let people = 600;
@@ -320,12 +321,7 @@ async fn a_message_in_its_smtp_exchange_during_an_erasure_leaves_no_trace_of_the
     // The person is erased while their message waits at its final dot; the server then refuses
     // it with a reply that quotes them. What was recorded keeps nothing of theirs.
     let (port, server) = start_recorder(true);
-    let app = spawn_app_with_smtp_manual(|s| {
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        s.postal_address = Some(POSTAL.into());
-        s.send_concurrency = 1;
-    })
-    .await;
+    let app = app_sending_to(port, 1, 0).await;
     let admin = app.staff_token(Role::Admin).await;
     let email = "ana.garcia@example.org";
     app.add_subscriber(email, "confirmed", "es", Some("Ana García"), json!({}));
