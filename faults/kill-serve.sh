@@ -26,15 +26,8 @@ fl_init kill-serve "${BUDGET_S:-360}"
 
 run_backend() {
   local backend="$1" url name="enlace_faults_kill_$$"
-  if [ "$backend" = sqlite ]; then
-    url="sqlite://$WORK/$name.db"
-  else
-    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $name" \
-      -c "CREATE DATABASE $name" >/dev/null
-    url="${PG_ADMIN_URL%/*}/$name"
-  fi
   say "[$backend] seeding $COUNT confirmed subscribers"
-  db_prepare "$backend" "$url" "$COUNT"
+  url=$(fresh_db "$backend" "$name" "$COUNT")
   expected_users "$COUNT" "$WORK/expected.txt"
 
   settings=(ENLACE_SEND_CONCURRENCY="$CONCURRENCY" ENLACE_SEND_LEASE_SECONDS="$LEASE_S")

@@ -191,8 +191,9 @@ expected_users() { seq 1 "$1" | sed 's/.*/user&@example.org/' > "$2"; }
 
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
-# fresh_db sqlite|postgres NAME: an empty database of its own (SQLite in $WORK, PostgreSQL on the
-# machine's server at PG_ADMIN_URL), migrated, with the admin account; prints its URL.
+# fresh_db sqlite|postgres NAME [COUNT]: a database of its own (SQLite in $WORK, PostgreSQL on the
+# machine's server at PG_ADMIN_URL), migrated, with the admin account and COUNT confirmed
+# subscribers (seed_sql; none by default); prints its URL.
 fresh_db() {
   local url
   if [ "$1" = sqlite ]; then
@@ -202,7 +203,7 @@ fresh_db() {
       -c "CREATE DATABASE $2" >/dev/null
     url="${PG_ADMIN_URL%/*}/$2"
   fi
-  db_prepare "$1" "$url" 0 >&2
+  db_prepare "$1" "$url" "${3:-0}" >&2
   echo "$url"
 }
 # drop_db sqlite|postgres NAME: removes what fresh_db made on PostgreSQL.
@@ -298,15 +299,49 @@ panics() { cat "$@" 2>/dev/null | grep -c 'panicked' || true; }
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 
-# api_key PORT: signs in as the admin and prints a new API key that can write and send
-# newsletters and read their progress, which counts people and so takes subscribers:read too (a
-# key, unlike a 15-minute access token, outlives every restart in a script).
+# api_key PORT [SCOPE...]: signs in as the admin and prints a new API key with these scopes; by
+# default one that can write and send newsletters and read their progress, which counts people
+# and so takes subscribers:read too (a key, unlike a 15-minute access token, outlives every
+# restart in a script).
 api_key() {
-  local api="http://127.0.0.1:$1/api/v1" token
+  local api="http://127.0.0.1:$1/api/v1" token scopes
+  shift
+  [ "$#" -gt 0 ] || set -- subscribers:read newsletters:write newsletters:send
+  scopes=$(printf '"%s",' "$@")
   token=$(curl -sf --max-time 10 "$api/auth/token" -H 'Content-Type: application/json' \
     -d "{\"email\":\"$STAFF_EMAIL\",\"password\":\"$STAFF_PASSWORD\"}" | json 'd["access_token"]')
   curl -sf --max-time 10 "$api/api-keys" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    -d '{"name":"fault script","scopes":["subscribers:read","newsletters:write","newsletters:send"]}' | json 'd["key"]'
+    -d "{\"name\":\"fault script\",\"scopes\":[${scopes%,}]}" | json 'd["key"]'
+}
+
+# probe PORT LABEL [SOURCE_ADDRESS]: 20 health checks and 20 signups from the public, one after
+# another a tenth of a second apart (from SOURCE_ADDRESS, a loopback address, if given); prints
+# "worst_ms failures".
+probe() {
+  python3 - "$@" <<'PY'
+import http.client, json, sys, time
+port, label = int(sys.argv[1]), sys.argv[2]
+source = (sys.argv[3], 0) if len(sys.argv) > 3 else None
+worst, failures = 0.0, 0
+for i in range(40):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=source)
+    t = time.monotonic()
+    try:
+        if i % 2:
+            c.request("GET", "/healthz")
+            ok = c.getresponse().status == 200
+        else:
+            c.request("POST", "/api/v1/subscribe", json.dumps({"email": f"{label}{i}@public.example"}),
+                      {"Content-Type": "application/json"})
+            ok = c.getresponse().status == 202
+    except OSError:
+        ok = False
+    worst = max(worst, time.monotonic() - t)
+    failures += not ok
+    c.close()
+    time.sleep(0.1)
+print(int(worst * 1000), failures)
+PY
 }
 
 # newsletter_send PORT KEY: creates a newsletter to every English subscriber, sends it, prints

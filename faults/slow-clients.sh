@@ -20,33 +20,6 @@ APP_PORT=18241
 SINK_PORT=12641
 fl_init slow-clients "${BUDGET_S:-180}"
 
-# probe PORT LABEL: 20 health checks and 20 signups from 127.0.0.9 (another client than the
-# attacker's 127.0.0.5); prints "worst_ms failures".
-probe() {
-  python3 - "$@" <<'PY'
-import http.client, json, socket, sys, time
-port, label = int(sys.argv[1]), sys.argv[2]
-worst, failures = 0.0, 0
-for i in range(40):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.9", 0))
-    t = time.monotonic()
-    try:
-        if i % 2:
-            c.request("GET", "/healthz")
-            ok = c.getresponse().status == 200
-        else:
-            c.request("POST", "/api/v1/subscribe", json.dumps({"email": f"{label}{i}@example.org"}),
-                      {"Content-Type": "application/json"})
-            ok = c.getresponse().status == 202
-    except OSError:
-        ok = False
-    worst = max(worst, time.monotonic() - t)
-    failures += not ok
-    c.close()
-print(int(worst * 1000), failures)
-PY
-}
-
 run_backend() {
   local backend="$1" url
   url=$(fresh_db "$backend" "enlace_faults_slow_$$")
@@ -55,7 +28,8 @@ run_backend() {
   # The service's own file limit: 1,024, soft and hard, as many service managers set it.
   prlimit --nofile=1024:1024 --pid "$SERVE_PID"
   local before during attacker_out
-  before=$(probe "$APP_PORT" "before")
+  # Probes come from 127.0.0.9, another client than the attacker's 127.0.0.5.
+  before=$(probe "$APP_PORT" "before" 127.0.0.9)
   say "[$backend] before the attack: worst ${before% *} ms, ${before#* } failures"
   # The attack, from 127.0.0.5: holds its connections for IDLE_S + 5 s, then reports what
   # each connection was answered.
@@ -95,7 +69,7 @@ PY
   local attack=$!
   FL_PIDS+=("$attack")
   sleep 2
-  during=$(probe "$APP_PORT" "during")
+  during=$(probe "$APP_PORT" "during" 127.0.0.9)
   say "[$backend] during the attack: worst ${during% *} ms, ${during#* } failures"
   wait "$attack" || true
   attacker_out=$(cat "$WORK/attack-$backend.out")

@@ -22,33 +22,6 @@ APP_PORT=18251
 SINK_PORT=12651
 fl_init staff-load "${BUDGET_S:-240}"
 
-# probe PORT LABEL: 20 health checks and 20 signups, one after another; prints "worst_ms failures".
-probe() {
-  python3 - "$@" <<'PY'
-import http.client, json, sys, time
-port, label = int(sys.argv[1]), sys.argv[2]
-worst, failures = 0.0, 0
-for i in range(40):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    t = time.monotonic()
-    try:
-        if i % 2:
-            c.request("GET", "/healthz")
-            ok = c.getresponse().status == 200
-        else:
-            c.request("POST", "/api/v1/subscribe", json.dumps({"email": f"{label}{i}@public.example"}),
-                      {"Content-Type": "application/json"})
-            ok = c.getresponse().status == 202
-    except OSError:
-        ok = False
-    worst = max(worst, time.monotonic() - t)
-    failures += not ok
-    c.close()
-    time.sleep(0.1)
-print(int(worst * 1000), failures)
-PY
-}
-
 # staff PORT KEY SECONDS: the staff load, until SECONDS have passed; prints what each kind of
 # work got done ("kind=count" …) and exits non-zero if any request was refused or failed.
 staff() {
@@ -138,15 +111,8 @@ PY
 
 run_backend() {
   local backend="$1" url name="enlace_faults_staff_$$"
-  if [ "$backend" = sqlite ]; then
-    url="sqlite://$WORK/$name.db"
-  else
-    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $name" \
-      -c "CREATE DATABASE $name" >/dev/null
-    url="${PG_ADMIN_URL%/*}/$name"
-  fi
   say "[$backend] seeding $COUNT confirmed subscribers"
-  db_prepare "$backend" "$url" "$COUNT"
+  url=$(fresh_db "$backend" "$name" "$COUNT")
   sink_start "staff-$backend" "$SINK_PORT"
   serve "app-$backend" "$APP_PORT" "$url" "$SINK_PORT" ENLACE_SEND_RATE=1000
   local key before during work staff_rc=0 nl final
@@ -154,7 +120,7 @@ run_backend() {
   before=$(probe "$APP_PORT" "before")
   say "[$backend] before the load: worst ${before% *} ms, ${before#* } failures"
   nl=$(newsletter_send "$APP_PORT" "$key")
-  staff "$APP_PORT" "$(admin_key "$APP_PORT")" "$HOLD_S" > "$WORK/staff-$backend.out" 2> "$WORK/staff-$backend.err" &
+  staff "$APP_PORT" "$(api_key "$APP_PORT" subscribers:read subscribers:write newsletters:write newsletters:send exports:read)" "$HOLD_S" > "$WORK/staff-$backend.out" 2> "$WORK/staff-$backend.err" &
   local load=$!
   FL_PIDS+=("$load")
   sleep 3
@@ -178,15 +144,6 @@ run_backend() {
   expect "[$backend] no panic in the server log" test "$(panics "$WORK/app-$backend.log")" = 0
   RESULTS+=("$backend: worst ${before% *} ms before, ${during% *} ms during")
   drop_db "$backend" "$name"
-}
-
-# admin_key PORT: a key with every scope (the staff load needs contacts and newsletters).
-admin_key() {
-  local api="http://127.0.0.1:$1/api/v1" token
-  token=$(curl -sf --max-time 10 "$api/auth/token" -H 'Content-Type: application/json' \
-    -d "{\"email\":\"$STAFF_EMAIL\",\"password\":\"$STAFF_PASSWORD\"}" | json 'd["access_token"]')
-  curl -sf --max-time 10 "$api/api-keys" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    -d '{"name":"staff load","scopes":["subscribers:read","subscribers:write","newsletters:write","newsletters:send","exports:read"]}' | json 'd["key"]'
 }
 
 RESULTS=()

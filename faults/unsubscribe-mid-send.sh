@@ -23,6 +23,8 @@ BACKENDS="${BACKENDS:-sqlite postgres}"
 PORT_A=18261
 PORT_B=18262
 SINK_PORT=12661
+# The keys send the newsletter, report complaints and bounces, and erase people.
+STOP_SCOPES=(subscribers:read subscribers:write newsletters:write newsletters:send events:write)
 fl_init unsubscribe-mid-send "${BUDGET_S:-240}"
 
 # The timed sink's Python environment (pinned in faults/requirements.txt).
@@ -114,15 +116,8 @@ PY
 
 run_backend() {
   local backend="$1" url name="enlace_faults_stop_$$"
-  if [ "$backend" = sqlite ]; then
-    url="sqlite://$WORK/$name.db"
-  else
-    PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $name" \
-      -c "CREATE DATABASE $name" >/dev/null
-    url="${PG_ADMIN_URL%/*}/$name"
-  fi
   say "[$backend] seeding $COUNT confirmed subscribers"
-  db_prepare "$backend" "$url" "$COUNT"
+  url=$(fresh_db "$backend" "$name" "$COUNT")
   local log="$WORK/began-$backend.log"
   : > "$log"
   port_free "$SINK_PORT"
@@ -136,8 +131,8 @@ run_backend() {
   serve "b-$backend" "$PORT_B" "$url" "$SINK_PORT" "${settings[@]}"
   local app_b=$SERVE_PID
   local key_a key_b nl verdict final stops_rc=0
-  key_a=$(stop_key "$PORT_A")
-  key_b=$(stop_key "$PORT_B")
+  key_a=$(api_key "$PORT_A" "${STOP_SCOPES[@]}")
+  key_b=$(api_key "$PORT_B" "${STOP_SCOPES[@]}")
   nl=$(newsletter_send "$PORT_A" "$key_a")
   say "[$backend] newsletter $nl sending to $COUNT through two processes"
   stops "$PORT_A" "$PORT_B" "$key_a" "$key_b" "$nl" > "$WORK/stops-$backend.txt" 2> "$WORK/stops-$backend.err" || stops_rc=$?
@@ -162,15 +157,6 @@ run_backend() {
   expect "[$backend] no panic in the servers' logs" test "$(panics "$WORK/a-$backend.log" "$WORK/b-$backend.log")" = 0
   RESULTS+=("$backend: $in_time stopped in time, $violations violations, $duplicates duplicates")
   drop_db "$backend" "$name"
-}
-
-# stop_key PORT: a key that can send newsletters, report events and erase people.
-stop_key() {
-  local api="http://127.0.0.1:$1/api/v1" token
-  token=$(curl -sf --max-time 10 "$api/auth/token" -H 'Content-Type: application/json' \
-    -d "{\"email\":\"$STAFF_EMAIL\",\"password\":\"$STAFF_PASSWORD\"}" | json 'd["access_token"]')
-  curl -sf --max-time 10 "$api/api-keys" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    -d '{"name":"stops","scopes":["subscribers:read","subscribers:write","newsletters:write","newsletters:send","events:write"]}' | json 'd["key"]'
 }
 
 RESULTS=()

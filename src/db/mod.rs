@@ -313,6 +313,18 @@ impl Db {
             .map_err(DbError::from)?
     }
 
+    /// Runs `f` in one write transaction (`write_transaction`: `BEGIN IMMEDIATE` on SQLite) on a
+    /// pooled connection, on the blocking pool and in SQLite's write turn (`write`): how a
+    /// request or a worker changes anything. Commits when `f` returns `Ok`, rolls back otherwise.
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        self.write(move |conn| write_transaction(conn, f)).await
+    }
+
     /// A connection of its own, outside the pool (set up like the pool's), for a thread that
     /// writes often and would otherwise pay the pool's check-out query on every visit.
     pub fn dedicated_connection(&self) -> Result<AnyConnection, DbError> {

@@ -140,11 +140,13 @@ impl ImportRunner {
         let error = why.clone();
         let recorded = self
             .db
-            .write(move |conn| {
-                db::write_transaction(conn, |conn| {
-                    crate::db::imports::fail_import(conn, &id, &error, db::now())
-                })
-                .map_err(db::DbError::from)
+            .transaction(move |conn| -> Result<_, db::DbError> {
+                Ok(crate::db::imports::fail_import(
+                    conn,
+                    &id,
+                    &error,
+                    db::now(),
+                )?)
             })
             .await;
         if let Err(e) = recorded {

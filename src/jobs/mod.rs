@@ -138,9 +138,7 @@ pub(crate) async fn commit_outcome(
     loop {
         let attempt = write.clone();
         let written = db
-            .write(move |conn| {
-                db::write_transaction(conn, |conn| attempt(conn)).map_err(db::DbError::from)
-            })
+            .transaction(move |conn| -> Result<_, db::DbError> { Ok(attempt(conn)?) })
             .await;
         let Err(e) = written else { return };
         let left = (lease_until - db::now()).to_std().unwrap_or_default();
@@ -208,11 +206,14 @@ impl Worker {
                 let lease_until = now + self.lease;
                 let claimed = self
                     .db
-                    .write(move |conn| {
-                        db::write_transaction(conn, |c| {
-                            queue::claim_jobs(c, queue::Family::Mail, now, lease_until, free as i64)
-                        })
-                        .map_err(db::DbError::from)
+                    .transaction(move |c| -> Result<_, db::DbError> {
+                        Ok(queue::claim_jobs(
+                            c,
+                            queue::Family::Mail,
+                            now,
+                            lease_until,
+                            free as i64,
+                        )?)
                     })
                     .await?;
                 claimed_any = !claimed.is_empty();

@@ -65,11 +65,15 @@ impl TaskWorker {
                 let now = clock();
                 let claimed = self
                     .db
-                    .write(move |conn| {
-                        db::write_transaction(conn, |c| {
-                            queue::claim_jobs(c, Family::Task, now, now + TASK_LEASE, free as i64)
-                        })
-                        .map_err(db::DbError::from)
+                    .transaction(move |c| -> Result<_, db::DbError> {
+                        let lease_until = now + TASK_LEASE;
+                        Ok(queue::claim_jobs(
+                            c,
+                            Family::Task,
+                            now,
+                            lease_until,
+                            free as i64,
+                        )?)
                     })
                     .await?;
                 total += claimed.len();

@@ -172,11 +172,9 @@ pub async fn create_field(
     let stored = field.clone();
     let result = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                store::insert_custom_field(conn, &stored)?;
-                Ok(auth.audit(conn, "field.create", "field", Some(&stored.key))?)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            store::insert_custom_field(conn, &stored)?;
+            Ok(auth.audit(conn, "field.create", "field", Some(&stored.key))?)
         })
         .await;
     match result {
@@ -235,13 +233,11 @@ pub async fn update_field(
     };
     let updated = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                if store::update_custom_field(conn, &key, &changes)? {
-                    auth.audit(conn, "field.update", "field", Some(&key))?;
-                }
-                Ok(store::find_custom_field(conn, &key)?)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            if store::update_custom_field(conn, &key, &changes)? {
+                auth.audit(conn, "field.update", "field", Some(&key))?;
+            }
+            Ok(store::find_custom_field(conn, &key)?)
         })
         .await?;
     updated
@@ -263,19 +259,17 @@ pub async fn delete_field(
     let may_count = auth.principal.may_read_contacts();
     let outcome = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                if store::find_custom_field(conn, &key)?.is_none() {
-                    return Ok(None);
-                }
-                let holders = store::count_field_values(conn, &key)?;
-                if holders > 0 {
-                    return Ok(Some(Err(holders)));
-                }
-                store::delete_custom_field(conn, &key)?;
-                auth.audit(conn, "field.delete", "field", Some(&key))?;
-                Ok(Some(Ok(())))
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            if store::find_custom_field(conn, &key)?.is_none() {
+                return Ok(None);
+            }
+            let holders = store::count_field_values(conn, &key)?;
+            if holders > 0 {
+                return Ok(Some(Err(holders)));
+            }
+            store::delete_custom_field(conn, &key)?;
+            auth.audit(conn, "field.delete", "field", Some(&key))?;
+            Ok(Some(Ok(())))
         })
         .await?;
     match outcome {

@@ -354,13 +354,11 @@ pub async fn create_import(
     let stored = import.clone();
     state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<(), DbError> {
-                store::insert_import(conn, &stored, &parts)?;
-                db::jobs::insert_job(conn, &import_job(&stored.id, now))?;
-                auth.audit(conn, "import.create", "import", Some(&stored.id))?;
-                Ok(())
-            })
+        .transaction(move |conn| -> Result<(), DbError> {
+            store::insert_import(conn, &stored, &parts)?;
+            db::jobs::insert_job(conn, &import_job(&stored.id, now))?;
+            auth.audit(conn, "import.create", "import", Some(&stored.id))?;
+            Ok(())
         })
         .await?;
     state.task_ready.notify_one();
@@ -477,20 +475,18 @@ pub async fn cancel_import(
     let logged = id.clone();
     let outcome = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                let Some(import) = store::find_import(conn, &id)? else {
-                    return Ok(None);
-                };
-                if !store::cancel_import(conn, &id, db::now())? {
-                    return Ok(Some(Err(import.status)));
-                }
-                auth.audit(conn, "import.cancel", "import", Some(&id))?;
-                let import = store::find_import(conn, &id)?;
-                let total = store::count_problems(conn, &id)?;
-                let page = store::list_problems(conn, &id, 0, DEFAULT_PROBLEMS)?;
-                Ok(Some(Ok(import.map(|i| view(&i, Some((page, total, 0)))))))
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            let Some(import) = store::find_import(conn, &id)? else {
+                return Ok(None);
+            };
+            if !store::cancel_import(conn, &id, db::now())? {
+                return Ok(Some(Err(import.status)));
+            }
+            auth.audit(conn, "import.cancel", "import", Some(&id))?;
+            let import = store::find_import(conn, &id)?;
+            let total = store::count_problems(conn, &id)?;
+            let page = store::list_problems(conn, &id, 0, DEFAULT_PROBLEMS)?;
+            Ok(Some(Ok(import.map(|i| view(&i, Some((page, total, 0)))))))
         })
         .await?;
     match outcome {

@@ -170,11 +170,9 @@ pub async fn create_interest(
     let stored = interest.clone();
     let result = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                store::insert_interest(conn, &stored)?;
-                Ok(auth.audit(conn, "interest.create", "interest", Some(&stored.slug))?)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            store::insert_interest(conn, &stored)?;
+            Ok(auth.audit(conn, "interest.create", "interest", Some(&stored.slug))?)
         })
         .await;
     match result {
@@ -233,13 +231,11 @@ pub async fn update_interest(
         .to_owned();
     let updated = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                if store::update_interest(conn, &slug, &changes)? {
-                    auth.audit(conn, "interest.update", "interest", Some(&slug))?;
-                }
-                Ok(store::find_interest(conn, &slug)?)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            if store::update_interest(conn, &slug, &changes)? {
+                auth.audit(conn, "interest.update", "interest", Some(&slug))?;
+            }
+            Ok(store::find_interest(conn, &slug)?)
         })
         .await?;
     updated

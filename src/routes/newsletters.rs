@@ -440,13 +440,11 @@ pub async fn create_newsletter(
     let stored = n.clone();
     state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<(), ApiError> {
-                check_draft(conn, &state2, &stored, content_errors)?;
-                store::insert_newsletter(conn, &stored)?;
-                auth.audit(conn, "newsletter.create", "newsletter", Some(&stored.id))?;
-                Ok(())
-            })
+        .transaction(move |conn| -> Result<(), ApiError> {
+            check_draft(conn, &state2, &stored, content_errors)?;
+            store::insert_newsletter(conn, &stored)?;
+            auth.audit(conn, "newsletter.create", "newsletter", Some(&stored.id))?;
+            Ok(())
         })
         .await?;
     Ok(HttpResponse::Created().json(view(&n, None)))
@@ -488,38 +486,36 @@ pub async fn update_newsletter(
     let state2 = state.clone();
     let updated = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<Newsletter, ApiError> {
-                let current = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
-                if current.status != store::DRAFT {
-                    return Err(not_a_draft(&current.status));
-                }
-                if current.updated_at != read_at {
-                    return Err(ApiError::Conflict(
-                        "the draft was changed by someone else meanwhile; read it again and send your change again".into(),
-                    ));
-                }
-                check_draft(conn, &state2, &n, content_errors)?;
-                n.updated_at = db::now().max(n.updated_at);
-                let changes = NewsletterChanges {
-                    subject: Some(n.subject.clone()),
-                    html: Some(n.html.clone()),
-                    text: Some(n.text.clone()),
-                    variants: Some(n.variants.clone()),
-                    from_address: Some(n.from_address.clone()),
-                    reply_to: Some(n.reply_to.clone()),
-                    segment_id: Some(n.segment_id.clone()),
-                    filter: Some(n.filter.clone()),
-                    updated_at: Some(n.updated_at),
-                };
-                if !store::update_draft(conn, &n.id, &changes)? {
-                    return Err(ApiError::Conflict(
-                        "the newsletter is no longer a draft".into(),
-                    ));
-                }
-                auth.audit(conn, "newsletter.update", "newsletter", Some(&n.id))?;
-                Ok(n)
-            })
+        .transaction(move |conn| -> Result<Newsletter, ApiError> {
+            let current = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
+            if current.status != store::DRAFT {
+                return Err(not_a_draft(&current.status));
+            }
+            if current.updated_at != read_at {
+                return Err(ApiError::Conflict(
+                    "the draft was changed by someone else meanwhile; read it again and send your change again".into(),
+                ));
+            }
+            check_draft(conn, &state2, &n, content_errors)?;
+            n.updated_at = db::now().max(n.updated_at);
+            let changes = NewsletterChanges {
+                subject: Some(n.subject.clone()),
+                html: Some(n.html.clone()),
+                text: Some(n.text.clone()),
+                variants: Some(n.variants.clone()),
+                from_address: Some(n.from_address.clone()),
+                reply_to: Some(n.reply_to.clone()),
+                segment_id: Some(n.segment_id.clone()),
+                filter: Some(n.filter.clone()),
+                updated_at: Some(n.updated_at),
+            };
+            if !store::update_draft(conn, &n.id, &changes)? {
+                return Err(ApiError::Conflict(
+                    "the newsletter is no longer a draft".into(),
+                ));
+            }
+            auth.audit(conn, "newsletter.update", "newsletter", Some(&n.id))?;
+            Ok(n)
         })
         .await?;
     Ok(HttpResponse::Ok().json(view(&updated, None)))
@@ -533,18 +529,16 @@ pub async fn delete_newsletter(
     let id = path_id(&id)?;
     state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<(), ApiError> {
-                let n = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
-                if !store::delete_unsent(conn, &id)? {
-                    return Err(ApiError::Conflict(format!(
-                        "a {} newsletter is kept as the record of what was sent; only drafts (or sends cancelled before they started) can be deleted",
-                        n.status
-                    )));
-                }
-                auth.audit(conn, "newsletter.delete", "newsletter", Some(&id))?;
-                Ok(())
-            })
+        .transaction(move |conn| -> Result<(), ApiError> {
+            let n = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
+            if !store::delete_unsent(conn, &id)? {
+                return Err(ApiError::Conflict(format!(
+                    "a {} newsletter is kept as the record of what was sent; only drafts (or sends cancelled before they started) can be deleted",
+                    n.status
+                )));
+            }
+            auth.audit(conn, "newsletter.delete", "newsletter", Some(&id))?;
+            Ok(())
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -751,16 +745,14 @@ pub async fn test_newsletter(
     drop(_slot);
     let queued = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<usize, ApiError> {
-                let n = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
-                let now = db::now();
-                for mail in &mails {
-                    crate::jobs::enqueue_test_mail(conn, mail, now)?;
-                }
-                auth.audit(conn, "newsletter.test", "newsletter", Some(&n.id))?;
-                Ok(mails.len())
-            })
+        .transaction(move |conn| -> Result<usize, ApiError> {
+            let n = store::find_newsletter(conn, &id)?.ok_or(ApiError::NotFound)?;
+            let now = db::now();
+            for mail in &mails {
+                crate::jobs::enqueue_test_mail(conn, mail, now)?;
+            }
+            auth.audit(conn, "newsletter.test", "newsletter", Some(&n.id))?;
+            Ok(mails.len())
         })
         .await?;
     state.mail_ready.notify_one();

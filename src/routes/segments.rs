@@ -193,11 +193,9 @@ pub async fn create_segment(
     let stored = segment.clone();
     state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                store::insert_segment(conn, &stored)?;
-                Ok(auth.audit(conn, "segment.create", "segment", Some(&stored.id))?)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            store::insert_segment(conn, &stored)?;
+            Ok(auth.audit(conn, "segment.create", "segment", Some(&stored.id))?)
         })
         .await?;
     Ok(HttpResponse::Created().json(view(&segment, count)))
@@ -227,14 +225,12 @@ pub async fn update_segment(
     let target = id.clone();
     let updated = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                let updated = store::update_segment(conn, &target, &changes)?;
-                if updated {
-                    auth.audit(conn, "segment.update", "segment", Some(&target))?;
-                }
-                Ok(updated)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            let updated = store::update_segment(conn, &target, &changes)?;
+            if updated {
+                auth.audit(conn, "segment.update", "segment", Some(&target))?;
+            }
+            Ok(updated)
         })
         .await?;
     if !updated {
@@ -256,20 +252,18 @@ pub async fn delete_segment(
     let id = id.into_inner().to_string();
     let outcome = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                if store::lock_segment(conn, &id)?.is_none() {
-                    return Ok(None);
-                }
-                let users = store::count_newsletters_using(conn, &id)?;
-                if users > 0 {
-                    return Ok(Some(Err(users)));
-                }
-                store::detach_finished_newsletters(conn, &id)?;
-                store::delete_segment(conn, &id)?;
-                auth.audit(conn, "segment.delete", "segment", Some(&id))?;
-                Ok(Some(Ok(())))
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            if store::lock_segment(conn, &id)?.is_none() {
+                return Ok(None);
+            }
+            let users = store::count_newsletters_using(conn, &id)?;
+            if users > 0 {
+                return Ok(Some(Err(users)));
+            }
+            store::detach_finished_newsletters(conn, &id)?;
+            store::delete_segment(conn, &id)?;
+            auth.audit(conn, "segment.delete", "segment", Some(&id))?;
+            Ok(Some(Ok(())))
         })
         .await?;
     match outcome {

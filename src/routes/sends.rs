@@ -83,40 +83,38 @@ pub async fn send_newsletter(
     let id2 = id.clone();
     state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<(), ApiError> {
-                let n = store::find_newsletter(conn, &id2)?.ok_or(ApiError::NotFound)?;
-                // The same request again: answer with where the send stands, change nothing.
-                if key.is_some() && n.send_key == key && n.status != store::DRAFT {
-                    return Ok(());
-                }
-                if !matches!(n.status.as_str(), store::DRAFT | OVERDUE) {
-                    return Err(ApiError::Conflict(format!(
-                        "the newsletter is {} (send it again with the same Idempotency-Key to get its state)",
-                        n.status
-                    )));
-                }
-                if state2.settings.postal_address.is_none() {
-                    return Err(ApiError::Conflict(
-                        "sending is refused while ENLACE_POSTAL_ADDRESS is unset: bulk-mail law requires the sender's postal address in every newsletter".into(),
-                    ));
-                }
-                if n.segment_id.is_none() && n.filter.is_none() {
-                    return Err(ApiError::field("segment_id", "the newsletter needs a segment_id or a filter before it is sent"));
-                }
-                if n.updated_at != stored.updated_at {
-                    return Err(ApiError::Conflict("the newsletter changed meanwhile; try again".into()));
-                }
-                if let Err(errors) = &compiled {
-                    return Err(ApiError::Validation(errors.clone()));
-                }
-                target_filter(conn, &n).map_err(|e| ApiError::field("segment_id", e.to_string()))?;
-                if !store::schedule(conn, &n.id, send_at, key.as_deref(), now)? {
-                    return Err(ApiError::Conflict("the newsletter changed meanwhile; try again".into()));
-                }
-                auth.audit(conn, "newsletter.send", "newsletter", Some(&n.id))?;
-                Ok(())
-            })
+        .transaction(move |conn| -> Result<(), ApiError> {
+            let n = store::find_newsletter(conn, &id2)?.ok_or(ApiError::NotFound)?;
+            // The same request again: answer with where the send stands, change nothing.
+            if key.is_some() && n.send_key == key && n.status != store::DRAFT {
+                return Ok(());
+            }
+            if !matches!(n.status.as_str(), store::DRAFT | OVERDUE) {
+                return Err(ApiError::Conflict(format!(
+                    "the newsletter is {} (send it again with the same Idempotency-Key to get its state)",
+                    n.status
+                )));
+            }
+            if state2.settings.postal_address.is_none() {
+                return Err(ApiError::Conflict(
+                    "sending is refused while ENLACE_POSTAL_ADDRESS is unset: bulk-mail law requires the sender's postal address in every newsletter".into(),
+                ));
+            }
+            if n.segment_id.is_none() && n.filter.is_none() {
+                return Err(ApiError::field("segment_id", "the newsletter needs a segment_id or a filter before it is sent"));
+            }
+            if n.updated_at != stored.updated_at {
+                return Err(ApiError::Conflict("the newsletter changed meanwhile; try again".into()));
+            }
+            if let Err(errors) = &compiled {
+                return Err(ApiError::Validation(errors.clone()));
+            }
+            target_filter(conn, &n).map_err(|e| ApiError::field("segment_id", e.to_string()))?;
+            if !store::schedule(conn, &n.id, send_at, key.as_deref(), now)? {
+                return Err(ApiError::Conflict("the newsletter changed meanwhile; try again".into()));
+            }
+            auth.audit(conn, "newsletter.send", "newsletter", Some(&n.id))?;
+            Ok(())
         })
         .await?;
     state.send_ready.notify_one();
@@ -138,37 +136,35 @@ async fn transition(
     let with_progress = auth.principal.may_read_contacts();
     state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<(), ApiError> {
-                let n = store::find_newsletter(conn, &id2)?.ok_or(ApiError::NotFound)?;
-                let now = db::now();
-                let moved = if to == store::CANCELLED {
-                    store::cancel(conn, &id2, now)?
-                } else {
-                    store::transition(conn, &id2, from, to, now)?
-                };
-                if !moved {
-                    return Err(ApiError::Conflict(format!(
-                        "a {} newsletter cannot be {}",
-                        n.status,
-                        match action {
-                            "pause" => "paused",
-                            "resume" => "resumed",
-                            _ => "cancelled",
-                        }
-                    )));
-                }
-                if to == store::CANCELLED {
-                    deliveries::skip_cancelled(conn)?;
-                }
-                auth.audit(
-                    conn,
-                    &format!("newsletter.{action}"),
-                    "newsletter",
-                    Some(&id2),
-                )?;
-                Ok(())
-            })
+        .transaction(move |conn| -> Result<(), ApiError> {
+            let n = store::find_newsletter(conn, &id2)?.ok_or(ApiError::NotFound)?;
+            let now = db::now();
+            let moved = if to == store::CANCELLED {
+                store::cancel(conn, &id2, now)?
+            } else {
+                store::transition(conn, &id2, from, to, now)?
+            };
+            if !moved {
+                return Err(ApiError::Conflict(format!(
+                    "a {} newsletter cannot be {}",
+                    n.status,
+                    match action {
+                        "pause" => "paused",
+                        "resume" => "resumed",
+                        _ => "cancelled",
+                    }
+                )));
+            }
+            if to == store::CANCELLED {
+                deliveries::skip_cancelled(conn)?;
+            }
+            auth.audit(
+                conn,
+                &format!("newsletter.{action}"),
+                "newsletter",
+                Some(&id2),
+            )?;
+            Ok(())
         })
         .await?;
     state.send_ready.notify_one();

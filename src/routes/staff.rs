@@ -131,12 +131,10 @@ pub async fn create_staff(
     let hash = hash_off_thread(body.password).await?;
     let member = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| {
-                let member = auth::accounts::create_staff_member(conn, &email, role, hash)?;
-                auth.audit(conn, "staff.create", "staff", Some(&member.id))?;
-                Ok::<_, ApiError>(member)
-            })
+        .transaction(move |conn| {
+            let member = auth::accounts::create_staff_member(conn, &email, role, hash)?;
+            auth.audit(conn, "staff.create", "staff", Some(&member.id))?;
+            Ok::<_, ApiError>(member)
         })
         .await?;
     tracing::info!(staff_id = %member.id, "staff account created");
@@ -185,19 +183,17 @@ pub async fn update_staff(
     let target = id.clone();
     let member = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                if staff_db::update_staff(conn, &target, &changes)? {
-                    auth.audit(conn, "staff.update", "staff", Some(&target))?;
-                    if sign_out {
-                        staff_db::bump_token_generation(conn, &target)?;
-                        for key in staff_db::revoke_api_keys_created_by(conn, &target, db::now())? {
-                            auth.audit(conn, "api_key.revoke", "api_key", Some(&key))?;
-                        }
+        .transaction(move |conn| -> Result<_, DbError> {
+            if staff_db::update_staff(conn, &target, &changes)? {
+                auth.audit(conn, "staff.update", "staff", Some(&target))?;
+                if sign_out {
+                    staff_db::bump_token_generation(conn, &target)?;
+                    for key in staff_db::revoke_api_keys_created_by(conn, &target, db::now())? {
+                        auth.audit(conn, "api_key.revoke", "api_key", Some(&key))?;
                     }
                 }
-                Ok(staff_db::find_staff(conn, &target)?)
-            })
+            }
+            Ok(staff_db::find_staff(conn, &target)?)
         })
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -249,13 +245,11 @@ pub async fn change_own_password(
     };
     state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                staff_db::update_staff(conn, &id, &changes)?;
-                // Whoever held a token before the change (perhaps the reason for it) is signed out.
-                staff_db::bump_token_generation(conn, &id)?;
-                Ok(auth.audit(conn, "staff.password_change", "staff", Some(&id))?)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            staff_db::update_staff(conn, &id, &changes)?;
+            // Whoever held a token before the change (perhaps the reason for it) is signed out.
+            staff_db::bump_token_generation(conn, &id)?;
+            Ok(auth.audit(conn, "staff.password_change", "staff", Some(&id))?)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -414,16 +408,14 @@ pub async fn create_api_key(
     let stored = key.clone();
     let creator = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                staff_db::insert_api_key(conn, &stored)?;
-                auth.audit(conn, "api_key.create", "api_key", Some(&stored.id))?;
-                Ok(
-                    staff_db::key_creators(conn, std::slice::from_ref(&stored.id))?
-                        .pop()
-                        .map(|(_, c)| c),
-                )
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            staff_db::insert_api_key(conn, &stored)?;
+            auth.audit(conn, "api_key.create", "api_key", Some(&stored.id))?;
+            Ok(
+                staff_db::key_creators(conn, std::slice::from_ref(&stored.id))?
+                    .pop()
+                    .map(|(_, c)| c),
+            )
         })
         .await?;
     tracing::info!(api_key_id = %key.id, "API key created");
@@ -454,14 +446,12 @@ pub async fn revoke_api_key(
     let id = id.into_inner().to_string();
     let revoked = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                let revoked = staff_db::revoke_api_key(conn, &id, db::now())?;
-                if revoked {
-                    auth.audit(conn, "api_key.revoke", "api_key", Some(&id))?;
-                }
-                Ok(revoked)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            let revoked = staff_db::revoke_api_key(conn, &id, db::now())?;
+            if revoked {
+                auth.audit(conn, "api_key.revoke", "api_key", Some(&id))?;
+            }
+            Ok(revoked)
         })
         .await?;
     if revoked {

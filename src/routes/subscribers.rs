@@ -227,53 +227,51 @@ pub async fn subscriber_data(
     let id = id.into_inner().to_string();
     let found = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                let Some(subscriber) = load_view(conn, &id)? else { return Ok(None) };
-                let consent = db::consent::list_consent_events(conn, &id)?;
-                let mails = db::jobs::list_mail_for_subscriber(conn, &id)?;
-                let newsletters = db::deliveries::list_for_subscriber(conn, &id)?;
-                let address = subscriber["email"].as_str().unwrap_or_default();
-                let reports = db::mail_events::list_mail_events_for_address(
-                    conn,
-                    &tokens::email_hash(address),
-                )?;
-                // Reading someone's whole record is itself worth a line in the audit log.
-                auth.audit(conn, "subscriber.data_access", "subscriber", Some(&id))?;
-                Ok(Some(json!({
-                    "subscriber": subscriber,
-                    "consent": consent.iter().map(|c| json!({
-                        "action": c.action,
-                        "interests": serde_json::from_str::<Value>(&c.interests).unwrap_or_else(|_| json!([])),
-                        "wording": c.wording,
-                        "wording_version": c.wording_version,
-                        "language": c.language,
-                        "source": c.source,
-                        "ip": c.ip,
-                        "user_agent": c.user_agent,
-                        "at": time(c.created_at),
-                    })).collect::<Vec<_>>(),
-                    "mails": mails.iter().map(|(kind, state, created, finished)| json!({
-                        "kind": kind.trim_start_matches("mail."),
-                        "state": state,
-                        "queued_at": time(*created),
-                        "finished_at": finished.map(time),
-                    })).collect::<Vec<_>>(),
-                    "newsletters": newsletters.iter().map(|(newsletter_id, state, outcome, sent_at)| json!({
-                        "newsletter_id": newsletter_id,
-                        "state": state,
-                        "outcome": outcome,
-                        "sent_at": sent_at.map(time),
-                    })).collect::<Vec<_>>(),
-                    "mail_reports": reports.iter().map(|r| json!({
-                        "kind": r.kind,
-                        "outcome": r.outcome,
-                        "provider": r.provider,
-                        "detail": r.detail,
-                        "occurred_at": time(r.occurred_at),
-                    })).collect::<Vec<_>>(),
-                })))
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            let Some(subscriber) = load_view(conn, &id)? else { return Ok(None) };
+            let consent = db::consent::list_consent_events(conn, &id)?;
+            let mails = db::jobs::list_mail_for_subscriber(conn, &id)?;
+            let newsletters = db::deliveries::list_for_subscriber(conn, &id)?;
+            let address = subscriber["email"].as_str().unwrap_or_default();
+            let reports = db::mail_events::list_mail_events_for_address(
+                conn,
+                &tokens::email_hash(address),
+            )?;
+            // Reading someone's whole record is itself worth a line in the audit log.
+            auth.audit(conn, "subscriber.data_access", "subscriber", Some(&id))?;
+            Ok(Some(json!({
+                "subscriber": subscriber,
+                "consent": consent.iter().map(|c| json!({
+                    "action": c.action,
+                    "interests": serde_json::from_str::<Value>(&c.interests).unwrap_or_else(|_| json!([])),
+                    "wording": c.wording,
+                    "wording_version": c.wording_version,
+                    "language": c.language,
+                    "source": c.source,
+                    "ip": c.ip,
+                    "user_agent": c.user_agent,
+                    "at": time(c.created_at),
+                })).collect::<Vec<_>>(),
+                "mails": mails.iter().map(|(kind, state, created, finished)| json!({
+                    "kind": kind.trim_start_matches("mail."),
+                    "state": state,
+                    "queued_at": time(*created),
+                    "finished_at": finished.map(time),
+                })).collect::<Vec<_>>(),
+                "newsletters": newsletters.iter().map(|(newsletter_id, state, outcome, sent_at)| json!({
+                    "newsletter_id": newsletter_id,
+                    "state": state,
+                    "outcome": outcome,
+                    "sent_at": sent_at.map(time),
+                })).collect::<Vec<_>>(),
+                "mail_reports": reports.iter().map(|r| json!({
+                    "kind": r.kind,
+                    "outcome": r.outcome,
+                    "provider": r.provider,
+                    "detail": r.detail,
+                    "occurred_at": time(r.occurred_at),
+                })).collect::<Vec<_>>(),
+            })))
         })
         .await?;
     found
@@ -296,33 +294,31 @@ pub async fn erase_subscriber(
     let logged = id.clone();
     let erased = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                let Some(subscriber) = store::find_subscriber(conn, &id)? else {
-                    return Ok(None);
-                };
-                // Delete first: of two erasures at once, the second finds nothing to delete.
-                if !store::delete_subscriber(conn, &id)? {
-                    return Ok(None);
-                }
-                let now = db::now();
-                let hash = tokens::email_hash(&subscriber.email);
-                db::mail_events::forget_details(conn, &hash)?;
-                db::deliveries::forget_outcomes(conn, &id)?;
-                crate::imports::forget_address(conn, &subscriber.email)?;
-                if db::suppressions::find_suppression(conn, &hash)?.is_none() {
-                    db::suppressions::insert_suppression(
-                        conn,
-                        &hash,
-                        SuppressionReason::Erased.as_str(),
-                        now,
-                    )?;
-                }
-                store::insert_tombstone(conn, &id, now)?;
-                crate::webhooks::emit_erased(conn, &id, now)?;
-                auth.audit(conn, "subscriber.erase", "subscriber", Some(&id))?;
-                Ok(Some(subscriber.email))
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            let Some(subscriber) = store::find_subscriber(conn, &id)? else {
+                return Ok(None);
+            };
+            // Delete first: of two erasures at once, the second finds nothing to delete.
+            if !store::delete_subscriber(conn, &id)? {
+                return Ok(None);
+            }
+            let now = db::now();
+            let hash = tokens::email_hash(&subscriber.email);
+            db::mail_events::forget_details(conn, &hash)?;
+            db::deliveries::forget_outcomes(conn, &id)?;
+            crate::imports::forget_address(conn, &subscriber.email)?;
+            if db::suppressions::find_suppression(conn, &hash)?.is_none() {
+                db::suppressions::insert_suppression(
+                    conn,
+                    &hash,
+                    SuppressionReason::Erased.as_str(),
+                    now,
+                )?;
+            }
+            store::insert_tombstone(conn, &id, now)?;
+            crate::webhooks::emit_erased(conn, &id, now)?;
+            auth.audit(conn, "subscriber.erase", "subscriber", Some(&id))?;
+            Ok(Some(subscriber.email))
         })
         .await?;
     let Some(address) = erased else {
@@ -620,63 +616,61 @@ pub async fn update_subscriber(
     let attributes = body.attributes;
     let updated = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, ApiError> {
-                let Some(current) = store::find_subscriber(conn, &id)? else {
-                    return Ok(None);
-                };
-                // Check interests and non-null attributes against every declaration.
-                let catalog = crate::signup::PublicCatalog::load_for_staff(conn)?;
-                let probe = crate::signup::Signup {
-                    email: crate::domain::Email::parse(&current.email)
-                        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?,
-                    name: None,
-                    language: Language::En,
-                    interests: interests.clone(),
+        .transaction(move |conn| -> Result<_, ApiError> {
+            let Some(current) = store::find_subscriber(conn, &id)? else {
+                return Ok(None);
+            };
+            // Check interests and non-null attributes against every declaration.
+            let catalog = crate::signup::PublicCatalog::load_for_staff(conn)?;
+            let probe = crate::signup::Signup {
+                email: crate::domain::Email::parse(&current.email)
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?,
+                name: None,
+                language: Language::En,
+                interests: interests.clone(),
+                source: None,
+                attributes: attributes
+                    .iter()
+                    .flatten()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                evidence: Default::default(),
+            };
+            let checked = catalog.check(&probe).map_err(ApiError::Validation)?;
+            let mut merged: serde_json::Map<String, Value> =
+                serde_json::from_str(&current.attributes).unwrap_or_default();
+            for (key, value) in attributes.iter().flatten() {
+                if value.is_null() {
+                    merged.remove(key);
+                }
+            }
+            merged.extend(checked);
+            let merged = Value::Object(merged).to_string();
+            let now = db::now();
+            store::update_profile(
+                conn,
+                &id,
+                &store::ProfileChanges {
+                    name: name.as_ref().map(|n| n.as_ref().map(Name::as_str)),
+                    language: language.map(Language::as_str),
+                    attributes: Some(&merged),
                     source: None,
-                    attributes: attributes
-                        .iter()
-                        .flatten()
-                        .filter(|(_, v)| !v.is_null())
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                    evidence: Default::default(),
-                };
-                let checked = catalog.check(&probe).map_err(ApiError::Validation)?;
-                let mut merged: serde_json::Map<String, Value> =
-                    serde_json::from_str(&current.attributes).unwrap_or_default();
-                for (key, value) in attributes.iter().flatten() {
-                    if value.is_null() {
-                        merged.remove(key);
-                    }
-                }
-                merged.extend(checked);
-                let merged = Value::Object(merged).to_string();
-                let now = db::now();
-                store::update_profile(
-                    conn,
-                    &id,
-                    &store::ProfileChanges {
-                        name: name.as_ref().map(|n| n.as_ref().map(Name::as_str)),
-                        language: language.map(Language::as_str),
-                        attributes: Some(&merged),
-                        source: None,
-                        updated_at: now,
-                    },
-                )?;
-                if interests_given {
-                    let slugs: Vec<&str> = interests.iter().map(InterestSlug::as_str).collect();
-                    store::replace_interests(conn, &id, &slugs, now)?;
-                }
-                crate::webhooks::emit_subscriber(
-                    conn,
-                    crate::webhooks::EventType::SubscriberUpdated,
-                    &id,
-                    now,
-                )?;
-                auth.audit(conn, "subscriber.update", "subscriber", Some(&id))?;
-                Ok(load_view(conn, &id)?)
-            })
+                    updated_at: now,
+                },
+            )?;
+            if interests_given {
+                let slugs: Vec<&str> = interests.iter().map(InterestSlug::as_str).collect();
+                store::replace_interests(conn, &id, &slugs, now)?;
+            }
+            crate::webhooks::emit_subscriber(
+                conn,
+                crate::webhooks::EventType::SubscriberUpdated,
+                &id,
+                now,
+            )?;
+            auth.audit(conn, "subscriber.update", "subscriber", Some(&id))?;
+            Ok(load_view(conn, &id)?)
         })
         .await?;
     updated

@@ -147,15 +147,13 @@ pub async fn create_webhook(
     let stored = endpoint.clone();
     let created = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                if store::list_endpoints(conn)?.len() >= MAX_ENDPOINTS {
-                    return Ok(false);
-                }
-                store::insert_endpoint(conn, &stored)?;
-                auth.audit(conn, "webhook.create", "webhook", Some(&stored.id))?;
-                Ok(true)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            if store::list_endpoints(conn)?.len() >= MAX_ENDPOINTS {
+                return Ok(false);
+            }
+            store::insert_endpoint(conn, &stored)?;
+            auth.audit(conn, "webhook.create", "webhook", Some(&stored.id))?;
+            Ok(true)
         })
         .await?;
     if !created {
@@ -229,31 +227,29 @@ pub async fn update_webhook(
     let enabled = body.enabled;
     let updated = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                let Some(current) = store::find_endpoint(conn, &id)? else {
-                    return Ok(None);
-                };
-                let now = db::now();
-                let changes = EndpointChanges {
-                    url,
-                    description,
-                    event_types: events.map(|e| serde_json::to_string(&e).unwrap_or_default()),
-                    enabled,
-                    disabled_reason: match enabled {
-                        Some(true) => Some(None),
-                        Some(false) if current.enabled => Some(Some("disabled by staff".into())),
-                        _ => None,
-                    },
-                    updated_at: Some(now),
-                };
-                store::update_endpoint(conn, &id, &changes)?;
-                if enabled == Some(false) {
-                    store::drop_pending_for_endpoint(conn, &id, "the endpoint was disabled", now)?;
-                }
-                auth.audit(conn, "webhook.update", "webhook", Some(&id))?;
-                Ok(store::find_endpoint(conn, &id)?)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            let Some(current) = store::find_endpoint(conn, &id)? else {
+                return Ok(None);
+            };
+            let now = db::now();
+            let changes = EndpointChanges {
+                url,
+                description,
+                event_types: events.map(|e| serde_json::to_string(&e).unwrap_or_default()),
+                enabled,
+                disabled_reason: match enabled {
+                    Some(true) => Some(None),
+                    Some(false) if current.enabled => Some(Some("disabled by staff".into())),
+                    _ => None,
+                },
+                updated_at: Some(now),
+            };
+            store::update_endpoint(conn, &id, &changes)?;
+            if enabled == Some(false) {
+                store::drop_pending_for_endpoint(conn, &id, "the endpoint was disabled", now)?;
+            }
+            auth.audit(conn, "webhook.update", "webhook", Some(&id))?;
+            Ok(store::find_endpoint(conn, &id)?)
         })
         .await?;
     updated
@@ -270,16 +266,14 @@ pub async fn delete_webhook(
     let id = id.into_inner().to_string();
     let deleted = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                if store::find_endpoint(conn, &id)?.is_none() {
-                    return Ok(false);
-                }
-                store::drop_pending_for_endpoint(conn, &id, "the endpoint was deleted", db::now())?;
-                store::delete_endpoint(conn, &id)?;
-                auth.audit(conn, "webhook.delete", "webhook", Some(&id))?;
-                Ok(true)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            if store::find_endpoint(conn, &id)?.is_none() {
+                return Ok(false);
+            }
+            store::drop_pending_for_endpoint(conn, &id, "the endpoint was deleted", db::now())?;
+            store::delete_endpoint(conn, &id)?;
+            auth.audit(conn, "webhook.delete", "webhook", Some(&id))?;
+            Ok(true)
         })
         .await?;
     if deleted {
@@ -306,14 +300,12 @@ pub async fn rotate_webhook_secret(
     let stored = secret.clone();
     let rotated = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                if !store::rotate_secret(conn, &id, &stored, until, now)? {
-                    return Ok(false);
-                }
-                auth.audit(conn, "webhook.rotate_secret", "webhook", Some(&id))?;
-                Ok(true)
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            if !store::rotate_secret(conn, &id, &stored, until, now)? {
+                return Ok(false);
+            }
+            auth.audit(conn, "webhook.rotate_secret", "webhook", Some(&id))?;
+            Ok(true)
         })
         .await?;
     if !rotated {
@@ -335,18 +327,16 @@ pub async fn test_webhook(
     let id = id.into_inner().to_string();
     let queued = state
         .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, DbError> {
-                let Some(endpoint) = store::find_endpoint(conn, &id)? else {
-                    return Ok(None);
-                };
-                if !endpoint.enabled {
-                    return Ok(Some(Err(())));
-                }
-                let message_id = webhooks::queue_test(conn, &id, db::now())?;
-                auth.audit(conn, "webhook.test", "webhook", Some(&id))?;
-                Ok(Some(Ok(message_id)))
-            })
+        .transaction(move |conn| -> Result<_, DbError> {
+            let Some(endpoint) = store::find_endpoint(conn, &id)? else {
+                return Ok(None);
+            };
+            if !endpoint.enabled {
+                return Ok(Some(Err(())));
+            }
+            let message_id = webhooks::queue_test(conn, &id, db::now())?;
+            auth.audit(conn, "webhook.test", "webhook", Some(&id))?;
+            Ok(Some(Ok(message_id)))
         })
         .await?;
     match queued {

@@ -190,26 +190,22 @@ impl RenderGuard {
     ) -> bool {
         let (id, claim_id) = (newsletter_id.to_owned(), claim.to_owned());
         let written = db
-            .write(move |conn| {
-                db::write_transaction(conn, |c| -> diesel::QueryResult<Option<i32>> {
-                    newsletters::clear_render_marks(c, std::slice::from_ref(&claim_id))?;
-                    if failures == 0 {
-                        return Ok(None);
-                    }
-                    let total = newsletters::add_render_failures(c, &id, failures)?;
-                    if total < MAX_RENDER_FAILURES {
-                        return Ok(None);
-                    }
-                    let reason = format!(
-                        "{total} messages could not be rendered (the last: {}); check the content, then resume or cancel the send",
-                        last.as_deref()
-                            .unwrap_or("unknown")
-                            .trim_start_matches(RENDER_FAILURE)
-                    );
-                    Ok(newsletters::pause_with_reason(c, &id, &reason, db::now())?
-                        .then_some(total))
-                })
-                .map_err(db::DbError::from)
+            .transaction(move |c| -> Result<Option<i32>, db::DbError> {
+                newsletters::clear_render_marks(c, std::slice::from_ref(&claim_id))?;
+                if failures == 0 {
+                    return Ok(None);
+                }
+                let total = newsletters::add_render_failures(c, &id, failures)?;
+                if total < MAX_RENDER_FAILURES {
+                    return Ok(None);
+                }
+                let reason = format!(
+                    "{total} messages could not be rendered (the last: {}); check the content, then resume or cancel the send",
+                    last.as_deref()
+                        .unwrap_or("unknown")
+                        .trim_start_matches(RENDER_FAILURE)
+                );
+                Ok(newsletters::pause_with_reason(c, &id, &reason, db::now())?.then_some(total))
             })
             .await;
         match written {

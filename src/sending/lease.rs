@@ -85,13 +85,10 @@ impl Leases {
         let until = now + self.length;
         let renewed = {
             let claims = claims.clone();
-            db.write(move |conn| {
-                db::write_transaction(conn, |c| {
-                    // A batch still being rendered keeps its mark alive with its lease.
-                    db::newsletters::renew_render_marks(c, &claims, until)?;
-                    deliveries::renew_claims(c, &newsletters, &claims, until)
-                })
-                .map_err(db::DbError::from)
+            db.transaction(move |c| -> Result<_, db::DbError> {
+                // A batch still being rendered keeps its mark alive with its lease.
+                db::newsletters::renew_render_marks(c, &claims, until)?;
+                Ok(deliveries::renew_claims(c, &newsletters, &claims, until)?)
             })
             .await
         };

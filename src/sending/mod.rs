@@ -138,21 +138,16 @@ impl Round {
                 engine
                     .db
                     .clone()
-                    .write(move |conn| {
-                        db::write_transaction(conn, |c| {
-                            engine.render_guard.claim(
-                                c,
-                                &guard::ClaimRequest {
-                                    newsletter_id: &id,
-                                    claim: &claim,
-                                    now,
-                                    until: now + lease,
-                                    limit,
-                                    take_expired,
-                                },
-                            )
-                        })
-                        .map_err(db::DbError::from)
+                    .transaction(move |c| -> Result<_, db::DbError> {
+                        let request = guard::ClaimRequest {
+                            newsletter_id: &id,
+                            claim: &claim,
+                            now,
+                            until: now + lease,
+                            limit,
+                            take_expired,
+                        };
+                        Ok(engine.render_guard.claim(c, &request)?)
                     })
                     .await?
             };
@@ -224,9 +219,8 @@ impl Engine {
         let cutoff = now - self.overdue_after;
         let held = self
             .db
-            .write(move |conn| {
-                db::write_transaction(conn, |c| newsletters::hold_overdue(c, cutoff, now))
-                    .map_err(db::DbError::from)
+            .transaction(move |c| -> Result<_, db::DbError> {
+                Ok(newsletters::hold_overdue(c, cutoff, now)?)
             })
             .await?;
         for id in held {
@@ -252,19 +246,16 @@ impl Engine {
         }
         let finished = self
             .db
-            .write(move |conn| {
-                db::write_transaction(conn, |c| {
-                    deliveries::skip_cancelled(c)?;
-                    let finished = newsletters::finish_completed(c, now)?;
-                    crate::webhooks::emit_newsletters(
-                        c,
-                        crate::webhooks::EventType::NewsletterFinished,
-                        &finished,
-                        now,
-                    )?;
-                    Ok::<_, diesel::result::Error>(finished)
-                })
-                .map_err(db::DbError::from)
+            .transaction(move |c| -> Result<_, db::DbError> {
+                deliveries::skip_cancelled(c)?;
+                let finished = newsletters::finish_completed(c, now)?;
+                crate::webhooks::emit_newsletters(
+                    c,
+                    crate::webhooks::EventType::NewsletterFinished,
+                    &finished,
+                    now,
+                )?;
+                Ok(finished)
             })
             .await?;
         for id in finished {

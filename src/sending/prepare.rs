@@ -46,27 +46,25 @@ pub async fn start(
 ) -> anyhow::Result<Option<usize>> {
     let backend = db.backend();
     let started = db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> anyhow::Result<Option<usize>> {
-                if !newsletters::start_sending(conn, &newsletter.id, now)? {
-                    return Ok(None);
-                }
-                let filter = target_filter(conn, &newsletter)?;
-                let count = deliveries::insert_recipients(
-                    conn,
-                    &newsletter.id,
-                    segments::condition(&filter, backend),
-                    now,
-                )?;
-                let started = [newsletter.id.clone()];
-                crate::webhooks::emit_newsletters(
-                    conn,
-                    crate::webhooks::EventType::NewsletterStarted,
-                    &started,
-                    now,
-                )?;
-                Ok(Some(count))
-            })
+        .transaction(move |conn| -> anyhow::Result<Option<usize>> {
+            if !newsletters::start_sending(conn, &newsletter.id, now)? {
+                return Ok(None);
+            }
+            let filter = target_filter(conn, &newsletter)?;
+            let count = deliveries::insert_recipients(
+                conn,
+                &newsletter.id,
+                segments::condition(&filter, backend),
+                now,
+            )?;
+            let started = [newsletter.id.clone()];
+            crate::webhooks::emit_newsletters(
+                conn,
+                crate::webhooks::EventType::NewsletterStarted,
+                &started,
+                now,
+            )?;
+            Ok(Some(count))
         })
         .await?;
     // PostgreSQL plans by its statistics, which autovacuum refreshes only a minute or more
@@ -222,13 +220,11 @@ pub(super) async fn prepare(
             let ids: Vec<String> = batch.into_iter().map(|d| d.subscriber_id).collect();
             engine
                 .db
-                .write(move |conn| {
-                    db::write_transaction(conn, |c| -> Result<(), DbError> {
-                        newsletters::pause_with_reason(c, &id, &why, db::now())?;
-                        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-                        deliveries::put_back(c, &id, &claim, &refs, db::now(), false, None)?;
-                        Ok(())
-                    })
+                .transaction(move |c| -> Result<(), DbError> {
+                    newsletters::pause_with_reason(c, &id, &why, db::now())?;
+                    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    deliveries::put_back(c, &id, &claim, &refs, db::now(), false, None)?;
+                    Ok(())
                 })
                 .await?;
             return Ok(Vec::new());
