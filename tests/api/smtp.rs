@@ -50,7 +50,7 @@ fn start_sink(listener: TcpListener) -> Arc<Mutex<Vec<Vec<u8>>>> {
 }
 
 /// Serves SMTP on `listener` in a thread, each connection handled by a clone of `handler`.
-fn serve(handler: impl Handler + Clone + Send + 'static, listener: TcpListener) {
+pub(crate) fn serve(handler: impl Handler + Clone + Send + 'static, listener: TcpListener) {
     let mut server = Server::new(handler);
     server
         .with_name("sink.test")

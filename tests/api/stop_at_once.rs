@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use enlace::auth::Role;
 use mailin_embedded::response::{Response, OK};
-use mailin_embedded::{Handler, Server, SslConfig};
+use mailin_embedded::Handler;
 use serde_json::json;
 
 use crate::helpers::{spawn_app_sharing, spawn_app_with_smtp_manual, TestApp};
@@ -75,16 +75,7 @@ fn start_recorder(hold: bool) -> (u16, Recorder) {
     let port = listener.local_addr().unwrap().port();
     let recorder = Recorder::default();
     recorder.hold.store(hold, Ordering::SeqCst);
-    let mut server = Server::new(recorder.clone());
-    server
-        .with_name("recorder.test")
-        .with_ssl(SslConfig::None)
-        .unwrap()
-        .with_num_threads(16)
-        .with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
+    crate::smtp::serve(recorder.clone(), listener);
     (port, recorder)
 }
 
@@ -98,6 +89,19 @@ async fn app_sending_to(port: u16, connections: usize, rate: u32) -> TestApp {
         s.send_rate = rate;
     })
     .await
+}
+
+/// Adds `people` confirmed subscribers, sends them a newsletter and runs the engine in the
+/// background until the send is done.
+async fn start_send(
+    app: &TestApp,
+    admin: &str,
+    people: usize,
+) -> tokio::task::JoinHandle<anyhow::Result<usize>> {
+    add_people(app, people);
+    send_plain(app, admin).await;
+    let engine = app.engine.clone();
+    tokio::spawn(async move { engine.run_pending(enlace::db::now()).await })
 }
 
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -165,10 +169,7 @@ async fn people_who_stop_mail_mid_send_get_none_of_the_messages_prepared_for_the
     let other = spawn_app_sharing(&app).await;
     let admin = app.staff_token(Role::Admin).await;
     let people = 40;
-    add_people(&app, people);
-    send_plain(&app, &admin).await;
-    let engine = app.engine.clone();
-    let sending = tokio::spawn(async move { engine.run_pending(enlace::db::now()).await });
+    let sending = start_send(&app, &admin, people).await;
 
     // The first message is held at its final dot; the engine claims and renders rounds ahead
     // until its queue is full, and then claims no more.
@@ -255,10 +256,7 @@ async fn an_unsubscribe_answered_mid_send_stops_every_message_not_yet_in_its_smt
     let other = spawn_app_sharing(&app).await;
     let admin = app.staff_token(Role::Admin).await;
     let people = 600;
-    add_people(&app, people);
-    send_plain(&app, &admin).await;
-    let engine = app.engine.clone();
-    let sending = tokio::spawn(async move { engine.run_pending(enlace::db::now()).await });
+    let sending = start_send(&app, &admin, people).await;
 
     wait_until("the send to start", Duration::from_secs(20), || {
         !server.delivered.lock().unwrap().is_empty()
