@@ -1,15 +1,12 @@
 //! Every error the API answers, as RFC 9457 `application/problem+json`.
 
-use std::collections::BTreeMap;
-
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::db::DbError;
 
-/// Field name → what is wrong with it.
-pub type FieldErrors = BTreeMap<String, Vec<String>>;
+pub use crate::domain::FieldErrors;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -84,12 +81,7 @@ impl From<diesel::result::Error> for ApiError {
 
 impl ApiError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        let mut errors = FieldErrors::new();
-        errors
-            .entry(field.to_owned())
-            .or_default()
-            .push(message.into());
-        Self::Validation(errors)
+        Self::Validation(FieldErrors::one(field, message))
     }
 
     fn kind(&self) -> (&'static str, &'static str) {

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod routes;
 pub mod sending;
+pub mod services;
 pub mod signup;
 pub mod startup;
 pub mod telemetry;

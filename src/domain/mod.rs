@@ -2,11 +2,13 @@
 
 mod attributes;
 mod email;
+mod field_errors;
 pub mod segment;
 mod subscriber;
 
 pub use attributes::{AttributeError, FieldDeclaration, FieldType};
 pub use email::{canonical_domain, redact_addresses, Email};
+pub use field_errors::FieldErrors;
 pub use segment::{
     AttributeCondition, AttributeOp, AttributeValue, FilterErrors, Scalar, SegmentFilter, TimeRange,
 };

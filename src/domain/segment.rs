@@ -2,8 +2,6 @@
 //! limits against hostile input and checked against the declared fields and interests.
 //! `db::segments` turns one into SQL.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, SubsecRound, Utc};
 use serde_json::{json, Map, Number, Value};
 
@@ -19,7 +17,7 @@ pub const MAX_LIST: usize = 100;
 const MAX_DOMAIN_CHARS: usize = 253;
 
 /// Path (`filter.all[2].attribute.op`) → what is wrong there.
-pub type FilterErrors = BTreeMap<String, Vec<String>>;
+pub type FilterErrors = super::FieldErrors;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum SegmentFilter {

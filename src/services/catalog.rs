@@ -1,0 +1,1 @@
+//! Use cases: catalog (being moved here from the route handlers).

@@ -1,0 +1,1 @@
+//! Use cases: imports (being moved here from the route handlers).

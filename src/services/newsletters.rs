@@ -1,0 +1,1 @@
+//! Use cases: newsletters (being moved here from the route handlers).

@@ -1,0 +1,1 @@
+//! Use cases: segments (being moved here from the route handlers).

@@ -1,0 +1,1 @@
+//! Use cases: staff (being moved here from the route handlers).

@@ -1,0 +1,1 @@
+//! Use cases: subscribers (being moved here from the route handlers).

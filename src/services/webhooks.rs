@@ -1,0 +1,1 @@
+//! Use cases: webhooks (being moved here from the route handlers).
