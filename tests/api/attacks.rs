@@ -8,7 +8,7 @@ use base64::Engine;
 use enlace::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, TestApp};
 
 const PROBLEM: &str = "application/problem+json";
 
@@ -58,7 +58,10 @@ async fn problem(res: reqwest::Response) -> (u16, Value) {
 
 #[tokio::test]
 async fn header_breaks_in_names_subjects_and_addresses_never_reach_a_message() {
-    let app = spawn_app_with(|s| s.postal_address = Some("1 Main St".into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postal_address = Some("1 Main St".into()))
+        .spawn()
+        .await;
     let editor = app.staff_token(Role::Editor).await;
     // Public signups and staff-added people: a name with a line break is refused.
     for name in [
@@ -157,7 +160,10 @@ async fn header_breaks_in_names_subjects_and_addresses_never_reach_a_message() {
 
 #[tokio::test]
 async fn markup_in_merge_fields_is_escaped_in_mail_previews_and_pages() {
-    let app = spawn_app_with(|s| s.postal_address = Some("1 Main St".into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postal_address = Some("1 Main St".into()))
+        .spawn()
+        .await;
     app.add_interest("news", true);
     app.add_field("city", "text", &[], true);
     let name = "<script>alert(\"n\")</script>";
@@ -486,7 +492,7 @@ async fn forged_and_misused_credentials_get_401_and_change_nothing() {
     app.add_interest("news", true);
     let admin_id = app.add_staff("admin@example.org", Role::Admin);
     let admin = app.sign_in("admin@example.org").await;
-    app.add_staff("editor@example.org", Role::Editor);
+    let editor_id = app.add_staff("editor@example.org", Role::Editor);
     let editor = app.sign_in("editor@example.org").await;
     let header = part(&editor, 0);
     let claims = part(&editor, 1);
@@ -624,7 +630,7 @@ async fn forged_and_misused_credentials_get_401_and_change_nothing() {
         assert_eq!(problem(res).await.0, 401, "{what}");
     }
     // A disabled account's token stops working at once.
-    app.sql("UPDATE staff SET disabled = TRUE WHERE email = 'editor@example.org'");
+    app.disable_staff(&editor_id);
     let res = app.get_as(&editor, "/api/v1/interests").await;
     assert_eq!(problem(res).await.0, 401, "disabled account");
     assert_eq!(app.count("interests WHERE slug = 'forged'"), 0);

@@ -12,7 +12,7 @@ use mailin_embedded::{Handler, Server, SslConfig};
 use serde_json::json;
 
 use crate::dkim::{assert_dkim_pass, Key, KeyFile};
-use crate::helpers::{parse_mail, spawn_app_with_smtp, spawn_app_with_smtp_manual, TestApp};
+use crate::helpers::{parse_mail, Person, TestApp};
 use crate::newsletters::{add_people, newsletter, post, send_plain, POSTAL};
 
 /// What the server received: (recipient, raw message) in order.
@@ -104,12 +104,15 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
 async fn hard_bounces_suppress_soft_failures_retry_and_messages_are_dkim_signed() {
     let (port, received) = start_sink();
     let key_file = KeyFile::new(Key::Ed25519);
-    let app = spawn_app_with_smtp_manual(|s| {
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        s.postal_address = Some(POSTAL.into());
-        key_file.configure(s);
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+            s.postal_address = Some(POSTAL.into());
+            key_file.configure(s);
+        })
+        .real_mail()
+        .spawn()
+        .await;
     let token = app.staff_token(Role::Editor).await;
     // A From outside the signing domain would fail DMARC at every receiver: refused at save.
     let misaligned = app
@@ -172,13 +175,17 @@ async fn hard_bounces_suppress_soft_failures_retry_and_messages_are_dkim_signed(
 #[tokio::test]
 async fn a_pause_takes_effect_within_a_second_and_resume_repeats_nothing() {
     let (port, received) = start_sink();
-    let app = spawn_app_with_smtp(|s| {
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        s.postal_address = Some(POSTAL.into());
-        s.send_rate = 40;
-        s.send_concurrency = 4;
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+            s.postal_address = Some(POSTAL.into());
+            s.send_rate = 40;
+            s.send_concurrency = 4;
+        })
+        .real_mail()
+        .running_workers()
+        .spawn()
+        .await;
     let token = app.staff_token(Role::Editor).await;
     add_people(&app, 120);
     let id = &send_plain(&app, &token).await;
@@ -225,20 +232,15 @@ async fn a_pause_takes_effect_within_a_second_and_resume_repeats_nothing() {
     .await;
 }
 
-/// Adds `count` confirmed subscribers (`p00000@example.org`…) in one statement.
+/// Adds `count` confirmed subscribers (`p00000@example.org`…).
 fn seed_confirmed(app: &TestApp, count: usize) {
-    let values: Vec<String> = (0..count)
-        .map(|i| {
-            format!(
-                "('{}', 'p{i:05}@example.org', 'en', 'confirmed', '{{}}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
-                uuid::Uuid::now_v7()
-            )
+    let people: Vec<Person> = (0..count)
+        .map(|i| Person {
+            confirmed: None,
+            ..Person::new(format!("p{i:05}@example.org"))
         })
         .collect();
-    app.sql(&format!(
-        "INSERT INTO subscribers (id, email, language, status, attributes, created_at, updated_at) VALUES {}",
-        values.join(",")
-    ));
+    app.seed_people(&people);
 }
 
 /// Starts the real binary against the test's database, sending through `smtp_port`.
@@ -271,7 +273,11 @@ async fn killed_mid_send_and_restarted_every_recipient_gets_it_with_duplicates_b
     const CONCURRENCY: usize = 4;
     let (port, received) = start_sink();
     // This process only serves the API; the sending is done by the binary below.
-    let app = spawn_app_with_smtp_manual(|s| s.postal_address = Some(POSTAL.into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postal_address = Some(POSTAL.into()))
+        .real_mail()
+        .spawn()
+        .await;
     let token = app.staff_token(Role::Editor).await;
     seed_confirmed(&app, RECIPIENTS);
     send_plain(&app, &token).await;
@@ -325,7 +331,11 @@ async fn killed_mid_send_and_restarted_every_recipient_gets_it_with_duplicates_b
 async fn two_enlace_serve_processes_on_one_database_send_one_newsletter_without_duplicates() {
     const RECIPIENTS: usize = 1000;
     let (port, received) = start_sink();
-    let app = spawn_app_with_smtp_manual(|s| s.postal_address = Some(POSTAL.into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postal_address = Some(POSTAL.into()))
+        .real_mail()
+        .spawn()
+        .await;
     let token = app.staff_token(Role::Editor).await;
     seed_confirmed(&app, RECIPIENTS);
     let dirs: Vec<_> = (0..2)

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use enlace::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::TestApp;
 
 use enlace::auth::SCOPES;
 
@@ -200,7 +200,10 @@ const WALKED: [(&str, &str); 11] = [
 
 #[tokio::test]
 async fn every_scope_gets_counts_only_with_the_right_to_read_contacts() {
-    let app = spawn_app_with(|s| s.postal_address = Some("Calle 1, Ourense".into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postal_address = Some("Calle 1, Ourense".into()))
+        .spawn()
+        .await;
     let (admin, callers) = callers(&app).await;
     let f = fixture(&app, &admin).await;
     let segment = format!("/api/v1/segments/{}", f.segment);
@@ -261,10 +264,7 @@ async fn every_scope_gets_counts_only_with_the_right_to_read_contacts() {
             ("resume", "paused"),
             ("cancel", "sending"),
         ] {
-            app.sql(&format!(
-                "UPDATE newsletters SET status = '{from}' WHERE id = '{}'",
-                f.newsletter
-            ));
+            app.set_newsletter_status(Some(&f.newsletter), from);
             let a = answer(
                 app.send_as(t, "POST", &format!("{newsletter}/{op}"), json!({}))
                     .await,
@@ -272,10 +272,7 @@ async fn every_scope_gets_counts_only_with_the_right_to_read_contacts() {
             .await;
             seen(op, check(c, op, &a, "progress", &is_progress));
         }
-        app.sql(&format!(
-            "UPDATE newsletters SET status = 'sent' WHERE id = '{}'",
-            f.newsletter
-        ));
+        app.set_newsletter_status(Some(&f.newsletter), "sent");
 
         let a = answer(
             app.send_as(t, "DELETE", "/api/v1/interests/news", json!(null))

@@ -7,23 +7,26 @@ use std::path::{Path, PathBuf};
 use enlace::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with_smtp_manual, TestApp};
+use crate::helpers::TestApp;
 
 /// An application whose data folder does not exist yet (Enlace creates it): the SQLite database
 /// in it, the secret key generated into it, and mail written to its outbox (no SMTP).
 async fn app_on_a_fresh_data_folder() -> (TestApp, PathBuf) {
     let mut data = PathBuf::new();
-    let app = spawn_app_with_smtp_manual(|s| {
-        data = s.data_dir.join("data");
-        if s.database_url.starts_with("sqlite://") {
-            s.database_url = format!("sqlite://{}", data.join("enlace.db").display());
-        }
-        s.data_dir = data.clone();
-        s.secret_key = None;
-        s.smtp_url = None;
-        s.postal_address = Some("Calle Mayor 1, Ourense".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            data = s.data_dir.join("data");
+            if s.database_url.starts_with("sqlite://") {
+                s.database_url = format!("sqlite://{}", data.join("enlace.db").display());
+            }
+            s.data_dir = data.clone();
+            s.secret_key = None;
+            s.smtp_url = None;
+            s.postal_address = Some("Calle Mayor 1, Ourense".into());
+        })
+        .real_mail()
+        .spawn()
+        .await;
     (app, data)
 }
 
@@ -215,9 +218,7 @@ async fn an_erasure_leaves_no_byte_of_the_person_in_the_data_folder_or_any_row()
     );
     assert!(app.run_jobs().await > 0, "the confirmation mail");
     // Confirmed, their details changed a few times (old versions of the row are written too).
-    app.sql(&format!(
-        "UPDATE subscribers SET status = 'confirmed', confirmed_at = created_at WHERE id = '{id}'"
-    ));
+    app.set_status(&id, "confirmed");
     for city in ["Lugo", PERSON.city] {
         let res = app
             .send_as(

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use viadkim::verifier::LookupTxt;
 use viadkim::{DkimResult, HeaderFields, VerificationStatus};
 
-use crate::helpers::{spawn_app_with, spawn_app_with_smtp_manual, TestApp};
+use crate::helpers::TestApp;
 use crate::newsletters::{create, post, POSTAL};
 use crate::smtp::scripted_server;
 
@@ -234,11 +234,13 @@ async fn create_newsletter(app: &TestApp, token: &str, text: Option<&str>) -> St
 /// person named "José Núñez", each verified.
 async fn every_kind_of_message_verifies(key: Key) {
     let file = KeyFile::new(key);
-    let app = spawn_app_with(|s| {
-        s.postal_address = Some(POSTAL.into());
-        file.configure(s);
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.postal_address = Some(POSTAL.into());
+            file.configure(s);
+        })
+        .spawn()
+        .await;
     let person = "jose@example.org";
     app.subscribe(json!({"email": person, "name": "José Núñez", "language": "es"}))
         .await;
@@ -331,12 +333,15 @@ async fn every_kind_of_message_verifies_with_an_ed25519_key() {
 async fn a_newsletter_with_leading_dots_verifies_as_an_smtp_server_received_it() {
     let (wire, port) = scripted_server(false).await;
     let file = KeyFile::new(Key::Rsa);
-    let app = spawn_app_with_smtp_manual(|s| {
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        s.postal_address = Some(POSTAL.into());
-        file.configure(s);
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+            s.postal_address = Some(POSTAL.into());
+            file.configure(s);
+        })
+        .real_mail()
+        .spawn()
+        .await;
     app.add_subscriber("ana@example.org", "confirmed", "en", Some("Ana"), json!({}));
     let token = app.staff_token(Role::Editor).await;
     // In ASCII, so the text part goes out as it is written (7bit), leading dots and all.
@@ -379,11 +384,13 @@ async fn a_newsletter_with_leading_dots_verifies_as_an_smtp_server_received_it()
 #[tokio::test]
 async fn a_message_changed_after_signing_fails_verification() {
     let file = KeyFile::new(Key::Rsa);
-    let app = spawn_app_with(|s| {
-        s.postal_address = Some(POSTAL.into());
-        file.configure(s);
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.postal_address = Some(POSTAL.into());
+            file.configure(s);
+        })
+        .spawn()
+        .await;
     let person = "ana@example.org";
     app.add_subscriber(person, "confirmed", "es", Some("Ana"), json!({}));
     let token = app.staff_token(Role::Editor).await;

@@ -5,7 +5,7 @@ use base64::Engine;
 use enlace::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_trusting_sns, spawn_app_with, TestApp};
+use crate::helpers::{spawn_app, TestApp};
 
 const SNS_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:enlace-ses";
 const SNS_CERT_URL: &str =
@@ -102,11 +102,13 @@ async fn a_complaint_unsubscribes_from_everything_with_a_record() {
 
 #[tokio::test]
 async fn soft_bounces_count_within_the_window_until_the_limit() {
-    let app = spawn_app_with(|s| {
-        s.soft_bounce_limit = 3;
-        s.soft_bounce_window_hours = 72;
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.soft_bounce_limit = 3;
+            s.soft_bounce_window_hours = 72;
+        })
+        .spawn()
+        .await;
     let admin = app.staff_token(Role::Admin).await;
     confirmed(&app, "eva@example.org").await;
     let soft = |id: &str, at: String| json!({"id": id, "type": "soft_bounce", "email": "eva@example.org", "occurred_at": at});
@@ -241,7 +243,10 @@ async fn provider_endpoints_are_off_until_configured() {
 
 #[tokio::test]
 async fn postmark_reports_need_the_webhook_credentials() {
-    let app = spawn_app_with(|s| s.postmark_webhook_token = Some("pm-secret-123".into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postmark_webhook_token = Some("pm-secret-123".into()))
+        .spawn()
+        .await;
     confirmed(&app, "ana@example.org").await;
     confirmed(&app, "luis@example.org").await;
     let post = |auth: Option<&'static str>, body: Value| {
@@ -322,7 +327,10 @@ async fn sendgrid_reports_are_checked_against_its_public_key() {
     use p256::pkcs8::EncodePublicKey;
     let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
     let public = STANDARD.encode(key.verifying_key().to_public_key_der().unwrap().as_bytes());
-    let app = spawn_app_with(|s| s.sendgrid_webhook_public_key = Some(public)).await;
+    let app = TestApp::builder()
+        .settings(|s| s.sendgrid_webhook_public_key = Some(public))
+        .spawn()
+        .await;
     for email in ["ana@example.org", "luis@example.org", "eva@example.org"] {
         confirmed(&app, email).await;
     }
@@ -384,7 +392,10 @@ async fn sendgrid_reports_are_checked_against_its_public_key() {
 #[tokio::test]
 async fn mailgun_reports_carry_an_hmac_of_the_signing_key() {
     use hmac::{Hmac, Mac};
-    let app = spawn_app_with(|s| s.mailgun_signing_key = Some("key-mailgun-test".into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.mailgun_signing_key = Some("key-mailgun-test".into()))
+        .spawn()
+        .await;
     confirmed(&app, "ana@example.org").await;
     confirmed(&app, "luis@example.org").await;
     let signed = |timestamp: &str, token: &str, key: &str, event: Value| {
@@ -512,14 +523,14 @@ fn sns_message(kind: &str, message: &str, version: &str, topic: &str) -> Value {
 }
 
 async fn sns_app() -> TestApp {
-    spawn_app_trusting_sns(
-        |s| s.ses_topic_arns = vec![SNS_TOPIC.into()],
-        vec![(
+    TestApp::builder()
+        .settings(|s| s.ses_topic_arns = vec![SNS_TOPIC.into()])
+        .trusting_sns(vec![(
             SNS_CERT_URL.into(),
             include_str!("../fixtures/sns-test-cert.pem").into(),
-        )],
-    )
-    .await
+        )])
+        .spawn()
+        .await
 }
 
 async fn post_sns(app: &TestApp, message: &Value) -> reqwest::Response {
@@ -625,7 +636,10 @@ fn only_sns_hosts_are_trusted_for_certificates() {
 
 #[tokio::test]
 async fn integrations_hear_of_bounces_and_complaints() {
-    let app = spawn_app_with(|s| s.webhook_allow_private = true).await;
+    let app = TestApp::builder()
+        .settings(|s| s.webhook_allow_private = true)
+        .spawn()
+        .await;
     let admin = app.staff_token(Role::Admin).await;
     let res = app
         .send_as(

@@ -5,28 +5,22 @@ use std::io::Read;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{spawn_app, Person, TestApp};
 
 async fn export(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
     app.get_as(token, &format!("/api/v1/exports/subscribers?{query}"))
         .await
 }
 
-/// Adds `n` confirmed subscribers in one statement; ids sort in the order they are numbered.
+/// Adds `n` confirmed subscribers; ids sort in the order they are numbered.
 fn seed(app: &TestApp, n: usize) {
-    let rows = if app.database_url.starts_with("sqlite") {
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {N}) \
-         SELECT '00000000-0000-7000-8000-' || (100000000000 + i), 'bulk' || i || '@example.org', \
-         'en', 'confirmed', '{}', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM n"
-    } else {
-        "SELECT '00000000-0000-7000-8000-' || (100000000000 + i), 'bulk' || i || '@example.org', \
-         'en', 'confirmed', '{}', TIMESTAMP '2026-01-01 00:00:00', TIMESTAMP '2026-01-01 00:00:00', \
-         TIMESTAMP '2026-01-01 00:00:00' FROM generate_series(1, {N}) AS i"
-    };
-    app.sql(&format!(
-        "INSERT INTO subscribers (id, email, language, status, attributes, created_at, updated_at, confirmed_at) {}",
-        rows.replace("{N}", &n.to_string())
-    ));
+    let people: Vec<Person> = (1..=n)
+        .map(|i| Person {
+            id: Some(format!("00000000-0000-7000-8000-{}", 100_000_000_000 + i)),
+            ..Person::new(format!("bulk{i}@example.org"))
+        })
+        .collect();
+    app.seed_people(&people);
 }
 
 #[tokio::test]
@@ -51,11 +45,8 @@ async fn csv_export_has_every_field_and_defangs_formulas() {
         Some("=HYPERLINK(\"http://evil.example\",\"click\")"),
         json!({"city": "+1 555 0100", "age": -3}),
     );
-    app.sql(&format!(
-        "UPDATE subscribers SET source = '@footer' WHERE id = '{evil}'; \
-         INSERT INTO subscriber_interests (subscriber_id, interest_slug, created_at) VALUES \
-         ('{ana}', 'volunteers', '2026-01-01 00:00:00'), ('{ana}', 'news', '2026-01-01 00:00:00')"
-    ));
+    app.set_source(&evil, "@footer");
+    app.add_interests_to(&ana, &["volunteers", "news"], "2026-01-01");
 
     let res = export(&app, &editor, "format=csv").await;
     assert_eq!(res.status(), 200);
@@ -148,9 +139,7 @@ async fn ndjson_export_matches_the_api_and_filters_by_segment_and_time() {
     let es = app.add_subscriber("es@example.org", "confirmed", "es", None, json!({}));
     let es_pending = app.add_subscriber("esp@example.org", "pending", "es", None, json!({}));
     let en = app.add_subscriber("en@example.org", "confirmed", "en", Some("En"), json!({}));
-    app.sql(&format!(
-        "UPDATE subscribers SET updated_at = '2020-01-01 00:00:00' WHERE id <> '{en}'"
-    ));
+    app.backdate_subscribers("2020-01-01", Some(&en));
 
     let res = export(&app, &admin, "format=ndjson").await;
     assert_eq!(res.status(), 200);
@@ -406,7 +395,10 @@ async fn export_once_then_follow_the_feed_from_the_cursor_it_gave() {
 
 #[tokio::test]
 async fn a_large_export_streams_whole_and_busy_exports_are_turned_away() {
-    let app = spawn_app_with(|s| s.export_concurrency = 1).await;
+    let app = TestApp::builder()
+        .settings(|s| s.export_concurrency = 1)
+        .spawn()
+        .await;
     let editor = app.staff_token(enlace::auth::Role::Editor).await;
     seed(&app, 20_000);
 

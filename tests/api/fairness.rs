@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use enlace::auth::Role;
 use serde_json::json;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::TestApp;
 use crate::newsletters::{create, post, POSTAL};
 
 /// A newsletter that takes long to render for every recipient, within the template rules: many
@@ -25,7 +25,10 @@ fn slow_html(fields: usize) -> String {
 
 #[tokio::test]
 async fn a_small_newsletter_goes_out_while_a_large_slow_one_is_still_sending() {
-    let app = spawn_app_with(|s| s.postal_address = Some(POSTAL.into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postal_address = Some(POSTAL.into()))
+        .spawn()
+        .await;
     let token = app.staff_token(Role::Editor).await;
     let large = 1_000;
     for i in 0..large {

@@ -9,7 +9,7 @@ use enlace::auth::Role;
 use mailin_embedded::response::{Response, OK};
 use mailin_embedded::{Handler, Server, SslConfig};
 
-use crate::helpers::{spawn_app_sharing, spawn_app_with_smtp_manual};
+use crate::helpers::TestApp;
 use crate::newsletters::{add_people, send_plain, POSTAL};
 
 /// An SMTP relay that takes `delay` to accept each message (as one scanning content does) and
@@ -54,13 +54,16 @@ async fn a_message_in_flight_past_its_lease_is_not_taken_over_and_sent_again() {
     // The relay answers after 8 s; the lease is 5 s. While the first process waits for the
     // relay, it must keep its claim: a second process looking at 6 s finds nothing to take.
     let (port, accepted) = start_slow_relay(Duration::from_secs(8));
-    let app = spawn_app_with_smtp_manual(|s| {
-        s.postal_address = Some(POSTAL.into());
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        s.send_lease_seconds = 5;
-    })
-    .await;
-    let other = spawn_app_sharing(&app).await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.postal_address = Some(POSTAL.into());
+            s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+            s.send_lease_seconds = 5;
+        })
+        .real_mail()
+        .spawn()
+        .await;
+    let other = TestApp::builder().sharing(&app).spawn().await;
     let token = app.staff_token(Role::Editor).await;
     add_people(&app, 1);
     send_plain(&app, &token).await;
@@ -97,7 +100,11 @@ async fn renewing_leases_skips_a_row_being_finished_instead_of_waiting_for_it() 
     use enlace::db::schema::deliveries as d;
     use enlace::db::{deliveries, write_transaction, AnyConnection, Backend};
 
-    let app = spawn_app_with_smtp_manual(|s| s.postal_address = Some(POSTAL.into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postal_address = Some(POSTAL.into()))
+        .real_mail()
+        .spawn()
+        .await;
     if app.db.backend() != Backend::Postgres {
         return; // SQLite has one writer at a time: nothing to deadlock with.
     }

@@ -29,6 +29,7 @@ pub struct TestApp {
     pub database_url: String,
     dir: PathBuf,
     postgres: Option<(String, String)>,
+    failed_jobs_expected: std::sync::atomic::AtomicBool,
 }
 
 /// A received message, decoded.
@@ -83,68 +84,97 @@ pub fn test_settings() -> Settings {
     settings
 }
 
+/// The default application: mail kept in memory, the workers driven by the test.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    TestApp::builder().spawn().await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    spawn(configure, memory_options(&sent), sent).await
-}
-
-/// Like `spawn_app_with`, and SNS signing certificates (URL, PEM) are trusted without fetching.
-pub async fn spawn_app_trusting_sns(
-    configure: impl FnOnce(&mut Settings),
+/// How a test application starts: `TestApp::builder()`, then what differs from the default
+/// (`spawn_app()`), then `spawn()`.
+#[must_use]
+pub struct TestAppBuilder<'a> {
+    configure: Box<dyn FnOnce(&mut Settings) + 'a>,
+    real_mail: bool,
+    running_workers: bool,
+    sharing: Option<&'a TestApp>,
     sns_certificates: Vec<(String, String)>,
-) -> TestApp {
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let options = Options {
-        sns_certificates,
-        ..memory_options(&sent)
-    };
-    spawn(configure, options, sent).await
 }
 
-/// Mail kept in memory, worker driven by the test.
-fn memory_options(sent: &Arc<Mutex<Vec<SentMessage>>>) -> Options {
-    Options {
-        transport: Some(Transport::Memory(sent.clone())),
-        manual_worker: true,
-        ..Default::default()
-    }
-}
-
-/// A second process on the same database as `other` (its own server, worker and mail store).
-pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
-    let url = other.database_url.clone();
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let mut app = spawn(|s| s.database_url = url, memory_options(&sent), sent).await;
-    // The database belongs to `other`: drop the unused one made for this app, keep the shared one.
-    if let Some((admin, name)) = app.postgres.take() {
-        if let Ok(mut conn) = PgConnection::establish(&admin) {
-            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""));
+impl TestApp {
+    pub fn builder<'a>() -> TestAppBuilder<'a> {
+        TestAppBuilder {
+            configure: Box::new(|_| {}),
+            real_mail: false,
+            running_workers: false,
+            sharing: None,
+            sns_certificates: Vec::new(),
         }
     }
-    app
 }
 
-/// An application whose mail goes through `ENLACE_SMTP_URL` and whose worker runs by itself.
-pub async fn spawn_app_with_smtp(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn(
-        configure,
-        Options::default(),
-        Arc::new(Mutex::new(Vec::new())),
-    )
-    .await
-}
+impl<'a> TestAppBuilder<'a> {
+    /// Changes the settings (after the test defaults and the fresh database are set).
+    pub fn settings(mut self, configure: impl FnOnce(&mut Settings) + 'a) -> Self {
+        self.configure = Box::new(configure);
+        self
+    }
 
-/// Same as `spawn_app_with_smtp`, but the test drives the worker.
-pub async fn spawn_app_with_smtp_manual(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let options = Options {
-        manual_worker: true,
-        ..Default::default()
-    };
-    spawn(configure, options, Arc::new(Mutex::new(Vec::new()))).await
+    /// Mail goes where the settings send it (`ENLACE_SMTP_URL`, or the outbox folder) instead of
+    /// the in-memory store.
+    pub fn real_mail(mut self) -> Self {
+        self.real_mail = true;
+        self
+    }
+
+    /// The workers run by themselves, as in production, instead of when the test drives them.
+    pub fn running_workers(mut self) -> Self {
+        self.running_workers = true;
+        self
+    }
+
+    /// A second process on the same database as `other` (its own server, workers and mail).
+    pub fn sharing(mut self, other: &'a TestApp) -> Self {
+        self.sharing = Some(other);
+        self
+    }
+
+    /// SNS signing certificates (URL, PEM) trusted without fetching them.
+    pub fn trusting_sns(mut self, certificates: Vec<(String, String)>) -> Self {
+        self.sns_certificates = certificates;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let options = Options {
+            transport: (!self.real_mail).then(|| Transport::Memory(sent.clone())),
+            manual_worker: !self.running_workers,
+            sns_certificates: self.sns_certificates,
+            ..Default::default()
+        };
+        let shared_url = self.sharing.map(|other| other.database_url.clone());
+        let configure = self.configure;
+        let mut app = spawn(
+            move |s| {
+                if let Some(url) = shared_url {
+                    s.database_url = url;
+                }
+                configure(s);
+            },
+            options,
+            sent,
+        )
+        .await;
+        if self.sharing.is_some() {
+            // The database belongs to the other app: drop the unused one made for this one.
+            if let Some((admin, name)) = app.postgres.take() {
+                if let Ok(mut conn) = PgConnection::establish(&admin) {
+                    let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""));
+                }
+            }
+        }
+        app
+    }
 }
 
 async fn spawn(
@@ -213,7 +243,66 @@ async fn spawn(
         database_url,
         dir,
         postgres,
+        failed_jobs_expected: Default::default(),
     }
+}
+
+/// Midnight of a day given as `"2026-01-01"`.
+pub fn day(date: &str) -> chrono::NaiveDateTime {
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .expect("a date like 2026-01-01")
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+}
+
+/// A person as a test seeds them directly: `Person::new(email)` is confirmed, English, with no
+/// name, interests or attributes, and signed up on 2026-01-01.
+#[derive(Clone, Debug)]
+pub struct Person {
+    pub id: Option<String>,
+    pub email: String,
+    pub name: Option<String>,
+    pub language: &'static str,
+    pub status: &'static str,
+    pub source: Option<String>,
+    pub attributes: serde_json::Value,
+    pub interests: Vec<String>,
+    pub created: chrono::NaiveDateTime,
+    pub confirmed: Option<chrono::NaiveDateTime>,
+}
+
+impl Person {
+    pub fn new(email: impl Into<String>) -> Self {
+        Self {
+            id: None,
+            email: email.into(),
+            name: None,
+            language: "en",
+            status: "confirmed",
+            source: None,
+            attributes: serde_json::json!({}),
+            interests: Vec::new(),
+            created: day("2026-01-01"),
+            confirmed: Some(day("2026-01-01")),
+        }
+    }
+}
+
+/// One subscriber row as `seed_people` writes it (every column given, so rows insert in batches
+/// on both databases).
+#[derive(diesel::Insertable)]
+#[diesel(table_name = enlace::db::schema::subscribers, treat_none_as_default_value = false)]
+struct SeedRow {
+    id: String,
+    email: String,
+    name: Option<String>,
+    language: &'static str,
+    status: &'static str,
+    source: Option<String>,
+    attributes: String,
+    created_at: chrono::NaiveDateTime,
+    updated_at: chrono::NaiveDateTime,
+    confirmed_at: Option<chrono::NaiveDateTime>,
 }
 
 pub fn database_url_with_name(url: &str, name: &str) -> String {
@@ -224,6 +313,16 @@ pub fn database_url_with_name(url: &str, name: &str) -> String {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // Every test ends with a check that no job failed unless it said it expected that.
+        let check = !std::thread::panicking()
+            && !self
+                .failed_jobs_expected
+                .load(std::sync::atomic::Ordering::Relaxed);
+        let failed = if check {
+            self.failed_jobs()
+        } else {
+            Vec::new()
+        };
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Some((admin_url, name)) = &self.postgres {
             if let Ok(mut admin) = PgConnection::establish(admin_url) {
@@ -231,6 +330,10 @@ impl Drop for TestApp {
                     .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
             }
         }
+        assert!(
+            failed.is_empty(),
+            "jobs ended failed that the test did not expect (kind, last error): {failed:?}"
+        );
     }
 }
 
@@ -367,6 +470,180 @@ impl TestApp {
             .execute(&mut *self.conn())
             .unwrap();
         id
+    }
+
+    /// Adds people directly (not through the API), in one transaction; returns their ids in order.
+    pub fn seed_people(&self, people: &[Person]) -> Vec<String> {
+        use diesel::prelude::*;
+        use enlace::db::schema::{subscriber_interests as si, subscribers as s};
+        let mut conn = self.conn();
+        let conn: &mut AnyConnection = &mut conn;
+        conn.transaction(|conn| {
+            let ids: Vec<String> = people
+                .iter()
+                .map(|p| p.id.clone().unwrap_or_else(db::new_id))
+                .collect();
+            // Chunks keep each statement under SQLite's limit on bound values.
+            for (chunk, chunk_ids) in people.chunks(256).zip(ids.chunks(256)) {
+                let rows: Vec<SeedRow> = chunk
+                    .iter()
+                    .zip(chunk_ids)
+                    .map(|(p, id)| SeedRow {
+                        id: id.clone(),
+                        email: p.email.clone(),
+                        name: p.name.clone(),
+                        language: p.language,
+                        status: p.status,
+                        source: p.source.clone(),
+                        attributes: p.attributes.to_string(),
+                        created_at: p.created,
+                        updated_at: p.created,
+                        confirmed_at: p.confirmed,
+                    })
+                    .collect();
+                enlace::on_backend!(&mut *conn, |c| diesel::insert_into(s::table)
+                    .values(&rows)
+                    .execute(c))?;
+            }
+            for (p, id) in people.iter().zip(&ids) {
+                for slug in &p.interests {
+                    diesel::insert_into(si::table)
+                        .values((
+                            si::subscriber_id.eq(id),
+                            si::interest_slug.eq(slug),
+                            si::created_at.eq(p.created),
+                        ))
+                        .execute(conn)?;
+                }
+            }
+            diesel::QueryResult::Ok(ids)
+        })
+        .unwrap()
+    }
+
+    /// Gives a subscriber more interests, chosen on `at` (`"2026-01-01"`).
+    pub fn add_interests_to(&self, subscriber_id: &str, slugs: &[&str], at: &str) {
+        use diesel::prelude::*;
+        use enlace::db::schema::subscriber_interests as si;
+        for slug in slugs {
+            diesel::insert_into(si::table)
+                .values((
+                    si::subscriber_id.eq(subscriber_id),
+                    si::interest_slug.eq(slug),
+                    si::created_at.eq(day(at)),
+                ))
+                .execute(&mut *self.conn())
+                .unwrap();
+        }
+    }
+
+    /// Changes a subscriber's status directly (confirming sets `confirmed_at` when unset).
+    pub fn set_status(&self, subscriber_id: &str, status: &str) {
+        use diesel::prelude::*;
+        use enlace::db::schema::subscribers::dsl as s;
+        let mut conn = self.conn();
+        diesel::update(s::subscribers.find(subscriber_id))
+            .set(s::status.eq(status))
+            .execute(&mut *conn)
+            .unwrap();
+        if status == "confirmed" {
+            diesel::update(
+                s::subscribers
+                    .find(subscriber_id)
+                    .filter(s::confirmed_at.is_null()),
+            )
+            .set(s::confirmed_at.eq(s::created_at.nullable()))
+            .execute(&mut *conn)
+            .unwrap();
+        }
+    }
+
+    /// Records where a subscriber signed up, directly.
+    pub fn set_source(&self, subscriber_id: &str, source: &str) {
+        use diesel::prelude::*;
+        use enlace::db::schema::subscribers::dsl as s;
+        diesel::update(s::subscribers.find(subscriber_id))
+            .set(s::source.eq(source))
+            .execute(&mut *self.conn())
+            .unwrap();
+    }
+
+    /// Makes every subscriber but `except` look last changed on `at` (`"2020-01-01"`).
+    pub fn backdate_subscribers(&self, at: &str, except: Option<&str>) {
+        use diesel::prelude::*;
+        use enlace::db::schema::subscribers::dsl as s;
+        diesel::update(s::subscribers.filter(s::id.ne(except.unwrap_or_default())))
+            .set(s::updated_at.eq(day(at)))
+            .execute(&mut *self.conn())
+            .unwrap();
+    }
+
+    /// Puts an address on the suppression list, as if `reason` (`complaint`, `hard_bounce`,
+    /// `manual`) had happened on `at` (`"2026-01-01"`).
+    pub fn suppress(&self, email: &str, reason: &str, at: &str) {
+        use diesel::prelude::*;
+        use enlace::db::schema::suppressions::dsl as x;
+        diesel::insert_into(x::suppressions)
+            .values((
+                x::email_hash.eq(enlace::tokens::email_hash(email)),
+                x::reason.eq(reason),
+                x::created_at.eq(day(at)),
+            ))
+            .execute(&mut *self.conn())
+            .unwrap();
+    }
+
+    /// Disables a staff account directly, as another admin would have.
+    pub fn disable_staff(&self, staff_id: &str) {
+        use diesel::prelude::*;
+        use enlace::db::schema::staff::dsl as st;
+        diesel::update(st::staff.find(staff_id))
+            .set(st::disabled.eq(true))
+            .execute(&mut *self.conn())
+            .unwrap();
+    }
+
+    /// Removes a staff account's row altogether (an account deleted outside Enlace).
+    pub fn delete_staff(&self, staff_id: &str) {
+        use diesel::prelude::*;
+        use enlace::db::schema::staff::dsl as st;
+        diesel::delete(st::staff.find(staff_id))
+            .execute(&mut *self.conn())
+            .unwrap();
+    }
+
+    /// Puts a newsletter (every newsletter when `None`) in `status` directly.
+    pub fn set_newsletter_status(&self, newsletter_id: Option<&str>, status: &str) {
+        use diesel::prelude::*;
+        use enlace::db::schema::newsletters::dsl as n;
+        let mut conn = self.conn();
+        match newsletter_id {
+            Some(id) => diesel::update(n::newsletters.find(id))
+                .set(n::status.eq(status))
+                .execute(&mut *conn),
+            None => diesel::update(n::newsletters)
+                .set(n::status.eq(status))
+                .execute(&mut *conn),
+        }
+        .unwrap();
+    }
+
+    /// The test expects some jobs to end failed (a relay that refuses, a webhook endpoint that
+    /// is down): the check made when the app is dropped is skipped.
+    pub fn expect_failed_jobs(&self) {
+        self.failed_jobs_expected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Jobs that ended failed, as (kind, last error).
+    pub fn failed_jobs(&self) -> Vec<(String, Option<String>)> {
+        use diesel::prelude::*;
+        use enlace::db::schema::jobs::dsl as j;
+        j::jobs
+            .filter(j::state.eq("failed"))
+            .select((j::kind, j::last_error))
+            .load(&mut *self.conn())
+            .unwrap()
     }
 
     /// Every message handed to the in-memory transport so far, decoded.

@@ -4,7 +4,7 @@
 use enlace::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{spawn_app, TestApp};
 
 const CONSENTED: &[(&str, &str)] = &[
     ("mode", "consented"),
@@ -424,7 +424,10 @@ async fn the_report_names_the_line_and_column_of_each_problem() {
 
 #[tokio::test]
 async fn malformed_files_and_options_are_refused_at_once_and_nothing_is_queued() {
-    let app = spawn_app_with(|s| s.import_max_bytes = 200).await;
+    let app = TestApp::builder()
+        .settings(|s| s.import_max_bytes = 200)
+        .spawn()
+        .await;
     app.add_interest("news", true);
     let editor = app.staff_token(Role::Editor).await;
     let good = "email\na@example.org\n";
@@ -784,7 +787,10 @@ async fn an_import_cut_short_by_a_crash_resumes_where_it_stopped() {
 
 #[tokio::test]
 async fn integrations_hear_of_imported_people_once() {
-    let app = spawn_app_with(|s| s.webhook_allow_private = true).await;
+    let app = TestApp::builder()
+        .settings(|s| s.webhook_allow_private = true)
+        .spawn()
+        .await;
     let admin = app.staff_token(Role::Admin).await;
     let res = app
         .send_as(

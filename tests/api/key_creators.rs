@@ -212,16 +212,14 @@ async fn a_key_whose_creator_is_disabled_or_gone_acts_for_nobody() {
     let (key_id, key) = create_key(&app, &ana, &["subscribers:read"]).await;
 
     // Disabled by other means than the API (no revocation happened): the key is suspended.
-    app.sql(&format!(
-        "UPDATE staff SET disabled = TRUE WHERE id = '{ana_id}'"
-    ));
+    app.disable_staff(&ana_id);
     assert_eq!(app.get_as(&key, "/api/v1/subscribers").await.status(), 401);
     let listed = listed_key(&app, &bea, &key_id).await;
     assert_eq!(listed["status"], "suspended");
     assert!(listed["revoked_at"].is_null());
 
     // The account removed from the database: nobody answers for the key, so it fails.
-    app.sql(&format!("DELETE FROM staff WHERE id = '{ana_id}'"));
+    app.delete_staff(&ana_id);
     assert_eq!(app.get_as(&key, "/api/v1/subscribers").await.status(), 401);
     let listed = listed_key(&app, &bea, &key_id).await;
     assert_eq!(listed["status"], "suspended");

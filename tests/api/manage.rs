@@ -63,7 +63,10 @@ async fn one_click_unsubscribe_works_urlencoded_and_is_idempotent() {
 
 #[tokio::test]
 async fn one_click_unsubscribe_accepts_multipart_and_needs_no_cookie_or_rate_budget() {
-    let app = crate::helpers::spawn_app_with(|s| s.public_rate_limit = 2).await;
+    let app = TestApp::builder()
+        .settings(|s| s.public_rate_limit = 2)
+        .spawn()
+        .await;
     app.add_interest("news", true);
     let welcome = confirmed(&app, "m@example.org", "es").await;
     let boundary = "XyZ";

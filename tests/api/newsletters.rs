@@ -5,12 +5,15 @@
 use enlace::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::TestApp;
 
 pub const POSTAL: &str = "Casa del Pueblo\n123 Calle Principal\nPhoenix, AZ 85001";
 
 pub async fn sender_app() -> (TestApp, String) {
-    let app = spawn_app_with(|s| s.postal_address = Some(POSTAL.into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postal_address = Some(POSTAL.into()))
+        .spawn()
+        .await;
     let token = app.staff_token(Role::Editor).await;
     (app, token)
 }
@@ -202,10 +205,7 @@ async fn a_send_reaches_each_confirmed_unsuppressed_person_once_in_their_languag
     app.add_subscriber("gone@example.org", "unsubscribed", "en", None, json!({}));
     app.add_subscriber("bounced@example.org", "bounced", "en", None, json!({}));
     app.add_subscriber("blocked@example.org", "confirmed", "en", None, json!({}));
-    app.sql(&format!(
-        "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ('{}', 'manual', '2026-01-01 00:00:00')",
-        enlace::tokens::email_hash("blocked@example.org")
-    ));
+    app.suppress("blocked@example.org", "manual", "2026-01-01");
     let n = create(
         &app,
         &token,
@@ -345,7 +345,7 @@ async fn who_leaves_after_the_send_starts_is_skipped_and_recorded() {
     app.engine.schedule(enlace::db::now()).await.unwrap();
     assert_eq!(app.count("deliveries"), 4);
     // ...then one unsubscribes, one is erased, and someone new confirms.
-    app.sql("UPDATE subscribers SET status = 'unsubscribed' WHERE email = 'p0@example.org'");
+    app.set_status(&app.conn_subscriber_id("p0@example.org"), "unsubscribed");
     let p1 = app.conn_subscriber_id("p1@example.org");
     let admin = app.staff_token(Role::Admin).await;
     assert_eq!(
@@ -381,7 +381,10 @@ async fn who_leaves_after_the_send_starts_is_skipped_and_recorded() {
 
 #[tokio::test]
 async fn sending_is_refused_while_the_postal_address_is_unset() {
-    let app = spawn_app_with(|s| s.postal_address = None).await;
+    let app = TestApp::builder()
+        .settings(|s| s.postal_address = None)
+        .spawn()
+        .await;
     let token = app.staff_token(Role::Editor).await;
     app.add_subscriber("ana@example.org", "confirmed", "en", None, json!({}));
     let n = create(
@@ -624,7 +627,7 @@ async fn preview_and_test_send_show_the_message_without_touching_subscribers() {
 async fn two_processes_on_one_database_send_each_message_once() {
     let (app, token) = sender_app().await;
     add_people(&app, 300);
-    let other = crate::helpers::spawn_app_sharing(&app).await;
+    let other = TestApp::builder().sharing(&app).spawn().await;
     let n = create(
         &app,
         &token,

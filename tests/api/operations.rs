@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, TestApp};
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
@@ -60,10 +60,7 @@ fn changes(
 async fn public_metrics_move_the_same_for_a_new_and_a_suppressed_address() {
     let app = spawn_app().await;
     app.add_subscriber("gone@example.org", "complained", "en", None, json!({}));
-    let hash = enlace::tokens::email_hash("gone@example.org");
-    app.sql(&format!(
-        "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ('{hash}', 'complaint', '2026-11-01 00:00:00')"
-    ));
+    app.suppress("gone@example.org", "complaint", "2026-11-01");
     let start = public_series(&app).await;
     app.subscribe(json!({"email": "gone@example.org"})).await;
     app.run_jobs().await;
@@ -85,8 +82,10 @@ async fn public_metrics_move_the_same_for_a_new_and_a_suppressed_address() {
 
 #[tokio::test]
 async fn detailed_metrics_need_the_metrics_token() {
-    let app =
-        crate::helpers::spawn_app_with(|s| s.metrics_token = Some("metrics-secret".into())).await;
+    let app = TestApp::builder()
+        .settings(|s| s.metrics_token = Some("metrics-secret".into()))
+        .spawn()
+        .await;
     app.subscribe(json!({"email": "d@example.org"})).await;
     let get = |token: &'static str| {
         let app = &app;
@@ -194,12 +193,14 @@ async fn answer(stream: &mut tokio::net::TcpStream, wait: std::time::Duration) -
 
 #[tokio::test]
 async fn slow_clients_cannot_hold_the_service() {
-    let app = crate::helpers::spawn_app_with(|s| {
-        s.client_max_requests = 4;
-        s.body_idle_seconds = 2;
-        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.client_max_requests = 4;
+            s.body_idle_seconds = 2;
+            s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        })
+        .spawn()
+        .await;
     // One client opens twenty connections, each sending its body one byte and then nothing.
     let mut held = Vec::new();
     for _ in 0..20 {

@@ -5,12 +5,12 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_sharing};
+use crate::helpers::{spawn_app, TestApp};
 
 #[tokio::test]
 async fn two_processes_on_one_database_deliver_each_mail_once() {
     let first = spawn_app().await;
-    let second = spawn_app_sharing(&first).await;
+    let second = TestApp::builder().sharing(&first).spawn().await;
     for i in 0..120 {
         let app = if i % 2 == 0 { &first } else { &second };
         assert_eq!(
@@ -67,11 +67,14 @@ fn silent_relay() -> u16 {
 #[tokio::test]
 async fn a_crash_can_resend_only_the_mails_in_their_smtp_exchange_and_the_rest_go_at_once() {
     let port = silent_relay();
-    let first = crate::helpers::spawn_app_with_smtp_manual(|s| {
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        s.mail_concurrency = 3;
-    })
-    .await;
+    let first = TestApp::builder()
+        .settings(|s| {
+            s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+            s.mail_concurrency = 3;
+        })
+        .real_mail()
+        .spawn()
+        .await;
     for i in 0..40 {
         first
             .subscribe(json!({"email": format!("c{i}@example.org")}))
@@ -88,7 +91,7 @@ async fn a_crash_can_resend_only_the_mails_in_their_smtp_exchange_and_the_rest_g
     );
     running.abort();
     // Another process (or the same one restarted) sends everything else at once.
-    let second = spawn_app_sharing(&first).await;
+    let second = TestApp::builder().sharing(&first).spawn().await;
     assert_eq!(second.run_jobs().await, 37);
     assert_eq!(second.mails().len(), 37);
     // The three in their exchange come back after the five-minute lease, and go out once.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use enlace::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{self, spawn_app, TestApp};
 
 struct Person {
     email: &'static str,
@@ -19,28 +19,17 @@ struct Person {
 }
 
 fn add_person(app: &TestApp, p: &Person) {
-    let id = uuid::Uuid::now_v7();
-    let attributes = p.attributes.to_string().replace('\'', "''");
-    let confirmed = p
-        .confirmed
-        .map(|t| format!("'{t}'"))
-        .unwrap_or_else(|| "NULL".into());
-    app.sql(&format!(
-        "INSERT INTO subscribers (id, email, name, language, status, attributes, created_at, \
-         updated_at, confirmed_at) VALUES ('{id}', '{}', 'Someone', '{}', '{}', '{attributes}', \
-         '{created}', '{created}', {confirmed})",
-        p.email,
-        p.language,
-        p.status,
-        created = p.created,
-    ));
-    for slug in p.interests {
-        app.sql(&format!(
-            "INSERT INTO subscriber_interests (subscriber_id, interest_slug, created_at) \
-             VALUES ('{id}', '{slug}', '{}')",
-            p.created
-        ));
-    }
+    let time = |t: &str| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").unwrap();
+    app.seed_people(&[helpers::Person {
+        name: Some("Someone".into()),
+        language: p.language,
+        status: p.status,
+        attributes: p.attributes.clone(),
+        interests: p.interests.iter().map(|s| s.to_string()).collect(),
+        created: time(p.created),
+        confirmed: p.confirmed.map(time),
+        ..helpers::Person::new(p.email)
+    }]);
 }
 
 /// Five confirmed people, and four others who match nearly everything but must never count.
@@ -608,7 +597,7 @@ async fn staff_save_change_and_delete_segments() {
     let res = app.send_as(t, "DELETE", &path, json!({})).await;
     assert_eq!(res.status(), 409);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    app.sql("UPDATE newsletters SET status = 'sent'");
+    app.set_newsletter_status(None, "sent");
     assert_eq!(
         app.send_as(t, "DELETE", &path, json!({})).await.status(),
         204

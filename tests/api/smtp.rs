@@ -9,7 +9,7 @@ use mailin_embedded::response::{Response, OK};
 use mailin_embedded::{Handler, Server, SslConfig};
 use serde_json::json;
 
-use crate::helpers::{parse_mail, spawn_app_with_smtp, spawn_app_with_smtp_manual, Mail, TestApp};
+use crate::helpers::{parse_mail, Mail, TestApp};
 
 #[derive(Clone, Default)]
 struct Sink {
@@ -88,7 +88,12 @@ async fn signup_confirm_and_one_click_unsubscribe_through_real_smtp() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let received = start_sink(listener);
-    let app = spawn_app_with_smtp(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let app = TestApp::builder()
+        .settings(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}")))
+        .real_mail()
+        .running_workers()
+        .spawn()
+        .await;
 
     let res = app
         .subscribe(json!({"email": "lucia@example.org", "name": "Lucía", "language": "es"}))
@@ -157,8 +162,11 @@ async fn an_smtp_outage_loses_nothing() {
         .local_addr()
         .unwrap()
         .port();
-    let app =
-        spawn_app_with_smtp_manual(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let app = TestApp::builder()
+        .settings(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}")))
+        .real_mail()
+        .spawn()
+        .await;
     for i in 0..5 {
         app.subscribe(json!({"email": format!("wait{i}@example.org")}))
             .await;
@@ -483,8 +491,13 @@ async fn an_address_that_needs_smtputf8_fails_at_once_where_the_relay_lacks_it()
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let received = start_sink(listener);
-    let app =
-        spawn_app_with_smtp_manual(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let app = TestApp::builder()
+        .settings(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}")))
+        .real_mail()
+        .spawn()
+        .await;
+    // The mail to the address the relay cannot take fails, as the test intends.
+    app.expect_failed_jobs();
     for email in ["ñandú@correo.example.mx", "nandu@correo.example.mx"] {
         assert_eq!(app.subscribe(json!({ "email": email })).await.status(), 202);
     }

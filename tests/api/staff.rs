@@ -49,9 +49,7 @@ async fn sign_in_gives_the_same_answer_for_every_kind_of_failure() {
         let res = login(&app, email, password).await;
         answers.push((res.status().as_u16(), res.text().await.unwrap()));
     }
-    app.sql(&format!(
-        "UPDATE staff SET disabled = TRUE WHERE id = '{id}'"
-    ));
+    app.disable_staff(&id);
     let res = login(&app, "ana@example.org", PASSWORD).await;
     answers.push((res.status().as_u16(), res.text().await.unwrap()));
     assert_eq!(answers[0].0, 401);

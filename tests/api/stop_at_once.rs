@@ -13,7 +13,7 @@ use mailin_embedded::response::{Response, OK};
 use mailin_embedded::Handler;
 use serde_json::json;
 
-use crate::helpers::{spawn_app_sharing, spawn_app_with_smtp_manual, TestApp};
+use crate::helpers::TestApp;
 use crate::newsletters::{add_people, send_plain, POSTAL};
 
 /// An SMTP server that records each message's recipient, the moment its exchange reached the
@@ -82,13 +82,16 @@ fn start_recorder(hold: bool) -> (u16, Recorder) {
 /// An app whose newsletters go to the recorder on `port` over `connections` connections, at most
 /// `rate` messages a second (0: no limit); its engine runs only when a test drives it.
 async fn app_sending_to(port: u16, connections: usize, rate: u32) -> TestApp {
-    spawn_app_with_smtp_manual(|s| {
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        s.postal_address = Some(POSTAL.into());
-        s.send_concurrency = connections;
-        s.send_rate = rate;
-    })
-    .await
+    TestApp::builder()
+        .settings(|s| {
+            s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+            s.postal_address = Some(POSTAL.into());
+            s.send_concurrency = connections;
+            s.send_rate = rate;
+        })
+        .real_mail()
+        .spawn()
+        .await
 }
 
 /// Adds `people` confirmed subscribers, sends them a newsletter and runs the engine in the
@@ -166,7 +169,7 @@ async fn people_who_stop_mail_mid_send_get_none_of_the_messages_prepared_for_the
     let (port, server) = start_recorder(true);
     // One connection: while the server holds its message, the rest wait, rendered.
     let app = app_sending_to(port, 1, 0).await;
-    let other = spawn_app_sharing(&app).await;
+    let other = TestApp::builder().sharing(&app).spawn().await;
     let admin = app.staff_token(Role::Admin).await;
     let people = 40;
     let sending = start_send(&app, &admin, people).await;
@@ -253,7 +256,7 @@ async fn an_unsubscribe_answered_mid_send_stops_every_message_not_yet_in_its_smt
     let (port, server) = start_recorder(false);
     // Slow enough that the people below can stop their mail while it streams out.
     let app = app_sending_to(port, 4, 300).await;
-    let other = spawn_app_sharing(&app).await;
+    let other = TestApp::builder().sharing(&app).spawn().await;
     let admin = app.staff_token(Role::Admin).await;
     let people = 600;
     let sending = start_send(&app, &admin, people).await;

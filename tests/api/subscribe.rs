@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, TestApp};
 
 #[tokio::test]
 async fn a_new_address_becomes_pending_and_gets_a_confirmation_mail() {
@@ -81,10 +81,7 @@ async fn the_answer_is_identical_whatever_the_address_state() {
         .await
         .unwrap();
     let confirmed = ask("confirmed@example.org").await;
-    app.sql(&format!(
-        "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ('{}', 'complaint', '2026-01-01 00:00:00')",
-        enlace::tokens::email_hash("blocked@example.org")
-    ));
+    app.suppress("blocked@example.org", "complaint", "2026-01-01");
     let suppressed = ask("blocked@example.org").await;
     for other in [&pending, &confirmed, &suppressed] {
         assert_eq!(&new, other);
@@ -198,10 +195,7 @@ async fn an_unsubscribed_address_must_confirm_again() {
 #[tokio::test]
 async fn a_suppressed_address_gets_nothing() {
     let app = spawn_app().await;
-    app.sql(&format!(
-        "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ('{}', 'hard_bounce', '2026-01-01 00:00:00')",
-        enlace::tokens::email_hash("gone@example.org")
-    ));
+    app.suppress("gone@example.org", "hard_bounce", "2026-01-01");
     let res = app.subscribe(json!({"email": "Gone@Example.org"})).await;
     assert_eq!(res.status(), 202);
     assert_eq!(app.run_jobs().await, 0);
@@ -280,7 +274,10 @@ async fn invalid_input_is_a_422_that_names_the_fields_and_stores_nothing() {
 
 #[tokio::test]
 async fn malformed_bodies_get_clear_problems() {
-    let app = spawn_app_with(|s| s.max_body_bytes = 1024).await;
+    let app = TestApp::builder()
+        .settings(|s| s.max_body_bytes = 1024)
+        .spawn()
+        .await;
     let post = |ct: &'static str, body: Vec<u8>| {
         let app = &app;
         async move {
@@ -327,8 +324,10 @@ async fn malformed_bodies_get_clear_problems() {
 
 #[tokio::test]
 async fn an_html_form_post_works_with_repeated_interests_and_redirects() {
-    let app =
-        spawn_app_with(|s| s.redirect_allowlist = vec!["https://example.org/gracias".into()]).await;
+    let app = TestApp::builder()
+        .settings(|s| s.redirect_allowlist = vec!["https://example.org/gracias".into()])
+        .spawn()
+        .await;
     app.add_interest("news", true);
     app.add_interest("events", true);
     let res = app
@@ -400,7 +399,10 @@ async fn the_honeypot_answers_success_and_does_nothing() {
 
 #[tokio::test]
 async fn public_posts_are_rate_limited_per_client() {
-    let app = spawn_app_with(|s| s.public_rate_limit = 2).await;
+    let app = TestApp::builder()
+        .settings(|s| s.public_rate_limit = 2)
+        .spawn()
+        .await;
     for i in 0..2 {
         let res = app
             .subscribe(json!({"email": format!("r{i}@example.org")}))
@@ -454,10 +456,8 @@ async fn a_signup_changes_someone_on_the_list_only_when_they_confirm_it() {
         Some("Ana"),
         json!({"city": "Tucson"}),
     );
-    app.sql(&format!(
-        "UPDATE subscribers SET source = 'footer' WHERE id = '{ana}';
-         INSERT INTO subscriber_interests (subscriber_id, interest_slug, created_at) VALUES ('{ana}', 'news', '2026-11-01 00:00:00')"
-    ));
+    app.set_source(&ana, "footer");
+    app.add_interests_to(&ana, &["news"], "2026-11-01");
     let before = profile(&app, &viewer, "ana@example.org").await;
     assert_eq!(
         before,
@@ -568,7 +568,10 @@ async fn a_second_signup_for_a_pending_person_waits_for_its_own_link() {
 #[tokio::test]
 async fn every_signup_answer_waits_for_the_floor_whatever_the_address_knows() {
     let floor = std::time::Duration::from_millis(250);
-    let app = spawn_app_with(|s| s.signup_answer_ms = 250).await;
+    let app = TestApp::builder()
+        .settings(|s| s.signup_answer_ms = 250)
+        .spawn()
+        .await;
     app.add_subscriber("confirmed@example.org", "confirmed", "en", None, json!({}));
     app.add_subscriber("gone@example.org", "complained", "en", None, json!({}));
     let hash = enlace::tokens::email_hash("gone@example.org");
@@ -607,11 +610,13 @@ async fn every_signup_answer_waits_for_the_floor_whatever_the_address_knows() {
 #[tokio::test]
 async fn ipv6_clients_are_limited_per_64_whatever_address_they_take() {
     // Behind a trusted proxy, so each request can come from another address.
-    let app = spawn_app_with(|s| {
-        s.public_rate_limit = 5;
-        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.public_rate_limit = 5;
+            s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        })
+        .spawn()
+        .await;
     let from = |client: String, i: usize| {
         let app = &app;
         async move {
@@ -648,7 +653,10 @@ async fn ipv6_clients_are_limited_per_64_whatever_address_they_take() {
 
 #[tokio::test]
 async fn cors_answers_only_configured_origins() {
-    let app = spawn_app_with(|s| s.cors_origins = vec!["https://organize.example".into()]).await;
+    let app = TestApp::builder()
+        .settings(|s| s.cors_origins = vec!["https://organize.example".into()])
+        .spawn()
+        .await;
     let preflight = |origin: &'static str| {
         let app = &app;
         async move {

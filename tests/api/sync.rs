@@ -158,11 +158,7 @@ async fn a_client_paging_while_others_write_sees_every_final_state_and_every_era
     assert!(entries.is_empty() && !more);
     assert_eq!(again, cursor);
     // Any change, made by any path (here SQL that touches only the interest table), shows up.
-    app.sql(&format!(
-        "INSERT INTO subscriber_interests (subscriber_id, interest_slug, created_at) \
-         VALUES ('{}', 'news', '2026-01-01 00:00:00')",
-        ids[3]
-    ));
+    app.add_interests_to(&ids[3], &["news"], "2026-01-01");
     erase(&ids[4]).await;
     let (entries, _, more) = page(&app, &editor, &format!("cursor={cursor}")).await;
     assert!(!more);
@@ -245,7 +241,7 @@ async fn tombstones_pass_every_filter_and_updated_since_starts_the_feed() {
     let editor = app.staff_token(enlace::auth::Role::Editor).await;
     let es = app.add_subscriber("es@example.org", "confirmed", "es", None, json!({}));
     let gone = app.add_subscriber("gone@example.org", "pending", "en", None, json!({}));
-    app.sql("UPDATE subscribers SET updated_at = '2020-01-01 00:00:00'");
+    app.backdate_subscribers("2020-01-01", None);
     let res = app
         .send_as(
             &editor,
@@ -349,10 +345,7 @@ async fn many_writers_on_the_same_people_all_succeed_and_the_feed_agrees() {
             None,
             json!({}),
         );
-        app.sql(&format!(
-            "INSERT INTO subscriber_interests (subscriber_id, interest_slug, created_at) \
-             VALUES ('{id}', 'news', '2026-01-01 00:00:00')"
-        ));
+        app.add_interests_to(&id, &["news"], "2026-01-01");
         ids.push(id);
     }
     let mut mirror = Mirror::default();

@@ -11,7 +11,7 @@ use enlace::db::newsletters::{self as store, Newsletter};
 use enlace::sending::guard;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_sharing, TestApp};
+use crate::helpers::TestApp;
 use crate::newsletters::{add_people, create, newsletter, post, send_plain, sender_app};
 
 fn everyone() -> Value {
@@ -401,7 +401,7 @@ async fn a_batch_a_process_died_rendering_is_rendered_again_alone_and_the_send_g
     died_rendering(&app, &id, "dead-1", 2);
 
     // Started again, it claims nothing of that newsletter while the mark may be a live peer's…
-    let restarted = spawn_app_sharing(&app).await;
+    let restarted = TestApp::builder().sharing(&app).spawn().await;
     let token = restarted.sign_in("editor@staff.example.org").await;
     assert_eq!(restarted.run_sends().await, 0);
     // …nor after: the batch is a suspect, rendered again alone once its lease has run out, and
@@ -431,7 +431,7 @@ async fn a_process_dying_again_on_the_same_batch_pauses_the_send_instead_of_a_cr
     let id = send_plain(&app, &token).await;
     app.engine.schedule(enlace::db::now()).await.unwrap();
     died_rendering(&app, &id, "dead-1", 1);
-    let restarted = spawn_app_sharing(&app).await;
+    let restarted = TestApp::builder().sharing(&app).spawn().await;
     let token = restarted.sign_in("editor@staff.example.org").await;
     assert_eq!(restarted.run_sends_after(past_the_grace()).await, 0);
 

@@ -13,7 +13,7 @@ use enlace::auth::Role;
 use enlace::config::Settings;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::TestApp;
 
 /// What the receiver does with the next request.
 #[derive(Clone, Copy, Debug)]
@@ -153,7 +153,7 @@ fn loopback_allowed(s: &mut Settings) {
 }
 
 async fn admin_app(configure: impl FnOnce(&mut Settings)) -> (TestApp, String) {
-    let app = spawn_app_with(configure).await;
+    let app = TestApp::builder().settings(configure).spawn().await;
     let token = app.staff_token(Role::Admin).await;
     (app, token)
 }
@@ -849,6 +849,8 @@ async fn endpoints_are_managed_and_their_secret_is_shown_only_once() {
 #[tokio::test]
 async fn a_receiver_that_answers_410_gone_disables_its_endpoint() {
     let (app, admin) = admin_app(loopback_allowed).await;
+    // Every attempt of this endpoint fails, as the test intends.
+    app.expect_failed_jobs();
     let receiver = Receiver::start().await;
     let endpoint = register(&app, &admin, &receiver, &["subscriber.created"]).await;
     receiver.script(&[Reply::Status(410)]);
@@ -995,6 +997,8 @@ async fn a_rotated_secret_signs_alongside_the_old_one_for_a_day() {
 #[tokio::test]
 async fn an_endpoint_that_fails_every_attempt_for_a_day_is_disabled() {
     let (app, admin) = admin_app(loopback_allowed).await;
+    // Every attempt of this endpoint fails, as the test intends.
+    app.expect_failed_jobs();
     let receiver = Receiver::start().await;
     let endpoint = register(&app, &admin, &receiver, &["subscriber.created"]).await;
     receiver.script(&[Reply::Status(502); 30]);
