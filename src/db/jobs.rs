@@ -11,8 +11,27 @@ use super::AnyConnection;
 
 type Backend = <AnyConnection as Connection>::Backend;
 
-pub const QUEUED: &str = "queued";
-pub const RUNNING: &str = "running";
+crate::text_enum! {
+    /// Where a job is: waiting (or waiting again after a failed attempt), claimed under a lease,
+    /// or finished one of three ways.
+    ///
+    /// ```text
+    /// queued ──claim──▶ running ──▶ done | failed | dropped
+    ///    ▲                 │
+    ///    └─retry/continue──┘   (a lease that runs out makes it claimable again)
+    /// ```
+    pub enum JobState {
+        Queued = "queued",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        /// No longer wanted (the person unsubscribed, the endpoint was deleted).
+        Dropped = "dropped",
+    }
+}
+
+pub const QUEUED: JobState = JobState::Queued;
+pub const RUNNING: JobState = JobState::Running;
 
 /// Mail jobs' kinds start with this; every other kind is a task (webhook deliveries, imports),
 /// run by its own worker so a slow webhook endpoint never holds up a confirmation mail.
@@ -32,7 +51,7 @@ pub struct NewJob {
     pub kind: &'static str,
     pub payload: String,
     pub subscriber_id: Option<String>,
-    pub state: &'static str,
+    pub state: JobState,
     pub attempts: i32,
     pub max_attempts: i32,
     pub run_at: NaiveDateTime,
@@ -117,7 +136,7 @@ pub fn finish_jobs(
     conn: &mut AnyConnection,
     ids: &[&str],
     lease_until: NaiveDateTime,
-    state: &str,
+    state: JobState,
     error: Option<&str>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
@@ -153,7 +172,7 @@ pub fn drop_queued_for_subscriber(
             .filter(jobs::state.eq(QUEUED)),
     )
     .set((
-        jobs::state.eq("dropped"),
+        jobs::state.eq(JobState::Dropped),
         jobs::payload.eq("{}"),
         jobs::last_error.eq(Some(why)),
         jobs::finished_at.eq(Some(now)),

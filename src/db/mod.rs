@@ -35,6 +35,9 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// Runs one diesel expression on the concrete connection inside an `AnyConnection`, for the
 /// statements the multi-backend connection cannot express (multi-row inserts). The expression
 /// is written once and compiled for each backend.
+#[macro_use]
+mod text_enum;
+
 #[macro_export]
 macro_rules! on_backend {
     ($conn:expr, |$c:ident| $body:expr) => {

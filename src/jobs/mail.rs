@@ -7,7 +7,7 @@ use std::sync::Arc;
 use minijinja::context;
 use uuid::Uuid;
 
-use super::{JobResult, Worker};
+use super::{Outcome, Worker};
 use crate::db::jobs::ClaimedJob;
 use crate::db::{self, subscribers, suppressions};
 use crate::domain::{Language, SubscriberStatus, SuppressionReason};
@@ -72,7 +72,7 @@ struct Recipient {
 }
 
 /// A job whose message is ready to send, or the outcome already decided without sending.
-pub(super) type Prepared = Result<OutgoingMail, JobResult>;
+pub(super) type Prepared = Result<OutgoingMail, Outcome>;
 
 /// The recipients of a round of jobs, by subscriber id, with three queries in all. Erased and
 /// suppressed subscribers are simply absent.
@@ -187,7 +187,7 @@ impl Worker {
         Ok(prepared)
     }
 
-    pub(super) async fn send_mail(&self, job: &ClaimedJob, mut mail: OutgoingMail) -> JobResult {
+    pub(super) async fn send_mail(&self, job: &ClaimedJob, mut mail: OutgoingMail) -> Outcome {
         // At the sending domain (not the machine's host name), and the same on every attempt,
         // so a copy that goes out twice after a crash is recognisably one message.
         let domain = mail
@@ -200,11 +200,11 @@ impl Worker {
         match self.mailer.send(mail).await {
             Ok(()) => {
                 tracing::info!(job_id = %job.id, kind = %job.kind, subscriber_id = ?job.subscriber_id, "mail sent");
-                JobResult::Done
+                Outcome::Done
             }
             Err(e) => {
                 tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %e, "mail not sent");
-                JobResult::Failed(e)
+                Outcome::from(e)
             }
         }
     }
@@ -212,7 +212,7 @@ impl Worker {
 
 /// A newsletter test message from its job payload.
 fn test_mail(payload: &str) -> Prepared {
-    let permanent = |what: &str| Err(JobResult::Failed(SendError::Permanent(what.to_owned())));
+    let permanent = |what: &str| Err(Outcome::from(SendError::Permanent(what.to_owned())));
     let Ok(mail) = serde_json::from_str::<super::TestMail>(payload) else {
         return permanent("test message payload unreadable");
     };
@@ -247,24 +247,24 @@ impl MailRenderer {
             return test_mail(&job.payload);
         }
         let Some(kind) = MailKind::from_job_kind(&job.kind) else {
-            return Err(JobResult::Failed(SendError::Permanent(format!(
+            return Err(Outcome::from(SendError::Permanent(format!(
                 "unknown job kind {}",
                 job.kind
             ))));
         };
         let Some(recipient) = recipient else {
-            return Err(JobResult::Dropped("recipient erased or suppressed"));
+            return Err(Outcome::Dropped("recipient erased or suppressed"));
         };
         let status = SubscriberStatus::parse(&recipient.subscriber.status);
         if !status.is_some_and(|s| kind.wanted_for(s)) {
-            return Err(JobResult::Dropped(
+            return Err(Outcome::Dropped(
                 "no longer needed for the subscriber's status",
             ));
         }
         let payload: Payload = serde_json::from_str(&job.payload).unwrap_or_default();
         self.render(kind, &recipient, payload.token.as_deref()).map_err(|e| {
             tracing::error!(job_id = %job.id, kind = kind.job_kind(), error = format!("{e:#}"), "rendering a mail failed");
-            JobResult::Failed(SendError::Permanent(format!("rendering: {e:#}")))
+            Outcome::from(SendError::Permanent(format!("rendering: {e:#}")))
         })
     }
 

@@ -12,9 +12,12 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::Notify;
 
 pub use mail::{MailKind, MailRenderer};
-pub use tasks::{TaskOutcome, TaskWorker};
+pub use tasks::TaskWorker;
 
-use crate::db::jobs::{self as queue, ClaimedJob, NewJob};
+/// What a task handler says became of its task.
+pub type TaskOutcome = Outcome;
+
+use crate::db::jobs::{self as queue, ClaimedJob, JobState, NewJob};
 use crate::db::{self, AnyConnection, Db};
 use crate::email::{Mailer, SendError};
 use crate::metrics::Metrics;
@@ -24,31 +27,134 @@ pub const MAIL_MAX_ATTEMPTS: i32 = 20;
 /// How often an idle worker looks at the queue even without being woken.
 const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
 
-/// Writes one job's outcome: done, dropped, failed, or queued again after a backoff. Fenced by
-/// the lease: a job whose lease ran out and was claimed again is not touched.
+/// What became of one run of a job, mail or task alike.
+#[derive(Debug)]
+pub enum Outcome {
+    Done,
+    /// Not done yet but fine (an import that handled a chunk): run again at once.
+    Continue,
+    /// Try again later (backoff), until the job's attempts run out; then it is failed.
+    Retry(String),
+    /// Will never work: recorded as failed.
+    Failed(String),
+    /// No longer wanted (the person was erased, the endpoint deleted).
+    Dropped(&'static str),
+}
+
+/// A mail the relay refused for now is tried again; one it will never take has failed.
+impl From<SendError> for Outcome {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Transient(e) => Self::Retry(e),
+            permanent @ SendError::Permanent(_) => Self::Failed(permanent.to_string()),
+        }
+    }
+}
+
+impl Outcome {
+    /// Whether this run leaves the job failed for good.
+    fn is_final_failure(&self, job: &ClaimedJob) -> bool {
+        match self {
+            Self::Failed(_) => true,
+            Self::Retry(_) => job.attempts >= job.max_attempts,
+            _ => false,
+        }
+    }
+}
+
+/// Writes one job's outcome: done, dropped, failed, continued, or queued again after a
+/// backoff. Fenced by the lease: a job whose lease ran out and was claimed again is not touched.
 fn record_outcome(
     conn: &mut AnyConnection,
     job: &ClaimedJob,
-    result: &JobResult,
+    outcome: &Outcome,
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
 ) -> diesel::QueryResult<()> {
     let finished_at = db::now().max(now);
     let ids = [job.id.as_str()];
-    match result {
-        JobResult::Done => queue::finish_jobs(conn, &ids, lease_until, "done", None, finished_at),
-        JobResult::Dropped(why) => {
-            queue::finish_jobs(conn, &ids, lease_until, "dropped", Some(why), finished_at)
+    match outcome {
+        Outcome::Done => {
+            queue::finish_jobs(conn, &ids, lease_until, JobState::Done, None, finished_at)?;
         }
-        JobResult::Failed(SendError::Transient(e)) if job.attempts < job.max_attempts => {
-            queue::retry_job(conn, job, e, now + backoff(job.attempts)).map(usize::from)
+        Outcome::Dropped(why) => {
+            queue::finish_jobs(
+                conn,
+                &ids,
+                lease_until,
+                JobState::Dropped,
+                Some(why),
+                finished_at,
+            )?;
         }
-        JobResult::Failed(e) => {
-            let error = e.to_string();
-            queue::finish_jobs(conn, &ids, lease_until, "failed", Some(&error), finished_at)
+        Outcome::Continue => {
+            // Not an attempt that failed: the attempt count is given back, and the job keeps
+            // its place in the queue (its first `run_at`), ahead of work queued since.
+            queue::continue_job(conn, job)?;
+        }
+        Outcome::Retry(e) if job.attempts < job.max_attempts => {
+            queue::retry_job(conn, job, e, now + backoff(job.attempts))?;
+        }
+        Outcome::Retry(e) | Outcome::Failed(e) => {
+            queue::finish_jobs(
+                conn,
+                &ids,
+                lease_until,
+                JobState::Failed,
+                Some(e),
+                finished_at,
+            )?;
         }
     }
-    .map(drop)
+    Ok(())
+}
+
+/// Commits a job's outcome (see `commit_outcome`) for the worker of `family`.
+async fn commit(
+    db: &Db,
+    family: &'static str,
+    job: ClaimedJob,
+    outcome: Outcome,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) {
+    let id = job.id.clone();
+    let (job, outcome) = (Arc::new(job), Arc::new(outcome));
+    commit_outcome(db, &id, family, lease_until, move |conn| {
+        record_outcome(conn, &job, &outcome, now, lease_until)
+    })
+    .await;
+}
+
+/// The loop a worker runs until shutdown: a round of work (which says how long to wait before
+/// the next one unless woken), then a wait for a wake-up, that time, or shutdown.
+async fn serve<F, Fut>(
+    family: &'static str,
+    wake: Arc<Notify>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut round: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<StdDuration>>,
+{
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let sleep_for = round().await.unwrap_or_else(|e| {
+            tracing::error!(
+                family,
+                error = format!("{e:#}"),
+                "a job worker could not reach the database"
+            );
+            IDLE_POLL
+        });
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(sleep_for) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// The queue row for a mail to a subscriber; the worker renders the message when it sends it.
@@ -179,12 +285,6 @@ pub struct Worker {
     pub metrics: Metrics,
 }
 
-enum JobResult {
-    Done,
-    Dropped(&'static str),
-    Failed(SendError),
-}
-
 impl Worker {
     /// Runs every job due at `now` (and any that become due while it runs); returns how many ran.
     /// Tests call this to drive the queue step by step.
@@ -239,35 +339,16 @@ impl Worker {
         now: NaiveDateTime,
         lease_until: NaiveDateTime,
     ) {
-        let result = match prepared {
+        let outcome = match prepared {
             Ok(mail) => self.send_mail(&job, mail).await,
-            Err(result) => result,
+            Err(outcome) => outcome,
         };
-        match &result {
-            JobResult::Done => self.metrics.mail_sent(&job.kind),
-            JobResult::Failed(SendError::Permanent(_)) => self.metrics.mail_failed(&job.kind),
-            JobResult::Failed(SendError::Transient(_)) if job.attempts >= job.max_attempts => {
-                self.metrics.mail_failed(&job.kind)
-            }
+        match &outcome {
+            Outcome::Done => self.metrics.mail_sent(&job.kind),
+            failed if failed.is_final_failure(&job) => self.metrics.mail_failed(&job.kind),
             _ => {}
         }
-        self.record(job, result, now, lease_until).await;
-    }
-
-    /// Commits a job's outcome (see `commit_outcome`).
-    async fn record(
-        &self,
-        job: ClaimedJob,
-        result: JobResult,
-        now: NaiveDateTime,
-        lease_until: NaiveDateTime,
-    ) {
-        let (job, result) = (Arc::new(job), Arc::new(result));
-        let id = job.id.clone();
-        commit_outcome(&self.db, &id, "mail", lease_until, move |conn| {
-            record_outcome(conn, &job, &result, now, lease_until).map(drop)
-        })
-        .await;
+        commit(&self.db, "mail", job, outcome, now, lease_until).await;
     }
 
     /// The loop `enlace serve` runs until shutdown: wakes when a request queued mail, otherwise
@@ -275,28 +356,13 @@ impl Worker {
     pub async fn run_forever(
         self: Arc<Self>,
         wake: Arc<Notify>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let sleep_for = match self.run_pending(db::now()).await {
-                Ok(_) => self.time_until_next_job().await,
-                Err(e) => {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "job worker could not reach the database"
-                    );
-                    IDLE_POLL
-                }
-            };
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(sleep_for) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+        serve("mail", wake, shutdown, || async {
+            self.run_pending(db::now()).await?;
+            Ok(self.time_until_next_job().await)
+        })
+        .await
     }
 
     async fn time_until_next_job(&self) -> StdDuration {

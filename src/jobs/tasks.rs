@@ -12,7 +12,7 @@ use chrono::{Duration, NaiveDateTime};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 
-use super::backoff;
+use super::{commit, serve, Outcome as TaskOutcome};
 use crate::db::jobs::{self as queue, ClaimedJob, Family};
 use crate::db::{self, Db};
 use crate::metrics::Metrics;
@@ -21,20 +21,6 @@ use crate::metrics::Metrics;
 /// its own progress and must finish or yield (`TaskOutcome::Continue`) well inside this.
 pub const TASK_LEASE: Duration = Duration::minutes(15);
 const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
-
-/// What became of one run of a task.
-#[derive(Debug)]
-pub enum TaskOutcome {
-    Done,
-    /// Not done yet but fine (an import that handled a chunk): run again at once.
-    Continue,
-    /// Try again later (backoff), until the job's attempts run out.
-    Retry(String),
-    /// Will never work: recorded as failed.
-    Failed(String),
-    /// No longer wanted (the endpoint was deleted, say).
-    Dropped(&'static str),
-}
 
 /// Everything a task needs.
 pub struct TaskWorker {
@@ -81,13 +67,14 @@ impl TaskWorker {
                     running.push(async move {
                         let outcome = self.run_task(&job).await;
                         let finished_at = clock().max(now);
-                        let lease_until = now + TASK_LEASE;
-                        let id = job.id.clone();
-                        let (job, outcome) = (Arc::new(job), Arc::new(outcome));
-                        super::commit_outcome(&self.db, &id, "task", lease_until, move |conn| {
-                            record(conn, &job, &outcome, finished_at, lease_until, finished_at)
-                                .map(drop)
-                        })
+                        commit(
+                            &self.db,
+                            "task",
+                            job,
+                            outcome,
+                            finished_at,
+                            now + TASK_LEASE,
+                        )
                         .await;
                     });
                 }
@@ -119,55 +106,12 @@ impl TaskWorker {
     pub async fn run_forever(
         self: Arc<Self>,
         wake: Arc<Notify>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if let Err(e) = self.run_pending(db::now()).await {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "task worker could not reach the database"
-                );
-            }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+        serve("task", wake, shutdown, || async {
+            self.run_pending(db::now()).await?;
+            Ok(IDLE_POLL)
+        })
+        .await
     }
-}
-
-/// Writes one task's outcome (only if this claim still holds the job).
-fn record(
-    conn: &mut db::AnyConnection,
-    job: &ClaimedJob,
-    outcome: &TaskOutcome,
-    now: NaiveDateTime,
-    lease_until: NaiveDateTime,
-    finished_at: NaiveDateTime,
-) -> diesel::QueryResult<()> {
-    let id = [job.id.as_str()];
-    match outcome {
-        TaskOutcome::Done => {
-            queue::finish_jobs(conn, &id, lease_until, "done", None, finished_at)?;
-        }
-        TaskOutcome::Dropped(why) => {
-            queue::finish_jobs(conn, &id, lease_until, "dropped", Some(why), finished_at)?;
-        }
-        TaskOutcome::Continue => {
-            // Not an attempt that failed: the attempt count is given back, and the job keeps
-            // its place in the queue (its first `run_at`), ahead of work queued since.
-            queue::continue_job(conn, job)?;
-        }
-        TaskOutcome::Retry(e) if job.attempts < job.max_attempts => {
-            queue::retry_job(conn, job, e, now + backoff(job.attempts))?;
-        }
-        TaskOutcome::Retry(e) | TaskOutcome::Failed(e) => {
-            queue::finish_jobs(conn, &id, lease_until, "failed", Some(e), finished_at)?;
-        }
-    }
-    Ok(())
 }
