@@ -542,3 +542,14 @@ where
         }
     }
 }
+
+/// A write that changes nothing of value: the readiness probe's one row gets the time. It
+/// succeeds only when the database can be reached and written (not full, not read-only).
+pub fn probe_write(conn: &mut AnyConnection) -> Result<(), DbError> {
+    use diesel::prelude::*;
+    use schema::readiness_probe::dsl as probe;
+    diesel::update(probe::readiness_probe.find(1))
+        .set(probe::checked_at.eq(now()))
+        .execute(conn)?;
+    Ok(())
+}

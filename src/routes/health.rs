@@ -18,23 +18,10 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HandlerResult {
     // A write, not just a connection: with the disk full or the database refusing writes,
     // nothing useful can be done, and a load balancer should know.
-    state
-        .db
-        .write(|conn| {
-            use crate::db::schema::readiness_probe::dsl as probe;
-            use diesel::prelude::*;
-            crate::db::write_transaction(conn, |c| {
-                diesel::update(probe::readiness_probe.find(1))
-                    .set(probe::checked_at.eq(crate::db::now()))
-                    .execute(c)
-            })
-            .map_err(DbError::from)
-        })
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "readiness check failed");
-            ApiError::Unavailable
-        })?;
+    state.db.transaction(db::probe_write).await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        ApiError::Unavailable
+    })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
 }
 
