@@ -18,30 +18,13 @@ use sha2::{Digest, Sha256};
 use crate::db::{self, staff as staff_db, Db, DbError};
 use crate::error::ApiError;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Editor,
-    Viewer,
-}
-
-impl Role {
-    pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "admin" => Self::Admin,
-            "editor" => Self::Editor,
-            "viewer" => Self::Viewer,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Editor => "editor",
-            Self::Viewer => "viewer",
-        }
+crate::text_enum! {
+    /// A staff member's role: a viewer reads, an editor also changes contacts and content, an
+    /// admin also manages staff, keys and webhooks.
+    pub enum Role {
+        Admin = "admin",
+        Editor = "editor",
+        Viewer = "viewer",
     }
 }
 
