@@ -46,6 +46,18 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
 
+    /// Comma-separated keys used before ENLACE_SECRET_KEY (each at least 32 bytes): links and
+    /// sessions they signed are still accepted, nothing new is signed with them. Remove a key
+    /// once nothing signed with it should work any more.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_SECRET_KEY_PREVIOUS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub secret_key_previous: Vec<String>,
+
     /// Default From of every message.
     #[arg(
         long,
@@ -448,6 +460,21 @@ impl Settings {
     /// The public URL without a trailing slash, for joining paths.
     pub fn base_url(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// The keys of a rotation still accepted for checking (never for signing).
+    pub fn previous_secret_keys(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.secret_key_previous
+            .iter()
+            .map(|key| key.trim())
+            .filter(|key| !key.is_empty())
+            .map(|key| {
+                if key.len() < 32 {
+                    bail!("every key in ENLACE_SECRET_KEY_PREVIOUS must be at least 32 bytes long");
+                }
+                Ok(key.as_bytes().to_vec())
+            })
+            .collect()
     }
 
     /// The signing key: configured, or generated once and kept in `DATA_DIR/secret.key`.

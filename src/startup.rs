@@ -139,8 +139,9 @@ impl Application {
         }
         let mailer = Arc::new(mailer);
         let metrics = Metrics::new();
-        let manage_tokens = ManageTokens::new(&secret);
-        let jwt = JwtKeys::new(&secret, &settings.base_url());
+        let previous = settings.previous_secret_keys()?;
+        let manage_tokens = ManageTokens::new(&secret).with_previous(&previous);
+        let jwt = JwtKeys::new(&secret, &settings.base_url()).with_previous(&previous);
         // Ten sign-in attempts a minute per account and per client address.
         let login_limiter = Arc::new(RateLimiter::keyed(Quota::per_minute(
             NonZeroU32::MIN.saturating_add(9),

@@ -30,20 +30,33 @@ pub fn is_well_formed(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Signs subscriber ids into unsubscribe/preferences tokens with the service key.
+/// Signs subscriber ids into unsubscribe/preferences tokens with the service key; tokens signed
+/// with a previous key of a rotation are still accepted.
 #[derive(Clone)]
 pub struct ManageTokens {
-    key: Vec<u8>,
+    /// The current key first (the only one that signs), then the previous ones.
+    keys: Vec<Vec<u8>>,
 }
 
 impl ManageTokens {
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
+        Self {
+            keys: vec![key.to_vec()],
+        }
+    }
+
+    /// Also accepts tokens signed with `previous` keys.
+    pub fn with_previous(mut self, previous: &[Vec<u8>]) -> Self {
+        self.keys.extend(previous.iter().cloned());
+        self
     }
 
     fn mac(&self, id: &Uuid) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        Self::mac_with(&self.keys[0], id)
+    }
+
+    fn mac_with(key: &[u8], id: &Uuid) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
         mac.update(MANAGE_PURPOSE);
         mac.update(id.as_bytes());
         mac
@@ -67,9 +80,15 @@ impl ManageTokens {
             return None;
         }
         let id = Uuid::from_slice(&raw[..16]).ok()?;
-        // verify_truncated_left compares in constant time.
-        self.mac(&id).verify_truncated_left(&raw[16..]).ok()?;
-        Some(id)
+        // verify_truncated_left compares in constant time; every key is tried, so the time
+        // taken does not say which one signed.
+        let genuine = self.keys.iter().fold(false, |found, key| {
+            let ok = Self::mac_with(key, &id)
+                .verify_truncated_left(&raw[16..])
+                .is_ok();
+            found | ok
+        });
+        genuine.then_some(id)
     }
 }
 

@@ -27,25 +27,40 @@ pub struct Claims {
 pub struct JwtKeys {
     kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Keys that check tokens, by key id: the current one, then those of a rotation.
+    decoding: Vec<(String, DecodingKey)>,
     issuer: String,
+}
+
+/// The token signing key for this purpose only, derived from a service secret, and its id.
+fn derive(secret: &[u8]) -> (String, [u8; 32]) {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(b"enlace/jwt/v1");
+    let key: [u8; 32] = mac.finalize().into_bytes().into();
+    (crate::tokens::hex(&Sha256::digest(key)[..6]), key)
 }
 
 impl JwtKeys {
     /// A signing key for this purpose only, derived from the service secret; its id lets a
     /// rotated secret be told apart from the old one.
     pub fn new(secret: &[u8], issuer: &str) -> Self {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-        mac.update(b"enlace/jwt/v1");
-        let key = mac.finalize().into_bytes();
-        let kid = crate::tokens::hex(&Sha256::digest(key)[..6]);
+        let (kid, key) = derive(secret);
         Self {
+            decoding: vec![(kid.clone(), DecodingKey::from_secret(&key))],
             kid,
             encoding: EncodingKey::from_secret(&key),
-            decoding: DecodingKey::from_secret(&key),
             issuer: issuer.to_owned(),
         }
+    }
+
+    /// Also accepts tokens signed with keys derived from `previous` secrets (a rotation):
+    /// sessions signed before it stay valid until they expire.
+    pub fn with_previous(mut self, previous: &[Vec<u8>]) -> Self {
+        for secret in previous {
+            let (kid, key) = derive(secret);
+            self.decoding.push((kid, DecodingKey::from_secret(&key)));
+        }
+        self
     }
 
     pub fn issue(&self, staff_id: &str, generation: i32, now: i64) -> anyhow::Result<String> {
@@ -70,9 +85,11 @@ impl JwtKeys {
     /// `None` for anything else.
     pub fn verify(&self, token: &str) -> Option<(String, i32)> {
         let header = decode_header(token).ok()?;
-        if header.alg != Algorithm::HS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
+        if header.alg != Algorithm::HS256 {
             return None;
         }
+        let kid = header.kid?;
+        let (_, decoding) = self.decoding.iter().find(|(k, _)| *k == kid)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[&self.issuer]);
@@ -80,7 +97,7 @@ impl JwtKeys {
         validation.leeway = 30;
         // The service never issues one, but a token that says it is not valid yet is not.
         validation.validate_nbf = true;
-        decode::<Claims>(token, &self.decoding, &validation)
+        decode::<Claims>(token, decoding, &validation)
             .ok()
             .map(|data| (data.claims.sub, data.claims.generation))
     }

@@ -19,6 +19,7 @@ mod manage;
 mod newsletters;
 mod operations;
 mod queue;
+mod rotation;
 mod schema;
 mod segments;
 mod smtp;
