@@ -8,10 +8,21 @@ use serde_json::{Map, Value};
 use validator::Validate;
 
 use super::{check_rate_limit, evidence, media_type, negotiate_language, HandlerResult, Page};
-use crate::domain::{Email, InterestSlug, Language, Name};
-use crate::error::{ApiError, FieldErrors};
-use crate::signup::Signup;
+use crate::domain::{Email, FieldErrors, InterestSlug, Language, Name};
+use crate::error::ApiError;
+use crate::services::consent as service;
+use crate::signup::{Signup, SignupError};
 use crate::startup::AppState;
+
+impl From<SignupError> for ApiError {
+    fn from(e: SignupError) -> Self {
+        match e {
+            SignupError::Validation(errors) => Self::Validation(errors),
+            SignupError::Store(e) => Self::Internal(e),
+            SignupError::Unavailable => Self::Unavailable,
+        }
+    }
+}
 
 /// The JSON body. Unknown fields are refused so a typo (`"interest"`) is reported, not ignored.
 #[derive(Deserialize, Validate)]
@@ -71,12 +82,7 @@ fn parse_signup(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<Signup, ApiError> {
-    let mut add = |field: &str, message: &str| {
-        errors
-            .entry(field.to_owned())
-            .or_default()
-            .push(message.to_owned())
-    };
+    let mut add = |field: &str, message: &str| errors.add(field, message);
     let email = Email::parse(raw.email).map_err(|e| add("email", e)).ok();
     let name = Name::parse(raw.name.unwrap_or_default())
         .map_err(|e| add("name", e))
@@ -120,7 +126,7 @@ fn validation_errors(result: Result<(), validator::ValidationErrors>) -> FieldEr
         for (field, list) in e.field_errors() {
             for error in list {
                 let message = error.message.as_deref().unwrap_or("is invalid").to_owned();
-                errors.entry(field.to_string()).or_default().push(message);
+                errors.add(field.to_string(), message);
             }
         }
     }
@@ -155,15 +161,12 @@ async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> Han
     }
     let mut errors = validation_errors(json.validate());
     if json.attributes.len() > 50 {
-        errors
-            .entry("attributes".into())
-            .or_default()
-            .push("at most 50 attributes".into());
+        errors.add("attributes", "at most 50 attributes");
     }
     let language = match json.language.as_deref() {
         None => Language::En,
         Some(raw) => Language::parse(raw).unwrap_or_else(|e| {
-            errors.entry("language".into()).or_default().push(e.into());
+            errors.add("language", e);
             Language::En
         }),
     };
@@ -176,7 +179,7 @@ async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> Han
         attributes: json.attributes,
     };
     let signup = parse_signup(raw, errors, req, state)?;
-    state.signups.submit(signup).await?;
+    service::subscribe(&state.signups, signup).await?;
     Ok(accepted())
 }
 
@@ -197,7 +200,7 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
     let language = match form.language.as_deref().filter(|l| !l.is_empty()) {
         None => page_language,
         Some(raw) => Language::parse(raw).unwrap_or_else(|e| {
-            errors.entry("language".into()).or_default().push(e.into());
+            errors.add("language", e);
             page_language
         }),
     };
@@ -220,9 +223,7 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
             Ok(())
         }
         Err(e) => Err(e),
-        Ok(signup) => state
-            .signups
-            .submit(signup)
+        Ok(signup) => service::subscribe(&state.signups, signup)
             .await
             .map(drop)
             .map_err(ApiError::from),

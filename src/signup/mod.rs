@@ -3,7 +3,9 @@
 
 mod batcher;
 pub mod confirm;
+mod consent;
 pub mod manage;
+mod person;
 mod proposal;
 pub mod staff;
 
@@ -13,19 +15,20 @@ use chrono::{Duration, NaiveDateTime};
 use serde_json::{Map, Value};
 
 pub use batcher::SignupQueue;
+pub use consent::{request_confirmation, resend_confirmation};
 pub use manage::{record_complaint, record_hard_bounce};
+pub use person::{known_suppressions, merge_attributes, Merge, NewPerson};
 pub use proposal::Proposal;
 
-use crate::db::batch::{Inserts, InterestRow, SubscriberRow, TokenRow};
+use crate::db::batch::{Inserts, InterestRow};
 use crate::db::consent::ConsentEvent;
 use crate::db::interests::{list_field_declarations, list_public_interests, Interest};
-use crate::db::{self, confirmations, subscribers, suppressions, AnyConnection};
+use crate::db::{self, subscribers, AnyConnection};
 use crate::domain::{
-    AttributeError, Email, FieldDeclaration, InterestSlug, Language, Name, SubscriberStatus,
-    SuppressionReason,
+    AttributeError, Email, FieldDeclaration, FieldErrors, InterestSlug, Language, Name,
+    SubscriberStatus, SuppressionReason,
 };
 use crate::email::Templates;
-use crate::error::FieldErrors;
 use crate::jobs::{self, MailKind};
 use crate::tokens;
 
@@ -111,16 +114,6 @@ impl SignupError {
     }
 }
 
-impl From<SignupError> for crate::error::ApiError {
-    fn from(e: SignupError) -> Self {
-        match e {
-            SignupError::Validation(errors) => Self::Validation(errors),
-            SignupError::Store(e) => Self::Internal(e),
-            SignupError::Unavailable => Self::Unavailable,
-        }
-    }
-}
-
 /// What a batch needs to know besides the signups themselves.
 #[derive(Clone)]
 pub struct SignupPolicy {
@@ -181,17 +174,23 @@ impl PublicCatalog {
 
     /// Checks interests and attributes; returns the attributes to store.
     pub fn check(&self, signup: &Signup) -> Result<Map<String, Value>, FieldErrors> {
+        self.check_fields(&signup.interests, &signup.attributes)
+    }
+
+    /// Checks interests and field values (the way `check` does for a signup).
+    pub fn check_fields(
+        &self,
+        interests: &[InterestSlug],
+        given: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, FieldErrors> {
         let mut errors = FieldErrors::new();
-        for slug in &signup.interests {
+        for slug in interests {
             if !self.interests.contains_key(slug.as_str()) {
-                errors
-                    .entry("interests".into())
-                    .or_default()
-                    .push(format!("unknown interest: {}", slug.as_str()));
+                errors.add("interests", format!("unknown interest: {}", slug.as_str()));
             }
         }
         let mut attributes = Map::new();
-        for (key, value) in &signup.attributes {
+        for (key, value) in given {
             let checked = match self.fields.get(key) {
                 None => Err(AttributeError::Undeclared),
                 // Private fields are not revealed: they read as undeclared.
@@ -203,17 +202,10 @@ impl PublicCatalog {
                 Ok(v) => {
                     attributes.insert(key.clone(), v);
                 }
-                Err(e) => errors
-                    .entry(format!("attributes.{key}"))
-                    .or_default()
-                    .push(e.to_string()),
+                Err(e) => errors.add(format!("attributes.{key}"), e.to_string()),
             }
         }
-        if errors.is_empty() {
-            Ok(attributes)
-        } else {
-            Err(errors)
-        }
+        errors.into_result().map(|()| attributes)
     }
 }
 
@@ -231,14 +223,7 @@ impl Known {
         batch: &[Signup],
         now: NaiveDateTime,
     ) -> diesel::QueryResult<Self> {
-        let hashes: Vec<String> = batch
-            .iter()
-            .map(|s| tokens::email_hash(s.email.as_str()))
-            .collect();
-        let suppressed = suppressions::find_suppressions(conn, &hashes)?
-            .into_iter()
-            .filter_map(|(hash, reason)| Some((hash, SuppressionReason::parse(&reason)?)))
-            .collect();
+        let suppressed = known_suppressions(conn, batch.iter().map(|s| &s.email))?;
         let emails: Vec<&str> = batch.iter().map(|s| s.email.as_str()).collect();
         let existing: HashMap<_, _> = subscribers::find_signup_states(conn, &emails)?
             .into_iter()
@@ -298,17 +283,17 @@ fn apply_signups(
         let (subscriber_id, outcome) = match known.existing.get(email) {
             None => {
                 let id = db::new_id();
-                inserts.subscribers.push(SubscriberRow {
-                    id: id.clone(),
-                    email: email.to_owned(),
-                    name: signup.name.as_ref().map(|n| n.as_str().to_owned()),
-                    language: signup.language.as_str(),
-                    status: SubscriberStatus::Pending.as_str(),
-                    attributes: Value::Object(attributes).to_string(),
-                    source: signup.source.clone(),
-                    created_at: now,
-                    updated_at: now,
-                });
+                inserts.subscribers.push(
+                    NewPerson {
+                        email: &signup.email,
+                        name: signup.name.as_ref(),
+                        language: signup.language,
+                        status: SubscriberStatus::Pending,
+                        attributes,
+                        source: signup.source.clone(),
+                    }
+                    .row(id.clone(), now),
+                );
                 (id, SignupOutcome::Created)
             }
             Some(row) => {
@@ -364,33 +349,16 @@ fn apply_signups(
                     created_at: now,
                 }));
         }
-        inserts.consents.push(ConsentEvent {
-            id: db::new_id(),
-            subscriber_id: subscriber_id.clone(),
-            action: "signup".into(),
-            interests: serde_json::to_string(&slugs).unwrap_or_else(|_| "[]".into()),
-            wording: templates.text(signup.language, "consent.signup"),
-            wording_version: templates.text(signup.language, "consent_wording_version"),
-            language: signup.language.as_str().into(),
-            source: signup.source.clone(),
-            ip: signup.evidence.ip.clone(),
-            user_agent: signup.evidence.user_agent.clone(),
-            created_at: now,
-        });
-        let token = tokens::random_token();
-        inserts.tokens.push(TokenRow {
-            token_hash: tokens::hash_token(&token),
-            subscriber_id: subscriber_id.clone(),
-            created_at: now,
-            expires_at: now + policy.confirm_ttl,
-            proposal: proposal.as_ref().map(Proposal::to_json),
-        });
-        inserts.jobs.push(jobs::mail_job(
+        let consent = ConsentEvent::signup(
+            templates,
             &subscriber_id,
-            MailKind::Confirmation,
-            Some(&token),
+            signup.language,
+            &slugs,
+            signup.source.clone(),
+            &signup.evidence,
             now,
-        ));
+        );
+        request_confirmation(&mut inserts, policy, consent, proposal.as_ref(), now);
         results.push(Ok(outcome));
     }
     inserts.write(conn)?;
@@ -403,33 +371,6 @@ fn apply_signups(
         now,
     )?;
     Ok(results)
-}
-
-/// Creates a confirmation token (carrying `proposal`, the changes a confirmation applies) and
-/// queues the mail that carries it.
-pub fn queue_confirmation(
-    conn: &mut AnyConnection,
-    subscriber_id: &str,
-    policy: &SignupPolicy,
-    proposal: Option<&str>,
-    now: NaiveDateTime,
-) -> diesel::QueryResult<()> {
-    let token = tokens::random_token();
-    confirmations::insert_confirmation_token(
-        conn,
-        &tokens::hash_token(&token),
-        subscriber_id,
-        now,
-        now + policy.confirm_ttl,
-        proposal,
-    )?;
-    jobs::enqueue_mail(
-        conn,
-        subscriber_id,
-        MailKind::Confirmation,
-        Some(&token),
-        now,
-    )
 }
 
 /// Whether another confirmation or notice to this subscriber would be too soon or too many.
