@@ -196,6 +196,28 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
         Ok(form) => form,
         Err(e) => return Page::error(state, page_language, ApiError::field("form", e.to_string())),
     };
+    let (language, parsed) = form_signup(&form, page_language, req, state);
+    let result = match parsed {
+        Ok(Some(signup)) => service::subscribe(&state.signups, signup)
+            .await
+            .map(drop)
+            .map_err(ApiError::from),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => thanks(state, &form, language),
+        Err(e) => Page::error(state, language, e),
+    }
+}
+
+/// The form, parsed in the language it asks for (else the page's); `None` for a bot's.
+fn form_signup(
+    form: &SubscribeForm,
+    page_language: Language,
+    req: &HttpRequest,
+    state: &AppState,
+) -> (Language, Result<Option<Signup>, ApiError>) {
     let mut errors = validation_errors(form.validate());
     let language = match form.language.as_deref().filter(|l| !l.is_empty()) {
         None => page_language,
@@ -216,21 +238,17 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
         .website
         .as_deref()
         .is_some_and(|w| !w.trim().is_empty());
-    let result = match parse_signup(raw, errors, req, state) {
-        // Bots that fill the hidden field get the normal answer, whatever else they sent.
-        _ if honeypot => {
-            tracing::info!("honeypot field filled; signup ignored");
-            Ok(())
-        }
-        Err(e) => Err(e),
-        Ok(signup) => service::subscribe(&state.signups, signup)
-            .await
-            .map(drop)
-            .map_err(ApiError::from),
-    };
-    if let Err(e) = result {
-        return Page::error(state, language, e);
+    let parsed = parse_signup(raw, errors, req, state);
+    // Bots that fill the hidden field get the normal answer, whatever else they sent.
+    if honeypot {
+        tracing::info!("honeypot field filled; signup ignored");
+        return (language, Ok(None));
     }
+    (language, parsed.map(Some))
+}
+
+/// After a form signup: the allow-listed page the form names, or the thank-you page.
+fn thanks(state: &AppState, form: &SubscribeForm, language: Language) -> HttpResponse {
     match form
         .redirect_to
         .as_deref()

@@ -10,12 +10,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::HandlerResult;
-use crate::auth::{Authorized, ExportContacts, ReadContacts, WriteContacts};
+use crate::auth::{Authorized, ExportContacts, Principal, ReadContacts, WriteContacts};
 use crate::domain::{Email, FieldErrors, InterestSlug, Language, Name, SubscriberStatus};
 use crate::error::ApiError;
 use crate::services::subscribers::{
     self as service, Change, ChangeFilter, EraseError, GetSubscriberError, ListChangesError,
     PersonalData, SubscriberChange, SubscriberRecord, UpdateSubscriberError, UpsertSubscriberError,
+    Upserted,
 };
 use crate::signup::staff::{ConsentMode, StaffUpsert};
 use crate::signup::Signup;
@@ -382,31 +383,27 @@ pub async fn upsert_subscriber(
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
     let input = staff_upsert(body, super::evidence(&state, &req)).map_err(ApiError::Validation)?;
-    let (templates, policy) = (&state.templates, &state.signup_policy());
-    let ip = auth.ip.clone();
-    let done = service::upsert(
-        &state.db,
-        &auth.principal,
-        ip,
-        templates,
-        policy,
-        &state.mail_ready,
-        input,
-    )
-    .await?;
-    // A key that may write but not read learns only what its write did.
-    let mut body = if auth.principal.may_read_contacts() {
-        record_view(&done.record)
-    } else {
-        json!({ "id": done.record.subscriber.id, "status": done.record.subscriber.status })
-    };
-    body["confirmation_sent"] = Value::Bool(done.confirmation_sent);
+    let (db, templates, policy) = (&state.db, &state.templates, &state.signup_policy());
+    let (actor, ip, mail_ready) = (&auth.principal, auth.ip.clone(), &state.mail_ready);
+    let done = service::upsert(db, actor, ip, templates, policy, mail_ready, input).await?;
     let mut answer = if done.created {
         HttpResponse::Created()
     } else {
         HttpResponse::Ok()
     };
-    Ok(answer.json(body))
+    Ok(answer.json(upserted_view(actor, &done)))
+}
+
+/// What an upsert answers. A key that may write but not read learns only what its write did.
+fn upserted_view(actor: &Principal, done: &Upserted) -> Value {
+    let subscriber = &done.record.subscriber;
+    let mut body = if actor.may_read_contacts() {
+        record_view(&done.record)
+    } else {
+        json!({ "id": subscriber.id, "status": subscriber.status })
+    };
+    body["confirmation_sent"] = Value::Bool(done.confirmation_sent);
+    body
 }
 
 #[derive(Deserialize)]
