@@ -2,6 +2,7 @@
 //! (subscriber, interests, consent evidence, token, queued mail) in one transaction.
 
 mod batcher;
+mod catalog;
 pub mod confirm;
 mod consent;
 pub mod manage;
@@ -15,6 +16,7 @@ use chrono::{Duration, NaiveDateTime};
 use serde_json::{Map, Value};
 
 pub use batcher::SignupQueue;
+pub use catalog::PublicCatalog;
 pub use consent::{request_confirmation, resend_confirmation};
 pub use manage::{record_complaint, record_hard_bounce};
 pub use person::{known_suppressions, merge_attributes, Merge, NewPerson};
@@ -22,11 +24,9 @@ pub use proposal::Proposal;
 
 use crate::db::batch::{Inserts, InterestRow};
 use crate::db::consent::ConsentEvent;
-use crate::db::interests::{list_field_declarations, list_public_interests, Interest};
 use crate::db::{self, subscribers, AnyConnection};
 use crate::domain::{
-    AttributeError, Email, FieldDeclaration, FieldErrors, InterestSlug, Language, Name,
-    SubscriberStatus, SuppressionReason,
+    Email, FieldErrors, InterestSlug, Language, Name, SubscriberStatus, SuppressionReason,
 };
 use crate::email::Templates;
 use crate::jobs::{self, MailKind};
@@ -118,95 +118,6 @@ impl SignupError {
 #[derive(Clone)]
 pub struct SignupPolicy {
     pub confirm_ttl: Duration,
-}
-
-/// Interests and fields a public form may use, read once per batch.
-pub struct PublicCatalog {
-    interests: HashMap<String, Interest>,
-    fields: HashMap<String, FieldDeclaration>,
-    /// Staff may use private interests and fields too.
-    staff: bool,
-}
-
-impl PublicCatalog {
-    /// Reads what `batch` refers to: interests only if some signup names one, fields only if
-    /// some signup sets an attribute (most signups need neither query).
-    pub fn load(conn: &mut AnyConnection, batch: &[Signup]) -> diesel::QueryResult<Self> {
-        let interests = if batch.iter().any(|s| !s.interests.is_empty()) {
-            list_public_interests(conn)?
-                .into_iter()
-                .map(|i| (i.slug.clone(), i))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        let fields = if batch.iter().any(|s| !s.attributes.is_empty()) {
-            list_field_declarations(conn)?
-                .into_iter()
-                .map(|f| (f.key.clone(), f))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        Ok(Self {
-            interests,
-            fields,
-            staff: false,
-        })
-    }
-
-    /// Every interest and field, public or not, for checking a staff write.
-    pub fn load_for_staff(conn: &mut AnyConnection) -> diesel::QueryResult<Self> {
-        let interests = crate::db::interests::list_interests(conn)?
-            .into_iter()
-            .map(|i| (i.slug.clone(), i))
-            .collect();
-        let fields = list_field_declarations(conn)?
-            .into_iter()
-            .map(|f| (f.key.clone(), f))
-            .collect();
-        Ok(Self {
-            interests,
-            fields,
-            staff: true,
-        })
-    }
-
-    /// Checks interests and attributes; returns the attributes to store.
-    pub fn check(&self, signup: &Signup) -> Result<Map<String, Value>, FieldErrors> {
-        self.check_fields(&signup.interests, &signup.attributes)
-    }
-
-    /// Checks interests and field values (the way `check` does for a signup).
-    pub fn check_fields(
-        &self,
-        interests: &[InterestSlug],
-        given: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, FieldErrors> {
-        let mut errors = FieldErrors::new();
-        for slug in interests {
-            if !self.interests.contains_key(slug.as_str()) {
-                errors.add("interests", format!("unknown interest: {}", slug.as_str()));
-            }
-        }
-        let mut attributes = Map::new();
-        for (key, value) in given {
-            let checked = match self.fields.get(key) {
-                None => Err(AttributeError::Undeclared),
-                // Private fields are not revealed: they read as undeclared.
-                Some(field) if !field.public && !self.staff => Err(AttributeError::Undeclared),
-                Some(field) => field.check(value),
-            };
-            match checked {
-                Ok(Value::Null) => {}
-                Ok(v) => {
-                    attributes.insert(key.clone(), v);
-                }
-                Err(e) => errors.add(format!("attributes.{key}"), e.to_string()),
-            }
-        }
-        errors.into_result().map(|()| attributes)
-    }
 }
 
 /// What the database already knows about the addresses of a batch, read with one query each.

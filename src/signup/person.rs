@@ -86,3 +86,44 @@ pub fn known_suppressions<'a>(
         .filter_map(|(hash, reason)| Some((hash, SuppressionReason::parse(&reason)?)))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{merge_attributes, Merge};
+
+    fn given(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn overwriting_sets_and_removes() {
+        let stored = r#"{"city":"Lima","plan":"free"}"#;
+        let (merged, changed) = merge_attributes(
+            stored,
+            &given(json!({"plan": "pro", "city": null, "age": 3})),
+            Merge::Overwrite,
+        );
+        assert_eq!(merged, r#"{"age":3,"plan":"pro"}"#);
+        assert!(changed);
+        let (same, changed) = merge_attributes(stored, &given(json!({})), Merge::Overwrite);
+        assert_eq!(same, r#"{"city":"Lima","plan":"free"}"#);
+        assert!(!changed);
+    }
+
+    #[test]
+    fn filling_gaps_never_overwrites() {
+        let stored = r#"{"city":"Lima"}"#;
+        let (merged, changed) = merge_attributes(
+            stored,
+            &given(json!({"city": "Quito", "plan": "pro"})),
+            Merge::FillGaps,
+        );
+        assert_eq!(merged, r#"{"city":"Lima","plan":"pro"}"#);
+        assert!(changed);
+        let (_, changed) =
+            merge_attributes(stored, &given(json!({"city": "Quito"})), Merge::FillGaps);
+        assert!(!changed);
+    }
+}
