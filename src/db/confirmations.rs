@@ -3,8 +3,10 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::interests::Interest;
 use super::schema::confirmation_tokens;
 use super::AnyConnection;
+use crate::domain::Language;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = confirmation_tokens)]
@@ -77,4 +79,39 @@ pub fn find_proposals(
             confirmation_tokens::proposal.assume_not_null(),
         ))
         .load(conn)
+}
+
+/// What a public signup asks to change for someone already on the list, kept with the token of
+/// the confirmation link sent to them (applied by `signup` when they confirm through it).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Proposal {
+    /// A new name, when the form gave one.
+    pub name: Option<String>,
+    pub language: Language,
+    /// The interests chosen on the form: they replace the current ones.
+    pub interests: Vec<String>,
+    /// Field values given on the form: they are set over the current ones.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// The form it came from, when it said.
+    pub source: Option<String>,
+}
+
+impl Proposal {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The proposal kept with a token; `None` for tokens without one (or unreadable).
+    pub fn from_json(raw: Option<&str>) -> Option<Self> {
+        raw.and_then(|raw| serde_json::from_str(raw).ok())
+    }
+
+    /// The interests to show on the confirmation mail and page, from the list's catalogue.
+    pub fn chosen_interests(&self, catalogue: Vec<Interest>) -> Vec<Interest> {
+        catalogue
+            .into_iter()
+            .filter(|i| self.interests.contains(&i.slug))
+            .collect()
+    }
 }

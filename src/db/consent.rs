@@ -6,6 +6,10 @@ use diesel::prelude::*;
 use super::schema::consent_events;
 use super::AnyConnection;
 
+/// One entry of the ledger. Entries are made only by the constructors in `signup::consent`
+/// (`ConsentEvent::signup`, `::confirmed`, `::staff_recorded`, `::unsubscribed`,
+/// `::preferences_changed`, `::complained`), one per action, so each action is worded alike
+/// wherever it is recorded.
 #[derive(Queryable, Selectable, Insertable, Clone, Debug, serde::Serialize)]
 #[diesel(table_name = consent_events, treat_none_as_default_value = false)]
 pub struct ConsentEvent {

@@ -4,19 +4,17 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
-
 use super::rows::Row;
 use super::run::{PartContext, RunError};
 use super::Mode;
-use crate::db::batch::{Inserts, InterestRow, SubscriberRow, TokenRow};
+use crate::db::batch::{Inserts, InterestRow};
 use crate::db::consent::ConsentEvent;
 use crate::db::imports::{Import, Person};
 use crate::db::{self, confirmations, subscribers, AnyConnection};
 use crate::domain::{Language, SubscriberStatus};
-use crate::jobs::{self, MailKind};
-use crate::signup::throttled;
-use crate::tokens;
+use crate::signup::{
+    merge_attributes, request_confirmation, throttled, Evidence, Merge, NewPerson,
+};
 
 /// What became of one person.
 pub enum Outcome {
@@ -37,65 +35,57 @@ pub struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn consent(
-        &self,
-        subscriber_id: &str,
-        language: Language,
-        interests: &BTreeSet<String>,
-    ) -> ConsentEvent {
-        let (action, wording, version, source) = match self.mode {
-            Mode::Consented => (
-                "staff_recorded",
-                self.import.consent_note.clone().unwrap_or_default(),
-                "staff-recorded".to_owned(),
-                self.import.source.clone(),
-            ),
-            Mode::Confirm => (
-                "signup",
-                self.ctx.templates.text(language, "consent.signup"),
-                self.ctx.templates.text(language, "consent_wording_version"),
-                Some(
-                    self.import
-                        .source
-                        .clone()
-                        .unwrap_or_else(|| "import".into()),
-                ),
-            ),
-        };
-        ConsentEvent {
-            id: db::new_id(),
-            subscriber_id: subscriber_id.to_owned(),
-            action: action.into(),
-            interests: serde_json::to_string(interests).unwrap_or_else(|_| "[]".into()),
-            wording,
-            wording_version: version,
-            language: language.as_str().into(),
-            source,
+    /// The ledger names the import and who started it as the means of the entry.
+    fn evidence(&self) -> Evidence {
+        Evidence {
             ip: None,
             user_agent: Some(format!(
                 "import:{} ({})",
                 self.import.id, self.import.created_by
             )),
-            created_at: self.ctx.now,
         }
     }
 
-    /// A confirmation link and the mail carrying it, through the outbox as signups do.
-    fn confirmation(&self, inserts: &mut Inserts, subscriber_id: &str) {
-        let token = tokens::random_token();
-        inserts.tokens.push(TokenRow {
-            token_hash: tokens::hash_token(&token),
-            subscriber_id: subscriber_id.to_owned(),
-            created_at: self.ctx.now,
-            expires_at: self.ctx.now + self.ctx.policy.confirm_ttl,
-            proposal: None,
-        });
-        inserts.jobs.push(jobs::mail_job(
-            subscriber_id,
-            MailKind::Confirmation,
-            Some(&token),
+    /// Where the people of this import came from, as their records and the ledger say.
+    fn source(&self) -> String {
+        self.import
+            .source
+            .clone()
+            .unwrap_or_else(|| "import".into())
+    }
+
+    /// Evidence of consent given elsewhere (`consented`), in the ledger.
+    fn recorded(&self, inserts: &mut Inserts, id: &str, language: Language, interests: &[String]) {
+        inserts.consents.push(ConsentEvent::staff_recorded(
+            id,
+            language,
+            interests,
+            self.import.consent_note.clone().unwrap_or_default(),
+            self.import.source.clone(),
+            &self.evidence(),
             self.ctx.now,
         ));
+    }
+
+    /// A request for confirmation (`confirm`): the ledger entry, a link and the mail carrying
+    /// it, through the outbox as signups do.
+    fn ask_confirmation(
+        &self,
+        inserts: &mut Inserts,
+        id: &str,
+        language: Language,
+        interests: &[String],
+    ) {
+        let consent = ConsentEvent::signup(
+            self.ctx.templates,
+            id,
+            language,
+            interests,
+            Some(self.source()),
+            &self.evidence(),
+            self.ctx.now,
+        );
+        request_confirmation(inserts, self.ctx.policy, consent, None, self.ctx.now);
     }
 
     fn add_interests(&self, inserts: &mut Inserts, subscriber_id: &str, slugs: &[String]) {
@@ -116,33 +106,33 @@ impl Writer<'_> {
             Mode::Consented => SubscriberStatus::Confirmed,
             Mode::Confirm => SubscriberStatus::Pending,
         };
-        inserts.subscribers.push(SubscriberRow {
-            id: id.clone(),
-            email: row.email.as_str().to_owned(),
-            name: row.name.as_ref().map(|n| n.as_str().to_owned()),
-            language: language.as_str(),
-            status: status.as_str(),
-            attributes: Value::Object(row.attributes.clone()).to_string(),
-            source: Some(
-                self.import
-                    .source
-                    .clone()
-                    .unwrap_or_else(|| "import".into()),
-            ),
-            created_at: self.ctx.now,
-            updated_at: self.ctx.now,
-        });
+        inserts.subscribers.push(
+            NewPerson {
+                email: &row.email,
+                name: row.name.as_ref(),
+                language,
+                status,
+                attributes: row.attributes.clone(),
+                source: Some(self.source()),
+            }
+            .row(id.clone(), self.ctx.now),
+        );
         let slugs: Vec<String> = row
             .interests
             .iter()
             .map(|s| s.as_str().to_owned())
             .collect();
         self.add_interests(inserts, &id, &slugs);
-        inserts
-            .consents
-            .push(self.consent(&id, language, &slugs.into_iter().collect()));
-        if self.mode == Mode::Confirm {
-            self.confirmation(inserts, &id);
+        // The ledger lists interests in order, as for a person already known.
+        let ledger: Vec<String> = slugs
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        match self.mode {
+            Mode::Consented => self.recorded(inserts, &id, language, &ledger),
+            Mode::Confirm => self.ask_confirmation(inserts, &id, language, &ledger),
         }
         id
     }
@@ -171,15 +161,8 @@ impl Writer<'_> {
                 ))
             }
         };
-        let mut attributes: Map<String, Value> =
-            serde_json::from_str(&person.attributes).unwrap_or_default();
-        let mut attributes_changed = false;
-        for (key, value) in &row.attributes {
-            if !attributes.contains_key(key) {
-                attributes.insert(key.clone(), value.clone());
-                attributes_changed = true;
-            }
-        }
+        let (attributes, attributes_changed) =
+            merge_attributes(&person.attributes, &row.attributes, Merge::FillGaps);
         let name = row.name.as_ref().filter(|_| person.name.is_none());
         let missing: Vec<String> = row
             .interests
@@ -193,7 +176,13 @@ impl Writer<'_> {
         let mut changed = attributes_changed || name.is_some() || !adding.is_empty();
         let now = self.ctx.now;
         let language = Language::parse(&person.language).unwrap_or_default();
-        let all: BTreeSet<String> = held.iter().cloned().chain(adding.iter().cloned()).collect();
+        let all: Vec<String> = held
+            .iter()
+            .cloned()
+            .chain(adding.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         match (self.mode, pending) {
             // Evidence given elsewhere confirms a pending person.
             (Mode::Consented, true) => {
@@ -206,27 +195,19 @@ impl Writer<'_> {
                     now,
                 )?;
                 confirmations::use_confirmation_tokens(conn, &person.id, now)?;
-                inserts
-                    .consents
-                    .push(self.consent(&person.id, language, &all));
+                self.recorded(inserts, &person.id, language, &all);
                 changed = true;
             }
             (Mode::Consented, false) if !adding.is_empty() => {
-                inserts
-                    .consents
-                    .push(self.consent(&person.id, language, &all));
+                self.recorded(inserts, &person.id, language, &all);
             }
             (Mode::Confirm, true) if !open_confirmation && !throttled(conn, &person.id, now)? => {
-                inserts
-                    .consents
-                    .push(self.consent(&person.id, language, &all));
-                self.confirmation(inserts, &person.id);
+                self.ask_confirmation(inserts, &person.id, language, &all);
                 changed = true;
             }
             _ => {}
         }
         if attributes_changed || name.is_some() || !adding.is_empty() {
-            let attributes = Value::Object(attributes).to_string();
             subscribers::update_profile(
                 conn,
                 &person.id,

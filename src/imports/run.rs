@@ -12,7 +12,7 @@ use super::rows::{read_row, Problem};
 use super::Mode;
 use crate::db::batch::Inserts;
 use crate::db::imports::{self as store, Counts, Import, ImportPart, ImportProblem, Person};
-use crate::db::{self, subscribers, suppressions, AnyConnection};
+use crate::db::{self, subscribers, AnyConnection};
 use crate::domain::{FieldDeclaration, SubscriberStatus, SuppressionReason};
 use crate::email::Templates;
 use crate::signup::{PublicCatalog, SignupPolicy};
@@ -198,15 +198,7 @@ fn import_rows(
     }
 
     // What the database knows about these addresses, one query each.
-    let hashes: Vec<String> = rows
-        .iter()
-        .map(|r| tokens::email_hash(r.email.as_str()))
-        .collect();
-    let suppressed: HashMap<String, SuppressionReason> =
-        suppressions::find_suppressions(conn, &hashes)?
-            .into_iter()
-            .filter_map(|(hash, reason)| Some((hash, SuppressionReason::parse(&reason)?)))
-            .collect();
+    let suppressed = crate::signup::known_suppressions(conn, rows.iter().map(|r| &r.email))?;
     let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
     let people: HashMap<String, Person> = store::find_people(conn, &emails)?.into_iter().collect();
     let ids: Vec<&str> = people.values().map(|p| p.id.as_str()).collect();

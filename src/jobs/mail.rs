@@ -120,7 +120,7 @@ fn load_recipients(
 fn load_proposals(
     conn: &mut db::AnyConnection,
     jobs: &[ClaimedJob],
-) -> Result<HashMap<String, crate::signup::Proposal>, db::DbError> {
+) -> Result<HashMap<String, crate::db::confirmations::Proposal>, db::DbError> {
     let by_hash: HashMap<String, &str> = jobs
         .iter()
         .filter(|j| MailKind::from_job_kind(&j.kind) == Some(MailKind::Confirmation))
@@ -136,7 +136,7 @@ fn load_proposals(
     Ok(db::confirmations::find_proposals(conn, &hashes)?
         .into_iter()
         .filter_map(|(hash, json)| {
-            let proposal = crate::signup::Proposal::from_json(Some(&json))?;
+            let proposal = crate::db::confirmations::Proposal::from_json(Some(&json))?;
             Some((by_hash.get(&hash)?.to_string(), proposal))
         })
         .collect())

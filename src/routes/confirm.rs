@@ -7,10 +7,11 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{check_rate_limit, evidence, negotiate_language, HandlerResult, Page};
-use crate::db::{self, subscribers, DbError};
+use crate::db::interests::Interest;
 use crate::domain::Language;
 use crate::error::ApiError;
-use crate::signup::confirm::{self, ConfirmOutcome};
+use crate::services::consent as service;
+use crate::signup::confirm::ConfirmOutcome;
 use crate::startup::AppState;
 
 pub async fn confirm_page(
@@ -19,42 +20,24 @@ pub async fn confirm_page(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let token = token.into_inner();
-    let lookup = token.clone();
-    let result = state
-        .db
-        .run(move |conn| -> Result<_, DbError> {
-            let (outcome, proposal) = confirm::inspect_token(conn, &lookup, db::now())?;
-            // The interests chosen at signup (or on the form whose request this link carries),
-            // to show what is being confirmed.
-            let interests = match (&outcome, proposal) {
-                (ConfirmOutcome::Confirmed { .. }, Some(proposal)) => {
-                    proposal.chosen_interests(db::interests::list_interests(conn)?)
-                }
-                (ConfirmOutcome::Confirmed { subscriber_id, .. }, None) => {
-                    subscribers::list_subscriber_interests(conn, subscriber_id)?
-                }
-                _ => Vec::new(),
-            };
-            Ok((outcome, interests))
-        })
-        .await;
-    match result {
+    match service::inspect_confirmation(&state.db, token.clone()).await {
+        // The interests chosen at signup (or on the form whose request this link carries), to
+        // show what is being confirmed.
         Ok((ConfirmOutcome::Confirmed { language, .. }, interests)) => {
-            let interests: Vec<_> = interests
-                .iter()
-                .map(|i| context! { name => i.name(language), description => i.description(language) })
-                .collect();
-            Page::render(
-                &state,
-                language,
-                StatusCode::OK,
-                "confirm",
-                context! { token => token, interests => interests },
-            )
+            let interests = interest_list(&interests, language);
+            let page = context! { token => token, interests => interests };
+            Page::render(&state, language, StatusCode::OK, "confirm", page)
         }
         Ok((outcome, _)) => outcome_page(&state, &req, outcome, &token),
         Err(e) => Page::error(&state, negotiate_language(&req), ApiError::from(e)),
     }
+}
+
+fn interest_list(interests: &[Interest], language: Language) -> Vec<minijinja::Value> {
+    interests
+        .iter()
+        .map(|i| context! { name => i.name(language), description => i.description(language) })
+        .collect()
 }
 
 pub async fn confirm_form(
@@ -70,36 +53,19 @@ pub async fn confirm_form(
         Ok(outcome) => outcome,
         Err(e) => return Page::error(&state, negotiate_language(&req), e),
     };
-    if let ConfirmOutcome::Confirmed {
+    let ConfirmOutcome::Confirmed {
         subscriber_id,
         language,
     } = &outcome
-    {
-        // The confirmed page names what they will hear about.
-        let id = subscriber_id.clone();
-        let interests = state
-            .db
-            .run(move |conn| {
-                subscribers::list_subscriber_interests(conn, &id).map_err(DbError::from)
-            })
-            .await
-            .unwrap_or_default();
-        let interests: Vec<_> = interests
-            .iter()
-            .map(
-                |i| context! { name => i.name(*language), description => i.description(*language) },
-            )
-            .collect();
-        let preferences_url = preferences_url(&state, subscriber_id);
-        return Page::render(
-            &state,
-            *language,
-            StatusCode::OK,
-            "confirmed",
-            context! { preferences_url => preferences_url, interests => interests },
-        );
-    }
-    outcome_page(&state, &req, outcome, &token)
+    else {
+        return outcome_page(&state, &req, outcome, &token);
+    };
+    // The confirmed page names what they will hear about.
+    let held = service::interests_of(&state.db, subscriber_id).await;
+    let interests = interest_list(&held.unwrap_or_default(), *language);
+    let preferences_url = preferences_url(&state, subscriber_id);
+    let page = context! { preferences_url => preferences_url, interests => interests };
+    Page::render(&state, *language, StatusCode::OK, "confirmed", page)
 }
 
 fn preferences_url(state: &AppState, subscriber_id: &str) -> String {
@@ -146,17 +112,11 @@ async fn run_confirm(
     req: &HttpRequest,
     token: String,
 ) -> Result<ConfirmOutcome, ApiError> {
-    let templates = state.templates.clone();
     let evidence = evidence(state, req);
-    let outcome = state
-        .db
-        .write(move |conn| {
-            confirm::confirm(conn, &templates, &token, &evidence, db::now()).map_err(DbError::from)
-        })
-        .await?;
+    let (db, templates, mail_ready) = (&state.db, &state.templates, &state.mail_ready);
+    let outcome = service::confirm(db, templates, mail_ready, token, evidence).await?;
     if matches!(outcome, ConfirmOutcome::Confirmed { .. }) {
         state.metrics.confirmation();
-        state.mail_ready.notify_one();
     }
     Ok(outcome)
 }
@@ -169,18 +129,10 @@ pub async fn renew(
     if let Err(e) = check_rate_limit(&state, &req) {
         return Page::error(&state, negotiate_language(&req), e);
     }
-    let token = token.into_inner();
     let policy = state.signup_policy();
-    let result = state
-        .db
-        .write(move |conn| confirm::renew(conn, &policy, &token, db::now()).map_err(DbError::from))
-        .await;
-    match result {
-        Ok((ConfirmOutcome::Invalid, _)) => outcome_page(&state, &req, ConfirmOutcome::Invalid, ""),
-        Ok((outcome, sent)) => {
-            if sent {
-                state.mail_ready.notify_one();
-            }
+    match service::renew(&state.db, &policy, &state.mail_ready, token.into_inner()).await {
+        Ok(ConfirmOutcome::Invalid) => outcome_page(&state, &req, ConfirmOutcome::Invalid, ""),
+        Ok(outcome) => {
             let language = outcome_language(&outcome).unwrap_or_else(|| negotiate_language(&req));
             Page::render(&state, language, StatusCode::OK, "renewed", context! {})
         }

@@ -8,13 +8,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::HandlerResult;
-use crate::auth::{Actor, Authorized, Principal, RecordMailEvents};
+use crate::auth::{Authorized, RecordMailEvents};
 use crate::bounces::providers::{self, IntakeError, Parsed};
 use crate::bounces::sns::{self, SnsMessage};
-use crate::bounces::{apply_report, MailReport, ReportKind};
+use crate::bounces::{MailReport, ReportKind};
 use crate::db;
-use crate::domain::Email;
-use crate::error::{ApiError, FieldErrors};
+use crate::domain::{Email, FieldErrors};
+use crate::error::ApiError;
+use crate::services::consent::{self as service, Reporter};
 use crate::startup::AppState;
 
 /// Reports in one generic request.
@@ -42,6 +43,17 @@ pub async fn record_events(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body: Value = super::large_json(&req, payload, MAX_PROVIDER_BODY).await?;
+    let reports = generic_reports(body, db::now())?;
+    let reporter = Reporter {
+        principal: &auth.principal,
+        client_ip: auth.ip.as_deref(),
+    };
+    let results = apply(&state, reports, Some(reporter)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "results": results })))
+}
+
+/// The generic body, parsed: every event checked, problems reported by position.
+fn generic_reports(body: Value, now: chrono::NaiveDateTime) -> Result<Vec<MailReport>, ApiError> {
     let (items, single) = match body {
         Value::Array(items) => (items, false),
         item @ Value::Object(_) => (vec![item], true),
@@ -58,7 +70,6 @@ pub async fn record_events(
             format!("must hold 1 to {MAX_EVENTS} events"),
         ));
     }
-    let now = db::now();
     let mut errors = FieldErrors::new();
     let mut reports = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
@@ -69,12 +80,7 @@ pub async fn record_events(
                 format!("[{i}].{field}")
             }
         };
-        let mut bad = |field: &str, message: &str| {
-            errors
-                .entry(at(field))
-                .or_default()
-                .push(message.to_owned())
-        };
+        let mut bad = |field: &str, message: &str| errors.add(at(field), message);
         let event: GenericEvent = match super::json::read(item) {
             Ok(event) => event,
             Err(e) => {
@@ -115,68 +121,41 @@ pub async fn record_events(
             bad("detail", "must be at most 1000 characters");
         }
         if let (Some(kind), Ok(email)) = (kind, email) {
+            let detail = event.detail.as_deref();
             reports.push(MailReport::new(
                 "api",
                 id,
                 kind,
                 email,
                 occurred_at,
-                event.detail.as_deref(),
+                detail,
                 now,
             ));
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let results = apply(&state, reports, Some(&auth)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "results": results })))
+    errors.into_result().map_err(ApiError::Validation)?;
+    Ok(reports)
 }
 
-/// Applies reports one by one (each in its own transaction); returns `{id, outcome}` for each.
+/// Applies reports (`services::consent::record_reports`); returns `{id, outcome}` for each,
+/// with the provider's own id and the outcome the sender may know.
 async fn apply(
     state: &AppState,
     reports: Vec<MailReport>,
-    auth: Option<&Authorized<RecordMailEvents>>,
+    reporter: Option<Reporter<'_>>,
 ) -> Result<Vec<Value>, ApiError> {
     let policy = state.intake.policy;
-    let audit = auth.map(|a| {
-        let (actor_type, id) = match &a.principal {
-            Principal::Staff { id, .. } => ("staff", id.clone()),
-            Principal::ApiKey { id, .. } => ("api_key", id.clone()),
-        };
-        (actor_type, id, a.ip.clone())
-    });
-    let results = state
-        .db
-        .write(move |conn| -> Result<Vec<Value>, db::DbError> {
-            let mut results = Vec::with_capacity(reports.len());
-            for report in &reports {
-                let outcome = apply_report(conn, report, policy, db::now())?;
-                tracing::info!(
-                    report_id = %report.id,
-                    kind = report.kind.as_str(),
-                    outcome = outcome.as_str(),
-                    "bounce or complaint report"
-                );
-                let id = report
-                    .id
-                    .strip_prefix(&format!("{}:", report.provider))
-                    .unwrap_or(&report.id);
-                results.push(json!({ "id": id, "outcome": outcome.answer() }));
-            }
-            if let Some((actor_type, id, ip)) = &audit {
-                let actor = Actor {
-                    actor_type,
-                    actor_id: Some(id),
-                    ip: ip.as_deref(),
-                };
-                actor.record(conn, "mail_events.record", "mail_event", None)?;
-            }
-            Ok(results)
+    let applied = service::record_reports(&state.db, policy, reports, reporter).await?;
+    Ok(applied
+        .iter()
+        .map(|(report, outcome)| {
+            let id = report
+                .id
+                .strip_prefix(&format!("{}:", report.provider))
+                .unwrap_or(&report.id);
+            json!({ "id": id, "outcome": outcome.answer() })
         })
-        .await?;
-    Ok(results)
+        .collect())
 }
 
 async fn provider_body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
@@ -203,27 +182,7 @@ fn refused(error: IntakeError) -> ApiError {
 
 async fn answer(state: &AppState, parsed: Parsed) -> HandlerResult {
     if let Some(token) = parsed.replay_token.clone() {
-        let now = db::now();
-        let fresh = state
-            .db
-            .write(move |conn| {
-                let remembered = db::write_transaction(conn, |c| {
-                    db::mail_events::remember_provider_token(
-                        c,
-                        &token,
-                        now,
-                        now - chrono::Duration::days(1),
-                    )
-                });
-                match remembered {
-                    Ok(fresh) => Ok(fresh),
-                    // The same token at the same moment from another request: a replay too.
-                    Err(e) if db::is_unique_violation(&e) => Ok(false),
-                    Err(e) => Err(db::DbError::from(e)),
-                }
-            })
-            .await?;
-        if !fresh {
+        if !service::accept_provider_request(&state.db, token, db::now()).await? {
             return Err(refused(IntakeError::Unauthenticated(
                 "this signed request was already received (a replay)",
             )));

@@ -6,10 +6,10 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{check_rate_limit, evidence, negotiate_language, Page};
-use crate::db::{self, interests, subscribers, DbError};
-use crate::domain::{InterestSlug, Language, Name};
-use crate::error::{ApiError, FieldErrors};
-use crate::signup::manage::{self, PreferencesChange, PreferencesOutcome};
+use crate::domain::{FieldErrors, InterestSlug, Language, Name};
+use crate::error::ApiError;
+use crate::services::consent::{self as service, PreferencesError};
+use crate::signup::manage::PreferencesChange;
 use crate::startup::AppState;
 
 /// The subscriber id inside a genuine link.
@@ -28,16 +28,8 @@ fn invalid_link(state: &AppState, req: &HttpRequest) -> HttpResponse {
 }
 
 async fn subscriber_language(state: &AppState, req: &HttpRequest, id: &str) -> Language {
-    let id = id.to_owned();
-    let found = state
-        .db
-        .run(move |conn| subscribers::find_subscriber(conn, &id).map_err(DbError::from))
-        .await
-        .ok()
-        .flatten();
-    found
-        .and_then(|s| Language::parse(&s.language).ok())
-        .unwrap_or_else(|| negotiate_language(req))
+    let found = service::language_of(&state.db, id).await.ok().flatten();
+    found.unwrap_or_else(|| negotiate_language(req))
 }
 
 fn urls(state: &AppState, token: &str) -> String {
@@ -73,17 +65,8 @@ pub async fn unsubscribe(
     let Some(id) = verify(&state, &token) else {
         return invalid_link(&state, &req);
     };
-    let templates = state.templates.clone();
     let evidence = evidence(&state, &req);
-    let target = id.clone();
-    let result = state
-        .db
-        .write(move |conn| {
-            manage::unsubscribe(conn, &templates, &target, &evidence, db::now())
-                .map_err(DbError::from)
-        })
-        .await;
-    match result {
+    match service::unsubscribe(&state.db, &state.templates, &id, evidence).await {
         Ok(changed) => {
             if changed {
                 state.metrics.unsubscribe();
@@ -121,39 +104,22 @@ async fn render_preferences(
     saved: bool,
     errors: FieldErrors,
 ) -> HttpResponse {
-    let lookup = id.to_owned();
-    let loaded = state
-        .db
-        .run(move |conn| -> Result<_, DbError> {
-            let Some(subscriber) = subscribers::find_subscriber(conn, &lookup)? else {
-                return Ok(None);
-            };
-            let mine = subscribers::list_subscriber_interests(conn, &lookup)?;
-            let public = interests::list_public_interests(conn)?;
-            Ok(Some((subscriber, mine, public)))
-        })
-        .await;
-    let (subscriber, mine, public) = match loaded {
+    let found = match service::preferences(&state.db, id).await {
         Ok(Some(found)) => found,
         // Erased since the mail was sent: nothing is held any more.
         Ok(None) => return invalid_link(state, req),
         Err(e) => return Page::error(state, negotiate_language(req), ApiError::from(e)),
     };
-    let language = Language::parse(&subscriber.language).unwrap_or_default();
-    let mut shown = public;
-    for interest in &mine {
-        if !shown.iter().any(|i| i.slug == interest.slug) {
-            shown.push(interest.clone());
-        }
-    }
-    let interests: Vec<_> = shown
+    let language = Language::parse(&found.subscriber.language).unwrap_or_default();
+    let interests: Vec<_> = found
+        .interests
         .iter()
-        .map(|i| {
+        .map(|(i, held)| {
             context! {
                 slug => &i.slug,
                 name => i.name(language),
                 description => i.description(language),
-                checked => mine.iter().any(|m| m.slug == i.slug),
+                checked => held,
             }
         })
         .collect();
@@ -166,21 +132,16 @@ async fn render_preferences(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    Page::render(
-        state,
-        language,
-        status,
-        "preferences",
-        context! {
-            token => token,
-            name => subscriber.name.unwrap_or_default(),
-            language => language.as_str(),
-            status => subscriber.status,
-            saved => saved,
-            errors => errors,
-            interests => interests,
-        },
-    )
+    let page = context! {
+        token => token,
+        name => found.subscriber.name.unwrap_or_default(),
+        language => language.as_str(),
+        status => found.subscriber.status,
+        saved => saved,
+        errors => errors,
+        interests => interests,
+    };
+    Page::render(state, language, status, "preferences", page)
 }
 
 #[derive(Deserialize)]
@@ -207,31 +168,46 @@ pub async fn update_preferences(
     if let Err(e) = check_rate_limit(&state, &req) {
         return Page::error(&state, negotiate_language(&req), e);
     }
-    let form: PreferencesForm = match serde_html_form::from_bytes::<PreferencesForm>(&body) {
+    let form = match serde_html_form::from_bytes::<PreferencesForm>(&body) {
         Ok(form) if form.interests.len() <= 100 => form,
         _ => {
-            return Page::error(
-                &state,
-                negotiate_language(&req),
-                ApiError::field("form", "could not be read"),
-            )
+            let unreadable = ApiError::field("form", "could not be read");
+            return Page::error(&state, negotiate_language(&req), unreadable);
         }
     };
     if form.action.as_deref() == Some("unsubscribe") {
         return unsubscribe(req, token, state).await;
     }
+    let current = subscriber_language(&state, &req, &id).await;
+    let change = match preferences_change(form, current) {
+        Ok(change) => change,
+        Err(errors) => return render_preferences(&state, &req, &token, &id, false, errors).await,
+    };
+    let evidence = evidence(&state, &req);
+    match service::update_preferences(&state.db, &state.templates, &id, change, evidence).await {
+        Ok(()) => render_preferences(&state, &req, &token, &id, true, FieldErrors::new()).await,
+        Err(PreferencesError::Invalid(errors)) => {
+            render_preferences(&state, &req, &token, &id, false, errors).await
+        }
+        Err(PreferencesError::NotFound) => invalid_link(&state, &req),
+        Err(PreferencesError::Db(e)) => Page::error(&state, negotiate_language(&req), e.into()),
+    }
+}
+
+/// The preferences form, parsed; the language stays `current` when the form names none.
+fn preferences_change(
+    form: PreferencesForm,
+    current: Language,
+) -> Result<PreferencesChange, FieldErrors> {
     let mut errors = FieldErrors::new();
-    let mut add =
-        |field: &str, message: String| errors.entry(field.to_owned()).or_default().push(message);
     let name = Name::parse(form.name.as_deref().unwrap_or_default())
-        .map_err(|e| add("name", e.into()))
+        .map_err(|e| errors.add("name", e))
         .ok()
         .flatten();
-    let current = subscriber_language(&state, &req, &id).await;
     let language = match form.language.as_deref() {
         None | Some("") => current,
         Some(raw) => Language::parse(raw).unwrap_or_else(|e| {
-            add("language", e.into());
+            errors.add("language", e);
             current
         }),
     };
@@ -239,40 +215,13 @@ pub async fn update_preferences(
     for raw in &form.interests {
         match InterestSlug::parse(raw) {
             Ok(slug) => interests.push(slug),
-            Err(e) => add("interests", e.into()),
+            Err(e) => errors.add("interests", e),
         }
     }
-    if !errors.is_empty() {
-        return render_preferences(&state, &req, &token, &id, false, errors).await;
-    }
-    let change = PreferencesChange {
+    errors.into_result()?;
+    Ok(PreferencesChange {
         name,
         language,
         interests,
-    };
-    let templates = state.templates.clone();
-    let evidence = evidence(&state, &req);
-    let target = id.clone();
-    let result = state
-        .db
-        .write(move |conn| {
-            manage::update_preferences(conn, &templates, &target, &change, &evidence, db::now())
-                .map_err(DbError::from)
-        })
-        .await;
-    match result {
-        Ok(PreferencesOutcome::Saved) => {
-            render_preferences(&state, &req, &token, &id, true, FieldErrors::new()).await
-        }
-        Ok(PreferencesOutcome::UnknownInterest(slug)) => {
-            let mut errors = FieldErrors::new();
-            errors.insert(
-                "interests".into(),
-                vec![format!("unknown interest: {slug}")],
-            );
-            render_preferences(&state, &req, &token, &id, false, errors).await
-        }
-        Ok(PreferencesOutcome::NotFound) => invalid_link(&state, &req),
-        Err(e) => Page::error(&state, negotiate_language(&req), ApiError::from(e)),
-    }
+    })
 }

@@ -8,10 +8,21 @@ use serde_json::{Map, Value};
 use validator::Validate;
 
 use super::{check_rate_limit, evidence, media_type, negotiate_language, HandlerResult, Page};
-use crate::domain::{Email, InterestSlug, Language, Name};
-use crate::error::{ApiError, FieldErrors};
-use crate::signup::Signup;
+use crate::domain::{Email, FieldErrors, InterestSlug, Language, Name};
+use crate::error::ApiError;
+use crate::services::consent as service;
+use crate::signup::{Signup, SignupError};
 use crate::startup::AppState;
+
+impl From<SignupError> for ApiError {
+    fn from(e: SignupError) -> Self {
+        match e {
+            SignupError::Validation(errors) => Self::Validation(errors),
+            SignupError::Store(e) => Self::Internal(e),
+            SignupError::Unavailable => Self::Unavailable,
+        }
+    }
+}
 
 /// The JSON body. Unknown fields are refused so a typo (`"interest"`) is reported, not ignored.
 #[derive(Deserialize, Validate)]
@@ -71,12 +82,7 @@ fn parse_signup(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<Signup, ApiError> {
-    let mut add = |field: &str, message: &str| {
-        errors
-            .entry(field.to_owned())
-            .or_default()
-            .push(message.to_owned())
-    };
+    let mut add = |field: &str, message: &str| errors.add(field, message);
     let email = Email::parse(raw.email).map_err(|e| add("email", e)).ok();
     let name = Name::parse(raw.name.unwrap_or_default())
         .map_err(|e| add("name", e))
@@ -120,7 +126,7 @@ fn validation_errors(result: Result<(), validator::ValidationErrors>) -> FieldEr
         for (field, list) in e.field_errors() {
             for error in list {
                 let message = error.message.as_deref().unwrap_or("is invalid").to_owned();
-                errors.entry(field.to_string()).or_default().push(message);
+                errors.add(field.to_string(), message);
             }
         }
     }
@@ -155,15 +161,12 @@ async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> Han
     }
     let mut errors = validation_errors(json.validate());
     if json.attributes.len() > 50 {
-        errors
-            .entry("attributes".into())
-            .or_default()
-            .push("at most 50 attributes".into());
+        errors.add("attributes", "at most 50 attributes");
     }
     let language = match json.language.as_deref() {
         None => Language::En,
         Some(raw) => Language::parse(raw).unwrap_or_else(|e| {
-            errors.entry("language".into()).or_default().push(e.into());
+            errors.add("language", e);
             Language::En
         }),
     };
@@ -176,7 +179,7 @@ async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> Han
         attributes: json.attributes,
     };
     let signup = parse_signup(raw, errors, req, state)?;
-    state.signups.submit(signup).await?;
+    service::subscribe(&state.signups, signup).await?;
     Ok(accepted())
 }
 
@@ -193,11 +196,33 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
         Ok(form) => form,
         Err(e) => return Page::error(state, page_language, ApiError::field("form", e.to_string())),
     };
+    let (language, parsed) = form_signup(&form, page_language, req, state);
+    let result = match parsed {
+        Ok(Some(signup)) => service::subscribe(&state.signups, signup)
+            .await
+            .map(drop)
+            .map_err(ApiError::from),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => thanks(state, &form, language),
+        Err(e) => Page::error(state, language, e),
+    }
+}
+
+/// The form, parsed in the language it asks for (else the page's); `None` for a bot's.
+fn form_signup(
+    form: &SubscribeForm,
+    page_language: Language,
+    req: &HttpRequest,
+    state: &AppState,
+) -> (Language, Result<Option<Signup>, ApiError>) {
     let mut errors = validation_errors(form.validate());
     let language = match form.language.as_deref().filter(|l| !l.is_empty()) {
         None => page_language,
         Some(raw) => Language::parse(raw).unwrap_or_else(|e| {
-            errors.entry("language".into()).or_default().push(e.into());
+            errors.add("language", e);
             page_language
         }),
     };
@@ -213,23 +238,17 @@ async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> Htt
         .website
         .as_deref()
         .is_some_and(|w| !w.trim().is_empty());
-    let result = match parse_signup(raw, errors, req, state) {
-        // Bots that fill the hidden field get the normal answer, whatever else they sent.
-        _ if honeypot => {
-            tracing::info!("honeypot field filled; signup ignored");
-            Ok(())
-        }
-        Err(e) => Err(e),
-        Ok(signup) => state
-            .signups
-            .submit(signup)
-            .await
-            .map(drop)
-            .map_err(ApiError::from),
-    };
-    if let Err(e) = result {
-        return Page::error(state, language, e);
+    let parsed = parse_signup(raw, errors, req, state);
+    // Bots that fill the hidden field get the normal answer, whatever else they sent.
+    if honeypot {
+        tracing::info!("honeypot field filled; signup ignored");
+        return (language, Ok(None));
     }
+    (language, parsed.map(Some))
+}
+
+/// After a form signup: the allow-listed page the form names, or the thank-you page.
+fn thanks(state: &AppState, form: &SubscribeForm, language: Language) -> HttpResponse {
     match form
         .redirect_to
         .as_deref()

@@ -2,9 +2,9 @@
 
 use chrono::NaiveDateTime;
 
-use super::{queue_confirmation, throttled, Evidence, Proposal, SignupPolicy};
+use super::{resend_confirmation, throttled, Evidence, Proposal, SignupPolicy};
 use crate::db::consent::{insert_consent_event, ConsentEvent};
-use crate::db::{self, confirmations, subscribers, suppressions, AnyConnection};
+use crate::db::{confirmations, subscribers, suppressions, AnyConnection};
 use crate::domain::{Language, SubscriberStatus, SuppressionReason};
 use crate::email::Templates;
 use crate::jobs::{self, MailKind};
@@ -91,8 +91,8 @@ fn classify(
     Ok((outcome, Some(subscriber), proposal))
 }
 
-/// Confirms: status, consent evidence, used tokens, welcome mail — all in one transaction.
-/// A second use changes nothing and answers `AlreadyConfirmed`.
+/// Confirms: status, consent evidence, used tokens, welcome mail — all in the caller's write
+/// transaction. A second use changes nothing and answers `AlreadyConfirmed`.
 pub fn confirm(
     conn: &mut AnyConnection,
     templates: &Templates,
@@ -100,95 +100,85 @@ pub fn confirm(
     evidence: &Evidence,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<ConfirmOutcome> {
-    db::write_transaction(conn, |conn| {
-        let (outcome, subscriber, proposal) = classify(conn, token, now)?;
-        let (ConfirmOutcome::Confirmed { language, .. }, Some(subscriber)) = (&outcome, subscriber)
-        else {
-            return Ok(outcome);
-        };
-        // Two clicks at once: the second finds the status changed and confirms nothing.
-        let from = [
-            SubscriberStatus::Pending.as_str(),
-            SubscriberStatus::Unsubscribed.as_str(),
-        ];
-        if !subscribers::set_status(
-            conn,
-            &subscriber.id,
-            &from,
-            SubscriberStatus::Confirmed.as_str(),
-            now,
-        )? {
-            return Ok(ConfirmOutcome::AlreadyConfirmed {
-                language: *language,
-            });
-        }
-        // What the person asked for on the form, now that they have shown the address is theirs.
-        if let Some(proposal) = &proposal {
-            proposal.apply(conn, &subscriber, now)?;
-        }
-        let source = match &proposal {
-            Some(Proposal {
-                source: Some(source),
-                ..
-            }) => Some(source.clone()),
-            _ => subscriber.source.clone(),
-        };
-        confirmations::use_confirmation_tokens(conn, &subscriber.id, now)?;
-        suppressions::delete_suppression(
-            conn,
-            &tokens::email_hash(&subscriber.email),
-            SuppressionReason::Erased.as_str(),
-        )?;
-        let interests: Vec<String> = subscribers::list_subscriber_interests(conn, &subscriber.id)?
-            .into_iter()
-            .map(|i| i.slug)
-            .collect();
-        insert_consent_event(
-            conn,
-            &ConsentEvent {
-                id: db::new_id(),
-                subscriber_id: subscriber.id.clone(),
-                action: "confirm".into(),
-                interests: serde_json::to_string(&interests).unwrap_or_else(|_| "[]".into()),
-                wording: templates.text(*language, "consent.confirm"),
-                wording_version: templates.text(*language, "consent_wording_version"),
-                language: language.as_str().into(),
-                source,
-                ip: evidence.ip.clone(),
-                user_agent: evidence.user_agent.clone(),
-                created_at: now,
-            },
-        )?;
-        jobs::enqueue_mail(conn, &subscriber.id, MailKind::Welcome, None, now)?;
-        crate::webhooks::emit_subscriber(
-            conn,
-            crate::webhooks::EventType::SubscriberConfirmed,
-            &subscriber.id,
-            now,
-        )?;
-        Ok(outcome)
-    })
+    let (outcome, subscriber, proposal) = classify(conn, token, now)?;
+    let (ConfirmOutcome::Confirmed { language, .. }, Some(subscriber)) = (&outcome, subscriber)
+    else {
+        return Ok(outcome);
+    };
+    // Two clicks at once: the second finds the status changed and confirms nothing.
+    let from = [
+        SubscriberStatus::Pending.as_str(),
+        SubscriberStatus::Unsubscribed.as_str(),
+    ];
+    if !subscribers::set_status(
+        conn,
+        &subscriber.id,
+        &from,
+        SubscriberStatus::Confirmed.as_str(),
+        now,
+    )? {
+        return Ok(ConfirmOutcome::AlreadyConfirmed {
+            language: *language,
+        });
+    }
+    // What the person asked for on the form, now that they have shown the address is theirs.
+    if let Some(proposal) = &proposal {
+        proposal.apply(conn, &subscriber, now)?;
+    }
+    let source = match &proposal {
+        Some(Proposal {
+            source: Some(source),
+            ..
+        }) => Some(source.clone()),
+        _ => subscriber.source.clone(),
+    };
+    confirmations::use_confirmation_tokens(conn, &subscriber.id, now)?;
+    suppressions::delete_suppression(
+        conn,
+        &tokens::email_hash(&subscriber.email),
+        SuppressionReason::Erased.as_str(),
+    )?;
+    let interests: Vec<String> = subscribers::list_subscriber_interests(conn, &subscriber.id)?
+        .into_iter()
+        .map(|i| i.slug)
+        .collect();
+    let consent = ConsentEvent::confirmed(
+        templates,
+        &subscriber.id,
+        *language,
+        &interests,
+        source,
+        evidence,
+        now,
+    );
+    insert_consent_event(conn, &consent)?;
+    jobs::enqueue_mail(conn, &subscriber.id, MailKind::Welcome, None, now)?;
+    crate::webhooks::emit_subscriber(
+        conn,
+        crate::webhooks::EventType::SubscriberConfirmed,
+        &subscriber.id,
+        now,
+    )?;
+    Ok(outcome)
 }
 
 /// Sends a fresh link for an expired token, within the usual resend limits. Answers the same
-/// whether or not a mail went out, so the page reveals nothing about the address.
+/// whether or not a mail went out, so the page reveals nothing about the address. Call inside a
+/// write transaction.
 pub fn renew(
     conn: &mut AnyConnection,
     policy: &SignupPolicy,
     token: &str,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<(ConfirmOutcome, bool)> {
-    db::write_transaction(conn, |conn| {
-        let (outcome, subscriber, proposal) = classify(conn, token, now)?;
-        let (ConfirmOutcome::Expired { .. }, Some(subscriber)) = (&outcome, subscriber) else {
-            return Ok((outcome, false));
-        };
-        if throttled(conn, &subscriber.id, now)? {
-            return Ok((outcome, false));
-        }
-        // The new link carries what the expired one would have applied.
-        let proposal = proposal.as_ref().map(Proposal::to_json);
-        queue_confirmation(conn, &subscriber.id, policy, proposal.as_deref(), now)?;
-        Ok((outcome, true))
-    })
+    let (outcome, subscriber, proposal) = classify(conn, token, now)?;
+    let (ConfirmOutcome::Expired { .. }, Some(subscriber)) = (&outcome, subscriber) else {
+        return Ok((outcome, false));
+    };
+    if throttled(conn, &subscriber.id, now)? {
+        return Ok((outcome, false));
+    }
+    // The new link carries what the expired one would have applied.
+    resend_confirmation(conn, policy, &subscriber.id, proposal.as_ref(), now)?;
+    Ok((outcome, true))
 }

@@ -9,7 +9,7 @@ use crate::domain::{InterestSlug, Language, Name, SubscriberStatus};
 use crate::email::Templates;
 
 /// Unsubscribes from everything. Idempotent: a repeat (or an erased subscriber) changes nothing.
-/// Returns whether this call changed the status.
+/// Returns whether this call changed the status. Call inside a write transaction.
 pub fn unsubscribe(
     conn: &mut AnyConnection,
     templates: &Templates,
@@ -17,59 +17,45 @@ pub fn unsubscribe(
     evidence: &Evidence,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<bool> {
-    db::write_transaction(conn, |conn| {
-        let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
-            return Ok(false);
-        };
-        if !matches!(
-            SubscriberStatus::parse(&subscriber.status),
-            Some(SubscriberStatus::Pending | SubscriberStatus::Confirmed)
-        ) {
-            return Ok(false);
-        }
-        let from = [
-            SubscriberStatus::Pending.as_str(),
-            SubscriberStatus::Confirmed.as_str(),
-        ];
-        if !subscribers::set_status(
-            conn,
-            subscriber_id,
-            &from,
-            SubscriberStatus::Unsubscribed.as_str(),
-            now,
-        )? {
-            return Ok(false);
-        }
-        // Nothing queued for them goes out any more (a confirmation waiting for a retry, say),
-        // and links from earlier confirmation mails no longer subscribe them: saying yes again
-        // takes a new signup.
-        db::jobs::drop_queued_for_subscriber(conn, subscriber_id, "unsubscribed", now)?;
-        db::confirmations::use_confirmation_tokens(conn, subscriber_id, now)?;
-        let language = Language::parse(&subscriber.language).unwrap_or_default();
-        insert_consent_event(
-            conn,
-            &ConsentEvent {
-                id: db::new_id(),
-                subscriber_id: subscriber_id.to_owned(),
-                action: "unsubscribe".into(),
-                interests: "[]".into(),
-                wording: templates.text(language, "consent.unsubscribe"),
-                wording_version: templates.text(language, "consent_wording_version"),
-                language: language.as_str().into(),
-                source: None,
-                ip: evidence.ip.clone(),
-                user_agent: evidence.user_agent.clone(),
-                created_at: now,
-            },
-        )?;
-        crate::webhooks::emit_subscriber(
-            conn,
-            crate::webhooks::EventType::SubscriberUnsubscribed,
-            subscriber_id,
-            now,
-        )?;
-        Ok(true)
-    })
+    let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
+        return Ok(false);
+    };
+    if !matches!(
+        SubscriberStatus::parse(&subscriber.status),
+        Some(SubscriberStatus::Pending | SubscriberStatus::Confirmed)
+    ) {
+        return Ok(false);
+    }
+    let from = [
+        SubscriberStatus::Pending.as_str(),
+        SubscriberStatus::Confirmed.as_str(),
+    ];
+    if !subscribers::set_status(
+        conn,
+        subscriber_id,
+        &from,
+        SubscriberStatus::Unsubscribed.as_str(),
+        now,
+    )? {
+        return Ok(false);
+    }
+    // Nothing queued for them goes out any more (a confirmation waiting for a retry, say),
+    // and links from earlier confirmation mails no longer subscribe them: saying yes again
+    // takes a new signup.
+    db::jobs::drop_queued_for_subscriber(conn, subscriber_id, "unsubscribed", now)?;
+    db::confirmations::use_confirmation_tokens(conn, subscriber_id, now)?;
+    let language = Language::parse(&subscriber.language).unwrap_or_default();
+    insert_consent_event(
+        conn,
+        &ConsentEvent::unsubscribed(templates, subscriber_id, language, evidence, now),
+    )?;
+    crate::webhooks::emit_subscriber(
+        conn,
+        crate::webhooks::EventType::SubscriberUnsubscribed,
+        subscriber_id,
+        now,
+    )?;
+    Ok(true)
 }
 
 /// A preferences change, parsed.
@@ -87,7 +73,8 @@ pub enum PreferencesOutcome {
 }
 
 /// Saves name, language and interests; interest changes are recorded in the consent ledger.
-/// Only public interests, or ones the person already has, may be chosen.
+/// Only public interests, or ones the person already has, may be chosen. Call inside a write
+/// transaction.
 pub fn update_preferences(
     conn: &mut AnyConnection,
     templates: &Templates,
@@ -96,68 +83,59 @@ pub fn update_preferences(
     evidence: &Evidence,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<PreferencesOutcome> {
-    db::write_transaction(conn, |conn| {
-        let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
-            return Ok(PreferencesOutcome::NotFound);
-        };
-        let current: Vec<String> = subscribers::list_subscriber_interests(conn, subscriber_id)?
-            .into_iter()
-            .map(|i| i.slug)
-            .collect();
-        let public: Vec<String> = db::interests::list_public_interests(conn)?
-            .into_iter()
-            .map(|i| i.slug)
-            .collect();
-        for slug in &change.interests {
-            if !public.iter().chain(&current).any(|s| s == slug.as_str()) {
-                return Ok(PreferencesOutcome::UnknownInterest(
-                    slug.as_str().to_owned(),
-                ));
-            }
+    let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
+        return Ok(PreferencesOutcome::NotFound);
+    };
+    let current: Vec<String> = subscribers::list_subscriber_interests(conn, subscriber_id)?
+        .into_iter()
+        .map(|i| i.slug)
+        .collect();
+    let public: Vec<String> = db::interests::list_public_interests(conn)?
+        .into_iter()
+        .map(|i| i.slug)
+        .collect();
+    for slug in &change.interests {
+        if !public.iter().chain(&current).any(|s| s == slug.as_str()) {
+            return Ok(PreferencesOutcome::UnknownInterest(
+                slug.as_str().to_owned(),
+            ));
         }
-        subscribers::update_profile(
-            conn,
-            subscriber_id,
-            &subscribers::ProfileChanges {
-                name: Some(change.name.as_ref().map(Name::as_str)),
-                language: Some(change.language.as_str()),
-                attributes: None,
-                source: None,
-                updated_at: now,
-            },
-        )?;
-        let mut chosen: Vec<&str> = change.interests.iter().map(InterestSlug::as_str).collect();
-        chosen.sort_unstable();
-        chosen.dedup();
-        let mut before: Vec<&str> = current.iter().map(String::as_str).collect();
-        before.sort_unstable();
-        if chosen != before {
-            subscribers::replace_interests(conn, subscriber_id, &chosen, now)?;
-            insert_consent_event(
-                conn,
-                &ConsentEvent {
-                    id: db::new_id(),
-                    subscriber_id: subscriber.id.clone(),
-                    action: "preferences".into(),
-                    interests: serde_json::to_string(&chosen).unwrap_or_else(|_| "[]".into()),
-                    wording: templates.text(change.language, "consent.preferences"),
-                    wording_version: templates.text(change.language, "consent_wording_version"),
-                    language: change.language.as_str().into(),
-                    source: None,
-                    ip: evidence.ip.clone(),
-                    user_agent: evidence.user_agent.clone(),
-                    created_at: now,
-                },
-            )?;
-        }
-        crate::webhooks::emit_subscriber(
-            conn,
-            crate::webhooks::EventType::SubscriberUpdated,
-            subscriber_id,
+    }
+    subscribers::update_profile(
+        conn,
+        subscriber_id,
+        &subscribers::ProfileChanges {
+            name: Some(change.name.as_ref().map(Name::as_str)),
+            language: Some(change.language.as_str()),
+            attributes: None,
+            source: None,
+            updated_at: now,
+        },
+    )?;
+    let mut chosen: Vec<&str> = change.interests.iter().map(InterestSlug::as_str).collect();
+    chosen.sort_unstable();
+    chosen.dedup();
+    let mut before: Vec<&str> = current.iter().map(String::as_str).collect();
+    before.sort_unstable();
+    if chosen != before {
+        subscribers::replace_interests(conn, subscriber_id, &chosen, now)?;
+        let consent = ConsentEvent::preferences_changed(
+            templates,
+            &subscriber.id,
+            change.language,
+            &chosen,
+            evidence,
             now,
-        )?;
-        Ok(PreferencesOutcome::Saved)
-    })
+        );
+        insert_consent_event(conn, &consent)?;
+    }
+    crate::webhooks::emit_subscriber(
+        conn,
+        crate::webhooks::EventType::SubscriberUpdated,
+        subscriber_id,
+        now,
+    )?;
+    Ok(PreferencesOutcome::Saved)
 }
 
 /// A hard bounce: the address does not exist. The subscriber is marked bounced, the address is
@@ -228,23 +206,9 @@ pub fn record_complaint(
     db::jobs::drop_queued_for_subscriber(conn, &subscriber.id, "spam complaint", now)?;
     db::confirmations::use_confirmation_tokens(conn, &subscriber.id, now)?;
     if changed {
-        insert_consent_event(
-            conn,
-            &ConsentEvent {
-                id: db::new_id(),
-                subscriber_id: subscriber.id.clone(),
-                // A withdrawal of consent, like an unsubscribe; the wording says how it came.
-                action: "unsubscribe".into(),
-                interests: "[]".into(),
-                wording: format!("Marked a message as spam (reported by {reported_by})"),
-                wording_version: String::new(),
-                language: subscriber.language.clone(),
-                source: Some(reported_by.to_owned()),
-                ip: None,
-                user_agent: None,
-                created_at: now,
-            },
-        )?;
+        let consent =
+            ConsentEvent::complained(&subscriber.id, &subscriber.language, reported_by, now);
+        insert_consent_event(conn, &consent)?;
         crate::webhooks::emit_subscriber(
             conn,
             crate::webhooks::EventType::SubscriberComplained,

@@ -2,8 +2,11 @@
 //! (subscriber, interests, consent evidence, token, queued mail) in one transaction.
 
 mod batcher;
+mod catalog;
 pub mod confirm;
+mod consent;
 pub mod manage;
+mod person;
 mod proposal;
 pub mod staff;
 
@@ -13,19 +16,19 @@ use chrono::{Duration, NaiveDateTime};
 use serde_json::{Map, Value};
 
 pub use batcher::SignupQueue;
+pub use catalog::PublicCatalog;
+pub use consent::{request_confirmation, resend_confirmation};
 pub use manage::{record_complaint, record_hard_bounce};
+pub use person::{known_suppressions, merge_attributes, Merge, NewPerson};
 pub use proposal::Proposal;
 
-use crate::db::batch::{Inserts, InterestRow, SubscriberRow, TokenRow};
+use crate::db::batch::{Inserts, InterestRow};
 use crate::db::consent::ConsentEvent;
-use crate::db::interests::{list_field_declarations, list_public_interests, Interest};
-use crate::db::{self, confirmations, subscribers, suppressions, AnyConnection};
+use crate::db::{self, subscribers, AnyConnection};
 use crate::domain::{
-    AttributeError, Email, FieldDeclaration, InterestSlug, Language, Name, SubscriberStatus,
-    SuppressionReason,
+    Email, FieldErrors, InterestSlug, Language, Name, SubscriberStatus, SuppressionReason,
 };
 use crate::email::Templates;
-use crate::error::FieldErrors;
 use crate::jobs::{self, MailKind};
 use crate::tokens;
 
@@ -111,110 +114,10 @@ impl SignupError {
     }
 }
 
-impl From<SignupError> for crate::error::ApiError {
-    fn from(e: SignupError) -> Self {
-        match e {
-            SignupError::Validation(errors) => Self::Validation(errors),
-            SignupError::Store(e) => Self::Internal(e),
-            SignupError::Unavailable => Self::Unavailable,
-        }
-    }
-}
-
 /// What a batch needs to know besides the signups themselves.
 #[derive(Clone)]
 pub struct SignupPolicy {
     pub confirm_ttl: Duration,
-}
-
-/// Interests and fields a public form may use, read once per batch.
-pub struct PublicCatalog {
-    interests: HashMap<String, Interest>,
-    fields: HashMap<String, FieldDeclaration>,
-    /// Staff may use private interests and fields too.
-    staff: bool,
-}
-
-impl PublicCatalog {
-    /// Reads what `batch` refers to: interests only if some signup names one, fields only if
-    /// some signup sets an attribute (most signups need neither query).
-    pub fn load(conn: &mut AnyConnection, batch: &[Signup]) -> diesel::QueryResult<Self> {
-        let interests = if batch.iter().any(|s| !s.interests.is_empty()) {
-            list_public_interests(conn)?
-                .into_iter()
-                .map(|i| (i.slug.clone(), i))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        let fields = if batch.iter().any(|s| !s.attributes.is_empty()) {
-            list_field_declarations(conn)?
-                .into_iter()
-                .map(|f| (f.key.clone(), f))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        Ok(Self {
-            interests,
-            fields,
-            staff: false,
-        })
-    }
-
-    /// Every interest and field, public or not, for checking a staff write.
-    pub fn load_for_staff(conn: &mut AnyConnection) -> diesel::QueryResult<Self> {
-        let interests = crate::db::interests::list_interests(conn)?
-            .into_iter()
-            .map(|i| (i.slug.clone(), i))
-            .collect();
-        let fields = list_field_declarations(conn)?
-            .into_iter()
-            .map(|f| (f.key.clone(), f))
-            .collect();
-        Ok(Self {
-            interests,
-            fields,
-            staff: true,
-        })
-    }
-
-    /// Checks interests and attributes; returns the attributes to store.
-    pub fn check(&self, signup: &Signup) -> Result<Map<String, Value>, FieldErrors> {
-        let mut errors = FieldErrors::new();
-        for slug in &signup.interests {
-            if !self.interests.contains_key(slug.as_str()) {
-                errors
-                    .entry("interests".into())
-                    .or_default()
-                    .push(format!("unknown interest: {}", slug.as_str()));
-            }
-        }
-        let mut attributes = Map::new();
-        for (key, value) in &signup.attributes {
-            let checked = match self.fields.get(key) {
-                None => Err(AttributeError::Undeclared),
-                // Private fields are not revealed: they read as undeclared.
-                Some(field) if !field.public && !self.staff => Err(AttributeError::Undeclared),
-                Some(field) => field.check(value),
-            };
-            match checked {
-                Ok(Value::Null) => {}
-                Ok(v) => {
-                    attributes.insert(key.clone(), v);
-                }
-                Err(e) => errors
-                    .entry(format!("attributes.{key}"))
-                    .or_default()
-                    .push(e.to_string()),
-            }
-        }
-        if errors.is_empty() {
-            Ok(attributes)
-        } else {
-            Err(errors)
-        }
-    }
 }
 
 /// What the database already knows about the addresses of a batch, read with one query each.
@@ -231,14 +134,7 @@ impl Known {
         batch: &[Signup],
         now: NaiveDateTime,
     ) -> diesel::QueryResult<Self> {
-        let hashes: Vec<String> = batch
-            .iter()
-            .map(|s| tokens::email_hash(s.email.as_str()))
-            .collect();
-        let suppressed = suppressions::find_suppressions(conn, &hashes)?
-            .into_iter()
-            .filter_map(|(hash, reason)| Some((hash, SuppressionReason::parse(&reason)?)))
-            .collect();
+        let suppressed = known_suppressions(conn, batch.iter().map(|s| &s.email))?;
         let emails: Vec<&str> = batch.iter().map(|s| s.email.as_str()).collect();
         let existing: HashMap<_, _> = subscribers::find_signup_states(conn, &emails)?
             .into_iter()
@@ -298,17 +194,17 @@ fn apply_signups(
         let (subscriber_id, outcome) = match known.existing.get(email) {
             None => {
                 let id = db::new_id();
-                inserts.subscribers.push(SubscriberRow {
-                    id: id.clone(),
-                    email: email.to_owned(),
-                    name: signup.name.as_ref().map(|n| n.as_str().to_owned()),
-                    language: signup.language.as_str(),
-                    status: SubscriberStatus::Pending.as_str(),
-                    attributes: Value::Object(attributes).to_string(),
-                    source: signup.source.clone(),
-                    created_at: now,
-                    updated_at: now,
-                });
+                inserts.subscribers.push(
+                    NewPerson {
+                        email: &signup.email,
+                        name: signup.name.as_ref(),
+                        language: signup.language,
+                        status: SubscriberStatus::Pending,
+                        attributes,
+                        source: signup.source.clone(),
+                    }
+                    .row(id.clone(), now),
+                );
                 (id, SignupOutcome::Created)
             }
             Some(row) => {
@@ -364,33 +260,16 @@ fn apply_signups(
                     created_at: now,
                 }));
         }
-        inserts.consents.push(ConsentEvent {
-            id: db::new_id(),
-            subscriber_id: subscriber_id.clone(),
-            action: "signup".into(),
-            interests: serde_json::to_string(&slugs).unwrap_or_else(|_| "[]".into()),
-            wording: templates.text(signup.language, "consent.signup"),
-            wording_version: templates.text(signup.language, "consent_wording_version"),
-            language: signup.language.as_str().into(),
-            source: signup.source.clone(),
-            ip: signup.evidence.ip.clone(),
-            user_agent: signup.evidence.user_agent.clone(),
-            created_at: now,
-        });
-        let token = tokens::random_token();
-        inserts.tokens.push(TokenRow {
-            token_hash: tokens::hash_token(&token),
-            subscriber_id: subscriber_id.clone(),
-            created_at: now,
-            expires_at: now + policy.confirm_ttl,
-            proposal: proposal.as_ref().map(Proposal::to_json),
-        });
-        inserts.jobs.push(jobs::mail_job(
+        let consent = ConsentEvent::signup(
+            templates,
             &subscriber_id,
-            MailKind::Confirmation,
-            Some(&token),
+            signup.language,
+            &slugs,
+            signup.source.clone(),
+            &signup.evidence,
             now,
-        ));
+        );
+        request_confirmation(&mut inserts, policy, consent, proposal.as_ref(), now);
         results.push(Ok(outcome));
     }
     inserts.write(conn)?;
@@ -403,33 +282,6 @@ fn apply_signups(
         now,
     )?;
     Ok(results)
-}
-
-/// Creates a confirmation token (carrying `proposal`, the changes a confirmation applies) and
-/// queues the mail that carries it.
-pub fn queue_confirmation(
-    conn: &mut AnyConnection,
-    subscriber_id: &str,
-    policy: &SignupPolicy,
-    proposal: Option<&str>,
-    now: NaiveDateTime,
-) -> diesel::QueryResult<()> {
-    let token = tokens::random_token();
-    confirmations::insert_confirmation_token(
-        conn,
-        &tokens::hash_token(&token),
-        subscriber_id,
-        now,
-        now + policy.confirm_ttl,
-        proposal,
-    )?;
-    jobs::enqueue_mail(
-        conn,
-        subscriber_id,
-        MailKind::Confirmation,
-        Some(&token),
-        now,
-    )
 }
 
 /// Whether another confirmation or notice to this subscriber would be too soon or too many.

@@ -2,15 +2,16 @@
 //! confirms, as on the website), or staff record consent given elsewhere, with its evidence.
 
 use chrono::NaiveDateTime;
-use serde_json::{Map, Value};
 
-use super::{queue_confirmation, throttled, PublicCatalog, Signup, SignupPolicy};
-use crate::db::batch::{Inserts, SubscriberRow};
+use super::{
+    merge_attributes, request_confirmation, throttled, Evidence, Merge, NewPerson, PublicCatalog,
+    Signup, SignupPolicy,
+};
+use crate::db::batch::Inserts;
 use crate::db::consent::{insert_consent_event, ConsentEvent};
 use crate::db::{self, subscribers, suppressions, AnyConnection};
-use crate::domain::{InterestSlug, Name, SubscriberStatus, SuppressionReason};
+use crate::domain::{FieldErrors, InterestSlug, Name, SubscriberStatus, SuppressionReason};
 use crate::email::Templates;
-use crate::error::FieldErrors;
 use crate::tokens;
 
 pub enum ConsentMode {
@@ -27,7 +28,6 @@ pub struct StaffUpsert {
     pub interests_given: bool,
     pub name_given: bool,
     pub language_given: bool,
-    pub staff_label: String,
 }
 
 pub struct UpsertOutcome {
@@ -46,12 +46,14 @@ pub enum UpsertError {
     Db(#[from] diesel::result::Error),
 }
 
-/// Creates or updates by address, inside the caller's write transaction.
+/// Creates or updates by address, inside the caller's write transaction. `recorded_by` names
+/// the staff member or key in the consent ledger (`staff:<id>`, `api_key:<id>`).
 pub fn upsert_by_staff(
     conn: &mut AnyConnection,
     templates: &Templates,
     policy: &SignupPolicy,
     input: &StaffUpsert,
+    recorded_by: &str,
     now: NaiveDateTime,
 ) -> Result<UpsertOutcome, UpsertError> {
     let signup = &input.signup;
@@ -73,17 +75,17 @@ pub fn upsert_by_staff(
         None => {
             let id = db::new_id();
             let mut row = Inserts::default();
-            row.subscribers.push(SubscriberRow {
-                id: id.clone(),
-                email: email.to_owned(),
-                name: signup.name.as_ref().map(|n| n.as_str().to_owned()),
-                language: signup.language.as_str(),
-                status: SubscriberStatus::Pending.as_str(),
-                attributes: Value::Object(attributes).to_string(),
-                source: signup.source.clone(),
-                created_at: now,
-                updated_at: now,
-            });
+            row.subscribers.push(
+                NewPerson {
+                    email: &signup.email,
+                    name: signup.name.as_ref(),
+                    language: signup.language,
+                    status: SubscriberStatus::Pending,
+                    attributes,
+                    source: signup.source.clone(),
+                }
+                .row(id.clone(), now),
+            );
             row.write(conn)?;
             subscribers::add_interests(conn, &id, &slugs, now)?;
             crate::webhooks::emit_subscriber(
@@ -104,10 +106,7 @@ pub fn upsert_by_staff(
                     "this address bounced or complained; it is not mailed",
                 ));
             }
-            let mut merged: Map<String, Value> =
-                serde_json::from_str(&row.attributes).unwrap_or_default();
-            merged.extend(attributes);
-            let merged = Value::Object(merged).to_string();
+            let (merged, _) = merge_attributes(&row.attributes, &attributes, Merge::Overwrite);
             subscribers::update_profile(
                 conn,
                 &row.id,
@@ -138,42 +137,43 @@ pub fn upsert_by_staff(
         .into_iter()
         .map(|i| i.slug)
         .collect();
-    let event =
-        |action: &str, wording: String, version: String, source: Option<String>| ConsentEvent {
-            id: db::new_id(),
-            subscriber_id: id.clone(),
-            action: action.into(),
-            interests: serde_json::to_string(&held).unwrap_or_else(|_| "[]".into()),
-            wording,
-            wording_version: version,
-            language: signup.language.as_str().into(),
-            source,
-            ip: signup.evidence.ip.clone(),
-            user_agent: Some(input.staff_label.clone()),
-            created_at: now,
-        };
+    let evidence = Evidence {
+        ip: signup.evidence.ip.clone(),
+        user_agent: Some(recorded_by.to_owned()),
+    };
+    let recorded = |note: &str, source: &str| {
+        ConsentEvent::staff_recorded(
+            &id,
+            signup.language,
+            &held,
+            note.to_owned(),
+            Some(source.to_owned()),
+            &evidence,
+            now,
+        )
+    };
     let mut confirmation_sent = false;
     match (&input.consent, status) {
         // Already confirmed: nothing changes, but evidence given is still kept.
         (ConsentMode::Recorded { source, note }, SubscriberStatus::Confirmed) => {
-            insert_consent_event(
-                conn,
-                &event("staff_recorded", note.clone(), "staff-recorded".into(), Some(source.clone())),
-            )?;
+            insert_consent_event(conn, &recorded(note, source))?;
         }
         (ConsentMode::Confirmation, SubscriberStatus::Confirmed) => {}
         (ConsentMode::Confirmation, _) => {
             if created || !throttled(conn, &id, now)? {
-                insert_consent_event(
-                    conn,
-                    &event(
-                        "signup",
-                        templates.text(signup.language, "consent.signup"),
-                        templates.text(signup.language, "consent_wording_version"),
-                        signup.source.clone().or_else(|| Some("staff".into())),
-                    ),
-                )?;
-                queue_confirmation(conn, &id, policy, None, now)?;
+                let source = signup.source.clone().or_else(|| Some("staff".into()));
+                let consent = ConsentEvent::signup(
+                    templates,
+                    &id,
+                    signup.language,
+                    &held,
+                    source,
+                    &evidence,
+                    now,
+                );
+                let mut inserts = Inserts::default();
+                request_confirmation(&mut inserts, policy, consent, None, now);
+                inserts.write(conn)?;
                 confirmation_sent = true;
             }
         }
@@ -187,7 +187,7 @@ pub fn upsert_by_staff(
             if subscribers::set_status(conn, &id, &from, SubscriberStatus::Confirmed.as_str(), now)? {
                 crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberConfirmed, &id, now)?;
             }
-            insert_consent_event(conn, &event("staff_recorded", note.clone(), "staff-recorded".into(), Some(source.clone())))?;
+            insert_consent_event(conn, &recorded(note, source))?;
         }
     }
     Ok(UpsertOutcome {
