@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadNewsletters, WriteNewsletters};
 use crate::db::deliveries::Progress;
-use crate::db::newsletters::{self as store, Newsletter};
+use crate::db::newsletters::Newsletter;
+use crate::db::states::NewsletterState;
 use crate::domain::Language;
 use crate::email::newsletter::Content;
 use crate::error::ApiError;
@@ -35,7 +36,7 @@ pub fn progress_view(p: &Progress, newsletter: &Newsletter, now: NaiveDateTime) 
         .started_at
         .map(|s| (now - s).num_milliseconds().clamp(1, 30_000) as f64 / 1000.0)
         .unwrap_or(30.0);
-    let per_second = if newsletter.status == store::SENDING {
+    let per_second = if newsletter.state() == Some(NewsletterState::Sending) {
         p.recent as f64 / window
     } else {
         0.0

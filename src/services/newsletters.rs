@@ -16,6 +16,7 @@ use crate::auth::Principal;
 use crate::config::Settings;
 use crate::db::deliveries::{self, Progress};
 use crate::db::newsletters::{self as store, Newsletter};
+use crate::db::states::NewsletterState;
 use crate::db::{self, read_snapshot, Db, DbError};
 use crate::domain::FieldErrors;
 use crate::email::newsletter::{CompiledNewsletter, NewsletterContent};
@@ -135,7 +136,7 @@ pub async fn list(db: &Db, input: ListInput) -> Result<Page, ListError> {
     }
     if status
         .as_deref()
-        .is_some_and(|s| !store::STATUSES.contains(&s))
+        .is_some_and(|s| NewsletterState::parse(s).is_none())
     {
         return Err(invalid(
             "status",

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::{compile_apart, find, stored_id, Rendering};
 use crate::auth::Principal;
 use crate::db::newsletters::{self as store, Newsletter, NewsletterChanges};
+use crate::db::states::NewsletterState;
 use crate::db::{self, AnyConnection, Db, DbError};
 use crate::domain::{FieldErrors, Language, SegmentFilter};
 use crate::email::newsletter::{check_content, Content};
@@ -190,7 +191,7 @@ fn new_draft() -> Newsletter {
         reply_to: None,
         segment_id: None,
         filter: None,
-        status: store::DRAFT.into(),
+        status: NewsletterState::Draft.as_str().into(),
         send_at: None,
         send_key: None,
         started_at: None,
@@ -251,7 +252,7 @@ pub async fn update(
     input: DraftInput,
 ) -> Result<Newsletter, DraftError> {
     let read = find(db, &id).await?.ok_or(DraftError::NotFound)?;
-    if read.status != store::DRAFT {
+    if read.state() != Some(NewsletterState::Draft) {
         return Err(DraftError::NotADraft(read.status));
     }
     let read_at = read.updated_at;
@@ -264,7 +265,7 @@ pub async fn update(
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     db.transaction(move |conn| -> Result<Newsletter, DraftError> {
         let current = store::find_newsletter(conn, &id)?.ok_or(DraftError::NotFound)?;
-        if current.status != store::DRAFT {
+        if current.state() != Some(NewsletterState::Draft) {
             return Err(DraftError::NotADraft(current.status));
         }
         if current.updated_at != read_at {

@@ -7,6 +7,7 @@ use tokio::sync::Notify;
 use super::{compile_apart, find, Rendering};
 use crate::auth::Principal;
 use crate::db::newsletters as store;
+use crate::db::states::NewsletterState;
 use crate::db::{self, deliveries, Db, DbError};
 use crate::domain::FieldErrors;
 use crate::email::newsletter::CompiledNewsletter;
@@ -97,10 +98,13 @@ pub async fn send(
     db.transaction(move |conn| -> Result<(), SendError> {
         let n = store::find_newsletter(conn, &id)?.ok_or(SendError::NotFound)?;
         // The same request again: leave the send as it stands.
-        if key.is_some() && n.send_key == key && n.status != store::DRAFT {
+        if key.is_some() && n.send_key == key && n.state() != Some(NewsletterState::Draft) {
             return Ok(());
         }
-        if !matches!(n.status.as_str(), store::DRAFT | store::OVERDUE) {
+        if !matches!(
+            n.state(),
+            Some(NewsletterState::Draft | NewsletterState::Overdue)
+        ) {
             return Err(SendError::NotSendable(n.status));
         }
         if !postal_address_set {
@@ -135,25 +139,54 @@ pub async fn send(
     Ok(())
 }
 
-/// One staff transition of a send: from one of `from` to `to` (to `CANCELLED`, from any state
-/// not yet finished, skipping the deliveries not yet made). Wakes the engine after commit.
+/// A staff transition of a send.
+#[derive(Clone, Copy)]
+enum Move {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl Move {
+    /// The states it moves from (a cancel: any state not yet finished) and the one it moves to.
+    fn states(self) -> (&'static [NewsletterState], NewsletterState) {
+        match self {
+            Self::Pause => (&[NewsletterState::Sending], NewsletterState::Paused),
+            Self::Resume => (&[NewsletterState::Paused], NewsletterState::Sending),
+            Self::Cancel => (&[], NewsletterState::Cancelled),
+        }
+    }
+
+    /// The name in the audit log, and the word for a refusal.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Pause => ("newsletter.pause", "paused"),
+            Self::Resume => ("newsletter.resume", "resumed"),
+            Self::Cancel => ("newsletter.cancel", "cancelled"),
+        }
+    }
+}
+
+/// Makes one staff transition of a send (a cancel also skips the deliveries not yet made), and
+/// wakes the engine after commit.
 async fn transition(
     db: &Db,
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
     id: String,
-    (from, to): (&'static [&'static str], &'static str),
-    (action, done): (&'static str, &'static str),
+    step: Move,
 ) -> Result<(), TransitionError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
+    let ((from, to), (action, done)) = (step.states(), step.names());
     db.transaction(move |conn| -> Result<(), TransitionError> {
         let n = store::find_newsletter(conn, &id)?.ok_or(TransitionError::NotFound)?;
         let now = db::now();
-        let moved = if to == store::CANCELLED {
+        let moved = if to == NewsletterState::Cancelled {
             store::cancel(conn, &id, now)?
         } else {
-            store::transition(conn, &id, from, to, now)?
+            let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+            store::transition(conn, &id, &from, to.as_str(), now)?
         };
         if !moved {
             return Err(TransitionError::Refused {
@@ -161,11 +194,10 @@ async fn transition(
                 done,
             });
         }
-        if to == store::CANCELLED {
+        if to == NewsletterState::Cancelled {
             deliveries::skip_cancelled(conn)?;
         }
-        let action = format!("newsletter.{action}");
-        actor.audit(conn, ip.as_deref(), &action, "newsletter", Some(&id))?;
+        actor.audit(conn, ip.as_deref(), action, "newsletter", Some(&id))?;
         Ok(())
     })
     .await?;
@@ -181,8 +213,7 @@ pub async fn pause(
     ip: Option<&str>,
     id: String,
 ) -> Result<(), TransitionError> {
-    let states = (&[store::SENDING][..], store::PAUSED);
-    transition(db, send_ready, actor, ip, id, states, ("pause", "paused")).await
+    transition(db, send_ready, actor, ip, id, Move::Pause).await
 }
 
 /// Resumes a paused send.
@@ -193,8 +224,7 @@ pub async fn resume(
     ip: Option<&str>,
     id: String,
 ) -> Result<(), TransitionError> {
-    let states = (&[store::PAUSED][..], store::SENDING);
-    transition(db, send_ready, actor, ip, id, states, ("resume", "resumed")).await
+    transition(db, send_ready, actor, ip, id, Move::Resume).await
 }
 
 /// Cancels a send that has not finished.
@@ -205,15 +235,5 @@ pub async fn cancel(
     ip: Option<&str>,
     id: String,
 ) -> Result<(), TransitionError> {
-    let states = (&[][..], store::CANCELLED);
-    transition(
-        db,
-        send_ready,
-        actor,
-        ip,
-        id,
-        states,
-        ("cancel", "cancelled"),
-    )
-    .await
+    transition(db, send_ready, actor, ip, id, Move::Cancel).await
 }
