@@ -7,13 +7,15 @@ use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text, Timestamp};
 
 use super::schema::{deliveries, newsletters, subscribers};
+use super::states::{DeliveryState, NewsletterState};
 use super::AnyConnection;
 
-pub const PENDING: &str = "pending";
-pub const SENDING: &str = "sending";
-pub const SENT: &str = "sent";
-pub const FAILED: &str = "failed";
-pub const SKIPPED: &str = "skipped";
+// The stored text of each state (see `DeliveryState`), for queries and the engine.
+pub const PENDING: &str = DeliveryState::Pending.as_str();
+pub const SENDING: &str = DeliveryState::Sending.as_str();
+pub const SENT: &str = DeliveryState::Sent.as_str();
+pub const FAILED: &str = DeliveryState::Failed.as_str();
+pub const SKIPPED: &str = DeliveryState::Skipped.as_str();
 
 /// The condition on `subscribers` that picks a send's recipients (see `db::segments`).
 pub type RecipientCondition = Box<
@@ -324,7 +326,7 @@ pub fn put_back(
 /// Marks the deliveries still waiting in cancelled newsletters as skipped.
 pub fn skip_cancelled(conn: &mut AnyConnection) -> QueryResult<usize> {
     let cancelled = newsletters::table
-        .filter(newsletters::status.eq(super::newsletters::CANCELLED))
+        .filter(newsletters::status.eq(NewsletterState::Cancelled.as_str()))
         .select(newsletters::id);
     diesel::update(
         deliveries::table
@@ -363,10 +365,10 @@ pub fn progress(
     let mut p = Progress::default();
     for (state, n) in counts {
         p.total += n;
-        match state.as_str() {
-            SENT => p.sent += n,
-            FAILED => p.failed += n,
-            SKIPPED => p.skipped += n,
+        match DeliveryState::parse(&state) {
+            Some(DeliveryState::Sent) => p.sent += n,
+            Some(DeliveryState::Failed) => p.failed += n,
+            Some(DeliveryState::Skipped) => p.skipped += n,
             _ => p.pending += n,
         }
     }

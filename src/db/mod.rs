@@ -16,6 +16,7 @@ pub mod newsletters;
 pub mod schema;
 pub mod segments;
 pub mod staff;
+pub mod states;
 pub mod subscribers;
 pub mod suppressions;
 pub mod webhooks;

@@ -5,15 +5,17 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{deliveries, newsletters, render_marks};
+use super::states::{DeliveryState, NewsletterState};
 use super::AnyConnection;
 
-pub const DRAFT: &str = "draft";
-pub const SCHEDULED: &str = "scheduled";
-pub const OVERDUE: &str = "overdue";
-pub const SENDING: &str = "sending";
-pub const PAUSED: &str = "paused";
-pub const SENT: &str = "sent";
-pub const CANCELLED: &str = "cancelled";
+// The stored text of each state (see `NewsletterState`), for queries and the engine.
+pub const DRAFT: &str = NewsletterState::Draft.as_str();
+pub const SCHEDULED: &str = NewsletterState::Scheduled.as_str();
+pub const OVERDUE: &str = NewsletterState::Overdue.as_str();
+pub const SENDING: &str = NewsletterState::Sending.as_str();
+pub const PAUSED: &str = NewsletterState::Paused.as_str();
+pub const SENT: &str = NewsletterState::Sent.as_str();
+pub const CANCELLED: &str = NewsletterState::Cancelled.as_str();
 /// Every status, and those of newsletters that may still send.
 pub const STATUSES: [&str; 7] = [DRAFT, SCHEDULED, OVERDUE, SENDING, PAUSED, SENT, CANCELLED];
 pub const UNFINISHED: [&str; 5] = [DRAFT, SCHEDULED, OVERDUE, SENDING, PAUSED];
@@ -40,6 +42,13 @@ pub struct Newsletter {
     /// Why the engine paused it (its messages could not be rendered, a process died rendering
     /// it, its templates no longer compile); cleared when staff pause or resume it.
     pub pause_reason: Option<String>,
+}
+
+impl Newsletter {
+    /// The newsletter's state; `None` only for text the column's CHECK constraint refuses.
+    pub fn state(&self) -> Option<NewsletterState> {
+        NewsletterState::parse(&self.status)
+    }
 }
 
 /// A draft's editable fields; `None` leaves a field as it is.
@@ -350,7 +359,10 @@ pub fn sending_ids(conn: &mut AnyConnection) -> QueryResult<Vec<String>> {
 /// Marks as sent every sending newsletter with no delivery left to make; returns their ids.
 pub fn finish_completed(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<Vec<String>> {
     let open = deliveries::table
-        .filter(deliveries::state.eq_any([super::deliveries::PENDING, super::deliveries::SENDING]))
+        .filter(deliveries::state.eq_any([
+            DeliveryState::Pending.as_str(),
+            DeliveryState::Sending.as_str(),
+        ]))
         .filter(deliveries::newsletter_id.eq(newsletters::id));
     diesel::update(
         newsletters::table

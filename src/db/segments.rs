@@ -8,6 +8,7 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Double, Text};
 
 use super::schema::{newsletters, segments, subscriber_interests, subscribers};
+use super::states::NewsletterState;
 use super::subscribers::Subscriber;
 use super::{AnyConnection, Backend};
 use crate::domain::{AttributeCondition, AttributeOp, AttributeValue, Scalar, SegmentFilter};
@@ -111,7 +112,9 @@ pub fn delete_segment(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
 pub fn count_newsletters_using(conn: &mut AnyConnection, segment_id: &str) -> QueryResult<i64> {
     newsletters::table
         .filter(newsletters::segment_id.eq(segment_id))
-        .filter(newsletters::status.eq_any(super::newsletters::UNFINISHED))
+        .filter(
+            newsletters::status.eq_any(NewsletterState::UNFINISHED.map(NewsletterState::as_str)),
+        )
         .count()
         .get_result(conn)
 }
@@ -124,9 +127,9 @@ pub fn detach_finished_newsletters(
     diesel::update(
         newsletters::table
             .filter(newsletters::segment_id.eq(segment_id))
-            .filter(diesel::dsl::not(
-                newsletters::status.eq_any(super::newsletters::UNFINISHED),
-            )),
+            .filter(diesel::dsl::not(newsletters::status.eq_any(
+                NewsletterState::UNFINISHED.map(NewsletterState::as_str),
+            ))),
     )
     .set(newsletters::segment_id.eq(None::<String>))
     .execute(conn)

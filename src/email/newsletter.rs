@@ -157,11 +157,11 @@ impl CompiledNewsletter {
                 let field = format!("{prefix}{part}");
                 let refused = rules::check(&source, &limits);
                 if let Err(e) = env.add_template_owned(name.clone(), source) {
-                    errors.entry(field).or_default().push(describe(&e));
+                    errors.add(field, describe(&e));
                     continue;
                 }
-                if !refused.is_empty() {
-                    errors.entry(field.clone()).or_default().extend(refused);
+                for message in refused {
+                    errors.add(field.clone(), message);
                 }
                 let template = env.get_template(&name).expect("template just added");
                 for variable in template.undeclared_variables(true) {
@@ -171,7 +171,7 @@ impl CompiledNewsletter {
                         None => MERGE_FIELDS.contains(&variable.as_str()),
                     };
                     if !known {
-                        errors.entry(field.clone()).or_default().push(format!(
+                        errors.add(field.clone(), format!(
                             "unknown merge field `{variable}` (use name, email, language, attributes.<declared field>, unsubscribe_url, preferences_url, org or postal_address)"
                         ));
                     }
@@ -204,7 +204,7 @@ impl CompiledNewsletter {
                     } else {
                         format!("variants.{set}.{part}")
                     };
-                    errors.entry(field).or_default().push(describe(&e));
+                    errors.add(field, describe(&e));
                 }
             }
         }
@@ -359,12 +359,7 @@ fn describe(e: &minijinja::Error) -> String {
 
 /// Checks the size and shape of one version's fields.
 pub fn check_content(errors: &mut FieldErrors, prefix: &str, content: &Content) {
-    let mut push = |field: &str, message: &str| {
-        errors
-            .entry(format!("{prefix}{field}"))
-            .or_default()
-            .push(message.to_owned())
-    };
+    let mut push = |field: &str, message: &str| errors.add(format!("{prefix}{field}"), message);
     let subject = content.subject.trim();
     if subject.is_empty() {
         push("subject", "is required");

@@ -9,14 +9,13 @@ use serde_json::{json, Value};
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadContacts, ReadNewsletters, WriteNewsletters};
-use crate::db::segments::{self as store, Segment, SegmentChanges};
-use crate::db::{self, AnyConnection, DbError};
-use crate::domain::SegmentFilter;
-use crate::error::{ApiError, FieldErrors};
+use crate::db::segments::Segment;
+use crate::error::ApiError;
+use crate::services::segments::{
+    self as service, Counted, CreateSegmentError, DeleteSegmentError, GetSegmentError,
+    PreviewSegmentError, SegmentInput, UpdateSegmentError,
+};
 use crate::startup::AppState;
-
-const MAX_NAME_CHARS: usize = 200;
-const SAMPLE_SIZE: i64 = 10;
 
 fn view(segment: &Segment, count: Option<i64>) -> Value {
     let mut view = json!({
@@ -32,84 +31,56 @@ fn view(segment: &Segment, count: Option<i64>) -> Value {
     view
 }
 
-fn check_name(errors: &mut FieldErrors, name: Option<String>, required: bool) -> Option<String> {
-    let name = name.map(|n| n.trim().to_owned());
-    let message = match name.as_deref() {
-        None if required => Some("is required"),
-        None => None,
-        Some("") => Some("must not be empty"),
-        Some(n) if n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) => {
-            Some("must be at most 200 characters of text on one line")
-        }
-        Some(_) => None,
-    };
-    if let Some(message) = message {
-        errors
-            .entry("name".into())
-            .or_default()
-            .push(message.into());
-    }
-    name
+fn counted_view(counted: &Counted) -> Value {
+    view(&counted.segment, counted.count)
 }
 
-/// Parses the filter (`None` when it does not parse; the reasons go to `errors`).
-fn parse_filter(errors: &mut FieldErrors, raw: Option<&Value>) -> Option<SegmentFilter> {
-    let Some(raw) = raw else {
-        errors
-            .entry("filter".into())
-            .or_default()
-            .push("is required".into());
-        return None;
-    };
-    SegmentFilter::parse(raw).map_err(|e| errors.extend(e)).ok()
-}
-
-/// Checks the filter against the declared fields and interests, then (when `count`) counts
-/// whom it reaches.
-fn check_and_count(
-    conn: &mut AnyConnection,
-    filter: &SegmentFilter,
-    backend: db::Backend,
-    count: bool,
-) -> Result<Result<Option<i64>, FieldErrors>, DbError> {
-    let fields = db::interests::list_field_declarations(conn)?;
-    let interests: Vec<String> = db::interests::list_interests(conn)?
-        .into_iter()
-        .map(|i| i.slug)
-        .collect();
-    if let Err(errors) = filter.check(&fields, &interests) {
-        return Ok(Err(errors));
-    }
-    if !count {
-        return Ok(Ok(None));
-    }
-    Ok(Ok(Some(store::count_recipients(conn, filter, backend)?)))
-}
-
-/// Checks a parsed filter (when there is one) and answers 422 with every error found; counts
-/// whom it reaches when `count`.
-async fn validate(
-    state: &AppState,
-    mut errors: FieldErrors,
-    filter: Option<SegmentFilter>,
-    count: bool,
-) -> Result<(Option<SegmentFilter>, Option<i64>), ApiError> {
-    let mut counted = None;
-    if let Some(filter) = filter.clone() {
-        let backend = state.db.backend();
-        let checked = state
-            .db
-            .run(move |conn| check_and_count(conn, &filter, backend, count))
-            .await?;
-        match checked {
-            Ok(n) => counted = n,
-            Err(e) => errors.extend(e),
+impl From<CreateSegmentError> for ApiError {
+    fn from(e: CreateSegmentError) -> Self {
+        match e {
+            CreateSegmentError::Invalid(errors) => Self::Validation(errors),
+            CreateSegmentError::Db(e) => e.into(),
         }
     }
-    if errors.is_empty() {
-        Ok((filter, counted))
-    } else {
-        Err(ApiError::Validation(errors))
+}
+
+impl From<UpdateSegmentError> for ApiError {
+    fn from(e: UpdateSegmentError) -> Self {
+        match e {
+            UpdateSegmentError::Invalid(errors) => Self::Validation(errors),
+            UpdateSegmentError::NotFound => Self::NotFound,
+            UpdateSegmentError::Db(e) => e.into(),
+            UpdateSegmentError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<GetSegmentError> for ApiError {
+    fn from(e: GetSegmentError) -> Self {
+        match e {
+            GetSegmentError::NotFound => Self::NotFound,
+            GetSegmentError::Db(e) => e.into(),
+            GetSegmentError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<DeleteSegmentError> for ApiError {
+    fn from(e: DeleteSegmentError) -> Self {
+        match e {
+            DeleteSegmentError::NotFound => Self::NotFound,
+            DeleteSegmentError::InUse(_) => Self::Conflict(e.to_string()),
+            DeleteSegmentError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<PreviewSegmentError> for ApiError {
+    fn from(e: PreviewSegmentError) -> Self {
+        match e {
+            PreviewSegmentError::Invalid(errors) => Self::Validation(errors),
+            PreviewSegmentError::Db(e) => e.into(),
+        }
     }
 }
 
@@ -117,36 +88,9 @@ pub async fn list_segments(
     _auth: Authorized<ReadNewsletters>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let all = state
-        .db
-        .run(|conn| store::list_segments(conn).map_err(DbError::from))
-        .await?;
+    let all = service::list(&state.db).await?;
     let data: Vec<Value> = all.iter().map(|s| view(s, None)).collect();
     Ok(HttpResponse::Ok().json(json!({ "data": data })))
-}
-
-/// The segment and (when `count`) its current count, or None.
-async fn load(
-    state: &AppState,
-    id: String,
-    count: bool,
-) -> Result<Option<(Segment, Option<i64>)>, ApiError> {
-    let backend = state.db.backend();
-    state
-        .db
-        .run(move |conn| -> Result<_, ApiError> {
-            let Some(segment) = store::find_segment(conn, &id)? else {
-                return Ok(None);
-            };
-            let counted = if count {
-                let filter = segment.parsed_filter()?;
-                Some(store::count_recipients(conn, &filter, backend)?)
-            } else {
-                None
-            };
-            Ok(Some((segment, counted)))
-        })
-        .await
 }
 
 pub async fn get_segment(
@@ -154,11 +98,8 @@ pub async fn get_segment(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let count = auth.principal.may_read_contacts();
-    let found = load(&state, id.into_inner().to_string(), count).await?;
-    found
-        .map(|(segment, count)| HttpResponse::Ok().json(view(&segment, count)))
-        .ok_or(ApiError::NotFound)
+    let found = service::get(&state.db, &auth.principal, id.into_inner().to_string()).await?;
+    Ok(HttpResponse::Ok().json(counted_view(&found)))
 }
 
 #[derive(Deserialize)]
@@ -168,37 +109,24 @@ pub struct SegmentBody {
     filter: Option<Value>,
 }
 
+impl From<SegmentBody> for SegmentInput {
+    fn from(body: SegmentBody) -> Self {
+        Self {
+            name: body.name,
+            filter: body.filter,
+        }
+    }
+}
+
 pub async fn create_segment(
     auth: Authorized<WriteNewsletters>,
     body: Result<super::json::Json<SegmentBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let body = body.map_err(ApiError::from_extractor)?.into_inner();
-    let mut errors = FieldErrors::new();
-    let name = check_name(&mut errors, body.name, true);
-    let filter = parse_filter(&mut errors, body.filter.as_ref());
-    let may_count = auth.principal.may_read_contacts();
-    let (filter, count) = validate(&state, errors, filter, may_count).await?;
-    let (Some(name), Some(filter)) = (name, filter) else {
-        return Err(ApiError::BadRequest("name and filter are required".into()));
-    };
-    let now = db::now();
-    let segment = Segment {
-        id: db::new_id(),
-        name,
-        filter: filter.to_json().to_string(),
-        created_at: now,
-        updated_at: now,
-    };
-    let stored = segment.clone();
-    state
-        .db
-        .transaction(move |conn| -> Result<_, DbError> {
-            store::insert_segment(conn, &stored)?;
-            Ok(auth.audit(conn, "segment.create", "segment", Some(&stored.id))?)
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(view(&segment, count)))
+    let input = body.map_err(ApiError::from_extractor)?.into_inner().into();
+    let (who, ip) = (&auth.principal, auth.ip.as_deref());
+    let created = service::create(&state.db, who, ip, input).await?;
+    Ok(HttpResponse::Created().json(counted_view(&created)))
 }
 
 pub async fn update_segment(
@@ -207,72 +135,22 @@ pub async fn update_segment(
     body: Result<super::json::Json<SegmentBody>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let body = body.map_err(ApiError::from_extractor)?.into_inner();
-    let mut errors = FieldErrors::new();
-    let name = check_name(&mut errors, body.name, false);
-    let filter = match &body.filter {
-        Some(raw) => parse_filter(&mut errors, Some(raw)),
-        None => None,
-    };
-    let (filter, _) = validate(&state, errors, filter, false).await?;
-    let may_count = auth.principal.may_read_contacts();
+    let input = body.map_err(ApiError::from_extractor)?.into_inner().into();
+    let (who, ip) = (&auth.principal, auth.ip.as_deref());
     let id = id.into_inner().to_string();
-    let changes = SegmentChanges {
-        name,
-        filter: filter.map(|f| f.to_json().to_string()),
-        updated_at: db::now(),
-    };
-    let target = id.clone();
-    let updated = state
-        .db
-        .transaction(move |conn| -> Result<_, DbError> {
-            let updated = store::update_segment(conn, &target, &changes)?;
-            if updated {
-                auth.audit(conn, "segment.update", "segment", Some(&target))?;
-            }
-            Ok(updated)
-        })
-        .await?;
-    if !updated {
-        return Err(ApiError::NotFound);
-    }
-    let found = load(&state, id, may_count).await?;
-    found
-        .map(|(segment, count)| HttpResponse::Ok().json(view(&segment, count)))
-        .ok_or(ApiError::NotFound)
+    let updated = service::update(&state.db, who, ip, id, input).await?;
+    Ok(HttpResponse::Ok().json(counted_view(&updated)))
 }
 
-/// Refused (409) while a newsletter that may still send uses the segment; finished newsletters
-/// forget it, in the same transaction.
+/// Refused (409) while a newsletter that may still send uses the segment.
 pub async fn delete_segment(
     auth: Authorized<WriteNewsletters>,
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner().to_string();
-    let outcome = state
-        .db
-        .transaction(move |conn| -> Result<_, DbError> {
-            if store::lock_segment(conn, &id)?.is_none() {
-                return Ok(None);
-            }
-            let users = store::count_newsletters_using(conn, &id)?;
-            if users > 0 {
-                return Ok(Some(Err(users)));
-            }
-            store::detach_finished_newsletters(conn, &id)?;
-            store::delete_segment(conn, &id)?;
-            auth.audit(conn, "segment.delete", "segment", Some(&id))?;
-            Ok(Some(Ok(())))
-        })
-        .await?;
-    match outcome {
-        None => Err(ApiError::NotFound),
-        Some(Err(users)) => Err(ApiError::Conflict(format!(
-            "{users} newsletter(s) that have not finished sending use this segment"
-        ))),
-        Some(Ok(())) => Ok(HttpResponse::NoContent().finish()),
-    }
+    let (who, ip) = (&auth.principal, auth.ip.as_deref());
+    service::delete(&state.db, who, ip, id.into_inner().to_string()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Deserialize)]
@@ -288,21 +166,11 @@ pub async fn preview_segment(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
-    let mut errors = FieldErrors::new();
-    let filter = parse_filter(&mut errors, body.filter.as_ref());
-    let (Some(filter), Some(count)) = validate(&state, errors, filter, true).await? else {
-        return Err(ApiError::field("filter", "is required"));
-    };
-    let backend = state.db.backend();
-    let sample = state
-        .db
-        .run(move |conn| {
-            store::sample_recipients(conn, &filter, backend, SAMPLE_SIZE).map_err(DbError::from)
-        })
-        .await?;
-    let sample: Vec<Value> = sample
+    let preview = service::preview(&state.db, body.filter).await?;
+    let sample: Vec<Value> = preview
+        .sample
         .into_iter()
         .map(|s| json!({ "id": s.id, "email": s.email, "name": s.name, "language": s.language }))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "count": count, "sample": sample })))
+    Ok(HttpResponse::Ok().json(json!({ "count": preview.count, "sample": sample })))
 }
