@@ -348,6 +348,30 @@ impl<P: Policy> Authorized<P> {
     }
 }
 
+impl Principal {
+    /// Records a write this caller made, from `ip`, in the audit log; call inside the
+    /// transaction that makes it.
+    pub fn audit(
+        &self,
+        conn: &mut db::AnyConnection,
+        ip: Option<&str>,
+        action: &str,
+        object_type: &str,
+        object_id: Option<&str>,
+    ) -> diesel::QueryResult<()> {
+        let (actor_type, actor_id) = match self {
+            Principal::Staff { id, .. } => ("staff", id.as_str()),
+            Principal::ApiKey { id, .. } => ("api_key", id.as_str()),
+        };
+        let actor = Actor {
+            actor_type,
+            actor_id: Some(actor_id),
+            ip,
+        };
+        actor.record(conn, action, object_type, object_id)
+    }
+}
+
 /// Who made a change, for the audit log.
 pub struct Actor<'a> {
     pub actor_type: &'a str,
