@@ -15,6 +15,7 @@
 //! - nothing here imports `routes` or `startup`.
 
 pub mod catalog;
+pub mod exports;
 pub mod imports;
 pub mod newsletters;
 pub mod segments;
