@@ -57,6 +57,12 @@ pub async fn export_subscribers(
     let format = request.format;
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let export = service::start(&state.db, &state.exports, actor, ip, request).await?;
+    Ok(download(format, export))
+}
+
+/// The export as a file to save, named for today, with the change-feed cursor as of its
+/// snapshot.
+fn download(format: Format, export: service::RunningExport) -> HttpResponse {
     let (content_type, extension) = match format {
         Format::Csv(_) => ("text/csv; charset=utf-8", "csv"),
         Format::Ndjson => ("application/x-ndjson", "ndjson"),
@@ -65,7 +71,7 @@ pub async fn export_subscribers(
         "subscribers-{}.{extension}",
         chrono::Utc::now().format("%Y-%m-%d")
     );
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header((
             header::CONTENT_DISPOSITION,
@@ -73,7 +79,7 @@ pub async fn export_subscribers(
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((CURSOR_HEADER, encode_cursor(export.cursor)))
-        .streaming(body(export)))
+        .streaming(body(export))
 }
 
 /// The export's chunks as a response body. One that ends before the export is complete was

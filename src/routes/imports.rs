@@ -236,7 +236,15 @@ pub async fn get_import(
     query: Result<web::Query<ReportQuery>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let q = query.map_err(ApiError::from_extractor)?.into_inner();
+    let (offset, limit) = report_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
+    let report = service::get(&state.db, id.into_inner().to_string(), offset, limit)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(report_view(&report)))
+}
+
+/// The page of the report asked for (offset, limit), as sent.
+fn report_page(q: ReportQuery) -> Result<(i64, i64), ApiError> {
     let mut errors = FieldErrors::new();
     let offset = q.problems_offset.unwrap_or(0);
     let limit = q.problems_limit.unwrap_or(service::DEFAULT_PROBLEMS);
@@ -250,10 +258,7 @@ pub async fn get_import(
         );
     }
     errors.into_result().map_err(ApiError::Validation)?;
-    let report = service::get(&state.db, id.into_inner().to_string(), offset, limit)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(report_view(&report)))
+    Ok((offset, limit))
 }
 
 #[derive(Deserialize)]
@@ -263,13 +268,8 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-/// `GET /api/v1/imports`: recent imports, newest first, without their reports.
-pub async fn list_imports(
-    _auth: Authorized<ReadImports>,
-    query: Result<web::Query<ListQuery>, actix_web::Error>,
-    state: web::Data<AppState>,
-) -> HandlerResult {
-    let q = query.map_err(ApiError::from_extractor)?.into_inner();
+/// Where a page of imports starts and how long it is, as sent.
+fn list_page(q: ListQuery) -> Result<(Option<String>, i64), ApiError> {
     let limit = q.limit.unwrap_or(20);
     let mut errors = FieldErrors::new();
     if !(1..=100).contains(&limit) {
@@ -280,7 +280,17 @@ pub async fn list_imports(
         errors.add("before", "must be the `next` of a previous page");
     }
     errors.into_result().map_err(ApiError::Validation)?;
-    let rows = service::list(&state.db, before.flatten(), limit).await?;
+    Ok((before.flatten(), limit))
+}
+
+/// `GET /api/v1/imports`: recent imports, newest first, without their reports.
+pub async fn list_imports(
+    _auth: Authorized<ReadImports>,
+    query: Result<web::Query<ListQuery>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let (before, limit) = list_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
+    let rows = service::list(&state.db, before, limit).await?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|i| i.id.clone()))
         .flatten();

@@ -332,7 +332,18 @@ pub async fn audit_log(
     query: Result<web::Query<AuditQuery>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let query = query.map_err(ApiError::from_extractor)?.into_inner();
+    let (before, limit) = audit_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
+    let page = service::audit_log(&state.db, before, limit).await?;
+    let data: Vec<_> = page
+        .entries
+        .into_iter()
+        .map(|e| audit_entry_view(e, &page.key_creators))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data, "next": page.next })))
+}
+
+/// Where a page of the audit log starts and how long it is, as sent.
+fn audit_page(query: AuditQuery) -> Result<(Option<String>, i64), ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 500"));
@@ -344,13 +355,7 @@ pub async fn audit_log(
                 .ok_or_else(|| ApiError::field("before", "is not a cursor this API gave out"))?,
         ),
     };
-    let page = service::audit_log(&state.db, before, limit).await?;
-    let data: Vec<_> = page
-        .entries
-        .into_iter()
-        .map(|e| audit_entry_view(e, &page.key_creators))
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data, "next": page.next })))
+    Ok((before, limit))
 }
 
 fn audit_entry_view(

@@ -205,27 +205,24 @@ pub async fn delete_interest(
     let slug = stored_slug(slug).ok_or(DeleteInterestError::NotFound)?;
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     let removed = db
-        .transaction(move |conn| -> Result<_, DeleteInterestError> {
-            let found = store::find_interest(conn, &slug).map_err(DbError::from)?;
-            if found.is_none() {
+        .transaction(move |conn| {
+            if store::find_interest(conn, &slug)?.is_none() {
                 return Err(DeleteInterestError::NotFound);
             }
-            let members = store::count_members(conn, &slug).map_err(DbError::from)?;
+            let members = store::count_members(conn, &slug)?;
             if members > 0 && !force {
                 return Err(DeleteInterestError::InUse {
                     members: may_count.then_some(members),
                 });
             }
-            store::delete_interest(conn, &slug, db::now()).map_err(DbError::from)?;
-            actor
-                .audit(
-                    conn,
-                    ip.as_deref(),
-                    "interest.delete",
-                    "interest",
-                    Some(&slug),
-                )
-                .map_err(DbError::from)?;
+            store::delete_interest(conn, &slug, db::now())?;
+            actor.audit(
+                conn,
+                ip.as_deref(),
+                "interest.delete",
+                "interest",
+                Some(&slug),
+            )?;
             Ok(members)
         })
         .await?;
