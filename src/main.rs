@@ -54,7 +54,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn create_staff(database_url: &str, email: &str, role: &str) -> anyhow::Result<()> {
-    use enlace::auth::{passwords, Role};
+    use enlace::auth::Role;
+    use enlace::services::{
+        self,
+        staff::{CreateMemberError, Creator, NewStaffMember},
+    };
     let email = enlace::domain::Email::parse(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
     let role = Role::parse(role).context("--role must be admin, editor or viewer")?;
     let password = match std::env::var("ENLACE_STAFF_PASSWORD") {
@@ -67,23 +71,40 @@ fn create_staff(database_url: &str, email: &str, role: &str) -> anyhow::Result<(
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    passwords::check_new_password(&password).map_err(|e| anyhow::anyhow!("the password {e}"))?;
-    let hash = passwords::hash_password(&password)?;
     let db = Db::connect(database_url, 1)?;
     db.migrate()?;
-    let mut conn = db.get()?;
-    let member = enlace::db::write_transaction(&mut conn, |conn| {
-        let member = enlace::auth::accounts::create_staff_member(conn, &email, role, hash)?;
-        let actor = enlace::auth::Actor {
-            actor_type: "cli",
-            actor_id: None,
-            ip: None,
-        };
-        actor.record(conn, "staff.create", "staff", Some(&member.id))?;
-        Ok::<_, enlace::error::ApiError>(member)
-    })
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    tracing::info!(staff_id = %member.id, role = role.as_str(), "staff account created");
+    let input = NewStaffMember {
+        email: email.as_str().to_owned(),
+        role: role.as_str().to_owned(),
+        password,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let member = runtime
+        .block_on(services::staff::create_member(
+            &db,
+            Creator::CommandLine,
+            input,
+        ))
+        .map_err(|e| match e {
+            CreateMemberError::Invalid(errors) => {
+                let problems: Vec<String> = errors
+                    .iter()
+                    .flat_map(|(field, messages)| {
+                        let field = if field == "password" {
+                            "the password"
+                        } else {
+                            field
+                        };
+                        messages.iter().map(move |m| format!("{field} {m}"))
+                    })
+                    .collect();
+                anyhow::anyhow!("{}", problems.join("; "))
+            }
+            other => anyhow::anyhow!("{other}"),
+        })?;
     println!("{}", member.id);
     Ok(())
 }

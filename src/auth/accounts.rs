@@ -1,18 +1,18 @@
-//! Staff accounts as the API and the command line create them (one rule for both).
+//! Staff accounts: the row a new account starts as, whoever creates it (`services::staff` for
+//! the API and the command line).
 
 use crate::auth::Role;
 use crate::db::{self, staff as staff_db};
 use crate::domain::Email;
-use crate::error::ApiError;
 
-/// Creates a staff account (`POST /api/v1/staff` and `enlace staff create`); an address that
-/// already has one is a conflict.
+/// Stores a new, enabled account for `email` with `role`, never signed in; an address that
+/// already has one fails as a unique violation (`db::is_unique_violation`).
 pub fn create_staff_member(
     conn: &mut db::AnyConnection,
     email: &Email,
     role: Role,
     password_hash: String,
-) -> Result<staff_db::StaffMember, ApiError> {
+) -> diesel::QueryResult<staff_db::StaffMember> {
     let now = db::now();
     let member = staff_db::StaffMember {
         id: db::new_id(),
@@ -24,11 +24,6 @@ pub fn create_staff_member(
         updated_at: now,
         token_generation: 0,
     };
-    match staff_db::insert_staff(conn, &member) {
-        Ok(()) => Ok(member),
-        Err(e) if db::is_unique_violation(&e) => Err(ApiError::Conflict(
-            "a staff account with this email exists".into(),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    staff_db::insert_staff(conn, &member)?;
+    Ok(member)
 }

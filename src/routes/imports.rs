@@ -7,14 +7,32 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::HandlerResult;
-use crate::auth::{Authorized, Policy, Principal, Role, WriteContacts};
-use crate::db::imports::{self as store, Import, ImportPart};
-use crate::db::{self, DbError};
-use crate::domain::{InterestSlug, Language};
+use crate::auth::{Authorized, Policy, Role, WriteContacts};
+use crate::db::imports::{self as store, Import};
 use crate::error::{ApiError, FieldErrors};
-use crate::imports::plan::{self, Catalog, Options, Plan};
-use crate::imports::{import_job, Mode};
+use crate::imports::plan::Plan;
+use crate::services::imports::{self as service, CancelImportError, CreateImportError};
 use crate::startup::AppState;
+
+impl From<CreateImportError> for ApiError {
+    fn from(e: CreateImportError) -> Self {
+        match e {
+            CreateImportError::Invalid(errors) => Self::Validation(errors),
+            CreateImportError::Db(e) => e.into(),
+            CreateImportError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<CancelImportError> for ApiError {
+    fn from(e: CancelImportError) -> Self {
+        match e {
+            CancelImportError::NotFound => Self::NotFound,
+            e @ CancelImportError::Ended { .. } => Self::Conflict(e.to_string()),
+            CancelImportError::Db(e) => e.into(),
+        }
+    }
+}
 
 /// Reading import reports: every role, or a key that may read or write contacts (a script that
 /// imports follows its own import).
@@ -25,8 +43,6 @@ impl Policy for ReadImports {
     const ALSO: &'static [&'static str] = &["subscribers:read"];
 }
 
-const MAX_TEXT_CHARS: usize = 500;
-const DEFAULT_PROBLEMS: i64 = 100;
 const MAX_PROBLEMS: i64 = 1000;
 
 fn time(t: chrono::NaiveDateTime) -> String {
@@ -34,8 +50,18 @@ fn time(t: chrono::NaiveDateTime) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// The import with one page of its report.
+fn report_view(report: &service::ImportReport) -> Value {
+    let page = (
+        report.problems.as_slice(),
+        report.problems_total,
+        report.problems_offset,
+    );
+    view(&report.import, Some(page))
+}
+
 /// The import as the API shows it; `problems` is one page of the report, when asked for.
-fn view(import: &Import, problems: Option<(Vec<store::ImportProblem>, i64, i64)>) -> Value {
+fn view(import: &Import, problems: Option<(&[store::ImportProblem], i64, i64)>) -> Value {
     let plan: Option<Plan> = serde_json::from_str(&import.plan).ok();
     let counts = import.counts();
     let (actor_type, actor_id) = import
@@ -106,117 +132,20 @@ pub struct CreateQuery {
     delimiter: Option<String>,
 }
 
-/// The request's options, checked; what needs the database (interests, fields) comes later.
-struct Request {
-    mode: Mode,
-    source: Option<String>,
-    consent_note: Option<String>,
-    options: Options,
-}
-
-fn parse_query(raw: &str) -> Result<Request, ApiError> {
+/// The import's options from the query string, checked before the file is read.
+fn parse_query(raw: &str) -> Result<service::CheckedRequest, ApiError> {
     let q: CreateQuery =
         serde_html_form::from_str(raw).map_err(|e| ApiError::field("query", format!("{e}")))?;
-    let mut errors = FieldErrors::new();
-    let mut bad =
-        |field: &str, message: String| errors.entry(field.into()).or_default().push(message);
-    let text = |raw: Option<String>| raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    let valid_text =
-        |s: &str| s.chars().count() <= MAX_TEXT_CHARS && !s.chars().any(char::is_control);
-    let mode = match q.mode.as_deref() {
-        None => {
-            bad("mode", "is required: consented (they agreed elsewhere; give source and consent_note) or confirm (each new person gets a confirmation mail)".into());
-            None
-        }
-        Some(raw) => {
-            let mode = Mode::parse(raw);
-            if mode.is_none() {
-                bad("mode", "must be consented or confirm".into());
-            }
-            mode
-        }
+    let request = service::ImportRequest {
+        mode: q.mode,
+        source: q.source,
+        consent_note: q.consent_note,
+        language: q.language,
+        interests: q.interests,
+        map: q.map,
+        delimiter: q.delimiter,
     };
-    let source = text(q.source);
-    let consent_note = text(q.consent_note);
-    if source.as_deref().is_some_and(|s| !valid_text(s)) {
-        bad(
-            "source",
-            "must be at most 500 characters on one line".into(),
-        );
-    }
-    if consent_note.as_deref().is_some_and(|s| !valid_text(s)) {
-        bad(
-            "consent_note",
-            "must be at most 500 characters on one line".into(),
-        );
-    }
-    if mode == Some(Mode::Consented) {
-        if source.is_none() {
-            bad("source", "is required with mode=consented: where these people agreed (a sign-up sheet, an event, a form)".into());
-        }
-        if consent_note.is_none() {
-            bad(
-                "consent_note",
-                "is required with mode=consented: what they agreed to and how, kept as evidence"
-                    .into(),
-            );
-        }
-    }
-    if mode == Some(Mode::Confirm) && consent_note.is_some() {
-        bad("consent_note", "goes with mode=consented only: in confirm mode each person gives consent by confirming".into());
-    }
-    let language = match q.language.as_deref() {
-        None => Language::En,
-        Some(raw) => Language::parse(raw).unwrap_or_else(|e| {
-            bad("language", e.into());
-            Language::En
-        }),
-    };
-    let mut interests = Vec::new();
-    for raw in q
-        .interests
-        .iter()
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        match InterestSlug::parse(raw) {
-            Ok(slug) if !interests.contains(&slug) => interests.push(slug),
-            Ok(_) => {}
-            Err(e) => bad("interests", format!("\"{raw}\" {e}")),
-        }
-    }
-    let mut map = Vec::new();
-    for raw in &q.map {
-        match raw.rsplit_once(':') {
-            Some((column, field)) => map.push((column.to_owned(), field.to_owned())),
-            None => bad("map", format!("\"{raw}\" must look like <column>:<field>")),
-        }
-    }
-    let delimiter = match q.delimiter.as_deref() {
-        None => None,
-        Some(",") => Some(b','),
-        Some(";") => Some(b';'),
-        Some("tab" | "\t") => Some(b'\t'),
-        Some(_) => {
-            bad("delimiter", "must be , or ; or tab".into());
-            None
-        }
-    };
-    match mode {
-        Some(mode) if errors.is_empty() => Ok(Request {
-            mode,
-            source,
-            consent_note,
-            options: Options {
-                language,
-                interests,
-                map,
-                delimiter,
-            },
-        }),
-        _ => Err(ApiError::Validation(errors)),
-    }
+    request.check().map_err(ApiError::Validation)
 }
 
 /// Checks the body's declared type: CSV, in UTF-8 when a charset is named.
@@ -256,7 +185,28 @@ pub async fn create_import(
 ) -> HandlerResult {
     check_media_type(&req)?;
     let request = parse_query(req.query_string())?;
-    let limit = state.settings.import_max_bytes;
+    let body = read_file(&req, payload, state.settings.import_max_bytes).await?;
+    let (actor, ip) = (&auth.principal, auth.ip.as_deref());
+    let import = service::create(
+        &state.db,
+        &state.task_ready,
+        actor,
+        ip,
+        request,
+        body.to_vec(),
+    )
+    .await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/v1/imports/{}", import.id)))
+        .json(view(&import, Some((&[], 0, 0)))))
+}
+
+/// The uploaded file, refused before reading when it says it is larger than `limit`.
+async fn read_file(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -265,107 +215,11 @@ pub async fn create_import(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let body = payload
+    payload
         .to_bytes_limited(limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(limit))?
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-
-    let catalog = state
-        .db
-        .run(|conn| -> Result<_, DbError> {
-            Ok(Catalog {
-                interests: db::interests::list_interests(conn)?
-                    .into_iter()
-                    .map(|i| i.slug)
-                    .collect(),
-                fields: db::interests::list_field_declarations(conn)?,
-            })
-        })
-        .await?;
-    let unknown: Vec<&str> = request
-        .options
-        .interests
-        .iter()
-        .map(InterestSlug::as_str)
-        .filter(|slug| !catalog.interests.iter().any(|i| i == slug))
-        .collect();
-    let mut refusal = FieldErrors::new();
-    if !unknown.is_empty() {
-        refusal.insert(
-            "interests".into(),
-            vec![format!("unknown interest: {}", unknown.join(", "))],
-        );
-    }
-    // Reading a large file is CPU work: off the async threads.
-    let Request {
-        mode,
-        source,
-        consent_note,
-        options,
-    } = request;
-    let prepared = tokio::task::spawn_blocking(move || plan::prepare(&body, &options, &catalog))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let prepared = match prepared {
-        Ok(p) if refusal.is_empty() => p,
-        Ok(_) => return Err(ApiError::Validation(refusal)),
-        Err(errors) => {
-            refusal.extend(errors);
-            return Err(ApiError::Validation(refusal));
-        }
-    };
-
-    let now = db::now();
-    let created_by = match &auth.principal {
-        Principal::Staff { id, .. } => format!("staff:{id}"),
-        Principal::ApiKey { id, .. } => format!("api_key:{id}"),
-    };
-    let import = Import {
-        id: db::new_id(),
-        status: store::QUEUED.into(),
-        mode: mode.as_str().into(),
-        source,
-        consent_note,
-        plan: serde_json::to_string(&prepared.plan).map_err(|e| ApiError::Internal(e.into()))?,
-        file: json!({"bytes": prepared.bytes, "sha256": prepared.sha256}).to_string(),
-        total_rows: prepared.rows,
-        parts: prepared.parts.len() as i64,
-        next_part: 0,
-        counts: serde_json::to_string(&store::Counts::default()).unwrap_or_default(),
-        error: None,
-        created_by,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-    };
-    let parts: Vec<ImportPart> = prepared
-        .parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| ImportPart {
-            import_id: import.id.clone(),
-            part: i as i64,
-            first_line: p.first_line,
-            body: p.body,
-            duplicates: serde_json::to_string(&p.duplicates).unwrap_or_else(|_| "[]".into()),
-        })
-        .collect();
-    let stored = import.clone();
-    state
-        .db
-        .transaction(move |conn| -> Result<(), DbError> {
-            store::insert_import(conn, &stored, &parts)?;
-            db::jobs::insert_job(conn, &import_job(&stored.id, now))?;
-            auth.audit(conn, "import.create", "import", Some(&stored.id))?;
-            Ok(())
-        })
-        .await?;
-    state.task_ready.notify_one();
-    tracing::info!(import_id = %import.id, rows = import.total_rows, mode = %import.mode, "import queued");
-    Ok(HttpResponse::Accepted()
-        .insert_header((header::LOCATION, format!("/api/v1/imports/{}", import.id)))
-        .json(view(&import, Some((Vec::new(), 0, 0)))))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -382,40 +236,29 @@ pub async fn get_import(
     query: Result<web::Query<ReportQuery>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let q = query.map_err(ApiError::from_extractor)?.into_inner();
+    let (offset, limit) = report_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
+    let report = service::get(&state.db, id.into_inner().to_string(), offset, limit)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(report_view(&report)))
+}
+
+/// The page of the report asked for (offset, limit), as sent.
+fn report_page(q: ReportQuery) -> Result<(i64, i64), ApiError> {
     let mut errors = FieldErrors::new();
     let offset = q.problems_offset.unwrap_or(0);
-    let limit = q.problems_limit.unwrap_or(DEFAULT_PROBLEMS);
+    let limit = q.problems_limit.unwrap_or(service::DEFAULT_PROBLEMS);
     if offset < 0 {
-        errors
-            .entry("problems_offset".into())
-            .or_default()
-            .push("must be 0 or more".into());
+        errors.add("problems_offset", "must be 0 or more");
     }
     if !(1..=MAX_PROBLEMS).contains(&limit) {
-        errors
-            .entry("problems_limit".into())
-            .or_default()
-            .push(format!("must be between 1 and {MAX_PROBLEMS}"));
+        errors.add(
+            "problems_limit",
+            format!("must be between 1 and {MAX_PROBLEMS}"),
+        );
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let id = id.into_inner().to_string();
-    let found = state
-        .db
-        .run(move |conn| -> Result<_, DbError> {
-            let Some(import) = store::find_import(conn, &id)? else {
-                return Ok(None);
-            };
-            let total = store::count_problems(conn, &id)?;
-            let page = store::list_problems(conn, &id, offset, limit)?;
-            Ok(Some(view(&import, Some((page, total, offset)))))
-        })
-        .await?;
-    found
-        .map(|v| HttpResponse::Ok().json(v))
-        .ok_or(ApiError::NotFound)
+    errors.into_result().map_err(ApiError::Validation)?;
+    Ok((offset, limit))
 }
 
 #[derive(Deserialize)]
@@ -425,37 +268,29 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
+/// Where a page of imports starts and how long it is, as sent.
+fn list_page(q: ListQuery) -> Result<(Option<String>, i64), ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    let mut errors = FieldErrors::new();
+    if !(1..=100).contains(&limit) {
+        errors.add("limit", "must be between 1 and 100");
+    }
+    let before = q.before.as_deref().map(super::hyphenated_uuid);
+    if before.as_ref().is_some_and(Option::is_none) {
+        errors.add("before", "must be the `next` of a previous page");
+    }
+    errors.into_result().map_err(ApiError::Validation)?;
+    Ok((before.flatten(), limit))
+}
+
 /// `GET /api/v1/imports`: recent imports, newest first, without their reports.
 pub async fn list_imports(
     _auth: Authorized<ReadImports>,
     query: Result<web::Query<ListQuery>, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let q = query.map_err(ApiError::from_extractor)?.into_inner();
-    let limit = q.limit.unwrap_or(20);
-    let mut errors = FieldErrors::new();
-    if !(1..=100).contains(&limit) {
-        errors
-            .entry("limit".into())
-            .or_default()
-            .push("must be between 1 and 100".into());
-    }
-    let before = q.before.as_deref().map(super::hyphenated_uuid);
-    if before.as_ref().is_some_and(Option::is_none) {
-        errors
-            .entry("before".into())
-            .or_default()
-            .push("must be the `next` of a previous page".into());
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let rows = state
-        .db
-        .run(move |conn| {
-            store::list_imports(conn, before.flatten().as_deref(), limit).map_err(DbError::from)
-        })
-        .await?;
+    let (before, limit) = list_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
+    let rows = service::list(&state.db, before, limit).await?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|i| i.id.clone()))
         .flatten();
@@ -471,32 +306,7 @@ pub async fn cancel_import(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner().to_string();
-    let logged = id.clone();
-    let outcome = state
-        .db
-        .transaction(move |conn| -> Result<_, DbError> {
-            let Some(import) = store::find_import(conn, &id)? else {
-                return Ok(None);
-            };
-            if !store::cancel_import(conn, &id, db::now())? {
-                return Ok(Some(Err(import.status)));
-            }
-            auth.audit(conn, "import.cancel", "import", Some(&id))?;
-            let import = store::find_import(conn, &id)?;
-            let total = store::count_problems(conn, &id)?;
-            let page = store::list_problems(conn, &id, 0, DEFAULT_PROBLEMS)?;
-            Ok(Some(Ok(import.map(|i| view(&i, Some((page, total, 0)))))))
-        })
-        .await?;
-    match outcome {
-        None | Some(Ok(None)) => Err(ApiError::NotFound),
-        Some(Err(status)) => Err(ApiError::Conflict(format!(
-            "the import has already ended ({status})"
-        ))),
-        Some(Ok(Some(view))) => {
-            tracing::info!(import_id = %logged, "import cancelled");
-            Ok(HttpResponse::Ok().json(view))
-        }
-    }
+    let (actor, ip) = (&auth.principal, auth.ip.as_deref());
+    let report = service::cancel(&state.db, actor, ip, id.into_inner().to_string()).await?;
+    Ok(HttpResponse::Ok().json(report_view(&report)))
 }

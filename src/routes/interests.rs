@@ -5,11 +5,48 @@ use serde::{Deserialize, Serialize};
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadContacts, WriteContacts};
-use crate::db::interests::{self as store, Interest, InterestChanges};
-use crate::db::{self, DbError};
-use crate::domain::InterestSlug;
-use crate::error::{ApiError, FieldErrors};
+use crate::db::interests::Interest;
+use crate::error::ApiError;
+use crate::services::catalog::{self as service, DeleteInterestError};
 use crate::startup::AppState;
+
+impl From<service::CreateInterestError> for ApiError {
+    fn from(e: service::CreateInterestError) -> Self {
+        match e {
+            service::CreateInterestError::Invalid(errors) => Self::Validation(errors),
+            service::CreateInterestError::SlugTaken => {
+                Self::Conflict("an interest with this slug exists".into())
+            }
+            service::CreateInterestError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<service::UpdateInterestError> for ApiError {
+    fn from(e: service::UpdateInterestError) -> Self {
+        match e {
+            service::UpdateInterestError::Invalid(errors) => Self::Validation(errors),
+            service::UpdateInterestError::NotFound => Self::NotFound,
+            service::UpdateInterestError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeleteInterestError> for ApiError {
+    fn from(e: DeleteInterestError) -> Self {
+        match e {
+            DeleteInterestError::NotFound => Self::NotFound,
+            DeleteInterestError::InUse { members } => Self::Conflict(format!(
+                "{} this interest; DELETE with ?force=true removes it from them too",
+                match members {
+                    Some(members) => format!("{members} subscribers have"),
+                    None => "subscribers have".to_owned(),
+                }
+            )),
+            DeleteInterestError::Db(e) => e.into(),
+        }
+    }
+}
 
 #[derive(Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +67,12 @@ struct InterestView {
     updated_at: String,
 }
 
+impl From<Bilingual> for service::Bilingual {
+    fn from(b: Bilingual) -> Self {
+        Self { en: b.en, es: b.es }
+    }
+}
+
 fn view(i: Interest) -> InterestView {
     InterestView {
         slug: i.slug,
@@ -47,44 +90,11 @@ fn view(i: Interest) -> InterestView {
     }
 }
 
-/// Checks a name or description text: trimmed, no control characters, at most `max` characters.
-fn text(
-    errors: &mut FieldErrors,
-    field: &str,
-    value: Option<String>,
-    max: usize,
-    required: bool,
-) -> Option<String> {
-    // The length is counted as sent, as the document's maxLength counts it.
-    let too_long = value.as_deref().is_some_and(|v| v.chars().count() > max);
-    let value = value.map(|v| v.trim().to_owned());
-    let empty = value.as_deref().is_none_or(str::is_empty);
-    if empty && required {
-        errors
-            .entry(field.into())
-            .or_default()
-            .push("is required".into());
-    } else if too_long
-        || value
-            .as_deref()
-            .is_some_and(|v| v.chars().any(|c| c.is_control() && c != '\n'))
-    {
-        errors
-            .entry(field.into())
-            .or_default()
-            .push(format!("must be at most {max} characters of text"));
-    }
-    value
-}
-
 pub async fn list_interests(
     _auth: Authorized<ReadContacts>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let all = state
-        .db
-        .run(|conn| store::list_interests(conn).map_err(DbError::from))
-        .await?;
+    let all = service::list_interests(&state.db).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({ "data": all.into_iter().map(view).collect::<Vec<_>>() })))
 }
@@ -94,15 +104,8 @@ pub async fn get_interest(
     slug: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let slug = InterestSlug::parse(&slug)
-        .map_err(|_| ApiError::NotFound)?
-        .as_str()
-        .to_owned();
-    let found = state
-        .db
-        .run(move |conn| store::find_interest(conn, &slug).map_err(DbError::from))
-        .await?;
-    found
+    service::get_interest(&state.db, &slug)
+        .await?
         .map(|i| HttpResponse::Ok().json(view(i)))
         .ok_or(ApiError::NotFound)
 }
@@ -128,60 +131,15 @@ pub async fn create_interest(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
-    let mut errors = FieldErrors::new();
-    let slug = InterestSlug::parse(&body.slug)
-        .map_err(|_| {
-            errors
-                .entry("slug".into())
-                .or_default()
-                .push("use 1-64 lower-case letters, digits, - or _".into())
-        })
-        .ok();
-    let name_en = text(&mut errors, "name.en", body.name.en, 100, true);
-    let name_es = text(&mut errors, "name.es", body.name.es, 100, true);
-    let description_en = text(
-        &mut errors,
-        "description.en",
-        body.description.en,
-        1000,
-        false,
-    );
-    let description_es = text(
-        &mut errors,
-        "description.es",
-        body.description.es,
-        1000,
-        false,
-    );
-    let Some(slug) = slug.filter(|_| errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
-    let now = db::now();
-    let interest = Interest {
-        slug: slug.as_str().to_owned(),
-        name_en: name_en.unwrap_or_default(),
-        name_es: name_es.unwrap_or_default(),
-        description_en: description_en.unwrap_or_default(),
-        description_es: description_es.unwrap_or_default(),
+    let input = service::NewInterest {
+        slug: body.slug,
+        name: body.name.into(),
+        description: body.description.into(),
         public: body.public,
-        created_at: now,
-        updated_at: now,
     };
-    let stored = interest.clone();
-    let result = state
-        .db
-        .transaction(move |conn| -> Result<_, DbError> {
-            store::insert_interest(conn, &stored)?;
-            Ok(auth.audit(conn, "interest.create", "interest", Some(&stored.slug))?)
-        })
-        .await;
-    match result {
-        Ok(()) => Ok(HttpResponse::Created().json(view(interest))),
-        Err(e) if e.is_unique_violation() => Err(ApiError::Conflict(
-            "an interest with this slug exists".into(),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    let (actor, ip) = (&auth.principal, auth.ip.as_deref());
+    let interest = service::create_interest(&state.db, actor, ip, input).await?;
+    Ok(HttpResponse::Created().json(view(interest)))
 }
 
 #[derive(Deserialize)]
@@ -201,46 +159,14 @@ pub async fn update_interest(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
-    let mut errors = FieldErrors::new();
-    let changes = InterestChanges {
-        name_en: text(&mut errors, "name.en", body.name.en, 100, false).filter(|s| !s.is_empty()),
-        name_es: text(&mut errors, "name.es", body.name.es, 100, false).filter(|s| !s.is_empty()),
-        description_en: text(
-            &mut errors,
-            "description.en",
-            body.description.en,
-            1000,
-            false,
-        ),
-        description_es: text(
-            &mut errors,
-            "description.es",
-            body.description.es,
-            1000,
-            false,
-        ),
+    let change = service::InterestChange {
+        name: body.name.into(),
+        description: body.description.into(),
         public: body.public,
-        updated_at: Some(db::now()),
     };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let slug = InterestSlug::parse(&slug)
-        .map_err(|_| ApiError::NotFound)?
-        .as_str()
-        .to_owned();
-    let updated = state
-        .db
-        .transaction(move |conn| -> Result<_, DbError> {
-            if store::update_interest(conn, &slug, &changes)? {
-                auth.audit(conn, "interest.update", "interest", Some(&slug))?;
-            }
-            Ok(store::find_interest(conn, &slug)?)
-        })
-        .await?;
-    updated
-        .map(|i| HttpResponse::Ok().json(view(i)))
-        .ok_or(ApiError::NotFound)
+    let (actor, ip) = (&auth.principal, auth.ip.as_deref());
+    let interest = service::update_interest(&state.db, actor, ip, &slug, change).await?;
+    Ok(HttpResponse::Ok().json(view(interest)))
 }
 
 #[derive(Deserialize)]
@@ -250,8 +176,8 @@ pub struct DeleteQuery {
 }
 
 /// Refuses (409) while subscribers have the interest, unless `?force=true`: then their
-/// memberships are removed with it, and the answer says how many. How many people have it is
-/// data about people: a caller who may not read contacts is told neither number.
+/// memberships are removed with it, and the answer says how many (to a caller who may read
+/// contacts).
 pub async fn delete_interest(
     auth: Authorized<WriteContacts>,
     slug: web::Path<String>,
@@ -259,45 +185,11 @@ pub async fn delete_interest(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let force = query.map_err(ApiError::from_extractor)?.force;
-    let may_count = auth.principal.may_read_contacts();
-    let slug = InterestSlug::parse(&slug)
-        .map_err(|_| ApiError::NotFound)?
-        .as_str()
-        .to_owned();
-    let outcome = state
-        .db
-        .write(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<_, diesel::result::Error> {
-                if store::find_interest(conn, &slug)?.is_none() {
-                    return Ok(None);
-                }
-                let members = store::count_members(conn, &slug)?;
-                if members > 0 && !force {
-                    return Ok(Some(Err(members)));
-                }
-                store::delete_interest(conn, &slug, db::now())?;
-                auth.audit(conn, "interest.delete", "interest", Some(&slug))?;
-                Ok(Some(Ok(members)))
-            })
-            .map_err(DbError::from)
-        })
-        .await?;
-    match outcome {
-        None => Err(ApiError::NotFound),
-        Some(Err(members)) => Err(ApiError::Conflict(format!(
-            "{} this interest; DELETE with ?force=true removes it from them too",
-            if may_count {
-                format!("{members} subscribers have")
-            } else {
-                "subscribers have".to_owned()
-            }
-        ))),
-        Some(Ok(removed)) => {
-            let mut body = serde_json::json!({ "deleted": true });
-            if may_count {
-                body["memberships_removed"] = removed.into();
-            }
-            Ok(HttpResponse::Ok().json(body))
-        }
+    let (actor, ip) = (&auth.principal, auth.ip.as_deref());
+    let deleted = service::delete_interest(&state.db, actor, ip, &slug, force).await?;
+    let mut body = serde_json::json!({ "deleted": true });
+    if let Some(removed) = deleted.memberships_removed {
+        body["memberships_removed"] = removed.into();
     }
+    Ok(HttpResponse::Ok().json(body))
 }

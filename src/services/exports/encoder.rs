@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use actix_web::web::Bytes;
 use chrono::NaiveDateTime;
 use serde_json::Value;
 
@@ -119,15 +118,15 @@ impl Encoder {
     }
 
     /// The bytes encoded since the last call.
-    pub(super) fn take(&mut self) -> Bytes {
+    pub(super) fn take(&mut self) -> Vec<u8> {
         match self.format {
-            Format::Ndjson => Bytes::from(std::mem::take(&mut self.lines)),
+            Format::Ndjson => std::mem::take(&mut self.lines),
             Format::Csv(_) => {
                 if self.write_header().is_err() {
-                    return Bytes::new();
+                    return Vec::new();
                 }
                 let full = std::mem::replace(&mut self.csv, Self::csv_writer(self.format));
-                Bytes::from(full.into_inner().unwrap_or_default())
+                full.into_inner().unwrap_or_default()
             }
         }
     }
