@@ -1,4 +1,5 @@
-//! The command line: `enlace [serve|migrate]`, with every setting also taken from the environment.
+//! The command line: `enlace [serve|migrate|backup|restore|staff]`, with every setting also
+//! taken from the environment.
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,19 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Copy the SQLite database into FILE, consistently, while Enlace may be serving and
+    /// sending; prints each table's rows and checksum.
+    Backup {
+        /// The new file (never overwritten).
+        file: std::path::PathBuf,
+    },
+    /// Put a backup made by `enlace backup` in place of the SQLite database. Enlace must be
+    /// stopped; an existing database is replaced only with --force.
+    Restore {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
     /// Manage staff accounts.
     Staff {
         #[command(subcommand)]

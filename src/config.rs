@@ -42,6 +42,24 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
 
+    /// Folder for scheduled backups of the SQLite database (unset: none are made). PostgreSQL is
+    /// backed up with pg_dump.
+    #[arg(long, global = true, env = "ENLACE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Hours between scheduled backups.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_BACKUP_INTERVAL_HOURS",
+        default_value_t = 24
+    )]
+    pub backup_interval_hours: u32,
+
+    /// Scheduled backups kept (the oldest are removed).
+    #[arg(long, global = true, env = "ENLACE_BACKUP_KEEP", default_value_t = 7)]
+    pub backup_keep: usize,
+
     /// Key for signing tokens (at least 32 bytes). Unset: generated once into DATA_DIR/secret.key.
     #[arg(long, global = true, env = "ENLACE_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
@@ -381,6 +399,17 @@ pub struct Settings {
 impl Settings {
     /// Checks what clap cannot: URL schemes and the redirect allow-list.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.backup_dir.is_some() {
+            if self.backup_interval_hours == 0 {
+                bail!("ENLACE_BACKUP_INTERVAL_HOURS must be at least 1");
+            }
+            if self.backup_keep == 0 {
+                bail!("ENLACE_BACKUP_KEEP must be at least 1");
+            }
+            if !self.database_url.starts_with("sqlite://") {
+                bail!("ENLACE_BACKUP_DIR backs up the SQLite database; back PostgreSQL up with pg_dump");
+            }
+        }
         if !matches!(self.public_url.scheme(), "http" | "https") {
             bail!("ENLACE_PUBLIC_URL must be an http(s) URL");
         }

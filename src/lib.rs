@@ -1,6 +1,7 @@
 //! Enlace: supporter contacts and mailing lists with double opt-in, in English and Spanish.
 
 pub mod auth;
+pub mod backup;
 pub mod bounces;
 pub mod cli;
 pub mod client;

@@ -28,6 +28,20 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("migrations are up to date");
             Ok(())
         }
+        Command::Backup { file } => {
+            let database = enlace::backup::sqlite_path(&cli.settings.database_url)?;
+            let sums = enlace::backup::backup(&database, &file)?;
+            print!("{}", enlace::backup::describe(&sums));
+            println!("backed up {} into {}", database.display(), file.display());
+            Ok(())
+        }
+        Command::Restore { file, force } => {
+            let database = enlace::backup::sqlite_path(&cli.settings.database_url)?;
+            let sums = enlace::backup::restore(&file, &database, force)?;
+            print!("{}", enlace::backup::describe(&sums));
+            println!("restored {} from {}", database.display(), file.display());
+            Ok(())
+        }
         Command::Staff {
             action: StaffCommand::Create { email, role },
         } => {

@@ -93,6 +93,8 @@ pub struct Application {
     pub engine: Arc<Engine>,
     pub db: Db,
     worker_task: Option<(Arc<Notify>, watch::Sender<bool>)>,
+    /// Held while serving, so `enlace restore` refuses to replace the database under us.
+    _serving_lock: Option<crate::backup::ServingLock>,
 }
 
 impl Application {
@@ -110,6 +112,17 @@ impl Application {
         if settings.public_url.scheme() != "https" && !loopback {
             tracing::warn!("ENLACE_PUBLIC_URL is not https: mailbox providers honour one-click unsubscribe (RFC 8058) only over https");
         }
+        let serving_lock = crate::backup::hold_serving_lock(&settings.database_url)?;
+        let backup_schedule = settings
+            .backup_dir
+            .clone()
+            .zip(crate::backup::sqlite_path(&settings.database_url).ok())
+            .map(|(dir, database)| {
+                let every = std::time::Duration::from_secs(
+                    u64::from(settings.backup_interval_hours) * 3600,
+                );
+                (database, dir, every, settings.backup_keep)
+            });
         let db = Db::connect(&settings.database_url, settings.db_pool_size)?;
         db.migrate()?;
         let templates = Arc::new(Templates::new(
@@ -319,6 +332,15 @@ impl Application {
                     .run_forever(mail_ready.clone(), stopped.clone()),
             );
             tokio::spawn(tasks.clone().run_forever(task_ready, stopped.clone()));
+            if let Some((database, dir, every, keep)) = backup_schedule {
+                tokio::spawn(crate::backup::run_scheduled(
+                    database,
+                    dir,
+                    every,
+                    keep,
+                    stopped.clone(),
+                ));
+            }
             tokio::spawn(engine.clone().run_forever(send_ready.clone(), stopped));
             // The limiters remember every client address and account they saw: forget the idle
             // ones. Hourly, the webhook delivery log is trimmed to its month.
@@ -358,6 +380,7 @@ impl Application {
             engine,
             db,
             worker_task,
+            _serving_lock: serving_lock,
         })
     }
 

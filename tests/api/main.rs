@@ -1,5 +1,6 @@
 mod addresses;
 mod attacks;
+mod backup;
 mod blast;
 mod confirm;
 mod conformance;
