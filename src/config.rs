@@ -42,6 +42,16 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
 
+    /// Days a signup that was never confirmed is kept after its confirmation link expired; then
+    /// the person, their consent records and tokens are removed.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_UNCONFIRMED_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub unconfirmed_retention_days: u32,
+
     /// Folder for scheduled backups of the SQLite database (unset: none are made). PostgreSQL is
     /// backed up with pg_dump.
     #[arg(long, global = true, env = "ENLACE_BACKUP_DIR")]

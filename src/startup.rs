@@ -113,6 +113,7 @@ impl Application {
             tracing::warn!("ENLACE_PUBLIC_URL is not https: mailbox providers honour one-click unsubscribe (RFC 8058) only over https");
         }
         let serving_lock = crate::backup::hold_serving_lock(&settings.database_url)?;
+        let unconfirmed_days = settings.unconfirmed_retention_days;
         let backup_schedule = settings
             .backup_dir
             .clone()
@@ -343,8 +344,10 @@ impl Application {
             }
             tokio::spawn(engine.clone().run_forever(send_ready.clone(), stopped));
             // The limiters remember every client address and account they saw: forget the idle
-            // ones. Hourly, the webhook delivery log is trimmed to its month.
+            // ones. Hourly, the webhook delivery log is trimmed to its month and signups never
+            // confirmed are removed once past their retention.
             let log_db = db.clone();
+            let retention_mailer = worker.mailer.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
                 let mut minutes = 0u64;
@@ -359,6 +362,16 @@ impl Application {
                             .await;
                         if let Err(e) = trimmed {
                             tracing::warn!(error = %e, "could not trim the webhook delivery log");
+                        }
+                        let purged = crate::services::retention::purge_unconfirmed(
+                            &log_db,
+                            &retention_mailer,
+                            crate::db::now(),
+                            unconfirmed_days,
+                        )
+                        .await;
+                        if let Err(e) = purged {
+                            tracing::warn!(error = %e, "could not remove unconfirmed signups past their retention");
                         }
                     }
                     minutes += 1;

@@ -13,6 +13,7 @@ pub mod interests;
 pub mod jobs;
 pub mod mail_events;
 pub mod newsletters;
+pub mod retention;
 pub mod schema;
 pub mod segments;
 pub mod staff;

@@ -19,6 +19,7 @@ pub mod consent;
 pub mod exports;
 pub mod imports;
 pub mod newsletters;
+pub mod retention;
 pub mod segments;
 pub mod staff;
 pub mod subscribers;

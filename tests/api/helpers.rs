@@ -628,6 +628,23 @@ impl TestApp {
         .unwrap();
     }
 
+    /// Makes a subscriber's signup look `signed_up` days old with its confirmation links expired
+    /// `expired` days ago.
+    pub fn age_signup(&self, subscriber_id: &str, signed_up: i64, expired: i64) {
+        use diesel::prelude::*;
+        use enlace::db::schema::{confirmation_tokens as t, subscribers as s};
+        let now = db::now();
+        let mut conn = self.conn();
+        diesel::update(s::table.find(subscriber_id))
+            .set(s::created_at.eq(now - chrono::Duration::days(signed_up)))
+            .execute(&mut *conn)
+            .unwrap();
+        diesel::update(t::table.filter(t::subscriber_id.eq(subscriber_id)))
+            .set(t::expires_at.eq(now - chrono::Duration::days(expired)))
+            .execute(&mut *conn)
+            .unwrap();
+    }
+
     /// The test expects some jobs to end failed (a relay that refuses, a webhook endpoint that
     /// is down): the check made when the app is dropped is skipped.
     pub fn expect_failed_jobs(&self) {

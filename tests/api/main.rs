@@ -20,6 +20,7 @@ mod manage;
 mod newsletters;
 mod operations;
 mod queue;
+mod retention;
 mod rotation;
 mod schema;
 mod segments;
