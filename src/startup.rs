@@ -126,10 +126,12 @@ impl Application {
             });
         let db = Db::connect(&settings.database_url, settings.db_pool_size)?;
         db.migrate()?;
-        let templates = Arc::new(Templates::new(
-            &settings.org_name,
-            settings.postal_address.as_deref(),
-        )?);
+        let base_path = routes::base_path::BasePath::of(&settings.public_url);
+        let templates = Arc::new(
+            Templates::new(&settings.org_name, settings.postal_address.as_deref())?
+                .with_base_path(&base_path.0),
+        );
+        let base_path = web::Data::new(base_path);
         let transport = match options.transport {
             Some(t) => t,
             None => match &settings.smtp_url {
@@ -302,6 +304,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(client_limits.clone())
                 .app_data(authenticator.clone())
+                .app_data(base_path.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(
                     web::JsonConfig::default()
@@ -316,6 +319,7 @@ impl Application {
                 .wrap(security_headers())
                 .wrap(from_fn(crate::http_limits::limit_clients))
                 .wrap(from_fn(observe))
+                .wrap(from_fn(routes::base_path::strip_base_path))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -93,6 +93,8 @@ impl Templates {
         // minijinja escapes `.html` templates by default and leaves `.txt` alone.
         env.add_filter("fill", fill);
         env.add_function("wrap", wrap);
+        // Where the pages' forms post: the public URL's path (`with_base_path`).
+        env.add_global("base_path", "");
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .with_context(|| format!("template {name}"))?;
@@ -117,6 +119,12 @@ impl Templates {
                 .map(|(language, _)| (*language, OnceLock::new()))
                 .collect(),
         })
+    }
+
+    /// Pages served under a sub-path (`/lista`): their forms post below it.
+    pub fn with_base_path(mut self, base_path: &str) -> Self {
+        self.env.add_global("base_path", base_path.to_owned());
+        self
     }
 
     /// The footers (HTML, text) of one newsletter message in `language`, with its links. Only

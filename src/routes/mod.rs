@@ -1,6 +1,7 @@
 //! HTTP routes. The table below is the single list of what the server serves: it registers the
 //! handlers, and a test compares it with openapi.yaml in both directions.
 
+pub mod base_path;
 mod confirm;
 mod events;
 mod exports;

@@ -29,6 +29,7 @@ mod smtp;
 mod spellings;
 mod staff;
 mod stop_at_once;
+mod subpath;
 mod subscribe;
 mod subscribers;
 mod sync;
