@@ -201,3 +201,45 @@ impl<'a> From<&'a MailEventRow> for MailReportView<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    use super::*;
+
+    /// Webhook receivers verify signatures over these bytes and export readers parse these
+    /// lines: the keys stay in alphabetical order, with `null` for what is unknown.
+    #[test]
+    fn a_subscriber_is_written_with_the_keys_in_alphabetical_order() {
+        let at = |s| {
+            NaiveDate::from_ymd_opt(2026, 1, 2)
+                .unwrap()
+                .and_hms_micro_opt(3, 4, 5, s)
+        };
+        let s = Subscriber {
+            id: "0b7e".into(),
+            email: "ana@example.com".into(),
+            name: None,
+            language: "es".into(),
+            status: "confirmed".into(),
+            attributes: r#"{"plan":"pro"}"#.into(),
+            source: Some("form".into()),
+            created_at: at(1).unwrap(),
+            updated_at: at(2).unwrap(),
+            confirmed_at: at(3),
+            unsubscribed_at: None,
+        };
+        let interests = ["news".to_owned()];
+        let text = serde_json::to_string(&SubscriberView::new(&s, &interests)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"attributes":{"plan":"pro"},"confirmed_at":"2026-01-02T03:04:05.000003Z","#
+                .to_owned()
+                + r#""created_at":"2026-01-02T03:04:05.000001Z","email":"ana@example.com","#
+                + r#""id":"0b7e","interests":["news"],"language":"es","name":null,"#
+                + r#""source":"form","status":"confirmed","unsubscribed_at":null,"#
+                + r#""updated_at":"2026-01-02T03:04:05.000002Z"}"#
+        );
+    }
+}

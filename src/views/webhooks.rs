@@ -188,3 +188,27 @@ pub struct MessagePageView<'a> {
     pub data: Vec<MessageView<'a>>,
     pub next_cursor: Option<&'a str>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Receivers verify the signature over these bytes: the envelope keeps its keys in
+    /// alphabetical order, as it always has.
+    #[test]
+    fn an_event_is_written_data_timestamp_type() {
+        let event = EventView {
+            data: ErasedEvent {
+                erased_at: "2026-01-02T03:04:05.000000Z".into(),
+                id: "0b7e",
+            },
+            timestamp: "2026-01-02T03:04:05.000001Z".into(),
+            event_type: "subscriber.erased",
+        };
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"data":{"erased_at":"2026-01-02T03:04:05.000000Z","id":"0b7e"},"#.to_owned()
+                + r#""timestamp":"2026-01-02T03:04:05.000001Z","type":"subscriber.erased"}"#
+        );
+    }
+}
