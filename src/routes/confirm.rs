@@ -94,11 +94,13 @@ pub async fn confirm_json(
 ) -> HandlerResult {
     check_rate_limit(&state, &req)?;
     match run_confirm(&state, &req, body.into_inner().token).await? {
-        ConfirmOutcome::Confirmed { .. } => {
-            Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "confirmed" })))
-        }
+        ConfirmOutcome::Confirmed { .. } => Ok(HttpResponse::Ok().json(crate::views::StatusView {
+            status: "confirmed",
+        })),
         ConfirmOutcome::AlreadyConfirmed { .. } => {
-            Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "already_confirmed" })))
+            Ok(HttpResponse::Ok().json(crate::views::StatusView {
+                status: "already_confirmed",
+            }))
         }
         ConfirmOutcome::Expired { .. } => Err(ApiError::Gone(
             "the confirmation link has expired; POST /confirm/{token}/renew sends a new one".into(),

@@ -5,18 +5,19 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::DateTime;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, RecordMailEvents};
 use crate::bounces::providers::{self, IntakeError, Parsed};
 use crate::bounces::sns::{self, SnsMessage};
-use crate::bounces::{MailReport, ReportKind};
+use crate::bounces::{MailReport, ReportKind, ReportOutcome};
 use crate::db;
 use crate::domain::{Email, FieldErrors};
 use crate::error::ApiError;
 use crate::services::consent::{self as service, Reporter};
 use crate::startup::AppState;
+use crate::views::events::{ReportResultView, ReportResultsView, SubscriptionView};
 
 /// Reports in one generic request.
 const MAX_EVENTS: usize = 1000;
@@ -48,8 +49,8 @@ pub async fn record_events(
         principal: &auth.principal,
         client_ip: auth.ip.as_deref(),
     };
-    let results = apply(&state, reports, Some(reporter)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "results": results })))
+    let applied = apply(&state, reports, Some(reporter)).await?;
+    Ok(HttpResponse::Ok().json(results_view(&applied, None)))
 }
 
 /// The generic body, parsed: every event checked, problems reported by position.
@@ -137,25 +138,33 @@ fn generic_reports(body: Value, now: chrono::NaiveDateTime) -> Result<Vec<MailRe
     Ok(reports)
 }
 
-/// Applies reports (`services::consent::record_reports`); returns `{id, outcome}` for each,
-/// with the provider's own id and the outcome the sender may know.
+/// Applies reports (`services::consent::record_reports`): each with what became of it.
 async fn apply(
     state: &AppState,
     reports: Vec<MailReport>,
     reporter: Option<Reporter<'_>>,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<(MailReport, ReportOutcome)>, ApiError> {
     let policy = state.intake.policy;
-    let applied = service::record_reports(&state.db, policy, reports, reporter).await?;
-    Ok(applied
+    Ok(service::record_reports(&state.db, policy, reports, reporter).await?)
+}
+
+/// `{id, outcome}` for each applied report, with the provider's own id and the outcome the
+/// sender may know.
+fn results_view(
+    applied: &[(MailReport, ReportOutcome)],
+    ignored: Option<usize>,
+) -> ReportResultsView<'_> {
+    let results = applied
         .iter()
-        .map(|(report, outcome)| {
-            let id = report
+        .map(|(report, outcome)| ReportResultView {
+            id: report
                 .id
                 .strip_prefix(&format!("{}:", report.provider))
-                .unwrap_or(&report.id);
-            json!({ "id": id, "outcome": outcome.answer() })
+                .unwrap_or(&report.id),
+            outcome: outcome.answer(),
         })
-        .collect())
+        .collect();
+    ReportResultsView { ignored, results }
 }
 
 async fn provider_body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
@@ -189,8 +198,8 @@ async fn answer(state: &AppState, parsed: Parsed) -> HandlerResult {
         }
     }
     let ignored = parsed.ignored;
-    let results = apply(state, parsed.reports, None).await?;
-    Ok(HttpResponse::Ok().json(json!({ "results": results, "ignored": ignored })))
+    let applied = apply(state, parsed.reports, None).await?;
+    Ok(HttpResponse::Ok().json(results_view(&applied, Some(ignored))))
 }
 
 /// `POST /api/v1/events/postmark`
@@ -265,12 +274,14 @@ pub async fn ses_events(payload: web::Payload, state: web::Data<AppState>) -> Ha
                 .await
                 .map_err(refused)?;
             tracing::info!("SNS subscription confirmed");
-            Ok(HttpResponse::Ok().json(json!({ "subscription": "confirmed" })))
+            Ok(HttpResponse::Ok().json(SubscriptionView {
+                subscription: "confirmed",
+            }))
         }
         "Notification" => {
             let parsed = sns::ses_reports(&message, db::now()).map_err(refused)?;
             answer(&state, parsed).await
         }
-        _ => Ok(HttpResponse::Ok().json(json!({ "results": [], "ignored": 1 }))),
+        _ => Ok(HttpResponse::Ok().json(results_view(&[], Some(1)))),
     }
 }

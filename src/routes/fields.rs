@@ -1,14 +1,15 @@
 //! Custom fields: the attributes staff declare, and which of them public forms may set.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadContacts, WriteContacts};
-use crate::db::interests::CustomField;
 use crate::error::ApiError;
 use crate::services::catalog::{self as service, DeleteFieldError, UpdateFieldError};
 use crate::startup::AppState;
+use crate::views::catalog::FieldView;
+use crate::views::List;
 
 impl From<service::CreateFieldError> for ApiError {
     fn from(e: service::CreateFieldError) -> Self {
@@ -48,35 +49,12 @@ impl From<DeleteFieldError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct FieldView {
-    key: String,
-    #[serde(rename = "type")]
-    field_type: String,
-    allowed_values: Option<Vec<String>>,
-    public: bool,
-    created_at: String,
-    updated_at: String,
-}
-
-fn view(f: CustomField) -> FieldView {
-    FieldView {
-        key: f.key,
-        field_type: f.field_type,
-        allowed_values: f.allowed_values.and_then(|v| serde_json::from_str(&v).ok()),
-        public: f.public,
-        created_at: f.created_at.and_utc().to_rfc3339(),
-        updated_at: f.updated_at.and_utc().to_rfc3339(),
-    }
-}
-
 pub async fn list_fields(
     _auth: Authorized<ReadContacts>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let all = service::list_fields(&state.db).await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "data": all.into_iter().map(view).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(List::new(all.iter().map(FieldView::from))))
 }
 
 pub async fn get_field(
@@ -86,7 +64,7 @@ pub async fn get_field(
 ) -> HandlerResult {
     service::get_field(&state.db, key.into_inner())
         .await?
-        .map(|f| HttpResponse::Ok().json(view(f)))
+        .map(|f| HttpResponse::Ok().json(FieldView::from(&f)))
         .ok_or(ApiError::NotFound)
 }
 
@@ -116,7 +94,7 @@ pub async fn create_field(
     };
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let field = service::create_field(&state.db, actor, ip, input).await?;
-    Ok(HttpResponse::Created().json(view(field)))
+    Ok(HttpResponse::Created().json(FieldView::from(&field)))
 }
 
 #[derive(Deserialize)]
@@ -139,7 +117,7 @@ pub async fn update_field(
     };
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let field = service::update_field(&state.db, actor, ip, key.into_inner(), change).await?;
-    Ok(HttpResponse::Ok().json(view(field)))
+    Ok(HttpResponse::Ok().json(FieldView::from(&field)))
 }
 
 /// Refused (409) while any subscriber holds a value for the field (how many, only to a caller

@@ -8,11 +8,12 @@ use super::HandlerResult;
 use crate::db::{self, DbError};
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::views::StatusView;
 
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(StatusView { status: "ok" })
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HandlerResult {
@@ -22,7 +23,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HandlerResult {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::Unavailable
     })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+    Ok(HttpResponse::Ok().json(StatusView { status: "ready" }))
 }
 
 /// Public totals for anyone; the detail set for a caller with `ENLACE_METRICS_TOKEN`.

@@ -4,15 +4,14 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::HandlerResult;
 use crate::auth::{Authorized, Policy, Role, WriteContacts};
-use crate::db::imports::{self as store, Import};
 use crate::error::{ApiError, FieldErrors};
-use crate::imports::plan::Plan;
 use crate::services::imports::{self as service, CancelImportError, CreateImportError};
 use crate::startup::AppState;
+use crate::views::imports::ImportView;
+use crate::views::BeforePage;
 
 impl From<CreateImportError> for ApiError {
     fn from(e: CreateImportError) -> Self {
@@ -45,78 +44,14 @@ impl Policy for ReadImports {
 
 const MAX_PROBLEMS: i64 = 1000;
 
-fn time(t: chrono::NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 /// The import with one page of its report.
-fn report_view(report: &service::ImportReport) -> Value {
+fn report_view(report: &service::ImportReport) -> ImportView<'_> {
     let page = (
         report.problems.as_slice(),
         report.problems_total,
         report.problems_offset,
     );
-    view(&report.import, Some(page))
-}
-
-/// The import as the API shows it; `problems` is one page of the report, when asked for.
-fn view(import: &Import, problems: Option<(&[store::ImportProblem], i64, i64)>) -> Value {
-    let plan: Option<Plan> = serde_json::from_str(&import.plan).ok();
-    let counts = import.counts();
-    let (actor_type, actor_id) = import
-        .created_by
-        .split_once(':')
-        .unwrap_or((import.created_by.as_str(), ""));
-    let mut view = json!({
-        "id": import.id,
-        "status": import.status,
-        "mode": import.mode,
-        "source": import.source,
-        "consent_note": import.consent_note,
-        "language": plan.as_ref().map(|p| p.language.as_str()),
-        "interests": plan.as_ref().map(|p| &p.interests),
-        "columns": plan.as_ref().map(|p| p.columns.iter().map(|c| json!({
-            "column": c.header,
-            "field": c.field.label(),
-        })).collect::<Vec<_>>()),
-        "file": serde_json::from_str::<Value>(&import.file).unwrap_or(Value::Null),
-        "counts": {
-            "rows": import.total_rows,
-            "processed": counts.processed(),
-            "created": counts.created,
-            "updated": counts.updated,
-            "unchanged": counts.unchanged,
-            "skipped": counts.skipped,
-            "failed": counts.failed,
-        },
-        "error": import.error,
-        "created_by": {"type": actor_type, "id": actor_id},
-        "created_at": time(import.created_at),
-        "started_at": import.started_at.map(time),
-        "finished_at": import.finished_at.map(time),
-    });
-    if let Some((rows, total, offset)) = problems {
-        let next = offset + rows.len() as i64;
-        view["problems"] = rows
-            .iter()
-            .map(|p| {
-                json!({
-                    "line": p.line,
-                    "column": p.column_name,
-                    "outcome": p.outcome,
-                    "problem": p.problem,
-                })
-            })
-            .collect();
-        view["problems_total"] = total.into();
-        view["next_problems_offset"] = if next < total {
-            next.into()
-        } else {
-            Value::Null
-        };
-    }
-    view
+    ImportView::new(&report.import, Some(page))
 }
 
 #[derive(Deserialize)]
@@ -198,7 +133,7 @@ pub async fn create_import(
     .await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/imports/{}", import.id)))
-        .json(view(&import, Some((&[], 0, 0)))))
+        .json(ImportView::new(&import, Some((&[], 0, 0)))))
 }
 
 /// The uploaded file, refused before reading when it says it is larger than `limit`.
@@ -292,10 +227,12 @@ pub async fn list_imports(
     let (before, limit) = list_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
     let rows = service::list(&state.db, before, limit).await?;
     let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|i| i.id.clone()))
+        .then(|| rows.last().map(|i| i.id.as_str()))
         .flatten();
-    let data: Vec<Value> = rows.iter().map(|i| view(i, None)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data, "next": next })))
+    Ok(HttpResponse::Ok().json(BeforePage {
+        data: rows.iter().map(|i| ImportView::new(i, None)).collect(),
+        next,
+    }))
 }
 
 /// `POST /api/v1/imports/{id}/cancel`: stops an import that has not finished. Rows already

@@ -1,14 +1,15 @@
 //! Interests staff offer on signup forms, named and described in English and Spanish.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadContacts, WriteContacts};
-use crate::db::interests::Interest;
 use crate::error::ApiError;
 use crate::services::catalog::{self as service, DeleteInterestError};
 use crate::startup::AppState;
+use crate::views::catalog::{DeletedInterestView, InterestView};
+use crate::views::List;
 
 impl From<service::CreateInterestError> for ApiError {
     fn from(e: service::CreateInterestError) -> Self {
@@ -48,7 +49,7 @@ impl From<DeleteInterestError> for ApiError {
     }
 }
 
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Bilingual {
     #[serde(default)]
@@ -57,36 +58,9 @@ pub struct Bilingual {
     es: Option<String>,
 }
 
-#[derive(Serialize)]
-struct InterestView {
-    slug: String,
-    name: Bilingual,
-    description: Bilingual,
-    public: bool,
-    created_at: String,
-    updated_at: String,
-}
-
 impl From<Bilingual> for service::Bilingual {
     fn from(b: Bilingual) -> Self {
         Self { en: b.en, es: b.es }
-    }
-}
-
-fn view(i: Interest) -> InterestView {
-    InterestView {
-        slug: i.slug,
-        name: Bilingual {
-            en: Some(i.name_en),
-            es: Some(i.name_es),
-        },
-        description: Bilingual {
-            en: Some(i.description_en),
-            es: Some(i.description_es),
-        },
-        public: i.public,
-        created_at: i.created_at.and_utc().to_rfc3339(),
-        updated_at: i.updated_at.and_utc().to_rfc3339(),
     }
 }
 
@@ -95,8 +69,7 @@ pub async fn list_interests(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let all = service::list_interests(&state.db).await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "data": all.into_iter().map(view).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(List::new(all.iter().map(InterestView::from))))
 }
 
 pub async fn get_interest(
@@ -106,7 +79,7 @@ pub async fn get_interest(
 ) -> HandlerResult {
     service::get_interest(&state.db, &slug)
         .await?
-        .map(|i| HttpResponse::Ok().json(view(i)))
+        .map(|i| HttpResponse::Ok().json(InterestView::from(&i)))
         .ok_or(ApiError::NotFound)
 }
 
@@ -139,7 +112,7 @@ pub async fn create_interest(
     };
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let interest = service::create_interest(&state.db, actor, ip, input).await?;
-    Ok(HttpResponse::Created().json(view(interest)))
+    Ok(HttpResponse::Created().json(InterestView::from(&interest)))
 }
 
 #[derive(Deserialize)]
@@ -166,7 +139,7 @@ pub async fn update_interest(
     };
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let interest = service::update_interest(&state.db, actor, ip, &slug, change).await?;
-    Ok(HttpResponse::Ok().json(view(interest)))
+    Ok(HttpResponse::Ok().json(InterestView::from(&interest)))
 }
 
 #[derive(Deserialize)]
@@ -187,9 +160,8 @@ pub async fn delete_interest(
     let force = query.map_err(ApiError::from_extractor)?.force;
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let deleted = service::delete_interest(&state.db, actor, ip, &slug, force).await?;
-    let mut body = serde_json::json!({ "deleted": true });
-    if let Some(removed) = deleted.memberships_removed {
-        body["memberships_removed"] = removed.into();
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(DeletedInterestView {
+        deleted: true,
+        memberships_removed: deleted.memberships_removed,
+    }))
 }

@@ -4,15 +4,11 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::NaiveDateTime;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadNewsletters, WriteNewsletters};
-use crate::db::deliveries::Progress;
-use crate::db::newsletters::Newsletter;
-use crate::db::states::NewsletterState;
 use crate::domain::Language;
 use crate::email::newsletter::Content;
 use crate::error::ApiError;
@@ -21,57 +17,12 @@ use crate::services::newsletters::{
     PreviewError, PreviewInput, Rendering, Report, TestError, TestInput, TestOutbox,
 };
 use crate::startup::AppState;
+use crate::views::newsletters::{
+    NewsletterPageView, NewsletterView, PreviewView, ProgressView, QueuedTestsView,
+};
 
 /// Largest draft request: content in up to three versions, HTML and text each up to 512 KiB.
 const MAX_DRAFT_BYTES: usize = 4 * 1024 * 1024;
-
-fn time(t: Option<NaiveDateTime>) -> Value {
-    t.map(|t| Value::from(t.and_utc().to_rfc3339()))
-        .unwrap_or(Value::Null)
-}
-
-/// The progress of a send: counts by state, the rate over the last 30 s, and the time left.
-pub fn progress_view(p: &Progress, newsletter: &Newsletter, now: NaiveDateTime) -> Value {
-    let window = newsletter
-        .started_at
-        .map(|s| (now - s).num_milliseconds().clamp(1, 30_000) as f64 / 1000.0)
-        .unwrap_or(30.0);
-    let per_second = if newsletter.state() == Some(NewsletterState::Sending) {
-        p.recent as f64 / window
-    } else {
-        0.0
-    };
-    let eta = (per_second > 0.0).then(|| (p.pending as f64 / per_second).ceil() as i64);
-    json!({
-        "total": p.total, "sent": p.sent, "failed": p.failed, "skipped": p.skipped,
-        "pending": p.pending, "per_second": (per_second * 10.0).round() / 10.0, "eta_seconds": eta,
-    })
-}
-
-pub fn view(n: &Newsletter, progress: Option<Value>) -> Value {
-    let mut v = json!({
-        "id": n.id,
-        "subject": n.subject,
-        "html": n.html,
-        "text": n.text,
-        "variants": serde_json::from_str::<Value>(&n.variants).unwrap_or_else(|_| json!({})),
-        "from": n.from_address,
-        "reply_to": n.reply_to,
-        "segment_id": n.segment_id,
-        "filter": n.filter.as_deref().and_then(|f| serde_json::from_str::<Value>(f).ok()),
-        "status": n.status,
-        "pause_reason": n.pause_reason,
-        "send_at": time(n.send_at),
-        "started_at": time(n.started_at),
-        "finished_at": time(n.finished_at),
-        "created_at": n.created_at.and_utc().to_rfc3339(),
-        "updated_at": n.updated_at.and_utc().to_rfc3339(),
-    });
-    if let Some(progress) = progress {
-        v["progress"] = progress;
-    }
-    v
-}
 
 /// A newsletter id from the path: anything but a UUID cannot exist.
 pub fn path_id(raw: &str) -> Result<String, ApiError> {
@@ -81,12 +32,12 @@ pub fn path_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// A newsletter with the progress of its send when the reader may see it.
-pub fn report_view(report: &Report) -> Value {
+pub fn report_view(report: &Report) -> NewsletterView<'_> {
     let progress = report
         .progress
         .as_ref()
-        .map(|p| progress_view(p, &report.newsletter, report.read_at));
-    view(&report.newsletter, progress)
+        .map(|p| ProgressView::new(p, &report.newsletter, report.read_at));
+    NewsletterView::new(&report.newsletter, progress)
 }
 
 /// The settings, templates and render slots staff-side template work uses.
@@ -185,24 +136,15 @@ pub async fn list_newsletters(
         limit: q.limit.unwrap_or(50),
     };
     let page = service::list(&state.db, input).await?;
-    let items: Vec<Value> = page.items.iter().map(summary_view).collect();
     // The cursor of the next page is the last id of this one.
-    let next = page
+    let next_cursor = page
         .more
-        .then(|| items.last().map(|i| i["id"].clone()))
+        .then(|| page.items.last().map(|n| n.id.as_str()))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({ "data": items, "next_cursor": next })))
-}
-
-/// A newsletter as the list shows it: without its content.
-fn summary_view(n: &Newsletter) -> Value {
-    json!({
-        "id": n.id, "subject": n.subject, "status": n.status, "pause_reason": n.pause_reason,
-        "segment_id": n.segment_id,
-        "send_at": time(n.send_at), "started_at": time(n.started_at),
-        "finished_at": time(n.finished_at), "created_at": n.created_at.and_utc().to_rfc3339(),
-        "updated_at": n.updated_at.and_utc().to_rfc3339(),
-    })
+    Ok(HttpResponse::Ok().json(NewsletterPageView {
+        data: page.items.iter().map(Into::into).collect(),
+        next_cursor,
+    }))
 }
 
 pub async fn get_newsletter(
@@ -258,7 +200,7 @@ pub async fn create_newsletter(
     let body: DraftBody = super::large_json(&req, payload, MAX_DRAFT_BYTES).await?;
     let (db, ip) = (&state.db, auth.ip.as_deref());
     let n = service::create(db, rendering(&state), &auth.principal, ip, body.into()).await?;
-    Ok(HttpResponse::Created().json(view(&n, None)))
+    Ok(HttpResponse::Created().json(NewsletterView::new(&n, None)))
 }
 
 pub async fn update_newsletter(
@@ -272,7 +214,7 @@ pub async fn update_newsletter(
     let body: DraftBody = super::large_json(&req, payload, MAX_DRAFT_BYTES).await?;
     let (db, ip) = (&state.db, auth.ip.as_deref());
     let n = service::update(db, rendering(&state), &auth.principal, ip, id, body.into()).await?;
-    Ok(HttpResponse::Ok().json(view(&n, None)))
+    Ok(HttpResponse::Ok().json(NewsletterView::new(&n, None)))
 }
 
 pub async fn delete_newsletter(
@@ -306,10 +248,13 @@ pub async fn preview_newsletter(
         language: body.language,
     };
     let p = service::preview(&state.db, rendering(&state), &auth.principal, id, input).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "language": p.language.as_str(), "subject": p.subject, "html": p.html, "text": p.text,
-        "from": p.from,
-    })))
+    Ok(HttpResponse::Ok().json(PreviewView {
+        from: &p.from,
+        html: &p.html,
+        language: p.language.as_str(),
+        subject: &p.subject,
+        text: &p.text,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -339,5 +284,5 @@ pub async fn test_newsletter(
     let (who, ip) = (&auth.principal, auth.ip.as_deref());
     let queued =
         service::send_test(&state.db, rendering(&state), outbox, who, ip, id, input).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "queued": queued })))
+    Ok(HttpResponse::Accepted().json(QueuedTestsView { queued }))
 }

@@ -5,34 +5,21 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadContacts, ReadNewsletters, WriteNewsletters};
-use crate::db::segments::Segment;
 use crate::error::ApiError;
 use crate::services::segments::{
     self as service, Counted, CreateSegmentError, DeleteSegmentError, GetSegmentError,
     PreviewSegmentError, SegmentInput, UpdateSegmentError,
 };
 use crate::startup::AppState;
+use crate::views::segments::{SegmentPreviewView, SegmentView};
+use crate::views::List;
 
-fn view(segment: &Segment, count: Option<i64>) -> Value {
-    let mut view = json!({
-        "id": segment.id,
-        "name": segment.name,
-        "filter": serde_json::from_str::<Value>(&segment.filter).unwrap_or(Value::Null),
-        "created_at": segment.created_at.and_utc().to_rfc3339(),
-        "updated_at": segment.updated_at.and_utc().to_rfc3339(),
-    });
-    if let Some(count) = count {
-        view["count"] = count.into();
-    }
-    view
-}
-
-fn counted_view(counted: &Counted) -> Value {
-    view(&counted.segment, counted.count)
+fn counted_view(counted: &Counted) -> SegmentView<'_> {
+    SegmentView::new(&counted.segment, counted.count)
 }
 
 impl From<CreateSegmentError> for ApiError {
@@ -89,8 +76,8 @@ pub async fn list_segments(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let all = service::list(&state.db).await?;
-    let data: Vec<Value> = all.iter().map(|s| view(s, None)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    let data = all.iter().map(|s| SegmentView::new(s, None));
+    Ok(HttpResponse::Ok().json(List::new(data)))
 }
 
 pub async fn get_segment(
@@ -167,10 +154,8 @@ pub async fn preview_segment(
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
     let preview = service::preview(&state.db, body.filter).await?;
-    let sample: Vec<Value> = preview
-        .sample
-        .into_iter()
-        .map(|s| json!({ "id": s.id, "email": s.email, "name": s.name, "language": s.language }))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "count": preview.count, "sample": sample })))
+    Ok(HttpResponse::Ok().json(SegmentPreviewView {
+        count: preview.count,
+        sample: preview.sample.iter().map(Into::into).collect(),
+    }))
 }

@@ -1,14 +1,15 @@
 //! Staff sign-in, staff accounts, and API keys for scripts.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::HandlerResult;
 use crate::auth::{AdminOnly, AnyStaff, Authorized};
-use crate::db::staff as staff_db;
 use crate::error::ApiError;
 use crate::services::staff::{self as service, Creator};
 use crate::startup::AppState;
+use crate::views::staff::{ApiKeyView, AuditEntryView, CreatedApiKeyView, StaffView, TokenView};
+use crate::views::{BeforePage, List};
 
 impl From<service::CreateMemberError> for ApiError {
     fn from(e: service::CreateMemberError) -> Self {
@@ -108,38 +109,12 @@ pub async fn issue_token(
         .unwrap_or_default();
     let token =
         service::sign_in(&state.db, &gate(&state), &origin, body.email, body.password).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "access_token": token.access_token,
-        "token_type": "Bearer",
-        "expires_in": token.expires_in,
-    })))
-}
-
-#[derive(Serialize)]
-struct StaffView {
-    id: String,
-    email: String,
-    role: String,
-    disabled: bool,
-    created_at: String,
-    updated_at: String,
-}
-
-fn view(m: staff_db::StaffMember) -> StaffView {
-    StaffView {
-        id: m.id,
-        email: m.email,
-        role: m.role,
-        disabled: m.disabled,
-        created_at: m.created_at.and_utc().to_rfc3339(),
-        updated_at: m.updated_at.and_utc().to_rfc3339(),
-    }
+    Ok(HttpResponse::Ok().json(TokenView::bearer(&token.access_token, token.expires_in)))
 }
 
 pub async fn list_staff(_auth: Authorized<AdminOnly>, state: web::Data<AppState>) -> HandlerResult {
     let members = service::list_members(&state.db).await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "data": members.into_iter().map(view).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(List::new(members.iter().map(StaffView::from))))
 }
 
 #[derive(Deserialize)]
@@ -167,7 +142,7 @@ pub async fn create_staff(
         password: body.password,
     };
     let member = service::create_member(&state.db, by, input).await?;
-    Ok(HttpResponse::Created().json(view(member)))
+    Ok(HttpResponse::Created().json(StaffView::from(&member)))
 }
 
 #[derive(Deserialize)]
@@ -192,7 +167,7 @@ pub async fn update_staff(
     let id = id.into_inner().to_string();
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let member = service::update_member(&state.db, actor, ip, id, change).await?;
-    Ok(HttpResponse::Ok().json(view(member)))
+    Ok(HttpResponse::Ok().json(StaffView::from(&member)))
 }
 
 #[derive(Deserialize)]
@@ -228,58 +203,6 @@ pub struct NewApiKeyBody {
     scopes: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct ApiKeyView {
-    id: String,
-    name: String,
-    prefix: String,
-    scopes: Vec<String>,
-    created_by: Option<CreatorView>,
-    status: &'static str,
-    created_at: String,
-    last_used_at: Option<String>,
-    revoked_at: Option<String>,
-}
-
-/// Who created a key, as they are now: the key never does more than `role` allows.
-#[derive(Serialize)]
-struct CreatorView {
-    id: String,
-    email: String,
-    role: String,
-    disabled: bool,
-}
-
-fn creator_view(c: staff_db::KeyCreator) -> CreatorView {
-    CreatorView {
-        id: c.id,
-        email: c.email,
-        role: c.role,
-        disabled: c.disabled,
-    }
-}
-
-/// `revoked`; `suspended` while its creator is disabled or no longer exists (it fails as a
-/// revoked key would); else `active`.
-fn key_view(k: staff_db::ApiKey, creator: Option<staff_db::KeyCreator>) -> ApiKeyView {
-    let status = match (&k.revoked_at, &creator) {
-        (Some(_), _) => "revoked",
-        (None, Some(c)) if !c.disabled => "active",
-        (None, _) => "suspended",
-    };
-    ApiKeyView {
-        id: k.id,
-        name: k.name,
-        prefix: k.prefix,
-        scopes: serde_json::from_str(&k.scopes).unwrap_or_default(),
-        created_by: creator.map(creator_view),
-        status,
-        created_at: k.created_at.and_utc().to_rfc3339(),
-        last_used_at: k.last_used_at.map(|t| t.and_utc().to_rfc3339()),
-        revoked_at: k.revoked_at.map(|t| t.and_utc().to_rfc3339()),
-    }
-}
-
 pub async fn create_api_key(
     auth: Authorized<AdminOnly>,
     body: Result<super::json::Json<NewApiKeyBody>, actix_web::Error>,
@@ -293,11 +216,10 @@ pub async fn create_api_key(
     };
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let created = service::create_key(&state.db, actor, ip, input).await?;
-    let mut body = serde_json::to_value(key_view(created.key, created.creator))
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    // The secret is shown this once; only its hash is kept.
-    body["key"] = serde_json::Value::String(created.secret);
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(CreatedApiKeyView {
+        api_key: ApiKeyView::new(&created.key, created.creator.as_ref()),
+        key: &created.secret,
+    }))
 }
 
 pub async fn list_api_keys(
@@ -305,8 +227,8 @@ pub async fn list_api_keys(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let keys = service::list_keys(&state.db).await?;
-    let data: Vec<_> = keys.into_iter().map(|(k, c)| key_view(k, c)).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+    let data = keys.iter().map(|(k, c)| ApiKeyView::new(k, c.as_ref()));
+    Ok(HttpResponse::Ok().json(List::new(data)))
 }
 
 pub async fn revoke_api_key(
@@ -334,12 +256,14 @@ pub async fn audit_log(
 ) -> HandlerResult {
     let (before, limit) = audit_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
     let page = service::audit_log(&state.db, before, limit).await?;
-    let data: Vec<_> = page
-        .entries
-        .into_iter()
-        .map(|e| audit_entry_view(e, &page.key_creators))
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data, "next": page.next })))
+    Ok(HttpResponse::Ok().json(BeforePage {
+        data: page
+            .entries
+            .iter()
+            .map(|e| AuditEntryView::new(e, &page.key_creators))
+            .collect(),
+        next: page.next.as_deref(),
+    }))
 }
 
 /// Where a page of the audit log starts and how long it is, as sent.
@@ -356,20 +280,4 @@ fn audit_page(query: AuditQuery) -> Result<(Option<String>, i64), ApiError> {
         ),
     };
     Ok((before, limit))
-}
-
-fn audit_entry_view(
-    e: crate::db::audit::AuditEntry,
-    creators: &std::collections::HashMap<String, staff_db::KeyCreator>,
-) -> serde_json::Value {
-    let key_creator = (e.actor_type == "api_key")
-        .then(|| e.actor_id.as_ref().and_then(|id| creators.get(id)))
-        .flatten()
-        .map(|c| serde_json::json!({ "id": c.id, "email": c.email }));
-    serde_json::json!({
-        "id": e.id, "actor_type": e.actor_type, "actor_id": e.actor_id,
-        "api_key_created_by": key_creator, "action": e.action,
-        "object_type": e.object_type, "object_id": e.object_id, "ip": e.ip,
-        "created_at": e.created_at.and_utc().to_rfc3339(),
-    })
 }

@@ -184,7 +184,7 @@ async fn subscribe_json(req: &HttpRequest, body: &[u8], state: &AppState) -> Han
 }
 
 fn accepted() -> HttpResponse {
-    HttpResponse::Accepted().json(serde_json::json!({ "status": "pending" }))
+    HttpResponse::Accepted().json(crate::views::StatusView { status: "pending" })
 }
 
 async fn subscribe_form(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::DateTime;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ExportContacts, Principal, ReadContacts, WriteContacts};
@@ -22,7 +22,9 @@ use crate::signup::staff::{ConsentMode, StaffUpsert};
 use crate::signup::Signup;
 use crate::startup::AppState;
 
-pub(crate) use crate::views::{subscriber as view, time};
+use crate::views::subscribers::{
+    ChangePageView, ChangeView, PersonalDataView, SubscriberView, UpsertedSubscriber, UpsertedView,
+};
 
 /// Cursors are opaque to clients: a change number, base64url-encoded with a version tag.
 pub(crate) fn encode_cursor(change_seq: i64) -> String {
@@ -35,8 +37,8 @@ fn decode_cursor(raw: &str) -> Option<i64> {
     (seq >= 0).then_some(seq)
 }
 
-fn record_view(r: &SubscriberRecord) -> Value {
-    view(&r.subscriber, &r.interests)
+fn record_view(r: &SubscriberRecord) -> SubscriberView<'_> {
+    SubscriberView::new(&r.subscriber, &r.interests)
 }
 
 impl From<GetSubscriberError> for ApiError {
@@ -180,23 +182,19 @@ pub async fn list_subscribers(
     let q = query.map_err(ApiError::from_extractor)?.into_inner();
     let filter = change_filter(q).map_err(ApiError::Validation)?;
     let page = service::list_changes(&state.db, filter).await?;
-    let data: Vec<Value> = page
+    let data = page
         .changes
         .iter()
         .map(|change| match change {
-            Change::Subscriber(r) => record_view(r),
-            Change::Erased(t) => json!({
-                "id": t.subscriber_id,
-                "erased": true,
-                "erased_at": time(t.erased_at),
-            }),
+            Change::Subscriber(r) => ChangeView::Subscriber(record_view(r)),
+            Change::Erased(t) => ChangeView::Erased(t.into()),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "data": data,
-        "next_cursor": encode_cursor(page.next),
-        "has_more": page.has_more,
-    })))
+    Ok(HttpResponse::Ok().json(ChangePageView {
+        data,
+        has_more: page.has_more,
+        next_cursor: encode_cursor(page.next),
+    }))
 }
 
 pub async fn get_subscriber(
@@ -219,40 +217,14 @@ pub async fn subscriber_data(
     Ok(HttpResponse::Ok().json(data_view(&data)))
 }
 
-fn data_view(d: &PersonalData) -> Value {
-    json!({
-        "subscriber": record_view(&d.record),
-        "consent": d.consent.iter().map(|c| json!({
-            "action": c.action,
-            "interests": serde_json::from_str::<Value>(&c.interests).unwrap_or_else(|_| json!([])),
-            "wording": c.wording,
-            "wording_version": c.wording_version,
-            "language": c.language,
-            "source": c.source,
-            "ip": c.ip,
-            "user_agent": c.user_agent,
-            "at": time(c.created_at),
-        })).collect::<Vec<_>>(),
-        "mails": d.mails.iter().map(|(kind, state, created, finished)| json!({
-            "kind": kind.trim_start_matches("mail."),
-            "state": state,
-            "queued_at": time(*created),
-            "finished_at": finished.map(time),
-        })).collect::<Vec<_>>(),
-        "newsletters": d.newsletters.iter().map(|(newsletter_id, state, outcome, sent_at)| json!({
-            "newsletter_id": newsletter_id,
-            "state": state,
-            "outcome": outcome,
-            "sent_at": sent_at.map(time),
-        })).collect::<Vec<_>>(),
-        "mail_reports": d.mail_reports.iter().map(|r| json!({
-            "kind": r.kind,
-            "outcome": r.outcome,
-            "provider": r.provider,
-            "detail": r.detail,
-            "occurred_at": time(r.occurred_at),
-        })).collect::<Vec<_>>(),
-    })
+fn data_view(d: &PersonalData) -> PersonalDataView<'_> {
+    PersonalDataView {
+        consent: d.consent.iter().map(Into::into).collect(),
+        mail_reports: d.mail_reports.iter().map(Into::into).collect(),
+        mails: d.mails.iter().map(Into::into).collect(),
+        newsletters: d.newsletters.iter().map(Into::into).collect(),
+        subscriber: record_view(&d.record),
+    }
 }
 
 /// Erasure on request (`services::subscribers::erase`): answered once the person's data is gone.
@@ -395,15 +367,19 @@ pub async fn upsert_subscriber(
 }
 
 /// What an upsert answers. A key that may write but not read learns only what its write did.
-fn upserted_view(actor: &Principal, done: &Upserted) -> Value {
+fn upserted_view<'a>(actor: &Principal, done: &'a Upserted) -> UpsertedView<'a> {
     let subscriber = &done.record.subscriber;
-    let mut body = if actor.may_read_contacts() {
-        record_view(&done.record)
-    } else {
-        json!({ "id": subscriber.id, "status": subscriber.status })
-    };
-    body["confirmation_sent"] = Value::Bool(done.confirmation_sent);
-    body
+    UpsertedView {
+        subscriber: if actor.may_read_contacts() {
+            UpsertedSubscriber::Record(Box::new(record_view(&done.record)))
+        } else {
+            UpsertedSubscriber::Written {
+                id: &subscriber.id,
+                status: &subscriber.status,
+            }
+        },
+        confirmation_sent: done.confirmation_sent,
+    }
 }
 
 #[derive(Deserialize)]

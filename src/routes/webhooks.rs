@@ -3,15 +3,18 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ManageWebhooks};
-use crate::db::webhooks::{self as store, Attempt, Endpoint, Message};
+use crate::db::webhooks as store;
 use crate::error::{ApiError, FieldErrors};
 use crate::services::webhooks::{self as service, EndpointError, TestEndpointError};
 use crate::startup::AppState;
-use crate::webhooks::time;
+use crate::views::webhooks::{
+    CreatedEndpointView, EndpointView, MessagePageView, MessageView, QueuedTestView,
+    RotatedSecretView,
+};
+use crate::views::{time, List};
 
 impl From<service::CreateEndpointError> for ApiError {
     fn from(e: service::CreateEndpointError) -> Self {
@@ -54,46 +57,6 @@ impl From<TestEndpointError> for ApiError {
     }
 }
 
-fn view(endpoint: &Endpoint) -> Value {
-    json!({
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "description": endpoint.description,
-        "events": endpoint.events(),
-        "enabled": endpoint.enabled,
-        "disabled_reason": endpoint.disabled_reason,
-        "created_at": time(endpoint.created_at),
-        "updated_at": time(endpoint.updated_at),
-    })
-}
-
-fn attempt_view(a: &Attempt) -> Value {
-    json!({
-        "attempt": a.attempt,
-        "at": time(a.attempted_at),
-        "status_code": a.status_code,
-        "error": a.error,
-        "response": a.response,
-        "duration_ms": a.duration_ms,
-    })
-}
-
-fn message_view(m: &Message, attempts: &[Attempt]) -> Value {
-    json!({
-        "id": m.id,
-        "event_type": m.event_type,
-        "state": m.state,
-        "attempts": m.attempts,
-        "last_status": m.last_status,
-        "last_error": m.last_error,
-        "created_at": time(m.created_at),
-        "updated_at": time(m.updated_at),
-        "delivered_at": m.delivered_at.map(time),
-        "payload": serde_json::from_str::<Value>(&m.payload).unwrap_or(Value::Null),
-        "log": attempts.iter().map(attempt_view).collect::<Vec<_>>(),
-    })
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
@@ -118,10 +81,7 @@ pub async fn create_webhook(
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let private = state.settings.webhook_allow_private;
     let endpoint = service::create_endpoint(&state.db, actor, ip, private, input).await?;
-    let mut body = view(&endpoint);
-    // Shown this once: receivers need it to verify signatures; it is never listed again.
-    body["secret"] = Value::String(endpoint.secret);
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(CreatedEndpointView::from(&endpoint)))
 }
 
 pub async fn list_webhooks(
@@ -129,8 +89,7 @@ pub async fn list_webhooks(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let all = service::list_endpoints(&state.db).await?;
-    let data: Vec<Value> = all.iter().map(view).collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(List::new(all.iter().map(EndpointView::from))))
 }
 
 pub async fn get_webhook(
@@ -140,7 +99,7 @@ pub async fn get_webhook(
 ) -> HandlerResult {
     service::get_endpoint(&state.db, id.into_inner().to_string())
         .await?
-        .map(|e| HttpResponse::Ok().json(view(&e)))
+        .map(|e| HttpResponse::Ok().json(EndpointView::from(&e)))
         .ok_or(ApiError::NotFound)
 }
 
@@ -174,7 +133,7 @@ pub async fn update_webhook(
         id.into_inner().to_string(),
     );
     let endpoint = service::update_endpoint(&state.db, actor, ip, private, id, change).await?;
-    Ok(HttpResponse::Ok().json(view(&endpoint)))
+    Ok(HttpResponse::Ok().json(EndpointView::from(&endpoint)))
 }
 
 /// Deletes an endpoint with its messages and delivery log; what was not delivered is dropped.
@@ -197,10 +156,10 @@ pub async fn rotate_webhook_secret(
 ) -> HandlerResult {
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let rotated = service::rotate_secret(&state.db, actor, ip, id.into_inner().to_string()).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "secret": rotated.secret,
-        "previous_secret_valid_until": time(rotated.previous_valid_until),
-    })))
+    Ok(HttpResponse::Ok().json(RotatedSecretView {
+        previous_secret_valid_until: time(rotated.previous_valid_until),
+        secret: &rotated.secret,
+    }))
 }
 
 /// Queues a signed `webhook.test` event to this endpoint alone (202: it is delivered by the
@@ -213,7 +172,7 @@ pub async fn test_webhook(
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let id = id.into_inner().to_string();
     let message_id = service::test_endpoint(&state.db, &state.task_ready, actor, ip, id).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "message_id": message_id })))
+    Ok(HttpResponse::Accepted().json(QueuedTestView { message_id }))
 }
 
 #[derive(Deserialize)]
@@ -271,10 +230,12 @@ pub async fn list_deliveries(
     let page = service::list_deliveries(&state.db, id.into_inner().to_string(), query)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let data: Vec<Value> = page
-        .messages
-        .iter()
-        .map(|(m, log)| message_view(m, log))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data, "next_cursor": page.next })))
+    Ok(HttpResponse::Ok().json(MessagePageView {
+        data: page
+            .messages
+            .iter()
+            .map(|(m, log)| MessageView::new(m, log))
+            .collect(),
+        next_cursor: page.next.as_deref(),
+    }))
 }

@@ -10,6 +10,7 @@ use crate::db::{self, Db, DbError};
 use crate::domain::{FieldErrors, InterestSlug, Language};
 use crate::imports::plan::{self, Catalog, Options};
 use crate::imports::{import_job, Mode};
+use crate::views::imports::FileView;
 
 const MAX_TEXT_CHARS: usize = 500;
 /// Report lines shown with an import when no page is asked for.
@@ -213,7 +214,11 @@ pub async fn create(
         source,
         consent_note,
         plan: serde_json::to_string(&prepared.plan).map_err(anyhow::Error::from)?,
-        file: serde_json::json!({"bytes": prepared.bytes, "sha256": prepared.sha256}).to_string(),
+        file: serde_json::to_string(&FileView {
+            bytes: prepared.bytes,
+            sha256: &prepared.sha256,
+        })
+        .map_err(anyhow::Error::from)?,
         total_rows: prepared.rows,
         parts: prepared.parts.len() as i64,
         next_part: 0,

@@ -11,13 +11,16 @@ use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::db::jobs::{NewJob, QUEUED};
 use crate::db::schema::subscribers;
 use crate::db::subscribers::Subscriber;
 use crate::db::webhooks::{self as store, Message, DELIVER_KIND, PENDING};
 use crate::db::{self, AnyConnection};
+use crate::views::time;
+use crate::views::webhooks::{ErasedEvent, EventView, NewsletterEvent, TestEvent};
+use crate::views::SubscriberView;
 
 pub use delivery::Deliverer;
 
@@ -76,12 +79,6 @@ impl EventType {
     }
 }
 
-/// RFC 3339 in UTC with microseconds, as the rest of the API writes times.
-pub fn time(t: NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 /// The enabled endpoints and what each subscribed to, read once per transaction (or per batch
 /// of signups). With no endpoint, emitting costs nothing more than this one SELECT.
 pub struct Outbox {
@@ -111,7 +108,7 @@ impl Outbox {
         conn: &mut AnyConnection,
         event: EventType,
         subscriber_id: Option<&str>,
-        data: Value,
+        data: impl Serialize,
         now: NaiveDateTime,
     ) -> QueryResult<usize> {
         let targets: Vec<&str> = self
@@ -123,12 +120,7 @@ impl Outbox {
         if targets.is_empty() {
             return Ok(0);
         }
-        let payload = json!({
-            "type": event.as_str(),
-            "timestamp": time(now),
-            "data": data,
-        })
-        .to_string();
+        let payload = payload(event, data, now);
         insert_messages(conn, &targets, event, subscriber_id, &payload, now).map(|ids| ids.len())
     }
 
@@ -145,8 +137,9 @@ impl Outbox {
             return Ok(0);
         }
         let mut total = 0;
-        for (id, view) in subscriber_views(conn, ids)? {
-            total += self.emit(conn, event, Some(&id), view, now)?;
+        for (s, interests) in subscribers_with_interests(conn, ids)? {
+            let view = SubscriberView::new(&s, &interests);
+            total += self.emit(conn, event, Some(&s.id), view, now)?;
         }
         Ok(total)
     }
@@ -170,7 +163,7 @@ pub fn emit_subscriber(
 pub fn emit(
     conn: &mut AnyConnection,
     event: EventType,
-    data: Value,
+    data: impl Serialize,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     Outbox::load(conn)?.emit(conn, event, None, data, now)
@@ -188,7 +181,10 @@ pub fn emit_erased(
     emit(
         conn,
         EventType::SubscriberErased,
-        json!({ "id": subscriber_id, "erased_at": time(now) }),
+        ErasedEvent {
+            erased_at: time(now),
+            id: subscriber_id,
+        },
         now,
     )
 }
@@ -213,18 +209,7 @@ pub fn emit_newsletters(
             continue;
         };
         let progress = db::deliveries::progress(conn, id, now)?;
-        let data = json!({
-            "id": newsletter.id,
-            "subject": newsletter.subject,
-            "status": newsletter.status,
-            "segment_id": newsletter.segment_id,
-            "started_at": newsletter.started_at.map(time),
-            "finished_at": newsletter.finished_at.map(time),
-            "recipients": progress.total,
-            "sent": progress.sent,
-            "failed": progress.failed,
-            "skipped": progress.skipped,
-        });
+        let data = NewsletterEvent::new(&newsletter, &progress);
         total += outbox.emit(conn, event, None, data, now)?;
     }
     Ok(total)
@@ -236,15 +221,11 @@ pub fn queue_test(
     endpoint_id: &str,
     now: NaiveDateTime,
 ) -> QueryResult<String> {
-    let payload = json!({
-        "type": EventType::WebhookTest.as_str(),
-        "timestamp": time(now),
-        "data": {
-            "endpoint_id": endpoint_id,
-            "message": "A test event from Enlace: this endpoint is reachable and can verify signatures.",
-        },
-    })
-    .to_string();
+    let data = TestEvent {
+        endpoint_id,
+        message: "A test event from Enlace: this endpoint is reachable and can verify signatures.",
+    };
+    let payload = payload(EventType::WebhookTest, data, now);
     let ids = insert_messages(
         conn,
         &[endpoint_id],
@@ -254,6 +235,17 @@ pub fn queue_test(
         now,
     )?;
     Ok(ids.into_iter().next().unwrap_or_default())
+}
+
+/// The bytes a message carries (and its signature covers): the event's envelope around `data`.
+fn payload(event: EventType, data: impl Serialize, now: NaiveDateTime) -> String {
+    let envelope = EventView {
+        data,
+        timestamp: time(now),
+        event_type: event.as_str(),
+    };
+    // The views have string keys and infallible fields, which serde_json always writes.
+    serde_json::to_string(&envelope).expect("an event view serialises")
 }
 
 fn insert_messages(
@@ -325,10 +317,14 @@ pub fn first_message_id_at(at: NaiveDateTime) -> String {
     format!("msg_{millis:012x}{}", "0".repeat(20))
 }
 
-/// The staff API's view of each of these subscribers that exists, read with two queries.
-fn subscriber_views(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(String, Value)>> {
+/// Each of these subscribers that exists, with the slugs of their interests, read with two
+/// queries per 500.
+fn subscribers_with_interests(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+) -> QueryResult<Vec<(Subscriber, Vec<String>)>> {
     let mut interests: HashMap<String, Vec<String>> = HashMap::new();
-    let mut views = Vec::with_capacity(ids.len());
+    let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let rows: Vec<Subscriber> = subscribers::table
             .filter(subscribers::id.eq_any(chunk))
@@ -341,12 +337,12 @@ fn subscriber_views(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(
             rows.into_iter().map(|s| (s.id.clone(), s)).collect();
         for id in chunk {
             if let Some(s) = by_id.remove(*id) {
-                let held = interests.get(&s.id).map(Vec::as_slice).unwrap_or_default();
-                views.push((s.id.clone(), crate::views::subscriber(&s, held)));
+                let held = interests.get(&s.id).cloned().unwrap_or_default();
+                found.push((s, held));
             }
         }
     }
-    Ok(views)
+    Ok(found)
 }
 
 #[cfg(test)]

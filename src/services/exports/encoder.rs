@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{Format, CHUNK};
 use crate::db::subscribers::Subscriber;
-use crate::views::time;
+use crate::views::{time, SubscriberView};
 
 /// Turns subscribers into CSV records or NDJSON lines, buffering one chunk.
 pub(super) struct Encoder {
@@ -61,7 +61,8 @@ impl Encoder {
     pub(super) fn row(&mut self, s: &Subscriber, interests: &[String]) -> anyhow::Result<()> {
         match self.format {
             Format::Ndjson => {
-                serde_json::to_writer(&mut self.lines, &Line::new(s, interests))?;
+                // The object `GET /api/v1/subscribers/{id}` answers, on one line.
+                serde_json::to_writer(&mut self.lines, &SubscriberView::new(s, interests))?;
                 self.lines.push(b'\n');
             }
             Format::Csv(_) => {
@@ -128,44 +129,6 @@ impl Encoder {
                 let full = std::mem::replace(&mut self.csv, Self::csv_writer(self.format));
                 full.into_inner().unwrap_or_default()
             }
-        }
-    }
-}
-
-/// One NDJSON line: the object `GET /api/v1/subscribers/{id}` answers (fields in the same
-/// order), written straight from the row instead of through a `serde_json::Value` tree.
-#[derive(serde::Serialize)]
-struct Line<'a> {
-    attributes: Value,
-    confirmed_at: Option<String>,
-    created_at: String,
-    email: &'a str,
-    id: &'a str,
-    interests: &'a [String],
-    language: &'a str,
-    name: Option<&'a str>,
-    source: Option<&'a str>,
-    status: &'a str,
-    unsubscribed_at: Option<String>,
-    updated_at: String,
-}
-
-impl<'a> Line<'a> {
-    fn new(s: &'a Subscriber, interests: &'a [String]) -> Self {
-        Self {
-            attributes: serde_json::from_str(&s.attributes)
-                .unwrap_or_else(|_| Value::Object(Default::default())),
-            confirmed_at: s.confirmed_at.map(time),
-            created_at: time(s.created_at),
-            email: &s.email,
-            id: &s.id,
-            interests,
-            language: &s.language,
-            name: s.name.as_deref(),
-            source: s.source.as_deref(),
-            status: &s.status,
-            unsubscribed_at: s.unsubscribed_at.map(time),
-            updated_at: time(s.updated_at),
         }
     }
 }
