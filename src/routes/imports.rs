@@ -132,7 +132,14 @@ pub async fn create_import(
     )
     .await?;
     Ok(HttpResponse::Accepted()
-        .insert_header((header::LOCATION, format!("/api/v1/imports/{}", import.id)))
+        .insert_header((
+            header::LOCATION,
+            format!(
+                "{}/api/v1/imports/{}",
+                super::base_path::BasePath::of(&state.settings.public_url).0,
+                import.id
+            ),
+        ))
         .json(ImportView::new(&import, Some((&[], 0, 0)))))
 }
 
