@@ -14,7 +14,6 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::jobs::{NewJob, QUEUED};
-use crate::db::schema::subscribers;
 use crate::db::subscribers::Subscriber;
 use crate::db::webhooks::{self as store, Message, DELIVER_KIND, PENDING};
 use crate::db::{self, AnyConnection};
@@ -326,10 +325,7 @@ fn subscribers_with_interests(
     let mut interests: HashMap<String, Vec<String>> = HashMap::new();
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let rows: Vec<Subscriber> = subscribers::table
-            .filter(subscribers::id.eq_any(chunk))
-            .select(Subscriber::as_select())
-            .load(conn)?;
+        let rows: Vec<Subscriber> = db::subscribers::find_subscribers(conn, chunk)?;
         for (id, interest) in db::subscribers::list_interests_of(conn, chunk)? {
             interests.entry(id).or_default().push(interest.slug);
         }
