@@ -1,4 +1,4 @@
-//! The command line: `enlace [serve|migrate|backup|restore|staff]`, with every setting also
+//! The command line: `enlace [serve|migrate|healthcheck|backup|restore|staff]`, with every setting also
 //! taken from the environment.
 
 use clap::{Parser, Subcommand};
@@ -28,6 +28,9 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Ask the Enlace serving on ENLACE_LISTEN whether it is ready (`/readyz`); exits non-zero
+    /// when it is not. For container health checks, where no HTTP client is installed.
+    Healthcheck,
     /// Copy the SQLite database into FILE, consistently, while Enlace may be serving and
     /// sending; prints each table's rows and checksum.
     Backup {

@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("migrations are up to date");
             Ok(())
         }
+        Command::Healthcheck => healthcheck(&cli.settings.listen),
         Command::Backup { file } => {
             let database = enlace::backup::sqlite_path(&cli.settings.database_url)?;
             let sums = enlace::backup::backup(&database, &file)?;
@@ -65,6 +66,38 @@ fn main() -> anyhow::Result<()> {
             app.run_until_stopped().await.context("serving HTTP")
         }),
     }
+}
+
+/// GET /readyz on the address Enlace listens on (loopback when it listens on every address).
+fn healthcheck(listen: &str) -> anyhow::Result<()> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let target = match listen.parse::<SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() => {
+            let loopback = match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            };
+            SocketAddr::new(loopback, addr.port()).to_string()
+        }
+        _ => listen.to_owned(),
+    };
+    let url = format!("http://{target}/readyz");
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()?
+                .get(&url)
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+        .with_context(|| format!("asking {url}"))?;
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    println!("ready");
+    Ok(())
 }
 
 fn create_staff(database_url: &str, email: &str, role: &str) -> anyhow::Result<()> {
