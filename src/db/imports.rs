@@ -288,7 +288,7 @@ fn end_import(
 /// What an import needs to know about an existing person.
 pub struct Person {
     pub id: String,
-    pub status: String,
+    pub status: crate::domain::SubscriberStatus,
     pub name: Option<String>,
     pub language: String,
     pub attributes: String,
@@ -313,7 +313,14 @@ pub fn find_people(
             subscribers::language,
             subscribers::attributes,
         ));
-    type Row = (String, String, String, Option<String>, String, String);
+    type Row = (
+        String,
+        String,
+        crate::domain::SubscriberStatus,
+        Option<String>,
+        String,
+        String,
+    );
     super::lock_changes(conn)?;
     let rows: Vec<Row> = match conn {
         AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,

@@ -208,7 +208,7 @@ fn import_rows(
     }
     let pending: Vec<&str> = people
         .values()
-        .filter(|p| p.status == SubscriberStatus::Pending.as_str())
+        .filter(|p| p.status == SubscriberStatus::Pending)
         .map(|p| p.id.as_str())
         .collect();
     let open: HashSet<String> = store::with_open_confirmation(conn, &pending, ctx.now)?
@@ -258,7 +258,7 @@ fn import_rows(
                 if matches!(outcome, Outcome::Updated | Outcome::Noted(true, _)) {
                     // Consent given elsewhere confirms a pending person: that is what an
                     // integration listening for confirmations needs to hear.
-                    if mode == Mode::Consented && person.status == "pending" {
+                    if mode == Mode::Consented && person.status == SubscriberStatus::Pending {
                         confirmed_existing.push(person.id.clone());
                     } else {
                         updated.push(person.id.clone());

@@ -162,7 +162,7 @@ fn change_filter(q: ListQuery) -> Result<ChangeFilter, FieldErrors> {
     };
     errors.into_result()?;
     Ok(ChangeFilter {
-        status: q.status,
+        status: q.status.as_deref().and_then(SubscriberStatus::parse),
         language: q.language,
         interest: q.interest,
         email_contains: q.email_contains.map(|e| e.to_lowercase()),

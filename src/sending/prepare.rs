@@ -180,9 +180,7 @@ pub(super) async fn prepare(
             let hashes: Vec<String> = found.iter().map(|s| tokens::email_hash(&s.email)).collect();
             let blocked: HashSet<String> = suppressions::find_suppressions(conn, &hashes)?
                 .into_iter()
-                .filter(|(_, reason)| {
-                    SuppressionReason::parse(reason) != Some(SuppressionReason::Erased)
-                })
+                .filter(|(_, reason)| *reason != SuppressionReason::Erased)
                 .map(|(hash, _)| hash)
                 .collect();
             let found: Vec<_> = found.into_iter().zip(hashes).collect();
@@ -361,7 +359,7 @@ impl Engine {
             (_, None) => return Err(Verdict::Skipped("subscriber erased")),
             (Some(p), Some(s)) => (p, s),
         };
-        if let Some(why) = super::recheck::ineligible_because(&subscriber.status) {
+        if let Some(why) = super::recheck::ineligible_because(subscriber.status.as_str()) {
             return Err(Verdict::Skipped(why));
         }
         if suppressed {

@@ -64,11 +64,10 @@ fn classify(
         .as_ref()
         .map(|p| p.language)
         .unwrap_or_else(|| Language::parse(&subscriber.language).unwrap_or_default());
-    let status = SubscriberStatus::parse(&subscriber.status);
+    let status = subscriber.status;
     let suppressed = suppressions::find_suppression(conn, &tokens::email_hash(&subscriber.email))?
-        .and_then(|r| SuppressionReason::parse(&r))
         .is_some_and(|r| r != SuppressionReason::Erased);
-    let outcome = if status == Some(SubscriberStatus::Confirmed) {
+    let outcome = if status == SubscriberStatus::Confirmed {
         ConfirmOutcome::AlreadyConfirmed { language }
     } else if row.used_at.is_some() {
         // Used once, then the person unsubscribed: this link does not subscribe them again.
@@ -76,7 +75,7 @@ fn classify(
     } else if suppressed
         || !matches!(
             status,
-            Some(SubscriberStatus::Pending | SubscriberStatus::Unsubscribed)
+            SubscriberStatus::Pending | SubscriberStatus::Unsubscribed
         )
     {
         ConfirmOutcome::Invalid
@@ -106,15 +105,12 @@ pub fn confirm(
         return Ok(outcome);
     };
     // Two clicks at once: the second finds the status changed and confirms nothing.
-    let from = [
-        SubscriberStatus::Pending.as_str(),
-        SubscriberStatus::Unsubscribed.as_str(),
-    ];
+    let from = [SubscriberStatus::Pending, SubscriberStatus::Unsubscribed];
     if !subscribers::set_status(
         conn,
         &subscriber.id,
         &from,
-        SubscriberStatus::Confirmed.as_str(),
+        SubscriberStatus::Confirmed,
         now,
     )? {
         return Ok(ConfirmOutcome::AlreadyConfirmed {
@@ -136,7 +132,7 @@ pub fn confirm(
     suppressions::delete_suppression(
         conn,
         &tokens::email_hash(&subscriber.email),
-        SuppressionReason::Erased.as_str(),
+        SuppressionReason::Erased,
     )?;
     let interests: Vec<String> = subscribers::list_subscriber_interests(conn, &subscriber.id)?
         .into_iter()

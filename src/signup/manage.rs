@@ -21,20 +21,17 @@ pub fn unsubscribe(
         return Ok(false);
     };
     if !matches!(
-        SubscriberStatus::parse(&subscriber.status),
-        Some(SubscriberStatus::Pending | SubscriberStatus::Confirmed)
+        subscriber.status,
+        SubscriberStatus::Pending | SubscriberStatus::Confirmed
     ) {
         return Ok(false);
     }
-    let from = [
-        SubscriberStatus::Pending.as_str(),
-        SubscriberStatus::Confirmed.as_str(),
-    ];
+    let from = [SubscriberStatus::Pending, SubscriberStatus::Confirmed];
     if !subscribers::set_status(
         conn,
         subscriber_id,
         &from,
-        SubscriberStatus::Unsubscribed.as_str(),
+        SubscriberStatus::Unsubscribed,
         now,
     )? {
         return Ok(false);
@@ -148,17 +145,12 @@ pub fn record_hard_bounce(
     now: NaiveDateTime,
 ) -> diesel::QueryResult<bool> {
     let from = [
-        SubscriberStatus::Pending.as_str(),
-        SubscriberStatus::Confirmed.as_str(),
-        SubscriberStatus::Unsubscribed.as_str(),
+        SubscriberStatus::Pending,
+        SubscriberStatus::Confirmed,
+        SubscriberStatus::Unsubscribed,
     ];
-    let bounced = subscribers::set_status(
-        conn,
-        subscriber_id,
-        &from,
-        SubscriberStatus::Bounced.as_str(),
-        now,
-    )?;
+    let bounced =
+        subscribers::set_status(conn, subscriber_id, &from, SubscriberStatus::Bounced, now)?;
     db::jobs::drop_queued_for_subscriber(conn, subscriber_id, "address bounced", now)?;
     if bounced {
         crate::webhooks::emit_subscriber(
@@ -172,7 +164,7 @@ pub fn record_hard_bounce(
         db::suppressions::insert_suppression(
             conn,
             email_hash,
-            crate::domain::SuppressionReason::HardBounce.as_str(),
+            crate::domain::SuppressionReason::HardBounce,
             now,
         )?;
     }
@@ -191,16 +183,16 @@ pub fn record_complaint(
     now: NaiveDateTime,
 ) -> diesel::QueryResult<bool> {
     let from = [
-        SubscriberStatus::Pending.as_str(),
-        SubscriberStatus::Confirmed.as_str(),
-        SubscriberStatus::Unsubscribed.as_str(),
-        SubscriberStatus::Bounced.as_str(),
+        SubscriberStatus::Pending,
+        SubscriberStatus::Confirmed,
+        SubscriberStatus::Unsubscribed,
+        SubscriberStatus::Bounced,
     ];
     let changed = subscribers::set_status(
         conn,
         &subscriber.id,
         &from,
-        SubscriberStatus::Complained.as_str(),
+        SubscriberStatus::Complained,
         now,
     )?;
     db::jobs::drop_queued_for_subscriber(conn, &subscriber.id, "spam complaint", now)?;
@@ -216,22 +208,22 @@ pub fn record_complaint(
             now,
         )?;
     }
-    match db::suppressions::find_suppression(conn, email_hash)?.as_deref() {
-        Some(reason) if reason == crate::domain::SuppressionReason::Complaint.as_str() => {}
+    match db::suppressions::find_suppression(conn, email_hash)? {
+        Some(reason) if reason == crate::domain::SuppressionReason::Complaint => {}
         Some(other) => {
             // A complaint outranks the earlier reason: it is the person's own "no".
             db::suppressions::delete_suppression(conn, email_hash, other)?;
             db::suppressions::insert_suppression(
                 conn,
                 email_hash,
-                crate::domain::SuppressionReason::Complaint.as_str(),
+                crate::domain::SuppressionReason::Complaint,
                 now,
             )?;
         }
         None => db::suppressions::insert_suppression(
             conn,
             email_hash,
-            crate::domain::SuppressionReason::Complaint.as_str(),
+            crate::domain::SuppressionReason::Complaint,
             now,
         )?,
     }

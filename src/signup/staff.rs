@@ -60,7 +60,7 @@ pub fn upsert_by_staff(
     let catalog = PublicCatalog::load_for_staff(conn)?;
     let attributes = catalog.check(signup).map_err(UpsertError::Validation)?;
     let email = signup.email.as_str();
-    match suppressions::find_suppression(conn, &tokens::email_hash(email))?.and_then(|r| SuppressionReason::parse(&r)) {
+    match suppressions::find_suppression(conn, &tokens::email_hash(email))? {
         Some(SuppressionReason::Erased) if matches!(input.consent, ConsentMode::Recorded { .. }) => {
             return Err(UpsertError::Conflict(
                 "this address was erased on request: only the person's own confirmation can add it again (use consent mode \"confirmation\")",
@@ -97,7 +97,7 @@ pub fn upsert_by_staff(
             (id, true, SubscriberStatus::Pending)
         }
         Some(row) => {
-            let status = SubscriberStatus::parse(&row.status).unwrap_or(SubscriberStatus::Pending);
+            let status = row.status;
             if matches!(
                 status,
                 SubscriberStatus::Bounced | SubscriberStatus::Complained
@@ -183,8 +183,8 @@ pub fn upsert_by_staff(
             ))
         }
         (ConsentMode::Recorded { source, note }, _) => {
-            let from = [SubscriberStatus::Pending.as_str()];
-            if subscribers::set_status(conn, &id, &from, SubscriberStatus::Confirmed.as_str(), now)? {
+            let from = [SubscriberStatus::Pending];
+            if subscribers::set_status(conn, &id, &from, SubscriberStatus::Confirmed, now)? {
                 crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberConfirmed, &id, now)?;
             }
             insert_consent_event(conn, &recorded(note, source))?;

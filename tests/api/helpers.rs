@@ -726,7 +726,7 @@ impl TestApp {
         let mut conn = self.conn();
         db::subscribers::find_subscriber_by_email(&mut conn, email)
             .unwrap()
-            .map(|s| s.status)
+            .map(|s| s.status.as_str().to_owned())
     }
 
     /// Creates a staff account directly; returns its id.

@@ -77,7 +77,7 @@ impl Encoder {
                     &s.email,
                     s.name.as_deref().unwrap_or_default(),
                     &s.language,
-                    &s.status,
+                    s.status.as_str(),
                     &interests,
                     s.source.as_deref().unwrap_or_default(),
                     &created,
@@ -163,7 +163,7 @@ impl<'a> Line<'a> {
             language: &s.language,
             name: s.name.as_deref(),
             source: s.source.as_deref(),
-            status: &s.status,
+            status: s.status.as_str(),
             unsubscribed_at: s.unsubscribed_at.map(time),
             updated_at: time(s.updated_at),
         }

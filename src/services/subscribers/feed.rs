@@ -8,10 +8,11 @@ use chrono::NaiveDateTime;
 use super::SubscriberRecord;
 use crate::db::subscribers::{self as store, SubscriberQuery, Tombstone};
 use crate::db::{self, Db, DbError};
+use crate::domain::SubscriberStatus;
 
 /// Which changes the feed gives, after parsing.
 pub struct ChangeFilter {
-    pub status: Option<String>,
+    pub status: Option<SubscriberStatus>,
     pub language: Option<String>,
     pub interest: Option<String>,
     /// Lowercase.

@@ -99,12 +99,7 @@ pub async fn erase(
             db::deliveries::forget_outcomes(conn, &id)?;
             crate::imports::forget_address(conn, &subscriber.email)?;
             if db::suppressions::find_suppression(conn, &hash)?.is_none() {
-                db::suppressions::insert_suppression(
-                    conn,
-                    &hash,
-                    SuppressionReason::Erased.as_str(),
-                    now,
-                )?;
+                db::suppressions::insert_suppression(conn, &hash, SuppressionReason::Erased, now)?;
             }
             store::insert_tombstone(conn, &id, now)?;
             crate::webhooks::emit_erased(conn, &id, now)?;
