@@ -171,7 +171,7 @@ pub fn sample_recipients(
 pub fn condition(filter: &SegmentFilter, backend: Backend) -> Condition {
     Box::new(
         subscribers::status
-            .eq("confirmed")
+            .eq(crate::domain::SubscriberStatus::Confirmed)
             .and(compile(filter, backend)),
     )
 }

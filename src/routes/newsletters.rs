@@ -36,7 +36,7 @@ pub fn progress_view(p: &Progress, newsletter: &Newsletter, now: NaiveDateTime) 
         .started_at
         .map(|s| (now - s).num_milliseconds().clamp(1, 30_000) as f64 / 1000.0)
         .unwrap_or(30.0);
-    let per_second = if newsletter.state() == Some(NewsletterState::Sending) {
+    let per_second = if newsletter.status == NewsletterState::Sending {
         p.recent as f64 / window
     } else {
         0.0

@@ -102,7 +102,7 @@ pub enum DeleteError {
     #[error("no such newsletter")]
     NotFound,
     #[error("a {0} newsletter is kept as the record of what was sent; only drafts (or sends cancelled before they started) can be deleted")]
-    Kept(String),
+    Kept(NewsletterState),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -134,15 +134,13 @@ pub async fn list(db: &Db, input: ListInput) -> Result<Page, ListError> {
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(invalid("limit", "must be between 1 and 200".into()));
     }
-    if status
-        .as_deref()
-        .is_some_and(|s| NewsletterState::parse(s).is_none())
-    {
-        return Err(invalid(
-            "status",
-            format!("must be one of {}", store::STATUSES.join(", ")),
-        ));
-    }
+    let status = match status.as_deref() {
+        None => None,
+        Some(raw) => Some(NewsletterState::parse(raw).ok_or_else(|| {
+            let all: Vec<&str> = NewsletterState::ALL.iter().map(|s| s.as_str()).collect();
+            invalid("status", format!("must be one of {}", all.join(", ")))
+        })?),
+    };
     let not_a_cursor = || invalid("cursor", "is not a cursor from this list".into());
     // The cursor is the last id of the previous page; its creation time is read back.
     let cursor = match cursor.as_deref() {
@@ -161,7 +159,7 @@ pub async fn list(db: &Db, input: ListInput) -> Result<Page, ListError> {
                 };
                 Ok(Some(store::list_newsletters(
                     conn,
-                    status.as_deref(),
+                    status,
                     before,
                     limit + 1,
                 )?))

@@ -500,7 +500,7 @@ fn stored(id: &str, status: &str, html: &str) -> Newsletter {
         reply_to: None,
         segment_id: None,
         filter: Some(everyone().to_string()),
-        status: status.into(),
+        status: enlace::db::states::NewsletterState::parse(status).expect("a newsletter state"),
         send_at: (status == "scheduled").then_some(now),
         send_key: None,
         started_at: None,

@@ -36,7 +36,7 @@ pub enum DraftError {
     #[error("no such newsletter")]
     NotFound,
     #[error("only drafts can be changed; this newsletter is {0}")]
-    NotADraft(String),
+    NotADraft(NewsletterState),
     #[error(
         "the draft was changed by someone else meanwhile; read it again and send your change again"
     )]
@@ -191,7 +191,7 @@ fn new_draft() -> Newsletter {
         reply_to: None,
         segment_id: None,
         filter: None,
-        status: NewsletterState::Draft.as_str().into(),
+        status: NewsletterState::Draft,
         send_at: None,
         send_key: None,
         started_at: None,
@@ -252,7 +252,7 @@ pub async fn update(
     input: DraftInput,
 ) -> Result<Newsletter, DraftError> {
     let read = find(db, &id).await?.ok_or(DraftError::NotFound)?;
-    if read.state() != Some(NewsletterState::Draft) {
+    if read.status != NewsletterState::Draft {
         return Err(DraftError::NotADraft(read.status));
     }
     let read_at = read.updated_at;
@@ -265,7 +265,7 @@ pub async fn update(
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     db.transaction(move |conn| -> Result<Newsletter, DraftError> {
         let current = store::find_newsletter(conn, &id)?.ok_or(DraftError::NotFound)?;
-        if current.state() != Some(NewsletterState::Draft) {
+        if current.status != NewsletterState::Draft {
             return Err(DraftError::NotADraft(current.status));
         }
         if current.updated_at != read_at {

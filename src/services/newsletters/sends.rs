@@ -29,7 +29,7 @@ pub enum SendError {
     #[error(
         "the newsletter is {0} (send it again with the same Idempotency-Key to get its state)"
     )]
-    NotSendable(String),
+    NotSendable(NewsletterState),
     #[error("sending is refused while ENLACE_POSTAL_ADDRESS is unset: bulk-mail law requires the sender's postal address in every newsletter")]
     NoPostalAddress,
     #[error("the newsletter changed meanwhile; try again")]
@@ -46,7 +46,10 @@ pub enum TransitionError {
     #[error("no such newsletter")]
     NotFound,
     #[error("a {status} newsletter cannot be {done}")]
-    Refused { status: String, done: &'static str },
+    Refused {
+        status: NewsletterState,
+        done: &'static str,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -98,13 +101,10 @@ pub async fn send(
     db.transaction(move |conn| -> Result<(), SendError> {
         let n = store::find_newsletter(conn, &id)?.ok_or(SendError::NotFound)?;
         // The same request again: leave the send as it stands.
-        if key.is_some() && n.send_key == key && n.state() != Some(NewsletterState::Draft) {
+        if key.is_some() && n.send_key == key && n.status != NewsletterState::Draft {
             return Ok(());
         }
-        if !matches!(
-            n.state(),
-            Some(NewsletterState::Draft | NewsletterState::Overdue)
-        ) {
+        if !matches!(n.status, NewsletterState::Draft | NewsletterState::Overdue) {
             return Err(SendError::NotSendable(n.status));
         }
         if !postal_address_set {
@@ -185,8 +185,7 @@ async fn transition(
         let moved = if to == NewsletterState::Cancelled {
             store::cancel(conn, &id, now)?
         } else {
-            let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-            store::transition(conn, &id, &from, to.as_str(), now)?
+            store::transition(conn, &id, from, to, now)?
         };
         if !moved {
             return Err(TransitionError::Refused {
