@@ -7,17 +7,22 @@ use diesel::prelude::*;
 use super::schema::{confirmation_tokens, import_parts, import_problems, imports, subscribers};
 use super::AnyConnection;
 
-pub const QUEUED: &str = "queued";
-pub const RUNNING: &str = "running";
-pub const DONE: &str = "done";
-pub const FAILED: &str = "failed";
-pub const CANCELLED: &str = "cancelled";
+crate::text_enum! {
+    /// Where an import stands: `running` once a part of its file is in and more remain.
+    pub enum ImportStatus {
+        Queued = "queued",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
+}
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = imports, treat_none_as_default_value = false)]
 pub struct Import {
     pub id: String,
-    pub status: String,
+    pub status: ImportStatus,
     pub mode: String,
     pub source: Option<String>,
     pub consent_note: Option<String>,
@@ -232,10 +237,14 @@ pub fn record_part(
     let target = imports::table
         .find(import_id)
         .filter(imports::next_part.eq(part))
-        .filter(imports::status.eq_any([QUEUED, RUNNING]));
+        .filter(imports::status.eq_any([ImportStatus::Queued, ImportStatus::Running]));
     diesel::update(target)
         .set((
-            imports::status.eq(if last { DONE } else { RUNNING }),
+            imports::status.eq(if last {
+                ImportStatus::Done
+            } else {
+                ImportStatus::Running
+            }),
             imports::next_part.eq(part + 1),
             imports::counts.eq(serde_json::to_string(counts).unwrap_or_default()),
             imports::finished_at.eq(last.then_some(now)),
@@ -251,7 +260,7 @@ pub fn fail_import(
     error: &str,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    end_import(conn, import_id, FAILED, Some(error), now)
+    end_import(conn, import_id, ImportStatus::Failed, Some(error), now)
 }
 
 /// Stops an import that has not finished: the rows not imported yet are left out.
@@ -260,20 +269,20 @@ pub fn cancel_import(
     import_id: &str,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    end_import(conn, import_id, CANCELLED, None, now)
+    end_import(conn, import_id, ImportStatus::Cancelled, None, now)
 }
 
 fn end_import(
     conn: &mut AnyConnection,
     import_id: &str,
-    status: &str,
+    status: ImportStatus,
     error: Option<&str>,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     let changed = diesel::update(
         imports::table
             .find(import_id)
-            .filter(imports::status.eq_any([QUEUED, RUNNING])),
+            .filter(imports::status.eq_any([ImportStatus::Queued, ImportStatus::Running])),
     )
     .set((
         imports::status.eq(status),

@@ -75,7 +75,10 @@ pub fn next_part(
         let Some(import) = store::find_import(conn, import_id)? else {
             return Ok(Step::Gone);
         };
-        if ![store::QUEUED, store::RUNNING].contains(&import.status.as_str()) {
+        if !matches!(
+            import.status,
+            store::ImportStatus::Queued | store::ImportStatus::Running
+        ) {
             return Ok(Step::Over);
         }
         let Some(part) = store::find_part(conn, import_id, import.next_part)? else {

@@ -208,7 +208,7 @@ pub async fn create(
     };
     let import = Import {
         id: db::new_id(),
-        status: store::QUEUED.into(),
+        status: store::ImportStatus::Queued,
         mode: mode.as_str().into(),
         source,
         consent_note,
@@ -296,7 +296,7 @@ pub enum CancelImportError {
     #[error("no such import")]
     NotFound,
     #[error("the import has already ended ({status})")]
-    Ended { status: String },
+    Ended { status: store::ImportStatus },
     #[error(transparent)]
     Db(#[from] DbError),
 }
