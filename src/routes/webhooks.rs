@@ -240,13 +240,10 @@ fn delivery_query(q: DeliveriesQuery) -> Result<service::DeliveryQuery, ApiError
     if !(1..=200).contains(&limit) {
         errors.add("limit", "must be between 1 and 200");
     }
-    let states = [
-        store::PENDING,
-        store::DELIVERED,
-        store::FAILED,
-        store::DROPPED,
-    ];
-    if q.state.as_deref().is_some_and(|s| !states.contains(&s)) {
+    if q.state
+        .as_deref()
+        .is_some_and(|s| store::WebhookMessageState::parse(s).is_none())
+    {
         errors.add("state", "must be pending, delivered, failed or dropped");
     }
     if q.cursor.as_deref().is_some_and(|c| !is_message_id(c)) {
@@ -254,7 +251,10 @@ fn delivery_query(q: DeliveriesQuery) -> Result<service::DeliveryQuery, ApiError
     }
     errors.into_result().map_err(ApiError::Validation)?;
     Ok(service::DeliveryQuery {
-        state: q.state,
+        state: q
+            .state
+            .as_deref()
+            .and_then(store::WebhookMessageState::parse),
         cursor: q.cursor,
         limit,
     })

@@ -330,7 +330,7 @@ pub struct DeliveryPage {
 
 /// Which messages to show: in one state, after a message id (`cursor`), at most `limit`.
 pub struct DeliveryQuery {
-    pub state: Option<String>,
+    pub state: Option<store::WebhookMessageState>,
     pub cursor: Option<String>,
     pub limit: i64,
 }
@@ -346,7 +346,7 @@ pub async fn list_deliveries(
             if store::find_endpoint(conn, &id)?.is_none() {
                 return Ok(None);
             }
-            let (state, cursor) = (query.state.as_deref(), query.cursor.as_deref());
+            let (state, cursor) = (query.state, query.cursor.as_deref());
             let messages = store::list_messages(conn, &id, state, cursor, limit)?;
             let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
             let attempts = store::list_attempts(conn, &ids)?;

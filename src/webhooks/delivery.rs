@@ -75,7 +75,7 @@ impl Deliverer {
                 "the message or its endpoint was deleted",
             ));
         };
-        if message.state != store::PENDING {
+        if message.state != store::WebhookMessageState::Pending {
             return Ok(TaskOutcome::Dropped("the message was settled meanwhile"));
         }
         if !endpoint.enabled {
@@ -85,7 +85,7 @@ impl Deliverer {
                     store::settle_message(
                         conn,
                         &id,
-                        store::DROPPED,
+                        store::WebhookMessageState::Dropped,
                         message.attempts,
                         None,
                         Some("the endpoint is disabled"),
@@ -116,18 +116,18 @@ impl Deliverer {
                 .map(|s| format!("the receiver answered {s}"))
         });
         let state = if delivered {
-            store::DELIVERED
+            store::WebhookMessageState::Delivered
         } else if gone || last_try {
-            store::FAILED
+            store::WebhookMessageState::Failed
         } else {
-            store::PENDING
+            store::WebhookMessageState::Pending
         };
         tracing::info!(
             message_id = %message.id,
             endpoint_id = %endpoint.id,
             attempt = job.attempts,
             status = response.status,
-            state,
+            state = state.as_str(),
             "webhook delivery attempt"
         );
         let attempt = Attempt {
@@ -148,7 +148,7 @@ impl Deliverer {
             db::write_transaction(conn, |conn| -> diesel::QueryResult<()> {
                 let now = db::now();
                 store::insert_attempt(conn, &attempt)?;
-                if state == store::DELIVERED {
+                if state == store::WebhookMessageState::Delivered {
                     // The log keeps a month (trimmed here and hourly: `prune_log`).
                     super::prune_log(conn, now)?;
                 }

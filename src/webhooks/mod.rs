@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::db::jobs::{NewJob, QUEUED};
 use crate::db::schema::subscribers;
 use crate::db::subscribers::Subscriber;
-use crate::db::webhooks::{self as store, Message, DELIVER_KIND, PENDING};
+use crate::db::webhooks::{self as store, Message, DELIVER_KIND};
 use crate::db::{self, AnyConnection};
 
 pub use delivery::Deliverer;
@@ -272,7 +272,7 @@ fn insert_messages(
             event_type: event.as_str().to_owned(),
             subscriber_id: subscriber_id.map(str::to_owned),
             payload: payload.to_owned(),
-            state: PENDING.to_owned(),
+            state: store::WebhookMessageState::Pending,
             attempts: 0,
             last_status: None,
             last_error: None,
