@@ -13,7 +13,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-use crate::db::jobs::{NewJob, QUEUED};
+use crate::db::jobs::{JobState, NewJob};
 use crate::db::schema::subscribers;
 use crate::db::subscribers::Subscriber;
 use crate::db::webhooks::{self as store, Message, DELIVER_KIND};
@@ -292,7 +292,7 @@ fn insert_messages(
                 kind: DELIVER_KIND,
                 payload: message.id.clone(),
                 subscriber_id: None,
-                state: QUEUED,
+                state: JobState::Queued,
                 attempts: 0,
                 max_attempts: MAX_ATTEMPTS,
                 run_at: now,
