@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::HandlerResult;
-use crate::auth::{Authorized, Policy, Role, WriteContacts};
+use crate::auth::{Authorized, Policy, Role, Scope, WriteContacts};
 use crate::db::imports::{self as store, Import};
 use crate::error::{ApiError, FieldErrors};
 use crate::imports::plan::Plan;
@@ -39,8 +39,8 @@ impl From<CancelImportError> for ApiError {
 pub struct ReadImports;
 impl Policy for ReadImports {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor, Role::Viewer];
-    const SCOPE: Option<&'static str> = Some("subscribers:write");
-    const ALSO: &'static [&'static str] = &["subscribers:read"];
+    const SCOPE: Option<Scope> = Some(Scope::SubscribersWrite);
+    const ALSO: &'static [Scope] = &[Scope::SubscribersRead];
 }
 
 const MAX_PROBLEMS: i64 = 1000;

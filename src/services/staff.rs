@@ -381,15 +381,18 @@ pub async fn create_key(
     if name.is_empty() || input.name.chars().count() > 100 || name.chars().any(char::is_control) {
         errors.add("name", "must be 1 to 100 characters");
     }
-    let mut scopes: Vec<String> = Vec::new();
-    for scope in input.scopes {
-        if !auth::SCOPES.contains(&scope.as_str()) {
-            errors.add(
-                "scopes",
-                format!("unknown scope; one of: {}", auth::SCOPES.join(", ")),
-            );
-        } else if !scopes.contains(&scope) {
-            scopes.push(scope);
+    let mut scopes: Vec<auth::Scope> = Vec::new();
+    for raw in &input.scopes {
+        match auth::Scope::parse(raw) {
+            None => {
+                let all: Vec<&str> = auth::Scope::ALL.iter().map(|s| s.as_str()).collect();
+                errors.add(
+                    "scopes",
+                    format!("unknown scope; one of: {}", all.join(", ")),
+                );
+            }
+            Some(scope) if !scopes.contains(&scope) => scopes.push(scope),
+            Some(_) => {}
         }
     }
     if scopes.is_empty() && !errors.contains("scopes") {
