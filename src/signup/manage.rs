@@ -209,7 +209,7 @@ pub fn record_complaint(
         )?;
     }
     match db::suppressions::find_suppression(conn, email_hash)? {
-        Some(reason) if reason == crate::domain::SuppressionReason::Complaint => {}
+        Some(crate::domain::SuppressionReason::Complaint) => {}
         Some(other) => {
             // A complaint outranks the earlier reason: it is the person's own "no".
             db::suppressions::delete_suppression(conn, email_hash, other)?;
