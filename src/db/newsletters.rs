@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::ids::NewsletterId;
 use super::schema::{deliveries, newsletters, render_marks};
 use super::states::{DeliveryState, NewsletterState};
 use super::AnyConnection;
@@ -11,7 +12,7 @@ use super::AnyConnection;
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = newsletters, treat_none_as_default_value = false)]
 pub struct Newsletter {
-    pub id: String,
+    pub id: NewsletterId,
     pub subject: String,
     pub html: String,
     pub text: Option<String>,
@@ -54,7 +55,10 @@ pub fn insert_newsletter(conn: &mut AnyConnection, newsletter: &Newsletter) -> Q
         .map(drop)
 }
 
-pub fn find_newsletter(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Newsletter>> {
+pub fn find_newsletter(
+    conn: &mut AnyConnection,
+    id: &NewsletterId,
+) -> QueryResult<Option<Newsletter>> {
     newsletters::table
         .find(id)
         .select(Newsletter::as_select())
@@ -66,7 +70,7 @@ pub fn find_newsletter(conn: &mut AnyConnection, id: &str) -> QueryResult<Option
 pub fn list_newsletters(
     conn: &mut AnyConnection,
     status: Option<NewsletterState>,
-    before: Option<(NaiveDateTime, String)>,
+    before: Option<(NaiveDateTime, NewsletterId)>,
     limit: i64,
 ) -> QueryResult<Vec<Newsletter>> {
     let mut query = newsletters::table
@@ -91,7 +95,7 @@ pub fn list_newsletters(
 /// Changes a draft; false when it is not (or no longer) a draft.
 pub fn update_draft(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &NewsletterId,
     changes: &NewsletterChanges,
 ) -> QueryResult<bool> {
     diesel::update(
@@ -105,7 +109,7 @@ pub fn update_draft(
 }
 
 /// Deletes a draft, or a newsletter cancelled before it started; false otherwise.
-pub fn delete_unsent(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+pub fn delete_unsent(conn: &mut AnyConnection, id: &NewsletterId) -> QueryResult<bool> {
     diesel::delete(
         newsletters::table.find(id).filter(
             newsletters::status
@@ -124,7 +128,7 @@ pub fn delete_unsent(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
 /// `MAX_RENDER_FAILURES` messages before it is paused (see `sending::guard`).
 pub fn transition(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &NewsletterId,
     from: &[NewsletterState],
     to: NewsletterState,
     now: NaiveDateTime,
@@ -263,7 +267,7 @@ pub fn renew_render_marks(
 /// Schedules (or, with `send_at` = now, starts) a draft or overdue newsletter under `key`.
 pub fn schedule(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &NewsletterId,
     send_at: NaiveDateTime,
     key: Option<&str>,
     now: NaiveDateTime,
@@ -362,7 +366,11 @@ pub fn finish_completed(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryRe
 }
 
 /// Cancels a newsletter that has not finished; false otherwise.
-pub fn cancel(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+pub fn cancel(
+    conn: &mut AnyConnection,
+    id: &NewsletterId,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
     diesel::update(
         newsletters::table
             .find(id)

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadNewsletters, WriteNewsletters};
 use crate::db::deliveries::Progress;
+use crate::db::ids::NewsletterId;
 use crate::db::newsletters::Newsletter;
 use crate::db::states::NewsletterState;
 use crate::domain::Language;
@@ -74,10 +75,8 @@ pub fn view(n: &Newsletter, progress: Option<Value>) -> Value {
 }
 
 /// A newsletter id from the path: anything but a UUID cannot exist.
-pub fn path_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::NotFound)
+pub fn path_id(raw: &str) -> Result<NewsletterId, ApiError> {
+    NewsletterId::parse(raw).ok_or(ApiError::NotFound)
 }
 
 /// A newsletter with the progress of its send when the reader may see it.

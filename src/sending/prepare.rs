@@ -12,6 +12,7 @@ use lettre::message::Mailbox;
 use super::recorder::Verdict;
 use super::{Engine, Ready};
 use crate::db::deliveries::{self, ClaimedDelivery};
+use crate::db::ids::NewsletterId;
 use crate::db::newsletters::{self, Newsletter};
 use crate::db::{self, segments, subscribers, suppressions, Backend, Db, DbError};
 use crate::domain::{Language, SegmentFilter, SuppressionReason};
@@ -57,7 +58,7 @@ pub async fn start(
                 segments::condition(&filter, backend),
                 now,
             )?;
-            let started = [newsletter.id.clone()];
+            let started = [newsletter.id.to_string()];
             crate::webhooks::emit_newsletters(
                 conn,
                 crate::webhooks::EventType::NewsletterStarted,
@@ -116,7 +117,7 @@ impl NewsletterCache {
         postal_address: Option<&str>,
     ) -> anyhow::Result<Arc<PreparedNewsletter>> {
         let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, prepared)) = cache.get(&newsletter.id) {
+        if let Some((at, prepared)) = cache.get(newsletter.id.as_str()) {
             if *at == newsletter.updated_at {
                 return Ok(prepared.clone());
             }
@@ -148,7 +149,7 @@ impl NewsletterCache {
             cache.clear();
         }
         cache.insert(
-            newsletter.id.clone(),
+            newsletter.id.to_string(),
             (newsletter.updated_at, prepared.clone()),
         );
         Ok(prepared)
@@ -168,7 +169,10 @@ pub(super) async fn prepare(
     let (newsletter, declared, found, blocked) = engine
         .db
         .run(move |conn| -> Result<_, DbError> {
-            let newsletter = newsletters::find_newsletter(conn, &id)?;
+            let newsletter = match NewsletterId::parse(&id) {
+                Some(id) => newsletters::find_newsletter(conn, &id)?,
+                None => None,
+            };
             let declared: Vec<String> = db::interests::list_field_declarations(conn)?
                 .into_iter()
                 .map(|f| f.key)

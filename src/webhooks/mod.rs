@@ -13,6 +13,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
+use crate::db::ids::NewsletterId;
 use crate::db::jobs::{JobState, NewJob};
 use crate::db::schema::subscribers;
 use crate::db::subscribers::Subscriber;
@@ -209,7 +210,11 @@ pub fn emit_newsletters(
     }
     let mut total = 0;
     for id in ids {
-        let Some(newsletter) = db::newsletters::find_newsletter(conn, id)? else {
+        let Some(newsletter) = NewsletterId::parse(id)
+            .map(|id| db::newsletters::find_newsletter(conn, &id))
+            .transpose()?
+            .flatten()
+        else {
             continue;
         };
         let progress = db::deliveries::progress(conn, id, now)?;

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{compile_apart, find, stored_id, Rendering};
 use crate::auth::Principal;
+use crate::db::ids::NewsletterId;
 use crate::db::newsletters::{self as store, Newsletter, NewsletterChanges};
 use crate::db::states::NewsletterState;
 use crate::db::{self, AnyConnection, Db, DbError};
@@ -182,7 +183,7 @@ fn check_draft(
 fn new_draft() -> Newsletter {
     let now = db::now();
     Newsletter {
-        id: db::new_id(),
+        id: NewsletterId::new(),
         subject: String::new(),
         html: String::new(),
         text: None,
@@ -248,7 +249,7 @@ pub async fn update(
     rendering: Rendering<'_>,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
     input: DraftInput,
 ) -> Result<Newsletter, DraftError> {
     let read = find(db, &id).await?.ok_or(DraftError::NotFound)?;

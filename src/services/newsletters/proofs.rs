@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use super::{compile_apart, find, stored_id, Rendering};
 use crate::auth::Principal;
 use crate::config::Settings;
+use crate::db::ids::NewsletterId;
 use crate::db::newsletters as store;
 use crate::db::{self, read_snapshot, Db, DbError};
 use crate::domain::{Email, FieldErrors, Language};
@@ -141,7 +142,7 @@ pub async fn preview(
     db: &Db,
     rendering: Rendering<'_>,
     actor: &Principal,
-    id: String,
+    id: NewsletterId,
     input: PreviewInput,
 ) -> Result<Preview, PreviewError> {
     let language = parse_language(input.language.as_deref()).map_err(PreviewError::Invalid)?;
@@ -233,7 +234,7 @@ pub async fn send_test(
     outbox: TestOutbox<'_>,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
     input: TestInput,
 ) -> Result<usize, TestError> {
     if input.to.is_empty() || input.to.len() > MAX_TEST_RECIPIENTS {

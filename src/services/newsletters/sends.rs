@@ -6,6 +6,7 @@ use tokio::sync::Notify;
 
 use super::{compile_apart, find, Rendering};
 use crate::auth::Principal;
+use crate::db::ids::NewsletterId;
 use crate::db::newsletters as store;
 use crate::db::states::NewsletterState;
 use crate::db::{self, deliveries, Db, DbError};
@@ -85,7 +86,7 @@ pub async fn send(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
     input: SendInput,
 ) -> Result<(), SendError> {
     let now = db::now();
@@ -174,7 +175,7 @@ async fn transition(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
     step: Move,
 ) -> Result<(), TransitionError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
@@ -210,7 +211,7 @@ pub async fn pause(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
 ) -> Result<(), TransitionError> {
     transition(db, send_ready, actor, ip, id, Move::Pause).await
 }
@@ -221,7 +222,7 @@ pub async fn resume(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
 ) -> Result<(), TransitionError> {
     transition(db, send_ready, actor, ip, id, Move::Resume).await
 }
@@ -232,7 +233,7 @@ pub async fn cancel(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
 ) -> Result<(), TransitionError> {
     transition(db, send_ready, actor, ip, id, Move::Cancel).await
 }
