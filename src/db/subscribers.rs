@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::ids::SubscriberId;
 use super::schema::{interests, subscriber_interests, subscribers, tombstones};
 use super::AnyConnection;
 use crate::domain::SubscriberStatus;
@@ -10,7 +11,7 @@ use crate::domain::SubscriberStatus;
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = subscribers)]
 pub struct Subscriber {
-    pub id: String,
+    pub id: SubscriberId,
     pub email: String,
     pub name: Option<String>,
     pub language: String,
@@ -88,7 +89,10 @@ pub fn find_signup_states(
         .collect())
 }
 
-pub fn find_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Subscriber>> {
+pub fn find_subscriber(
+    conn: &mut AnyConnection,
+    id: &SubscriberId,
+) -> QueryResult<Option<Subscriber>> {
     subscribers::table
         .find(id)
         .select(Subscriber::as_select())

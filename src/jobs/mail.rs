@@ -100,7 +100,7 @@ fn load_recipients(
         .filter(|(_, hash)| !blocked.contains(hash))
         .map(|(subscriber, _)| {
             (
-                subscriber.id.clone(),
+                subscriber.id.to_string(),
                 Recipient {
                     subscriber,
                     interests: Vec::new(),

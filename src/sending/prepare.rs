@@ -243,7 +243,7 @@ pub(super) async fn prepare(
         .to_string();
     let mut by_id: HashMap<String, (subscribers::Subscriber, String)> = found
         .into_iter()
-        .map(|(s, hash)| (s.id.clone(), (s, hash)))
+        .map(|(s, hash)| (s.id.to_string(), (s, hash)))
         .collect();
     let blocked = Arc::new(blocked);
     let share = batch.len().div_ceil(render_threads()).max(1);

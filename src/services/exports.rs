@@ -248,7 +248,7 @@ impl Export {
             }
             for subscriber in &chunk {
                 let of = interests
-                    .get(&subscriber.id)
+                    .get(subscriber.id.as_str())
                     .map(Vec::as_slice)
                     .unwrap_or_default();
                 encoder.row(subscriber, of).map_err(Stop::Failed)?;
@@ -261,7 +261,7 @@ impl Export {
             if (chunk.len() as i64) < CHUNK {
                 break;
             }
-            after = Some(last.id.clone());
+            after = Some(last.id.to_string());
         }
         // An empty list still gets its CSV header.
         let bytes = encoder.take();

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 
 use super::{resend_confirmation, throttled, Evidence, Proposal, SignupPolicy};
 use crate::db::consent::{insert_consent_event, ConsentEvent};
+use crate::db::ids::SubscriberId;
 use crate::db::{confirmations, subscribers, suppressions, AnyConnection};
 use crate::domain::{Language, SubscriberStatus, SuppressionReason};
 use crate::email::Templates;
@@ -55,7 +56,10 @@ fn classify(
     else {
         return Ok((ConfirmOutcome::Invalid, None, None));
     };
-    let Some(subscriber) = subscribers::find_subscriber(conn, &row.subscriber_id)? else {
+    let Some(id) = SubscriberId::parse(&row.subscriber_id) else {
+        return Ok((ConfirmOutcome::Invalid, None, None));
+    };
+    let Some(subscriber) = subscribers::find_subscriber(conn, &id)? else {
         return Ok((ConfirmOutcome::Invalid, None, None));
     };
     let proposal = Proposal::from_json(row.proposal.as_deref());
@@ -83,7 +87,7 @@ fn classify(
         ConfirmOutcome::Expired { language }
     } else {
         ConfirmOutcome::Confirmed {
-            subscriber_id: subscriber.id.clone(),
+            subscriber_id: subscriber.id.to_string(),
             language,
         }
     };

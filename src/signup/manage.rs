@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 
 use super::Evidence;
 use crate::db::consent::{insert_consent_event, ConsentEvent};
+use crate::db::ids::SubscriberId;
 use crate::db::{self, subscribers, AnyConnection};
 use crate::domain::{InterestSlug, Language, Name, SubscriberStatus};
 use crate::email::Templates;
@@ -17,7 +18,11 @@ pub fn unsubscribe(
     evidence: &Evidence,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<bool> {
-    let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
+    let Some(subscriber) = SubscriberId::parse(subscriber_id)
+        .map(|id| subscribers::find_subscriber(conn, &id))
+        .transpose()?
+        .flatten()
+    else {
         return Ok(false);
     };
     if !matches!(
@@ -80,7 +85,11 @@ pub fn update_preferences(
     evidence: &Evidence,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<PreferencesOutcome> {
-    let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
+    let Some(subscriber) = SubscriberId::parse(subscriber_id)
+        .map(|id| subscribers::find_subscriber(conn, &id))
+        .transpose()?
+        .flatten()
+    else {
         return Ok(PreferencesOutcome::NotFound);
     };
     let current: Vec<String> = subscribers::list_subscriber_interests(conn, subscriber_id)?

@@ -9,7 +9,8 @@ use super::{
 };
 use crate::db::batch::Inserts;
 use crate::db::consent::{insert_consent_event, ConsentEvent};
-use crate::db::{self, subscribers, suppressions, AnyConnection};
+use crate::db::ids::SubscriberId;
+use crate::db::{subscribers, suppressions, AnyConnection};
 use crate::domain::{FieldErrors, InterestSlug, Name, SubscriberStatus, SuppressionReason};
 use crate::email::Templates;
 use crate::tokens;
@@ -31,7 +32,7 @@ pub struct StaffUpsert {
 }
 
 pub struct UpsertOutcome {
-    pub subscriber_id: String,
+    pub subscriber_id: SubscriberId,
     pub created: bool,
     pub confirmation_sent: bool,
 }
@@ -73,7 +74,7 @@ pub fn upsert_by_staff(
     let existing = subscribers::find_subscriber_by_email(conn, email)?;
     let (id, created, status) = match existing {
         None => {
-            let id = db::new_id();
+            let id = SubscriberId::new();
             let mut row = Inserts::default();
             row.subscribers.push(
                 NewPerson {
@@ -84,7 +85,7 @@ pub fn upsert_by_staff(
                     attributes,
                     source: signup.source.clone(),
                 }
-                .row(id.clone(), now),
+                .row(id.to_string(), now),
             );
             row.write(conn)?;
             subscribers::add_interests(conn, &id, &slugs, now)?;

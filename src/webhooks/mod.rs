@@ -343,11 +343,14 @@ fn subscriber_views(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(
             interests.entry(id).or_default().push(interest.slug);
         }
         let mut by_id: HashMap<String, Subscriber> =
-            rows.into_iter().map(|s| (s.id.clone(), s)).collect();
+            rows.into_iter().map(|s| (s.id.to_string(), s)).collect();
         for id in chunk {
             if let Some(s) = by_id.remove(*id) {
-                let held = interests.get(&s.id).map(Vec::as_slice).unwrap_or_default();
-                views.push((s.id.clone(), crate::views::subscriber(&s, held)));
+                let held = interests
+                    .get(s.id.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                views.push((s.id.to_string(), crate::views::subscriber(&s, held)));
             }
         }
     }

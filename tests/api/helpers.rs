@@ -720,6 +720,7 @@ impl TestApp {
             .unwrap()
             .expect("a subscriber")
             .id
+            .into_string()
     }
 
     pub fn status_of(&self, email: &str) -> Option<String> {

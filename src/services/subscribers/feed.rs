@@ -106,7 +106,9 @@ pub async fn list_changes(db: &Db, filter: ChangeFilter) -> Result<ChangePage, L
     }
     for (_, change) in &mut changes {
         if let Change::Subscriber(record) = change {
-            record.interests = interests.remove(&record.subscriber.id).unwrap_or_default();
+            record.interests = interests
+                .remove(record.subscriber.id.as_str())
+                .unwrap_or_default();
         }
     }
     // More waiting: continue after the last change given. Otherwise every change in this
