@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::ids::NewsletterId;
+use super::ids::{NewsletterId, SegmentId};
 use super::schema::{deliveries, newsletters, render_marks};
 use super::states::{DeliveryState, NewsletterState};
 use super::AnyConnection;
@@ -19,7 +19,7 @@ pub struct Newsletter {
     pub variants: String,
     pub from_address: Option<String>,
     pub reply_to: Option<String>,
-    pub segment_id: Option<String>,
+    pub segment_id: Option<SegmentId>,
     pub filter: Option<String>,
     pub status: NewsletterState,
     pub send_at: Option<NaiveDateTime>,
@@ -43,7 +43,7 @@ pub struct NewsletterChanges {
     pub variants: Option<String>,
     pub from_address: Option<Option<String>>,
     pub reply_to: Option<Option<String>>,
-    pub segment_id: Option<Option<String>>,
+    pub segment_id: Option<Option<SegmentId>>,
     pub filter: Option<Option<String>>,
     pub updated_at: Option<NaiveDateTime>,
 }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::auth::Principal;
 use crate::db::exports::{self as store, ExportScope};
+use crate::db::ids::SegmentId;
 use crate::db::{self, Db, DbError};
 use encoder::Encoder;
 
@@ -202,7 +203,11 @@ impl Export {
     ) -> Result<u64, Stop> {
         let segment = match &self.segment_id {
             None => None,
-            Some(id) => match db::segments::find_segment(conn, id)? {
+            Some(id) => match SegmentId::parse(id)
+                .map(|id| db::segments::find_segment(conn, &id))
+                .transpose()?
+                .flatten()
+            {
                 Some(segment) => Some(segment.parsed_filter().map_err(Stop::Failed)?),
                 None => {
                     if let Some(ready) = ready.take() {

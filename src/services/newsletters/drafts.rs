@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{compile_apart, find, stored_id, Rendering};
 use crate::auth::Principal;
-use crate::db::ids::NewsletterId;
+use crate::db::ids::{NewsletterId, SegmentId};
 use crate::db::newsletters::{self as store, Newsletter, NewsletterChanges};
 use crate::db::states::NewsletterState;
 use crate::db::{self, AnyConnection, Db, DbError};
@@ -95,7 +95,7 @@ fn apply(errors: &mut FieldErrors, n: &mut Newsletter, input: DraftInput) {
     }
     if let Some(segment_id) = input.segment_id {
         n.segment_id = segment_id.and_then(|raw| {
-            let id = stored_id(&raw, true);
+            let id = stored_id(&raw, true).and_then(|id| SegmentId::parse(&id));
             if id.is_none() {
                 errors.add("segment_id", "no such segment");
             }
