@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::ids::ImportId;
 use super::schema::{confirmation_tokens, import_parts, import_problems, imports, subscribers};
 use super::AnyConnection;
 
@@ -21,7 +22,7 @@ crate::text_enum! {
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = imports, treat_none_as_default_value = false)]
 pub struct Import {
-    pub id: String,
+    pub id: ImportId,
     pub status: ImportStatus,
     pub mode: String,
     pub source: Option<String>,
@@ -49,7 +50,7 @@ impl Import {
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = import_parts)]
 pub struct ImportPart {
-    pub import_id: String,
+    pub import_id: ImportId,
     pub part: i64,
     pub first_line: i64,
     pub body: String,
@@ -60,7 +61,7 @@ pub struct ImportPart {
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = import_problems, treat_none_as_default_value = false)]
 pub struct ImportProblem {
-    pub import_id: String,
+    pub import_id: ImportId,
     pub line: i64,
     pub seq: i32,
     pub column_name: Option<String>,
@@ -114,7 +115,7 @@ pub fn insert_import(
     Ok(())
 }
 
-pub fn find_import(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Import>> {
+pub fn find_import(conn: &mut AnyConnection, id: &ImportId) -> QueryResult<Option<Import>> {
     imports::table
         .find(id)
         .select(Import::as_select())
@@ -266,7 +267,7 @@ pub fn fail_import(
 /// Stops an import that has not finished: the rows not imported yet are left out.
 pub fn cancel_import(
     conn: &mut AnyConnection,
-    import_id: &str,
+    import_id: &ImportId,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     end_import(conn, import_id, ImportStatus::Cancelled, None, now)

@@ -11,6 +11,7 @@ use super::plan::{is_blank, reader, Field, Lines, Plan, Prepared};
 use super::rows::{read_row, Problem};
 use super::Mode;
 use crate::db::batch::Inserts;
+use crate::db::ids::ImportId;
 use crate::db::imports::{self as store, Counts, Import, ImportPart, ImportProblem, Person};
 use crate::db::{self, subscribers, AnyConnection};
 use crate::domain::{FieldDeclaration, SubscriberStatus, SuppressionReason};
@@ -72,7 +73,11 @@ pub fn next_part(
     import_id: &str,
 ) -> Result<Step, RunError> {
     db::write_transaction(conn, |conn| {
-        let Some(import) = store::find_import(conn, import_id)? else {
+        let Some(import) = ImportId::parse(import_id)
+            .map(|id| store::find_import(conn, &id))
+            .transpose()?
+            .flatten()
+        else {
             return Ok(Step::Gone);
         };
         if !matches!(

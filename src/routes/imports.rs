@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::HandlerResult;
 use crate::auth::{Authorized, Policy, Role, Scope, WriteContacts};
+use crate::db::ids::ImportId;
 use crate::db::imports::{self as store, Import};
 use crate::error::{ApiError, FieldErrors};
 use crate::imports::plan::Plan;
@@ -237,7 +238,7 @@ pub async fn get_import(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (offset, limit) = report_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
-    let report = service::get(&state.db, id.into_inner().to_string(), offset, limit)
+    let report = service::get(&state.db, ImportId::from(id.into_inner()), offset, limit)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(report_view(&report)))
@@ -307,6 +308,6 @@ pub async fn cancel_import(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
-    let report = service::cancel(&state.db, actor, ip, id.into_inner().to_string()).await?;
+    let report = service::cancel(&state.db, actor, ip, ImportId::from(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(report_view(&report)))
 }

@@ -5,6 +5,7 @@
 use tokio::sync::Notify;
 
 use crate::auth::Principal;
+use crate::db::ids::ImportId;
 use crate::db::imports::{self as store, Import, ImportPart, ImportProblem};
 use crate::db::{self, Db, DbError};
 use crate::domain::{FieldErrors, InterestSlug, Language};
@@ -207,7 +208,7 @@ pub async fn create(
         Principal::ApiKey { id, .. } => format!("api_key:{id}"),
     };
     let import = Import {
-        id: db::new_id(),
+        id: ImportId::new(),
         status: store::ImportStatus::Queued,
         mode: mode.as_str().into(),
         source,
@@ -267,7 +268,7 @@ pub struct ImportReport {
 /// Progress, counts and the report's lines from `offset`, at most `limit`.
 pub async fn get(
     db: &Db,
-    id: String,
+    id: ImportId,
     offset: i64,
     limit: i64,
 ) -> Result<Option<ImportReport>, DbError> {
@@ -313,7 +314,7 @@ pub async fn cancel(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: ImportId,
 ) -> Result<ImportReport, CancelImportError> {
     let logged = id.clone();
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
