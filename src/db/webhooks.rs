@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::ids::WebhookEndpointId;
 use super::jobs::JobState;
 use super::schema::{jobs, webhook_attempts, webhook_endpoints, webhook_messages};
 use super::AnyConnection;
@@ -24,7 +25,7 @@ crate::text_enum! {
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = webhook_endpoints)]
 pub struct Endpoint {
-    pub id: String,
+    pub id: WebhookEndpointId,
     pub url: String,
     pub description: String,
     /// JSON array of event type names.
@@ -71,7 +72,7 @@ pub struct EndpointChanges {
 /// Replaces an endpoint's secret; the old one keeps signing until `until`.
 pub fn rotate_secret(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &WebhookEndpointId,
     secret: &str,
     until: NaiveDateTime,
     now: NaiveDateTime,
@@ -138,7 +139,10 @@ pub fn insert_endpoint(conn: &mut AnyConnection, endpoint: &Endpoint) -> QueryRe
         .map(drop)
 }
 
-pub fn find_endpoint(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Endpoint>> {
+pub fn find_endpoint(
+    conn: &mut AnyConnection,
+    id: &WebhookEndpointId,
+) -> QueryResult<Option<Endpoint>> {
     webhook_endpoints::table
         .find(id)
         .select(Endpoint::as_select())
@@ -163,7 +167,7 @@ pub fn list_enabled_subscriptions(conn: &mut AnyConnection) -> QueryResult<Vec<(
 
 pub fn update_endpoint(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &WebhookEndpointId,
     changes: &EndpointChanges,
 ) -> QueryResult<bool> {
     diesel::update(webhook_endpoints::table.find(id))
@@ -172,7 +176,7 @@ pub fn update_endpoint(
         .map(|n| n == 1)
 }
 
-pub fn delete_endpoint(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+pub fn delete_endpoint(conn: &mut AnyConnection, id: &WebhookEndpointId) -> QueryResult<bool> {
     diesel::delete(webhook_endpoints::table.find(id))
         .execute(conn)
         .map(|n| n == 1)
@@ -198,7 +202,7 @@ pub fn find_message(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Me
 /// A page of an endpoint's messages, newest first (ids grow with time), after `before`.
 pub fn list_messages(
     conn: &mut AnyConnection,
-    endpoint_id: &str,
+    endpoint_id: &WebhookEndpointId,
     state: Option<WebhookMessageState>,
     before: Option<&str>,
     limit: i64,
@@ -275,7 +279,7 @@ pub fn prune_settled(conn: &mut AnyConnection, before: &str) -> QueryResult<usiz
 /// Drops every undelivered message of an endpoint, and the queued jobs that would deliver them.
 pub fn drop_pending_for_endpoint(
     conn: &mut AnyConnection,
-    endpoint_id: &str,
+    endpoint_id: &WebhookEndpointId,
     why: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {

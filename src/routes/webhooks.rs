@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ManageWebhooks};
+use crate::db::ids::WebhookEndpointId;
 use crate::db::webhooks::{self as store, Attempt, Endpoint, Message};
 use crate::error::{ApiError, FieldErrors};
 use crate::services::webhooks::{self as service, EndpointError, TestEndpointError};
@@ -138,7 +139,7 @@ pub async fn get_webhook(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    service::get_endpoint(&state.db, id.into_inner().to_string())
+    service::get_endpoint(&state.db, WebhookEndpointId::from(id.into_inner()))
         .await?
         .map(|e| HttpResponse::Ok().json(view(&e)))
         .ok_or(ApiError::NotFound)
@@ -171,7 +172,7 @@ pub async fn update_webhook(
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let (private, id) = (
         state.settings.webhook_allow_private,
-        id.into_inner().to_string(),
+        WebhookEndpointId::from(id.into_inner()),
     );
     let endpoint = service::update_endpoint(&state.db, actor, ip, private, id, change).await?;
     Ok(HttpResponse::Ok().json(view(&endpoint)))
@@ -184,7 +185,13 @@ pub async fn delete_webhook(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
-    service::delete_endpoint(&state.db, actor, ip, id.into_inner().to_string()).await?;
+    service::delete_endpoint(
+        &state.db,
+        actor,
+        ip,
+        WebhookEndpointId::from(id.into_inner()),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -196,7 +203,13 @@ pub async fn rotate_webhook_secret(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
-    let rotated = service::rotate_secret(&state.db, actor, ip, id.into_inner().to_string()).await?;
+    let rotated = service::rotate_secret(
+        &state.db,
+        actor,
+        ip,
+        WebhookEndpointId::from(id.into_inner()),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(json!({
         "secret": rotated.secret,
         "previous_secret_valid_until": time(rotated.previous_valid_until),
@@ -211,7 +224,7 @@ pub async fn test_webhook(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
-    let id = id.into_inner().to_string();
+    let id = WebhookEndpointId::from(id.into_inner());
     let message_id = service::test_endpoint(&state.db, &state.task_ready, actor, ip, id).await?;
     Ok(HttpResponse::Accepted().json(json!({ "message_id": message_id })))
 }
@@ -268,7 +281,7 @@ pub async fn list_deliveries(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let query = delivery_query(query.map_err(ApiError::from_extractor)?.into_inner())?;
-    let page = service::list_deliveries(&state.db, id.into_inner().to_string(), query)
+    let page = service::list_deliveries(&state.db, WebhookEndpointId::from(id.into_inner()), query)
         .await?
         .ok_or(ApiError::NotFound)?;
     let data: Vec<Value> = page

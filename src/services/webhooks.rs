@@ -4,6 +4,7 @@
 use tokio::sync::Notify;
 
 use crate::auth::Principal;
+use crate::db::ids::WebhookEndpointId;
 use crate::db::webhooks::{self as store, Attempt, Endpoint, EndpointChanges, Message};
 use crate::db::{self, Db, DbError};
 use crate::domain::FieldErrors;
@@ -98,7 +99,7 @@ pub async fn create_endpoint(
     };
     let now = db::now();
     let endpoint = Endpoint {
-        id: db::new_id(),
+        id: WebhookEndpointId::new(),
         url,
         description,
         event_types: serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()),
@@ -137,7 +138,7 @@ pub async fn list_endpoints(db: &Db) -> Result<Vec<Endpoint>, DbError> {
         .await
 }
 
-pub async fn get_endpoint(db: &Db, id: String) -> Result<Option<Endpoint>, DbError> {
+pub async fn get_endpoint(db: &Db, id: WebhookEndpointId) -> Result<Option<Endpoint>, DbError> {
     db.run(move |conn| store::find_endpoint(conn, &id).map_err(DbError::from))
         .await
 }
@@ -167,7 +168,7 @@ pub async fn update_endpoint(
     actor: &Principal,
     ip: Option<&str>,
     allow_private: bool,
-    id: String,
+    id: WebhookEndpointId,
     change: EndpointChange,
 ) -> Result<Endpoint, UpdateEndpointError> {
     let mut errors = FieldErrors::new();
@@ -225,7 +226,7 @@ pub async fn delete_endpoint(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: WebhookEndpointId,
 ) -> Result<(), EndpointError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     let deleted = db
@@ -254,7 +255,7 @@ pub async fn rotate_secret(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: WebhookEndpointId,
 ) -> Result<RotatedSecret, EndpointError> {
     let secret = signing::new_secret();
     let now = db::now();
@@ -303,7 +304,7 @@ pub async fn test_endpoint(
     task_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: WebhookEndpointId,
 ) -> Result<String, TestEndpointError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     let message_id = db
@@ -337,7 +338,7 @@ pub struct DeliveryQuery {
 
 pub async fn list_deliveries(
     db: &Db,
-    id: String,
+    id: WebhookEndpointId,
     query: DeliveryQuery,
 ) -> Result<Option<DeliveryPage>, DbError> {
     let limit = query.limit;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::target::{self, GuardedResolver};
+use crate::db::ids::WebhookEndpointId;
 use crate::db::jobs::ClaimedJob;
 use crate::db::webhooks::{self as store, Attempt, EndpointChanges};
 use crate::db::{self, Db, DbError};
@@ -66,7 +67,10 @@ impl Deliverer {
                 let Some(message) = store::find_message(conn, &message_id)? else {
                     return Ok(None);
                 };
-                let endpoint = store::find_endpoint(conn, &message.endpoint_id)?;
+                let endpoint = match WebhookEndpointId::parse(&message.endpoint_id) {
+                    Some(id) => store::find_endpoint(conn, &id)?,
+                    None => None,
+                };
                 Ok(Some((message, endpoint)))
             })
             .await?;
