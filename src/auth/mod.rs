@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use crate::db::ids::{ApiKeyId, StaffId};
 use crate::db::{self, staff as staff_db, Db, DbError};
 use crate::error::ApiError;
 
@@ -45,15 +46,15 @@ crate::text_enum! {
 #[derive(Clone, Debug)]
 pub enum Principal {
     Staff {
-        id: String,
+        id: StaffId,
         role: Role,
     },
     /// A key acts for the staff member who created it and never beyond what that member's
     /// role allows now (read with the key on every request).
     ApiKey {
-        id: String,
+        id: ApiKeyId,
         scopes: Vec<Scope>,
-        creator_id: String,
+        creator_id: StaffId,
         creator_role: Role,
     },
 }
@@ -82,7 +83,7 @@ impl Principal {
         self.passes::<ReadContacts>()
     }
 
-    pub fn staff_id(&self) -> Option<&str> {
+    pub fn staff_id(&self) -> Option<&StaffId> {
         match self {
             Self::Staff { id, .. } => Some(id),
             Self::ApiKey { .. } => None,
@@ -303,7 +304,10 @@ async fn authenticate(
     };
     let member = state
         .db
-        .run(move |conn| staff_db::find_staff(conn, &staff_id).map_err(DbError::from))
+        .run(move |conn| match StaffId::parse(&staff_id) {
+            Some(id) => staff_db::find_staff(conn, &id).map_err(DbError::from),
+            None => Ok(None),
+        })
         .await?;
     Ok(member
         .filter(|m| !m.disabled)

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::HandlerResult;
 use crate::auth::{AdminOnly, AnyStaff, Authorized};
+use crate::db::ids::{ApiKeyId, StaffId};
 use crate::db::staff as staff_db;
 use crate::error::ApiError;
 use crate::services::staff::{self as service, Creator};
@@ -127,7 +128,7 @@ struct StaffView {
 
 fn view(m: staff_db::StaffMember) -> StaffView {
     StaffView {
-        id: m.id,
+        id: m.id.into_string(),
         email: m.email,
         role: m.role,
         disabled: m.disabled,
@@ -189,7 +190,7 @@ pub async fn update_staff(
         role: body.role,
         disabled: body.disabled,
     };
-    let id = id.into_inner().to_string();
+    let id = StaffId::from(id.into_inner());
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let member = service::update_member(&state.db, actor, ip, id, change).await?;
     Ok(HttpResponse::Ok().json(view(member)))
@@ -268,7 +269,7 @@ fn key_view(k: staff_db::ApiKey, creator: Option<staff_db::KeyCreator>) -> ApiKe
         (None, _) => "suspended",
     };
     ApiKeyView {
-        id: k.id,
+        id: k.id.into_string(),
         name: k.name,
         prefix: k.prefix,
         scopes: serde_json::from_str(&k.scopes).unwrap_or_default(),
@@ -314,7 +315,7 @@ pub async fn revoke_api_key(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner().to_string();
+    let id = ApiKeyId::from(id.into_inner());
     service::revoke_key(&state.db, &auth.principal, auth.ip.as_deref(), id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

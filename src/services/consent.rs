@@ -211,8 +211,8 @@ pub async fn record_reports(
 ) -> Result<Vec<(MailReport, ReportOutcome)>, DbError> {
     let audit = reporter.map(|r| {
         let (actor_type, id) = match r.principal {
-            Principal::Staff { id, .. } => ("staff", id.clone()),
-            Principal::ApiKey { id, .. } => ("api_key", id.clone()),
+            Principal::Staff { id, .. } => ("staff", id.to_string()),
+            Principal::ApiKey { id, .. } => ("api_key", id.to_string()),
         };
         (actor_type, id, r.client_ip.map(str::to_owned))
     });

@@ -108,7 +108,7 @@ pub async fn create_endpoint(
         previous_secret_until: None,
         enabled: input.enabled.unwrap_or(true),
         disabled_reason: None,
-        created_by: actor.staff_id().map(str::to_owned),
+        created_by: actor.staff_id().map(|id| id.to_string()),
         created_at: now,
         updated_at: now,
     };

@@ -737,6 +737,7 @@ impl TestApp {
         enlace::auth::accounts::create_staff_member(&mut self.conn(), &email, role, hash)
             .unwrap()
             .id
+            .into_string()
     }
 
     /// Signs in as `email` (created with `add_staff`) and returns the access token.
