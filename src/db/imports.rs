@@ -297,7 +297,7 @@ fn end_import(
 
 /// What an import needs to know about an existing person.
 pub struct Person {
-    pub id: String,
+    pub id: super::ids::SubscriberId,
     pub status: crate::domain::SubscriberStatus,
     pub name: Option<String>,
     pub language: String,
@@ -325,7 +325,7 @@ pub fn find_people(
         ));
     type Row = (
         String,
-        String,
+        super::ids::SubscriberId,
         crate::domain::SubscriberStatus,
         Option<String>,
         String,

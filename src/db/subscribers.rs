@@ -176,7 +176,7 @@ pub fn update_profile(
 /// the database re-checks the condition on the locked row).
 pub fn set_status(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &SubscriberId,
     from: &[SubscriberStatus],
     status: SubscriberStatus,
     now: NaiveDateTime,

@@ -254,22 +254,22 @@ fn import_rows(
                 Outcome::Created
             }
             Some(person) => {
-                let held = held.get(&person.id).cloned().unwrap_or_default();
+                let held = held.get(person.id.as_str()).cloned().unwrap_or_default();
                 let outcome = writer.update(
                     conn,
                     &mut inserts,
                     row,
                     person,
                     &held,
-                    open.contains(&person.id),
+                    open.contains(person.id.as_str()),
                 )?;
                 if matches!(outcome, Outcome::Updated | Outcome::Noted(true, _)) {
                     // Consent given elsewhere confirms a pending person: that is what an
                     // integration listening for confirmations needs to hear.
                     if mode == Mode::Consented && person.status == SubscriberStatus::Pending {
-                        confirmed_existing.push(person.id.clone());
+                        confirmed_existing.push(person.id.to_string());
                     } else {
-                        updated.push(person.id.clone());
+                        updated.push(person.id.to_string());
                     }
                 }
                 outcome

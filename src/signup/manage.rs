@@ -34,7 +34,7 @@ pub fn unsubscribe(
     let from = [SubscriberStatus::Pending, SubscriberStatus::Confirmed];
     if !subscribers::set_status(
         conn,
-        subscriber_id,
+        &subscriber.id,
         &from,
         SubscriberStatus::Unsubscribed,
         now,
@@ -149,7 +149,7 @@ pub fn update_preferences(
 /// Returns whether the subscriber's status changed. Call inside a write transaction.
 pub fn record_hard_bounce(
     conn: &mut AnyConnection,
-    subscriber_id: &str,
+    subscriber_id: &SubscriberId,
     email_hash: &str,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<bool> {
