@@ -213,7 +213,11 @@ impl Metrics {
 
     /// Renders the text format: the public set, plus the detail set when `by_status` is given
     /// (the caller holds the metrics token).
-    pub fn render(&self, queue_depth: i64, by_status: Option<&[(String, i64)]>) -> String {
+    pub fn render(
+        &self,
+        queue_depth: i64,
+        by_status: Option<&[(crate::domain::SubscriberStatus, i64)]>,
+    ) -> String {
         use prometheus_client::encoding::text::encode;
         self.0.queue_depth.set(queue_depth);
         let mut out = String::new();
@@ -223,7 +227,7 @@ impl Metrics {
                 self.0
                     .subscribers
                     .get_or_create(&StatusLabels {
-                        status: status.clone(),
+                        status: status.as_str().to_owned(),
                     })
                     .set(*count);
             }

@@ -346,7 +346,7 @@ fn segment_filters_parse_round_trip_and_compile() {
                 };
                 prop_assert_eq!(reached + rest, totals[i], "{:?}: {}", backend, canonical);
                 prop_assert_eq!(sample.len() as i64, reached.min(10));
-                prop_assert!(sample.iter().all(|s| s.status == "confirmed"));
+                prop_assert!(sample.iter().all(|s| s.status.as_str() == "confirmed"));
             }
             Ok(())
         })

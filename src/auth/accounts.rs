@@ -15,7 +15,7 @@ pub fn create_staff_member(
 ) -> diesel::QueryResult<staff_db::StaffMember> {
     let now = db::now();
     let member = staff_db::StaffMember {
-        id: db::new_id(),
+        id: db::ids::StaffId::new(),
         email: email.as_str().to_owned(),
         password_hash,
         role: role.as_str().to_owned(),

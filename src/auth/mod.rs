@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use crate::db::ids::{ApiKeyId, StaffId};
 use crate::db::{self, staff as staff_db, Db, DbError};
 use crate::error::ApiError;
 
@@ -28,30 +29,32 @@ crate::text_enum! {
     }
 }
 
-/// API key scopes, as the contract names them.
-pub const SCOPES: &[&str] = &[
-    "subscribers:read",
-    "subscribers:write",
-    "newsletters:write",
-    "newsletters:send",
-    "exports:read",
-    "events:write",
-    "webhooks:write",
-];
+crate::text_enum! {
+    /// What an API key may do, as the contract names it (kept with the key as a JSON array).
+    pub enum Scope {
+        SubscribersRead = "subscribers:read",
+        SubscribersWrite = "subscribers:write",
+        NewslettersWrite = "newsletters:write",
+        NewslettersSend = "newsletters:send",
+        ExportsRead = "exports:read",
+        EventsWrite = "events:write",
+        WebhooksWrite = "webhooks:write",
+    }
+}
 
 /// The caller behind a valid credential.
 #[derive(Clone, Debug)]
 pub enum Principal {
     Staff {
-        id: String,
+        id: StaffId,
         role: Role,
     },
     /// A key acts for the staff member who created it and never beyond what that member's
     /// role allows now (read with the key on every request).
     ApiKey {
-        id: String,
-        scopes: Vec<String>,
-        creator_id: String,
+        id: ApiKeyId,
+        scopes: Vec<Scope>,
+        creator_id: StaffId,
         creator_role: Role,
     },
 }
@@ -68,8 +71,8 @@ impl Principal {
                 ..
             } => {
                 P::ROLES.contains(creator_role)
-                    && (P::SCOPE.is_some_and(|needed| scopes.iter().any(|s| s == needed))
-                        || scopes.iter().any(|s| P::ALSO.contains(&s.as_str())))
+                    && (P::SCOPE.is_some_and(|needed| scopes.contains(&needed))
+                        || scopes.iter().any(|s| P::ALSO.contains(s)))
             }
         }
     }
@@ -80,7 +83,7 @@ impl Principal {
         self.passes::<ReadContacts>()
     }
 
-    pub fn staff_id(&self) -> Option<&str> {
+    pub fn staff_id(&self) -> Option<&StaffId> {
         match self {
             Self::Staff { id, .. } => Some(id),
             Self::ApiKey { .. } => None,
@@ -92,30 +95,30 @@ impl Principal {
 pub trait Policy {
     const ROLES: &'static [Role];
     /// `None`: API keys never pass (staff and key management).
-    const SCOPE: Option<&'static str>;
+    const SCOPE: Option<Scope>;
     /// Further scopes that also pass.
-    const ALSO: &'static [&'static str] = &[];
+    const ALSO: &'static [Scope] = &[];
 }
 
 /// Admins only: staff accounts and API keys.
 pub struct AdminOnly;
 impl Policy for AdminOnly {
     const ROLES: &'static [Role] = &[Role::Admin];
-    const SCOPE: Option<&'static str> = None;
+    const SCOPE: Option<Scope> = None;
 }
 
 /// Reading contacts and their configuration: every role, or a key with `subscribers:read`.
 pub struct ReadContacts;
 impl Policy for ReadContacts {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor, Role::Viewer];
-    const SCOPE: Option<&'static str> = Some("subscribers:read");
+    const SCOPE: Option<Scope> = Some(Scope::SubscribersRead);
 }
 
 /// Changing contacts and their configuration: admins and editors, or `subscribers:write`.
 pub struct WriteContacts;
 impl Policy for WriteContacts {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor];
-    const SCOPE: Option<&'static str> = Some("subscribers:write");
+    const SCOPE: Option<Scope> = Some(Scope::SubscribersWrite);
 }
 
 /// Everything held about people at once (exports, access requests): admins and editors, or
@@ -123,7 +126,7 @@ impl Policy for WriteContacts {
 pub struct ExportContacts;
 impl Policy for ExportContacts {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor];
-    const SCOPE: Option<&'static str> = Some("exports:read");
+    const SCOPE: Option<Scope> = Some(Scope::ExportsRead);
 }
 
 /// Reading segments and newsletters (and a send's progress): every role, or a key with
@@ -131,8 +134,8 @@ impl Policy for ExportContacts {
 pub struct ReadNewsletters;
 impl Policy for ReadNewsletters {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor, Role::Viewer];
-    const SCOPE: Option<&'static str> = Some("newsletters:write");
-    const ALSO: &'static [&'static str] = &["newsletters:send"];
+    const SCOPE: Option<Scope> = Some(Scope::NewslettersWrite);
+    const ALSO: &'static [Scope] = &[Scope::NewslettersSend];
 }
 
 /// Writing segments and newsletter drafts, previews and test sends: admins and editors, or
@@ -140,35 +143,35 @@ impl Policy for ReadNewsletters {
 pub struct WriteNewsletters;
 impl Policy for WriteNewsletters {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor];
-    const SCOPE: Option<&'static str> = Some("newsletters:write");
+    const SCOPE: Option<Scope> = Some(Scope::NewslettersWrite);
 }
 
 /// Starting, pausing, resuming and cancelling sends: admins and editors, or `newsletters:send`.
 pub struct SendNewsletters;
 impl Policy for SendNewsletters {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor];
-    const SCOPE: Option<&'static str> = Some("newsletters:send");
+    const SCOPE: Option<Scope> = Some(Scope::NewslettersSend);
 }
 
 /// Reporting bounces and complaints: admins, or a key with `events:write`.
 pub struct RecordMailEvents;
 impl Policy for RecordMailEvents {
     const ROLES: &'static [Role] = &[Role::Admin];
-    const SCOPE: Option<&'static str> = Some("events:write");
+    const SCOPE: Option<Scope> = Some(Scope::EventsWrite);
 }
 
 /// Managing webhook endpoints and reading their delivery logs: admins, or `webhooks:write`.
 pub struct ManageWebhooks;
 impl Policy for ManageWebhooks {
     const ROLES: &'static [Role] = &[Role::Admin];
-    const SCOPE: Option<&'static str> = Some("webhooks:write");
+    const SCOPE: Option<Scope> = Some(Scope::WebhooksWrite);
 }
 
 /// Any signed-in staff member, acting on their own account.
 pub struct AnyStaff;
 impl Policy for AnyStaff {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor, Role::Viewer];
-    const SCOPE: Option<&'static str> = None;
+    const SCOPE: Option<Scope> = None;
 }
 
 /// Extracting this is the check: 401 without a valid credential, 403 when the policy refuses.
@@ -283,7 +286,12 @@ async fn authenticate(
                 staff_db::touch_api_key(conn, &key.id, db::now())?;
                 Ok(Some(Principal::ApiKey {
                     id: key.id,
-                    scopes: serde_json::from_str(&key.scopes).unwrap_or_default(),
+                    // A scope this version does not know grants nothing.
+                    scopes: serde_json::from_str::<Vec<String>>(&key.scopes)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|s| Scope::parse(s))
+                        .collect(),
                     creator_id,
                     creator_role,
                 }))
@@ -296,7 +304,10 @@ async fn authenticate(
     };
     let member = state
         .db
-        .run(move |conn| staff_db::find_staff(conn, &staff_id).map_err(DbError::from))
+        .run(move |conn| match StaffId::parse(&staff_id) {
+            Some(id) => staff_db::find_staff(conn, &id).map_err(DbError::from),
+            None => Ok(None),
+        })
         .await?;
     Ok(member
         .filter(|m| !m.disabled)

@@ -169,8 +169,8 @@ fn try_apply_report(
         }
         let hash = tokens::email_hash(report.email.as_str());
         // A report about someone erased on request keeps no diagnostic: it may name them.
-        let erased = db::suppressions::find_suppression(conn, &hash)?.as_deref()
-            == Some(SuppressionReason::Erased.as_str());
+        let erased =
+            db::suppressions::find_suppression(conn, &hash)? == Some(SuppressionReason::Erased);
         let mut row = MailEventRow {
             id: report.id.clone(),
             provider: report.provider.to_owned(),
@@ -221,7 +221,7 @@ fn bounce(
     now: NaiveDateTime,
 ) -> diesel::QueryResult<ReportOutcome> {
     match subscriber {
-        Some(s) if s.status != SubscriberStatus::Complained.as_str() => {
+        Some(s) if s.status != SubscriberStatus::Complained => {
             if crate::signup::record_hard_bounce(conn, &s.id, hash, now)? {
                 Ok(ReportOutcome::Bounced)
             } else {
@@ -242,7 +242,7 @@ fn suppress(
     now: NaiveDateTime,
 ) -> diesel::QueryResult<()> {
     if db::suppressions::find_suppression(conn, hash)?.is_none() {
-        db::suppressions::insert_suppression(conn, hash, reason.as_str(), now)?;
+        db::suppressions::insert_suppression(conn, hash, reason, now)?;
     }
     Ok(())
 }

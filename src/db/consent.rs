@@ -6,6 +6,19 @@ use diesel::prelude::*;
 use super::schema::consent_events;
 use super::AnyConnection;
 
+crate::text_enum! {
+    /// What a ledger entry records: a request to join, consent given (by the person's own
+    /// confirmation, or elsewhere and recorded by staff), interests chosen again, or consent
+    /// withdrawn (an unsubscribe or a complaint).
+    pub enum ConsentAction {
+        Signup = "signup",
+        Confirm = "confirm",
+        Preferences = "preferences",
+        Unsubscribe = "unsubscribe",
+        StaffRecorded = "staff_recorded",
+    }
+}
+
 /// One entry of the ledger. Entries are made only by the constructors in `signup::consent`
 /// (`ConsentEvent::signup`, `::confirmed`, `::staff_recorded`, `::unsubscribed`,
 /// `::preferences_changed`, `::complained`), one per action, so each action is worded alike
@@ -15,7 +28,7 @@ use super::AnyConnection;
 pub struct ConsentEvent {
     pub id: String,
     pub subscriber_id: String,
-    pub action: String,
+    pub action: ConsentAction,
     pub interests: String,
     pub wording: String,
     pub wording_version: String,

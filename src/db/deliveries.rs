@@ -326,7 +326,7 @@ pub fn put_back(
 /// Marks the deliveries still waiting in cancelled newsletters as skipped.
 pub fn skip_cancelled(conn: &mut AnyConnection) -> QueryResult<usize> {
     let cancelled = newsletters::table
-        .filter(newsletters::status.eq(NewsletterState::Cancelled.as_str()))
+        .filter(newsletters::status.eq(NewsletterState::Cancelled))
         .select(newsletters::id);
     diesel::update(
         deliveries::table

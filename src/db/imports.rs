@@ -4,20 +4,26 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::ids::ImportId;
 use super::schema::{confirmation_tokens, import_parts, import_problems, imports, subscribers};
 use super::AnyConnection;
 
-pub const QUEUED: &str = "queued";
-pub const RUNNING: &str = "running";
-pub const DONE: &str = "done";
-pub const FAILED: &str = "failed";
-pub const CANCELLED: &str = "cancelled";
+crate::text_enum! {
+    /// Where an import stands: `running` once a part of its file is in and more remain.
+    pub enum ImportStatus {
+        Queued = "queued",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
+}
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = imports, treat_none_as_default_value = false)]
 pub struct Import {
-    pub id: String,
-    pub status: String,
+    pub id: ImportId,
+    pub status: ImportStatus,
     pub mode: String,
     pub source: Option<String>,
     pub consent_note: Option<String>,
@@ -44,7 +50,7 @@ impl Import {
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = import_parts)]
 pub struct ImportPart {
-    pub import_id: String,
+    pub import_id: ImportId,
     pub part: i64,
     pub first_line: i64,
     pub body: String,
@@ -55,7 +61,7 @@ pub struct ImportPart {
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = import_problems, treat_none_as_default_value = false)]
 pub struct ImportProblem {
-    pub import_id: String,
+    pub import_id: ImportId,
     pub line: i64,
     pub seq: i32,
     pub column_name: Option<String>,
@@ -109,7 +115,7 @@ pub fn insert_import(
     Ok(())
 }
 
-pub fn find_import(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Import>> {
+pub fn find_import(conn: &mut AnyConnection, id: &ImportId) -> QueryResult<Option<Import>> {
     imports::table
         .find(id)
         .select(Import::as_select())
@@ -232,10 +238,14 @@ pub fn record_part(
     let target = imports::table
         .find(import_id)
         .filter(imports::next_part.eq(part))
-        .filter(imports::status.eq_any([QUEUED, RUNNING]));
+        .filter(imports::status.eq_any([ImportStatus::Queued, ImportStatus::Running]));
     diesel::update(target)
         .set((
-            imports::status.eq(if last { DONE } else { RUNNING }),
+            imports::status.eq(if last {
+                ImportStatus::Done
+            } else {
+                ImportStatus::Running
+            }),
             imports::next_part.eq(part + 1),
             imports::counts.eq(serde_json::to_string(counts).unwrap_or_default()),
             imports::finished_at.eq(last.then_some(now)),
@@ -251,29 +261,29 @@ pub fn fail_import(
     error: &str,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    end_import(conn, import_id, FAILED, Some(error), now)
+    end_import(conn, import_id, ImportStatus::Failed, Some(error), now)
 }
 
 /// Stops an import that has not finished: the rows not imported yet are left out.
 pub fn cancel_import(
     conn: &mut AnyConnection,
-    import_id: &str,
+    import_id: &ImportId,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    end_import(conn, import_id, CANCELLED, None, now)
+    end_import(conn, import_id, ImportStatus::Cancelled, None, now)
 }
 
 fn end_import(
     conn: &mut AnyConnection,
     import_id: &str,
-    status: &str,
+    status: ImportStatus,
     error: Option<&str>,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     let changed = diesel::update(
         imports::table
             .find(import_id)
-            .filter(imports::status.eq_any([QUEUED, RUNNING])),
+            .filter(imports::status.eq_any([ImportStatus::Queued, ImportStatus::Running])),
     )
     .set((
         imports::status.eq(status),
@@ -287,8 +297,8 @@ fn end_import(
 
 /// What an import needs to know about an existing person.
 pub struct Person {
-    pub id: String,
-    pub status: String,
+    pub id: super::ids::SubscriberId,
+    pub status: crate::domain::SubscriberStatus,
     pub name: Option<String>,
     pub language: String,
     pub attributes: String,
@@ -313,7 +323,14 @@ pub fn find_people(
             subscribers::language,
             subscribers::attributes,
         ));
-    type Row = (String, String, String, Option<String>, String, String);
+    type Row = (
+        String,
+        super::ids::SubscriberId,
+        crate::domain::SubscriberStatus,
+        Option<String>,
+        String,
+        String,
+    );
     super::lock_changes(conn)?;
     let rows: Vec<Row> = match conn {
         AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,

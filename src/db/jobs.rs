@@ -30,9 +30,6 @@ crate::text_enum! {
     }
 }
 
-pub const QUEUED: JobState = JobState::Queued;
-pub const RUNNING: JobState = JobState::Running;
-
 /// Mail jobs' kinds start with this; every other kind is a task (webhook deliveries, imports),
 /// run by its own worker so a slow webhook endpoint never holds up a confirmation mail.
 pub const MAIL_PREFIX: &str = "mail.";
@@ -91,9 +88,11 @@ pub fn claim_jobs(
         || -> Box<dyn BoxableExpression<jobs::table, Backend, SqlType = Nullable<Bool>>> {
             let mail = format!("{MAIL_PREFIX}%");
             let due = jobs::state
-                .eq(QUEUED)
+                .eq(JobState::Queued)
                 .and(jobs::run_at.le(now))
-                .or(jobs::state.eq(RUNNING).and(jobs::locked_until.lt(now)));
+                .or(jobs::state
+                    .eq(JobState::Running)
+                    .and(jobs::locked_until.lt(now)));
             match family {
                 Family::Mail => Box::new(due.and(jobs::kind.like(mail))),
                 Family::Task => Box::new(due.and(jobs::kind.not_like(mail))),
@@ -114,7 +113,7 @@ pub fn claim_jobs(
             .filter(claimable()),
     )
     .set((
-        jobs::state.eq(RUNNING),
+        jobs::state.eq(JobState::Running),
         jobs::locked_until.eq(Some(lease_until)),
         jobs::attempts.eq(jobs::attempts + 1),
     ))
@@ -146,7 +145,7 @@ pub fn finish_jobs(
     diesel::update(
         jobs::table
             .filter(jobs::id.eq_any(ids))
-            .filter(jobs::state.eq(RUNNING))
+            .filter(jobs::state.eq(JobState::Running))
             .filter(jobs::locked_until.eq(lease_until)),
     )
     .set((
@@ -169,7 +168,7 @@ pub fn drop_queued_for_subscriber(
     diesel::update(
         jobs::table
             .filter(jobs::subscriber_id.eq(subscriber_id))
-            .filter(jobs::state.eq(QUEUED)),
+            .filter(jobs::state.eq(JobState::Queued)),
     )
     .set((
         jobs::state.eq(JobState::Dropped),
@@ -190,11 +189,11 @@ pub fn retry_job(
     diesel::update(
         jobs::table
             .find(&job.id)
-            .filter(jobs::state.eq(RUNNING))
+            .filter(jobs::state.eq(JobState::Running))
             .filter(jobs::attempts.eq(job.attempts)),
     )
     .set((
-        jobs::state.eq(QUEUED),
+        jobs::state.eq(JobState::Queued),
         jobs::run_at.eq(run_at),
         jobs::last_error.eq(Some(error)),
         jobs::locked_until.eq(None::<NaiveDateTime>),
@@ -209,11 +208,11 @@ pub fn continue_job(conn: &mut AnyConnection, job: &ClaimedJob) -> QueryResult<b
     diesel::update(
         jobs::table
             .find(&job.id)
-            .filter(jobs::state.eq(RUNNING))
+            .filter(jobs::state.eq(JobState::Running))
             .filter(jobs::attempts.eq(job.attempts)),
     )
     .set((
-        jobs::state.eq(QUEUED),
+        jobs::state.eq(JobState::Queued),
         jobs::attempts.eq(jobs::attempts - 1),
         jobs::locked_until.eq(None::<NaiveDateTime>),
     ))
@@ -243,7 +242,7 @@ pub fn recent_jobs_for_subscribers(
 /// Jobs waiting or running.
 pub fn queue_depth(conn: &mut AnyConnection) -> QueryResult<i64> {
     jobs::table
-        .filter(jobs::state.eq_any([QUEUED, RUNNING]))
+        .filter(jobs::state.eq_any([JobState::Queued, JobState::Running]))
         .select(count_star())
         .first(conn)
 }
@@ -252,7 +251,7 @@ pub fn queue_depth(conn: &mut AnyConnection) -> QueryResult<i64> {
 pub fn next_run_at(conn: &mut AnyConnection, family: Family) -> QueryResult<Option<NaiveDateTime>> {
     let mail = format!("{MAIL_PREFIX}%");
     let queued = jobs::table
-        .filter(jobs::state.eq(QUEUED))
+        .filter(jobs::state.eq(JobState::Queued))
         .select(diesel::dsl::min(jobs::run_at));
     match family {
         Family::Mail => queued.filter(jobs::kind.like(mail)).first(conn),

@@ -8,6 +8,7 @@ pub mod confirmations;
 pub mod consent;
 pub mod deliveries;
 pub mod exports;
+pub mod ids;
 pub mod imports;
 pub mod interests;
 pub mod jobs;

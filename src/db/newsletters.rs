@@ -4,35 +4,24 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::ids::{NewsletterId, SegmentId};
 use super::schema::{deliveries, newsletters, render_marks};
 use super::states::{DeliveryState, NewsletterState};
 use super::AnyConnection;
 
-// The stored text of each state (see `NewsletterState`), for queries and the engine.
-pub const DRAFT: &str = NewsletterState::Draft.as_str();
-pub const SCHEDULED: &str = NewsletterState::Scheduled.as_str();
-pub const OVERDUE: &str = NewsletterState::Overdue.as_str();
-pub const SENDING: &str = NewsletterState::Sending.as_str();
-pub const PAUSED: &str = NewsletterState::Paused.as_str();
-pub const SENT: &str = NewsletterState::Sent.as_str();
-pub const CANCELLED: &str = NewsletterState::Cancelled.as_str();
-/// Every status, and those of newsletters that may still send.
-pub const STATUSES: [&str; 7] = [DRAFT, SCHEDULED, OVERDUE, SENDING, PAUSED, SENT, CANCELLED];
-pub const UNFINISHED: [&str; 5] = [DRAFT, SCHEDULED, OVERDUE, SENDING, PAUSED];
-
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = newsletters, treat_none_as_default_value = false)]
 pub struct Newsletter {
-    pub id: String,
+    pub id: NewsletterId,
     pub subject: String,
     pub html: String,
     pub text: Option<String>,
     pub variants: String,
     pub from_address: Option<String>,
     pub reply_to: Option<String>,
-    pub segment_id: Option<String>,
+    pub segment_id: Option<SegmentId>,
     pub filter: Option<String>,
-    pub status: String,
+    pub status: NewsletterState,
     pub send_at: Option<NaiveDateTime>,
     pub send_key: Option<String>,
     pub started_at: Option<NaiveDateTime>,
@@ -42,13 +31,6 @@ pub struct Newsletter {
     /// Why the engine paused it (its messages could not be rendered, a process died rendering
     /// it, its templates no longer compile); cleared when staff pause or resume it.
     pub pause_reason: Option<String>,
-}
-
-impl Newsletter {
-    /// The newsletter's state; `None` only for text the column's CHECK constraint refuses.
-    pub fn state(&self) -> Option<NewsletterState> {
-        NewsletterState::parse(&self.status)
-    }
 }
 
 /// A draft's editable fields; `None` leaves a field as it is.
@@ -61,7 +43,7 @@ pub struct NewsletterChanges {
     pub variants: Option<String>,
     pub from_address: Option<Option<String>>,
     pub reply_to: Option<Option<String>>,
-    pub segment_id: Option<Option<String>>,
+    pub segment_id: Option<Option<SegmentId>>,
     pub filter: Option<Option<String>>,
     pub updated_at: Option<NaiveDateTime>,
 }
@@ -73,7 +55,10 @@ pub fn insert_newsletter(conn: &mut AnyConnection, newsletter: &Newsletter) -> Q
         .map(drop)
 }
 
-pub fn find_newsletter(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Newsletter>> {
+pub fn find_newsletter(
+    conn: &mut AnyConnection,
+    id: &NewsletterId,
+) -> QueryResult<Option<Newsletter>> {
     newsletters::table
         .find(id)
         .select(Newsletter::as_select())
@@ -84,15 +69,15 @@ pub fn find_newsletter(conn: &mut AnyConnection, id: &str) -> QueryResult<Option
 /// Newest first; `before` is the (created_at, id) of the last one already seen.
 pub fn list_newsletters(
     conn: &mut AnyConnection,
-    status: Option<&str>,
-    before: Option<(NaiveDateTime, String)>,
+    status: Option<NewsletterState>,
+    before: Option<(NaiveDateTime, NewsletterId)>,
     limit: i64,
 ) -> QueryResult<Vec<Newsletter>> {
     let mut query = newsletters::table
         .select(Newsletter::as_select())
         .into_boxed();
     if let Some(status) = status {
-        query = query.filter(newsletters::status.eq(status.to_owned()));
+        query = query.filter(newsletters::status.eq(status));
     }
     if let Some((at, id)) = before {
         query = query.filter(
@@ -110,13 +95,13 @@ pub fn list_newsletters(
 /// Changes a draft; false when it is not (or no longer) a draft.
 pub fn update_draft(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &NewsletterId,
     changes: &NewsletterChanges,
 ) -> QueryResult<bool> {
     diesel::update(
         newsletters::table
             .find(id)
-            .filter(newsletters::status.eq(DRAFT)),
+            .filter(newsletters::status.eq(NewsletterState::Draft)),
     )
     .set(changes)
     .execute(conn)
@@ -124,12 +109,14 @@ pub fn update_draft(
 }
 
 /// Deletes a draft, or a newsletter cancelled before it started; false otherwise.
-pub fn delete_unsent(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+pub fn delete_unsent(conn: &mut AnyConnection, id: &NewsletterId) -> QueryResult<bool> {
     diesel::delete(
         newsletters::table.find(id).filter(
-            newsletters::status.eq(DRAFT).or(newsletters::status
-                .eq(CANCELLED)
-                .and(newsletters::started_at.is_null())),
+            newsletters::status
+                .eq(NewsletterState::Draft)
+                .or(newsletters::status
+                    .eq(NewsletterState::Cancelled)
+                    .and(newsletters::started_at.is_null())),
         ),
     )
     .execute(conn)
@@ -141,9 +128,9 @@ pub fn delete_unsent(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
 /// `MAX_RENDER_FAILURES` messages before it is paused (see `sending::guard`).
 pub fn transition(
     conn: &mut AnyConnection,
-    id: &str,
-    from: &[&str],
-    to: &str,
+    id: &NewsletterId,
+    from: &[NewsletterState],
+    to: NewsletterState,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     let target = newsletters::table
@@ -154,7 +141,7 @@ pub fn transition(
         newsletters::updated_at.eq(now),
         newsletters::pause_reason.eq(None::<String>),
     );
-    if to == SENDING {
+    if to == NewsletterState::Sending {
         diesel::update(target)
             .set((changes, newsletters::render_failures.eq(0)))
             .execute(conn)
@@ -174,10 +161,10 @@ pub fn pause_with_reason(
     diesel::update(
         newsletters::table
             .find(id)
-            .filter(newsletters::status.eq(SENDING)),
+            .filter(newsletters::status.eq(NewsletterState::Sending)),
     )
     .set((
-        newsletters::status.eq(PAUSED),
+        newsletters::status.eq(NewsletterState::Paused),
         newsletters::pause_reason.eq(Some(reason)),
         newsletters::updated_at.eq(now),
     ))
@@ -197,7 +184,7 @@ pub fn add_render_failures(conn: &mut AnyConnection, id: &str, count: i32) -> Qu
 /// Newsletters that may still be sent: drafts, scheduled, overdue, sending and paused.
 pub fn unfinished_newsletters(conn: &mut AnyConnection) -> QueryResult<Vec<Newsletter>> {
     newsletters::table
-        .filter(newsletters::status.eq_any(UNFINISHED))
+        .filter(newsletters::status.eq_any(NewsletterState::UNFINISHED))
         .order(newsletters::created_at.asc())
         .select(Newsletter::as_select())
         .load(conn)
@@ -280,7 +267,7 @@ pub fn renew_render_marks(
 /// Schedules (or, with `send_at` = now, starts) a draft or overdue newsletter under `key`.
 pub fn schedule(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &NewsletterId,
     send_at: NaiveDateTime,
     key: Option<&str>,
     now: NaiveDateTime,
@@ -288,10 +275,10 @@ pub fn schedule(
     diesel::update(
         newsletters::table
             .find(id)
-            .filter(newsletters::status.eq_any([DRAFT, OVERDUE])),
+            .filter(newsletters::status.eq_any([NewsletterState::Draft, NewsletterState::Overdue])),
     )
     .set((
-        newsletters::status.eq(SCHEDULED),
+        newsletters::status.eq(NewsletterState::Scheduled),
         newsletters::send_at.eq(Some(send_at)),
         newsletters::send_key.eq(key),
         newsletters::updated_at.eq(now),
@@ -306,7 +293,7 @@ pub fn due_newsletters(
     now: NaiveDateTime,
 ) -> QueryResult<Vec<Newsletter>> {
     newsletters::table
-        .filter(newsletters::status.eq(SCHEDULED))
+        .filter(newsletters::status.eq(NewsletterState::Scheduled))
         .filter(newsletters::send_at.le(now))
         .order(newsletters::send_at.asc())
         .select(Newsletter::as_select())
@@ -321,11 +308,11 @@ pub fn hold_overdue(
 ) -> QueryResult<Vec<String>> {
     diesel::update(
         newsletters::table
-            .filter(newsletters::status.eq(SCHEDULED))
+            .filter(newsletters::status.eq(NewsletterState::Scheduled))
             .filter(newsletters::send_at.lt(cutoff)),
     )
     .set((
-        newsletters::status.eq(OVERDUE),
+        newsletters::status.eq(NewsletterState::Overdue),
         newsletters::updated_at.eq(now),
     ))
     .returning(newsletters::id)
@@ -337,10 +324,10 @@ pub fn start_sending(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> 
     diesel::update(
         newsletters::table
             .find(id)
-            .filter(newsletters::status.eq(SCHEDULED)),
+            .filter(newsletters::status.eq(NewsletterState::Scheduled)),
     )
     .set((
-        newsletters::status.eq(SENDING),
+        newsletters::status.eq(NewsletterState::Sending),
         newsletters::started_at.eq(Some(now)),
         newsletters::updated_at.eq(now),
     ))
@@ -351,7 +338,7 @@ pub fn start_sending(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> 
 /// Ids of newsletters being sent.
 pub fn sending_ids(conn: &mut AnyConnection) -> QueryResult<Vec<String>> {
     newsletters::table
-        .filter(newsletters::status.eq(SENDING))
+        .filter(newsletters::status.eq(NewsletterState::Sending))
         .select(newsletters::id)
         .load(conn)
 }
@@ -366,11 +353,11 @@ pub fn finish_completed(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryRe
         .filter(deliveries::newsletter_id.eq(newsletters::id));
     diesel::update(
         newsletters::table
-            .filter(newsletters::status.eq(SENDING))
+            .filter(newsletters::status.eq(NewsletterState::Sending))
             .filter(diesel::dsl::not(diesel::dsl::exists(open))),
     )
     .set((
-        newsletters::status.eq(SENT),
+        newsletters::status.eq(NewsletterState::Sent),
         newsletters::finished_at.eq(Some(now)),
         newsletters::updated_at.eq(now),
     ))
@@ -379,14 +366,23 @@ pub fn finish_completed(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryRe
 }
 
 /// Cancels a newsletter that has not finished; false otherwise.
-pub fn cancel(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+pub fn cancel(
+    conn: &mut AnyConnection,
+    id: &NewsletterId,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
     diesel::update(
         newsletters::table
             .find(id)
-            .filter(newsletters::status.eq_any([SCHEDULED, OVERDUE, SENDING, PAUSED])),
+            .filter(newsletters::status.eq_any([
+                NewsletterState::Scheduled,
+                NewsletterState::Overdue,
+                NewsletterState::Sending,
+                NewsletterState::Paused,
+            ])),
     )
     .set((
-        newsletters::status.eq(CANCELLED),
+        newsletters::status.eq(NewsletterState::Cancelled),
         newsletters::finished_at.eq(Some(now)),
         newsletters::updated_at.eq(now),
     ))

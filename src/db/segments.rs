@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Double, Text};
 
+use super::ids::SegmentId;
 use super::schema::{newsletters, segments, subscriber_interests, subscribers};
 use super::states::NewsletterState;
 use super::subscribers::Subscriber;
@@ -21,7 +22,7 @@ pub type Condition = Box<dyn BoxableExpression<subscribers::table, MultiBackend,
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = segments)]
 pub struct Segment {
-    pub id: String,
+    pub id: SegmentId,
     pub name: String,
     /// The canonical JSON of the filter (`SegmentFilter::to_json`).
     pub filter: String,
@@ -59,7 +60,7 @@ pub fn insert_segment(conn: &mut AnyConnection, segment: &Segment) -> QueryResul
         .map(drop)
 }
 
-pub fn find_segment(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Segment>> {
+pub fn find_segment(conn: &mut AnyConnection, id: &SegmentId) -> QueryResult<Option<Segment>> {
     segments::table
         .find(id)
         .select(Segment::as_select())
@@ -69,7 +70,7 @@ pub fn find_segment(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Se
 
 /// Like `find_segment`, and on PostgreSQL the row stays locked until the transaction ends, so no
 /// newsletter can start using the segment meanwhile (its foreign key check waits for the lock).
-pub fn lock_segment(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Segment>> {
+pub fn lock_segment(conn: &mut AnyConnection, id: &SegmentId) -> QueryResult<Option<Segment>> {
     let query = segments::table.find(id);
     match conn {
         AnyConnection::Postgresql(pg) => query
@@ -91,7 +92,7 @@ pub fn list_segments(conn: &mut AnyConnection) -> QueryResult<Vec<Segment>> {
 
 pub fn update_segment(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &SegmentId,
     changes: &SegmentChanges,
 ) -> QueryResult<bool> {
     diesel::update(segments::table.find(id))
@@ -102,19 +103,20 @@ pub fn update_segment(
 
 /// Deletes the segment. Finished newsletters that used it must be detached first
 /// (`detach_finished_newsletters`).
-pub fn delete_segment(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+pub fn delete_segment(conn: &mut AnyConnection, id: &SegmentId) -> QueryResult<bool> {
     diesel::delete(segments::table.find(id))
         .execute(conn)
         .map(|n| n == 1)
 }
 
 /// How many newsletters that have not finished (may still send) use the segment.
-pub fn count_newsletters_using(conn: &mut AnyConnection, segment_id: &str) -> QueryResult<i64> {
+pub fn count_newsletters_using(
+    conn: &mut AnyConnection,
+    segment_id: &SegmentId,
+) -> QueryResult<i64> {
     newsletters::table
         .filter(newsletters::segment_id.eq(segment_id))
-        .filter(
-            newsletters::status.eq_any(NewsletterState::UNFINISHED.map(NewsletterState::as_str)),
-        )
+        .filter(newsletters::status.eq_any(NewsletterState::UNFINISHED))
         .count()
         .get_result(conn)
 }
@@ -122,16 +124,16 @@ pub fn count_newsletters_using(conn: &mut AnyConnection, segment_id: &str) -> Qu
 /// Forgets the segment on finished newsletters (sent, cancelled); returns how many.
 pub fn detach_finished_newsletters(
     conn: &mut AnyConnection,
-    segment_id: &str,
+    segment_id: &SegmentId,
 ) -> QueryResult<usize> {
     diesel::update(
         newsletters::table
             .filter(newsletters::segment_id.eq(segment_id))
-            .filter(diesel::dsl::not(newsletters::status.eq_any(
-                NewsletterState::UNFINISHED.map(NewsletterState::as_str),
-            ))),
+            .filter(diesel::dsl::not(
+                newsletters::status.eq_any(NewsletterState::UNFINISHED),
+            )),
     )
-    .set(newsletters::segment_id.eq(None::<String>))
+    .set(newsletters::segment_id.eq(None::<SegmentId>))
     .execute(conn)
 }
 
@@ -171,7 +173,7 @@ pub fn sample_recipients(
 pub fn condition(filter: &SegmentFilter, backend: Backend) -> Condition {
     Box::new(
         subscribers::status
-            .eq("confirmed")
+            .eq(crate::domain::SubscriberStatus::Confirmed)
             .and(compile(filter, backend)),
     )
 }

@@ -3,13 +3,14 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::ids::{ApiKeyId, StaffId};
 use super::schema::{api_keys, staff};
 use super::AnyConnection;
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = staff, treat_none_as_default_value = false)]
 pub struct StaffMember {
-    pub id: String,
+    pub id: StaffId,
     pub email: String,
     pub password_hash: String,
     pub role: String,
@@ -31,12 +32,12 @@ pub struct StaffChanges {
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = api_keys, treat_none_as_default_value = false)]
 pub struct ApiKey {
-    pub id: String,
+    pub id: ApiKeyId,
     pub name: String,
     pub prefix: String,
     pub key_hash: String,
     pub scopes: String,
-    pub created_by: Option<String>,
+    pub created_by: Option<StaffId>,
     pub created_at: NaiveDateTime,
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked_at: Option<NaiveDateTime>,
@@ -60,7 +61,7 @@ pub fn find_staff_by_email(
         .optional()
 }
 
-pub fn find_staff(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<StaffMember>> {
+pub fn find_staff(conn: &mut AnyConnection, id: &StaffId) -> QueryResult<Option<StaffMember>> {
     staff::table
         .find(id)
         .select(StaffMember::as_select())
@@ -77,7 +78,7 @@ pub fn list_staff(conn: &mut AnyConnection) -> QueryResult<Vec<StaffMember>> {
 
 pub fn update_staff(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &StaffId,
     changes: &StaffChanges,
 ) -> QueryResult<bool> {
     diesel::update(staff::table.find(id))
@@ -87,7 +88,7 @@ pub fn update_staff(
 }
 
 /// Signs out every token issued to the member so far.
-pub fn bump_token_generation(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
+pub fn bump_token_generation(conn: &mut AnyConnection, id: &StaffId) -> QueryResult<()> {
     diesel::update(staff::table.find(id))
         .set(staff::token_generation.eq(staff::token_generation + 1))
         .execute(conn)
@@ -152,7 +153,7 @@ pub fn find_active_api_key(
 /// Revokes every unrevoked key the staff member created; returns their ids.
 pub fn revoke_api_keys_created_by(
     conn: &mut AnyConnection,
-    staff_id: &str,
+    staff_id: &StaffId,
     now: NaiveDateTime,
 ) -> QueryResult<Vec<String>> {
     let ids: Vec<String> = api_keys::table
@@ -179,7 +180,11 @@ pub fn key_creators(
     Ok(rows.into_iter().map(|(k, c)| (k, creator(c))).collect())
 }
 
-pub fn touch_api_key(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<()> {
+pub fn touch_api_key(
+    conn: &mut AnyConnection,
+    id: &ApiKeyId,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
     diesel::update(api_keys::table.find(id))
         .set(api_keys::last_used_at.eq(Some(now)))
         .execute(conn)
@@ -187,7 +192,11 @@ pub fn touch_api_key(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> 
 }
 
 /// Revokes a key; false when there is no such unrevoked key.
-pub fn revoke_api_key(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+pub fn revoke_api_key(
+    conn: &mut AnyConnection,
+    id: &ApiKeyId,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
     diesel::update(
         api_keys::table
             .find(id)

@@ -3,17 +3,19 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::ids::SubscriberId;
 use super::schema::{interests, subscriber_interests, subscribers, tombstones};
 use super::AnyConnection;
+use crate::domain::SubscriberStatus;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = subscribers)]
 pub struct Subscriber {
-    pub id: String,
+    pub id: SubscriberId,
     pub email: String,
     pub name: Option<String>,
     pub language: String,
-    pub status: String,
+    pub status: SubscriberStatus,
     pub attributes: String,
     pub source: Option<String>,
     pub created_at: NaiveDateTime,
@@ -48,7 +50,7 @@ pub fn find_subscriber_by_email(
 /// it is read for every public signup.
 pub struct SignupState {
     pub id: String,
-    pub status: String,
+    pub status: SubscriberStatus,
     pub attributes: String,
 }
 
@@ -68,7 +70,7 @@ pub fn find_signup_states(
             subscribers::attributes,
         ));
     super::lock_changes(conn)?;
-    let rows: Vec<(String, String, String, String)> = match conn {
+    let rows: Vec<(String, String, SubscriberStatus, String)> = match conn {
         AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,
         AnyConnection::Sqlite(lite) => query.load(lite)?,
     };
@@ -87,7 +89,10 @@ pub fn find_signup_states(
         .collect())
 }
 
-pub fn find_subscriber(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Subscriber>> {
+pub fn find_subscriber(
+    conn: &mut AnyConnection,
+    id: &SubscriberId,
+) -> QueryResult<Option<Subscriber>> {
     subscribers::table
         .find(id)
         .select(Subscriber::as_select())
@@ -171,16 +176,16 @@ pub fn update_profile(
 /// the database re-checks the condition on the locked row).
 pub fn set_status(
     conn: &mut AnyConnection,
-    id: &str,
-    from: &[&str],
-    status: &str,
+    id: &SubscriberId,
+    from: &[SubscriberStatus],
+    status: SubscriberStatus,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     let target = subscribers::table
         .find(id)
         .filter(subscribers::status.eq_any(from));
     match status {
-        "confirmed" => diesel::update(target)
+        SubscriberStatus::Confirmed => diesel::update(target)
             .set((
                 subscribers::status.eq(status),
                 subscribers::confirmed_at.eq(Some(now)),
@@ -188,7 +193,7 @@ pub fn set_status(
                 subscribers::updated_at.eq(now),
             ))
             .execute(conn),
-        "unsubscribed" => diesel::update(target)
+        SubscriberStatus::Unsubscribed => diesel::update(target)
             .set((
                 subscribers::status.eq(status),
                 subscribers::unsubscribed_at.eq(Some(now)),
@@ -255,7 +260,9 @@ pub fn list_subscriber_interests(
         .load(conn)
 }
 
-pub fn count_subscribers_by_status(conn: &mut AnyConnection) -> QueryResult<Vec<(String, i64)>> {
+pub fn count_subscribers_by_status(
+    conn: &mut AnyConnection,
+) -> QueryResult<Vec<(SubscriberStatus, i64)>> {
     subscribers::table
         .group_by(subscribers::status)
         .select((subscribers::status, diesel::dsl::count_star()))
@@ -265,7 +272,7 @@ pub fn count_subscribers_by_status(conn: &mut AnyConnection) -> QueryResult<Vec<
 /// Filters for the change feed; `after` is the change number of the last change already seen.
 #[derive(Default)]
 pub struct SubscriberQuery {
-    pub status: Option<String>,
+    pub status: Option<SubscriberStatus>,
     pub language: Option<String>,
     pub interest: Option<String>,
     pub email_contains: Option<String>,
@@ -285,7 +292,7 @@ pub fn list_changed_subscribers(
         .filter(subscribers::change_seq.gt(q.after))
         .into_boxed();
     if let Some(status) = &q.status {
-        query = query.filter(subscribers::status.eq(status.clone()));
+        query = query.filter(subscribers::status.eq(*status));
     }
     if let Some(language) = &q.language {
         query = query.filter(subscribers::language.eq(language.clone()));

@@ -4,8 +4,12 @@ use diesel::prelude::*;
 
 use super::schema::suppressions;
 use super::AnyConnection;
+use crate::domain::SuppressionReason;
 
-pub fn find_suppression(conn: &mut AnyConnection, email_hash: &str) -> QueryResult<Option<String>> {
+pub fn find_suppression(
+    conn: &mut AnyConnection,
+    email_hash: &str,
+) -> QueryResult<Option<SuppressionReason>> {
     suppressions::table
         .find(email_hash)
         .select(suppressions::reason)
@@ -17,7 +21,7 @@ pub fn find_suppression(conn: &mut AnyConnection, email_hash: &str) -> QueryResu
 pub fn find_suppressions(
     conn: &mut AnyConnection,
     email_hashes: &[String],
-) -> QueryResult<Vec<(String, String)>> {
+) -> QueryResult<Vec<(String, SuppressionReason)>> {
     suppressions::table
         .filter(suppressions::email_hash.eq_any(email_hashes))
         .select((suppressions::email_hash, suppressions::reason))
@@ -27,7 +31,7 @@ pub fn find_suppressions(
 pub fn delete_suppression(
     conn: &mut AnyConnection,
     email_hash: &str,
-    reason: &str,
+    reason: SuppressionReason,
 ) -> QueryResult<()> {
     diesel::delete(
         suppressions::table
@@ -41,7 +45,7 @@ pub fn delete_suppression(
 pub fn insert_suppression(
     conn: &mut AnyConnection,
     email_hash: &str,
-    reason: &str,
+    reason: SuppressionReason,
     now: chrono::NaiveDateTime,
 ) -> QueryResult<()> {
     diesel::insert_into(suppressions::table)

@@ -3,22 +3,29 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::jobs::QUEUED;
+use super::ids::WebhookEndpointId;
+use super::jobs::JobState;
 use super::schema::{jobs, webhook_attempts, webhook_endpoints, webhook_messages};
 use super::AnyConnection;
 
 /// The job kind that delivers one message; its payload is the message id.
 pub const DELIVER_KIND: &str = "webhook.deliver";
 
-pub const PENDING: &str = "pending";
-pub const DELIVERED: &str = "delivered";
-pub const FAILED: &str = "failed";
-pub const DROPPED: &str = "dropped";
+crate::text_enum! {
+    /// Where one message to one endpoint stands: `pending` until a 2xx answer, a refusal for
+    /// good, the last attempt, or its endpoint or subscriber going away settles it.
+    pub enum WebhookMessageState {
+        Pending = "pending",
+        Delivered = "delivered",
+        Failed = "failed",
+        Dropped = "dropped",
+    }
+}
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = webhook_endpoints)]
 pub struct Endpoint {
-    pub id: String,
+    pub id: WebhookEndpointId,
     pub url: String,
     pub description: String,
     /// JSON array of event type names.
@@ -65,7 +72,7 @@ pub struct EndpointChanges {
 /// Replaces an endpoint's secret; the old one keeps signing until `until`.
 pub fn rotate_secret(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &WebhookEndpointId,
     secret: &str,
     until: NaiveDateTime,
     now: NaiveDateTime,
@@ -103,7 +110,7 @@ pub struct Message {
     pub event_type: String,
     pub subscriber_id: Option<String>,
     pub payload: String,
-    pub state: String,
+    pub state: WebhookMessageState,
     pub attempts: i32,
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
@@ -132,7 +139,10 @@ pub fn insert_endpoint(conn: &mut AnyConnection, endpoint: &Endpoint) -> QueryRe
         .map(drop)
 }
 
-pub fn find_endpoint(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Endpoint>> {
+pub fn find_endpoint(
+    conn: &mut AnyConnection,
+    id: &WebhookEndpointId,
+) -> QueryResult<Option<Endpoint>> {
     webhook_endpoints::table
         .find(id)
         .select(Endpoint::as_select())
@@ -157,7 +167,7 @@ pub fn list_enabled_subscriptions(conn: &mut AnyConnection) -> QueryResult<Vec<(
 
 pub fn update_endpoint(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &WebhookEndpointId,
     changes: &EndpointChanges,
 ) -> QueryResult<bool> {
     diesel::update(webhook_endpoints::table.find(id))
@@ -166,7 +176,7 @@ pub fn update_endpoint(
         .map(|n| n == 1)
 }
 
-pub fn delete_endpoint(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+pub fn delete_endpoint(conn: &mut AnyConnection, id: &WebhookEndpointId) -> QueryResult<bool> {
     diesel::delete(webhook_endpoints::table.find(id))
         .execute(conn)
         .map(|n| n == 1)
@@ -192,8 +202,8 @@ pub fn find_message(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Me
 /// A page of an endpoint's messages, newest first (ids grow with time), after `before`.
 pub fn list_messages(
     conn: &mut AnyConnection,
-    endpoint_id: &str,
-    state: Option<&str>,
+    endpoint_id: &WebhookEndpointId,
+    state: Option<WebhookMessageState>,
     before: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<Message>> {
@@ -204,7 +214,7 @@ pub fn list_messages(
         .limit(limit)
         .into_boxed();
     if let Some(state) = state {
-        query = query.filter(webhook_messages::state.eq(state.to_owned()));
+        query = query.filter(webhook_messages::state.eq(state));
     }
     if let Some(before) = before {
         query = query.filter(webhook_messages::id.lt(before.to_owned()));
@@ -232,7 +242,7 @@ pub fn insert_attempt(conn: &mut AnyConnection, attempt: &Attempt) -> QueryResul
 pub fn settle_message(
     conn: &mut AnyConnection,
     id: &str,
-    state: &str,
+    state: WebhookMessageState,
     attempts: i32,
     status: Option<i32>,
     error: Option<&str>,
@@ -241,7 +251,7 @@ pub fn settle_message(
     diesel::update(
         webhook_messages::table
             .find(id)
-            .filter(webhook_messages::state.eq(PENDING)),
+            .filter(webhook_messages::state.eq(WebhookMessageState::Pending)),
     )
     .set((
         webhook_messages::state.eq(state),
@@ -249,7 +259,7 @@ pub fn settle_message(
         webhook_messages::last_status.eq(status),
         webhook_messages::last_error.eq(error),
         webhook_messages::updated_at.eq(now),
-        webhook_messages::delivered_at.eq((state == DELIVERED).then_some(now)),
+        webhook_messages::delivered_at.eq((state == WebhookMessageState::Delivered).then_some(now)),
     ))
     .execute(conn)
     .map(|n| n == 1)
@@ -261,7 +271,7 @@ pub fn prune_settled(conn: &mut AnyConnection, before: &str) -> QueryResult<usiz
     diesel::delete(
         webhook_messages::table
             .filter(webhook_messages::id.lt(before))
-            .filter(webhook_messages::state.ne(PENDING)),
+            .filter(webhook_messages::state.ne(WebhookMessageState::Pending)),
     )
     .execute(conn)
 }
@@ -269,23 +279,23 @@ pub fn prune_settled(conn: &mut AnyConnection, before: &str) -> QueryResult<usiz
 /// Drops every undelivered message of an endpoint, and the queued jobs that would deliver them.
 pub fn drop_pending_for_endpoint(
     conn: &mut AnyConnection,
-    endpoint_id: &str,
+    endpoint_id: &WebhookEndpointId,
     why: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     let pending = webhook_messages::table
         .filter(webhook_messages::endpoint_id.eq(endpoint_id))
-        .filter(webhook_messages::state.eq(PENDING))
+        .filter(webhook_messages::state.eq(WebhookMessageState::Pending))
         .select(webhook_messages::id);
     let pending: Vec<String> = pending.load(conn)?;
     drop_jobs(conn, pending, why, now)?;
     diesel::update(
         webhook_messages::table
             .filter(webhook_messages::endpoint_id.eq(endpoint_id))
-            .filter(webhook_messages::state.eq(PENDING)),
+            .filter(webhook_messages::state.eq(WebhookMessageState::Pending)),
     )
     .set((
-        webhook_messages::state.eq(DROPPED),
+        webhook_messages::state.eq(WebhookMessageState::Dropped),
         webhook_messages::last_error.eq(Some(why)),
         webhook_messages::updated_at.eq(now),
     ))
@@ -301,17 +311,17 @@ pub fn forget_subscriber(
 ) -> QueryResult<usize> {
     let pending: Vec<String> = webhook_messages::table
         .filter(webhook_messages::subscriber_id.eq(subscriber_id))
-        .filter(webhook_messages::state.eq(PENDING))
+        .filter(webhook_messages::state.eq(WebhookMessageState::Pending))
         .select(webhook_messages::id)
         .load(conn)?;
     drop_jobs(conn, pending, "subscriber erased", now)?;
     diesel::update(
         webhook_messages::table
             .filter(webhook_messages::subscriber_id.eq(subscriber_id))
-            .filter(webhook_messages::state.eq(PENDING)),
+            .filter(webhook_messages::state.eq(WebhookMessageState::Pending)),
     )
     .set((
-        webhook_messages::state.eq(DROPPED),
+        webhook_messages::state.eq(WebhookMessageState::Dropped),
         webhook_messages::last_error.eq(Some("subscriber erased")),
     ))
     .execute(conn)?;
@@ -343,11 +353,11 @@ fn drop_jobs(
         diesel::update(
             jobs::table
                 .filter(jobs::kind.eq(DELIVER_KIND))
-                .filter(jobs::state.eq(QUEUED))
+                .filter(jobs::state.eq(JobState::Queued))
                 .filter(jobs::payload.eq_any(chunk)),
         )
         .set((
-            jobs::state.eq("dropped"),
+            jobs::state.eq(JobState::Dropped),
             jobs::payload.eq("{}"),
             jobs::last_error.eq(Some(why)),
             jobs::finished_at.eq(Some(now)),

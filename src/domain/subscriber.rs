@@ -74,67 +74,25 @@ impl Language {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SubscriberStatus {
-    Pending,
-    Confirmed,
-    Unsubscribed,
-    Bounced,
-    Complained,
-}
-
-impl SubscriberStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Confirmed => "confirmed",
-            Self::Unsubscribed => "unsubscribed",
-            Self::Bounced => "bounced",
-            Self::Complained => "complained",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "pending" => Self::Pending,
-            "confirmed" => Self::Confirmed,
-            "unsubscribed" => Self::Unsubscribed,
-            "bounced" => Self::Bounced,
-            "complained" => Self::Complained,
-            _ => return None,
-        })
+crate::text_enum! {
+    /// Where a person stands on the list (`subscribers.status`).
+    pub enum SubscriberStatus {
+        Pending = "pending",
+        Confirmed = "confirmed",
+        Unsubscribed = "unsubscribed",
+        Bounced = "bounced",
+        Complained = "complained",
     }
 }
 
-/// Why an address must never be mailed (kept as a hash that survives erasure).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SuppressionReason {
-    HardBounce,
-    Complaint,
-    Manual,
-    /// Erased on request: the person may come back only through their own new confirmation.
-    Erased,
-}
-
-impl SuppressionReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HardBounce => "hard_bounce",
-            Self::Complaint => "complaint",
-            Self::Manual => "manual",
-            Self::Erased => "erased",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "hard_bounce" => Self::HardBounce,
-            "complaint" => Self::Complaint,
-            "manual" => Self::Manual,
-            "erased" => Self::Erased,
-            _ => return None,
-        })
+crate::text_enum! {
+    /// Why an address must never be mailed (kept as a hash that survives erasure).
+    pub enum SuppressionReason {
+        HardBounce = "hard_bounce",
+        Complaint = "complaint",
+        Manual = "manual",
+        /// Erased on request: the person may come back only through their own new confirmation.
+        Erased = "erased",
     }
 }
 

@@ -59,7 +59,7 @@ pub fn import_job(import_id: &str, now: NaiveDateTime) -> NewJob {
         kind: JOB_KIND,
         payload: serde_json::json!({ "import_id": import_id }).to_string(),
         subscriber_id: None,
-        state: queue::QUEUED,
+        state: queue::JobState::Queued,
         attempts: 0,
         max_attempts: MAX_ATTEMPTS,
         run_at: now,

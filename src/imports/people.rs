@@ -148,14 +148,13 @@ impl Writer<'_> {
         held: &BTreeSet<String>,
         open_confirmation: bool,
     ) -> Result<Outcome, RunError> {
-        let status = SubscriberStatus::parse(&person.status);
-        let (pending, confirmed) = match status {
-            Some(SubscriberStatus::Pending) => (true, false),
-            Some(SubscriberStatus::Confirmed) => (false, true),
-            Some(SubscriberStatus::Unsubscribed) => {
+        let (pending, confirmed) = match person.status {
+            SubscriberStatus::Pending => (true, false),
+            SubscriberStatus::Confirmed => (false, true),
+            SubscriberStatus::Unsubscribed => {
                 return Ok(Outcome::Skipped("this person unsubscribed: an import never subscribes them again (they can sign up again themselves)"))
             }
-            _ => {
+            SubscriberStatus::Bounced | SubscriberStatus::Complained => {
                 return Ok(Outcome::Skipped(
                     "this address bounced or complained: it is not imported",
                 ))
@@ -186,14 +185,8 @@ impl Writer<'_> {
         match (self.mode, pending) {
             // Evidence given elsewhere confirms a pending person.
             (Mode::Consented, true) => {
-                let from = [SubscriberStatus::Pending.as_str()];
-                subscribers::set_status(
-                    conn,
-                    &person.id,
-                    &from,
-                    SubscriberStatus::Confirmed.as_str(),
-                    now,
-                )?;
+                let from = [SubscriberStatus::Pending];
+                subscribers::set_status(conn, &person.id, &from, SubscriberStatus::Confirmed, now)?;
                 confirmations::use_confirmation_tokens(conn, &person.id, now)?;
                 self.recorded(inserts, &person.id, language, &all);
                 changed = true;

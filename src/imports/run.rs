@@ -11,6 +11,7 @@ use super::plan::{is_blank, reader, Field, Lines, Plan, Prepared};
 use super::rows::{read_row, Problem};
 use super::Mode;
 use crate::db::batch::Inserts;
+use crate::db::ids::ImportId;
 use crate::db::imports::{self as store, Counts, Import, ImportPart, ImportProblem, Person};
 use crate::db::{self, subscribers, AnyConnection};
 use crate::domain::{FieldDeclaration, SubscriberStatus, SuppressionReason};
@@ -72,10 +73,17 @@ pub fn next_part(
     import_id: &str,
 ) -> Result<Step, RunError> {
     db::write_transaction(conn, |conn| {
-        let Some(import) = store::find_import(conn, import_id)? else {
+        let Some(import) = ImportId::parse(import_id)
+            .map(|id| store::find_import(conn, &id))
+            .transpose()?
+            .flatten()
+        else {
             return Ok(Step::Gone);
         };
-        if ![store::QUEUED, store::RUNNING].contains(&import.status.as_str()) {
+        if !matches!(
+            import.status,
+            store::ImportStatus::Queued | store::ImportStatus::Running
+        ) {
             return Ok(Step::Over);
         }
         let Some(part) = store::find_part(conn, import_id, import.next_part)? else {
@@ -208,7 +216,7 @@ fn import_rows(
     }
     let pending: Vec<&str> = people
         .values()
-        .filter(|p| p.status == SubscriberStatus::Pending.as_str())
+        .filter(|p| p.status == SubscriberStatus::Pending)
         .map(|p| p.id.as_str())
         .collect();
     let open: HashSet<String> = store::with_open_confirmation(conn, &pending, ctx.now)?
@@ -246,22 +254,22 @@ fn import_rows(
                 Outcome::Created
             }
             Some(person) => {
-                let held = held.get(&person.id).cloned().unwrap_or_default();
+                let held = held.get(person.id.as_str()).cloned().unwrap_or_default();
                 let outcome = writer.update(
                     conn,
                     &mut inserts,
                     row,
                     person,
                     &held,
-                    open.contains(&person.id),
+                    open.contains(person.id.as_str()),
                 )?;
                 if matches!(outcome, Outcome::Updated | Outcome::Noted(true, _)) {
                     // Consent given elsewhere confirms a pending person: that is what an
                     // integration listening for confirmations needs to hear.
-                    if mode == Mode::Consented && person.status == "pending" {
-                        confirmed_existing.push(person.id.clone());
+                    if mode == Mode::Consented && person.status == SubscriberStatus::Pending {
+                        confirmed_existing.push(person.id.to_string());
                     } else {
-                        updated.push(person.id.clone());
+                        updated.push(person.id.to_string());
                     }
                 }
                 outcome

@@ -91,7 +91,7 @@ fn load_recipients(
     let hashes: Vec<String> = found.iter().map(|s| tokens::email_hash(&s.email)).collect();
     let blocked: HashSet<String> = suppressions::find_suppressions(conn, &hashes)?
         .into_iter()
-        .filter(|(_, reason)| SuppressionReason::parse(reason) != Some(SuppressionReason::Erased))
+        .filter(|(_, reason)| *reason != SuppressionReason::Erased)
         .map(|(hash, _)| hash)
         .collect();
     let mut recipients: HashMap<String, Recipient> = found
@@ -100,7 +100,7 @@ fn load_recipients(
         .filter(|(_, hash)| !blocked.contains(hash))
         .map(|(subscriber, _)| {
             (
-                subscriber.id.clone(),
+                subscriber.id.to_string(),
                 Recipient {
                     subscriber,
                     interests: Vec::new(),
@@ -255,8 +255,7 @@ impl MailRenderer {
         let Some(recipient) = recipient else {
             return Err(Outcome::Dropped("recipient erased or suppressed"));
         };
-        let status = SubscriberStatus::parse(&recipient.subscriber.status);
-        if !status.is_some_and(|s| kind.wanted_for(s)) {
+        if !kind.wanted_for(recipient.subscriber.status) {
             return Err(Outcome::Dropped(
                 "no longer needed for the subscriber's status",
             ));

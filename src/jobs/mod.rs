@@ -172,7 +172,7 @@ pub fn mail_job(
             None => "{}".to_owned(),
         },
         subscriber_id: Some(subscriber_id.to_owned()),
-        state: queue::QUEUED,
+        state: queue::JobState::Queued,
         attempts: 0,
         max_attempts: MAIL_MAX_ATTEMPTS,
         run_at: now,
@@ -218,7 +218,7 @@ pub fn enqueue_test_mail(
             kind: TEST_MAIL_KIND,
             payload: serde_json::to_string(mail).unwrap_or_default(),
             subscriber_id: None,
-            state: queue::QUEUED,
+            state: queue::JobState::Queued,
             attempts: 0,
             // A test nobody reads hours later: a few tries within about 15 minutes.
             max_attempts: 5,

@@ -6,7 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::HandlerResult;
-use crate::auth::{Authorized, Policy, Role, WriteContacts};
+use crate::auth::{Authorized, Policy, Role, Scope, WriteContacts};
+use crate::db::ids::ImportId;
 use crate::error::{ApiError, FieldErrors};
 use crate::services::imports::{self as service, CancelImportError, CreateImportError};
 use crate::startup::AppState;
@@ -38,8 +39,8 @@ impl From<CancelImportError> for ApiError {
 pub struct ReadImports;
 impl Policy for ReadImports {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Editor, Role::Viewer];
-    const SCOPE: Option<&'static str> = Some("subscribers:write");
-    const ALSO: &'static [&'static str] = &["subscribers:read"];
+    const SCOPE: Option<Scope> = Some(Scope::SubscribersWrite);
+    const ALSO: &'static [Scope] = &[Scope::SubscribersRead];
 }
 
 const MAX_PROBLEMS: i64 = 1000;
@@ -179,7 +180,7 @@ pub async fn get_import(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (offset, limit) = report_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
-    let report = service::get(&state.db, id.into_inner().to_string(), offset, limit)
+    let report = service::get(&state.db, ImportId::from(id.into_inner()), offset, limit)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(report_view(&report)))
@@ -251,6 +252,6 @@ pub async fn cancel_import(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
-    let report = service::cancel(&state.db, actor, ip, id.into_inner().to_string()).await?;
+    let report = service::cancel(&state.db, actor, ip, ImportId::from(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(report_view(&report)))
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadNewsletters, WriteNewsletters};
+use crate::db::ids::NewsletterId;
 use crate::domain::Language;
 use crate::email::newsletter::Content;
 use crate::error::ApiError;
@@ -25,10 +26,8 @@ use crate::views::newsletters::{
 const MAX_DRAFT_BYTES: usize = 4 * 1024 * 1024;
 
 /// A newsletter id from the path: anything but a UUID cannot exist.
-pub fn path_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::NotFound)
+pub fn path_id(raw: &str) -> Result<NewsletterId, ApiError> {
+    NewsletterId::parse(raw).ok_or(ApiError::NotFound)
 }
 
 /// A newsletter with the progress of its send when the reader may see it.

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ReadContacts, ReadNewsletters, WriteNewsletters};
+use crate::db::ids::SegmentId;
 use crate::error::ApiError;
 use crate::services::segments::{
     self as service, Counted, CreateSegmentError, DeleteSegmentError, GetSegmentError,
@@ -85,7 +86,7 @@ pub async fn get_segment(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let found = service::get(&state.db, &auth.principal, id.into_inner().to_string()).await?;
+    let found = service::get(&state.db, &auth.principal, SegmentId::from(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(counted_view(&found)))
 }
 
@@ -124,7 +125,7 @@ pub async fn update_segment(
 ) -> HandlerResult {
     let input = body.map_err(ApiError::from_extractor)?.into_inner().into();
     let (who, ip) = (&auth.principal, auth.ip.as_deref());
-    let id = id.into_inner().to_string();
+    let id = SegmentId::from(id.into_inner());
     let updated = service::update(&state.db, who, ip, id, input).await?;
     Ok(HttpResponse::Ok().json(counted_view(&updated)))
 }
@@ -136,7 +137,7 @@ pub async fn delete_segment(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (who, ip) = (&auth.principal, auth.ip.as_deref());
-    service::delete(&state.db, who, ip, id.into_inner().to_string()).await?;
+    service::delete(&state.db, who, ip, SegmentId::from(id.into_inner())).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::HandlerResult;
 use crate::auth::{AdminOnly, AnyStaff, Authorized};
+use crate::db::ids::{ApiKeyId, StaffId};
 use crate::error::ApiError;
 use crate::services::staff::{self as service, Creator};
 use crate::startup::AppState;
@@ -164,7 +165,7 @@ pub async fn update_staff(
         role: body.role,
         disabled: body.disabled,
     };
-    let id = id.into_inner().to_string();
+    let id = StaffId::from(id.into_inner());
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let member = service::update_member(&state.db, actor, ip, id, change).await?;
     Ok(HttpResponse::Ok().json(StaffView::from(&member)))
@@ -236,7 +237,7 @@ pub async fn revoke_api_key(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner().to_string();
+    let id = ApiKeyId::from(id.into_inner());
     service::revoke_key(&state.db, &auth.principal, auth.ip.as_deref(), id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

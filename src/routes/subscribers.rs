@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ExportContacts, Principal, ReadContacts, WriteContacts};
+use crate::db::ids::SubscriberId;
 use crate::domain::{Email, FieldErrors, InterestSlug, Language, Name, SubscriberStatus};
 use crate::error::ApiError;
 use crate::services::subscribers::{
@@ -164,7 +165,7 @@ fn change_filter(q: ListQuery) -> Result<ChangeFilter, FieldErrors> {
     };
     errors.into_result()?;
     Ok(ChangeFilter {
-        status: q.status,
+        status: q.status.as_deref().and_then(SubscriberStatus::parse),
         language: q.language,
         interest: q.interest,
         email_contains: q.email_contains.map(|e| e.to_lowercase()),
@@ -202,7 +203,7 @@ pub async fn get_subscriber(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let record = service::get(&state.db, &id.into_inner().to_string()).await?;
+    let record = service::get(&state.db, &SubscriberId::from(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(record_view(&record)))
 }
 
@@ -212,7 +213,7 @@ pub async fn subscriber_data(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner().to_string();
+    let id = SubscriberId::from(id.into_inner());
     let data = service::personal_data(&state.db, &auth.principal, auth.ip.clone(), &id).await?;
     Ok(HttpResponse::Ok().json(data_view(&data)))
 }
@@ -233,7 +234,7 @@ pub async fn erase_subscriber(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    let id = id.into_inner().to_string();
+    let id = SubscriberId::from(id.into_inner());
     let mailer = &state.engine.mailer;
     service::erase(&state.db, &auth.principal, auth.ip.clone(), mailer, &id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -375,7 +376,7 @@ fn upserted_view<'a>(actor: &Principal, done: &'a Upserted) -> UpsertedView<'a> 
         } else {
             UpsertedSubscriber::Written {
                 id: &subscriber.id,
-                status: &subscriber.status,
+                status: subscriber.status.as_str(),
             }
         },
         confirmation_sent: done.confirmation_sent,
@@ -426,7 +427,7 @@ pub async fn update_subscriber(
 ) -> HandlerResult {
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
     let change = subscriber_change(body).map_err(ApiError::Validation)?;
-    let id = id.into_inner().to_string();
+    let id = SubscriberId::from(id.into_inner());
     let record = service::update(&state.db, &auth.principal, auth.ip.clone(), &id, change).await?;
     Ok(HttpResponse::Ok().json(record_view(&record)))
 }

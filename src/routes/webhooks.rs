@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::HandlerResult;
 use crate::auth::{Authorized, ManageWebhooks};
+use crate::db::ids::WebhookEndpointId;
 use crate::db::webhooks as store;
 use crate::error::{ApiError, FieldErrors};
 use crate::services::webhooks::{self as service, EndpointError, TestEndpointError};
@@ -97,7 +98,7 @@ pub async fn get_webhook(
     id: web::Path<uuid::Uuid>,
     state: web::Data<AppState>,
 ) -> HandlerResult {
-    service::get_endpoint(&state.db, id.into_inner().to_string())
+    service::get_endpoint(&state.db, WebhookEndpointId::from(id.into_inner()))
         .await?
         .map(|e| HttpResponse::Ok().json(EndpointView::from(&e)))
         .ok_or(ApiError::NotFound)
@@ -130,7 +131,7 @@ pub async fn update_webhook(
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
     let (private, id) = (
         state.settings.webhook_allow_private,
-        id.into_inner().to_string(),
+        WebhookEndpointId::from(id.into_inner()),
     );
     let endpoint = service::update_endpoint(&state.db, actor, ip, private, id, change).await?;
     Ok(HttpResponse::Ok().json(EndpointView::from(&endpoint)))
@@ -143,7 +144,13 @@ pub async fn delete_webhook(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
-    service::delete_endpoint(&state.db, actor, ip, id.into_inner().to_string()).await?;
+    service::delete_endpoint(
+        &state.db,
+        actor,
+        ip,
+        WebhookEndpointId::from(id.into_inner()),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -155,7 +162,13 @@ pub async fn rotate_webhook_secret(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
-    let rotated = service::rotate_secret(&state.db, actor, ip, id.into_inner().to_string()).await?;
+    let rotated = service::rotate_secret(
+        &state.db,
+        actor,
+        ip,
+        WebhookEndpointId::from(id.into_inner()),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(RotatedSecretView {
         previous_secret_valid_until: time(rotated.previous_valid_until),
         secret: &rotated.secret,
@@ -170,7 +183,7 @@ pub async fn test_webhook(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (actor, ip) = (&auth.principal, auth.ip.as_deref());
-    let id = id.into_inner().to_string();
+    let id = WebhookEndpointId::from(id.into_inner());
     let message_id = service::test_endpoint(&state.db, &state.task_ready, actor, ip, id).await?;
     Ok(HttpResponse::Accepted().json(QueuedTestView { message_id }))
 }
@@ -199,13 +212,10 @@ fn delivery_query(q: DeliveriesQuery) -> Result<service::DeliveryQuery, ApiError
     if !(1..=200).contains(&limit) {
         errors.add("limit", "must be between 1 and 200");
     }
-    let states = [
-        store::PENDING,
-        store::DELIVERED,
-        store::FAILED,
-        store::DROPPED,
-    ];
-    if q.state.as_deref().is_some_and(|s| !states.contains(&s)) {
+    if q.state
+        .as_deref()
+        .is_some_and(|s| store::WebhookMessageState::parse(s).is_none())
+    {
         errors.add("state", "must be pending, delivered, failed or dropped");
     }
     if q.cursor.as_deref().is_some_and(|c| !is_message_id(c)) {
@@ -213,7 +223,10 @@ fn delivery_query(q: DeliveriesQuery) -> Result<service::DeliveryQuery, ApiError
     }
     errors.into_result().map_err(ApiError::Validation)?;
     Ok(service::DeliveryQuery {
-        state: q.state,
+        state: q
+            .state
+            .as_deref()
+            .and_then(store::WebhookMessageState::parse),
         cursor: q.cursor,
         limit,
     })
@@ -227,7 +240,7 @@ pub async fn list_deliveries(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let query = delivery_query(query.map_err(ApiError::from_extractor)?.into_inner())?;
-    let page = service::list_deliveries(&state.db, id.into_inner().to_string(), query)
+    let page = service::list_deliveries(&state.db, WebhookEndpointId::from(id.into_inner()), query)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(MessagePageView {

@@ -294,5 +294,5 @@ pub fn report_refused(
             "stored newsletters whose content the template rules refuse: a draft must be corrected before it is sent (sending it answers 422 with the reasons); one scheduled or sending is paused with them"
         );
     }
-    Ok(refused.into_iter().map(|n| n.id).collect())
+    Ok(refused.into_iter().map(|n| n.id.into_string()).collect())
 }

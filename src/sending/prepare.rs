@@ -12,6 +12,7 @@ use lettre::message::Mailbox;
 use super::recorder::Verdict;
 use super::{Engine, Ready};
 use crate::db::deliveries::{self, ClaimedDelivery};
+use crate::db::ids::NewsletterId;
 use crate::db::newsletters::{self, Newsletter};
 use crate::db::{self, segments, subscribers, suppressions, Backend, Db, DbError};
 use crate::domain::{Language, SegmentFilter, SuppressionReason};
@@ -57,7 +58,7 @@ pub async fn start(
                 segments::condition(&filter, backend),
                 now,
             )?;
-            let started = [newsletter.id.clone()];
+            let started = [newsletter.id.to_string()];
             crate::webhooks::emit_newsletters(
                 conn,
                 crate::webhooks::EventType::NewsletterStarted,
@@ -116,7 +117,7 @@ impl NewsletterCache {
         postal_address: Option<&str>,
     ) -> anyhow::Result<Arc<PreparedNewsletter>> {
         let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, prepared)) = cache.get(&newsletter.id) {
+        if let Some((at, prepared)) = cache.get(newsletter.id.as_str()) {
             if *at == newsletter.updated_at {
                 return Ok(prepared.clone());
             }
@@ -148,7 +149,7 @@ impl NewsletterCache {
             cache.clear();
         }
         cache.insert(
-            newsletter.id.clone(),
+            newsletter.id.to_string(),
             (newsletter.updated_at, prepared.clone()),
         );
         Ok(prepared)
@@ -168,7 +169,10 @@ pub(super) async fn prepare(
     let (newsletter, declared, found, blocked) = engine
         .db
         .run(move |conn| -> Result<_, DbError> {
-            let newsletter = newsletters::find_newsletter(conn, &id)?;
+            let newsletter = match NewsletterId::parse(&id) {
+                Some(id) => newsletters::find_newsletter(conn, &id)?,
+                None => None,
+            };
             let declared: Vec<String> = db::interests::list_field_declarations(conn)?
                 .into_iter()
                 .map(|f| f.key)
@@ -180,9 +184,7 @@ pub(super) async fn prepare(
             let hashes: Vec<String> = found.iter().map(|s| tokens::email_hash(&s.email)).collect();
             let blocked: HashSet<String> = suppressions::find_suppressions(conn, &hashes)?
                 .into_iter()
-                .filter(|(_, reason)| {
-                    SuppressionReason::parse(reason) != Some(SuppressionReason::Erased)
-                })
+                .filter(|(_, reason)| *reason != SuppressionReason::Erased)
                 .map(|(hash, _)| hash)
                 .collect();
             let found: Vec<_> = found.into_iter().zip(hashes).collect();
@@ -241,7 +243,7 @@ pub(super) async fn prepare(
         .to_string();
     let mut by_id: HashMap<String, (subscribers::Subscriber, String)> = found
         .into_iter()
-        .map(|(s, hash)| (s.id.clone(), (s, hash)))
+        .map(|(s, hash)| (s.id.to_string(), (s, hash)))
         .collect();
     let blocked = Arc::new(blocked);
     let share = batch.len().div_ceil(render_threads()).max(1);
@@ -361,7 +363,7 @@ impl Engine {
             (_, None) => return Err(Verdict::Skipped("subscriber erased")),
             (Some(p), Some(s)) => (p, s),
         };
-        if let Some(why) = super::recheck::ineligible_because(&subscriber.status) {
+        if let Some(why) = super::recheck::ineligible_because(subscriber.status.as_str()) {
             return Err(Verdict::Skipped(why));
         }
         if suppressed {

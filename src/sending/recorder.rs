@@ -308,7 +308,9 @@ fn write_group(conn: &mut AnyConnection, rows: &[Row]) -> Result<(), DbError> {
                     subscriber_id,
                     hash,
                 } => {
-                    crate::signup::record_hard_bounce(conn, subscriber_id, hash, now)?;
+                    if let Some(id) = crate::db::ids::SubscriberId::parse(subscriber_id) {
+                        crate::signup::record_hard_bounce(conn, &id, hash, now)?;
+                    }
                 }
             }
         }

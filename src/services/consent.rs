@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use crate::auth::{Actor, Principal};
 use crate::bounces::{apply_report, MailReport, ReportOutcome, SoftBouncePolicy};
+use crate::db::ids::SubscriberId;
 use crate::db::interests::{list_interests, list_public_interests, Interest};
 use crate::db::subscribers::{self as store, Subscriber};
 use crate::db::{self, Db, DbError};
@@ -95,7 +96,9 @@ pub async fn interests_of(db: &Db, subscriber_id: &str) -> Result<Vec<Interest>,
 
 /// The language a subscriber reads, when they are still on the list.
 pub async fn language_of(db: &Db, subscriber_id: &str) -> Result<Option<Language>, DbError> {
-    let id = subscriber_id.to_owned();
+    let Some(id) = SubscriberId::parse(subscriber_id) else {
+        return Ok(None);
+    };
     let found = db
         .run(move |conn| store::find_subscriber(conn, &id).map_err(DbError::from))
         .await?;
@@ -126,7 +129,9 @@ pub struct Preferences {
 
 /// The person's preferences, `None` once they have been erased.
 pub async fn preferences(db: &Db, subscriber_id: &str) -> Result<Option<Preferences>, DbError> {
-    let id = subscriber_id.to_owned();
+    let Some(id) = SubscriberId::parse(subscriber_id) else {
+        return Ok(None);
+    };
     db.run(move |conn| -> Result<_, DbError> {
         let Some(subscriber) = store::find_subscriber(conn, &id)? else {
             return Ok(None);
@@ -206,8 +211,8 @@ pub async fn record_reports(
 ) -> Result<Vec<(MailReport, ReportOutcome)>, DbError> {
     let audit = reporter.map(|r| {
         let (actor_type, id) = match r.principal {
-            Principal::Staff { id, .. } => ("staff", id.clone()),
-            Principal::ApiKey { id, .. } => ("api_key", id.clone()),
+            Principal::Staff { id, .. } => ("staff", id.to_string()),
+            Principal::ApiKey { id, .. } => ("api_key", id.to_string()),
         };
         (actor_type, id, r.client_ip.map(str::to_owned))
     });

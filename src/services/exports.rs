@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::auth::Principal;
 use crate::db::exports::{self as store, ExportScope};
+use crate::db::ids::SegmentId;
 use crate::db::{self, Db, DbError};
 use encoder::Encoder;
 
@@ -202,7 +203,11 @@ impl Export {
     ) -> Result<u64, Stop> {
         let segment = match &self.segment_id {
             None => None,
-            Some(id) => match db::segments::find_segment(conn, id)? {
+            Some(id) => match SegmentId::parse(id)
+                .map(|id| db::segments::find_segment(conn, &id))
+                .transpose()?
+                .flatten()
+            {
                 Some(segment) => Some(segment.parsed_filter().map_err(Stop::Failed)?),
                 None => {
                     if let Some(ready) = ready.take() {
@@ -248,7 +253,7 @@ impl Export {
             }
             for subscriber in &chunk {
                 let of = interests
-                    .get(&subscriber.id)
+                    .get(subscriber.id.as_str())
                     .map(Vec::as_slice)
                     .unwrap_or_default();
                 encoder.row(subscriber, of).map_err(Stop::Failed)?;
@@ -261,7 +266,7 @@ impl Export {
             if (chunk.len() as i64) < CHUNK {
                 break;
             }
-            after = Some(last.id.clone());
+            after = Some(last.id.to_string());
         }
         // An empty list still gets its CSV header.
         let bytes = encoder.take();

@@ -5,6 +5,7 @@
 use tokio::sync::Notify;
 
 use crate::auth::Principal;
+use crate::db::ids::ImportId;
 use crate::db::imports::{self as store, Import, ImportPart, ImportProblem};
 use crate::db::{self, Db, DbError};
 use crate::domain::{FieldErrors, InterestSlug, Language};
@@ -208,8 +209,8 @@ pub async fn create(
         Principal::ApiKey { id, .. } => format!("api_key:{id}"),
     };
     let import = Import {
-        id: db::new_id(),
-        status: store::QUEUED.into(),
+        id: ImportId::new(),
+        status: store::ImportStatus::Queued,
         mode: mode.as_str().into(),
         source,
         consent_note,
@@ -272,7 +273,7 @@ pub struct ImportReport {
 /// Progress, counts and the report's lines from `offset`, at most `limit`.
 pub async fn get(
     db: &Db,
-    id: String,
+    id: ImportId,
     offset: i64,
     limit: i64,
 ) -> Result<Option<ImportReport>, DbError> {
@@ -301,7 +302,7 @@ pub enum CancelImportError {
     #[error("no such import")]
     NotFound,
     #[error("the import has already ended ({status})")]
-    Ended { status: String },
+    Ended { status: store::ImportStatus },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -318,7 +319,7 @@ pub async fn cancel(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: ImportId,
 ) -> Result<ImportReport, CancelImportError> {
     let logged = id.clone();
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));

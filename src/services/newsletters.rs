@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use crate::auth::Principal;
 use crate::config::Settings;
 use crate::db::deliveries::{self, Progress};
+use crate::db::ids::NewsletterId;
 use crate::db::newsletters::{self as store, Newsletter};
 use crate::db::states::NewsletterState;
 use crate::db::{self, read_snapshot, Db, DbError};
@@ -102,7 +103,7 @@ pub enum DeleteError {
     #[error("no such newsletter")]
     NotFound,
     #[error("a {0} newsletter is kept as the record of what was sent; only drafts (or sends cancelled before they started) can be deleted")]
-    Kept(String),
+    Kept(NewsletterState),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -117,8 +118,8 @@ pub(super) fn stored_id(raw: &str, hyphenated_only: bool) -> Option<String> {
     uuid::Uuid::parse_str(raw).ok().map(|u| u.to_string())
 }
 
-pub(super) async fn find(db: &Db, id: &str) -> Result<Option<Newsletter>, DbError> {
-    let id = id.to_owned();
+pub(super) async fn find(db: &Db, id: &NewsletterId) -> Result<Option<Newsletter>, DbError> {
+    let id = id.clone();
     db.run(move |conn| store::find_newsletter(conn, &id).map_err(DbError::from))
         .await
 }
@@ -134,19 +135,21 @@ pub async fn list(db: &Db, input: ListInput) -> Result<Page, ListError> {
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(invalid("limit", "must be between 1 and 200".into()));
     }
-    if status
-        .as_deref()
-        .is_some_and(|s| NewsletterState::parse(s).is_none())
-    {
-        return Err(invalid(
-            "status",
-            format!("must be one of {}", store::STATUSES.join(", ")),
-        ));
-    }
+    let status = match status.as_deref() {
+        None => None,
+        Some(raw) => Some(NewsletterState::parse(raw).ok_or_else(|| {
+            let all: Vec<&str> = NewsletterState::ALL.iter().map(|s| s.as_str()).collect();
+            invalid("status", format!("must be one of {}", all.join(", ")))
+        })?),
+    };
     let not_a_cursor = || invalid("cursor", "is not a cursor from this list".into());
     // The cursor is the last id of the previous page; its creation time is read back.
     let cursor = match cursor.as_deref() {
-        Some(raw) => Some(stored_id(raw, true).ok_or_else(not_a_cursor)?),
+        Some(raw) => Some(
+            stored_id(raw, true)
+                .and_then(|id| NewsletterId::parse(&id))
+                .ok_or_else(not_a_cursor)?,
+        ),
         None => None,
     };
     let page = db
@@ -161,7 +164,7 @@ pub async fn list(db: &Db, input: ListInput) -> Result<Page, ListError> {
                 };
                 Ok(Some(store::list_newsletters(
                     conn,
-                    status.as_deref(),
+                    status,
                     before,
                     limit + 1,
                 )?))
@@ -175,7 +178,7 @@ pub async fn list(db: &Db, input: ListInput) -> Result<Page, ListError> {
 }
 
 /// A newsletter, with its progress when `actor` may read contacts.
-pub async fn get(db: &Db, actor: &Principal, id: String) -> Result<Report, GetError> {
+pub async fn get(db: &Db, actor: &Principal, id: NewsletterId) -> Result<Report, GetError> {
     let with_progress = actor.may_read_contacts();
     let now = db::now();
     db.run(move |conn| {
@@ -206,7 +209,7 @@ pub async fn delete(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
 ) -> Result<(), DeleteError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     db.transaction(move |conn| -> Result<(), DeleteError> {

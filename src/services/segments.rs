@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::auth::Principal;
+use crate::db::ids::SegmentId;
 use crate::db::segments::{self as store, Segment, SegmentChanges};
 use crate::db::subscribers::Subscriber;
 use crate::db::{self, read_snapshot, AnyConnection, Db, DbError};
@@ -185,7 +186,7 @@ pub async fn list(db: &Db) -> Result<Vec<Segment>, DbError> {
 }
 
 /// One segment, with its count when `actor` may read contacts.
-pub async fn get(db: &Db, actor: &Principal, id: String) -> Result<Counted, GetSegmentError> {
+pub async fn get(db: &Db, actor: &Principal, id: SegmentId) -> Result<Counted, GetSegmentError> {
     let count = actor.may_read_contacts();
     let backend = db.backend();
     db.run(move |conn| {
@@ -224,7 +225,7 @@ pub async fn create(
     };
     let now = db::now();
     let segment = Segment {
-        id: db::new_id(),
+        id: SegmentId::new(),
         name,
         filter: filter.to_json().to_string(),
         created_at: now,
@@ -251,7 +252,7 @@ pub async fn update(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: SegmentId,
     input: SegmentInput,
 ) -> Result<Counted, UpdateSegmentError> {
     let mut errors = FieldErrors::new();
@@ -297,7 +298,7 @@ pub async fn delete(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: SegmentId,
 ) -> Result<(), DeleteSegmentError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     db.transaction(move |conn| -> Result<_, DeleteSegmentError> {

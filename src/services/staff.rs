@@ -7,6 +7,7 @@ use governor::DefaultKeyedRateLimiter;
 use tokio::sync::Semaphore;
 
 use crate::auth::{self, jwt::JwtKeys, passwords, Principal, Role};
+use crate::db::ids::{ApiKeyId, StaffId};
 use crate::db::{self, audit::AuditEntry, staff as staff_db, Db, DbError};
 use crate::domain::{Email, FieldErrors};
 
@@ -131,7 +132,7 @@ pub async fn update_member(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: StaffId,
     change: MemberChange,
 ) -> Result<staff_db::StaffMember, UpdateMemberError> {
     let role =
@@ -142,7 +143,7 @@ pub async fn update_member(
             })?),
         };
     // An admin locking themselves out would leave no way back in but the command line.
-    if actor.staff_id() == Some(id.as_str())
+    if actor.staff_id() == Some(&id)
         && (change.disabled == Some(true) || role.is_some_and(|r| r != Role::Admin))
     {
         return Err(UpdateMemberError::OwnAccount);
@@ -381,15 +382,18 @@ pub async fn create_key(
     if name.is_empty() || input.name.chars().count() > 100 || name.chars().any(char::is_control) {
         errors.add("name", "must be 1 to 100 characters");
     }
-    let mut scopes: Vec<String> = Vec::new();
-    for scope in input.scopes {
-        if !auth::SCOPES.contains(&scope.as_str()) {
-            errors.add(
-                "scopes",
-                format!("unknown scope; one of: {}", auth::SCOPES.join(", ")),
-            );
-        } else if !scopes.contains(&scope) {
-            scopes.push(scope);
+    let mut scopes: Vec<auth::Scope> = Vec::new();
+    for raw in &input.scopes {
+        match auth::Scope::parse(raw) {
+            None => {
+                let all: Vec<&str> = auth::Scope::ALL.iter().map(|s| s.as_str()).collect();
+                errors.add(
+                    "scopes",
+                    format!("unknown scope; one of: {}", all.join(", ")),
+                );
+            }
+            Some(scope) if !scopes.contains(&scope) => scopes.push(scope),
+            Some(_) => {}
         }
     }
     if scopes.is_empty() && !errors.contains("scopes") {
@@ -398,12 +402,12 @@ pub async fn create_key(
     errors.into_result().map_err(CreateKeyError::Invalid)?;
     let (secret, prefix, hash) = auth::new_api_key();
     let key = staff_db::ApiKey {
-        id: db::new_id(),
+        id: ApiKeyId::new(),
         name,
         prefix,
         key_hash: hash,
         scopes: serde_json::to_string(&scopes).unwrap_or_else(|_| "[]".into()),
-        created_by: actor.staff_id().map(str::to_owned),
+        created_by: actor.staff_id().cloned(),
         created_at: db::now(),
         last_used_at: None,
         revoked_at: None,
@@ -420,11 +424,9 @@ pub async fn create_key(
                 "api_key",
                 Some(&stored.id),
             )?;
-            Ok(
-                staff_db::key_creators(conn, std::slice::from_ref(&stored.id))?
-                    .pop()
-                    .map(|(_, c)| c),
-            )
+            Ok(staff_db::key_creators(conn, &[stored.id.to_string()])?
+                .pop()
+                .map(|(_, c)| c))
         })
         .await?;
     tracing::info!(api_key_id = %key.id, "API key created");
@@ -456,7 +458,7 @@ pub async fn revoke_key(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: ApiKeyId,
 ) -> Result<(), RevokeKeyError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     let revoked = db

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use crate::auth::{Actor, Principal};
+use crate::db::ids::SubscriberId;
 use crate::db::subscribers::{self as store, Subscriber};
 use crate::db::{self, AnyConnection, Db, DbError};
 use crate::domain::{FieldErrors, InterestSlug, Language, Name};
@@ -27,7 +28,10 @@ pub struct SubscriberRecord {
     pub interests: Vec<String>,
 }
 
-fn load_record(conn: &mut AnyConnection, id: &str) -> Result<Option<SubscriberRecord>, DbError> {
+fn load_record(
+    conn: &mut AnyConnection,
+    id: &SubscriberId,
+) -> Result<Option<SubscriberRecord>, DbError> {
     let Some(subscriber) = store::find_subscriber(conn, id)? else {
         return Ok(None);
     };
@@ -84,8 +88,8 @@ impl From<diesel::result::Error> for GetSubscriberError {
 }
 
 /// One subscriber, with their interests.
-pub async fn get(db: &Db, id: &str) -> Result<SubscriberRecord, GetSubscriberError> {
-    let id = id.to_owned();
+pub async fn get(db: &Db, id: &SubscriberId) -> Result<SubscriberRecord, GetSubscriberError> {
+    let id = id.clone();
     db.run(move |conn| load_record(conn, &id))
         .await?
         .ok_or(GetSubscriberError::NotFound)
@@ -221,10 +225,10 @@ pub async fn update(
     db: &Db,
     actor: &Principal,
     client_ip: Option<String>,
-    id: &str,
+    id: &SubscriberId,
     change: SubscriberChange,
 ) -> Result<SubscriberRecord, UpdateSubscriberError> {
-    let (actor, id) = (actor.clone(), id.to_owned());
+    let (actor, id) = (actor.clone(), id.clone());
     db.transaction(move |conn| -> Result<_, UpdateSubscriberError> {
         let current = store::find_subscriber(conn, &id)?.ok_or(UpdateSubscriberError::NotFound)?;
         // Interests and non-null values are checked against every declaration, private or not.

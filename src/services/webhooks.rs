@@ -4,6 +4,7 @@
 use tokio::sync::Notify;
 
 use crate::auth::Principal;
+use crate::db::ids::WebhookEndpointId;
 use crate::db::webhooks::{self as store, Attempt, Endpoint, EndpointChanges, Message};
 use crate::db::{self, Db, DbError};
 use crate::domain::FieldErrors;
@@ -98,7 +99,7 @@ pub async fn create_endpoint(
     };
     let now = db::now();
     let endpoint = Endpoint {
-        id: db::new_id(),
+        id: WebhookEndpointId::new(),
         url,
         description,
         event_types: serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()),
@@ -107,7 +108,7 @@ pub async fn create_endpoint(
         previous_secret_until: None,
         enabled: input.enabled.unwrap_or(true),
         disabled_reason: None,
-        created_by: actor.staff_id().map(str::to_owned),
+        created_by: actor.staff_id().map(|id| id.to_string()),
         created_at: now,
         updated_at: now,
     };
@@ -137,7 +138,7 @@ pub async fn list_endpoints(db: &Db) -> Result<Vec<Endpoint>, DbError> {
         .await
 }
 
-pub async fn get_endpoint(db: &Db, id: String) -> Result<Option<Endpoint>, DbError> {
+pub async fn get_endpoint(db: &Db, id: WebhookEndpointId) -> Result<Option<Endpoint>, DbError> {
     db.run(move |conn| store::find_endpoint(conn, &id).map_err(DbError::from))
         .await
 }
@@ -167,7 +168,7 @@ pub async fn update_endpoint(
     actor: &Principal,
     ip: Option<&str>,
     allow_private: bool,
-    id: String,
+    id: WebhookEndpointId,
     change: EndpointChange,
 ) -> Result<Endpoint, UpdateEndpointError> {
     let mut errors = FieldErrors::new();
@@ -225,7 +226,7 @@ pub async fn delete_endpoint(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: WebhookEndpointId,
 ) -> Result<(), EndpointError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     let deleted = db
@@ -254,7 +255,7 @@ pub async fn rotate_secret(
     db: &Db,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: WebhookEndpointId,
 ) -> Result<RotatedSecret, EndpointError> {
     let secret = signing::new_secret();
     let now = db::now();
@@ -303,7 +304,7 @@ pub async fn test_endpoint(
     task_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: WebhookEndpointId,
 ) -> Result<String, TestEndpointError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     let message_id = db
@@ -330,14 +331,14 @@ pub struct DeliveryPage {
 
 /// Which messages to show: in one state, after a message id (`cursor`), at most `limit`.
 pub struct DeliveryQuery {
-    pub state: Option<String>,
+    pub state: Option<store::WebhookMessageState>,
     pub cursor: Option<String>,
     pub limit: i64,
 }
 
 pub async fn list_deliveries(
     db: &Db,
-    id: String,
+    id: WebhookEndpointId,
     query: DeliveryQuery,
 ) -> Result<Option<DeliveryPage>, DbError> {
     let limit = query.limit;
@@ -346,7 +347,7 @@ pub async fn list_deliveries(
             if store::find_endpoint(conn, &id)?.is_none() {
                 return Ok(None);
             }
-            let (state, cursor) = (query.state.as_deref(), query.cursor.as_deref());
+            let (state, cursor) = (query.state, query.cursor.as_deref());
             let messages = store::list_messages(conn, &id, state, cursor, limit)?;
             let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
             let attempts = store::list_attempts(conn, &ids)?;

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 
 use super::{resend_confirmation, throttled, Evidence, Proposal, SignupPolicy};
 use crate::db::consent::{insert_consent_event, ConsentEvent};
+use crate::db::ids::SubscriberId;
 use crate::db::{confirmations, subscribers, suppressions, AnyConnection};
 use crate::domain::{Language, SubscriberStatus, SuppressionReason};
 use crate::email::Templates;
@@ -55,7 +56,10 @@ fn classify(
     else {
         return Ok((ConfirmOutcome::Invalid, None, None));
     };
-    let Some(subscriber) = subscribers::find_subscriber(conn, &row.subscriber_id)? else {
+    let Some(id) = SubscriberId::parse(&row.subscriber_id) else {
+        return Ok((ConfirmOutcome::Invalid, None, None));
+    };
+    let Some(subscriber) = subscribers::find_subscriber(conn, &id)? else {
         return Ok((ConfirmOutcome::Invalid, None, None));
     };
     let proposal = Proposal::from_json(row.proposal.as_deref());
@@ -64,11 +68,10 @@ fn classify(
         .as_ref()
         .map(|p| p.language)
         .unwrap_or_else(|| Language::parse(&subscriber.language).unwrap_or_default());
-    let status = SubscriberStatus::parse(&subscriber.status);
+    let status = subscriber.status;
     let suppressed = suppressions::find_suppression(conn, &tokens::email_hash(&subscriber.email))?
-        .and_then(|r| SuppressionReason::parse(&r))
         .is_some_and(|r| r != SuppressionReason::Erased);
-    let outcome = if status == Some(SubscriberStatus::Confirmed) {
+    let outcome = if status == SubscriberStatus::Confirmed {
         ConfirmOutcome::AlreadyConfirmed { language }
     } else if row.used_at.is_some() {
         // Used once, then the person unsubscribed: this link does not subscribe them again.
@@ -76,7 +79,7 @@ fn classify(
     } else if suppressed
         || !matches!(
             status,
-            Some(SubscriberStatus::Pending | SubscriberStatus::Unsubscribed)
+            SubscriberStatus::Pending | SubscriberStatus::Unsubscribed
         )
     {
         ConfirmOutcome::Invalid
@@ -84,7 +87,7 @@ fn classify(
         ConfirmOutcome::Expired { language }
     } else {
         ConfirmOutcome::Confirmed {
-            subscriber_id: subscriber.id.clone(),
+            subscriber_id: subscriber.id.to_string(),
             language,
         }
     };
@@ -106,15 +109,12 @@ pub fn confirm(
         return Ok(outcome);
     };
     // Two clicks at once: the second finds the status changed and confirms nothing.
-    let from = [
-        SubscriberStatus::Pending.as_str(),
-        SubscriberStatus::Unsubscribed.as_str(),
-    ];
+    let from = [SubscriberStatus::Pending, SubscriberStatus::Unsubscribed];
     if !subscribers::set_status(
         conn,
         &subscriber.id,
         &from,
-        SubscriberStatus::Confirmed.as_str(),
+        SubscriberStatus::Confirmed,
         now,
     )? {
         return Ok(ConfirmOutcome::AlreadyConfirmed {
@@ -136,7 +136,7 @@ pub fn confirm(
     suppressions::delete_suppression(
         conn,
         &tokens::email_hash(&subscriber.email),
-        SuppressionReason::Erased.as_str(),
+        SuppressionReason::Erased,
     )?;
     let interests: Vec<String> = subscribers::list_subscriber_interests(conn, &subscriber.id)?
         .into_iter()

@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 
 use super::{Evidence, Proposal, SignupPolicy};
 use crate::db::batch::{Inserts, TokenRow};
-use crate::db::consent::ConsentEvent;
+use crate::db::consent::{ConsentAction, ConsentEvent};
 use crate::db::{self, AnyConnection};
 use crate::domain::Language;
 use crate::email::Templates;
@@ -23,7 +23,7 @@ fn interests_json<S: AsRef<str>>(interests: &[S]) -> String {
 /// An entry with what every action records: who, what, in which language, when, from where.
 fn entry(
     subscriber_id: &str,
-    action: &str,
+    action: ConsentAction,
     language: Language,
     evidence: &Evidence,
     now: NaiveDateTime,
@@ -31,7 +31,7 @@ fn entry(
     ConsentEvent {
         id: db::new_id(),
         subscriber_id: subscriber_id.to_owned(),
-        action: action.into(),
+        action,
         interests: "[]".into(),
         wording: String::new(),
         wording_version: String::new(),
@@ -69,7 +69,13 @@ impl ConsentEvent {
             wording,
             wording_version,
             source,
-            ..entry(subscriber_id, "signup", language, evidence, now)
+            ..entry(
+                subscriber_id,
+                ConsentAction::Signup,
+                language,
+                evidence,
+                now,
+            )
         }
     }
 
@@ -89,7 +95,13 @@ impl ConsentEvent {
             wording,
             wording_version,
             source,
-            ..entry(subscriber_id, "confirm", language, evidence, now)
+            ..entry(
+                subscriber_id,
+                ConsentAction::Confirm,
+                language,
+                evidence,
+                now,
+            )
         }
     }
 
@@ -109,7 +121,13 @@ impl ConsentEvent {
             wording: note,
             wording_version: "staff-recorded".into(),
             source,
-            ..entry(subscriber_id, "staff_recorded", language, evidence, now)
+            ..entry(
+                subscriber_id,
+                ConsentAction::StaffRecorded,
+                language,
+                evidence,
+                now,
+            )
         }
     }
 
@@ -125,7 +143,13 @@ impl ConsentEvent {
         ConsentEvent {
             wording,
             wording_version,
-            ..entry(subscriber_id, "unsubscribe", language, evidence, now)
+            ..entry(
+                subscriber_id,
+                ConsentAction::Unsubscribe,
+                language,
+                evidence,
+                now,
+            )
         }
     }
 
@@ -143,7 +167,13 @@ impl ConsentEvent {
             interests: interests_json(interests),
             wording,
             wording_version,
-            ..entry(subscriber_id, "preferences", language, evidence, now)
+            ..entry(
+                subscriber_id,
+                ConsentAction::Preferences,
+                language,
+                evidence,
+                now,
+            )
         }
     }
 
@@ -158,7 +188,7 @@ impl ConsentEvent {
         ConsentEvent {
             id: db::new_id(),
             subscriber_id: subscriber_id.to_owned(),
-            action: "unsubscribe".into(),
+            action: ConsentAction::Unsubscribe,
             interests: "[]".into(),
             wording: format!("Marked a message as spam (reported by {reported_by})"),
             wording_version: String::new(),

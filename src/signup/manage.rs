@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 
 use super::Evidence;
 use crate::db::consent::{insert_consent_event, ConsentEvent};
+use crate::db::ids::SubscriberId;
 use crate::db::{self, subscribers, AnyConnection};
 use crate::domain::{InterestSlug, Language, Name, SubscriberStatus};
 use crate::email::Templates;
@@ -17,24 +18,25 @@ pub fn unsubscribe(
     evidence: &Evidence,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<bool> {
-    let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
+    let Some(subscriber) = SubscriberId::parse(subscriber_id)
+        .map(|id| subscribers::find_subscriber(conn, &id))
+        .transpose()?
+        .flatten()
+    else {
         return Ok(false);
     };
     if !matches!(
-        SubscriberStatus::parse(&subscriber.status),
-        Some(SubscriberStatus::Pending | SubscriberStatus::Confirmed)
+        subscriber.status,
+        SubscriberStatus::Pending | SubscriberStatus::Confirmed
     ) {
         return Ok(false);
     }
-    let from = [
-        SubscriberStatus::Pending.as_str(),
-        SubscriberStatus::Confirmed.as_str(),
-    ];
+    let from = [SubscriberStatus::Pending, SubscriberStatus::Confirmed];
     if !subscribers::set_status(
         conn,
-        subscriber_id,
+        &subscriber.id,
         &from,
-        SubscriberStatus::Unsubscribed.as_str(),
+        SubscriberStatus::Unsubscribed,
         now,
     )? {
         return Ok(false);
@@ -83,7 +85,11 @@ pub fn update_preferences(
     evidence: &Evidence,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<PreferencesOutcome> {
-    let Some(subscriber) = subscribers::find_subscriber(conn, subscriber_id)? else {
+    let Some(subscriber) = SubscriberId::parse(subscriber_id)
+        .map(|id| subscribers::find_subscriber(conn, &id))
+        .transpose()?
+        .flatten()
+    else {
         return Ok(PreferencesOutcome::NotFound);
     };
     let current: Vec<String> = subscribers::list_subscriber_interests(conn, subscriber_id)?
@@ -143,22 +149,17 @@ pub fn update_preferences(
 /// Returns whether the subscriber's status changed. Call inside a write transaction.
 pub fn record_hard_bounce(
     conn: &mut AnyConnection,
-    subscriber_id: &str,
+    subscriber_id: &SubscriberId,
     email_hash: &str,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<bool> {
     let from = [
-        SubscriberStatus::Pending.as_str(),
-        SubscriberStatus::Confirmed.as_str(),
-        SubscriberStatus::Unsubscribed.as_str(),
+        SubscriberStatus::Pending,
+        SubscriberStatus::Confirmed,
+        SubscriberStatus::Unsubscribed,
     ];
-    let bounced = subscribers::set_status(
-        conn,
-        subscriber_id,
-        &from,
-        SubscriberStatus::Bounced.as_str(),
-        now,
-    )?;
+    let bounced =
+        subscribers::set_status(conn, subscriber_id, &from, SubscriberStatus::Bounced, now)?;
     db::jobs::drop_queued_for_subscriber(conn, subscriber_id, "address bounced", now)?;
     if bounced {
         crate::webhooks::emit_subscriber(
@@ -172,7 +173,7 @@ pub fn record_hard_bounce(
         db::suppressions::insert_suppression(
             conn,
             email_hash,
-            crate::domain::SuppressionReason::HardBounce.as_str(),
+            crate::domain::SuppressionReason::HardBounce,
             now,
         )?;
     }
@@ -191,16 +192,16 @@ pub fn record_complaint(
     now: NaiveDateTime,
 ) -> diesel::QueryResult<bool> {
     let from = [
-        SubscriberStatus::Pending.as_str(),
-        SubscriberStatus::Confirmed.as_str(),
-        SubscriberStatus::Unsubscribed.as_str(),
-        SubscriberStatus::Bounced.as_str(),
+        SubscriberStatus::Pending,
+        SubscriberStatus::Confirmed,
+        SubscriberStatus::Unsubscribed,
+        SubscriberStatus::Bounced,
     ];
     let changed = subscribers::set_status(
         conn,
         &subscriber.id,
         &from,
-        SubscriberStatus::Complained.as_str(),
+        SubscriberStatus::Complained,
         now,
     )?;
     db::jobs::drop_queued_for_subscriber(conn, &subscriber.id, "spam complaint", now)?;
@@ -216,22 +217,22 @@ pub fn record_complaint(
             now,
         )?;
     }
-    match db::suppressions::find_suppression(conn, email_hash)?.as_deref() {
-        Some(reason) if reason == crate::domain::SuppressionReason::Complaint.as_str() => {}
+    match db::suppressions::find_suppression(conn, email_hash)? {
+        Some(crate::domain::SuppressionReason::Complaint) => {}
         Some(other) => {
             // A complaint outranks the earlier reason: it is the person's own "no".
             db::suppressions::delete_suppression(conn, email_hash, other)?;
             db::suppressions::insert_suppression(
                 conn,
                 email_hash,
-                crate::domain::SuppressionReason::Complaint.as_str(),
+                crate::domain::SuppressionReason::Complaint,
                 now,
             )?;
         }
         None => db::suppressions::insert_suppression(
             conn,
             email_hash,
-            crate::domain::SuppressionReason::Complaint.as_str(),
+            crate::domain::SuppressionReason::Complaint,
             now,
         )?,
     }

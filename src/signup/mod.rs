@@ -208,11 +208,11 @@ fn apply_signups(
                 (id, SignupOutcome::Created)
             }
             Some(row) => {
-                let outcome = match SubscriberStatus::parse(&row.status) {
-                    Some(SubscriberStatus::Pending) => SignupOutcome::Resent,
-                    Some(SubscriberStatus::Unsubscribed) => SignupOutcome::Reconsent,
-                    Some(SubscriberStatus::Confirmed) => SignupOutcome::AlreadySubscribed,
-                    _ => {
+                let outcome = match row.status {
+                    SubscriberStatus::Pending => SignupOutcome::Resent,
+                    SubscriberStatus::Unsubscribed => SignupOutcome::Reconsent,
+                    SubscriberStatus::Confirmed => SignupOutcome::AlreadySubscribed,
+                    SubscriberStatus::Bounced | SubscriberStatus::Complained => {
                         results.push(Ok(SignupOutcome::Suppressed));
                         continue;
                     }

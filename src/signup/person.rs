@@ -83,7 +83,6 @@ pub fn known_suppressions<'a>(
         .collect();
     Ok(suppressions::find_suppressions(conn, &hashes)?
         .into_iter()
-        .filter_map(|(hash, reason)| Some((hash, SuppressionReason::parse(&reason)?)))
         .collect())
 }
 

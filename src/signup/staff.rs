@@ -9,7 +9,8 @@ use super::{
 };
 use crate::db::batch::Inserts;
 use crate::db::consent::{insert_consent_event, ConsentEvent};
-use crate::db::{self, subscribers, suppressions, AnyConnection};
+use crate::db::ids::SubscriberId;
+use crate::db::{subscribers, suppressions, AnyConnection};
 use crate::domain::{FieldErrors, InterestSlug, Name, SubscriberStatus, SuppressionReason};
 use crate::email::Templates;
 use crate::tokens;
@@ -31,7 +32,7 @@ pub struct StaffUpsert {
 }
 
 pub struct UpsertOutcome {
-    pub subscriber_id: String,
+    pub subscriber_id: SubscriberId,
     pub created: bool,
     pub confirmation_sent: bool,
 }
@@ -60,7 +61,7 @@ pub fn upsert_by_staff(
     let catalog = PublicCatalog::load_for_staff(conn)?;
     let attributes = catalog.check(signup).map_err(UpsertError::Validation)?;
     let email = signup.email.as_str();
-    match suppressions::find_suppression(conn, &tokens::email_hash(email))?.and_then(|r| SuppressionReason::parse(&r)) {
+    match suppressions::find_suppression(conn, &tokens::email_hash(email))? {
         Some(SuppressionReason::Erased) if matches!(input.consent, ConsentMode::Recorded { .. }) => {
             return Err(UpsertError::Conflict(
                 "this address was erased on request: only the person's own confirmation can add it again (use consent mode \"confirmation\")",
@@ -73,7 +74,7 @@ pub fn upsert_by_staff(
     let existing = subscribers::find_subscriber_by_email(conn, email)?;
     let (id, created, status) = match existing {
         None => {
-            let id = db::new_id();
+            let id = SubscriberId::new();
             let mut row = Inserts::default();
             row.subscribers.push(
                 NewPerson {
@@ -84,7 +85,7 @@ pub fn upsert_by_staff(
                     attributes,
                     source: signup.source.clone(),
                 }
-                .row(id.clone(), now),
+                .row(id.to_string(), now),
             );
             row.write(conn)?;
             subscribers::add_interests(conn, &id, &slugs, now)?;
@@ -97,7 +98,7 @@ pub fn upsert_by_staff(
             (id, true, SubscriberStatus::Pending)
         }
         Some(row) => {
-            let status = SubscriberStatus::parse(&row.status).unwrap_or(SubscriberStatus::Pending);
+            let status = row.status;
             if matches!(
                 status,
                 SubscriberStatus::Bounced | SubscriberStatus::Complained
@@ -183,8 +184,8 @@ pub fn upsert_by_staff(
             ))
         }
         (ConsentMode::Recorded { source, note }, _) => {
-            let from = [SubscriberStatus::Pending.as_str()];
-            if subscribers::set_status(conn, &id, &from, SubscriberStatus::Confirmed.as_str(), now)? {
+            let from = [SubscriberStatus::Pending];
+            if subscribers::set_status(conn, &id, &from, SubscriberStatus::Confirmed, now)? {
                 crate::webhooks::emit_subscriber(conn, crate::webhooks::EventType::SubscriberConfirmed, &id, now)?;
             }
             insert_consent_event(conn, &recorded(note, source))?;

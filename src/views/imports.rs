@@ -89,7 +89,7 @@ impl<'a> ImportView<'a> {
             }),
             source: import.source.as_deref(),
             started_at: import.started_at.map(time),
-            status: &import.status,
+            status: import.status.as_str(),
         }
     }
 }

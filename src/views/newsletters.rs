@@ -52,7 +52,7 @@ impl<'a> NewsletterView<'a> {
             segment_id: n.segment_id.as_deref(),
             send_at: n.send_at.map(offset_time),
             started_at: n.started_at.map(offset_time),
-            status: &n.status,
+            status: n.status.as_str(),
             subject: &n.subject,
             text: n.text.as_deref(),
             updated_at: offset_time(n.updated_at),
@@ -86,7 +86,7 @@ impl<'a> From<&'a Newsletter> for NewsletterSummaryView<'a> {
             segment_id: n.segment_id.as_deref(),
             send_at: n.send_at.map(offset_time),
             started_at: n.started_at.map(offset_time),
-            status: &n.status,
+            status: n.status.as_str(),
             subject: &n.subject,
             updated_at: offset_time(n.updated_at),
         }
@@ -119,7 +119,7 @@ impl ProgressView {
             .started_at
             .map(|s| (now - s).num_milliseconds().clamp(1, 30_000) as f64 / 1000.0)
             .unwrap_or(30.0);
-        let per_second = if newsletter.state() == Some(NewsletterState::Sending) {
+        let per_second = if newsletter.status == NewsletterState::Sending {
             p.recent as f64 / window
         } else {
             0.0

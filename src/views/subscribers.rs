@@ -42,7 +42,7 @@ impl<'a> SubscriberView<'a> {
             language: &s.language,
             name: s.name.as_deref(),
             source: s.source.as_deref(),
-            status: &s.status,
+            status: s.status.as_str(),
             unsubscribed_at: s.unsubscribed_at.map(time),
             updated_at: time(s.updated_at),
         }
@@ -127,7 +127,7 @@ pub struct ConsentView<'a> {
 impl<'a> From<&'a ConsentEvent> for ConsentView<'a> {
     fn from(c: &'a ConsentEvent) -> Self {
         Self {
-            action: &c.action,
+            action: c.action.as_str(),
             at: time(c.created_at),
             interests: stored_json(&c.interests, || Value::Array(Vec::new())),
             ip: c.ip.as_deref(),
@@ -218,11 +218,11 @@ mod tests {
                 .and_hms_micro_opt(3, 4, 5, s)
         };
         let s = Subscriber {
-            id: "0b7e".into(),
+            id: "0194f3a2-7b1c-7d4e-8a5b-2c3d4e5f6a7b".parse().unwrap(),
             email: "ana@example.com".into(),
             name: None,
             language: "es".into(),
-            status: "confirmed".into(),
+            status: crate::domain::SubscriberStatus::Confirmed,
             attributes: r#"{"plan":"pro"}"#.into(),
             source: Some("form".into()),
             created_at: at(1).unwrap(),
@@ -237,7 +237,7 @@ mod tests {
             r#"{"attributes":{"plan":"pro"},"confirmed_at":"2026-01-02T03:04:05.000003Z","#
                 .to_owned()
                 + r#""created_at":"2026-01-02T03:04:05.000001Z","email":"ana@example.com","#
-                + r#""id":"0b7e","interests":["news"],"language":"es","name":null,"#
+                + r#""id":"0194f3a2-7b1c-7d4e-8a5b-2c3d4e5f6a7b","interests":["news"],"language":"es","name":null,"#
                 + r#""source":"form","status":"confirmed","unsubscribed_at":null,"#
                 + r#""updated_at":"2026-01-02T03:04:05.000002Z"}"#
         );

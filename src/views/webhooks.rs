@@ -52,7 +52,7 @@ impl<'a> NewsletterEvent<'a> {
             sent: progress.sent,
             skipped: progress.skipped,
             started_at: n.started_at.map(time),
-            status: &n.status,
+            status: n.status.as_str(),
             subject: &n.subject,
         }
     }
@@ -152,7 +152,7 @@ impl<'a> MessageView<'a> {
             last_status: m.last_status,
             log: attempts.iter().map(Into::into).collect(),
             payload: serde_json::from_str(&m.payload).unwrap_or(Value::Null),
-            state: &m.state,
+            state: m.state.as_str(),
             updated_at: time(m.updated_at),
         }
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::target::{self, GuardedResolver};
+use crate::db::ids::WebhookEndpointId;
 use crate::db::jobs::ClaimedJob;
 use crate::db::webhooks::{self as store, Attempt, EndpointChanges};
 use crate::db::{self, Db, DbError};
@@ -66,7 +67,10 @@ impl Deliverer {
                 let Some(message) = store::find_message(conn, &message_id)? else {
                     return Ok(None);
                 };
-                let endpoint = store::find_endpoint(conn, &message.endpoint_id)?;
+                let endpoint = match WebhookEndpointId::parse(&message.endpoint_id) {
+                    Some(id) => store::find_endpoint(conn, &id)?,
+                    None => None,
+                };
                 Ok(Some((message, endpoint)))
             })
             .await?;
@@ -75,7 +79,7 @@ impl Deliverer {
                 "the message or its endpoint was deleted",
             ));
         };
-        if message.state != store::PENDING {
+        if message.state != store::WebhookMessageState::Pending {
             return Ok(TaskOutcome::Dropped("the message was settled meanwhile"));
         }
         if !endpoint.enabled {
@@ -85,7 +89,7 @@ impl Deliverer {
                     store::settle_message(
                         conn,
                         &id,
-                        store::DROPPED,
+                        store::WebhookMessageState::Dropped,
                         message.attempts,
                         None,
                         Some("the endpoint is disabled"),
@@ -116,18 +120,18 @@ impl Deliverer {
                 .map(|s| format!("the receiver answered {s}"))
         });
         let state = if delivered {
-            store::DELIVERED
+            store::WebhookMessageState::Delivered
         } else if gone || last_try {
-            store::FAILED
+            store::WebhookMessageState::Failed
         } else {
-            store::PENDING
+            store::WebhookMessageState::Pending
         };
         tracing::info!(
             message_id = %message.id,
             endpoint_id = %endpoint.id,
             attempt = job.attempts,
             status = response.status,
-            state,
+            state = state.as_str(),
             "webhook delivery attempt"
         );
         let attempt = Attempt {
@@ -148,7 +152,7 @@ impl Deliverer {
             db::write_transaction(conn, |conn| -> diesel::QueryResult<()> {
                 let now = db::now();
                 store::insert_attempt(conn, &attempt)?;
-                if state == store::DELIVERED {
+                if state == store::WebhookMessageState::Delivered {
                     // The log keeps a month (trimmed here and hourly: `prune_log`).
                     super::prune_log(conn, now)?;
                 }

@@ -13,9 +13,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::jobs::{NewJob, QUEUED};
+use crate::db::ids::NewsletterId;
+use crate::db::jobs::{JobState, NewJob};
 use crate::db::subscribers::Subscriber;
-use crate::db::webhooks::{self as store, Message, DELIVER_KIND, PENDING};
+use crate::db::webhooks::{self as store, Message, DELIVER_KIND};
 use crate::db::{self, AnyConnection};
 use crate::views::time;
 use crate::views::webhooks::{ErasedEvent, EventView, NewsletterEvent, TestEvent};
@@ -204,7 +205,11 @@ pub fn emit_newsletters(
     }
     let mut total = 0;
     for id in ids {
-        let Some(newsletter) = db::newsletters::find_newsletter(conn, id)? else {
+        let Some(newsletter) = NewsletterId::parse(id)
+            .map(|id| db::newsletters::find_newsletter(conn, &id))
+            .transpose()?
+            .flatten()
+        else {
             continue;
         };
         let progress = db::deliveries::progress(conn, id, now)?;
@@ -263,7 +268,7 @@ fn insert_messages(
             event_type: event.as_str().to_owned(),
             subscriber_id: subscriber_id.map(str::to_owned),
             payload: payload.to_owned(),
-            state: PENDING.to_owned(),
+            state: store::WebhookMessageState::Pending,
             attempts: 0,
             last_status: None,
             last_error: None,
@@ -283,7 +288,7 @@ fn insert_messages(
                 kind: DELIVER_KIND,
                 payload: message.id.clone(),
                 subscriber_id: None,
-                state: QUEUED,
+                state: JobState::Queued,
                 attempts: 0,
                 max_attempts: MAX_ATTEMPTS,
                 run_at: now,
@@ -330,10 +335,10 @@ fn subscribers_with_interests(
             interests.entry(id).or_default().push(interest.slug);
         }
         let mut by_id: HashMap<String, Subscriber> =
-            rows.into_iter().map(|s| (s.id.clone(), s)).collect();
+            rows.into_iter().map(|s| (s.id.to_string(), s)).collect();
         for id in chunk {
             if let Some(s) = by_id.remove(*id) {
-                let held = interests.get(&s.id).cloned().unwrap_or_default();
+                let held = interests.get(s.id.as_str()).cloned().unwrap_or_default();
                 found.push((s, held));
             }
         }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::TestApp;
 
-use enlace::auth::SCOPES;
+use enlace::auth::Scope;
 
 /// How many people the probe filter reaches (and have the interest, and a city).
 const REACHED: i64 = 3;
@@ -45,8 +45,9 @@ async fn callers(app: &TestApp) -> (String, Vec<Caller>) {
             reads: true,
         });
     }
-    let mut key_sets: Vec<Vec<&str>> = SCOPES.iter().map(|s| vec![*s]).collect();
-    key_sets.push(SCOPES[1..].to_vec());
+    let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+    let mut key_sets: Vec<Vec<&str>> = scopes.iter().map(|s| vec![*s]).collect();
+    key_sets.push(scopes[1..].to_vec());
     key_sets.push(vec![
         "subscribers:read",
         "subscribers:write",

@@ -737,13 +737,14 @@ impl TestApp {
             .unwrap()
             .expect("a subscriber")
             .id
+            .into_string()
     }
 
     pub fn status_of(&self, email: &str) -> Option<String> {
         let mut conn = self.conn();
         db::subscribers::find_subscriber_by_email(&mut conn, email)
             .unwrap()
-            .map(|s| s.status)
+            .map(|s| s.status.as_str().to_owned())
     }
 
     /// Creates a staff account directly; returns its id.
@@ -753,6 +754,7 @@ impl TestApp {
         enlace::auth::accounts::create_staff_member(&mut self.conn(), &email, role, hash)
             .unwrap()
             .id
+            .into_string()
     }
 
     /// Signs in as `email` (created with `add_staff`) and returns the access token.

@@ -285,7 +285,7 @@ async fn suppressed_erased_unsubscribed_and_bounced_people_are_never_added() {
     enlace::db::suppressions::insert_suppression(
         &mut app.conn(),
         &enlace::tokens::email_hash("blocked@example.org"),
-        "hard_bounce",
+        enlace::domain::SuppressionReason::HardBounce,
         enlace::db::now(),
     )
     .unwrap();

@@ -491,7 +491,7 @@ async fn a_process_dying_again_on_the_same_batch_pauses_the_send_instead_of_a_cr
 fn stored(id: &str, status: &str, html: &str) -> Newsletter {
     let now = enlace::db::now();
     Newsletter {
-        id: id.into(),
+        id: id.parse().expect("a newsletter id"),
         subject: "Old".into(),
         html: html.into(),
         text: None,
@@ -500,7 +500,7 @@ fn stored(id: &str, status: &str, html: &str) -> Newsletter {
         reply_to: None,
         segment_id: None,
         filter: Some(everyone().to_string()),
-        status: status.into(),
+        status: enlace::db::states::NewsletterState::parse(status).expect("a newsletter state"),
         send_at: (status == "scheduled").then_some(now),
         send_key: None,
         started_at: None,

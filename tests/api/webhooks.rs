@@ -458,7 +458,7 @@ async fn staff_changes_bounces_and_complaints_are_announced() {
         enlace::db::write_transaction(&mut conn, |c| {
             enlace::signup::record_hard_bounce(
                 c,
-                &id,
+                &id.parse().expect("a subscriber id"),
                 &enlace::tokens::email_hash("rio@example.org"),
                 enlace::db::now(),
             )?;

@@ -78,7 +78,7 @@ impl Encoder {
                     &s.email,
                     s.name.as_deref().unwrap_or_default(),
                     &s.language,
-                    &s.status,
+                    s.status.as_str(),
                     &interests,
                     s.source.as_deref().unwrap_or_default(),
                     &created,

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{compile_apart, find, stored_id, Rendering};
 use crate::auth::Principal;
+use crate::db::ids::{NewsletterId, SegmentId};
 use crate::db::newsletters::{self as store, Newsletter, NewsletterChanges};
 use crate::db::states::NewsletterState;
 use crate::db::{self, AnyConnection, Db, DbError};
@@ -36,7 +37,7 @@ pub enum DraftError {
     #[error("no such newsletter")]
     NotFound,
     #[error("only drafts can be changed; this newsletter is {0}")]
-    NotADraft(String),
+    NotADraft(NewsletterState),
     #[error(
         "the draft was changed by someone else meanwhile; read it again and send your change again"
     )]
@@ -94,7 +95,7 @@ fn apply(errors: &mut FieldErrors, n: &mut Newsletter, input: DraftInput) {
     }
     if let Some(segment_id) = input.segment_id {
         n.segment_id = segment_id.and_then(|raw| {
-            let id = stored_id(&raw, true);
+            let id = stored_id(&raw, true).and_then(|id| SegmentId::parse(&id));
             if id.is_none() {
                 errors.add("segment_id", "no such segment");
             }
@@ -182,7 +183,7 @@ fn check_draft(
 fn new_draft() -> Newsletter {
     let now = db::now();
     Newsletter {
-        id: db::new_id(),
+        id: NewsletterId::new(),
         subject: String::new(),
         html: String::new(),
         text: None,
@@ -191,7 +192,7 @@ fn new_draft() -> Newsletter {
         reply_to: None,
         segment_id: None,
         filter: None,
-        status: NewsletterState::Draft.as_str().into(),
+        status: NewsletterState::Draft,
         send_at: None,
         send_key: None,
         started_at: None,
@@ -248,11 +249,11 @@ pub async fn update(
     rendering: Rendering<'_>,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
     input: DraftInput,
 ) -> Result<Newsletter, DraftError> {
     let read = find(db, &id).await?.ok_or(DraftError::NotFound)?;
-    if read.state() != Some(NewsletterState::Draft) {
+    if read.status != NewsletterState::Draft {
         return Err(DraftError::NotADraft(read.status));
     }
     let read_at = read.updated_at;
@@ -265,7 +266,7 @@ pub async fn update(
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     db.transaction(move |conn| -> Result<Newsletter, DraftError> {
         let current = store::find_newsletter(conn, &id)?.ok_or(DraftError::NotFound)?;
-        if current.state() != Some(NewsletterState::Draft) {
+        if current.status != NewsletterState::Draft {
             return Err(DraftError::NotADraft(current.status));
         }
         if current.updated_at != read_at {

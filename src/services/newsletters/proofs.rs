@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use super::{compile_apart, find, stored_id, Rendering};
 use crate::auth::Principal;
 use crate::config::Settings;
+use crate::db::ids::{NewsletterId, SubscriberId};
 use crate::db::newsletters as store;
 use crate::db::{self, read_snapshot, Db, DbError};
 use crate::domain::{Email, FieldErrors, Language};
@@ -141,7 +142,7 @@ pub async fn preview(
     db: &Db,
     rendering: Rendering<'_>,
     actor: &Principal,
-    id: String,
+    id: NewsletterId,
     input: PreviewInput,
 ) -> Result<Preview, PreviewError> {
     let language = parse_language(input.language.as_deref()).map_err(PreviewError::Invalid)?;
@@ -151,7 +152,11 @@ pub async fn preview(
     let no_such_subscriber =
         || PreviewError::Invalid(FieldErrors::one("subscriber_id", "no such subscriber"));
     let subscriber_id = match input.subscriber_id.as_deref() {
-        Some(raw) => Some(stored_id(raw, false).ok_or_else(no_such_subscriber)?),
+        Some(raw) => Some(
+            stored_id(raw, false)
+                .and_then(|id| SubscriberId::parse(&id))
+                .ok_or_else(no_such_subscriber)?,
+        ),
         None => None,
     };
     let (n, subscriber) = db
@@ -233,7 +238,7 @@ pub async fn send_test(
     outbox: TestOutbox<'_>,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
     input: TestInput,
 ) -> Result<usize, TestError> {
     if input.to.is_empty() || input.to.len() > MAX_TEST_RECIPIENTS {

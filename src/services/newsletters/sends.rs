@@ -6,6 +6,7 @@ use tokio::sync::Notify;
 
 use super::{compile_apart, find, Rendering};
 use crate::auth::Principal;
+use crate::db::ids::NewsletterId;
 use crate::db::newsletters as store;
 use crate::db::states::NewsletterState;
 use crate::db::{self, deliveries, Db, DbError};
@@ -29,7 +30,7 @@ pub enum SendError {
     #[error(
         "the newsletter is {0} (send it again with the same Idempotency-Key to get its state)"
     )]
-    NotSendable(String),
+    NotSendable(NewsletterState),
     #[error("sending is refused while ENLACE_POSTAL_ADDRESS is unset: bulk-mail law requires the sender's postal address in every newsletter")]
     NoPostalAddress,
     #[error("the newsletter changed meanwhile; try again")]
@@ -46,7 +47,10 @@ pub enum TransitionError {
     #[error("no such newsletter")]
     NotFound,
     #[error("a {status} newsletter cannot be {done}")]
-    Refused { status: String, done: &'static str },
+    Refused {
+        status: NewsletterState,
+        done: &'static str,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -82,7 +86,7 @@ pub async fn send(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
     input: SendInput,
 ) -> Result<(), SendError> {
     let now = db::now();
@@ -98,13 +102,10 @@ pub async fn send(
     db.transaction(move |conn| -> Result<(), SendError> {
         let n = store::find_newsletter(conn, &id)?.ok_or(SendError::NotFound)?;
         // The same request again: leave the send as it stands.
-        if key.is_some() && n.send_key == key && n.state() != Some(NewsletterState::Draft) {
+        if key.is_some() && n.send_key == key && n.status != NewsletterState::Draft {
             return Ok(());
         }
-        if !matches!(
-            n.state(),
-            Some(NewsletterState::Draft | NewsletterState::Overdue)
-        ) {
+        if !matches!(n.status, NewsletterState::Draft | NewsletterState::Overdue) {
             return Err(SendError::NotSendable(n.status));
         }
         if !postal_address_set {
@@ -174,7 +175,7 @@ async fn transition(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
     step: Move,
 ) -> Result<(), TransitionError> {
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
@@ -185,8 +186,7 @@ async fn transition(
         let moved = if to == NewsletterState::Cancelled {
             store::cancel(conn, &id, now)?
         } else {
-            let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-            store::transition(conn, &id, &from, to.as_str(), now)?
+            store::transition(conn, &id, from, to, now)?
         };
         if !moved {
             return Err(TransitionError::Refused {
@@ -211,7 +211,7 @@ pub async fn pause(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
 ) -> Result<(), TransitionError> {
     transition(db, send_ready, actor, ip, id, Move::Pause).await
 }
@@ -222,7 +222,7 @@ pub async fn resume(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
 ) -> Result<(), TransitionError> {
     transition(db, send_ready, actor, ip, id, Move::Resume).await
 }
@@ -233,7 +233,7 @@ pub async fn cancel(
     send_ready: &Notify,
     actor: &Principal,
     ip: Option<&str>,
-    id: String,
+    id: NewsletterId,
 ) -> Result<(), TransitionError> {
     transition(db, send_ready, actor, ip, id, Move::Cancel).await
 }

@@ -8,10 +8,11 @@ use chrono::NaiveDateTime;
 use super::SubscriberRecord;
 use crate::db::subscribers::{self as store, SubscriberQuery, Tombstone};
 use crate::db::{self, Db, DbError};
+use crate::domain::SubscriberStatus;
 
 /// Which changes the feed gives, after parsing.
 pub struct ChangeFilter {
-    pub status: Option<String>,
+    pub status: Option<SubscriberStatus>,
     pub language: Option<String>,
     pub interest: Option<String>,
     /// Lowercase.
@@ -105,7 +106,9 @@ pub async fn list_changes(db: &Db, filter: ChangeFilter) -> Result<ChangePage, L
     }
     for (_, change) in &mut changes {
         if let Change::Subscriber(record) = change {
-            record.interests = interests.remove(&record.subscriber.id).unwrap_or_default();
+            record.interests = interests
+                .remove(record.subscriber.id.as_str())
+                .unwrap_or_default();
         }
     }
     // More waiting: continue after the last change given. Otherwise every change in this

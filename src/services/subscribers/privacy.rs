@@ -7,6 +7,7 @@ use super::{audit, load_record, GetSubscriberError, SubscriberRecord};
 use crate::auth::Principal;
 use crate::db::consent::{list_consent_events, ConsentEvent};
 use crate::db::deliveries::DeliveryRecord;
+use crate::db::ids::SubscriberId;
 use crate::db::jobs::MailRecord;
 use crate::db::mail_events::MailEventRow;
 use crate::db::subscribers as store;
@@ -29,9 +30,9 @@ pub async fn personal_data(
     db: &Db,
     actor: &Principal,
     client_ip: Option<String>,
-    id: &str,
+    id: &SubscriberId,
 ) -> Result<PersonalData, GetSubscriberError> {
-    let (actor, id) = (actor.clone(), id.to_owned());
+    let (actor, id) = (actor.clone(), id.clone());
     db.transaction(move |conn| -> Result<_, GetSubscriberError> {
         let record = load_record(conn, &id)?.ok_or(GetSubscriberError::NotFound)?;
         let consent = list_consent_events(conn, &id)?;
@@ -82,9 +83,9 @@ pub async fn erase(
     actor: &Principal,
     client_ip: Option<String>,
     mailer: &Arc<Mailer>,
-    id: &str,
+    id: &SubscriberId,
 ) -> Result<(), EraseError> {
-    let (actor, target) = (actor.clone(), id.to_owned());
+    let (actor, target) = (actor.clone(), id.clone());
     let address = db
         .transaction(move |conn| -> Result<_, EraseError> {
             let id = target;
@@ -99,12 +100,7 @@ pub async fn erase(
             db::deliveries::forget_outcomes(conn, &id)?;
             crate::imports::forget_address(conn, &subscriber.email)?;
             if db::suppressions::find_suppression(conn, &hash)?.is_none() {
-                db::suppressions::insert_suppression(
-                    conn,
-                    &hash,
-                    SuppressionReason::Erased.as_str(),
-                    now,
-                )?;
+                db::suppressions::insert_suppression(conn, &hash, SuppressionReason::Erased, now)?;
             }
             store::insert_tombstone(conn, &id, now)?;
             crate::webhooks::emit_erased(conn, &id, now)?;
