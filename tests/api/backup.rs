@@ -9,7 +9,7 @@ use std::sync::Arc;
 use enlace::backup::{backup, restore, sums_of, TableSum};
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, TestApp};
 
 fn rows(sums: &[TableSum], table: &str) -> i64 {
     sums.iter()
@@ -18,21 +18,24 @@ fn rows(sums: &[TableSum], table: &str) -> i64 {
         .rows
 }
 
+/// An application on SQLite (`None` on PostgreSQL, which is backed up with pg_dump), its
+/// database file, and an empty folder of the test's own for copies.
+async fn sqlite_app(purpose: &str) -> Option<(TestApp, PathBuf, PathBuf)> {
+    let app = spawn_app().await;
+    let database = PathBuf::from(app.database_url.strip_prefix("sqlite://")?);
+    let dir = std::env::temp_dir()
+        .join("enlace-tests")
+        .join(format!("{purpose}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Some((app, database, dir))
+}
+
 #[tokio::test]
 async fn a_backup_under_signup_load_holds_whole_signups_and_restores_to_an_identical_database() {
-    let app = spawn_app().await;
-    let Some(database) = app
-        .database_url
-        .strip_prefix("sqlite://")
-        .map(PathBuf::from)
-    else {
+    let Some((app, database, dir)) = sqlite_app("backups").await else {
         return; // PostgreSQL is backed up with pg_dump.
     };
     app.add_interest("news", true);
-    let dir = std::env::temp_dir()
-        .join("enlace-tests")
-        .join(format!("backups-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
 
     // Four clients sign people up, without pause, for the whole of the first copy.
     let stop = Arc::new(AtomicBool::new(false));
@@ -143,18 +146,11 @@ async fn a_backup_under_signup_load_holds_whole_signups_and_restores_to_an_ident
 
 #[tokio::test]
 async fn scheduled_backups_keep_the_newest_few() {
-    let app = spawn_app().await;
-    let Some(database) = app
-        .database_url
-        .strip_prefix("sqlite://")
-        .map(PathBuf::from)
-    else {
+    let Some((app, database, dir)) = sqlite_app("scheduled").await else {
         return;
     };
     app.subscribe(json!({"email": "kept@example.org"})).await;
-    let dir = std::env::temp_dir()
-        .join("enlace-tests")
-        .join(format!("scheduled-{}", uuid::Uuid::new_v4().simple()));
+    let dir = dir.join("scheduled");
     let mut made = Vec::new();
     for _ in 0..4 {
         made.push(enlace::backup::scheduled_backup(&database, &dir, 2).unwrap());
@@ -171,19 +167,10 @@ async fn scheduled_backups_keep_the_newest_few() {
 
 #[tokio::test]
 async fn the_commands_print_the_same_rows_and_checksums_for_a_backup_and_its_restore() {
-    let app = spawn_app().await;
-    let Some(database) = app
-        .database_url
-        .strip_prefix("sqlite://")
-        .map(PathBuf::from)
-    else {
+    let Some((app, database, dir)) = sqlite_app("commands").await else {
         return;
     };
     app.subscribe(json!({"email": "printed@example.org"})).await;
-    let dir = std::env::temp_dir()
-        .join("enlace-tests")
-        .join(format!("commands-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
     let enlace = |args: &[&str], url: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_enlace"))
             .args(args)
