@@ -20,6 +20,7 @@ pub mod sending;
 pub mod services;
 pub mod signup;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod tokens;
 pub mod views;

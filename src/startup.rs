@@ -1,7 +1,7 @@
 //! Building and running the application: shared state, middleware, routes, the signup writer
 //! and the mail worker.
 
-use std::net::{IpAddr, TcpListener};
+use std::net::TcpListener;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +13,7 @@ use actix_web::http::header;
 use actix_web::middleware::{from_fn, DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, HttpServer, ResponseError};
 use anyhow::Context;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
 use tokio::sync::{watch, Notify};
 
 use crate::auth::jwt::JwtKeys;
@@ -28,49 +28,10 @@ use crate::sending::Engine;
 use crate::signup::{SignupPolicy, SignupQueue};
 use crate::tokens::ManageTokens;
 
+pub use crate::state::AppState;
+
 /// Connections the system may queue for the server before it accepts them.
 const LISTEN_BACKLOG: i32 = 4096;
-
-/// What every handler can reach.
-pub struct AppState {
-    pub db: Db,
-    pub settings: Settings,
-    pub templates: Arc<Templates>,
-    pub manage_tokens: ManageTokens,
-    pub jwt: JwtKeys,
-    /// Login attempts per account and per client address.
-    pub login_limiter: Arc<DefaultKeyedRateLimiter<String>>,
-    /// Password hashes checked at once (each takes tens of ms and ~19 MiB).
-    pub password_slots: tokio::sync::Semaphore,
-    pub signups: SignupQueue,
-    pub limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
-    pub metrics: Metrics,
-    /// Woken whenever a request queued mail, so the worker sends it at once.
-    pub mail_ready: Arc<Notify>,
-    /// Newsletter test messages per staff member or key (30 at once, then 2 a minute).
-    pub test_send_limiter: DefaultKeyedRateLimiter<String>,
-    /// Woken when a newsletter send was requested or resumed.
-    pub send_ready: Arc<Notify>,
-    pub engine: Arc<Engine>,
-    /// Woken when a request queued a task that should start at once (an import, a webhook
-    /// test); other webhook deliveries wait for the task worker's next look (every 5 s).
-    pub task_ready: Arc<Notify>,
-    /// Bounce and complaint intake: which provider endpoints are on, and their secrets.
-    pub intake: crate::bounces::Intake,
-    /// Streamed exports running at once (`ENLACE_EXPORT_CONCURRENCY`).
-    pub exports: Arc<tokio::sync::Semaphore>,
-    /// Staff-side template work (checking a draft, previews, test copies) done at once, each on a
-    /// blocking thread of its own: one per core.
-    pub render_slots: tokio::sync::Semaphore,
-}
-
-impl AppState {
-    pub fn signup_policy(&self) -> SignupPolicy {
-        SignupPolicy {
-            confirm_ttl: chrono::Duration::hours(i64::from(self.settings.confirm_ttl_hours)),
-        }
-    }
-}
 
 /// Knobs tests turn; production uses the defaults.
 #[derive(Default)]
@@ -211,18 +172,20 @@ impl Application {
             db: db.clone(),
             concurrency: 4,
             metrics: metrics.clone(),
-            imports: crate::imports::ImportRunner {
-                db: db.clone(),
-                templates: templates.clone(),
-                policy: SignupPolicy {
-                    confirm_ttl: chrono::Duration::hours(i64::from(settings.confirm_ttl_hours)),
-                },
-                mail_ready: mail_ready.clone(),
-            },
-            webhooks: crate::webhooks::Deliverer::new(
-                settings.webhook_allow_private,
-                std::time::Duration::from_secs(u64::from(settings.webhook_timeout_seconds)),
-            )?,
+            handlers: vec![
+                Box::new(crate::imports::ImportRunner {
+                    db: db.clone(),
+                    templates: templates.clone(),
+                    policy: SignupPolicy {
+                        confirm_ttl: chrono::Duration::hours(i64::from(settings.confirm_ttl_hours)),
+                    },
+                    mail_ready: mail_ready.clone(),
+                }),
+                Box::new(crate::webhooks::Deliverer::new(
+                    settings.webhook_allow_private,
+                    std::time::Duration::from_secs(u64::from(settings.webhook_timeout_seconds)),
+                )?),
+            ],
         });
         let limiter = NonZeroU32::new(settings.public_rate_limit)
             .map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))));

@@ -155,3 +155,17 @@ impl ImportRunner {
         TaskOutcome::Failed(why)
     }
 }
+
+impl crate::jobs::TaskHandler for ImportRunner {
+    fn kind(&self) -> &'static str {
+        JOB_KIND
+    }
+
+    fn run<'a>(
+        &'a self,
+        _db: &'a crate::db::Db,
+        job: &'a ClaimedJob,
+    ) -> futures_util::future::BoxFuture<'a, TaskOutcome> {
+        Box::pin(ImportRunner::run(self, job))
+    }
+}

@@ -32,6 +32,20 @@ impl Plan {
     pub fn column(&self, field: &Field) -> Option<&Column> {
         self.columns.iter().find(|c| &c.field == field)
     }
+
+    /// What a stored plan says, for the import's view; `None` when the text is not a plan.
+    pub fn summary_of(stored: &str) -> Option<crate::views::imports::PlanSummary> {
+        let plan: Plan = serde_json::from_str(stored).ok()?;
+        Some(crate::views::imports::PlanSummary {
+            columns: plan
+                .columns
+                .iter()
+                .map(|c| (c.header.clone(), c.field.label()))
+                .collect(),
+            interests: plan.interests,
+            language: plan.language.as_str(),
+        })
+    }
 }
 
 /// What the request says besides the file.

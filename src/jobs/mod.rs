@@ -12,7 +12,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::Notify;
 
 pub use mail::{MailKind, MailRenderer};
-pub use tasks::TaskWorker;
+pub use tasks::{TaskHandler, TaskWorker};
 
 /// What a task handler says became of its task.
 pub type TaskOutcome = Outcome;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, NaiveDateTime};
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 
@@ -22,14 +23,22 @@ use crate::metrics::Metrics;
 pub const TASK_LEASE: Duration = Duration::minutes(15);
 const IDLE_POLL: StdDuration = StdDuration::from_secs(5);
 
+/// Runs the tasks of one kind (`import.run`, `webhook.deliver`): gets the claimed job and says
+/// what became of it. The feature that queues a kind of task provides its handler; the worker
+/// knows none of them.
+pub trait TaskHandler: Send + Sync {
+    /// The job kind this handler runs.
+    fn kind(&self) -> &'static str;
+    fn run<'a>(&'a self, db: &'a Db, job: &'a ClaimedJob) -> BoxFuture<'a, TaskOutcome>;
+}
+
 /// Everything a task needs.
 pub struct TaskWorker {
     pub db: Db,
     pub concurrency: usize,
     pub metrics: Metrics,
-    pub imports: crate::imports::ImportRunner,
-    /// Signs and posts webhook messages.
-    pub webhooks: crate::webhooks::Deliverer,
+    /// One handler per job kind.
+    pub handlers: Vec<Box<dyn TaskHandler>>,
 }
 
 impl TaskWorker {
@@ -87,10 +96,10 @@ impl TaskWorker {
 
     /// Runs one task by its kind.
     async fn run_task(&self, job: &ClaimedJob) -> TaskOutcome {
-        let outcome = match job.kind.as_str() {
-            crate::imports::JOB_KIND => self.imports.run(job).await,
-            crate::db::webhooks::DELIVER_KIND => self.webhooks.deliver(&self.db, job).await,
-            _ => TaskOutcome::Failed(format!("no handler for jobs of kind {}", job.kind)),
+        let handler = self.handlers.iter().find(|h| h.kind() == job.kind);
+        let outcome = match handler {
+            Some(handler) => handler.run(&self.db, job).await,
+            None => TaskOutcome::Failed(format!("no handler for jobs of kind {}", job.kind)),
         };
         match &outcome {
             TaskOutcome::Retry(e) | TaskOutcome::Failed(e) => {

@@ -12,7 +12,7 @@ use crate::domain::Language;
 use crate::error::ApiError;
 use crate::services::consent as service;
 use crate::signup::confirm::ConfirmOutcome;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn confirm_page(
     req: HttpRequest,

@@ -16,7 +16,7 @@ use crate::db;
 use crate::domain::{Email, FieldErrors};
 use crate::error::ApiError;
 use crate::services::consent::{self as service, Reporter};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::views::events::{ReportResultView, ReportResultsView, SubscriptionView};
 
 /// Reports in one generic request.

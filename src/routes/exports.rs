@@ -15,7 +15,7 @@ use super::HandlerResult;
 use crate::auth::{Authorized, ExportContacts};
 use crate::error::{ApiError, FieldErrors};
 use crate::services::exports::{self as service, ExportError, Format};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The response header that carries the change-feed cursor as of the export's snapshot.
 pub const CURSOR_HEADER: &str = "enlace-sync-cursor";

@@ -7,7 +7,7 @@ use super::HandlerResult;
 use crate::auth::{Authorized, ReadContacts, WriteContacts};
 use crate::error::ApiError;
 use crate::services::catalog::{self as service, DeleteFieldError, UpdateFieldError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::views::catalog::FieldView;
 use crate::views::List;
 

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::HandlerResult;
 use crate::db::{self, DbError};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::views::StatusView;
 
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");

@@ -9,8 +9,9 @@ use super::HandlerResult;
 use crate::auth::{Authorized, Policy, Role, Scope, WriteContacts};
 use crate::db::ids::ImportId;
 use crate::error::{ApiError, FieldErrors};
+use crate::imports::plan::Plan;
 use crate::services::imports::{self as service, CancelImportError, CreateImportError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::views::imports::ImportView;
 use crate::views::BeforePage;
 
@@ -52,7 +53,11 @@ fn report_view(report: &service::ImportReport) -> ImportView<'_> {
         report.problems_total,
         report.problems_offset,
     );
-    ImportView::new(&report.import, Some(page))
+    ImportView::new(
+        &report.import,
+        Plan::summary_of(&report.import.plan),
+        Some(page),
+    )
 }
 
 #[derive(Deserialize)]
@@ -141,7 +146,11 @@ pub async fn create_import(
                 import.id
             ),
         ))
-        .json(ImportView::new(&import, Some((&[], 0, 0)))))
+        .json(ImportView::new(
+            &import,
+            Plan::summary_of(&import.plan),
+            Some((&[], 0, 0)),
+        )))
 }
 
 /// The uploaded file, refused before reading when it says it is larger than `limit`.
@@ -238,7 +247,10 @@ pub async fn list_imports(
         .then(|| rows.last().map(|i| i.id.as_str()))
         .flatten();
     Ok(HttpResponse::Ok().json(BeforePage {
-        data: rows.iter().map(|i| ImportView::new(i, None)).collect(),
+        data: rows
+            .iter()
+            .map(|i| ImportView::new(i, Plan::summary_of(&i.plan), None))
+            .collect(),
         next,
     }))
 }

@@ -7,7 +7,7 @@ use super::HandlerResult;
 use crate::auth::{Authorized, ReadContacts, WriteContacts};
 use crate::error::ApiError;
 use crate::services::catalog::{self as service, DeleteInterestError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::views::catalog::{DeletedInterestView, InterestView};
 use crate::views::List;
 

@@ -10,7 +10,7 @@ use crate::domain::{FieldErrors, InterestSlug, Language, Name};
 use crate::error::ApiError;
 use crate::services::consent::{self as service, PreferencesError};
 use crate::signup::manage::PreferencesChange;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The subscriber id inside a genuine link.
 fn verify(state: &AppState, token: &str) -> Option<String> {

@@ -27,7 +27,7 @@ pub use pages::Page;
 
 use crate::domain::Language;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub use crate::client::{client_ip, client_network};
 

@@ -17,7 +17,7 @@ use crate::services::newsletters::{
     self as service, DeleteError, DraftError, DraftInput, GetError, ListError, ListInput,
     PreviewError, PreviewInput, Rendering, Report, TestError, TestInput, TestOutbox,
 };
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::views::newsletters::{
     NewsletterPageView, NewsletterView, PreviewView, ProgressView, QueuedTestsView,
 };

@@ -6,7 +6,7 @@ use minijinja::{context, Value};
 
 use crate::domain::Language;
 use crate::error::{ApiError, FieldErrors};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub struct Page;
 

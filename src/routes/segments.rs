@@ -15,7 +15,7 @@ use crate::services::segments::{
     self as service, Counted, CreateSegmentError, DeleteSegmentError, GetSegmentError,
     PreviewSegmentError, SegmentInput, UpdateSegmentError,
 };
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::views::segments::{SegmentPreviewView, SegmentView};
 use crate::views::List;
 

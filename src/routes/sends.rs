@@ -10,7 +10,7 @@ use super::HandlerResult;
 use crate::auth::{Authorized, SendNewsletters};
 use crate::error::ApiError;
 use crate::services::newsletters::{self as service, SendError, SendInput, TransitionError};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

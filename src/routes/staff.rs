@@ -8,7 +8,7 @@ use crate::auth::{AdminOnly, AnyStaff, Authorized};
 use crate::db::ids::{ApiKeyId, StaffId};
 use crate::error::ApiError;
 use crate::services::staff::{self as service, Creator};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::views::staff::{ApiKeyView, AuditEntryView, CreatedApiKeyView, StaffView, TokenView};
 use crate::views::{BeforePage, List};
 

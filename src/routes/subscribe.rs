@@ -12,7 +12,7 @@ use crate::domain::{Email, FieldErrors, InterestSlug, Language, Name};
 use crate::error::ApiError;
 use crate::services::consent as service;
 use crate::signup::{Signup, SignupError};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 impl From<SignupError> for ApiError {
     fn from(e: SignupError) -> Self {

@@ -21,7 +21,7 @@ use crate::services::subscribers::{
 };
 use crate::signup::staff::{ConsentMode, StaffUpsert};
 use crate::signup::Signup;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 use crate::views::subscribers::{
     ChangePageView, ChangeView, PersonalDataView, SubscriberView, UpsertedSubscriber, UpsertedView,

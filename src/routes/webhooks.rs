@@ -10,7 +10,7 @@ use crate::db::ids::WebhookEndpointId;
 use crate::db::webhooks as store;
 use crate::error::{ApiError, FieldErrors};
 use crate::services::webhooks::{self as service, EndpointError, TestEndpointError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::views::webhooks::{
     CreatedEndpointView, EndpointView, MessagePageView, MessageView, QueuedTestView,
     RotatedSecretView,

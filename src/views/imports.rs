@@ -6,7 +6,6 @@ use serde_json::Value;
 
 use super::time;
 use crate::db::imports::{Import, ImportProblem};
-use crate::imports::plan::Plan;
 
 /// The uploaded file as an import records it (stored as JSON with the import, shown as `file`).
 #[derive(Serialize)]
@@ -39,9 +38,13 @@ pub struct ImportView<'a> {
 }
 
 impl<'a> ImportView<'a> {
-    /// The import, with `report` as (one page of problems, how many in all, the page's offset).
-    pub fn new(import: &'a Import, report: Option<(&'a [ImportProblem], i64, i64)>) -> Self {
-        let plan: Option<Plan> = serde_json::from_str(&import.plan).ok();
+    /// The import, with what its stored plan says (`imports::plan::Plan::summary_of`) and
+    /// `report` as (one page of problems, how many in all, the page's offset).
+    pub fn new(
+        import: &'a Import,
+        plan: Option<PlanSummary>,
+        report: Option<(&'a [ImportProblem], i64, i64)>,
+    ) -> Self {
         let counts = import.counts();
         let (actor_type, actor_id) = import
             .created_by
@@ -51,9 +54,9 @@ impl<'a> ImportView<'a> {
             columns: plan.as_ref().map(|p| {
                 p.columns
                     .iter()
-                    .map(|c| ColumnView {
-                        column: c.header.clone(),
-                        field: c.field.label(),
+                    .map(|(column, field)| ColumnView {
+                        column: column.clone(),
+                        field: field.clone(),
                     })
                     .collect()
             }),
@@ -77,7 +80,7 @@ impl<'a> ImportView<'a> {
             finished_at: import.finished_at.map(time),
             id: &import.id,
             interests: plan.as_ref().map(|p| p.interests.clone()),
-            language: plan.as_ref().map(|p| p.language.as_str()),
+            language: plan.as_ref().map(|p| p.language),
             mode: &import.mode,
             report: report.map(|(rows, total, offset)| {
                 let next = offset + rows.len() as i64;
@@ -92,6 +95,14 @@ impl<'a> ImportView<'a> {
             status: import.status.as_str(),
         }
     }
+}
+
+/// What an import's plan says, as its view shows it.
+pub struct PlanSummary {
+    /// (the file's header, the field it fills)
+    pub columns: Vec<(String, String)>,
+    pub interests: Vec<String>,
+    pub language: &'static str,
 }
 
 /// A column of the file and the field it fills.

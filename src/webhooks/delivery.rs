@@ -290,3 +290,17 @@ fn describe(error: &reqwest::Error) -> String {
     }
     text.chars().take(500).collect()
 }
+
+impl crate::jobs::TaskHandler for Deliverer {
+    fn kind(&self) -> &'static str {
+        crate::db::webhooks::DELIVER_KIND
+    }
+
+    fn run<'a>(
+        &'a self,
+        db: &'a Db,
+        job: &'a ClaimedJob,
+    ) -> futures_util::future::BoxFuture<'a, TaskOutcome> {
+        Box::pin(self.deliver(db, job))
+    }
+}
