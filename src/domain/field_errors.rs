@@ -41,8 +41,15 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
-    pub fn contains(&self, field: &str) -> bool {
+    pub fn contains_key(&self, field: &str) -> bool {
         self.0.contains_key(field)
+    }
+
+    /// Keeps at most `n` problems per field.
+    pub fn truncate_each(&mut self, n: usize) {
+        for messages in self.0.values_mut() {
+            messages.truncate(n);
+        }
     }
 
     /// `Ok(())` when nothing was found wrong, or these problems.
@@ -63,17 +70,26 @@ impl FieldErrors {
     }
 }
 
-// Transitional: code written before this type read and wrote the map directly.
-impl std::ops::Deref for FieldErrors {
-    type Target = BTreeMap<String, Vec<String>>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
+/// Problems of another check, field by field; a field already here takes the other's list
+/// (as a map's `extend` does).
+impl Extend<(String, Vec<String>)> for FieldErrors {
+    fn extend<I: IntoIterator<Item = (String, Vec<String>)>>(&mut self, iter: I) {
+        self.0.extend(iter);
     }
 }
 
-impl std::ops::DerefMut for FieldErrors {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+impl FieldErrors {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The problems with one field.
+    pub fn get(&self, field: &str) -> Option<&Vec<String>> {
+        self.0.get(field)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
     }
 }
 
@@ -96,5 +112,13 @@ impl<'a> IntoIterator for &'a FieldErrors {
     type IntoIter = std::collections::btree_map::Iter<'a, String, Vec<String>>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
+    }
+}
+
+/// The problems with `field`; panics when there are none, as a map does.
+impl std::ops::Index<&str> for FieldErrors {
+    type Output = Vec<String>;
+    fn index(&self, field: &str) -> &Vec<String> {
+        &self.0[field]
     }
 }

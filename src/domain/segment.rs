@@ -146,10 +146,7 @@ struct Parser {
 
 impl Parser {
     fn fail<T>(&mut self, path: &str, message: impl Into<String>) -> Option<T> {
-        self.errors
-            .entry(path.to_owned())
-            .or_default()
-            .push(message.into());
+        self.errors.add(path, message);
         None
     }
 
@@ -427,7 +424,7 @@ impl SegmentFilter {
         interests: &[String],
         errors: &mut FilterErrors,
     ) {
-        let mut fail = |at: String, message: String| errors.entry(at).or_default().push(message);
+        let mut fail = |at: String, message: String| errors.add(at, message);
         match self {
             Self::All(children) | Self::Any(children) => {
                 let kind = if matches!(self, Self::All(_)) {
@@ -684,7 +681,7 @@ mod tests {
         let leaves = vec![json!({"interest": "news"}); 10_000];
         let e = errors(json!({ "any": leaves }));
         assert_eq!(e.len(), 1, "one message, not ten thousand");
-        assert!(e.values().next().unwrap()[0].contains("more than 200"));
+        assert!(e.iter().next().unwrap().1[0].contains("more than 200"));
 
         let long = "x".repeat(MAX_TEXT_CHARS + 1);
         assert!(

@@ -125,7 +125,7 @@ pub fn plan_columns(
     let mut mapped: HashMap<usize, Field> = HashMap::new();
     for (name, target) in &options.map {
         let Some(field) = field_for_target(target, catalog) else {
-            errors.entry("map".into()).or_default().push(format!(
+            errors.add("map", format!(
                 "\"{}\" is not a field: use email, name, language, interests, ignore or a declared custom field",
                 shown(target)
             ));
@@ -143,10 +143,10 @@ pub fn plan_columns(
             exact
         };
         if matches.is_empty() {
-            errors
-                .entry("map".into())
-                .or_default()
-                .push(format!("the file has no column named \"{}\"", shown(name)));
+            errors.add(
+                "map",
+                format!("the file has no column named \"{}\"", shown(name)),
+            );
         }
         for i in matches {
             mapped.insert(i, field.clone());
@@ -177,7 +177,7 @@ pub fn plan_columns(
         unknown.push(format!("and {more} more"));
     }
     if !unknown.is_empty() {
-        errors.entry("columns".into()).or_default().push(format!(
+        errors.add("columns", format!(
             "unknown column{} {}: name a column email, name, language, interests or a declared custom field, or map it (map=<column>:<field>, or map=<column>:ignore to leave it out)",
             if unknown.len() == 1 { "" } else { "s" },
             unknown.join(", ")
@@ -186,22 +186,23 @@ pub fn plan_columns(
     let mut seen: HashMap<String, &str> = HashMap::new();
     for column in columns.iter().filter(|c| c.field != Field::Ignore) {
         if let Some(first) = seen.insert(column.field.label(), &column.header) {
-            errors.entry("columns".into()).or_default().push(format!(
-                "columns \"{}\" and \"{}\" both hold {}: map one of them to ignore",
-                shown(first),
-                shown(&column.header),
-                column.field.label()
-            ));
+            errors.add(
+                "columns",
+                format!(
+                    "columns \"{}\" and \"{}\" both hold {}: map one of them to ignore",
+                    shown(first),
+                    shown(&column.header),
+                    column.field.label()
+                ),
+            );
         }
     }
     if !columns.iter().any(|c| c.field == Field::Email) {
-        errors.entry("columns".into()).or_default().push(
-            "no column holds the e-mail address: call it email (or e-mail, email address), or map it with map=<column>:email".into(),
+        errors.add("columns", 
+            "no column holds the e-mail address: call it email (or e-mail, email address), or map it with map=<column>:email",
         );
     }
-    for messages in errors.values_mut() {
-        messages.truncate(MAX_SHOWN);
-    }
+    errors.truncate_each(MAX_SHOWN);
     if errors.is_empty() {
         Ok(columns)
     } else {

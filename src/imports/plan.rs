@@ -83,9 +83,7 @@ pub struct Prepared {
 pub type Refusal = FieldErrors;
 
 fn refuse(field: &str, message: impl Into<String>) -> Refusal {
-    let mut errors = FieldErrors::new();
-    errors.insert(field.into(), vec![message.into()]);
-    errors
+    FieldErrors::one(field, message)
 }
 
 /// The delimiter of the header line: the most frequent of `,` `;` and tab outside quotes

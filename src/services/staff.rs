@@ -396,7 +396,7 @@ pub async fn create_key(
             Some(_) => {}
         }
     }
-    if scopes.is_empty() && !errors.contains("scopes") {
+    if scopes.is_empty() && !errors.contains_key("scopes") {
         errors.add("scopes", "at least one scope");
     }
     errors.into_result().map_err(CreateKeyError::Invalid)?;
