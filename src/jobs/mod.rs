@@ -127,8 +127,9 @@ async fn commit(
 }
 
 /// The loop a worker runs until shutdown: a round of work (which says how long to wait before
-/// the next one unless woken), then a wait for a wake-up, that time, or shutdown.
-async fn serve<F, Fut>(
+/// the next one unless woken), then a wait for a wake-up, that time, or shutdown. The mail and
+/// task workers and the newsletter engine's scheduler all run it.
+pub(crate) async fn serve<F, Fut>(
     family: &'static str,
     wake: Arc<Notify>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,

@@ -580,7 +580,7 @@ impl Engine {
     pub async fn run_forever(
         self: Arc<Self>,
         wake: Arc<Notify>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         {
             let engine = self.clone();
@@ -594,21 +594,11 @@ impl Engine {
                 engine.stopping.store(true, Ordering::Relaxed);
             });
         }
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if let Err(e) = self.run_pending(db::now()).await {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "newsletter engine could not reach the database"
-                );
-            }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+        // The same loop as the queue workers': a round, then a wake-up, the idle poll or shutdown.
+        crate::jobs::serve("newsletter", wake, shutdown, || async {
+            self.run_pending(db::now()).await?;
+            Ok(IDLE_POLL)
+        })
+        .await
     }
 }
