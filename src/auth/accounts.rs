@@ -18,7 +18,7 @@ pub fn create_staff_member(
         id: db::ids::StaffId::new(),
         email: email.as_str().to_owned(),
         password_hash,
-        role: role.as_str().to_owned(),
+        role,
         disabled: false,
         created_at: now,
         updated_at: now,

@@ -19,15 +19,7 @@ use crate::db::ids::{ApiKeyId, StaffId};
 use crate::db::{self, staff as staff_db, Db, DbError};
 use crate::error::ApiError;
 
-crate::text_enum! {
-    /// A staff member's role: a viewer reads, an editor also changes contacts and content, an
-    /// admin also manages staff, keys and webhooks.
-    pub enum Role {
-        Admin = "admin",
-        Editor = "editor",
-        Viewer = "viewer",
-    }
-}
+pub use crate::domain::Role;
 
 crate::text_enum! {
     /// What an API key may do, as the contract names it (kept with the key as a JSON array).
@@ -279,7 +271,7 @@ async fn authenticate(
                     return Ok(None);
                 };
                 let (Some(creator_id), Some(creator_role), false) =
-                    (key.created_by, Role::parse(&creator.role), creator.disabled)
+                    (key.created_by, Some(creator.role), creator.disabled)
                 else {
                     return Ok(None);
                 };
@@ -314,7 +306,7 @@ async fn authenticate(
         .filter(|m| m.token_generation == generation)
         .and_then(|m| {
             Some(Principal::Staff {
-                role: Role::parse(&m.role)?,
+                role: m.role,
                 id: m.id,
             })
         }))

@@ -295,63 +295,9 @@ fn end_import(
     Ok(changed == 1)
 }
 
-/// What an import needs to know about an existing person.
-pub struct Person {
-    pub id: super::ids::SubscriberId,
-    pub status: crate::domain::SubscriberStatus,
-    pub name: Option<String>,
-    pub language: String,
-    pub attributes: String,
-}
-
-/// (email, person) for those of `emails` that exist. On PostgreSQL the rows are locked for the
-/// transaction, so a signup for the same address waits for the import's part to commit.
-pub fn find_people(
-    conn: &mut AnyConnection,
-    emails: &[&str],
-) -> QueryResult<Vec<(String, Person)>> {
-    if emails.is_empty() {
-        return Ok(Vec::new());
-    }
-    let query = subscribers::table
-        .filter(subscribers::email.eq_any(emails))
-        .select((
-            subscribers::email,
-            subscribers::id,
-            subscribers::status,
-            subscribers::name,
-            subscribers::language,
-            subscribers::attributes,
-        ));
-    type Row = (
-        String,
-        super::ids::SubscriberId,
-        crate::domain::SubscriberStatus,
-        Option<String>,
-        String,
-        String,
-    );
-    super::lock_changes(conn)?;
-    let rows: Vec<Row> = match conn {
-        AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,
-        AnyConnection::Sqlite(lite) => query.load(lite)?,
-    };
-    Ok(rows
-        .into_iter()
-        .map(|(email, id, status, name, language, attributes)| {
-            (
-                email,
-                Person {
-                    id,
-                    status,
-                    name,
-                    language,
-                    attributes,
-                },
-            )
-        })
-        .collect())
-}
+/// What an import needs to know about an existing person (read by
+/// `subscribers::find_known_people`, the one loader of addresses already on the list).
+pub use super::subscribers::KnownPerson as Person;
 
 /// Those of `subscriber_ids` holding a confirmation link that still works.
 pub fn with_open_confirmation(

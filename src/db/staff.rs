@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::ids::{ApiKeyId, StaffId};
 use super::schema::{api_keys, staff};
 use super::AnyConnection;
+use crate::domain::Role;
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = staff, treat_none_as_default_value = false)]
@@ -13,7 +14,7 @@ pub struct StaffMember {
     pub id: StaffId,
     pub email: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub disabled: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -23,7 +24,7 @@ pub struct StaffMember {
 #[derive(AsChangeset, Default)]
 #[diesel(table_name = staff)]
 pub struct StaffChanges {
-    pub role: Option<String>,
+    pub role: Option<Role>,
     pub disabled: Option<bool>,
     pub password_hash: Option<String>,
     pub updated_at: Option<NaiveDateTime>,
@@ -107,13 +108,13 @@ pub fn insert_api_key(conn: &mut AnyConnection, key: &ApiKey) -> QueryResult<()>
 pub struct KeyCreator {
     pub id: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     pub disabled: bool,
 }
 
 type CreatorColumns = (staff::id, staff::email, staff::role, staff::disabled);
 const CREATOR: CreatorColumns = (staff::id, staff::email, staff::role, staff::disabled);
-type CreatorRow = (String, String, String, bool);
+type CreatorRow = (String, String, Role, bool);
 
 fn creator((id, email, role, disabled): CreatorRow) -> KeyCreator {
     KeyCreator {

@@ -54,35 +54,81 @@ pub struct SignupState {
     pub attributes: String,
 }
 
-/// (email, state) for those of `emails` that exist.
-/// On PostgreSQL the rows are locked for the transaction, so concurrent signups for one address
-/// take turns and each sees the mail the other queued (SQLite's writers take turns anyway).
-pub fn find_signup_states(
+/// Someone already on the list, as the writers of new people (a signup batch, an import part)
+/// need to know them.
+pub struct KnownPerson {
+    pub id: SubscriberId,
+    pub status: SubscriberStatus,
+    pub name: Option<String>,
+    pub language: String,
+    pub attributes: String,
+}
+
+/// The one loader of addresses already on the list: (email, person) for those of `emails` that
+/// exist. On PostgreSQL the rows are locked for the transaction, so concurrent signups and
+/// import parts for one address take turns and each sees what the other wrote (SQLite's writers
+/// take turns anyway).
+pub fn find_known_people(
     conn: &mut AnyConnection,
     emails: &[&str],
-) -> QueryResult<Vec<(String, SignupState)>> {
+) -> QueryResult<Vec<(String, KnownPerson)>> {
+    if emails.is_empty() {
+        return Ok(Vec::new());
+    }
     let query = subscribers::table
         .filter(subscribers::email.eq_any(emails))
         .select((
             subscribers::email,
             subscribers::id,
             subscribers::status,
+            subscribers::name,
+            subscribers::language,
             subscribers::attributes,
         ));
+    type Row = (
+        String,
+        SubscriberId,
+        SubscriberStatus,
+        Option<String>,
+        String,
+        String,
+    );
     super::lock_changes(conn)?;
-    let rows: Vec<(String, String, SubscriberStatus, String)> = match conn {
+    let rows: Vec<Row> = match conn {
         AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,
         AnyConnection::Sqlite(lite) => query.load(lite)?,
     };
     Ok(rows
         .into_iter()
-        .map(|(email, id, status, attributes)| {
+        .map(|(email, id, status, name, language, attributes)| {
+            (
+                email,
+                KnownPerson {
+                    id,
+                    status,
+                    name,
+                    language,
+                    attributes,
+                },
+            )
+        })
+        .collect())
+}
+
+/// (email, state) for those of `emails` that exist, read by `find_known_people`.
+pub fn find_signup_states(
+    conn: &mut AnyConnection,
+    emails: &[&str],
+) -> QueryResult<Vec<(String, SignupState)>> {
+    Ok(find_known_people(conn, emails)?
+        .into_iter()
+        .map(|(email, person)| {
             (
                 email,
                 SignupState {
-                    id,
-                    status,
-                    attributes,
+                    id: person.id.into_string(),
+                    status: person.status,
+                    attributes: person.attributes,
                 },
             )
         })

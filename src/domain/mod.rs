@@ -12,4 +12,4 @@ pub use field_errors::FieldErrors;
 pub use segment::{
     AttributeCondition, AttributeOp, AttributeValue, FilterErrors, Scalar, SegmentFilter, TimeRange,
 };
-pub use subscriber::{InterestSlug, Language, Name, SubscriberStatus, SuppressionReason};
+pub use subscriber::{InterestSlug, Language, Name, Role, SubscriberStatus, SuppressionReason};

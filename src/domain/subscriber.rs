@@ -144,3 +144,13 @@ mod tests {
         assert!(Language::parse("de").is_err());
     }
 }
+
+crate::text_enum! {
+    /// A staff member's role: a viewer reads, an editor also changes contacts and content, an
+    /// admin also manages staff, keys and webhooks.
+    pub enum Role {
+        Admin = "admin",
+        Editor = "editor",
+        Viewer = "viewer",
+    }
+}

@@ -208,7 +208,9 @@ fn import_rows(
     // What the database knows about these addresses, one query each.
     let suppressed = crate::signup::known_suppressions(conn, rows.iter().map(|r| &r.email))?;
     let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
-    let people: HashMap<String, Person> = store::find_people(conn, &emails)?.into_iter().collect();
+    let people: HashMap<String, Person> = crate::db::subscribers::find_known_people(conn, &emails)?
+        .into_iter()
+        .collect();
     let ids: Vec<&str> = people.values().map(|p| p.id.as_str()).collect();
     let mut held: HashMap<String, BTreeSet<String>> = HashMap::new();
     for (id, interest) in subscribers::list_interests_of(conn, &ids)? {

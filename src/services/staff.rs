@@ -149,7 +149,7 @@ pub async fn update_member(
         return Err(UpdateMemberError::OwnAccount);
     }
     let changes = staff_db::StaffChanges {
-        role: role.map(|r| r.as_str().to_owned()),
+        role,
         disabled: change.disabled,
         password_hash: None,
         updated_at: Some(db::now()),

@@ -45,7 +45,7 @@ impl<'a> From<&'a StaffMember> for StaffView<'a> {
             disabled: m.disabled,
             email: &m.email,
             id: &m.id,
-            role: &m.role,
+            role: m.role.as_str(),
             updated_at: offset_time(m.updated_at),
         }
     }
@@ -110,7 +110,7 @@ impl<'a> From<&'a KeyCreator> for CreatorView<'a> {
             disabled: c.disabled,
             email: &c.email,
             id: &c.id,
-            role: &c.role,
+            role: c.role.as_str(),
         }
     }
 }
