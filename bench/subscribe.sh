@@ -75,7 +75,7 @@ for backend in $BACKENDS; do
   /usr/sbin/smtp-sink -c -u nobody "127.0.0.1:$SINK_PORT" 1024 > "$WORK/sink.out" 2>&1 & sink=$!; pids+=($sink)
   wait_port "$SINK_PORT"
   ENLACE_DATABASE_URL="$url" ENLACE_LISTEN="127.0.0.1:$APP_PORT" ENLACE_DATA_DIR="$WORK/data-$backend" \
-    ENLACE_SMTP_URL="smtp://127.0.0.1:$SINK_PORT" ENLACE_PUBLIC_RATE_LIMIT=0 ENLACE_SIGNUP_ANSWER_MS=0 ENLACE_LOG=warn \
+    ENLACE_SMTP_URL="smtp://127.0.0.1:$SINK_PORT" ENLACE_PUBLIC_RATE_LIMIT=0 ENLACE_SIGNUP_ANSWER_MS=0 ENLACE_CLIENT_MAX_REQUESTS=100000 ENLACE_LOG=warn \
     ENLACE_MAIL_CONCURRENCY=16 ENLACE_DB_POOL_SIZE=16 ENLACE_METRICS_TOKEN=bench "$BIN" serve & app=$!; pids+=($app)
   wait_port "$APP_PORT"
   echo "== $backend"
@@ -83,7 +83,7 @@ for backend in $BACKENDS; do
   # Every 202 is a stored signup whose confirmation must reach the sink.
   start=$(date +%s)
   while :; do
-    depth=$(curl -s "http://127.0.0.1:$APP_PORT/metrics" | awk '/^enlace_queue_depth /{print $2}')
+    depth=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$APP_PORT/metrics" | awk '/^enlace_queue_depth /{print $2}')
     [ "$depth" = "0" ] && break
     [ $(( $(date +%s) - start )) -gt 600 ] && { echo "mail queue did not drain (depth $depth)"; break; }
     sleep 1
