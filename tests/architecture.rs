@@ -107,11 +107,19 @@ fn the_use_cases_know_nothing_of_http_and_the_domain_runs_no_sql() {
                 .collect::<Vec<_>>()
                 .join("\n");
             for forbidden in ["actix_web", "ApiError", "HttpResponse"] {
-                assert!(!code.contains(forbidden), "{} uses {forbidden}", path.display());
+                assert!(
+                    !code.contains(forbidden),
+                    "{} uses {forbidden}",
+                    path.display()
+                );
             }
             if path.starts_with(root.join("domain")) {
                 for forbidden in ["crate::db", "sql_query", "RunQueryDsl"] {
-                    assert!(!code.contains(forbidden), "{} uses {forbidden}", path.display());
+                    assert!(
+                        !code.contains(forbidden),
+                        "{} uses {forbidden}",
+                        path.display()
+                    );
                 }
             }
         }

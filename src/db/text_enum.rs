@@ -63,6 +63,20 @@ macro_rules! text_enum {
             }
         }
 
+        $crate::text_column!($name, |value| value.as_str(), |raw| {
+            Self::parse(&raw)
+                .ok_or_else(|| format!(concat!("unknown ", stringify!($name), " {:?}"), raw).into())
+        });
+    };
+}
+
+/// How `text_enum!` and `id_type!` types are kept in a TEXT column on every backend: written as
+/// the `&str` that `$to` gives for `$value`, read from the stored `String` `$raw` by `$from`
+/// (which refuses what is not a value of the type).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! text_column {
+    ($name:ident, |$value:ident| $to:expr, |$raw:ident| $from:expr) => {
         impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name
         where
             DB: diesel::backend::Backend,
@@ -72,10 +86,8 @@ macro_rules! text_enum {
                 &'b self,
                 out: &mut diesel::serialize::Output<'b, '_, DB>,
             ) -> diesel::serialize::Result {
-                <str as diesel::serialize::ToSql<diesel::sql_types::Text, DB>>::to_sql(
-                    self.as_str(),
-                    out,
-                )
+                let $value: &'b Self = self;
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, DB>>::to_sql($to, out)
             }
         }
 
@@ -85,13 +97,11 @@ macro_rules! text_enum {
             String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
         {
             fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
-                let raw = <String as diesel::deserialize::FromSql<
-                    diesel::sql_types::Text,
-                    DB,
-                >>::from_sql(bytes)?;
-                Self::parse(&raw).ok_or_else(|| {
-                    format!(concat!("unknown ", stringify!($name), " {:?}"), raw).into()
-                })
+                let $raw = <String as diesel::deserialize::FromSql<
+                            diesel::sql_types::Text,
+                            DB,
+                        >>::from_sql(bytes)?;
+                $from
             }
         }
     };
