@@ -304,11 +304,9 @@ async fn authenticate(
     Ok(member
         .filter(|m| !m.disabled)
         .filter(|m| m.token_generation == generation)
-        .and_then(|m| {
-            Some(Principal::Staff {
-                role: m.role,
-                id: m.id,
-            })
+        .map(|m| Principal::Staff {
+            role: m.role,
+            id: m.id,
         }))
 }
 
