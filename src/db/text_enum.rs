@@ -97,10 +97,8 @@ macro_rules! text_column {
             String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
         {
             fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
-                let $raw = <String as diesel::deserialize::FromSql<
-                                    diesel::sql_types::Text,
-                                    DB,
-                                >>::from_sql(bytes)?;
+                use diesel::deserialize::FromSql;
+                let $raw: String = FromSql::<diesel::sql_types::Text, DB>::from_sql(bytes)?;
                 $from
             }
         }
