@@ -52,6 +52,38 @@ pub struct Settings {
     )]
     pub unconfirmed_retention_days: u32,
 
+    /// Where the staff console is served, below the public URL's path (`/admin`).
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_CONSOLE_PATH",
+        default_value = "/admin"
+    )]
+    pub console_path: String,
+
+    /// Minutes a console session may sit unused before it ends.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_CONSOLE_IDLE_MINUTES",
+        default_value_t = 60
+    )]
+    pub console_idle_minutes: u32,
+
+    /// Hours after signing in that a console session ends, however busy.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_CONSOLE_SESSION_HOURS",
+        default_value_t = 12
+    )]
+    pub console_session_hours: u32,
+
+    /// The time zone the console shows dates in for staff who have not chosen one (an IANA
+    /// name such as `America/Phoenix`).
+    #[arg(long, global = true, env = "ENLACE_TIME_ZONE", default_value = "UTC")]
+    pub time_zone: String,
+
     /// Folder for scheduled backups of the SQLite database (unset: none are made). PostgreSQL is
     /// backed up with pg_dump.
     #[arg(long, global = true, env = "ENLACE_BACKUP_DIR")]
@@ -419,6 +451,42 @@ impl Settings {
             if !self.database_url.starts_with("sqlite://") {
                 bail!("ENLACE_BACKUP_DIR backs up the SQLite database; back PostgreSQL up with pg_dump");
             }
+        }
+        if !self.console_path.starts_with('/')
+            || self.console_path.len() < 2
+            || self.console_path.ends_with('/')
+            || !self.console_path[1..].split('/').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
+        {
+            bail!("ENLACE_CONSOLE_PATH must be a path such as /admin (letters, digits, - and _)");
+        }
+        if [
+            "/api",
+            "/confirm",
+            "/unsubscribe",
+            "/preferences",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/openapi.yaml",
+        ]
+        .iter()
+        .any(|taken| {
+            self.console_path == *taken || self.console_path.starts_with(&format!("{taken}/"))
+        }) {
+            bail!("ENLACE_CONSOLE_PATH must not be a path the service already answers");
+        }
+        if self.console_idle_minutes == 0 || self.console_session_hours == 0 {
+            bail!(
+                "ENLACE_CONSOLE_IDLE_MINUTES and ENLACE_CONSOLE_SESSION_HOURS must be at least 1"
+            );
+        }
+        if self.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            bail!("ENLACE_TIME_ZONE must be an IANA time zone name such as America/Phoenix or UTC");
         }
         if !matches!(self.public_url.scheme(), "http" | "https") {
             bail!("ENLACE_PUBLIC_URL must be an http(s) URL");

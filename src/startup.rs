@@ -262,6 +262,7 @@ impl Application {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
         });
+        let console_path = state.settings.console_path.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -283,6 +284,7 @@ impl Application {
                 .wrap(from_fn(crate::http_limits::limit_clients))
                 .wrap(from_fn(observe))
                 .wrap(from_fn(routes::base_path::strip_base_path))
+                .service(routes::console::scope(&console_path))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -23,6 +23,8 @@ pub fn create_staff_member(
         created_at: now,
         updated_at: now,
         token_generation: 0,
+        language: None,
+        time_zone: None,
     };
     staff_db::insert_staff(conn, &member)?;
     Ok(member)

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod jwt;
 pub mod passwords;
+pub mod sessions;
 
 use std::future::Future;
 use std::marker::PhantomData;

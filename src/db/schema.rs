@@ -120,6 +120,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         token_generation -> Integer,
+        language -> Nullable<Text>,
+        time_zone -> Nullable<Text>,
     }
 }
 
@@ -169,6 +171,19 @@ diesel::table! {
         name -> Text,
         applied_at -> Timestamp,
         summary -> Text,
+    }
+}
+
+diesel::table! {
+    console_sessions (id) {
+        id -> Text,
+        staff_id -> Text,
+        role -> Text,
+        generation -> Integer,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        expires_at -> Timestamp,
     }
 }
 
@@ -341,6 +356,7 @@ diesel::table! {
 diesel::joinable!(api_keys -> staff (created_by));
 diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(consent_events -> subscribers (subscriber_id));
+diesel::joinable!(console_sessions -> staff (staff_id));
 diesel::joinable!(deliveries -> newsletters (newsletter_id));
 diesel::joinable!(import_parts -> imports (import_id));
 diesel::joinable!(import_problems -> imports (import_id));
@@ -356,6 +372,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_log,
     change_counter,
+    console_sessions,
     confirmation_tokens,
     consent_events,
     custom_fields,

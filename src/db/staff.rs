@@ -19,6 +19,10 @@ pub struct StaffMember {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub token_generation: i32,
+    /// The console's language for this member (`en`, `es`); unset: the browser's.
+    pub language: Option<String>,
+    /// An IANA time zone (`America/Phoenix`) for dates in the console; unset: the service's.
+    pub time_zone: Option<String>,
 }
 
 #[derive(AsChangeset, Default)]
@@ -28,6 +32,26 @@ pub struct StaffChanges {
     pub disabled: Option<bool>,
     pub password_hash: Option<String>,
     pub updated_at: Option<NaiveDateTime>,
+}
+
+/// A member's console preferences; `None` leaves that one as it is, `Some(None)` clears it.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = staff)]
+pub struct StaffPreferences {
+    pub language: Option<Option<String>>,
+    pub time_zone: Option<Option<String>>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+pub fn update_preferences(
+    conn: &mut AnyConnection,
+    id: &StaffId,
+    changes: &StaffPreferences,
+) -> QueryResult<bool> {
+    diesel::update(staff::table.find(id))
+        .set(changes)
+        .execute(conn)
+        .map(|n| n == 1)
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]

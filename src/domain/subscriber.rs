@@ -154,3 +154,14 @@ crate::text_enum! {
         Viewer = "viewer",
     }
 }
+
+impl Role {
+    /// Higher for a role that may do more: viewer 0, editor 1, admin 2.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Viewer => 0,
+            Self::Editor => 1,
+            Self::Admin => 2,
+        }
+    }
+}

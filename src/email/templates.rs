@@ -44,6 +44,22 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "mail/newsletter_footer.txt",
 ];
 
+/// The staff console's screens (rendered through HTTP in the console's tests, in both languages).
+pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
+    "console/base.html",
+    "console/macros.html",
+    "console/sign_in.html",
+    "console/error.html",
+    "console/dashboard.html",
+    "console/account.html",
+];
+
+/// The console's wording, kept apart from the public pages' (`t.console.…` in templates).
+pub const CONSOLE_CATALOGS: &[(Language, &str)] = &[
+    (Language::En, include_str!("../../locales/console.en.toml")),
+    (Language::Es, include_str!("../../locales/console.es.toml")),
+];
+
 pub const CATALOGS: &[(Language, &str)] = &[
     (Language::En, include_str!("../../locales/en.toml")),
     (Language::Es, include_str!("../../locales/es.toml")),
@@ -93,18 +109,27 @@ impl Templates {
         // minijinja escapes `.html` templates by default and leaves `.txt` alone.
         env.add_filter("fill", fill);
         env.add_function("wrap", wrap);
+        env.add_filter("when", when);
         // Where the pages' forms post: the public URL's path (`with_base_path`).
         env.add_global("base_path", "");
-        for (name, source) in TEMPLATES {
+        for (name, source) in TEMPLATES.iter().chain(CONSOLE_TEMPLATES) {
             env.add_template(name, source)
                 .with_context(|| format!("template {name}"))?;
         }
         let mut catalogs = HashMap::new();
         let mut raw_catalogs = HashMap::new();
         for (language, source) in CATALOGS {
-            let table: toml::Table = source
+            let mut table: toml::Table = source
                 .parse()
                 .with_context(|| format!("catalog {}", language.as_str()))?;
+            let console = CONSOLE_CATALOGS
+                .iter()
+                .find(|(l, _)| l == language)
+                .map(|(_, source)| source.parse::<toml::Table>())
+                .transpose()
+                .with_context(|| format!("console catalog {}", language.as_str()))?
+                .unwrap_or_default();
+            table.insert("console".to_owned(), toml::Value::Table(console));
             catalogs.insert(*language, Value::from_serialize(&table));
             raw_catalogs.insert(*language, table);
         }
@@ -219,6 +244,18 @@ impl Templates {
         self.postal_address.as_deref()
     }
 
+    /// A message from the service layer (worded in English) in `language`, from the console
+    /// catalog's `[messages]`; a message it lacks is shown as it is.
+    pub fn console_message(&self, language: Language, message: &str) -> String {
+        self.raw_catalogs[&language]
+            .get("console")
+            .and_then(|c| c.get("messages"))
+            .and_then(|m| m.get(message))
+            .and_then(toml::Value::as_str)
+            .unwrap_or(message)
+            .to_owned()
+    }
+
     pub fn catalog(&self, language: Language) -> &toml::Table {
         &self.raw_catalogs[&language]
     }
@@ -237,6 +274,40 @@ fn fill(value: String, kwargs: Kwargs) -> Result<String, minijinja::Error> {
         out = out.replace(&format!("{{{key}}}"), &text);
     }
     Ok(out)
+}
+
+/// `{{ entry.created_at|when }}`: a time kept in UTC (`2026-12-07T05:03:00` as serialised),
+/// shown in the reader's time zone (the template's `zone`) as `7 Dec 2026, 05:03`, with the
+/// month named in the page's language (`t.console.months`). Anything else is shown as it is.
+fn when(state: &minijinja::State, value: Value) -> Result<String, minijinja::Error> {
+    use chrono::{Datelike, TimeZone, Timelike};
+    let raw = value.to_string();
+    let parsed = chrono::NaiveDateTime::parse_from_str(&raw, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(&raw, "%Y-%m-%d %H:%M:%S%.f"));
+    let Ok(utc) = parsed else {
+        return Ok(raw);
+    };
+    let zone = state
+        .lookup("zone")
+        .and_then(|z| z.as_str().and_then(|z| z.parse::<chrono_tz::Tz>().ok()))
+        .unwrap_or(chrono_tz::Tz::UTC);
+    let local = zone.from_utc_datetime(&utc);
+    let month = state
+        .lookup("t")
+        .and_then(|t| t.get_attr("console").ok())
+        .and_then(|console| console.get_attr("months").ok())
+        .and_then(|months| months.get_item_by_index(local.month0() as usize).ok())
+        .filter(|m| !m.is_undefined() && !m.is_none())
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| local.month().to_string());
+    Ok(format!(
+        "{} {} {}, {:02}:{:02}",
+        local.day(),
+        month,
+        local.year(),
+        local.hour(),
+        local.minute()
+    ))
 }
 
 /// `{{ wrap(text, width=72, first="- ", rest="  ") }}`: one paragraph of a plain-text mail,

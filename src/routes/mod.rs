@@ -3,6 +3,7 @@
 
 pub mod base_path;
 mod confirm;
+pub mod console;
 mod events;
 mod exports;
 mod fields;

@@ -16,6 +16,7 @@
 
 pub mod catalog;
 pub mod consent;
+pub mod dashboard;
 pub mod exports;
 pub mod imports;
 pub mod newsletters;

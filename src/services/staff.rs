@@ -157,8 +157,14 @@ pub async fn update_member(
     let sign_out = change.disabled == Some(true);
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     db.transaction(move |conn| -> Result<_, DbError> {
+        let before = staff_db::find_staff(conn, &id)?;
         if staff_db::update_staff(conn, &id, &changes)? {
             actor.audit(conn, ip.as_deref(), "staff.update", "staff", Some(&id))?;
+            // A demotion or a disable ends the member's console sessions at once.
+            let demoted = matches!((&before, role), (Some(b), Some(r)) if r.rank() < b.role.rank());
+            if sign_out || demoted {
+                crate::db::sessions::delete_for_member(conn, &id)?;
+            }
             if sign_out {
                 staff_db::bump_token_generation(conn, &id)?;
                 for key in staff_db::revoke_api_keys_created_by(conn, &id, db::now())? {
@@ -199,9 +205,7 @@ pub struct IssuedToken {
     pub expires_in: i64,
 }
 
-/// Signs a staff member in: the same refusal, after about the same time, for an unknown
-/// address, a wrong password and a disabled account. Attempts are limited per client network
-/// (`origin`) and per account as tried from there.
+/// Signs a staff member in for the API: a bearer token, after `check_credentials`.
 pub async fn sign_in(
     db: &Db,
     gate: &Gate<'_>,
@@ -209,6 +213,30 @@ pub async fn sign_in(
     email: String,
     password: String,
 ) -> Result<IssuedToken, SignInError> {
+    let member = check_credentials(db, gate, origin, email, password).await?;
+    let access_token = gate.jwt.issue(
+        &member.id,
+        member.token_generation,
+        chrono::Utc::now().timestamp(),
+    )?;
+    tracing::info!(staff_id = %member.id, "staff signed in");
+    Ok(IssuedToken {
+        access_token,
+        expires_in: auth::jwt::LIFETIME_SECS,
+    })
+}
+
+/// The account behind an address and password, for the API and the console alike: the same
+/// refusal, after about the same time, for an unknown address, a wrong password and a disabled
+/// account. Attempts are limited per client network (`origin`) and per account as tried from
+/// there.
+pub async fn check_credentials(
+    db: &Db,
+    gate: &Gate<'_>,
+    origin: &str,
+    email: String,
+    password: String,
+) -> Result<staff_db::StaffMember, SignInError> {
     // The canonical form, as accounts are stored; an address that does not parse is still
     // looked up as typed, so its failure is the usual one.
     let email = Email::parse(&email)
@@ -230,19 +258,9 @@ pub async fn sign_in(
         .await?;
     let hash = member.as_ref().map(|m| m.password_hash.clone());
     let valid = verify_off_thread(gate, password, hash).await?;
-    let member = member
+    member
         .filter(|m| valid && !m.disabled)
-        .ok_or(SignInError::Refused)?;
-    let access_token = gate.jwt.issue(
-        &member.id,
-        member.token_generation,
-        chrono::Utc::now().timestamp(),
-    )?;
-    tracing::info!(staff_id = %member.id, "staff signed in");
-    Ok(IssuedToken {
-        access_token,
-        expires_in: auth::jwt::LIFETIME_SECS,
-    })
+        .ok_or(SignInError::Refused)
 }
 
 fn too_many_sign_ins(retry_after_secs: u64) -> SignInError {
@@ -307,6 +325,7 @@ pub async fn change_own_password(
     db.transaction(move |conn| -> Result<_, DbError> {
         staff_db::update_staff(conn, &id, &changes)?;
         staff_db::bump_token_generation(conn, &id)?;
+        crate::db::sessions::delete_for_member(conn, &id)?;
         Ok(actor.audit(
             conn,
             ip.as_deref(),
@@ -502,4 +521,131 @@ pub async fn audit_log(db: &Db, before: Option<String>, limit: i64) -> Result<Au
         key_creators: creators.into_iter().collect(),
         next,
     })
+}
+
+/// Signs a staff member in to the console: the same checks and refusals as `sign_in`, then a
+/// new session (a session that existed before is never reused).
+pub async fn start_console_session(
+    db: &Db,
+    gate: &Gate<'_>,
+    origin: &str,
+    email: String,
+    password: String,
+    limits: auth::sessions::SessionLimits,
+) -> Result<(auth::sessions::Started, staff_db::StaffMember), SignInError> {
+    let member = check_credentials(db, gate, origin, email, password).await?;
+    let started = {
+        let member = member.clone();
+        db.write(move |conn| -> Result<_, DbError> {
+            let now = db::now();
+            auth::sessions::sweep(conn, now, limits)?;
+            Ok(auth::sessions::start(conn, &member, now, limits)?)
+        })
+        .await?
+    };
+    tracing::info!(staff_id = %member.id, "staff signed in to the console");
+    Ok((started, member))
+}
+
+/// The console session a browser's secret names, if it is valid now.
+pub async fn console_session(
+    db: &Db,
+    secret: String,
+    limits: auth::sessions::SessionLimits,
+) -> Result<Option<auth::sessions::Current>, DbError> {
+    db.write(move |conn| Ok(auth::sessions::resolve(conn, &secret, db::now(), limits)?))
+        .await
+}
+
+/// Signs a browser out of the console.
+pub async fn end_console_session(db: &Db, secret: String) -> Result<(), DbError> {
+    db.write(move |conn| Ok(auth::sessions::end(conn, &secret).map(drop)?))
+        .await
+}
+
+/// A staff member's console preferences as asked for, not yet checked; empty means "not set".
+pub struct PreferencesInput {
+    pub language: String,
+    pub time_zone: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreferencesError {
+    #[error("invalid preferences")]
+    Invalid(FieldErrors),
+    #[error("not a staff member")]
+    NotStaff,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Sets the caller's console language and time zone.
+pub async fn set_preferences(
+    db: &Db,
+    actor: &Principal,
+    ip: Option<&str>,
+    input: PreferencesInput,
+) -> Result<(), PreferencesError> {
+    let id = actor
+        .staff_id()
+        .ok_or(PreferencesError::NotStaff)?
+        .to_owned();
+    let mut errors = FieldErrors::new();
+    let language = match input.language.trim() {
+        "" => None,
+        raw => match crate::domain::Language::parse(raw) {
+            Ok(language) => Some(language.as_str().to_owned()),
+            Err(e) => {
+                errors.add("language", e);
+                None
+            }
+        },
+    };
+    let time_zone = match input.time_zone.trim() {
+        "" => None,
+        raw => match raw.parse::<chrono_tz::Tz>() {
+            Ok(zone) => Some(zone.name().to_owned()),
+            Err(_) => {
+                errors.add("time_zone", "is not a known time zone");
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(PreferencesError::Invalid(errors));
+    }
+    let changes = staff_db::StaffPreferences {
+        language: Some(language),
+        time_zone: Some(time_zone),
+        updated_at: Some(db::now()),
+    };
+    let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
+    db.transaction(move |conn| -> Result<_, DbError> {
+        staff_db::update_preferences(conn, &id, &changes)?;
+        Ok(actor.audit(conn, ip.as_deref(), "staff.preferences", "staff", Some(&id))?)
+    })
+    .await?;
+    Ok(())
+}
+
+/// A new console session for a member who has just proved who they are another way (by
+/// changing their password, which ended their sessions); `None` when the account is gone or
+/// disabled.
+pub async fn resume_console_session(
+    db: &Db,
+    id: StaffId,
+    limits: auth::sessions::SessionLimits,
+) -> Result<Option<auth::sessions::Started>, DbError> {
+    db.write(move |conn| -> Result<_, DbError> {
+        let Some(member) = staff_db::find_staff(conn, &id)?.filter(|m| !m.disabled) else {
+            return Ok(None);
+        };
+        Ok(Some(auth::sessions::start(
+            conn,
+            &member,
+            db::now(),
+            limits,
+        )?))
+    })
+    .await
 }

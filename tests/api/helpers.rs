@@ -731,6 +731,23 @@ impl TestApp {
             .n
     }
 
+    /// The text of column `v` of the first row a query returns (`SELECT x AS v FROM …`).
+    pub fn query_one(&self, query: &str) -> String {
+        use diesel::sql_types::{Nullable, Text};
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct One {
+            #[diesel(sql_type = Nullable<Text>)]
+            v: Option<String>,
+        }
+        let mut conn = self.conn();
+        diesel::sql_query(query)
+            .get_result::<One>(&mut *conn as &mut AnyConnection)
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+            .v
+            .unwrap_or_default()
+    }
+
     pub fn conn_subscriber_id(&self, email: &str) -> String {
         let mut conn = self.conn();
         db::subscribers::find_subscriber_by_email(&mut conn, email)

@@ -4,6 +4,8 @@ mod backup;
 mod blast;
 mod confirm;
 mod conformance;
+mod console;
+mod console_client;
 mod contact_counts;
 mod data_folder;
 mod dkim;
