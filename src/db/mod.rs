@@ -7,6 +7,7 @@ pub mod canonical;
 pub mod confirmations;
 pub mod consent;
 pub mod deliveries;
+pub mod delivery_results;
 pub mod exports;
 pub mod ids;
 pub mod imports;

@@ -6,6 +6,7 @@ mod confirm;
 mod conformance;
 mod contact_counts;
 mod data_folder;
+mod delivery_retention;
 mod dkim;
 mod events;
 mod exports;
