@@ -84,6 +84,17 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_TIME_ZONE", default_value = "UTC")]
     pub time_zone: String,
 
+    /// Days a newsletter keeps one delivery row per recipient after it finished (sent or
+    /// cancelled); then they are folded into its results, counts by state, language, reason and
+    /// hour that name nobody. `0` keeps them.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_DELIVERY_RETENTION_DAYS",
+        default_value_t = 90
+    )]
+    pub delivery_retention_days: u32,
+
     /// Folder for scheduled backups of the SQLite database (unset: none are made). PostgreSQL is
     /// backed up with pg_dump.
     #[arg(long, global = true, env = "ENLACE_BACKUP_DIR")]

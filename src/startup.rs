@@ -75,6 +75,7 @@ impl Application {
         }
         let serving_lock = crate::backup::hold_serving_lock(&settings.database_url)?;
         let unconfirmed_days = settings.unconfirmed_retention_days;
+        let delivery_days = settings.delivery_retention_days;
         let backup_schedule = settings
             .backup_dir
             .clone()
@@ -313,8 +314,9 @@ impl Application {
             }
             tokio::spawn(engine.clone().run_forever(send_ready.clone(), stopped));
             // The limiters remember every client address and account they saw: forget the idle
-            // ones. Hourly, the webhook delivery log is trimmed to its month and signups never
-            // confirmed are removed once past their retention.
+            // ones. Hourly, the webhook delivery log is trimmed to its month, signups never
+            // confirmed are removed once past their retention, and finished newsletters'
+            // deliveries past theirs are folded into the newsletters' results.
             let log_db = db.clone();
             let retention_mailer = worker.mailer.clone();
             tokio::spawn(async move {
@@ -341,6 +343,15 @@ impl Application {
                         .await;
                         if let Err(e) = purged {
                             tracing::warn!(error = %e, "could not remove unconfirmed signups past their retention");
+                        }
+                        let folded = crate::services::retention::fold_deliveries(
+                            &log_db,
+                            crate::db::now(),
+                            delivery_days,
+                        )
+                        .await;
+                        if let Err(e) = folded {
+                            tracing::warn!(error = %e, "could not fold newsletter deliveries past their retention into the results");
                         }
                     }
                     minutes += 1;

@@ -340,7 +340,8 @@ pub fn skip_cancelled(conn: &mut AnyConnection) -> QueryResult<usize> {
     .execute(conn)
 }
 
-/// Deliveries of a newsletter by state.
+/// Deliveries of a newsletter by state: the rows still kept and those folded into its results
+/// (`db::delivery_results`), so the numbers stay the same once they are folded.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Progress {
     pub total: i64,
@@ -362,8 +363,9 @@ pub fn progress(
         .group_by(deliveries::state)
         .select((deliveries::state, count_star()))
         .load(conn)?;
+    let folded = super::delivery_results::counts(conn, newsletter_id)?;
     let mut p = Progress::default();
-    for (state, n) in counts {
+    for (state, n) in counts.into_iter().chain(folded) {
         p.total += n;
         match DeliveryState::parse(&state) {
             Some(DeliveryState::Sent) => p.sent += n,
@@ -383,7 +385,8 @@ pub fn progress(
     Ok(p)
 }
 
-/// (newsletter id, state, outcome, sent at) of every delivery to a subscriber, for access requests.
+/// (newsletter id, state, outcome, sent at) of every delivery to a subscriber still kept, for
+/// access requests (folded ones name nobody).
 pub type DeliveryRecord = (String, String, Option<String>, Option<NaiveDateTime>);
 
 pub fn list_for_subscriber(

@@ -8,6 +8,7 @@ pub mod confirmations;
 pub mod consent;
 pub mod dashboard;
 pub mod deliveries;
+pub mod delivery_results;
 pub mod exports;
 pub mod ids;
 pub mod imports;

@@ -202,6 +202,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    delivery_results (newsletter_id, language, state, reason, hour) {
+        newsletter_id -> Text,
+        language -> Text,
+        state -> Text,
+        reason -> Text,
+        hour -> Timestamp,
+        recipients -> BigInt,
+    }
+}
+
+diesel::table! {
     newsletters (id) {
         id -> Text,
         subject -> Text,
@@ -358,6 +369,7 @@ diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(consent_events -> subscribers (subscriber_id));
 diesel::joinable!(console_sessions -> staff (staff_id));
 diesel::joinable!(deliveries -> newsletters (newsletter_id));
+diesel::joinable!(delivery_results -> newsletters (newsletter_id));
 diesel::joinable!(import_parts -> imports (import_id));
 diesel::joinable!(import_problems -> imports (import_id));
 diesel::joinable!(jobs -> subscribers (subscriber_id));
@@ -378,6 +390,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     custom_fields,
     data_migrations,
     deliveries,
+    delivery_results,
     import_parts,
     import_problems,
     imports,

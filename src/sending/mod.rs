@@ -30,6 +30,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 pub use prepare::{NewsletterCache, PreparedNewsletter};
+pub use recorder::outcome_class;
 
 use crate::db::{self, deliveries, newsletters, Db};
 use crate::email::{Handed, Mailer, SendError, Templates};

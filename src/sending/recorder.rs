@@ -339,9 +339,118 @@ pub fn is_hard_bounce(error: &str) -> bool {
             .any(|code| error.contains(code))
 }
 
+/// Why a delivery was not sent, as the words the engine records (`Verdict::Skipped`, and
+/// `deliveries::skip_cancelled`): none of them is about the person in particular.
+const SKIP_REASONS: [&str; 8] = [
+    "unsubscribed",
+    "bounced",
+    "complained",
+    "not confirmed",
+    "suppressed",
+    "subscriber erased",
+    "newsletter deleted",
+    "newsletter cancelled",
+];
+
+/// Kinds of failure that happen before any SMTP reply, by how the recorded error begins.
+const LOCAL_FAILURES: [(&str, &str); 7] = [
+    (super::guard::RENDER_FAILURE, "rendering"),
+    ("building the message", "building the message"),
+    ("message refused before sending", "refused before sending"),
+    ("connecting to the SMTP server", "connection"),
+    ("SMTP connection timed out", "timed out"),
+    ("SMTP send timed out", "timed out"),
+    ("writing ", "outbox"),
+];
+
+/// The class of a recorded outcome, as a newsletter's results keep it: the SMTP reply code with
+/// its enhanced status (`550 5.1.1`, or `451` when the reply has none), the engine's word for a
+/// skip (`unsubscribed`, `suppressed`…), a short kind of local failure (`rendering`,
+/// `connection`…), `other` for anything else, and `""` for no outcome (a message sent, or one
+/// whose reply an erasure cleared). Never the server's text, which may quote the address.
+pub fn outcome_class(outcome: Option<&str>) -> String {
+    let Some(text) = outcome else {
+        return String::new();
+    };
+    if let Some(word) = SKIP_REASONS.iter().find(|w| **w == text) {
+        return (*word).to_owned();
+    }
+    if let Some(reply) = smtp_reply_class(text) {
+        return reply;
+    }
+    LOCAL_FAILURES
+        .iter()
+        .find(|(start, _)| text.starts_with(start))
+        .map_or("other", |(_, kind)| kind)
+        .to_owned()
+}
+
+/// `550 5.1.1` from an SMTP client error such as `permanent error (550): 5.1.1 [address] User
+/// unknown`; the code alone when the reply does not begin with an enhanced status code of the
+/// same class (RFC 3463).
+fn smtp_reply_class(text: &str) -> Option<String> {
+    let start = text.find("error (")? + "error (".len();
+    let code = text.get(start..start + 3)?;
+    let first = *code.as_bytes().first()?;
+    if !code.bytes().all(|b| b.is_ascii_digit()) || text.get(start + 3..start + 4) != Some(")") {
+        return None;
+    }
+    let status = text[start + 4..]
+        .trim_start_matches(':')
+        .split_whitespace()
+        .next()
+        .filter(|token| {
+            let parts: Vec<&str> = token.split('.').collect();
+            parts.len() == 3
+                && parts[0].as_bytes() == [first]
+                && parts[1..]
+                    .iter()
+                    .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+        });
+    Some(match status {
+        Some(status) => format!("{code} {status}"),
+        None => code.to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_hard_bounce;
+    use super::{is_hard_bounce, outcome_class};
+
+    #[test]
+    fn outcomes_are_classed_without_the_servers_text() {
+        let class = |text: &str| outcome_class(Some(text));
+        assert_eq!(outcome_class(None), "");
+        assert_eq!(
+            class("permanent error (550): 5.1.1 [address] User unknown"),
+            "550 5.1.1"
+        );
+        assert_eq!(
+            class("transient error (451): 4.3.0 Try again later"),
+            "451 4.3.0"
+        );
+        assert_eq!(
+            class("permanent error (554): ana@example.org refused"),
+            "554"
+        );
+        assert_eq!(class("permanent error (550): 4.1.1 mismatched"), "550");
+        assert_eq!(class("permanent error (550)"), "550");
+        assert_eq!(class("unsubscribed"), "unsubscribed");
+        assert_eq!(class("newsletter cancelled"), "newsletter cancelled");
+        assert_eq!(class("rendering: undefined value"), "rendering");
+        assert_eq!(
+            class("message refused before sending: non-ASCII addresses"),
+            "refused before sending"
+        );
+        assert_eq!(
+            class("connecting to the SMTP server: Connection refused"),
+            "connection"
+        );
+        assert_eq!(class("SMTP send timed out"), "timed out");
+        assert_eq!(class("ana@example.org said no"), "other");
+        assert_eq!(class("unsubscribed ana@example.org"), "other");
+        assert_eq!(class("error (5x0): x"), "other");
+    }
 
     #[test]
     fn mailbox_refusals_are_hard_bounces_and_policy_refusals_are_not() {

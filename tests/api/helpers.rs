@@ -628,6 +628,65 @@ impl TestApp {
         .unwrap();
     }
 
+    /// Makes a newsletter look started and finished `days` ago, its deliveries last due (and,
+    /// those sent, sent) then. A newsletter that has not finished gets a finish time too.
+    pub fn backdate_newsletter(&self, newsletter_id: &str, days: i64) {
+        use diesel::prelude::*;
+        use enlace::db::schema::{deliveries as d, newsletters as n};
+        let then = db::now() - chrono::Duration::days(days);
+        let mut conn = self.conn();
+        diesel::update(n::table.find(newsletter_id))
+            .set((n::started_at.eq(Some(then)), n::finished_at.eq(Some(then))))
+            .execute(&mut *conn)
+            .unwrap();
+        let of_newsletter = d::table.filter(d::newsletter_id.eq(newsletter_id));
+        diesel::update(of_newsletter)
+            .set(d::run_at.eq(then))
+            .execute(&mut *conn)
+            .unwrap();
+        diesel::update(of_newsletter.filter(d::sent_at.is_not_null()))
+            .set(d::sent_at.eq(Some(then)))
+            .execute(&mut *conn)
+            .unwrap();
+    }
+
+    /// Records directly that `subscriber_ids` were sent a newsletter (`state` `sent`) or not
+    /// (`failed`, `skipped`, with `outcome`), as of now.
+    pub fn seed_deliveries(
+        &self,
+        newsletter_id: &str,
+        subscriber_ids: &[String],
+        state: &str,
+        outcome: Option<&str>,
+    ) {
+        use diesel::prelude::*;
+        use enlace::db::schema::deliveries as d;
+        let now = db::now();
+        let sent_at = (state == "sent").then_some(now);
+        let mut conn = self.conn();
+        // Chunks keep each statement under SQLite's limit on bound values.
+        for chunk in subscriber_ids.chunks(256) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|id| {
+                    (
+                        d::newsletter_id.eq(newsletter_id),
+                        d::subscriber_id.eq(id),
+                        d::state.eq(state),
+                        d::attempts.eq(1),
+                        d::run_at.eq(now),
+                        d::outcome.eq(outcome),
+                        d::sent_at.eq(sent_at),
+                    )
+                })
+                .collect();
+            enlace::on_backend!(&mut *conn, |c| diesel::insert_into(d::table)
+                .values(&rows)
+                .execute(c))
+            .unwrap();
+        }
+    }
+
     /// Makes a subscriber's signup look `signed_up` days old with its confirmation links expired
     /// `expired` days ago.
     pub fn age_signup(&self, subscriber_id: &str, signed_up: i64, expired: i64) {

@@ -8,6 +8,7 @@ mod console;
 mod console_client;
 mod contact_counts;
 mod data_folder;
+mod delivery_retention;
 mod dkim;
 mod events;
 mod exports;

@@ -81,6 +81,7 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         segments,
         newsletters,
         deliveries,
+        delivery_results,
         mail_events,
         provider_tokens,
         render_marks,
