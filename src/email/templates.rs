@@ -52,12 +52,32 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/error.html",
     "console/dashboard.html",
     "console/account.html",
+    // People
+    // Interests and custom fields
+    // Imports
+    // Exports
+    // Staff, API keys, webhooks, audit log
 ];
 
-/// The console's wording, kept apart from the public pages' (`t.console.…` in templates).
-pub const CONSOLE_CATALOGS: &[(Language, &str)] = &[
-    (Language::En, include_str!("../../locales/console.en.toml")),
-    (Language::Es, include_str!("../../locales/console.es.toml")),
+/// The console's wording, kept apart from the public pages': the frame's strings are
+/// `t.console.…`, each area's `t.console.AREA.…` (`locales/console/AREA.LANG.toml`).
+macro_rules! console_catalogs {
+    ($($area:literal),* $(,)?) => {
+        &[$(
+            ($area, Language::En, include_str!(concat!("../../locales/console/", $area, ".en.toml"))),
+            ($area, Language::Es, include_str!(concat!("../../locales/console/", $area, ".es.toml"))),
+        )*]
+    };
+}
+
+/// (area, language, source); the area `frame` is the console's top level.
+pub const CONSOLE_CATALOGS: &[(&str, Language, &str)] = console_catalogs![
+    "frame", // People
+    "people", // Interests and custom fields
+    "catalog", // Imports
+    "imports", // Exports
+    "exports", // Staff, API keys, webhooks, audit log
+    "admin",
 ];
 
 pub const CATALOGS: &[(Language, &str)] = &[
@@ -122,13 +142,17 @@ impl Templates {
             let mut table: toml::Table = source
                 .parse()
                 .with_context(|| format!("catalog {}", language.as_str()))?;
-            let console = CONSOLE_CATALOGS
-                .iter()
-                .find(|(l, _)| l == language)
-                .map(|(_, source)| source.parse::<toml::Table>())
-                .transpose()
-                .with_context(|| format!("console catalog {}", language.as_str()))?
-                .unwrap_or_default();
+            let mut console = toml::Table::new();
+            for (area, _, source) in CONSOLE_CATALOGS.iter().filter(|(_, l, _)| l == language) {
+                let part: toml::Table = source
+                    .parse()
+                    .with_context(|| format!("console catalog {area} {}", language.as_str()))?;
+                if *area == "frame" {
+                    console.extend(part);
+                } else {
+                    console.insert((*area).to_owned(), toml::Value::Table(part));
+                }
+            }
             table.insert("console".to_owned(), toml::Value::Table(console));
             catalogs.insert(*language, Value::from_serialize(&table));
             raw_catalogs.insert(*language, table);
@@ -244,14 +268,20 @@ impl Templates {
         self.postal_address.as_deref()
     }
 
-    /// A message from the service layer (worded in English) in `language`, from the console
-    /// catalog's `[messages]`; a message it lacks is shown as it is.
+    /// A message from the service layer (worded in English) in `language`: from the console
+    /// catalog's `[messages]`, or an area's (`locales/console/AREA.LANG.toml`); a message none
+    /// has is shown as it is.
     pub fn console_message(&self, language: Language, message: &str) -> String {
-        self.raw_catalogs[&language]
+        let Some(console) = self.raw_catalogs[&language]
             .get("console")
-            .and_then(|c| c.get("messages"))
-            .and_then(|m| m.get(message))
-            .and_then(toml::Value::as_str)
+            .and_then(toml::Value::as_table)
+        else {
+            return message.to_owned();
+        };
+        std::iter::once(console)
+            .chain(console.values().filter_map(toml::Value::as_table))
+            .filter_map(|table| table.get("messages"))
+            .find_map(|messages| messages.get(message).and_then(toml::Value::as_str))
             .unwrap_or(message)
             .to_owned()
     }

@@ -66,10 +66,31 @@ console_routes! {
     "/account/preferences" => { post => account::preferences [Viewer] },
     "/account/password" => { post => account::password [Viewer] },
     "/static/{file}" => { get => assets::asset [Public] },
+    // People
+
+    // Interests and custom fields
+
+    // Imports
+
+    // Exports
+
+    // Staff, API keys, webhooks, audit log
+
 }
 
 /// The console's areas in the navigation: (path, catalog key under `console.nav`, who sees it).
-const NAV: &[(&str, &str, Access)] = &[("/", "dashboard", Access::Viewer)];
+const NAV: &[(&str, &str, Access)] = &[
+    ("/", "dashboard", Access::Viewer),
+    // People
+
+    // Interests and custom fields
+
+    // Imports
+
+    // Exports
+
+    // Staff, API keys, webhooks, audit log
+];
 
 /// The navigation a member sees.
 pub fn nav(principal: &Principal) -> Vec<minijinja::Value> {
