@@ -420,7 +420,32 @@ fn vacuum_once(conn: &mut AnyConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The PostgreSQL advisory lock a process holds while it migrates ("enlace", then 1).
+const MIGRATION_LOCK: i64 = 0x656e_6c61_6365_0001;
+
+/// Brings the database up to this version: the migrations, then the one-time data changes
+/// (canonical addresses, SQLite's vacuum). On PostgreSQL, processes that start at the same
+/// moment (several instances after an upgrade) take turns under an advisory lock: the first
+/// applies what is pending, the others wait and then find nothing left to do. Without it the
+/// second would fail creating a table the first had just created.
 pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<()> {
+    let AnyConnection::Postgresql(pg) = conn else {
+        return migrate_unlocked(conn);
+    };
+    pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .context("waiting for another process's migrations")?;
+    let result = migrate_unlocked(conn);
+    let AnyConnection::Postgresql(pg) = conn else {
+        unreachable!("the connection cannot change backend")
+    };
+    // A session lock outlives the transaction: a pooled connection must not keep it.
+    let unlocked = pg
+        .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .context("releasing the migration lock");
+    result.and(unlocked)
+}
+
+fn migrate_unlocked(conn: &mut AnyConnection) -> anyhow::Result<()> {
     let result = match conn {
         AnyConnection::Postgresql(pg) => pg
             .run_pending_migrations(POSTGRES_MIGRATIONS)

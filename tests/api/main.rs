@@ -17,6 +17,7 @@ mod faults;
 mod fields;
 mod helpers;
 mod imports;
+mod instances;
 mod interests;
 mod key_creators;
 mod manage;
