@@ -1,7 +1,7 @@
 //! The service layer: what staff, scripts, the public and the background workers can do, one
-//! module per resource. Every entrance (the HTTP handlers, the command line, the job handlers and,
-//! later, the staff console) calls these use cases and nothing else to change the list, so a rule
-//! is written once.
+//! module per resource. Every entrance (the HTTP handlers, the staff console, the command line and
+//! the job handlers) calls these use cases and nothing else to change the list, so a rule is
+//! written once.
 //!
 //! Rules for a use case:
 //! - it takes input already parsed into domain types (or a plain input struct it checks itself)
