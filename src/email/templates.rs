@@ -72,8 +72,8 @@ macro_rules! console_catalogs {
 
 /// (area, language, source); the area `frame` is the console's top level.
 pub const CONSOLE_CATALOGS: &[(&str, Language, &str)] = console_catalogs![
-    "frame", // People
-    "people", // Interests and custom fields
+    "frame",   // People
+    "people",  // Interests and custom fields
     "catalog", // Imports
     "imports", // Exports
     "exports", // Staff, API keys, webhooks, audit log

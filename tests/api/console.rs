@@ -71,6 +71,9 @@ async fn staff_sign_in_with_a_strict_cookie_and_sign_out_ends_the_session() {
         !cookie.contains(&app.query_one("SELECT id AS v FROM console_sessions")),
         "only a hash of the secret is stored"
     );
+    // Signing in again replaces the session instead of adding one.
+    browser.sign_in("ana@example.org").await;
+    assert_eq!(app.count("console_sessions"), 1);
     let home = browser.get("/").await;
     assert_eq!(home.status, 200);
     assert!(home.body.contains("Dashboard"));
@@ -463,4 +466,18 @@ async fn the_console_moves_with_its_setting_and_the_public_urls_path() {
     assert!(body.contains("action=\"/lista/equipo/sign-in\""), "{body}");
     assert!(body.contains("href=\"/lista/equipo/static/console.css?v="));
     assert_eq!(app.get("/admin/sign-in").await.status(), 404);
+}
+
+#[tokio::test]
+async fn console_cookies_are_secure_when_the_public_url_is_https() {
+    let app = TestApp::builder()
+        .settings(|s| s.public_url = "https://lists.example.org/".parse().unwrap())
+        .spawn()
+        .await;
+    let res = app.get("/admin/sign-in").await;
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for part in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(part), "{cookie} has {part}");
+    }
 }

@@ -163,6 +163,12 @@ pub async fn submit(
     .await
     {
         Ok((started, _member)) => {
+            // A session this browser held before is ended, not left to run out.
+            if let Some(previous) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()) {
+                if let Err(e) = service::end_console_session(&state.db, previous).await {
+                    tracing::warn!(error = %e, "ending the browser's previous console session failed");
+                }
+            }
             let target = form.next.as_deref().and_then(safe_next).unwrap_or("/");
             let mut response = frame::redirect(&state, target, None);
             let _ = response.add_cookie(&frame::cookie(&state, SESSION_COOKIE, started.secret));
