@@ -5,6 +5,7 @@ mod blast;
 mod confirm;
 mod conformance;
 mod contact_counts;
+mod copy;
 mod data_folder;
 mod dkim;
 mod events;
