@@ -43,7 +43,7 @@ pub fn sqlite_path(database_url: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn open(path: &Path) -> anyhow::Result<SqliteConnection> {
+pub(crate) fn open(path: &Path) -> anyhow::Result<SqliteConnection> {
     let mut conn = SqliteConnection::establish(&path.to_string_lossy())
         .with_context(|| format!("opening {}", path.display()))?;
     conn.batch_execute("PRAGMA busy_timeout = 10000;")?;
@@ -51,13 +51,13 @@ fn open(path: &Path) -> anyhow::Result<SqliteConnection> {
 }
 
 #[derive(QueryableByName)]
-struct Line {
+pub(crate) struct Line {
     #[diesel(sql_type = Text)]
-    line: String,
+    pub(crate) line: String,
 }
 
 /// `PRAGMA integrity_check` says "ok", and the file is an Enlace database.
-fn check(conn: &mut SqliteConnection, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check(conn: &mut SqliteConnection, path: &Path) -> anyhow::Result<()> {
     let verdict: Vec<Line> =
         diesel::sql_query("SELECT integrity_check AS line FROM pragma_integrity_check")
             .load(conn)
@@ -87,7 +87,7 @@ fn check(conn: &mut SqliteConnection, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table_names(conn: &mut SqliteConnection) -> anyhow::Result<Vec<String>> {
+pub(crate) fn table_names(conn: &mut SqliteConnection) -> anyhow::Result<Vec<String>> {
     Ok(diesel::sql_query(
         "SELECT name AS line FROM sqlite_schema WHERE type = 'table' \
          AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -98,7 +98,7 @@ fn table_names(conn: &mut SqliteConnection) -> anyhow::Result<Vec<String>> {
     .collect())
 }
 
-fn quoted(name: &str) -> String {
+pub(crate) fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -199,6 +199,15 @@ fn lock_file(database: &Path) -> anyhow::Result<File> {
     crate::files::ensure_private_file(&path)
         .with_context(|| format!("creating {}", path.display()))?;
     File::open(&path).with_context(|| format!("opening {}", path.display()))
+}
+
+/// Whether an `enlace serve` holds the serving lock of this SQLite database now (without
+/// creating the lock file or keeping the lock).
+pub(crate) fn is_served(database: &Path) -> bool {
+    match File::open(serving_lock_path(database)) {
+        Ok(file) => !flock(&file, libc::LOCK_EX),
+        Err(_) => false,
+    }
 }
 
 /// Held by a serving process for as long as it runs (shared: several processes may serve one

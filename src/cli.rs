@@ -1,4 +1,4 @@
-//! The command line: `enlace [serve|migrate|healthcheck|backup|restore|staff]`, with every setting also
+//! The command line: `enlace [serve|migrate|healthcheck|backup|restore|copy|staff]`, with every setting also
 //! taken from the environment.
 
 use clap::{Parser, Subcommand};
@@ -43,6 +43,24 @@ pub enum Command {
         file: std::path::PathBuf,
         #[arg(long)]
         force: bool,
+    },
+    /// Copy the list from the SQLite database into an empty PostgreSQL database.
+    ///
+    /// Copies every table of the SQLite database ENLACE_DATABASE_URL names, row for row, then
+    /// prints each table's rows in both databases, a checksum, and OK or MISMATCH. Stop Enlace
+    /// first: what changes after the copy begins is not copied. Interrupted, it goes on where it
+    /// stopped when run again.
+    Copy {
+        /// The PostgreSQL database to fill, e.g. postgres://enlace@db.example.org/enlace; it
+        /// must hold no list. A password is better kept in PGPASSWORD or ~/.pgpass than here.
+        #[arg(long)]
+        to: String,
+        /// Rows per batch (one PostgreSQL transaction each).
+        #[arg(long, hide = true, default_value_t = crate::copy::DEFAULT_BATCH_ROWS)]
+        batch_rows: usize,
+        /// Stop after this many batches, as an interruption would (for tests).
+        #[arg(long, hide = true)]
+        stop_after_batches: Option<u64>,
     },
     /// Manage staff accounts.
     Staff {

@@ -6,6 +6,7 @@ pub mod bounces;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod copy;
 pub mod db;
 pub mod domain;
 pub mod email;

@@ -43,6 +43,16 @@ fn main() -> anyhow::Result<()> {
             println!("restored {} from {}", database.display(), file.display());
             Ok(())
         }
+        Command::Copy {
+            to,
+            batch_rows,
+            stop_after_batches,
+        } => copy(
+            &cli.settings.database_url,
+            &to,
+            batch_rows,
+            stop_after_batches,
+        ),
         Command::Staff {
             action: StaffCommand::Create { email, role },
         } => {
@@ -97,6 +107,31 @@ fn healthcheck(listen: &str) -> anyhow::Result<()> {
         .with_context(|| format!("asking {url}"))?;
     anyhow::ensure!(status.is_success(), "{url} answered {status}");
     println!("ready");
+    Ok(())
+}
+
+/// `enlace copy`: the table of counts and checksums on standard output, progress on standard
+/// error; a mismatch is a failure.
+fn copy(
+    database_url: &str,
+    to: &str,
+    batch_rows: usize,
+    stop_after_batches: Option<u64>,
+) -> anyhow::Result<()> {
+    let options = enlace::copy::Options {
+        batch_rows,
+        stop_after_batches,
+    };
+    let report = enlace::copy::copy(database_url, to, &options, &mut |line| eprintln!("{line}"))?;
+    print!("{}", report.describe());
+    anyhow::ensure!(
+        report.matches(),
+        "PostgreSQL does not hold the same rows as SQLite in the tables marked MISMATCH; do not \
+         switch to it"
+    );
+    println!(
+        "every table copied and checked: ENLACE_DATABASE_URL may now name the PostgreSQL database"
+    );
     Ok(())
 }
 

@@ -420,6 +420,18 @@ fn vacuum_once(conn: &mut AnyConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The versions of the SQLite migrations built into this Enlace, oldest first, as
+/// `__diesel_schema_migrations` records them once applied.
+pub fn sqlite_migration_versions() -> anyhow::Result<Vec<String>> {
+    use diesel::migration::MigrationSource;
+    let migrations = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("reading the built-in migrations: {e}"))?;
+    Ok(migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect())
+}
+
 /// The PostgreSQL advisory lock a process holds while it migrates ("enlace", then 1).
 const MIGRATION_LOCK: i64 = 0x656e_6c61_6365_0001;
 

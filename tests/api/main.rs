@@ -7,6 +7,7 @@ mod conformance;
 mod console;
 mod console_client;
 mod contact_counts;
+mod copy;
 mod data_folder;
 mod delivery_retention;
 mod dkim;
