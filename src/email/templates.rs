@@ -57,6 +57,11 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     // Imports
     // Exports
     // Staff, API keys, webhooks, audit log
+    "console/admin/staff.html",
+    "console/admin/staff_confirm.html",
+    "console/admin/api_keys.html",
+    "console/admin/api_key_created.html",
+    "console/admin/audit_log.html",
 ];
 
 /// The console's wording, kept apart from the public pages': the frame's strings are
@@ -72,8 +77,8 @@ macro_rules! console_catalogs {
 
 /// (area, language, source); the area `frame` is the console's top level.
 pub const CONSOLE_CATALOGS: &[(&str, Language, &str)] = console_catalogs![
-    "frame", // People
-    "people", // Interests and custom fields
+    "frame",   // People
+    "people",  // Interests and custom fields
     "catalog", // Imports
     "imports", // Exports
     "exports", // Staff, API keys, webhooks, audit log
