@@ -62,6 +62,9 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/admin/api_keys.html",
     "console/admin/api_key_created.html",
     "console/admin/audit_log.html",
+    "console/admin/webhooks.html",
+    "console/admin/webhook.html",
+    "console/admin/webhook_secret.html",
 ];
 
 /// The console's wording, kept apart from the public pages': the frame's strings are

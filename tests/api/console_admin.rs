@@ -32,7 +32,10 @@ fn shown_secret(body: &str) -> String {
         .expect("the new key on the page");
     let open = start + body[start..].find('>').unwrap() + 1;
     let end = open + body[open..].find("</code>").unwrap();
-    body[open..end].to_owned()
+    body[open..end]
+        .replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&amp;", "&")
 }
 
 #[tokio::test]
@@ -351,4 +354,113 @@ async fn the_audit_log_names_who_acted_and_filters_by_action_actor_and_days() {
 
     let mut viewer = signed_in(&app, Role::Viewer).await;
     assert_eq!(viewer.get("/audit-log").await.status, 403);
+}
+
+/// A receiver on this machine answering every request with `204 No Content`; its URL.
+fn start_receiver() -> String {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(|| App::new().default_service(web::to(HttpResponse::NoContent)))
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}/hooks")
+}
+
+#[tokio::test]
+async fn an_admin_registers_tests_and_rotates_a_webhook_and_sees_its_deliveries() {
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.webhook_allow_private = true;
+            s.webhook_timeout_seconds = 1;
+        })
+        .spawn()
+        .await;
+    let receiver = start_receiver();
+    let mut admin = signed_in(&app, Role::Admin).await;
+    let page = admin.get("/webhooks").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("There are no webhook endpoints yet."));
+
+    // A refused form: the field's error, in both languages; nothing registered.
+    let bad = [("url", receiver.as_str()), ("description", "CRM")];
+    let refused = admin.post("/webhooks", "/webhooks", &bad).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("choose at least one event"));
+    admin.language = "es";
+    let refused = admin.post("/webhooks", "/webhooks", &bad).await;
+    assert!(refused.body.contains("elige al menos un evento"));
+    admin.language = "en";
+    assert_eq!(app.count("webhook_endpoints"), 0);
+
+    let form = [
+        ("url", receiver.as_str()),
+        ("description", "CRM"),
+        ("events", "subscriber.created"),
+    ];
+    let created = admin.post("/webhooks", "/webhooks", &form).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let secret = shown_secret(&created.body);
+    let id = app.query_one("SELECT id AS v FROM webhook_endpoints");
+    assert_eq!(
+        app.query_one("SELECT secret AS v FROM webhook_endpoints"),
+        secret
+    );
+    assert!(created.body.contains("data-copy=\"new-secret\""));
+    assert_eq!(audits(&app, "webhook.create", &id), 1);
+    let list = admin.get("/webhooks").await;
+    assert!(list.body.contains("subscriber.created"));
+    assert!(!list.body.contains(&secret), "the secret is shown once");
+
+    // A test send: queued, then delivered, and the page shows it with its attempts.
+    let path = format!("/webhooks/{id}");
+    let done = admin.post(&path, &format!("{path}/test"), &[]).await;
+    assert_eq!(done.status, 303);
+    assert!(done.location().ends_with("notice=test_queued"));
+    assert_eq!(audits(&app, "webhook.test", &id), 1);
+    let waiting = admin.get(&path).await;
+    assert!(waiting.body.contains("<code>webhook.test</code>"));
+    app.run_tasks().await;
+    let page = admin.get(&path).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<td>Delivered</td>"), "{}", page.body);
+    assert!(page.body.contains("HTTP 204"));
+    assert!(page.body.contains("<td>1</td>"));
+
+    // Rotating the secret shows the new one once; the old one keeps signing for a day.
+    let rotated = admin.post(&path, &format!("{path}/rotate"), &[]).await;
+    assert_eq!(rotated.status, 200);
+    let new_secret = shown_secret(&rotated.body);
+    assert_ne!(new_secret, secret);
+    assert_eq!(
+        app.query_one("SELECT secret AS v FROM webhook_endpoints"),
+        new_secret
+    );
+    assert!(rotated
+        .body
+        .contains("The previous secret keeps signing messages until"));
+    assert_eq!(audits(&app, "webhook.rotate_secret", &id), 1);
+
+    // A disabled endpoint can't be tested: said so, nothing queued.
+    app.sql("UPDATE webhook_endpoints SET enabled = FALSE");
+    admin.language = "es";
+    let refused = admin.post(&path, &format!("{path}/test"), &[]).await;
+    assert_eq!(refused.status, 409);
+    assert!(refused.body.contains("Este destino está desactivado"));
+    assert_eq!(audits(&app, "webhook.test", &id), 1);
+
+    // Editors may not.
+    let mut editor = signed_in(&app, Role::Editor).await;
+    assert_eq!(editor.get("/webhooks").await.status, 403);
+    assert_eq!(editor.get(&path).await.status, 403);
+    let rotate = format!("{path}/rotate");
+    assert_eq!(editor.post("/account", &rotate, &[]).await.status, 403);
+    assert_eq!(
+        app.query_one("SELECT secret AS v FROM webhook_endpoints"),
+        new_secret
+    );
+    assert_eq!(admin.get("/webhooks/not-an-id").await.status, 404);
 }

@@ -82,6 +82,10 @@ console_routes! {
     "/api-keys" => { get => admin::keys::page [Admin], post => admin::keys::create [Admin] },
     "/api-keys/{id}/revoke" => { post => admin::keys::revoke [Admin] },
     "/audit-log" => { get => admin::audit::page [Admin] },
+    "/webhooks" => { get => admin::webhooks::page [Admin], post => admin::webhooks::create [Admin] },
+    "/webhooks/{id}" => { get => admin::webhooks::show [Admin] },
+    "/webhooks/{id}/test" => { post => admin::webhooks::test [Admin] },
+    "/webhooks/{id}/rotate" => { post => admin::webhooks::rotate [Admin] },
 }
 
 /// The console's areas in the navigation: (path, catalog key under `console.nav`, who sees it).
@@ -98,6 +102,7 @@ const NAV: &[(&str, &str, Access)] = &[
     // Staff, API keys, webhooks, audit log
     ("/staff", "staff", Access::Admin),
     ("/api-keys", "api_keys", Access::Admin),
+    ("/webhooks", "webhooks", Access::Admin),
     ("/audit-log", "audit_log", Access::Admin),
 ];
 

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod keys;
 pub mod staff;
+pub mod webhooks;
 
 use serde::Deserialize;
 
