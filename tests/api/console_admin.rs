@@ -464,3 +464,34 @@ async fn an_admin_registers_tests_and_rotates_a_webhook_and_sees_its_deliveries(
     );
     assert_eq!(admin.get("/webhooks/not-an-id").await.status, 404);
 }
+
+#[tokio::test]
+async fn the_audit_log_pages_older_entries_keeping_its_filters() {
+    let app = spawn_app().await;
+    let mut admin = signed_in(&app, Role::Admin).await;
+    for i in 0..60 {
+        app.sql(&format!(
+            "INSERT INTO audit_log (id, actor_type, actor_id, action, object_type, object_id, ip, created_at) \
+             VALUES ('00000000-0000-7000-8000-{i:012}', 'cli', NULL, 'test.bulk', 'staff', 'n{i}', NULL, '2026-01-15 12:00:00')"
+        ));
+    }
+    let first = admin.get("/audit-log?action=test.bulk").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body.matches("<code>test.bulk</code>").count(), 50);
+    assert!(first.body.contains("Server command line"));
+    let at = first
+        .body
+        .find("Older entries")
+        .expect("a link to older entries");
+    let href_start = first.body[..at].rfind("href=\"").unwrap() + "href=\"".len();
+    let href_end = href_start + first.body[href_start..].find('"').unwrap();
+    let href = first.body[href_start..href_end]
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    assert!(href.contains("action=test.bulk"), "{href}");
+    let path = href.trim_start_matches("/admin");
+    let second = admin.get(path).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body.matches("<code>test.bulk</code>").count(), 10);
+    assert!(!second.body.contains("Older entries"));
+}
