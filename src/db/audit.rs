@@ -26,9 +26,23 @@ pub fn insert_audit_entry(conn: &mut AnyConnection, entry: &AuditEntry) -> Query
         .map(drop)
 }
 
+/// Which entries a page of the audit log holds: `None` leaves that part open.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// An action exactly (`staff.update`).
+    pub action: Option<String>,
+    /// The id of the staff member, key or other actor that acted.
+    pub actor_id: Option<String>,
+    /// At or after this time (UTC).
+    pub since: Option<NaiveDateTime>,
+    /// Before this time (UTC).
+    pub until: Option<NaiveDateTime>,
+}
+
 /// Newest first; `before` is the id of the last entry of the previous page (ids sort by time).
 pub fn list_audit_entries(
     conn: &mut AnyConnection,
+    filter: &AuditFilter,
     before: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<AuditEntry>> {
@@ -40,5 +54,26 @@ pub fn list_audit_entries(
     if let Some(before) = before {
         query = query.filter(audit_log::id.lt(before.to_owned()));
     }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_log::action.eq(action.clone()));
+    }
+    if let Some(actor) = &filter.actor_id {
+        query = query.filter(audit_log::actor_id.eq(actor.clone()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(audit_log::created_at.ge(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_log::created_at.lt(until));
+    }
     query.load(conn)
+}
+
+/// Every action the log holds, in order (for choosing one to filter by).
+pub fn audit_actions(conn: &mut AnyConnection) -> QueryResult<Vec<String>> {
+    audit_log::table
+        .select(audit_log::action)
+        .distinct()
+        .order(audit_log::action)
+        .load(conn)
 }

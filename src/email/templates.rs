@@ -57,6 +57,14 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     // Imports
     // Exports
     // Staff, API keys, webhooks, audit log
+    "console/admin/staff.html",
+    "console/admin/staff_confirm.html",
+    "console/admin/api_keys.html",
+    "console/admin/api_key_created.html",
+    "console/admin/audit_log.html",
+    "console/admin/webhooks.html",
+    "console/admin/webhook.html",
+    "console/admin/webhook_secret.html",
 ];
 
 /// The console's wording, kept apart from the public pages': the frame's strings are

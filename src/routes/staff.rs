@@ -256,7 +256,7 @@ pub async fn audit_log(
     state: web::Data<AppState>,
 ) -> HandlerResult {
     let (before, limit) = audit_page(query.map_err(ApiError::from_extractor)?.into_inner())?;
-    let page = service::audit_log(&state.db, before, limit).await?;
+    let page = service::audit_log(&state.db, Default::default(), before, limit).await?;
     Ok(HttpResponse::Ok().json(BeforePage {
         data: page
             .entries

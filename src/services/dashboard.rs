@@ -89,7 +89,7 @@ pub async fn overview(db: &Db, now: NaiveDateTime, zone: Tz) -> Result<Overview,
             }
             days.push(day);
         }
-        let recent = db::audit::list_audit_entries(conn, None, 10)?;
+        let recent = db::audit::list_audit_entries(conn, &Default::default(), None, 10)?;
         Ok(Overview {
             by_status,
             total,

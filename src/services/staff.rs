@@ -7,8 +7,9 @@ use governor::DefaultKeyedRateLimiter;
 use tokio::sync::Semaphore;
 
 use crate::auth::{self, jwt::JwtKeys, passwords, Principal, Role};
+use crate::db::audit::{AuditEntry, AuditFilter};
 use crate::db::ids::{ApiKeyId, StaffId};
-use crate::db::{self, audit::AuditEntry, staff as staff_db, Db, DbError};
+use crate::db::{self, staff as staff_db, Db, DbError};
 use crate::domain::{Email, FieldErrors};
 
 const ROLE_MESSAGE: &str = "must be admin, editor or viewer";
@@ -500,10 +501,15 @@ pub struct AuditPage {
     pub next: Option<String>,
 }
 
-pub async fn audit_log(db: &Db, before: Option<String>, limit: i64) -> Result<AuditPage, DbError> {
+pub async fn audit_log(
+    db: &Db,
+    filter: AuditFilter,
+    before: Option<String>,
+    limit: i64,
+) -> Result<AuditPage, DbError> {
     let (entries, creators) = db
         .run(move |conn| -> Result<_, DbError> {
-            let entries = db::audit::list_audit_entries(conn, before.as_deref(), limit)?;
+            let entries = db::audit::list_audit_entries(conn, &filter, before.as_deref(), limit)?;
             let keys: Vec<String> = entries
                 .iter()
                 .filter(|e| e.actor_type == "api_key")
@@ -521,6 +527,12 @@ pub async fn audit_log(db: &Db, before: Option<String>, limit: i64) -> Result<Au
         key_creators: creators.into_iter().collect(),
         next,
     })
+}
+
+/// Every action the audit log holds, for choosing one to filter by.
+pub async fn audit_actions(db: &Db) -> Result<Vec<String>, DbError> {
+    db.run(|conn| db::audit::audit_actions(conn).map_err(DbError::from))
+        .await
 }
 
 /// Signs a staff member in to the console: the same checks and refusals as `sign_in`, then a

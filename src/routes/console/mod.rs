@@ -11,6 +11,7 @@
 //! style; no framing. Roles are the API's.
 
 mod account;
+mod admin;
 pub mod assets;
 mod dashboard;
 pub mod frame;
@@ -75,7 +76,16 @@ console_routes! {
     // Exports
 
     // Staff, API keys, webhooks, audit log
-
+    "/staff" => { get => admin::staff::page [Admin], post => admin::staff::create [Admin] },
+    "/staff/{id}/role" => { post => admin::staff::role [Admin] },
+    "/staff/{id}/access" => { post => admin::staff::access [Admin] },
+    "/api-keys" => { get => admin::keys::page [Admin], post => admin::keys::create [Admin] },
+    "/api-keys/{id}/revoke" => { post => admin::keys::revoke [Admin] },
+    "/audit-log" => { get => admin::audit::page [Admin] },
+    "/webhooks" => { get => admin::webhooks::page [Admin], post => admin::webhooks::create [Admin] },
+    "/webhooks/{id}" => { get => admin::webhooks::show [Admin] },
+    "/webhooks/{id}/test" => { post => admin::webhooks::test [Admin] },
+    "/webhooks/{id}/rotate" => { post => admin::webhooks::rotate [Admin] },
 }
 
 /// The console's areas in the navigation: (path, catalog key under `console.nav`, who sees it).
@@ -90,6 +100,10 @@ const NAV: &[(&str, &str, Access)] = &[
     // Exports
 
     // Staff, API keys, webhooks, audit log
+    ("/staff", "staff", Access::Admin),
+    ("/api-keys", "api_keys", Access::Admin),
+    ("/webhooks", "webhooks", Access::Admin),
+    ("/audit-log", "audit_log", Access::Admin),
 ];
 
 /// The navigation a member sees.
