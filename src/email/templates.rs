@@ -55,6 +55,9 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     // People
     // Interests and custom fields
     // Imports
+    "console/imports/list.html",
+    "console/imports/map.html",
+    "console/imports/show.html",
     // Exports
     // Staff, API keys, webhooks, audit log
 ];
@@ -72,8 +75,8 @@ macro_rules! console_catalogs {
 
 /// (area, language, source); the area `frame` is the console's top level.
 pub const CONSOLE_CATALOGS: &[(&str, Language, &str)] = console_catalogs![
-    "frame", // People
-    "people", // Interests and custom fields
+    "frame",   // People
+    "people",  // Interests and custom fields
     "catalog", // Imports
     "imports", // Exports
     "exports", // Staff, API keys, webhooks, audit log
