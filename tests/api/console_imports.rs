@@ -335,3 +335,56 @@ async fn in_spanish_an_import_that_asks_each_person_to_confirm() {
         "confirm".to_owned()
     );
 }
+
+#[tokio::test]
+async fn editors_stop_an_import_that_has_not_finished() {
+    let app = spawn_app().await;
+    let mut editor = signed_in(&app, Role::Editor).await;
+    let answer = upload(&app, &mut editor, "email\ndora@example.org\n").await;
+    let mapping = console_path(&answer);
+    let started = editor
+        .post(
+            &mapping,
+            &mapping,
+            &[
+                ("column-0", "email"),
+                ("mode", "confirm"),
+                ("language", "en"),
+            ],
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    let show = started.location().strip_prefix(CONSOLE).unwrap().to_owned();
+    let show = show.split('?').next().unwrap().to_owned();
+
+    // Viewers see the progress but no way to stop it, and may not.
+    let mut viewer = signed_in(&app, Role::Viewer).await;
+    let seen = viewer.get(&show).await;
+    assert!(seen.body.contains("Waiting to start"));
+    assert!(!seen.body.contains("Stop this import"));
+    let refused = viewer.post(&show, &format!("{show}/cancel"), &[]).await;
+    assert_eq!(refused.status, 403);
+    // Without the form's token: refused too.
+    let refused = editor.post_raw(&format!("{show}/cancel"), &[]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(app.query_one("SELECT status AS v FROM imports"), "queued");
+
+    let page = editor.get(&show).await;
+    assert!(page.body.contains("Stop this import"));
+    let stopped = editor.post(&show, &format!("{show}/cancel"), &[]).await;
+    assert_eq!(stopped.status, 303);
+    assert!(stopped.location().ends_with("?notice=cancelled"));
+    assert_eq!(
+        app.query_one("SELECT status AS v FROM imports"),
+        "cancelled"
+    );
+    assert_eq!(app.count("audit_log WHERE action = 'import.cancel'"), 1);
+    editor.language = "es";
+    let page = editor.get(&format!("{show}?notice=cancelled")).await;
+    assert!(page.body.contains("La importación se detuvo."));
+    assert!(page.body.contains("Detenida"));
+    assert!(!page.body.contains("data-refresh="));
+
+    app.run_tasks().await;
+    assert_eq!(app.status_of("dora@example.org"), None);
+}

@@ -16,7 +16,7 @@ use crate::db::ids::ImportId;
 use crate::domain::FieldErrors;
 use crate::imports::plan::{Catalog, Plan};
 use crate::routes::imports::ReadImports;
-use crate::services::imports::{self as service, staged, CreateImportError};
+use crate::services::imports::{self as service, staged, CancelImportError, CreateImportError};
 use crate::views::imports::ImportView;
 
 /// Imports listed on the imports page.
@@ -524,7 +524,8 @@ pub async fn show(
             import => Value::from_serialize(&view),
             problems => problems,
             running => running,
-            notice_key => query.notice.as_deref().filter(|n| *n == "started"),
+            notice_key => query.notice.as_deref().filter(|n| matches!(*n, "started" | "cancelled" | "already_ended")),
+            may_write => may_write(&console.principal),
             offset => offset,
             shown_from => offset + 1,
             shown_to => shown_to,
@@ -532,6 +533,36 @@ pub async fn show(
             next => (shown_to < report.problems_total).then_some(shown_to),
         },
     )
+}
+
+#[derive(Deserialize)]
+pub struct CancelForm {}
+
+/// `POST /imports/{id}/cancel`: stops an import that has not finished (the same use case as
+/// the API); rows already imported stay.
+pub async fn cancel(
+    posted: Posted<WriteContacts, CancelForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = import_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let path = format!("/imports/{id}");
+    match service::cancel(
+        &console.state.db,
+        &console.principal,
+        console.ip.as_deref(),
+        id,
+    )
+    .await
+    {
+        Ok(_) => console.redirect(&path, Some("cancelled")),
+        Err(CancelImportError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        // It ended meanwhile: its page says how.
+        Err(CancelImportError::Ended { .. }) => console.redirect(&path, Some("already_ended")),
+        Err(e) => console.internal(e),
+    }
 }
 
 /// A report cell as a spreadsheet will not run it as a formula.

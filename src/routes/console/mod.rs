@@ -76,6 +76,7 @@ console_routes! {
     "/imports/upload" => { post => imports::upload [Editor] },
     "/imports/new/{upload}" => { get => imports::new [Editor], post => imports::start [Editor] },
     "/imports/{id}" => { get => imports::show [Viewer] },
+    "/imports/{id}/cancel" => { post => imports::cancel [Editor] },
     "/imports/{id}/report.csv" => { get => imports::download [Viewer] },
 
     // Exports
