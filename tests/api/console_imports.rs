@@ -388,3 +388,38 @@ async fn editors_stop_an_import_that_has_not_finished() {
     app.run_tasks().await;
     assert_eq!(app.status_of("dora@example.org"), None);
 }
+
+#[tokio::test]
+async fn a_long_report_is_shown_a_page_at_a_time_and_downloaded_whole() {
+    let app = spawn_app().await;
+    let mut editor = signed_in(&app, Role::Editor).await;
+    let file = format!("email\nana@example.org\n{}", "ana@example.org\n".repeat(60));
+    let answer = upload(&app, &mut editor, &file).await;
+    let mapping = console_path(&answer);
+    let form = [
+        ("column-0", "email"),
+        ("mode", "consented"),
+        ("source", "Sign-up sheet"),
+        ("consent_note", "Ticked the box"),
+        ("language", "en"),
+    ];
+    let started = editor.post(&mapping, &mapping, &form).await;
+    let show = started.location().strip_prefix(CONSOLE).unwrap().to_owned();
+    let show = show.split('?').next().unwrap().to_owned();
+    app.run_tasks().await;
+
+    let first = editor.get(&show).await;
+    assert!(first
+        .body
+        .contains("60 rows were skipped, failed, or have a note."));
+    assert!(first.body.contains("Rows 1 to 50 of 60"), "{}", first.body);
+    assert!(first.body.contains("?offset=50"));
+    assert!(!first.body.contains("rel=\"prev\""));
+    let second = editor.get(&format!("{show}?offset=50")).await;
+    assert!(second.body.contains("Rows 51 to 60 of 60"));
+    assert!(second.body.contains("?offset=0"));
+    assert!(!second.body.contains("rel=\"next\""));
+
+    let report = editor.get(&format!("{show}/report.csv")).await;
+    assert_eq!(report.body.lines().count(), 61);
+}
