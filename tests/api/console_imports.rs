@@ -423,3 +423,30 @@ async fn a_long_report_is_shown_a_page_at_a_time_and_downloaded_whole() {
     let report = editor.get(&format!("{show}/report.csv")).await;
     assert_eq!(report.body.lines().count(), 61);
 }
+
+#[tokio::test]
+async fn the_imports_page_lists_older_imports_a_page_at_a_time() {
+    let app = spawn_app().await;
+    let token = app.staff_token(Role::Editor).await;
+    let query = [("mode", "confirm")];
+    for i in 0..51 {
+        let csv = format!("email\nperson{i}@example.org\n");
+        let res = crate::imports::upload(&app, &token, &query, &csv).await;
+        assert_eq!(res.status(), 202);
+    }
+    let mut viewer = signed_in(&app, Role::Viewer).await;
+    let first = viewer.get("/imports").await;
+    assert_eq!(first.body.matches("<th scope=\"row\">").count(), 50);
+    let older = first
+        .body
+        .split("?before=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to older imports")
+        .to_owned();
+    let second = viewer.get(&format!("/imports?before={older}")).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body.matches("<th scope=\"row\">").count(), 1);
+    assert!(second.body.contains("Newest imports"));
+    assert!(!second.body.contains("?before="));
+}

@@ -43,7 +43,17 @@ fn no_errors() -> Value {
 // The list and the upload form
 
 async fn list_page(console: &Console, status: StatusCode, errors: Value) -> HttpResponse {
-    let imports = match service::list(&console.state.db, None, LISTED).await {
+    listed(console, status, errors, None).await
+}
+
+/// The imports page: the upload form, and imports older than `before` (the newest first).
+async fn listed(
+    console: &Console,
+    status: StatusCode,
+    errors: Value,
+    before: Option<String>,
+) -> HttpResponse {
+    let imports = match service::list(&console.state.db, before.clone(), LISTED).await {
         Ok(imports) => imports,
         Err(e) => return console.internal(e),
     };
@@ -57,6 +67,8 @@ async fn list_page(console: &Console, status: StatusCode, errors: Value) -> Http
         "imports/list",
         context! {
             imports => rows,
+            older => (imports.len() as i64 == LISTED).then(|| imports.last().map(|i| i.id.to_string())).flatten(),
+            paged => before.is_some(),
             may_write => may_write(&console.principal),
             errors => errors,
             max_mb => format!("{:.1}", max_bytes as f64 / (1024.0 * 1024.0)),
@@ -64,8 +76,19 @@ async fn list_page(console: &Console, status: StatusCode, errors: Value) -> Http
     )
 }
 
-pub async fn list(signed: Signed<ReadImports>) -> HttpResponse {
-    list_page(&signed.console, StatusCode::OK, no_errors()).await
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    before: Option<String>,
+}
+
+pub async fn list(signed: Signed<ReadImports>, query: web::Query<ListQuery>) -> HttpResponse {
+    let before = query
+        .before
+        .as_deref()
+        .and_then(|b| uuid::Uuid::parse_str(b).ok())
+        .map(|b| b.hyphenated().to_string());
+    listed(&signed.console, StatusCode::OK, no_errors(), before).await
 }
 
 /// One part of a `multipart/form-data` body.
