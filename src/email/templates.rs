@@ -55,6 +55,9 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     // People
     // Interests and custom fields
     // Imports
+    "console/imports/list.html",
+    "console/imports/map.html",
+    "console/imports/show.html",
     // Exports
     // Staff, API keys, webhooks, audit log
     "console/admin/staff.html",

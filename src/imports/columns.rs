@@ -84,7 +84,7 @@ fn normalise(header: &str) -> String {
 }
 
 /// The field a header names by itself, if any.
-fn field_for_header(header: &str, catalog: &Catalog) -> Option<Field> {
+pub(super) fn field_for_header(header: &str, catalog: &Catalog) -> Option<Field> {
     let wanted = normalise(header);
     if let Some((_, field)) = ALIASES.iter().find(|(alias, _)| *alias == wanted) {
         return Some(field.clone());

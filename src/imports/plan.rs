@@ -215,9 +215,8 @@ fn unclosed_quote(text: &str, delimiter: u8) -> Option<usize> {
 }
 
 /// Checks a whole upload and cuts it into parts. Nothing here touches the database.
-pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prepared, Refusal> {
-    let sha256 = crate::tokens::hex(&Sha256::digest(body));
-    let bytes = body.len() as i64;
+/// The file as UTF-8 text without its byte order mark, refused when it is not text.
+fn text_of(body: &[u8]) -> Result<&str, Refusal> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(refuse(
@@ -235,6 +234,36 @@ pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prep
     if text.contains('\0') {
         return Err(refuse("file", "holds NUL bytes: it is not a CSV text file"));
     }
+    Ok(text)
+}
+
+/// The header row of a file, each column with the field its name suggests (English or Spanish,
+/// any case, or a declared custom field's key), for a form that lets staff map them.
+pub fn detect_columns(
+    body: &[u8],
+    catalog: &Catalog,
+) -> Result<Vec<(String, Option<Field>)>, Refusal> {
+    let text = text_of(body)?;
+    let delimiter = sniff_delimiter(text);
+    let mut csv = reader(text, delimiter, true);
+    let headers = csv
+        .headers()
+        .map_err(|e| refuse("file", describe(&e, 0, text)))?;
+    Ok(headers
+        .iter()
+        .map(|h| {
+            (
+                h.trim().to_owned(),
+                super::columns::field_for_header(h, catalog),
+            )
+        })
+        .collect())
+}
+
+pub fn prepare(body: &[u8], options: &Options, catalog: &Catalog) -> Result<Prepared, Refusal> {
+    let sha256 = crate::tokens::hex(&Sha256::digest(body));
+    let bytes = body.len() as i64;
+    let text = text_of(body)?;
     let delimiter = options.delimiter.unwrap_or_else(|| sniff_delimiter(text));
     if let Some(line) = unclosed_quote(text, delimiter) {
         return Err(refuse(

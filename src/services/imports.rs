@@ -150,6 +150,32 @@ pub enum CreateImportError {
     Internal(#[from] anyhow::Error),
 }
 
+/// The interests and custom fields there are, which an upload may refer to.
+pub async fn catalog(db: &Db) -> Result<Catalog, DbError> {
+    db.run(|conn| -> Result<_, DbError> {
+        Ok(Catalog {
+            interests: db::interests::list_interests(conn)?
+                .into_iter()
+                .map(|i| i.slug)
+                .collect(),
+            fields: db::interests::list_field_declarations(conn)?,
+        })
+    })
+    .await
+}
+
+/// A file's columns, each with the field its header names (`email`, `attributes.city`…) if
+/// any, for a form where staff choose what each column holds before the import is created.
+pub fn detect_columns(
+    file: &[u8],
+    catalog: &Catalog,
+) -> Result<Vec<(String, Option<String>)>, FieldErrors> {
+    Ok(plan::detect_columns(file, catalog)?
+        .into_iter()
+        .map(|(header, field)| (header, field.map(|f| f.label())))
+        .collect())
+}
+
 /// Checks the whole file against the interests and fields there are, stores it with the import
 /// and queues the job (one transaction), then wakes the task worker.
 pub async fn create(
@@ -160,17 +186,7 @@ pub async fn create(
     request: CheckedRequest,
     file: Vec<u8>,
 ) -> Result<Import, CreateImportError> {
-    let catalog = db
-        .run(|conn| -> Result<_, DbError> {
-            Ok(Catalog {
-                interests: db::interests::list_interests(conn)?
-                    .into_iter()
-                    .map(|i| i.slug)
-                    .collect(),
-                fields: db::interests::list_field_declarations(conn)?,
-            })
-        })
-        .await?;
+    let catalog = catalog(db).await?;
     let unknown: Vec<&str> = request
         .options
         .interests
@@ -343,4 +359,94 @@ pub async fn cancel(
         .await?;
     tracing::info!(import_id = %logged, "import cancelled");
     Ok(report)
+}
+
+/// Uploads waiting for staff to choose what their columns hold (the console's two steps): kept
+/// in the data folder (0600 files in a 0700 folder), each readable only by whoever uploaded it,
+/// deleted once the import is created or after a day.
+pub mod staged {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+
+    const FOLDER: &str = "imports-staged";
+    const KEEP_HOURS: u64 = 24;
+
+    fn folder(data_dir: &Path) -> PathBuf {
+        data_dir.join(FOLDER)
+    }
+
+    /// The file of upload `id` by `owner`; `None` when either is not a plain identifier.
+    fn path_of(data_dir: &Path, owner: &str, id: &str) -> Option<PathBuf> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        (plain(owner) && plain(id)).then(|| folder(data_dir).join(format!("{owner}.{id}.csv")))
+    }
+
+    /// Keeps `file` for `owner`; returns its id. Uploads older than a day are deleted.
+    pub async fn keep(data_dir: PathBuf, owner: String, file: Vec<u8>) -> anyhow::Result<String> {
+        tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+            let dir = folder(&data_dir);
+            crate::files::create_private_dir_all(&dir)?;
+            forget_old(&dir);
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let path = path_of(&data_dir, &owner, &id)
+                .ok_or_else(|| anyhow::anyhow!("not a plain staff id"))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(crate::files::FILE_MODE);
+            }
+            let mut out = options.open(&path)?;
+            out.write_all(&file)?;
+            out.sync_all()?;
+            Ok(id)
+        })
+        .await?
+    }
+
+    /// The upload `id` by `owner`, if it is still kept.
+    pub async fn read(data_dir: &Path, owner: &str, id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(path) = path_of(data_dir, owner, id) else {
+            return Ok(None);
+        };
+        match tokio::fs::read(path).await {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the upload `id` by `owner`.
+    pub async fn forget(data_dir: &Path, owner: &str, id: &str) {
+        if let Some(path) = path_of(data_dir, owner, id) {
+            if let Err(e) = tokio::fs::remove_file(path).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(error = %e, "could not delete an uploaded file");
+                }
+            }
+        }
+    }
+
+    fn forget_old(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let limit = std::time::Duration::from_secs(KEEP_HOURS * 3600);
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > limit);
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@ mod conformance;
 mod console;
 mod console_admin;
 mod console_client;
+mod console_imports;
 mod contact_counts;
 mod copy;
 mod data_folder;

@@ -15,6 +15,7 @@ mod admin;
 pub mod assets;
 mod dashboard;
 pub mod frame;
+mod imports;
 mod sign_in;
 
 use actix_web::web;
@@ -72,6 +73,12 @@ console_routes! {
     // Interests and custom fields
 
     // Imports
+    "/imports" => { get => imports::list [Viewer] },
+    "/imports/upload" => { post => imports::upload [Editor] },
+    "/imports/new/{upload}" => { get => imports::new [Editor], post => imports::start [Editor] },
+    "/imports/{id}" => { get => imports::show [Viewer] },
+    "/imports/{id}/cancel" => { post => imports::cancel [Editor] },
+    "/imports/{id}/report.csv" => { get => imports::download [Viewer] },
 
     // Exports
 
@@ -96,7 +103,7 @@ const NAV: &[(&str, &str, Access)] = &[
     // Interests and custom fields
 
     // Imports
-
+    ("/imports", "imports", Access::Viewer),
     // Exports
 
     // Staff, API keys, webhooks, audit log
