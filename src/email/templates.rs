@@ -54,8 +54,15 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/account.html",
     // People
     // Interests and custom fields
+    "console/catalog/interests.html",
+    "console/catalog/interest.html",
+    "console/catalog/interest_fields.html",
+    "console/catalog/fields.html",
+    "console/catalog/field.html",
+    "console/catalog/field_fields.html",
     // Imports
     // Exports
+    "console/exports/form.html",
     // Staff, API keys, webhooks, audit log
 ];
 
@@ -72,8 +79,8 @@ macro_rules! console_catalogs {
 
 /// (area, language, source); the area `frame` is the console's top level.
 pub const CONSOLE_CATALOGS: &[(&str, Language, &str)] = console_catalogs![
-    "frame", // People
-    "people", // Interests and custom fields
+    "frame",   // People
+    "people",  // Interests and custom fields
     "catalog", // Imports
     "imports", // Exports
     "exports", // Staff, API keys, webhooks, audit log

@@ -5,6 +5,7 @@ mod blast;
 mod confirm;
 mod conformance;
 mod console;
+mod console_catalog;
 mod console_client;
 mod contact_counts;
 mod data_folder;

@@ -12,7 +12,9 @@
 
 mod account;
 pub mod assets;
+mod catalog;
 mod dashboard;
+mod exports;
 pub mod frame;
 mod sign_in;
 
@@ -69,10 +71,18 @@ console_routes! {
     // People
 
     // Interests and custom fields
+    "/interests" => { get => catalog::interests [Viewer], post => catalog::create_interest [Editor] },
+    "/interests/{slug}" => { get => catalog::interest [Viewer], post => catalog::update_interest [Editor] },
+    "/interests/{slug}/delete" => { post => catalog::delete_interest [Editor] },
+    "/fields" => { get => catalog::fields [Viewer], post => catalog::create_field [Editor] },
+    "/fields/{key}" => { get => catalog::field [Viewer], post => catalog::update_field [Editor] },
+    "/fields/{key}/delete" => { post => catalog::delete_field [Editor] },
 
     // Imports
 
     // Exports
+    "/exports" => { get => exports::page [Editor] },
+    "/exports/download" => { get => exports::download [Editor] },
 
     // Staff, API keys, webhooks, audit log
 
@@ -84,11 +94,11 @@ const NAV: &[(&str, &str, Access)] = &[
     // People
 
     // Interests and custom fields
-
+    ("/interests", "interests", Access::Viewer),
     // Imports
 
     // Exports
-
+    ("/exports", "exports", Access::Editor),
     // Staff, API keys, webhooks, audit log
 ];
 
