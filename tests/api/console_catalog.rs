@@ -449,3 +449,94 @@ async fn an_export_is_turned_away_while_every_export_slot_is_busy() {
     );
     drop(held);
 }
+
+/// The slugs in the order a page or an answer lists them.
+fn order_in(body: &str, slugs: &[&str]) -> Vec<String> {
+    let mut found: Vec<(usize, String)> = slugs
+        .iter()
+        .map(|s| (body.find(&format!("{s} (en)")).expect(s), (*s).to_owned()))
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, s)| s).collect()
+}
+
+#[tokio::test]
+async fn editors_reorder_interests_and_forms_and_the_api_follow() {
+    let app = spawn_app().await;
+    for slug in ["alpha", "bravo", "charlie"] {
+        app.add_interest(slug, true);
+    }
+    let slugs = ["alpha", "bravo", "charlie", "delta"];
+    let mut editor = signed_in(&app, Role::Editor).await;
+    let page = editor.get("/interests").await.body;
+    assert_eq!(order_in(&page, &slugs[..3]), ["alpha", "bravo", "charlie"]);
+    assert!(!page.contains("Move alpha up") && page.contains("Move alpha down"));
+    assert!(page.contains("Move charlie up") && !page.contains("Move charlie down"));
+
+    let moved = editor
+        .post(
+            "/interests",
+            "/interests/charlie/move",
+            &[("direction", "up")],
+        )
+        .await;
+    assert_eq!(moved.status, 303);
+    assert_eq!(moved.location(), "/admin/interests?notice=interest_moved");
+    // The first one can't go up: nothing changes, nothing is recorded.
+    let still = editor
+        .post(
+            "/interests",
+            "/interests/alpha/move",
+            &[("direction", "up")],
+        )
+        .await;
+    assert_eq!(still.status, 303);
+    assert_eq!(
+        app.count("audit_log WHERE action = 'interest.reorder' AND object_id = 'charlie'"),
+        1
+    );
+    assert_eq!(app.count("audit_log WHERE action = 'interest.reorder'"), 1);
+    // A new interest goes last.
+    let created = editor
+        .post(
+            "/interests",
+            "/interests",
+            &[
+                ("slug", "delta"),
+                ("name.en", "delta (en)"),
+                ("name.es", "delta (es)"),
+                ("public", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303);
+
+    let expected = ["alpha", "charlie", "bravo", "delta"];
+    let page = editor.get("/interests?notice=interest_moved").await.body;
+    assert!(page.contains("The order was saved."));
+    assert_eq!(order_in(&page, &slugs), expected);
+    let token = app.staff_token(Role::Viewer).await;
+    let listed = app
+        .get_json_as(&token, "/api/v1/interests")
+        .await
+        .to_string();
+    assert_eq!(order_in(&listed, &slugs), expected);
+    let refused = editor
+        .post(
+            "/interests",
+            "/interests/alpha/move",
+            &[("direction", "sideways")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    let mut viewer = signed_in(&app, Role::Viewer).await;
+    let refused = viewer
+        .post(
+            "/interests",
+            "/interests/alpha/move",
+            &[("direction", "down")],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(app.count("audit_log WHERE action = 'interest.reorder'"), 1);
+}

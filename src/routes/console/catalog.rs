@@ -12,7 +12,7 @@ use crate::db::interests::{CustomField, Interest};
 use crate::domain::FieldErrors;
 use crate::services::catalog::{
     self as service, CreateFieldError, CreateInterestError, DeleteFieldError, DeleteInterestError,
-    UpdateFieldError, UpdateInterestError,
+    MoveInterestError, UpdateFieldError, UpdateInterestError,
 };
 
 #[derive(Deserialize)]
@@ -27,6 +27,7 @@ fn notice(query: &NoticeQuery) -> Option<String> {
         "interest_created",
         "interest_saved",
         "interest_deleted",
+        "interest_moved",
         "field_created",
         "field_saved",
         "field_deleted",
@@ -313,6 +314,31 @@ pub async fn delete_interest(
             interest_page(console, &slug, screen).await
         }
         Err(DeleteInterestError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MoveForm {
+    #[serde(default)]
+    direction: String,
+}
+
+/// Moves an interest one place up or down in the order forms show them.
+pub async fn move_interest(
+    posted: Posted<WriteContacts, MoveForm>,
+    slug: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let up = match posted.form.direction.as_str() {
+        "up" => true,
+        "down" => false,
+        _ => return console.error(StatusCode::BAD_REQUEST, "bad_form"),
+    };
+    let (db, actor, ip) = (&console.state.db, &console.principal, console.ip.as_deref());
+    match service::move_interest(db, actor, ip, &slug, up).await {
+        Ok(()) => console.redirect("/interests", Some("interest_moved")),
+        Err(MoveInterestError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
         Err(e) => console.internal(e),
     }
 }

@@ -74,6 +74,7 @@ console_routes! {
     "/interests" => { get => catalog::interests [Viewer], post => catalog::create_interest [Editor] },
     "/interests/{slug}" => { get => catalog::interest [Viewer], post => catalog::update_interest [Editor] },
     "/interests/{slug}/delete" => { post => catalog::delete_interest [Editor] },
+    "/interests/{slug}/move" => { post => catalog::move_interest [Editor] },
     "/fields" => { get => catalog::fields [Viewer], post => catalog::create_field [Editor] },
     "/fields/{key}" => { get => catalog::field [Viewer], post => catalog::update_field [Editor] },
     "/fields/{key}/delete" => { post => catalog::delete_field [Editor] },
