@@ -344,6 +344,15 @@ async fn editors_declare_change_and_delete_custom_fields() {
     assert_eq!(app.count("custom_fields"), 1);
 
     app.add_field("unused", "text", &[], true);
+    // A text field has no values to edit: only its visibility.
+    let text_field = editor.get("/fields/unused").await.body;
+    assert!(!text_field.contains("name=\"allowed_values\""));
+    assert!(text_field.contains("name=\"public\""));
+    assert!(editor
+        .get("/fields/barrio")
+        .await
+        .body
+        .contains("name=\"allowed_values\""));
     let gone = editor
         .post("/fields/unused", "/fields/unused/delete", &[])
         .await;
