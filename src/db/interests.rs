@@ -79,7 +79,7 @@ pub fn insert_custom_field(conn: &mut AnyConnection, field: &CustomField) -> Que
 pub fn list_public_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Interest>> {
     interests::table
         .filter(interests::public.eq(true))
-        .order(interests::slug.asc())
+        .order((interests::position.asc(), interests::slug.asc()))
         .select(Interest::as_select())
         .load(conn)
 }
@@ -91,11 +91,37 @@ pub fn list_field_declarations(conn: &mut AnyConnection) -> QueryResult<Vec<Fiel
     Ok(rows.iter().filter_map(CustomField::declaration).collect())
 }
 
+/// Every interest in the order staff gave them (by slug until they first reorder).
 pub fn list_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Interest>> {
     interests::table
-        .order(interests::slug.asc())
+        .order((interests::position.asc(), interests::slug.asc()))
         .select(Interest::as_select())
         .load(conn)
+}
+
+/// Puts a new interest last, once staff have ordered the interests (before that, all are
+/// unplaced and listed by slug).
+pub fn place_last(conn: &mut AnyConnection, slug: &str) -> QueryResult<()> {
+    let last: Option<i32> = interests::table
+        .select(diesel::dsl::max(interests::position))
+        .first(conn)?;
+    let last = last.unwrap_or(0);
+    if last > 0 {
+        diesel::update(interests::table.find(slug))
+            .set(interests::position.eq(last + 1))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Places the interests 1, 2, … in the order of `slugs`.
+pub fn set_order(conn: &mut AnyConnection, slugs: &[String]) -> QueryResult<()> {
+    for (place, slug) in (1..).zip(slugs) {
+        diesel::update(interests::table.find(slug))
+            .set(interests::position.eq(place))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 pub fn find_interest(conn: &mut AnyConnection, slug: &str) -> QueryResult<Option<Interest>> {

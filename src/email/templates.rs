@@ -54,11 +54,18 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/account.html",
     // People
     // Interests and custom fields
+    "console/catalog/interests.html",
+    "console/catalog/interest.html",
+    "console/catalog/interest_fields.html",
+    "console/catalog/fields.html",
+    "console/catalog/field.html",
+    "console/catalog/field_fields.html",
     // Imports
     "console/imports/list.html",
     "console/imports/map.html",
     "console/imports/show.html",
     // Exports
+    "console/exports/form.html",
     // Staff, API keys, webhooks, audit log
     "console/admin/staff.html",
     "console/admin/staff_confirm.html",

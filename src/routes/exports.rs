@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// The response header that carries the change-feed cursor as of the export's snapshot.
 pub const CURSOR_HEADER: &str = "enlace-sync-cursor";
 /// Seconds a client turned away because too many exports run is told to wait.
-const RETRY_AFTER_SECS: u64 = 30;
+pub(super) const RETRY_AFTER_SECS: u64 = 30;
 
 impl From<ExportError> for ApiError {
     fn from(e: ExportError) -> Self {
@@ -38,10 +38,10 @@ impl From<ExportError> for ApiError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
-    format: Option<String>,
-    delimiter: Option<String>,
-    segment_id: Option<String>,
-    updated_since: Option<String>,
+    pub(super) format: Option<String>,
+    pub(super) delimiter: Option<String>,
+    pub(super) segment_id: Option<String>,
+    pub(super) updated_since: Option<String>,
 }
 
 pub async fn export_subscribers(
@@ -61,8 +61,8 @@ pub async fn export_subscribers(
 }
 
 /// The export as a file to save, named for today, with the change-feed cursor as of its
-/// snapshot.
-fn download(format: Format, export: service::RunningExport) -> HttpResponse {
+/// snapshot (the console's download answers the same).
+pub(super) fn download(format: Format, export: service::RunningExport) -> HttpResponse {
     let (content_type, extension) = match format {
         Format::Csv(_) => ("text/csv; charset=utf-8", "csv"),
         Format::Ndjson => ("application/x-ndjson", "ndjson"),
@@ -104,8 +104,8 @@ fn body(
     })
 }
 
-/// The format, delimiter, segment and time a query asks for, as sent.
-fn export_request(q: ExportQuery) -> Result<service::ExportRequest, ApiError> {
+/// The format, delimiter, segment and time a query asks for, as sent (the console's form too).
+pub(super) fn export_request(q: ExportQuery) -> Result<service::ExportRequest, ApiError> {
     let mut errors = FieldErrors::new();
     // Spreadsheets set to split on semicolons (the default in Spanish, French and German Excel)
     // open a semicolon-delimited file as columns.

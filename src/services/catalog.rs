@@ -110,6 +110,7 @@ pub async fn create_interest(
     let result = db
         .transaction(move |conn| -> Result<_, DbError> {
             store::insert_interest(conn, &stored)?;
+            store::place_last(conn, &stored.slug)?;
             let slug = Some(stored.slug.as_str());
             Ok(actor.audit(conn, ip.as_deref(), "interest.create", "interest", slug)?)
         })
@@ -172,6 +173,58 @@ pub async fn update_interest(
     })
     .await?
     .ok_or(UpdateInterestError::NotFound)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MoveInterestError {
+    #[error("no such interest")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for MoveInterestError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// Moves an interest one place up (`up`) or down in the order signup forms, the preferences
+/// page and the API list them. The first cannot go up nor the last down: nothing changes.
+pub async fn move_interest(
+    db: &Db,
+    actor: &Principal,
+    ip: Option<&str>,
+    slug: &str,
+    up: bool,
+) -> Result<(), MoveInterestError> {
+    let slug = stored_slug(slug).ok_or(MoveInterestError::NotFound)?;
+    let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
+    db.transaction(move |conn| {
+        let mut slugs: Vec<String> = store::list_interests(conn)?
+            .into_iter()
+            .map(|i| i.slug)
+            .collect();
+        let at = slugs
+            .iter()
+            .position(|s| *s == slug)
+            .ok_or(MoveInterestError::NotFound)?;
+        let to = if up { at.checked_sub(1) } else { Some(at + 1) };
+        let Some(to) = to.filter(|to| *to < slugs.len()) else {
+            return Ok(());
+        };
+        slugs.swap(at, to);
+        store::set_order(conn, &slugs)?;
+        actor.audit(
+            conn,
+            ip.as_deref(),
+            "interest.reorder",
+            "interest",
+            Some(&slug),
+        )?;
+        Ok(())
+    })
+    .await
 }
 
 /// A deleted interest: how many memberships went with it, for a caller who may read contacts.

@@ -6,6 +6,7 @@ mod confirm;
 mod conformance;
 mod console;
 mod console_admin;
+mod console_catalog;
 mod console_client;
 mod console_imports;
 mod contact_counts;

@@ -92,6 +92,8 @@ pub struct Console {
     pub ip: Option<String>,
     pub language: Language,
     pub zone: Tz,
+    /// The path asked for, below the console's path (`/people/…`), for the navigation.
+    pub here: String,
 }
 
 impl Console {
@@ -106,7 +108,7 @@ impl Console {
             },
             csrf => &self.session.csrf_token,
             zone => self.zone.name(),
-            nav => super::nav(&self.principal),
+            nav => super::nav(&self.principal, &self.here),
             section => name.split('/').next().unwrap_or(name),
             ..ctx
         };

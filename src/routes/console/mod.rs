@@ -13,7 +13,9 @@
 mod account;
 mod admin;
 pub mod assets;
+mod catalog;
 mod dashboard;
+mod exports;
 pub mod frame;
 mod imports;
 mod sign_in;
@@ -71,6 +73,13 @@ console_routes! {
     // People
 
     // Interests and custom fields
+    "/interests" => { get => catalog::interests [Viewer], post => catalog::create_interest [Editor] },
+    "/interests/{slug}" => { get => catalog::interest [Viewer], post => catalog::update_interest [Editor] },
+    "/interests/{slug}/delete" => { post => catalog::delete_interest [Editor] },
+    "/interests/{slug}/move" => { post => catalog::move_interest [Editor] },
+    "/fields" => { get => catalog::fields [Viewer], post => catalog::create_field [Editor] },
+    "/fields/{key}" => { get => catalog::field [Viewer], post => catalog::update_field [Editor] },
+    "/fields/{key}/delete" => { post => catalog::delete_field [Editor] },
 
     // Imports
     "/imports" => { get => imports::list [Viewer] },
@@ -81,6 +90,8 @@ console_routes! {
     "/imports/{id}/report.csv" => { get => imports::download [Viewer] },
 
     // Exports
+    "/exports" => { get => exports::page [Editor] },
+    "/exports/download" => { get => exports::download [Editor] },
 
     // Staff, API keys, webhooks, audit log
     "/staff" => { get => admin::staff::page [Admin], post => admin::staff::create [Admin] },
@@ -101,11 +112,12 @@ const NAV: &[(&str, &str, Access)] = &[
     // People
 
     // Interests and custom fields
-
+    ("/interests", "interests", Access::Viewer),
+    ("/fields", "fields", Access::Viewer),
     // Imports
     ("/imports", "imports", Access::Viewer),
     // Exports
-
+    ("/exports", "exports", Access::Editor),
     // Staff, API keys, webhooks, audit log
     ("/staff", "staff", Access::Admin),
     ("/api-keys", "api_keys", Access::Admin),
@@ -113,15 +125,19 @@ const NAV: &[(&str, &str, Access)] = &[
     ("/audit-log", "audit_log", Access::Admin),
 ];
 
-/// The navigation a member sees.
-pub fn nav(principal: &Principal) -> Vec<minijinja::Value> {
+/// The navigation a member sees, the area holding `here` (the path asked for) marked current.
+pub fn nav(principal: &Principal, here: &str) -> Vec<minijinja::Value> {
     let role = match principal {
         Principal::Staff { role, .. } => *role,
         Principal::ApiKey { .. } => return Vec::new(),
     };
+    let current = |path: &str| match path {
+        "/" => here.is_empty() || here == "/",
+        _ => here == path || here.starts_with(&format!("{path}/")),
+    };
     NAV.iter()
         .filter(|(_, _, access)| access.allows(role))
-        .map(|(path, key, _)| minijinja::context! { path => path, key => key })
+        .map(|(path, key, _)| minijinja::context! { path => path, key => key, current => current(path) })
         .collect()
 }
 

@@ -1,0 +1,1 @@
+ALTER TABLE interests DROP COLUMN position;
