@@ -302,7 +302,14 @@ async fn console_for<P: Policy>(req: HttpRequest) -> Result<Console, actix_web::
     }
     let ip =
         crate::client::client_ip(&req, &state.settings.trusted_proxies).map(|ip| ip.to_string());
+    let console_path = state.settings.console_path.as_str();
+    let here = req
+        .path()
+        .find(console_path)
+        .map(|i| req.path()[i + console_path.len()..].to_owned())
+        .unwrap_or_default();
     Ok(Console {
+        here,
         state,
         session,
         principal,
