@@ -53,6 +53,11 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/dashboard.html",
     "console/account.html",
     // People
+    "console/people/list.html",
+    "console/people/person.html",
+    "console/people/edit.html",
+    "console/people/new.html",
+    "console/people/erase.html",
     // Interests and custom fields
     // Imports
     // Exports
@@ -72,8 +77,8 @@ macro_rules! console_catalogs {
 
 /// (area, language, source); the area `frame` is the console's top level.
 pub const CONSOLE_CATALOGS: &[(&str, Language, &str)] = console_catalogs![
-    "frame", // People
-    "people", // Interests and custom fields
+    "frame",   // People
+    "people",  // Interests and custom fields
     "catalog", // Imports
     "imports", // Exports
     "exports", // Staff, API keys, webhooks, audit log

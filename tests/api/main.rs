@@ -6,6 +6,7 @@ mod confirm;
 mod conformance;
 mod console;
 mod console_client;
+mod console_people;
 mod contact_counts;
 mod data_folder;
 mod delivery_retention;
