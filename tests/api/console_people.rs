@@ -174,6 +174,7 @@ async fn a_persons_page_shows_profile_consent_messages_and_audit_trail() {
         "Consent recorded by staff",
         "Sign-up sheet, March 3 meeting",
         "subscriber.create",
+        "editor@console.example.org",
         "with the consent you recorded",
     ] {
         assert!(page.body.contains(shown), "{shown}");
@@ -254,6 +255,22 @@ async fn adding_needs_the_evidence_or_sends_a_confirmation() {
     assert!(sent.location().ends_with("?notice=confirmation_sent"));
     assert_eq!(app.status_of("sam@example.org").as_deref(), Some("pending"));
     assert_eq!(app.count("jobs"), 1);
+
+    // A blocked address can't be added; the page says why, in the member's language.
+    app.suppress("blocked@example.org", "manual", "2026-01-01");
+    let blocked = [
+        ("email", "blocked@example.org"),
+        ("mode", "recorded"),
+        ("consent_source", "Phone call"),
+        ("consent_note", "Yes, add me"),
+    ];
+    let refused = editor.post("/people/new", "/people/new", &blocked).await;
+    assert_eq!(refused.status, 409);
+    assert!(refused.body.contains("Este correo está bloqueado"));
+    editor.language = "en";
+    let refused = editor.post("/people/new", "/people/new", &blocked).await;
+    assert!(refused.body.contains("This address is blocked"));
+    assert_eq!(app.count("subscribers"), 1);
 
     let mut viewer = signed_in(&app, Role::Viewer).await;
     assert_eq!(viewer.get("/people/new").await.status, 403);

@@ -224,7 +224,11 @@ pub async fn show(
         .newsletters
         .iter()
         .map(|(newsletter, state, outcome, sent)| {
-            context! { newsletter => newsletter, state => state, outcome => outcome, sent_at => sent }
+            let subject = history.subjects.get(newsletter);
+            context! {
+                newsletter => newsletter, subject => subject, state => state, outcome => outcome,
+                sent_at => sent,
+            }
         })
         .collect();
     console.page(
@@ -236,6 +240,7 @@ pub async fn show(
             mails => mails,
             newsletters => newsletters,
             audit => Value::from_serialize(&history.audit),
+            staff => Value::from_serialize(&history.staff),
             notice => notice,
             may_write => console.principal.passes::<WriteContacts>(),
             may_export => console.principal.passes::<ExportContacts>(),

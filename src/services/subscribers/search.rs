@@ -8,7 +8,7 @@ use super::{load_record, GetSubscriberError, SubscriberRecord};
 use crate::db::audit::{list_audit_entries_about, AuditEntry};
 use crate::db::consent::{list_consent_events, ConsentEvent};
 use crate::db::deliveries::DeliveryRecord;
-use crate::db::ids::SubscriberId;
+use crate::db::ids::{NewsletterId, StaffId, SubscriberId};
 use crate::db::jobs::MailRecord;
 use crate::db::subscribers::{self as store, PeopleQuery};
 use crate::db::{self, Db, DbError};
@@ -170,6 +170,10 @@ pub struct PersonHistory {
     pub newsletters: Vec<DeliveryRecord>,
     /// The newest entries of the audit log about them, newest first.
     pub audit: Vec<AuditEntry>,
+    /// The subject of each newsletter in `newsletters`, by id.
+    pub subjects: HashMap<String, String>,
+    /// The address of each staff member in `audit` still on the staff, by id.
+    pub staff: HashMap<String, String>,
 }
 
 /// How many audit entries a person's page shows.
@@ -181,12 +185,34 @@ pub async fn history(db: &Db, id: &SubscriberId) -> Result<PersonHistory, GetSub
     db.run(move |conn| {
         db::read_snapshot(conn, |conn| -> Result<_, GetSubscriberError> {
             let record = load_record(conn, &id)?.ok_or(GetSubscriberError::NotFound)?;
+            let newsletters = db::deliveries::list_for_subscriber(conn, &id)?;
+            let audit = list_audit_entries_about(conn, "subscriber", &id, AUDIT_SHOWN)?;
+            let mut subjects = HashMap::new();
+            for (newsletter, ..) in &newsletters {
+                let Some(nid) = NewsletterId::parse(newsletter) else {
+                    continue;
+                };
+                if let Some(n) = db::newsletters::find_newsletter(conn, &nid)? {
+                    subjects.insert(newsletter.clone(), n.subject);
+                }
+            }
+            let mut staff = HashMap::new();
+            for entry in audit.iter().filter(|e| e.actor_type == "staff") {
+                let Some(sid) = entry.actor_id.as_deref().and_then(StaffId::parse) else {
+                    continue;
+                };
+                if let Some(member) = db::staff::find_staff(conn, &sid)? {
+                    staff.insert(sid.as_str().to_owned(), member.email);
+                }
+            }
             Ok(PersonHistory {
                 record,
                 consent: list_consent_events(conn, &id)?,
                 mails: db::jobs::list_mail_for_subscriber(conn, &id)?,
-                newsletters: db::deliveries::list_for_subscriber(conn, &id)?,
-                audit: list_audit_entries_about(conn, "subscriber", &id, AUDIT_SHOWN)?,
+                newsletters,
+                audit,
+                subjects,
+                staff,
             })
         })
     })
