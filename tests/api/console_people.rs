@@ -134,6 +134,7 @@ async fn staff_search_the_list_and_page_through_it() {
 async fn a_persons_page_shows_profile_consent_messages_and_audit_trail() {
     let app = spawn_app().await;
     app.add_interest("garden", true);
+    app.add_field("age", "number", &[], false);
     let mut editor = signed_in(&app, Role::Editor).await;
     let added = editor
         .post(
@@ -144,6 +145,7 @@ async fn a_persons_page_shows_profile_consent_messages_and_audit_trail() {
                 ("name", "Lucía Ortega"),
                 ("language", "es"),
                 ("interests", "garden"),
+                ("field.age", "33"),
                 ("mode", "recorded"),
                 ("consent_source", "Sign-up sheet, March 3 meeting"),
                 ("consent_note", "Yes, send me the garden newsletter"),

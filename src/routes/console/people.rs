@@ -473,6 +473,10 @@ async fn new_form(
         .and_then(|f| field(f, "mode"))
         .unwrap_or("recorded")
         .to_owned();
+    let fields = match field_inputs(console, &Map::new(), typed).await {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
     console.page(
         status,
         "people/new",
@@ -485,6 +489,7 @@ async fn new_form(
             mode => mode,
             chosen => chosen,
             interests => interests,
+            fields => fields,
             errors => errors,
             problem => problem,
         },
@@ -520,6 +525,21 @@ pub async fn add(posted: Posted<WriteContacts, Fields>, req: HttpRequest) -> Htt
         body["language"] = Json::String(text("language"));
     }
     let state = &console.state;
+    let declared = match catalog::list_fields(&state.db).await {
+        Ok(f) => f,
+        Err(e) => return console.internal(e),
+    };
+    let attributes: Map<String, Json> = declared
+        .iter()
+        .filter_map(|f| {
+            let raw = field(&form, &format!("field.{}", f.key))?;
+            let value = typed_value(&f.field_type, raw);
+            (!value.is_null()).then(|| (f.key.clone(), value))
+        })
+        .collect();
+    if !attributes.is_empty() {
+        body["attributes"] = Json::Object(attributes);
+    }
     let evidence = crate::routes::evidence(state, &req);
     let input = serde_json::from_value(body)
         .map_err(|_| FieldErrors::new())
