@@ -475,10 +475,26 @@ pub fn search_people(conn: &mut AnyConnection, q: &PeopleQuery) -> QueryResult<V
         query = query.filter(subscribers::email.like(like_pattern(part)).escape('\\'));
     }
     if let Some(part) = &q.name_contains {
+        // SQLite's lower() folds only ASCII: a name starting with a capital accented letter
+        // ("Ángela") is also looked for with each word of the search capitalised.
+        let capitalised = part
+            .split(' ')
+            .map(|word| {
+                let mut letters = word.chars();
+                letters
+                    .next()
+                    .map(|first| first.to_uppercase().chain(letters).collect::<String>())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         query = query.filter(
             lower(subscribers::name)
                 .like(like_pattern(part))
-                .escape('\\'),
+                .escape('\\')
+                .or(subscribers::name
+                    .like(like_pattern(&capitalised))
+                    .escape('\\')),
         );
     }
     if let Some((key, value)) = &q.attribute {
