@@ -183,6 +183,7 @@ async fn a_persons_page_shows_profile_consent_messages_and_audit_trail() {
         "garden",
         "Consent recorded by staff",
         "Sign-up sheet, March 3 meeting",
+        "Yes, send me the garden newsletter",
         "subscriber.create",
         "editor@console.example.org",
         "with the consent you recorded",

@@ -231,12 +231,21 @@ pub async fn show(
             }
         })
         .collect();
+    // The interests each entry is about, kept as a JSON list: shown as words.
+    let consent: Vec<Value> = history
+        .consent
+        .iter()
+        .map(|e| {
+            let interests: Vec<String> = serde_json::from_str(&e.interests).unwrap_or_default();
+            context! { interest_list => interests, ..Value::from_serialize(e) }
+        })
+        .collect();
     console.page(
         StatusCode::OK,
         "people/person",
         context! {
             p => person(&history.record),
-            consent => Value::from_serialize(&history.consent),
+            consent => consent,
             mails => mails,
             newsletters => newsletters,
             audit => Value::from_serialize(&history.audit),
