@@ -77,3 +77,19 @@ pub fn audit_actions(conn: &mut AnyConnection) -> QueryResult<Vec<String>> {
         .order(audit_log::action)
         .load(conn)
 }
+
+/// The newest `limit` entries about one object (a subscriber, say), newest first.
+pub fn list_audit_entries_about(
+    conn: &mut AnyConnection,
+    object_type: &str,
+    object_id: &str,
+    limit: i64,
+) -> QueryResult<Vec<AuditEntry>> {
+    audit_log::table
+        .select(AuditEntry::as_select())
+        .filter(audit_log::object_type.eq(object_type.to_owned()))
+        .filter(audit_log::object_id.eq(object_id.to_owned()))
+        .order(audit_log::id.desc())
+        .limit(limit)
+        .load(conn)
+}

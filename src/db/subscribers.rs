@@ -422,3 +422,112 @@ pub fn insert_tombstone(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) 
         .execute(conn)
         .map(drop)
 }
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
+
+/// Filters for staff searching the list; newest first, `before` is the id of the last person
+/// already shown (ids sort by creation time, so a page is a walk down the primary key).
+#[derive(Default, Clone)]
+pub struct PeopleQuery {
+    pub status: Option<SubscriberStatus>,
+    pub language: Option<String>,
+    pub interest: Option<String>,
+    /// Lowercase.
+    pub email_contains: Option<String>,
+    /// Lowercase.
+    pub name_contains: Option<String>,
+    /// A custom field's key and the value it holds.
+    pub attribute: Option<(String, String)>,
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+/// `%part%` for LIKE, with LIKE's own characters escaped by `\`.
+fn like_pattern(part: &str) -> String {
+    let escaped = part
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// Up to `q.limit` people matching the filters, newest first, after `q.before`.
+pub fn search_people(conn: &mut AnyConnection, q: &PeopleQuery) -> QueryResult<Vec<Subscriber>> {
+    let mut query = subscribers::table
+        .select(Subscriber::as_select())
+        .into_boxed();
+    if let Some(before) = &q.before {
+        query = query.filter(subscribers::id.lt(before.clone()));
+    }
+    if let Some(status) = &q.status {
+        query = query.filter(subscribers::status.eq(*status));
+    }
+    if let Some(language) = &q.language {
+        query = query.filter(subscribers::language.eq(language.clone()));
+    }
+    if let Some(slug) = &q.interest {
+        let members = subscriber_interests::table
+            .filter(subscriber_interests::interest_slug.eq(slug.clone()))
+            .select(subscriber_interests::subscriber_id);
+        query = query.filter(subscribers::id.eq_any(members));
+    }
+    if let Some(part) = &q.email_contains {
+        query = query.filter(subscribers::email.like(like_pattern(part)).escape('\\'));
+    }
+    if let Some(part) = &q.name_contains {
+        // SQLite's lower() folds only ASCII: a name starting with a capital accented letter
+        // ("Ángela") is also looked for with each word of the search capitalised.
+        let capitalised = part
+            .split(' ')
+            .map(|word| {
+                let mut letters = word.chars();
+                letters
+                    .next()
+                    .map(|first| first.to_uppercase().chain(letters).collect::<String>())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        query = query.filter(
+            lower(subscribers::name)
+                .like(like_pattern(part))
+                .escape('\\')
+                .or(subscribers::name
+                    .like(like_pattern(&capitalised))
+                    .escape('\\')),
+        );
+    }
+    if let Some((key, value)) = &q.attribute {
+        // Attributes are kept as compact JSON (`{"city":"Tucson","age":30}`): a string value
+        // is matched quoted, a number or true/false as it is written.
+        let key = serde_json::Value::String(key.clone()).to_string();
+        let quoted = serde_json::Value::String(value.clone()).to_string();
+        let mut patterns = vec![like_pattern(&format!("{key}:{quoted}"))];
+        if let Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) =
+            serde_json::from_str::<serde_json::Value>(value)
+        {
+            for end in [",", "}"] {
+                patterns.push(like_pattern(&format!("{key}:{v}{end}")));
+            }
+        }
+        let mut any: Box<
+            dyn BoxableExpression<
+                subscribers::table,
+                <AnyConnection as diesel::Connection>::Backend,
+                SqlType = diesel::sql_types::Bool,
+            >,
+        > = Box::new(
+            subscribers::attributes
+                .like(patterns[0].clone())
+                .escape('\\'),
+        );
+        for p in &patterns[1..] {
+            any = Box::new(any.or(subscribers::attributes.like(p.clone()).escape('\\')));
+        }
+        query = query.filter(any);
+    }
+    query
+        .order(subscribers::id.desc())
+        .limit(q.limit)
+        .load(conn)
+}

@@ -53,6 +53,11 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/dashboard.html",
     "console/account.html",
     // People
+    "console/people/list.html",
+    "console/people/person.html",
+    "console/people/edit.html",
+    "console/people/new.html",
+    "console/people/erase.html",
     // Interests and custom fields
     "console/catalog/interests.html",
     "console/catalog/interest.html",

@@ -218,7 +218,7 @@ pub async fn subscriber_data(
     Ok(HttpResponse::Ok().json(data_view(&data)))
 }
 
-fn data_view(d: &PersonalData) -> PersonalDataView<'_> {
+pub(crate) fn data_view(d: &PersonalData) -> PersonalDataView<'_> {
     PersonalDataView {
         consent: d.consent.iter().map(Into::into).collect(),
         mail_reports: d.mail_reports.iter().map(Into::into).collect(),
@@ -263,7 +263,7 @@ pub struct UpsertBody {
 }
 
 /// The upsert body, parsed.
-fn staff_upsert(
+pub(crate) fn staff_upsert(
     body: UpsertBody,
     evidence: crate::signup::Evidence,
 ) -> Result<StaffUpsert, FieldErrors> {

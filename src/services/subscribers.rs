@@ -4,9 +4,11 @@
 
 mod feed;
 mod privacy;
+mod search;
 
 pub use feed::{list_changes, Change, ChangeFilter, ChangePage, ListChangesError};
 pub use privacy::{erase, personal_data, EraseError, PersonalData};
+pub use search::{history, search, PeoplePage, PeopleSearch, PersonHistory, SearchError, MAX_PAGE};
 
 use std::sync::Arc;
 
@@ -271,6 +273,57 @@ pub async fn update(
         )?;
         audit(conn, &actor, client_ip.as_deref(), "subscriber.update", &id)?;
         load_record(conn, &id)?.ok_or(UpdateSubscriberError::NotFound)
+    })
+    .await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StaffUnsubscribeError {
+    /// Only someone pending or subscribed can be unsubscribed.
+    #[error("not subscribed")]
+    NotSubscribed,
+    #[error("no such subscriber")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for StaffUnsubscribeError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// Unsubscribes a person from everything on their word given to staff (by phone, in person):
+/// the same change as the link in every mail, recorded in the consent ledger without the
+/// person's address or browser (staff made it) and in the audit log with who did.
+pub async fn unsubscribe(
+    db: &Db,
+    actor: &Principal,
+    client_ip: Option<String>,
+    templates: &Arc<Templates>,
+    id: &SubscriberId,
+) -> Result<(), StaffUnsubscribeError> {
+    let (actor, id, templates) = (actor.clone(), id.clone(), templates.clone());
+    db.transaction(move |conn| -> Result<_, StaffUnsubscribeError> {
+        store::find_subscriber(conn, &id)?.ok_or(StaffUnsubscribeError::NotFound)?;
+        let evidence = crate::signup::Evidence {
+            ip: None,
+            user_agent: None,
+        };
+        let changed =
+            crate::signup::manage::unsubscribe(conn, &templates, &id, &evidence, db::now())?;
+        if !changed {
+            return Err(StaffUnsubscribeError::NotSubscribed);
+        }
+        audit(
+            conn,
+            &actor,
+            client_ip.as_deref(),
+            "subscriber.unsubscribe",
+            &id,
+        )?;
+        Ok(())
     })
     .await
 }

@@ -18,6 +18,7 @@ mod dashboard;
 mod exports;
 pub mod frame;
 mod imports;
+mod people;
 mod sign_in;
 
 use actix_web::web;
@@ -71,6 +72,13 @@ console_routes! {
     "/account/password" => { post => account::password [Viewer] },
     "/static/{file}" => { get => assets::asset [Public] },
     // People
+    "/people" => { get => people::list [Viewer] },
+    "/people/new" => { get => people::new_page [Editor], post => people::add [Editor] },
+    "/people/{id}" => { get => people::show [Viewer] },
+    "/people/{id}/edit" => { get => people::edit_page [Editor], post => people::edit [Editor] },
+    "/people/{id}/unsubscribe" => { post => people::unsubscribe [Editor] },
+    "/people/{id}/erase" => { get => people::erase_page [Editor], post => people::erase [Editor] },
+    "/people/{id}/data" => { get => people::data [Editor] },
 
     // Interests and custom fields
     "/interests" => { get => catalog::interests [Viewer], post => catalog::create_interest [Editor] },
@@ -110,7 +118,7 @@ console_routes! {
 const NAV: &[(&str, &str, Access)] = &[
     ("/", "dashboard", Access::Viewer),
     // People
-
+    ("/people", "people", Access::Viewer),
     // Interests and custom fields
     ("/interests", "interests", Access::Viewer),
     ("/fields", "fields", Access::Viewer),
