@@ -122,15 +122,15 @@ async function checkPage(page, where, lang) {
 }
 
 // Nothing may scroll sideways on a phone, except inside an element meant to (.table-wrap).
-async function checkPhoneWidth(page, where) {
+async function checkPhoneWidth(page, where, limit = PHONE.width) {
   const width = await page.evaluate(() => document.scrollingElement.scrollWidth);
-  if (width > PHONE.width + 1) {
+  if (width > limit + 1) {
     const wide = await page.evaluate((limit) => [...document.querySelectorAll("body *")]
       .filter((el) => !el.closest(".table-wrap") && el.getBoundingClientRect().right > limit)
       .slice(0, 3)
       .map((el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ""}${el.className ? `.${String(el.className).split(" ").join(".")}` : ""}`),
-    PHONE.width + 1);
-    problem(`${where} ${label(page.url())}: the page is ${width}px wide at ${PHONE.width}px (${wide.join(", ")})`);
+    limit + 1);
+    problem(`${where} ${label(page.url())}: the page is ${width}px wide at ${limit}px (${wide.join(", ")})`);
   }
 }
 
@@ -276,6 +276,10 @@ async function checkRole(browser, role) {
         for (const url of visited) {
           await phone.goto(url);
           await checkPhoneWidth(phone, `${where} phone`);
+          // The narrowest phones (320px) must fit too.
+          await phone.setViewportSize({ width: 320, height: PHONE.height });
+          await checkPhoneWidth(phone, `${where} 320px`, 320);
+          await phone.setViewportSize(PHONE);
           await checkPage(phone, `${where} phone, dark`, lang);
           await shoot(phone, role, lang, url);
         }
@@ -351,6 +355,18 @@ async function tabTo(page, name, { back = false, max = 40 } = {}) {
   throw new Error(`${max} presses of ${back ? "Shift+Tab" : "Tab"} on ${label(page.url())} never reached “${name}”; passed ${passed.slice(0, 12).join(", ")}`);
 }
 
+// Presses Tab once per expected control: each must get the focus in this order, visibly. The
+// expected controls are ids or RegExps matched against the name.
+async function tabThrough(page, expected) {
+  for (const want of expected) {
+    await page.keyboard.press("Tab");
+    const f = await focused(page);
+    const ok = want instanceof RegExp ? want.test(f.name) || want.test(f.id) : f.id === want;
+    if (!ok) throw new Error(`on ${label(page.url())} Tab reached ${f.kind} “${f.name.slice(0, 40)}”${f.id ? ` (#${f.id})` : ""}, expected ${want}`);
+    if (!f.visible) throw new Error(`the focus on ${f.kind} “${f.name.slice(0, 60)}” (${label(page.url())}) is not visible`);
+  }
+}
+
 // Presses a key that leads to another page and waits for it.
 async function pressAndLoad(page, key, urlTest) {
   await Promise.all([page.waitForEvent("framenavigated", (frame) => frame === page.mainFrame()), page.keyboard.press(key)]);
@@ -370,12 +386,18 @@ async function keyboardWalk(browser) {
   let step = "sign in";
   try {
     await page.goto(`${ENLACE_URL}${CONSOLE}/sign-in?lang=en`);
-    const first = await tabTo(page, "Skip to main content", { max: 1 });
-    steps.push(`skip link first (${first.kind})`);
-    await typeInto(page, "f-email", KEYBOARD_EMAIL);
+    // In order: the skip link, the console's name (a link home), the address, the password, the
+    // button, the other language.
+    await tabThrough(page, [/^Skip to main content$/, /Console$/, "f-email", "f-password", /^Sign in$/, /^Español$/]);
+    await page.keyboard.press("Shift+Tab");
+    await page.keyboard.press("Shift+Tab");
+    await page.keyboard.press("Shift+Tab");
+    const f = await focused(page);
+    if (f.id !== "f-email") throw new Error(`Shift+Tab went back to ${f.kind} “${f.name}”, expected the address field`);
+    await page.keyboard.type(KEYBOARD_EMAIL);
     await typeInto(page, "f-password", PASSWORD);
     await pressAndLoad(page, "Enter", (u) => !u.pathname.endsWith("/sign-in"));
-    steps.push("signed in with Tab, typing and Enter");
+    steps.push("sign-in page in order (skip link, home, address, password, button, language), signed in with Enter");
 
     step = "skip link";
     await tabTo(page, "Skip to main content", { max: 1 });
@@ -390,8 +412,15 @@ async function keyboardWalk(browser) {
     await pressAndLoad(page, "Enter", (u) => u.pathname.endsWith("/account"));
     steps.push("account page reached from the header with Shift+Tab and Enter");
 
-    step = "language";
+    step = "account page order";
+    // Every control of both forms, in reading order, then back to the first one.
     await tabTo(page, "f-language");
+    await tabThrough(page, ["f-time_zone", /^Save/, "f-current_password", "f-new_password", "f-repeat_password", /^Change/]);
+    for (let i = 0; i < 6; i += 1) await page.keyboard.press("Shift+Tab");
+    if ((await focused(page)).id !== "f-language") throw new Error("Shift+Tab did not lead back to the language");
+    steps.push("account page: every control in reading order, forwards and back");
+
+    step = "language";
     // Arrow keys on a closed <select> change its value in Chromium, as they do for a keyboard user.
     for (let i = 0; i < 4 && (await page.locator("#f-language").inputValue()) !== "es"; i += 1) {
       await page.keyboard.press("ArrowDown");
