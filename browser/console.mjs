@@ -59,6 +59,8 @@ function fail(message) {
 const deadline = setTimeout(() => fail(`the console checks took longer than ${TOTAL_SECONDS} s`), TOTAL_SECONDS * 1000);
 
 const problems = [];
+// axe-core's findings, one entry per rule and element, with every page (and language) it is on.
+const violations = new Map();
 const problem = (text) => problems.push(text);
 const squash = (text) => String(text ?? "").replace(/\s+/g, " ").trim();
 const stats = { pages: {}, shots: 0, axeRuns: 0 };
@@ -114,8 +116,9 @@ async function checkPage(page, where, lang) {
   stats.axeRuns += 1;
   for (const v of result.violations) {
     for (const node of v.nodes) {
-      problem(`${here}: axe ${v.id} (${node.impact ?? v.impact}) at ${node.target.join(" ")}: ${v.help}` +
-        (node.failureSummary ? ` — ${squash(node.failureSummary).slice(0, 240)}` : ""));
+      const key = `axe ${v.id} (${node.impact ?? v.impact}) at ${node.target.join(" ")}: ${v.help}`;
+      if (!violations.has(key)) violations.set(key, { summary: squash(node.failureSummary).slice(0, 300), pages: [] });
+      if (!violations.get(key).pages.includes(here)) violations.get(key).pages.push(here);
     }
   }
   for (const seen of page.seen.splice(0)) problem(`${here}: ${seen}`);
@@ -291,27 +294,28 @@ async function checkRole(browser, role) {
   }
 }
 
-// The public pages: sign-in and not found, in both languages, at both widths.
+// The public pages: sign-in (and a failed one) and not found, in both languages, on a desktop in the
+// light colour scheme and on a phone in the dark one.
 async function checkPublicPages(browser) {
   for (const lang of ["en", "es"]) {
     for (const viewport of [DESKTOP, PHONE]) {
-      const page = await newTab(browser, lang, viewport);
+      const page = await newTab(browser, lang, viewport, viewport === PHONE ? "dark" : "light");
       try {
         await page.goto(`${ENLACE_URL}${CONSOLE}/sign-in?lang=${lang}`);
-        await checkPage(page, `public/${lang}`, lang);
-        if (viewport === PHONE) await checkPhoneWidth(page, `public/${lang}`);
+        await checkPage(page, `public/${lang}/${viewport.width}px`, lang);
+        if (viewport === PHONE) await checkPhoneWidth(page, `public/${lang}/${viewport.width}px`);
         await shoot(page, "public", lang, page.url());
         // A failed sign-in shows its message in the page's language.
         await page.locator("#f-email").fill("nobody@example.org");
         await page.locator("#f-password").fill("not the password");
         await Promise.all([page.waitForLoadState(), page.locator('form[action$="/sign-in"] button[type="submit"]').click()]);
         await page.locator('[role="alert"]').waitFor();
-        page.seen.splice(0).filter((s) => !/^4\d\d /.test(s) && !s.includes("Failed to load resource")).forEach((s) => problem(`public/${lang} failed sign-in: ${s}`));
-        await checkPage(page, `public/${lang} failed sign-in`, lang);
+        page.seen.splice(0).filter((s) => !/^4\d\d /.test(s) && !s.includes("Failed to load resource")).forEach((s) => problem(`public/${lang}/${viewport.width}px failed sign-in: ${s}`));
+        await checkPage(page, `public/${lang}/${viewport.width}px failed sign-in`, lang);
         page.expectError = true;
         await page.goto(`${ENLACE_URL}${CONSOLE}/no-such-page?lang=${lang}`);
-        page.seen.splice(0).filter((s) => !s.startsWith("404 ") && !s.includes("Failed to load resource")).forEach((s) => problem(`public/${lang} not found: ${s}`));
-        await checkPage(page, `public/${lang} not found`, lang);
+        page.seen.splice(0).filter((s) => !s.startsWith("404 ") && !s.includes("Failed to load resource")).forEach((s) => problem(`public/${lang}/${viewport.width}px not found: ${s}`));
+        await checkPage(page, `public/${lang}/${viewport.width}px not found`, lang);
         await shoot(page, "public", lang, `${ENLACE_URL}${CONSOLE}/not-found`);
       } finally {
         await page.context().close();
@@ -512,12 +516,17 @@ await browser.close();
 clearTimeout(deadline);
 
 for (const [where, n] of Object.entries(stats.pages)) console.log(`ok   ${where}: ${n} pages checked`);
-console.log(`${stats.axeRuns} axe-core runs (${AXE_TAGS.join(", ")}), ${problems.length} problems; ` +
-  `${stats.shots} screenshots in ${SHOT_DIR}`);
+const axeFound = [...violations.values()].reduce((n, v) => n + v.pages.length, 0);
+console.log(`${stats.axeRuns} axe-core runs (${AXE_TAGS.join(", ")}): ${axeFound} violations; ` +
+  `${problems.length} other problems; ${stats.shots} screenshots in ${SHOT_DIR}`);
 console.log(`timings: ${timings.join(", ")}; total ${((Date.now() - started) / 1000).toFixed(1)} s`);
-if (problems.length) {
-  console.error(`FAIL console: ${problems.length} problems`);
-  for (const p of problems) console.error(`  - ${p}`);
+if (violations.size || problems.length) {
+  console.error(`FAIL console: ${violations.size} distinct axe-core violations (${axeFound} in all), ${problems.length} other problems`);
+  for (const [key, v] of violations) {
+    const pages = v.pages.length > 6 ? `${v.pages.slice(0, 6).join("; ")}; and ${v.pages.length - 6} more` : v.pages.join("; ");
+    console.error(`  - ${key}${v.summary ? ` — ${v.summary}` : ""}\n      on ${pages}`);
+  }
+  for (const p of [...new Set(problems)]) console.error(`  - ${p}`);
   process.exit(1);
 }
 console.log("console: all pages pass axe-core, the checks and the keyboard walk");
