@@ -510,12 +510,19 @@ const timed = async (name, run) => {
   timings.push(`${name} ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 };
 await timed("public pages", () => checkPublicPages(browser));
-for (const role of ["admin", "editor", "viewer"]) await timed(role, () => checkRole(browser, role));
+// The admin's pass (both widths, screenshots) alongside the editor's and the viewer's (axe only).
+await Promise.all([
+  timed("admin", () => checkRole(browser, "admin")),
+  (async () => {
+    await timed("editor", () => checkRole(browser, "editor"));
+    await timed("viewer", () => checkRole(browser, "viewer"));
+  })(),
+]);
 await timed("keyboard", () => keyboardWalk(browser));
 await browser.close();
 clearTimeout(deadline);
 
-for (const [where, n] of Object.entries(stats.pages)) console.log(`ok   ${where}: ${n} pages checked`);
+for (const [where, n] of Object.entries(stats.pages).sort()) console.log(`ok   ${where}: ${n} pages checked`);
 const axeFound = [...violations.values()].reduce((n, v) => n + v.pages.length, 0);
 console.log(`${stats.axeRuns} axe-core runs (${AXE_TAGS.join(", ")}): ${axeFound} violations; ` +
   `${problems.length} other problems; ${stats.shots} screenshots in ${SHOT_DIR}`);
