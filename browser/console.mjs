@@ -7,7 +7,7 @@
 //    HTTP error. The sign-in page and the not-found page are checked the same way.
 // 2. Screenshots of every page the admin reaches at 390×844 (phone) and 1280×800 (desktop), in both
 //    languages, into SHOT_DIR (role-lang-width-path.png); at 390px nothing may scroll sideways
-//    except inside elements meant to (.table-wrap). The phone pass uses the dark colour scheme and
+//    except inside elements meant to (.table-wrap, .chart-scroll). The phone pass uses the dark colour scheme and
 //    runs axe-core again, so both palettes are checked for contrast.
 // 3. Keyboard alone (no mouse, no element.click()): signs in, uses the skip link, reaches the account
 //    page, switches to Spanish, changes the password, signs out, signs in with the new password.
@@ -129,7 +129,7 @@ async function checkPhoneWidth(page, where, limit = PHONE.width) {
   const width = await page.evaluate(() => document.scrollingElement.scrollWidth);
   if (width > limit + 1) {
     const wide = await page.evaluate((limit) => [...document.querySelectorAll("body *")]
-      .filter((el) => !el.closest(".table-wrap") && el.getBoundingClientRect().right > limit)
+      .filter((el) => !el.closest(".table-wrap, .chart-scroll") && el.getBoundingClientRect().right > limit)
       .slice(0, 3)
       .map((el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ""}${el.className ? `.${String(el.className).split(" ").join(".")}` : ""}`),
     limit + 1);
