@@ -13,6 +13,12 @@
 //    page, switches to Spanish, changes the password, signs out, signs in with the new password.
 //    Every focused control must show a visible focus indicator.
 //
+// New console pages are covered by the crawl as soon as a link leads to them. A keyboard walk for a
+// new area is a few lines in keyboardWalk(): navTo(page, "Entry") follows a navigation entry,
+// tabTo(page, "f-field" | /Name/) moves the focus with Tab (Shift+Tab with { back: true }),
+// tabThrough(page, [...]) asserts the exact Tab order, typeInto() types into a field and
+// pressAndLoad(page, "Enter", urlTest) submits or follows and waits for the next page.
+//
 // browser/run.sh starts Enlace and this script. Settings come from the environment:
 //   ENLACE_URL      Enlace's public URL
 //   CONSOLE_PATH    the console's path (/admin)
