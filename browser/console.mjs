@@ -134,8 +134,11 @@ async function checkPage(page, where, lang) {
 async function checkPhoneWidth(page, where, limit = PHONE.width) {
   const width = await page.evaluate(() => document.scrollingElement.scrollWidth);
   if (width > limit + 1) {
+    // What sticks out: a box past the edge, or a box whose content (a long word) spills out of it.
     const wide = await page.evaluate((limit) => [...document.querySelectorAll("body *")]
-      .filter((el) => !el.closest(".table-wrap, .chart-scroll") && el.getBoundingClientRect().right > limit)
+      .filter((el) => !el.closest(".table-wrap, .chart-scroll") && (el.getBoundingClientRect().right > limit ||
+        (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === "visible")))
+      .filter((el, _, all) => !all.some((other) => other !== el && el.contains(other)))
       .slice(0, 3)
       .map((el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ""}${el.className ? `.${String(el.className).split(" ").join(".")}` : ""}`),
     limit + 1);
