@@ -136,7 +136,8 @@ async function checkPhoneWidth(page, where, limit = PHONE.width) {
   if (width > limit + 1) {
     // What sticks out: a box past the edge, or a box whose content (a long word) spills out of it.
     const wide = await page.evaluate((limit) => [...document.querySelectorAll("body *")]
-      .filter((el) => !el.closest(".table-wrap, .chart-scroll") && (el.getBoundingClientRect().right > limit ||
+      .filter((el) => (!el.parentElement.closest(".table-wrap, .chart-scroll") || getComputedStyle(el).position === "absolute") &&
+        (el.getBoundingClientRect().right > limit ||
         (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === "visible")))
       .filter((el, _, all) => !all.some((other) => other !== el && el.contains(other)))
       .slice(0, 3)
