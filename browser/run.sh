@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Headless Chromium walks the signup flow in English and Spanish against a fresh Enlace on SQLite:
 # the README's signup form → thank-you page → confirmation mail → confirm → welcome mail →
-# preferences → unsubscribe, then the staff API. Screenshots go to target/browser-screenshots/.
+# preferences → unsubscribe, then the staff API; then the staff console (browser/console.mjs): axe-core
+# on every page for each role in both languages, phone and desktop screenshots, a keyboard-only walk.
+# Screenshots go to target/browser-screenshots/ (the console's to target/browser-screenshots/console/).
 #
 #   bash browser/run.sh
 #
@@ -81,6 +83,13 @@ staff_email="browser-admin@example.org"
 staff_password="browser test passphrase $RANDOM$RANDOM"
 (cd "$tmp" && ENLACE_STAFF_PASSWORD="$staff_password" "$enlace" staff create --email "$staff_email" --role admin >/dev/null) \
   || die "enlace staff create failed"
+# The console's checks sign in as each role; the keyboard walk changes its own account's password.
+console_password="console test passphrase $RANDOM$RANDOM"
+for who in admin editor viewer keyboard; do
+  role="$who"; [ "$who" = keyboard ] && role=editor
+  (cd "$tmp" && ENLACE_STAFF_PASSWORD="$console_password" "$enlace" staff create --email "console-$who@example.org" --role "$role" >/dev/null) \
+    || die "enlace staff create ($who) failed"
+done
 
 (cd "$tmp" && exec "$enlace") >"$tmp/enlace.log" 2>&1 &
 pids+=($!)
@@ -104,11 +113,24 @@ create_interest '{"slug":"news","name":{"en":"News and updates","es":"Noticias y
 create_interest '{"slug":"events","name":{"en":"Events and actions","es":"Eventos y acciones"},
   "description":{"en":"Marches, meetings and volunteer days near you.","es":"Marchas, reuniones y jornadas de voluntariado cerca de ti."}}'
 
-say "headless Chromium walks the signup flow (English, Spanish)"
 status=0
+# BROWSER_ONLY=console skips the signup walk (to check console changes quickly).
+if [ "${BROWSER_ONLY:-}" != console ]; then
+say "headless Chromium walks the signup flow (English, Spanish)"
 ENLACE_URL="http://127.0.0.1:$HTTP_PORT" PAGE_PORT="$PAGE_PORT" MAIL_DIR="$tmp/mail" SHOT_DIR="$shots" \
   ORG="$ENLACE_ORG_NAME" STAFF_EMAIL="$staff_email" STAFF_PASSWORD="$staff_password" \
   timeout 180 node browser/signup.mjs || status=$?
+fi
+
+# The staff console: axe-core on every page each role reaches in English and Spanish, phone and
+# desktop screenshots, a keyboard-only walk. Runs even when the signup walk failed.
+say "headless Chromium checks the staff console (axe-core, phone and desktop, keyboard alone)"
+console_status=0
+ENLACE_URL="http://127.0.0.1:$HTTP_PORT" CONSOLE_PATH="${ENLACE_CONSOLE_PATH:-/admin}" SHOT_DIR="$shots/console" \
+  STAFF_PASSWORD="$console_password" ADMIN_EMAIL="console-admin@example.org" EDITOR_EMAIL="console-editor@example.org" \
+  VIEWER_EMAIL="console-viewer@example.org" KEYBOARD_EMAIL="console-keyboard@example.org" \
+  timeout 300 node browser/console.mjs || console_status=$?
+[ "$status" -ne 0 ] || status=$console_status
 if [ "$status" -ne 0 ]; then
   echo "--- Enlace log (last 40 lines)" >&2
   tail -n 40 "$tmp/enlace.log" >&2

@@ -444,6 +444,32 @@ async fn the_stylesheet_and_script_are_served_by_enlace_and_kept_by_browsers() {
 }
 
 #[tokio::test]
+async fn an_address_under_the_console_that_names_no_page_shows_the_consoles_not_found_page() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    for (language, title) in [("en", "Not found"), ("es", "No encontrado")] {
+        browser.language = language;
+        let page = browser.get("/no-such-page").await;
+        assert_eq!(page.status, 404);
+        assert!(page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert_console_headers(&page, "not found");
+        assert!(page.body.contains(&format!("<html lang=\"{language}\"")));
+        assert!(
+            page.body.contains(&format!("<h1>{title}</h1>")),
+            "{}",
+            page.body
+        );
+    }
+    // Its "other language" link (?lang=) is followed whatever the browser asks for.
+    browser.language = "en";
+    let page = browser.get("/no-such-page?lang=es").await;
+    assert!(page.body.contains("<html lang=\"es\""));
+}
+
+#[tokio::test]
 async fn the_console_moves_with_its_setting_and_the_public_urls_path() {
     let app = TestApp::builder()
         .settings(|s| {

@@ -149,7 +149,28 @@ pub fn nav(principal: &Principal, here: &str) -> Vec<minijinja::Value> {
         .collect()
 }
 
-/// The console under `path` (`/admin`), with its own security headers.
+/// The console under `path` (`/admin`), with its own security headers. An address under it that
+/// names no page gets the console's own "not found" page in the browser's language (or `?lang=`).
 pub fn scope(path: &str) -> actix_web::Scope {
-    register(web::scope(path))
+    register(web::scope(path)).default_service(web::to(not_found))
+}
+
+async fn not_found(
+    req: actix_web::HttpRequest,
+    state: web::Data<crate::state::AppState>,
+) -> actix_web::HttpResponse {
+    // The page's "other language" link adds ?lang=.
+    let chosen = req
+        .query_string()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("lang="));
+    let language = chosen
+        .and_then(crate::domain::Language::from_tag)
+        .unwrap_or_else(|| frame::browser_language(&req));
+    frame::error_page(
+        &state,
+        language,
+        actix_web::http::StatusCode::NOT_FOUND,
+        "not_found",
+    )
 }
