@@ -22,6 +22,8 @@ const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 200.0;
 const LEFT: f64 = 40.0;
 const BOTTOM: f64 = 24.0;
+/// Room on the right for the last day's label.
+const RIGHT: f64 = 24.0;
 
 #[derive(Serialize)]
 struct Bar {
@@ -42,7 +44,9 @@ struct Chart {
     /// (x, date) of the labelled days.
     labels: Vec<(f64, String)>,
     series: Vec<&'static str>,
+    /// Where the plot ends, and the whole drawing's width.
     width: f64,
+    view_width: f64,
     height: f64,
     left: f64,
     base: f64,
@@ -73,7 +77,7 @@ fn chart(days: &[Day], series: &[Series]) -> Chart {
     let top = nice_max(max) as f64;
     let plot = HEIGHT - BOTTOM - 8.0;
     let base = HEIGHT - BOTTOM;
-    let slot = (WIDTH - LEFT) / days.len().max(1) as f64;
+    let slot = (WIDTH - LEFT - RIGHT) / days.len().max(1) as f64;
     let bar = (slot - 4.0) / series.len() as f64;
     let mut bars = Vec::new();
     for (i, day) in days.iter().enumerate() {
@@ -91,9 +95,15 @@ fn chart(days: &[Day], series: &[Series]) -> Chart {
             });
         }
     }
-    let ticks = (0..=4)
+    // Grid lines at whole numbers only: 0–5 by 1, 0–2 by 1, 0–10 by 2, 0–200 by 40…
+    let top_n = top as i64;
+    let divisions = [5, 4, 2, 1]
+        .into_iter()
+        .find(|d| top_n % d == 0 && top_n >= *d)
+        .unwrap_or(1);
+    let ticks = (0..=divisions)
         .map(|k| {
-            let value = (top as i64) * k / 4;
+            let value = top_n * k / divisions;
             (base - value as f64 / top * plot, value)
         })
         .collect();
@@ -108,7 +118,8 @@ fn chart(days: &[Day], series: &[Series]) -> Chart {
         ticks,
         labels,
         series: series.iter().map(|(name, _)| *name).collect(),
-        width: WIDTH,
+        width: WIDTH - RIGHT,
+        view_width: WIDTH,
         height: HEIGHT,
         left: LEFT,
         base,
@@ -178,5 +189,18 @@ mod tests {
         assert_eq!(nice_max(3), 5);
         assert_eq!(nice_max(7), 10);
         assert_eq!(nice_max(101), 200);
+    }
+
+    #[test]
+    fn grid_lines_fall_on_whole_numbers() {
+        let days: Vec<Day> = (0..3)
+            .map(|i| Day {
+                signups: i,
+                ..Day::default()
+            })
+            .collect();
+        let drawn = chart(&days, &[("signups", |d| d.signups)]);
+        let labels: Vec<i64> = drawn.ticks.iter().map(|(_, v)| *v).collect();
+        assert_eq!(labels, [0, 1, 2]);
     }
 }
