@@ -56,6 +56,7 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/people/list.html",
     "console/people/person.html",
     "console/people/edit.html",
+    "console/people/profile_fields.html",
     "console/people/new.html",
     "console/people/erase.html",
     // Interests and custom fields

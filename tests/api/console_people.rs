@@ -144,6 +144,11 @@ async fn a_persons_page_shows_profile_consent_messages_and_audit_trail() {
     app.add_interest("garden", true);
     app.add_field("age", "number", &[], false);
     let mut editor = signed_in(&app, Role::Editor).await;
+    // The form to add someone asks for their interests and fields, as the form to change them
+    // does (which also says that a blank field removes its value).
+    let form = editor.get("/people/new").await;
+    assert!(form.body.contains("name=\"interests\" value=\"garden\""));
+    assert!(form.body.contains("name=\"field.age\""));
     let added = editor
         .post(
             "/people/new",
@@ -163,6 +168,12 @@ async fn a_persons_page_shows_profile_consent_messages_and_audit_trail() {
     assert_eq!(added.status, 303, "{}", added.body);
     let id = app.conn_subscriber_id("lucia@example.org");
     assert_eq!(added.location(), format!("/admin/people/{id}?notice=added"));
+    let edit = editor.get(&format!("/people/{id}/edit")).await;
+    assert_eq!(edit.status, 200);
+    assert!(edit
+        .body
+        .contains("name=\"interests\" value=\"garden\" checked"));
+    assert!(edit.body.contains("value=\"33\""));
     assert_eq!(
         app.status_of("lucia@example.org").as_deref(),
         Some("confirmed")
