@@ -188,9 +188,11 @@ pub async fn create_interest(posted: Posted<WriteContacts, InterestForm>) -> Htt
     interests_page(console, errors.0, form.value(), shown, None).await
 }
 
-/// An interest's page: its form, and its deletion (`in_use`: refused, with the count when the
-/// member may read contacts; the page then asks for the slug to be typed).
-struct InterestScreen {
+/// What an interest's or a field's page shows besides the item: the form as sent back after a
+/// refusal (else as stored), the errors, a notice, and its deletion (`in_use`: refused, with the
+/// count of people holding it when the member may read contacts; the page then asks for the key
+/// to be typed).
+struct Screen {
     status: StatusCode,
     form: Option<Value>,
     errors: Value,
@@ -198,26 +200,49 @@ struct InterestScreen {
     in_use: Option<Option<i64>>,
 }
 
-async fn interest_page(console: &Console, slug: &str, screen: InterestScreen) -> HttpResponse {
-    let interest = match service::get_interest(&console.state.db, slug).await {
-        Ok(Some(i)) => i,
-        Ok(None) => return console.error(StatusCode::NOT_FOUND, "not_found"),
-        Err(e) => return console.internal(e),
-    };
-    let stored = interest_value(&interest);
+impl Screen {
+    /// The page as it is, with a notice from the change just made, if any.
+    fn shown(notice: Option<String>) -> Self {
+        Self {
+            status: StatusCode::OK,
+            form: None,
+            errors: Value::from(()),
+            notice,
+            in_use: None,
+        }
+    }
+}
+
+/// Renders `catalog/{kind}.html` for one item (`kind`: interest or field); the count of people
+/// holding it is `{holders}` in the template.
+fn item_page(
+    console: &Console,
+    kind: &str,
+    holders: &str,
+    stored: Value,
+    screen: Screen,
+) -> HttpResponse {
+    let mut ctx = std::collections::BTreeMap::new();
+    ctx.insert(kind, stored.clone());
+    ctx.insert("form", screen.form.unwrap_or(stored));
+    ctx.insert("may_write", Value::from(may_write(console)));
+    ctx.insert("errors", screen.errors);
+    ctx.insert("area_notice", Value::from(screen.notice));
+    ctx.insert("in_use", Value::from(screen.in_use.is_some()));
+    ctx.insert(holders, Value::from(screen.in_use.flatten()));
     console.page(
         screen.status,
-        "catalog/interest",
-        context! {
-            interest => &stored,
-            form => screen.form.unwrap_or(stored.clone()),
-            may_write => may_write(console),
-            errors => screen.errors,
-            area_notice => screen.notice,
-            in_use => screen.in_use.is_some(),
-            members => screen.in_use.flatten(),
-        },
+        &format!("catalog/{kind}"),
+        Value::from_serialize(&ctx),
     )
+}
+
+async fn interest_page(console: &Console, slug: &str, screen: Screen) -> HttpResponse {
+    match service::get_interest(&console.state.db, slug).await {
+        Ok(Some(i)) => item_page(console, "interest", "members", interest_value(&i), screen),
+        Ok(None) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
 }
 
 pub async fn interest(
@@ -225,13 +250,7 @@ pub async fn interest(
     slug: web::Path<String>,
     query: web::Query<NoticeQuery>,
 ) -> HttpResponse {
-    let screen = InterestScreen {
-        status: StatusCode::OK,
-        form: None,
-        errors: Value::from(()),
-        notice: notice(&query),
-        in_use: None,
-    };
+    let screen = Screen::shown(notice(&query));
     interest_page(&signed.console, &slug, screen).await
 }
 
@@ -256,7 +275,7 @@ pub async fn update_interest(
     match service::update_interest(db, actor, ip, &slug, change).await {
         Ok(i) => console.redirect(&format!("/interests/{}", i.slug), Some("interest_saved")),
         Err(UpdateInterestError::Invalid(errors)) => {
-            let screen = InterestScreen {
+            let screen = Screen {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 form: Some(form.value()),
                 errors: console.field_errors(&errors),
@@ -290,7 +309,7 @@ pub async fn delete_interest(
         } else {
             FieldErrors::one("confirm", "does not match the slug")
         };
-        let screen = InterestScreen {
+        let screen = Screen {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             form: None,
             errors: console.field_errors(&errors),
@@ -304,7 +323,7 @@ pub async fn delete_interest(
     match service::delete_interest(db, actor, ip, &slug, force).await {
         Ok(_) => console.redirect("/interests", Some("interest_deleted")),
         Err(DeleteInterestError::InUse { members }) => {
-            let screen = InterestScreen {
+            let screen = Screen {
                 status: StatusCode::CONFLICT,
                 form: None,
                 errors: Value::from(()),
@@ -439,34 +458,12 @@ pub async fn create_field(posted: Posted<WriteContacts, FieldForm>) -> HttpRespo
     fields_page(console, status, form.value(), shown, None).await
 }
 
-struct FieldScreen {
-    status: StatusCode,
-    form: Option<Value>,
-    errors: Value,
-    notice: Option<String>,
-    in_use: Option<Option<i64>>,
-}
-
-async fn field_page(console: &Console, key: &str, screen: FieldScreen) -> HttpResponse {
-    let field = match service::get_field(&console.state.db, key.to_owned()).await {
-        Ok(Some(f)) => f,
-        Ok(None) => return console.error(StatusCode::NOT_FOUND, "not_found"),
-        Err(e) => return console.internal(e),
-    };
-    let stored = field_value(&field);
-    console.page(
-        screen.status,
-        "catalog/field",
-        context! {
-            field => &stored,
-            form => screen.form.unwrap_or(stored.clone()),
-            may_write => may_write(console),
-            errors => screen.errors,
-            area_notice => screen.notice,
-            in_use => screen.in_use.is_some(),
-            holders => screen.in_use.flatten(),
-        },
-    )
+async fn field_page(console: &Console, key: &str, screen: Screen) -> HttpResponse {
+    match service::get_field(&console.state.db, key.to_owned()).await {
+        Ok(Some(f)) => item_page(console, "field", "holders", field_value(&f), screen),
+        Ok(None) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
 }
 
 pub async fn field(
@@ -474,13 +471,7 @@ pub async fn field(
     key: web::Path<String>,
     query: web::Query<NoticeQuery>,
 ) -> HttpResponse {
-    let screen = FieldScreen {
-        status: StatusCode::OK,
-        form: None,
-        errors: Value::from(()),
-        notice: notice(&query),
-        in_use: None,
-    };
+    let screen = Screen::shown(notice(&query));
     field_page(&signed.console, &key, screen).await
 }
 
@@ -505,7 +496,7 @@ pub async fn update_field(
     match service::update_field(db, actor, ip, key.clone(), change).await {
         Ok(f) => console.redirect(&format!("/fields/{}", f.key), Some("field_saved")),
         Err(UpdateFieldError::Invalid(errors)) => {
-            let screen = FieldScreen {
+            let screen = Screen {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 form: Some(form.value()),
                 errors: console.field_errors(&errors),
@@ -528,7 +519,7 @@ pub async fn delete_field(
     match service::delete_field(db, actor, ip, key.clone()).await {
         Ok(()) => console.redirect("/fields", Some("field_deleted")),
         Err(DeleteFieldError::InUse { holders }) => {
-            let screen = FieldScreen {
+            let screen = Screen {
                 status: StatusCode::CONFLICT,
                 form: None,
                 errors: Value::from(()),
