@@ -113,6 +113,8 @@ pub struct Templates {
     env: Environment<'static>,
     catalogs: HashMap<Language, Value>,
     raw_catalogs: HashMap<Language, toml::Table>,
+    /// Each language's console messages with variable parts (see `console_message`).
+    message_patterns: HashMap<Language, Vec<MessagePattern>>,
     org: String,
     postal_address: Option<String>,
     /// Each language's newsletter footers, rendered once with markers where the links go.
@@ -162,6 +164,7 @@ impl Templates {
         }
         let mut catalogs = HashMap::new();
         let mut raw_catalogs = HashMap::new();
+        let mut message_patterns = HashMap::new();
         for (language, source) in CATALOGS {
             let mut table: toml::Table = source
                 .parse()
@@ -177,6 +180,7 @@ impl Templates {
                     console.insert((*area).to_owned(), toml::Value::Table(part));
                 }
             }
+            message_patterns.insert(*language, MessagePattern::all(&console)?);
             table.insert("console".to_owned(), toml::Value::Table(console));
             catalogs.insert(*language, Value::from_serialize(&table));
             raw_catalogs.insert(*language, table);
@@ -185,6 +189,7 @@ impl Templates {
             env,
             catalogs,
             raw_catalogs,
+            message_patterns,
             org: org.to_owned(),
             postal_address: postal_address.map(str::to_owned),
             footer_skeletons: CATALOGS
@@ -293,8 +298,9 @@ impl Templates {
     }
 
     /// A message from the service layer (worded in English) in `language`: from the console
-    /// catalog's `[messages]`, or an area's (`locales/console/AREA.LANG.toml`); a message none
-    /// has is shown as it is.
+    /// catalog's `[messages]`, or an area's (`locales/console/AREA.LANG.toml`). A message with
+    /// variable parts is found by its pattern (`"must be at most {max} characters"`), the parts
+    /// carried into the translation by name; a message none has is shown as it is.
     pub fn console_message(&self, language: Language, message: &str) -> String {
         let Some(console) = self.raw_catalogs[&language]
             .get("console")
@@ -302,16 +308,100 @@ impl Templates {
         else {
             return message.to_owned();
         };
-        std::iter::once(console)
-            .chain(console.values().filter_map(toml::Value::as_table))
-            .filter_map(|table| table.get("messages"))
-            .find_map(|messages| messages.get(message).and_then(toml::Value::as_str))
-            .unwrap_or(message)
-            .to_owned()
+        let exact = message_tables(console)
+            .find_map(|messages| messages.get(message).and_then(toml::Value::as_str));
+        if let Some(exact) = exact {
+            return exact.to_owned();
+        }
+        self.message_patterns[&language]
+            .iter()
+            .find_map(|pattern| {
+                pattern.translate(message, |part| self.console_message(language, part))
+            })
+            .unwrap_or_else(|| message.to_owned())
     }
 
     pub fn catalog(&self, language: Language) -> &toml::Table {
         &self.raw_catalogs[&language]
+    }
+}
+
+/// The console catalog's `[messages]` tables: its own, then each area's.
+fn message_tables(console: &toml::Table) -> impl Iterator<Item = &toml::Value> {
+    std::iter::once(console)
+        .chain(console.values().filter_map(toml::Value::as_table))
+        .filter_map(|table| table.get("messages"))
+}
+
+/// A translated message with variable parts: `"\"{value}\" is not a valid interest"` matches
+/// that message whatever the value, which the translation repeats where it names `{value}`.
+struct MessagePattern {
+    english: regex_lite::Regex,
+    translation: String,
+}
+
+impl MessagePattern {
+    /// Every message with a `{name}` in it, from the console catalog's `[messages]` tables.
+    fn all(console: &toml::Table) -> anyhow::Result<Vec<Self>> {
+        let placeholder = regex_lite::Regex::new(r"\{([a-z_]+)\}").expect("a valid pattern");
+        let mut patterns = Vec::new();
+        for messages in message_tables(console).filter_map(toml::Value::as_table) {
+            for (english, translation) in messages {
+                if !placeholder.is_match(english) {
+                    continue;
+                }
+                let translation = translation
+                    .as_str()
+                    .with_context(|| format!("console message {english:?} is not text"))?;
+                let mut source = String::from("^");
+                let mut last = 0;
+                for found in placeholder.captures_iter(english) {
+                    let (whole, name) = (found.get(0).expect("a match"), &found[1]);
+                    source.push_str(&regex_lite::escape(&english[last..whole.start()]));
+                    source.push_str(&format!("(?<{name}>.*?)"));
+                    last = whole.end();
+                }
+                source.push_str(&regex_lite::escape(&english[last..]));
+                source.push('$');
+                let parts: Vec<&str> = placeholder
+                    .captures_iter(english)
+                    .map(|c| c.get(1).map_or("", |m| m.as_str()))
+                    .collect();
+                if let Some(stray) = placeholder
+                    .captures_iter(translation)
+                    .map(|c| c.get(1).map_or("", |m| m.as_str()))
+                    .find(|name| !parts.contains(name))
+                {
+                    anyhow::bail!("console message {english:?}: its translation names {{{stray}}}, which the message has not");
+                }
+                let english = regex_lite::Regex::new(&source)
+                    .with_context(|| format!("console message pattern {english:?}"))?;
+                patterns.push(Self {
+                    english,
+                    translation: translation.to_owned(),
+                });
+            }
+        }
+        // Longer patterns are more specific: tried first.
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.english.as_str().len()));
+        Ok(patterns)
+    }
+
+    /// The translation of `message` when it has this pattern's form; a part named `reason` is
+    /// a message itself, translated by `inner`.
+    fn translate(&self, message: &str, inner: impl Fn(&str) -> String) -> Option<String> {
+        let found = self.english.captures(message)?;
+        let mut out = self.translation.clone();
+        for name in self.english.capture_names().flatten() {
+            let value = found.name(name).map_or("", |m| m.as_str());
+            let value = if name == "reason" {
+                inner(value)
+            } else {
+                value.to_owned()
+            };
+            out = out.replace(&format!("{{{name}}}"), &value);
+        }
+        Some(out)
     }
 }
 
@@ -417,6 +507,39 @@ mod tests {
             assert!(filled.0.contains("x?a=1&amp;b=&lt;2&gt;"));
             assert!(filled.1.contains(unsubscribe) && filled.1.contains(preferences));
         }
+    }
+
+    #[test]
+    fn console_messages_with_variable_parts_are_translated_with_their_parts() {
+        let templates = Templates::new("Org", None).unwrap();
+        let es = |m: &str| templates.console_message(Language::Es, m);
+        assert_eq!(
+            es("\"volunteers\" is not a valid interest"),
+            "«volunteers» no es un interés"
+        );
+        // A part that is itself a message is translated too.
+        assert_eq!(
+            es("\"Bad Slug\" use 1-64 lower-case letters, digits, - or _"),
+            "«Bad Slug»: usa de 1 a 64 letras minúsculas, dígitos, - o _"
+        );
+        assert_eq!(
+            es("line 7 has 1 field where the header has 3: check for a quote left open or a stray delimiter"),
+            "la línea 7 tiene 1 celdas y la fila de encabezados 3: busca unas comillas sin cerrar o un separador de más"
+        );
+        assert_eq!(
+            es("must be at most 64 characters of text"),
+            "debe tener como máximo 64 caracteres de texto"
+        );
+        // An exact entry wins over a pattern; an unknown message is shown as it is.
+        assert_eq!(
+            es("must be at most 500 characters of text"),
+            "debe tener como máximo 500 caracteres de texto"
+        );
+        assert_eq!(es("something new"), "something new");
+        assert_eq!(
+            templates.console_message(Language::En, "\"x y\" must look like <column>:<field>"),
+            "\"x y\" must look like column:field"
+        );
     }
 
     #[test]

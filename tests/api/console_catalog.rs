@@ -432,6 +432,49 @@ async fn editors_download_exports_chosen_on_a_form() {
 }
 
 #[tokio::test]
+async fn console_exports_are_gzipped_when_the_browser_accepts_it() {
+    use std::io::Read;
+    let app = spawn_app().await;
+    for i in 0..300 {
+        let email = format!("person{i}@example.org");
+        app.add_subscriber(&email, "confirmed", "en", None, serde_json::json!({}));
+    }
+    let mut editor = signed_in(&app, Role::Editor).await;
+    let plain = editor.get("/exports/download?format=csv").await;
+    assert_eq!(plain.status, 200);
+    let cookie = editor
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let res = app
+        .client
+        .get(app.url("/admin/exports/download?format=csv"))
+        .header("cookie", cookie)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let zipped = res.bytes().await.unwrap();
+    assert!(
+        zipped.len() * 3 < plain.body.len(),
+        "{} vs {}",
+        zipped.len(),
+        plain.body.len()
+    );
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&zipped[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
+    // The same people in the same order (the file name's time may differ, the rows do not).
+    assert_eq!(unzipped.lines().count(), 301);
+    assert_eq!(unzipped, plain.body);
+}
+
+#[tokio::test]
 async fn an_export_is_turned_away_while_every_export_slot_is_busy() {
     let app = TestApp::builder()
         .settings(|s| s.export_concurrency = 1)

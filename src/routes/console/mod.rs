@@ -48,16 +48,16 @@ impl Access {
     }
 }
 
-/// `"path" => { method => handler [Access] , … }`: registers the console's routes below its
-/// path and lists them (with who may use each) for the test that walks them all.
+/// `"path" (middleware)? => { method => handler [Access] , … }`: registers the console's routes
+/// below its path and lists them (with who may use each) for the test that walks them all.
 macro_rules! console_routes {
-    ($( $path:literal => { $( $method:ident => $handler:path [$access:ident] ),+ $(,)? } ),* $(,)?) => {
+    ($( $path:literal $(($wrap:expr))? => { $( $method:ident => $handler:path [$access:ident] ),+ $(,)? } ),* $(,)?) => {
         /// (method, path below the console's path, who may use it) of every console route.
         pub const ROUTES: &[(&str, &str, Access)] =
             &[ $( $( (stringify!($method), $path, Access::$access) ),+ ),* ];
 
         fn register(scope: actix_web::Scope) -> actix_web::Scope {
-            scope $( .service(web::resource($path) $( .route(web::$method().to($handler)) )+ ) )*
+            scope $( .service(web::resource($path) $( .wrap($wrap) )? $( .route(web::$method().to($handler)) )+ ) )*
         }
     };
 }
@@ -99,7 +99,8 @@ console_routes! {
 
     // Exports
     "/exports" => { get => exports::page [Editor] },
-    "/exports/download" => { get => exports::download [Editor] },
+    // gzip when the browser accepts it, as the API's export: the files are large and compress well.
+    "/exports/download" (actix_web::middleware::Compress::default()) => { get => exports::download [Editor] },
 
     // Staff, API keys, webhooks, audit log
     "/staff" => { get => admin::staff::page [Admin], post => admin::staff::create [Admin] },
