@@ -86,6 +86,7 @@ pub fn list_public_interests(conn: &mut AnyConnection) -> QueryResult<Vec<Intere
 
 pub fn list_field_declarations(conn: &mut AnyConnection) -> QueryResult<Vec<FieldDeclaration>> {
     let rows: Vec<CustomField> = custom_fields::table
+        .order((custom_fields::position.asc(), custom_fields::key.asc()))
         .select(CustomField::as_select())
         .load(conn)?;
     Ok(rows.iter().filter_map(CustomField::declaration).collect())
@@ -119,6 +120,30 @@ pub fn set_order(conn: &mut AnyConnection, slugs: &[String]) -> QueryResult<()> 
     for (place, slug) in (1..).zip(slugs) {
         diesel::update(interests::table.find(slug))
             .set(interests::position.eq(place))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Puts a new custom field last, once staff have ordered the fields (as `place_last`).
+pub fn place_field_last(conn: &mut AnyConnection, key: &str) -> QueryResult<()> {
+    let last: Option<i32> = custom_fields::table
+        .select(diesel::dsl::max(custom_fields::position))
+        .first(conn)?;
+    let last = last.unwrap_or(0);
+    if last > 0 {
+        diesel::update(custom_fields::table.find(key))
+            .set(custom_fields::position.eq(last + 1))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Places the custom fields 1, 2, … in the order of `keys`.
+pub fn set_field_order(conn: &mut AnyConnection, keys: &[String]) -> QueryResult<()> {
+    for (place, key) in (1..).zip(keys) {
+        diesel::update(custom_fields::table.find(key))
+            .set(custom_fields::position.eq(place))
             .execute(conn)?;
     }
     Ok(())
@@ -186,9 +211,10 @@ pub fn delete_interest(
         .map(|n| n == 1)
 }
 
+/// Every custom field in the order staff gave them (by key until they first reorder).
 pub fn list_custom_fields(conn: &mut AnyConnection) -> QueryResult<Vec<CustomField>> {
     custom_fields::table
-        .order(custom_fields::key.asc())
+        .order((custom_fields::position.asc(), custom_fields::key.asc()))
         .select(CustomField::as_select())
         .load(conn)
 }

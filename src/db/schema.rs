@@ -70,6 +70,7 @@ diesel::table! {
         public -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        position -> Integer,
     }
 }
 

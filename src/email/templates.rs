@@ -70,6 +70,10 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/imports/list.html",
     "console/imports/map.html",
     "console/imports/show.html",
+    // Newsletters
+    "console/newsletters/list.html",
+    "console/newsletters/show.html",
+    "console/newsletters/edit.html",
     // Exports
     "console/exports/form.html",
     // Staff, API keys, webhooks, audit log
@@ -102,6 +106,8 @@ pub const CONSOLE_CATALOGS: &[(&str, Language, &str)] = console_catalogs![
     "imports", // Exports
     "exports", // Staff, API keys, webhooks, audit log
     "admin",
+    // Newsletters
+    "newsletters",
 ];
 
 pub const CATALOGS: &[(Language, &str)] = &[

@@ -186,6 +186,7 @@ impl From<DraftBody> for DraftInput {
             reply_to: body.reply_to,
             segment_id: body.segment_id,
             filter: body.filter,
+            read_version: None,
         }
     }
 }

@@ -19,10 +19,19 @@ impl Page {
         name: &str,
         ctx: Value,
     ) -> HttpResponse {
-        match state
-            .templates
-            .render(&format!("pages/{name}.html"), language, ctx)
-        {
+        Self::render_template(state, language, status, &format!("pages/{name}.html"), ctx)
+    }
+
+    /// Renders the HTML template `template` (`pages/thanks.html`) for a reader of `language`,
+    /// never cached; a template that fails is logged and answered with a plain 500.
+    pub fn render_template(
+        state: &AppState,
+        language: Language,
+        status: StatusCode,
+        template: &str,
+        ctx: Value,
+    ) -> HttpResponse {
+        match state.templates.render(template, language, ctx) {
             Ok(body) => HttpResponse::build(status)
                 .content_type("text/html; charset=utf-8")
                 .insert_header((header::CONTENT_LANGUAGE, language.as_str()))
@@ -31,7 +40,7 @@ impl Page {
             Err(e) => {
                 tracing::error!(
                     error = format!("{e:#}"),
-                    page = name,
+                    page = template,
                     "rendering a page failed"
                 );
                 HttpResponse::InternalServerError()

@@ -175,18 +175,33 @@ pub async fn update_interest(
     .ok_or(UpdateInterestError::NotFound)
 }
 
+/// Why an interest or a custom field could not be moved.
 #[derive(Debug, thiserror::Error)]
-pub enum MoveInterestError {
-    #[error("no such interest")]
+pub enum MoveError {
+    #[error("no such interest or field")]
     NotFound,
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-impl From<diesel::result::Error> for MoveInterestError {
+impl From<diesel::result::Error> for MoveError {
     fn from(e: diesel::result::Error) -> Self {
         Self::Db(e.into())
     }
+}
+
+/// `order` with `item` swapped with its neighbour above (`up`) or below; `None` when it is
+/// already first (up) or last (down).
+fn moved(mut order: Vec<String>, item: &str, up: bool) -> Result<Option<Vec<String>>, MoveError> {
+    let at = order
+        .iter()
+        .position(|s| s == item)
+        .ok_or(MoveError::NotFound)?;
+    let to = if up { at.checked_sub(1) } else { Some(at + 1) };
+    Ok(to.filter(|to| *to < order.len()).map(|to| {
+        order.swap(at, to);
+        order
+    }))
 }
 
 /// Moves an interest one place up (`up`) or down in the order signup forms, the preferences
@@ -197,31 +212,39 @@ pub async fn move_interest(
     ip: Option<&str>,
     slug: &str,
     up: bool,
-) -> Result<(), MoveInterestError> {
-    let slug = stored_slug(slug).ok_or(MoveInterestError::NotFound)?;
+) -> Result<(), MoveError> {
+    let slug = stored_slug(slug).ok_or(MoveError::NotFound)?;
     let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
     db.transaction(move |conn| {
-        let mut slugs: Vec<String> = store::list_interests(conn)?
-            .into_iter()
-            .map(|i| i.slug)
-            .collect();
-        let at = slugs
-            .iter()
-            .position(|s| *s == slug)
-            .ok_or(MoveInterestError::NotFound)?;
-        let to = if up { at.checked_sub(1) } else { Some(at + 1) };
-        let Some(to) = to.filter(|to| *to < slugs.len()) else {
+        let slugs = store::list_interests(conn)?.into_iter().map(|i| i.slug);
+        let Some(order) = moved(slugs.collect(), &slug, up)? else {
             return Ok(());
         };
-        slugs.swap(at, to);
-        store::set_order(conn, &slugs)?;
-        actor.audit(
-            conn,
-            ip.as_deref(),
-            "interest.reorder",
-            "interest",
-            Some(&slug),
-        )?;
+        store::set_order(conn, &order)?;
+        let slug = Some(slug.as_str());
+        actor.audit(conn, ip.as_deref(), "interest.reorder", "interest", slug)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Moves a custom field one place up (`up`) or down in the order the console, the person
+/// forms and the API list them. The first cannot go up nor the last down: nothing changes.
+pub async fn move_field(
+    db: &Db,
+    actor: &Principal,
+    ip: Option<&str>,
+    key: &str,
+    up: bool,
+) -> Result<(), MoveError> {
+    let (key, actor, ip) = (key.to_owned(), actor.clone(), ip.map(str::to_owned));
+    db.transaction(move |conn| {
+        let keys = store::list_custom_fields(conn)?.into_iter().map(|f| f.key);
+        let Some(order) = moved(keys.collect(), &key, up)? else {
+            return Ok(());
+        };
+        store::set_field_order(conn, &order)?;
+        actor.audit(conn, ip.as_deref(), "field.reorder", "field", Some(&key))?;
         Ok(())
     })
     .await
@@ -407,6 +430,7 @@ pub async fn create_field(
     let result = db
         .transaction(move |conn| -> Result<_, DbError> {
             store::insert_custom_field(conn, &stored)?;
+            store::place_field_last(conn, &stored.key)?;
             let key = Some(stored.key.as_str());
             Ok(actor.audit(conn, ip.as_deref(), "field.create", "field", key)?)
         })

@@ -76,7 +76,7 @@ mod drafts;
 mod proofs;
 mod sends;
 
-pub use drafts::{create, update, DraftError, DraftInput};
+pub use drafts::{create, duplicate, update, DraftError, DraftInput};
 pub use proofs::{
     preview, send_test, Preview, PreviewError, PreviewInput, TestError, TestInput, TestOutbox,
 };

@@ -503,10 +503,16 @@ async fn an_export_is_turned_away_while_every_export_slot_is_busy() {
 }
 
 /// The slugs in the order a page or an answer lists them.
+/// The interests named `slugs` (by their English name) in the order `body` shows them.
 fn order_in(body: &str, slugs: &[&str]) -> Vec<String> {
-    let mut found: Vec<(usize, String)> = slugs
+    order_of(body, slugs, |s| format!("{s} (en)"))
+}
+
+/// `items` in the order `body` shows them, each found by the text `mark` gives for it.
+fn order_of(body: &str, items: &[&str], mark: impl Fn(&str) -> String) -> Vec<String> {
+    let mut found: Vec<(usize, String)> = items
         .iter()
-        .map(|s| (body.find(&format!("{s} (en)")).expect(s), (*s).to_owned()))
+        .map(|s| (body.find(&mark(s)).expect(s), (*s).to_owned()))
         .collect();
     found.sort();
     found.into_iter().map(|(_, s)| s).collect()
@@ -591,4 +597,61 @@ async fn editors_reorder_interests_and_forms_and_the_api_follow() {
         .await;
     assert_eq!(refused.status, 403);
     assert_eq!(app.count("audit_log WHERE action = 'interest.reorder'"), 1);
+}
+
+#[tokio::test]
+async fn editors_reorder_custom_fields_and_the_api_follows() {
+    let app = spawn_app().await;
+    for key in ["barrio", "city", "zip"] {
+        app.add_field(key, "text", &[], true);
+    }
+    let keys = ["barrio", "city", "zip", "ward"];
+    let mut editor = signed_in(&app, Role::Editor).await;
+    let page = editor.get("/fields").await.body;
+    let on_page = |k: &str| format!("/fields/{k}\"");
+    assert_eq!(
+        order_of(&page, &keys[..3], on_page),
+        ["barrio", "city", "zip"]
+    );
+    assert!(!page.contains("Move barrio up") && page.contains("Move zip up"));
+
+    let moved = editor
+        .post("/fields", "/fields/zip/move", &[("direction", "up")])
+        .await;
+    assert_eq!(moved.status, 303);
+    assert_eq!(moved.location(), "/admin/fields?notice=field_moved");
+    // The last one can't go down: nothing changes, nothing is recorded.
+    let still = editor
+        .post("/fields", "/fields/city/move", &[("direction", "down")])
+        .await;
+    assert_eq!(still.status, 303);
+    let created = editor
+        .post("/fields", "/fields", &[("key", "ward"), ("type", "text")])
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+
+    let expected = ["barrio", "zip", "city", "ward"];
+    editor.language = "es";
+    let page = editor.get("/fields?notice=field_moved").await.body;
+    assert!(page.contains("Se guardó el orden."));
+    assert_eq!(order_of(&page, &keys, on_page), expected);
+    let token = app.staff_token(Role::Viewer).await;
+    let listed = app.get_json_as(&token, "/api/v1/fields").await.to_string();
+    let in_json = |k: &str| format!("\"{k}\"");
+    assert_eq!(order_of(&listed, &keys, in_json), expected);
+    assert_eq!(app.count("audit_log WHERE action = 'field.reorder'"), 1);
+
+    assert_eq!(
+        editor
+            .post("/fields", "/fields/nope/move", &[("direction", "up")])
+            .await
+            .status,
+        404
+    );
+    let mut viewer = signed_in(&app, Role::Viewer).await;
+    let refused = viewer
+        .post("/fields", "/fields/zip/move", &[("direction", "up")])
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(app.count("audit_log WHERE action = 'field.reorder'"), 1);
 }

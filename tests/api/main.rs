@@ -9,6 +9,7 @@ mod console_admin;
 mod console_catalog;
 mod console_client;
 mod console_imports;
+mod console_newsletters;
 mod console_people;
 mod contact_counts;
 mod copy;

@@ -12,7 +12,7 @@ use crate::db::interests::{CustomField, Interest};
 use crate::domain::FieldErrors;
 use crate::services::catalog::{
     self as service, CreateFieldError, CreateInterestError, DeleteFieldError, DeleteInterestError,
-    MoveInterestError, UpdateFieldError, UpdateInterestError,
+    MoveError, UpdateFieldError, UpdateInterestError,
 };
 
 #[derive(Deserialize)]
@@ -31,6 +31,7 @@ fn notice(query: &NoticeQuery) -> Option<String> {
         "field_created",
         "field_saved",
         "field_deleted",
+        "field_moved",
     ];
     query
         .notice
@@ -343,21 +344,47 @@ pub struct MoveForm {
     direction: String,
 }
 
+impl MoveForm {
+    /// `Some(true)` for up, `Some(false)` for down.
+    fn up(&self) -> Option<bool> {
+        match self.direction.as_str() {
+            "up" => Some(true),
+            "down" => Some(false),
+            _ => None,
+        }
+    }
+}
+
 /// Moves an interest one place up or down in the order forms show them.
 pub async fn move_interest(
     posted: Posted<WriteContacts, MoveForm>,
     slug: web::Path<String>,
 ) -> HttpResponse {
     let console = &posted.console;
-    let up = match posted.form.direction.as_str() {
-        "up" => true,
-        "down" => false,
-        _ => return console.error(StatusCode::BAD_REQUEST, "bad_form"),
+    let Some(up) = posted.form.up() else {
+        return console.error(StatusCode::BAD_REQUEST, "bad_form");
     };
     let (db, actor, ip) = (&console.state.db, &console.principal, console.ip.as_deref());
     match service::move_interest(db, actor, ip, &slug, up).await {
         Ok(()) => console.redirect("/interests", Some("interest_moved")),
-        Err(MoveInterestError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(MoveError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
+}
+
+/// Moves a custom field one place up or down in the order forms and lists show them.
+pub async fn move_field(
+    posted: Posted<WriteContacts, MoveForm>,
+    key: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let Some(up) = posted.form.up() else {
+        return console.error(StatusCode::BAD_REQUEST, "bad_form");
+    };
+    let (db, actor, ip) = (&console.state.db, &console.principal, console.ip.as_deref());
+    match service::move_field(db, actor, ip, &key, up).await {
+        Ok(()) => console.redirect("/fields", Some("field_moved")),
+        Err(MoveError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
         Err(e) => console.internal(e),
     }
 }

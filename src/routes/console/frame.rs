@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq;
 use crate::auth::sessions::{Current, SessionLimits};
 use crate::auth::{Policy, Principal};
 use crate::domain::{FieldErrors, Language};
+use crate::routes::pages::Page;
 use crate::services::staff as service;
 use crate::state::AppState;
 
@@ -164,27 +165,13 @@ pub fn render(
         other_language => match language { Language::En => "es", Language::Es => "en" },
         ..ctx
     };
-    match state
-        .templates
-        .render(&format!("console/{name}.html"), language, full)
-    {
-        Ok(body) => HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .insert_header((header::CONTENT_LANGUAGE, language.as_str()))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-            .body(body),
-        Err(e) => {
-            tracing::error!(
-                error = format!("{e:#}"),
-                page = name,
-                "rendering a console page failed"
-            );
-            HttpResponse::InternalServerError()
-                .content_type("text/plain; charset=utf-8")
-                .body("Internal error")
-        }
-    }
+    let template = format!("console/{name}.html");
+    let mut response = Page::render_template(state, language, status, &template, full);
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    response
 }
 
 /// A console error page (`console.errors.{message}` and its title).

@@ -18,6 +18,7 @@ mod dashboard;
 mod exports;
 pub mod frame;
 mod imports;
+mod newsletters;
 mod people;
 mod sign_in;
 
@@ -88,6 +89,7 @@ console_routes! {
     "/fields" => { get => catalog::fields [Viewer], post => catalog::create_field [Editor] },
     "/fields/{key}" => { get => catalog::field [Viewer], post => catalog::update_field [Editor] },
     "/fields/{key}/delete" => { post => catalog::delete_field [Editor] },
+    "/fields/{key}/move" => { post => catalog::move_field [Editor] },
 
     // Imports
     "/imports" => { get => imports::list [Viewer] },
@@ -96,6 +98,15 @@ console_routes! {
     "/imports/{id}" => { get => imports::show [Viewer] },
     "/imports/{id}/cancel" => { post => imports::cancel [Editor] },
     "/imports/{id}/report.csv" => { get => imports::download [Viewer] },
+
+    // Newsletters
+    "/newsletters" => { get => newsletters::list [Viewer], post => newsletters::create [Editor] },
+    "/newsletters/new" => { get => newsletters::new_page [Editor] },
+    "/newsletters/{id}" => { get => newsletters::show [Viewer] },
+    "/newsletters/{id}/edit" => { get => newsletters::edit_page [Editor], post => newsletters::edit [Editor] },
+    "/newsletters/{id}/duplicate" => { post => newsletters::duplicate [Editor] },
+    "/newsletters/{id}/delete" => { post => newsletters::delete [Editor] },
+    "/newsletters/{id}/send-state" => { post => newsletters::transition [Editor] },
 
     // Exports
     "/exports" => { get => exports::page [Editor] },
@@ -120,6 +131,8 @@ const NAV: &[(&str, &str, Access)] = &[
     ("/", "dashboard", Access::Viewer),
     // People
     ("/people", "people", Access::Viewer),
+    // Newsletters
+    ("/newsletters", "newsletters", Access::Viewer),
     // Interests and custom fields
     ("/interests", "interests", Access::Viewer),
     ("/fields", "fields", Access::Viewer),

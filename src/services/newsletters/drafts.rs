@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::NaiveDateTime;
 use lettre::message::Mailbox;
 use serde_json::Value;
 
@@ -27,6 +28,9 @@ pub struct DraftInput {
     pub reply_to: Option<Option<String>>,
     pub segment_id: Option<Option<String>>,
     pub filter: Option<Option<Value>>,
+    /// The draft's `updated_at` as the writer last read it: a change made by someone else since
+    /// is never overwritten (`ChangedMeanwhile`). `None` changes the draft as it is now.
+    pub read_version: Option<NaiveDateTime>,
 }
 
 /// Creating or changing a draft.
@@ -257,6 +261,9 @@ pub async fn update(
         return Err(DraftError::NotADraft(read.status));
     }
     let read_at = read.updated_at;
+    if input.read_version.is_some_and(|v| v != read_at) {
+        return Err(DraftError::ChangedMeanwhile);
+    }
     let mut n = read;
     let mut errors = FieldErrors::new();
     apply(&mut errors, &mut n, input);
@@ -298,4 +305,45 @@ pub async fn update(
         Ok(n)
     })
     .await
+}
+
+/// A new draft with the content, addresses and audience of newsletter `id` (any state): the way
+/// to send a past newsletter again, or to start from it. Checked as any new draft is (templates
+/// against the fields declared now, the From against DKIM, the segment still there).
+pub async fn duplicate(
+    db: &Db,
+    rendering: Rendering<'_>,
+    actor: &Principal,
+    ip: Option<&str>,
+    id: NewsletterId,
+) -> Result<Newsletter, DraftError> {
+    let source = find(db, &id).await?.ok_or(DraftError::NotFound)?;
+    let mut n = new_draft();
+    n.subject = source.subject;
+    n.html = source.html;
+    n.text = source.text;
+    n.variants = source.variants;
+    n.from_address = source.from_address;
+    n.reply_to = source.reply_to;
+    n.segment_id = source.segment_id;
+    n.filter = source.filter;
+    let content_errors = draft_content_errors(db, rendering, &n).await?;
+    let dkim_domain = rendering.settings.dkim_signing_domain();
+    let stored = n.clone();
+    let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
+    db.transaction(move |conn| -> Result<(), DraftError> {
+        check_draft(conn, dkim_domain.as_deref(), &stored, content_errors)?;
+        store::insert_newsletter(conn, &stored)?;
+        let id = Some(stored.id.as_str());
+        actor.audit(
+            conn,
+            ip.as_deref(),
+            "newsletter.duplicate",
+            "newsletter",
+            id,
+        )?;
+        Ok(())
+    })
+    .await?;
+    Ok(n)
 }

@@ -1,0 +1,614 @@
+//! Newsletters: the list by state, a newsletter's page (its content in both languages, its
+//! audience and, while it goes out, its progress updating live), the editor (English and Spanish
+//! side by side; a colleague's newer save is never overwritten), duplicating a past newsletter
+//! as a new draft, deleting a draft, and pausing, resuming or cancelling a send — each through
+//! the same use cases as the API (`services::newsletters`).
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::NaiveDateTime;
+use minijinja::{context, Value};
+use serde::Deserialize;
+
+use super::frame::{Console, Posted, Signed};
+use crate::auth::{ReadNewsletters, SendNewsletters, WriteNewsletters};
+use crate::db::ids::NewsletterId;
+use crate::db::newsletters::Newsletter;
+use crate::db::states::NewsletterState;
+use crate::domain::{FieldErrors, Language};
+use crate::email::newsletter::Content;
+use crate::routes::newsletters::rendering;
+use crate::services::newsletters::{
+    self as service, DeleteError, DraftError, DraftInput, GetError, ListError, ListInput,
+    TransitionError,
+};
+use crate::services::segments;
+
+/// Newsletters per page of the list.
+const PAGE: i64 = 25;
+
+/// The version a form carries: the draft's `updated_at` as stored.
+const VERSION_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f";
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+/// A notice of this area named by the query (`?notice=draft_saved`), if it is one.
+fn notice(raw: Option<&str>) -> Option<String> {
+    const KNOWN: &[&str] = &[
+        "draft_created",
+        "draft_saved",
+        "draft_deleted",
+        "duplicated",
+        "paused",
+        "resumed",
+        "cancelled",
+    ];
+    raw.filter(|n| KNOWN.contains(n)).map(str::to_owned)
+}
+
+/// The audience "everyone subscribed": every person has one of the list's two languages (whom
+/// a send reaches among them — confirmed, not suppressed — the send decides, as for any filter).
+fn everyone_filter() -> serde_json::Value {
+    serde_json::json!({"any": [{"language": "en"}, {"language": "es"}]})
+}
+
+/// `everyone`, `filter` (another filter, set through the API), `none` (not chosen yet) or the
+/// segment's id.
+fn audience_of(n: &Newsletter) -> String {
+    match (&n.segment_id, &n.filter) {
+        (Some(id), _) => id.as_str().to_owned(),
+        (None, Some(raw)) => {
+            let value = serde_json::from_str::<serde_json::Value>(raw).ok();
+            if value == Some(everyone_filter()) {
+                "everyone"
+            } else {
+                "filter"
+            }
+            .to_owned()
+        }
+        (None, None) => "none".into(),
+    }
+}
+
+/// The Spanish version of a newsletter, if it has one.
+fn spanish(n: &Newsletter) -> Option<Content> {
+    serde_json::from_str::<BTreeMap<Language, Content>>(&n.variants)
+        .ok()
+        .and_then(|mut v| v.remove(&Language::Es))
+}
+
+fn summary(n: &Newsletter) -> Value {
+    context! {
+        id => n.id.as_str(),
+        subject => &n.subject,
+        status => n.status.as_str(),
+        has_spanish => spanish(n).is_some(),
+        created_at => n.created_at.to_string(),
+        updated_at => n.updated_at.to_string(),
+        send_at => n.send_at.map(|t| t.to_string()),
+        started_at => n.started_at.map(|t| t.to_string()),
+        finished_at => n.finished_at.map(|t| t.to_string()),
+    }
+}
+
+pub async fn list(signed: Signed<ReadNewsletters>, query: web::Query<ListQuery>) -> HttpResponse {
+    let console = &signed.console;
+    let status = query
+        .status
+        .as_deref()
+        .filter(|s| NewsletterState::parse(s).is_some())
+        .map(str::to_owned);
+    let input = ListInput {
+        status: status.clone(),
+        cursor: query.after.clone(),
+        limit: PAGE,
+    };
+    let page = match service::list(&console.state.db, input).await {
+        Ok(page) => page,
+        Err(ListError::Invalid(_)) => return console.error(StatusCode::BAD_REQUEST, "bad_form"),
+        Err(e) => return console.internal(e),
+    };
+    let next = page
+        .more
+        .then(|| page.items.last().map(|n| n.id.as_str().to_owned()))
+        .flatten();
+    let states: Vec<&str> = NewsletterState::ALL.iter().map(|s| s.as_str()).collect();
+    console.page(
+        StatusCode::OK,
+        "newsletters/list",
+        context! {
+            newsletters => page.items.iter().map(summary).collect::<Vec<_>>(),
+            states => states,
+            status => status,
+            next => next,
+            paged => query.after.is_some(),
+            may_write => console.principal.passes::<WriteNewsletters>(),
+            area_notice => notice(query.notice.as_deref()),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+fn newsletter_id(raw: &str) -> Option<NewsletterId> {
+    NewsletterId::parse(raw)
+}
+
+/// A newsletter's page: content, audience, dates and the progress of its send.
+pub async fn show(
+    signed: Signed<ReadNewsletters>,
+    id: web::Path<String>,
+    query: web::Query<NoticeQuery>,
+) -> HttpResponse {
+    let console = &signed.console;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let report = match service::get(&console.state.db, &console.principal, id).await {
+        Ok(report) => report,
+        Err(GetError::NotFound) => return console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => return console.internal(e),
+    };
+    let n = &report.newsletter;
+    let segment = match &n.segment_id {
+        Some(segment_id) => match segments::list(&console.state.db).await {
+            Ok(all) => all
+                .into_iter()
+                .find(|s| s.id == *segment_id)
+                .map(|s| s.name),
+            Err(e) => return console.internal(e),
+        },
+        None => None,
+    };
+    let progress = report.progress.as_ref().map(|p| {
+        // Sent in the last 30 seconds: the rate now, and the time left at that rate.
+        let per_minute = p.recent * 2;
+        let minutes_left = (per_minute > 0).then(|| (p.pending + per_minute - 1) / per_minute);
+        context! {
+            total => p.total,
+            sent => p.sent,
+            failed => p.failed,
+            skipped => p.skipped,
+            pending => p.pending,
+            done => p.sent + p.failed + p.skipped,
+            per_minute => per_minute,
+            minutes_left => minutes_left,
+        }
+    });
+    let status = n.status;
+    let live = matches!(
+        status,
+        NewsletterState::Sending | NewsletterState::Scheduled
+    );
+    let es = spanish(n);
+    console.page(
+        StatusCode::OK,
+        "newsletters/show",
+        context! {
+            n => summary(n),
+            from => &n.from_address,
+            reply_to => &n.reply_to,
+            english => context! { subject => &n.subject, html => &n.html, text => &n.text },
+            spanish => es.map(|c| context! { subject => c.subject, html => c.html, text => c.text }),
+            audience => match (&segment, audience_of(n).as_str()) {
+                (Some(_), _) => "segment".to_owned(),
+                (None, "everyone" | "filter" | "none") => audience_of(n),
+                (None, _) => "segment_gone".to_owned(),
+            },
+            segment => segment,
+            filter => &n.filter,
+            pause_reason => &n.pause_reason,
+            progress => progress,
+            live => live,
+            may_write => console.principal.passes::<WriteNewsletters>(),
+            may_send => console.principal.passes::<SendNewsletters>(),
+            may_edit => status == NewsletterState::Draft,
+            may_pause => status == NewsletterState::Sending,
+            may_resume => status == NewsletterState::Paused,
+            may_cancel => matches!(
+                status,
+                NewsletterState::Scheduled
+                    | NewsletterState::Overdue
+                    | NewsletterState::Sending
+                    | NewsletterState::Paused
+            ),
+            area_notice => notice(query.notice.as_deref()),
+        },
+    )
+}
+
+/// The editor's form as sent: its field names are the ones the service names its errors by.
+#[derive(Deserialize, Default)]
+pub struct DraftForm {
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    html: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default, rename = "variants.es.subject")]
+    es_subject: String,
+    #[serde(default, rename = "variants.es.html")]
+    es_html: String,
+    #[serde(default, rename = "variants.es.text")]
+    es_text: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    reply_to: String,
+    /// `everyone`, `filter` (keep the filter set through the API), `none` (choose later) or a
+    /// segment's id.
+    #[serde(default)]
+    audience: String,
+    /// The draft's `updated_at` when the editor was opened (none for a new draft).
+    #[serde(default)]
+    version: String,
+}
+
+fn optional(raw: &str) -> Option<String> {
+    Some(raw.trim())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Text as typed in a browser's textarea (CRLF line ends), as stored (LF).
+fn typed(raw: &str) -> String {
+    raw.replace("\r\n", "\n")
+}
+
+impl DraftForm {
+    fn from_newsletter(n: &Newsletter) -> Self {
+        let es = spanish(n);
+        Self {
+            subject: n.subject.clone(),
+            html: n.html.clone(),
+            text: n.text.clone().unwrap_or_default(),
+            es_subject: es.as_ref().map(|c| c.subject.clone()).unwrap_or_default(),
+            es_html: es.as_ref().map(|c| c.html.clone()).unwrap_or_default(),
+            es_text: es.and_then(|c| c.text).unwrap_or_default(),
+            from: n.from_address.clone().unwrap_or_default(),
+            reply_to: n.reply_to.clone().unwrap_or_default(),
+            audience: audience_of(n),
+            version: n.updated_at.format(VERSION_FORMAT).to_string(),
+        }
+    }
+
+    fn value(&self) -> Value {
+        context! {
+            subject => &self.subject,
+            html => &self.html,
+            text => &self.text,
+            es_subject => &self.es_subject,
+            es_html => &self.es_html,
+            es_text => &self.es_text,
+            from => &self.from,
+            reply_to => &self.reply_to,
+            audience => &self.audience,
+            version => &self.version,
+        }
+    }
+
+    /// The change the form asks for. A Spanish version left wholly blank means none (Spanish
+    /// readers get the English one); a blank text part is derived from the HTML.
+    fn input(&self, errors: &mut FieldErrors) -> DraftInput {
+        let spanish_given = [&self.es_subject, &self.es_html, &self.es_text]
+            .iter()
+            .any(|v| !v.trim().is_empty());
+        let variants = spanish_given.then(|| {
+            let es = Content {
+                subject: self.es_subject.trim().to_owned(),
+                html: typed(&self.es_html),
+                text: optional(&self.es_text).map(|t| typed(&t)),
+            };
+            BTreeMap::from([(Language::Es, es)])
+        });
+        let (segment_id, filter) = match self.audience.as_str() {
+            "none" | "" => (Some(None), Some(None)),
+            "everyone" => (Some(None), Some(Some(everyone_filter()))),
+            "filter" => (None, None),
+            id => (Some(Some(id.to_owned())), Some(None)),
+        };
+        let read_version = if self.version.is_empty() {
+            None
+        } else {
+            let parsed = NaiveDateTime::parse_from_str(&self.version, VERSION_FORMAT).ok();
+            if parsed.is_none() {
+                errors.add("version", "is not a version of this draft");
+            }
+            parsed
+        };
+        DraftInput {
+            subject: Some(self.subject.trim().to_owned()),
+            html: Some(typed(&self.html)),
+            text: Some(optional(&self.text).map(|t| typed(&t))),
+            variants: Some(variants),
+            from: Some(optional(&self.from)),
+            reply_to: Some(optional(&self.reply_to)),
+            segment_id,
+            filter,
+            read_version,
+        }
+    }
+}
+
+/// What the editor shows besides the form: who can be chosen as the audience and which merge
+/// fields a template may use.
+struct EditorScreen<'a> {
+    id: Option<&'a str>,
+    status: StatusCode,
+    errors: Value,
+    /// A colleague saved the draft after this editor opened it: when, and nothing was saved.
+    conflict: Option<String>,
+    has_filter: bool,
+}
+
+async fn editor(console: &Console, form: &DraftForm, screen: EditorScreen<'_>) -> HttpResponse {
+    let all = match segments::list(&console.state.db).await {
+        Ok(all) => all,
+        Err(e) => return console.internal(e),
+    };
+    let fields = match crate::services::catalog::list_fields(&console.state.db).await {
+        Ok(fields) => fields,
+        Err(e) => return console.internal(e),
+    };
+    let segments: Vec<Value> = all
+        .iter()
+        .map(|s| context! { id => s.id.as_str(), name => &s.name })
+        .collect();
+    let keys: Vec<String> = fields.into_iter().map(|f| f.key).collect();
+    console.page(
+        screen.status,
+        "newsletters/edit",
+        context! {
+            id => screen.id,
+            form => form.value(),
+            errors => screen.errors,
+            conflict => screen.conflict,
+            has_filter => screen.has_filter || form.audience == "filter",
+            // A draft may wait for its audience; one with an audience can't lose it here.
+            may_choose_later => screen.id.is_none() || form.audience == "none",
+            segments => segments,
+            field_keys => keys,
+        },
+    )
+}
+
+pub async fn new_page(signed: Signed<WriteNewsletters>) -> HttpResponse {
+    let form = DraftForm {
+        audience: "everyone".into(),
+        ..DraftForm::default()
+    };
+    let screen = EditorScreen {
+        id: None,
+        status: StatusCode::OK,
+        errors: Value::from(()),
+        conflict: None,
+        has_filter: false,
+    };
+    editor(&signed.console, &form, screen).await
+}
+
+fn invalid_screen<'a>(
+    console: &Console,
+    id: Option<&'a str>,
+    errors: &FieldErrors,
+) -> EditorScreen<'a> {
+    EditorScreen {
+        id,
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        errors: console.field_errors(errors),
+        conflict: None,
+        has_filter: false,
+    }
+}
+
+pub async fn create(posted: Posted<WriteNewsletters, DraftForm>) -> HttpResponse {
+    let console = &posted.console;
+    let form = &posted.form;
+    let mut errors = FieldErrors::new();
+    let mut input = form.input(&mut errors);
+    input.read_version = None;
+    if !errors.is_empty() {
+        return editor(console, form, invalid_screen(console, None, &errors)).await;
+    }
+    let state = &console.state;
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    match service::create(&state.db, rendering(state), actor, ip, input).await {
+        Ok(n) => console.redirect(
+            &format!("/newsletters/{}", n.id.as_str()),
+            Some("draft_created"),
+        ),
+        Err(DraftError::Invalid(errors)) => {
+            editor(console, form, invalid_screen(console, None, &errors)).await
+        }
+        Err(e) => console.internal(e),
+    }
+}
+
+pub async fn edit_page(signed: Signed<WriteNewsletters>, id: web::Path<String>) -> HttpResponse {
+    let console = &signed.console;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let n = match service::get(&console.state.db, &console.principal, id).await {
+        Ok(report) => report.newsletter,
+        Err(GetError::NotFound) => return console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => return console.internal(e),
+    };
+    if n.status != NewsletterState::Draft {
+        return console.redirect(&format!("/newsletters/{}", n.id.as_str()), None);
+    }
+    let screen = EditorScreen {
+        id: Some(n.id.as_str()),
+        status: StatusCode::OK,
+        errors: Value::from(()),
+        conflict: None,
+        has_filter: audience_of(&n) == "filter",
+    };
+    editor(console, &DraftForm::from_newsletter(&n), screen).await
+}
+
+pub async fn edit(
+    posted: Posted<WriteNewsletters, DraftForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let form = &posted.form;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let mut errors = FieldErrors::new();
+    let input = form.input(&mut errors);
+    let shown_id = id.as_str().to_owned();
+    if !errors.is_empty() {
+        return editor(
+            console,
+            form,
+            invalid_screen(console, Some(&shown_id), &errors),
+        )
+        .await;
+    }
+    let state = &console.state;
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    match service::update(&state.db, rendering(state), actor, ip, id.clone(), input).await {
+        Ok(n) => console.redirect(
+            &format!("/newsletters/{}", n.id.as_str()),
+            Some("draft_saved"),
+        ),
+        Err(DraftError::Invalid(errors)) => {
+            editor(
+                console,
+                form,
+                invalid_screen(console, Some(&shown_id), &errors),
+            )
+            .await
+        }
+        Err(DraftError::ChangedMeanwhile) => {
+            // Someone saved the draft since this editor opened it: say when, keep what this
+            // member typed on the page, and save nothing.
+            let saved_at = match service::get(&state.db, actor, id).await {
+                Ok(report) => report.newsletter.updated_at.to_string(),
+                Err(GetError::NotFound) => {
+                    return console.error(StatusCode::NOT_FOUND, "not_found")
+                }
+                Err(e) => return console.internal(e),
+            };
+            let screen = EditorScreen {
+                id: Some(&shown_id),
+                status: StatusCode::CONFLICT,
+                errors: Value::from(()),
+                conflict: Some(saved_at),
+                has_filter: false,
+            };
+            editor(console, form, screen).await
+        }
+        Err(DraftError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(DraftError::NotADraft(_) | DraftError::NoLongerADraft) => {
+            console.redirect(&format!("/newsletters/{shown_id}"), None)
+        }
+        Err(e) => console.internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EmptyForm {}
+
+/// A new draft made from this newsletter.
+pub async fn duplicate(
+    posted: Posted<WriteNewsletters, EmptyForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let state = &console.state;
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    match service::duplicate(&state.db, rendering(state), actor, ip, id.clone()).await {
+        Ok(n) => console.redirect(
+            &format!("/newsletters/{}/edit", n.id.as_str()),
+            Some("duplicated"),
+        ),
+        Err(DraftError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        // The copy no longer passes as a draft (a field or segment it used is gone): open the
+        // original's problems in the editor of a new draft.
+        Err(DraftError::Invalid(errors)) => {
+            let form = match service::get(&state.db, actor, id).await {
+                Ok(report) => {
+                    let mut form = DraftForm::from_newsletter(&report.newsletter);
+                    form.version = String::new();
+                    form
+                }
+                Err(e) => return console.internal(e),
+            };
+            editor(console, &form, invalid_screen(console, None, &errors)).await
+        }
+        Err(e) => console.internal(e),
+    }
+}
+
+pub async fn delete(
+    posted: Posted<WriteNewsletters, EmptyForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    match service::delete(&console.state.db, actor, ip, id).await {
+        Ok(()) => console.redirect("/newsletters", Some("draft_deleted")),
+        Err(DeleteError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(DeleteError::Kept(_)) => console.error(StatusCode::CONFLICT, "newsletter_kept"),
+        Err(e) => console.internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TransitionForm {
+    #[serde(default)]
+    action: String,
+}
+
+/// Pauses, resumes or cancels a send (`action`).
+pub async fn transition(
+    posted: Posted<SendNewsletters, TransitionForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let state = &console.state;
+    let (db, ready) = (&state.db, &state.send_ready);
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    let shown = id.as_str().to_owned();
+    let (done, notice) = match posted.form.action.as_str() {
+        "pause" => (service::pause(db, ready, actor, ip, id).await, "paused"),
+        "resume" => (service::resume(db, ready, actor, ip, id).await, "resumed"),
+        "cancel" => (service::cancel(db, ready, actor, ip, id).await, "cancelled"),
+        _ => return console.error(StatusCode::BAD_REQUEST, "bad_form"),
+    };
+    match done {
+        Ok(()) => console.redirect(&format!("/newsletters/{shown}"), Some(notice)),
+        Err(TransitionError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(TransitionError::Refused { .. }) => {
+            console.error(StatusCode::CONFLICT, "newsletter_moved_on")
+        }
+        Err(e) => console.internal(e),
+    }
+}
