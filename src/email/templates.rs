@@ -74,6 +74,8 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/newsletters/list.html",
     "console/newsletters/show.html",
     "console/newsletters/edit.html",
+    "console/newsletters/send.html",
+    "console/newsletters/test_refused.html",
     // Exports
     "console/exports/form.html",
     // Staff, API keys, webhooks, audit log
@@ -545,6 +547,37 @@ mod tests {
         assert_eq!(
             templates.console_message(Language::En, "\"x y\" must look like <column>:<field>"),
             "\"x y\" must look like column:field"
+        );
+    }
+
+    #[test]
+    fn every_template_file_is_embedded() {
+        fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, root, out);
+                } else {
+                    let name = path.strip_prefix(root).unwrap().to_string_lossy();
+                    out.push(name.replace('\\', "/"));
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut files = Vec::new();
+        walk(&root, &root, &mut files);
+        let embedded: Vec<&str> = TEMPLATES
+            .iter()
+            .chain(CONSOLE_TEMPLATES)
+            .map(|(n, _)| *n)
+            .collect();
+        let missing: Vec<&String> = files
+            .iter()
+            .filter(|f| !embedded.contains(&f.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "templates on disk the service never loads: {missing:?}"
         );
     }
 

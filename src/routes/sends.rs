@@ -78,6 +78,7 @@ pub async fn send_newsletter(
     let input = SendInput {
         idempotency_key: idempotency_key(&req)?,
         send_at: send_body(&body)?.send_at,
+        read_version: None,
     };
     let (who, ip) = (&auth.principal, auth.ip.as_deref());
     let (db, ready) = (&state.db, &state.send_ready);

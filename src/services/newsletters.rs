@@ -80,7 +80,10 @@ pub use drafts::{create, duplicate, update, DraftError, DraftInput};
 pub use proofs::{
     preview, send_test, Preview, PreviewError, PreviewInput, TestError, TestInput, TestOutbox,
 };
-pub use sends::{cancel, pause, resume, send, SendError, SendInput, TransitionError};
+pub use sends::{
+    audience, cancel, pause, resume, send, Audience, AudienceError, SendError, SendInput,
+    TransitionError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {

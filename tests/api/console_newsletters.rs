@@ -317,3 +317,226 @@ async fn sends_are_paused_resumed_and_cancelled_and_sent_newsletters_duplicated_
     assert_eq!(refused.status, 403);
     assert_eq!(viewer.get("/newsletters/not-an-id").await.status, 404);
 }
+
+fn add_person(app: &TestApp, email: &str, status: &str, language: &str) {
+    app.add_subscriber(email, status, language, None, serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn a_draft_goes_out_only_after_a_confirmation_showing_whom_it_reaches_per_language() {
+    let (app, _token) = sender_app().await;
+    for i in 0..3 {
+        add_person(&app, &format!("en{i}@example.org"), "confirmed", "en");
+    }
+    for i in 0..2 {
+        add_person(&app, &format!("es{i}@example.org"), "confirmed", "es");
+    }
+    add_person(&app, "waiting@example.org", "pending", "es");
+    let (mut editor, id) = new_draft(&app).await;
+
+    let page = editor.get(&format!("/newsletters/{id}/send")).await;
+    assert_eq!(page.status, 200);
+    let body = unescape(&page.body);
+    assert!(body.contains("Send to 5 people"), "{body}");
+    assert!(body.contains("<td class=\"num\">3</td>") && body.contains("<td class=\"num\">2</td>"));
+    assert!(
+        body.contains("Enlace <no-reply@localhost>"),
+        "the From it will carry"
+    );
+    assert_eq!(
+        app.count("newsletters WHERE status = 'draft'"),
+        1,
+        "showing sends nothing"
+    );
+    let version = field_value(&page.body, "version").unwrap();
+    let key = field_value(&page.body, "key").unwrap();
+    let form = [
+        ("when", "now"),
+        ("send_at", ""),
+        ("version", version.as_str()),
+        ("key", key.as_str()),
+    ];
+    let sent = editor
+        .post(
+            &format!("/newsletters/{id}"),
+            &format!("/newsletters/{id}/send"),
+            &form,
+        )
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert!(sent.location().ends_with("?notice=sending"));
+    // The same confirmation again (a double click): still one send.
+    let again = editor
+        .post(
+            &format!("/newsletters/{id}"),
+            &format!("/newsletters/{id}/send"),
+            &form,
+        )
+        .await;
+    assert_eq!(again.status, 303);
+    assert_eq!(app.count("audit_log WHERE action = 'newsletter.send'"), 1);
+    app.engine.schedule(enlace::db::now()).await.unwrap();
+    app.run_sends().await;
+    let mails = app.mails();
+    assert_eq!(mails.len(), 5);
+    assert_eq!(
+        app.mails_to("es0@example.org")[0].subject,
+        "Marcha el sábado"
+    );
+    assert_eq!(
+        app.mails_to("en0@example.org")[0].subject,
+        "Rally on Saturday"
+    );
+    assert!(app.mails_to("waiting@example.org").is_empty());
+}
+
+#[tokio::test]
+async fn a_send_confirmed_for_an_older_version_is_refused_and_scheduling_uses_the_members_time() {
+    let (app, _token) = sender_app().await;
+    add_person(&app, "ana@example.org", "confirmed", "es");
+    let (mut editor, id) = new_draft(&app).await;
+    let page = editor.get(&format!("/newsletters/{id}/send")).await;
+    let version = field_value(&page.body, "version").unwrap();
+    let key = field_value(&page.body, "key").unwrap();
+
+    // A colleague changes the draft after the counts were shown.
+    let edit = format!("/newsletters/{id}/edit");
+    let fresh = editor.get(&edit).await;
+    let current = field_value(&fresh.body, "version").unwrap();
+    let mut changed = DRAFT.to_vec();
+    changed[0] = ("subject", "Rally moved");
+    changed.push(("version", &current));
+    assert_eq!(editor.post(&edit, &edit, &changed).await.status, 303);
+    let form = [
+        ("when", "now"),
+        ("send_at", ""),
+        ("version", version.as_str()),
+        ("key", key.as_str()),
+    ];
+    let refused = editor
+        .post(
+            &format!("/newsletters/{id}"),
+            &format!("/newsletters/{id}/send"),
+            &form,
+        )
+        .await;
+    assert_eq!(refused.status, 409);
+    assert!(unescape(&refused.body).contains("changed after this page was shown"));
+    assert_eq!(app.count("newsletters WHERE status = 'draft'"), 1);
+
+    // Scheduled at a time in the member's zone (Madrid: UTC+1 in December).
+    app.sql("UPDATE staff SET time_zone = 'Europe/Madrid'");
+    let page = editor.get(&format!("/newsletters/{id}/send")).await;
+    assert!(unescape(&page.body).contains("Europe/Madrid"));
+    let version = field_value(&page.body, "version").unwrap();
+    let key = field_value(&page.body, "key").unwrap();
+    let bad = [
+        ("when", "later"),
+        ("send_at", "tomorrow"),
+        ("version", version.as_str()),
+        ("key", key.as_str()),
+    ];
+    let refused = editor
+        .post(
+            &format!("/newsletters/{id}"),
+            &format!("/newsletters/{id}/send"),
+            &bad,
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("id=\"e-send_at\""));
+    let past = [
+        ("when", "later"),
+        ("send_at", "2020-01-01T10:00"),
+        ("version", version.as_str()),
+        ("key", key.as_str()),
+    ];
+    let refused = editor
+        .post(
+            &format!("/newsletters/{id}"),
+            &format!("/newsletters/{id}/send"),
+            &past,
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(unescape(&refused.body).contains("is in the past"));
+    let at =
+        (chrono::Utc::now() + chrono::Duration::days(2)).with_timezone(&chrono_tz::Europe::Madrid);
+    let local = at.format("%Y-%m-%dT%H:%M").to_string();
+    let later = [
+        ("when", "later"),
+        ("send_at", local.as_str()),
+        ("version", version.as_str()),
+        ("key", key.as_str()),
+    ];
+    let scheduled = editor
+        .post(
+            &format!("/newsletters/{id}"),
+            &format!("/newsletters/{id}/send"),
+            &later,
+        )
+        .await;
+    assert_eq!(scheduled.status, 303, "{}", scheduled.body);
+    assert!(scheduled.location().ends_with("?notice=scheduled"));
+    let stored = app.query_one(&format!(
+        "SELECT CAST(send_at AS TEXT) AS v FROM newsletters WHERE id = '{id}'"
+    ));
+    let expected = at
+        .with_timezone(&chrono::Utc)
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    assert!(
+        stored.replace('T', " ").starts_with(&expected),
+        "{stored} vs {expected}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_sent_without_a_postal_address_or_an_audience_and_tests_reach_only_their_addresses(
+) {
+    let app = spawn_app().await;
+    add_person(&app, "ana@example.org", "confirmed", "es");
+    let (mut editor, id) = new_draft(&app).await;
+    let page = editor.get(&format!("/newsletters/{id}/send")).await;
+    assert!(unescape(&page.body).contains("ENLACE_POSTAL_ADDRESS"));
+    assert!(!page.body.contains("name=\"key\""), "no send button");
+
+    let mut no_audience = DRAFT.to_vec();
+    no_audience[8] = ("audience", "none");
+    let created = editor
+        .post("/newsletters/new", "/newsletters", &no_audience)
+        .await;
+    let other = id_in(created.location());
+    let page = unescape(&editor.get(&format!("/newsletters/{other}/send")).await.body);
+    assert!(page.contains("Choose who gets it before sending"), "{page}");
+
+    // A test copy in Spanish to the member's own address; nobody on the list gets anything.
+    let test = editor
+        .post(
+            &format!("/newsletters/{id}"),
+            &format!("/newsletters/{id}/test"),
+            &[("to", "editor@console.example.org"), ("language", "es")],
+        )
+        .await;
+    assert_eq!(test.status, 303, "{}", test.body);
+    assert!(test.location().ends_with("?notice=test_sent"));
+    app.run_jobs().await;
+    let mails = app.mails_to("editor@console.example.org");
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].subject.contains("Marcha el sábado"),
+        "{}",
+        mails[0].subject
+    );
+    assert!(app.mails_to("ana@example.org").is_empty());
+    editor.language = "es";
+    let refused = editor
+        .post(
+            &format!("/newsletters/{id}"),
+            &format!("/newsletters/{id}/test"),
+            &[("to", ""), ("language", "es")],
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(unescape(&refused.body).contains("indica de 1 a 10 direcciones"));
+}

@@ -21,8 +21,8 @@ use crate::domain::{FieldErrors, Language};
 use crate::email::newsletter::Content;
 use crate::routes::newsletters::rendering;
 use crate::services::newsletters::{
-    self as service, DeleteError, DraftError, DraftInput, GetError, ListError, ListInput,
-    TransitionError,
+    self as service, AudienceError, DeleteError, DraftError, DraftInput, GetError, ListError,
+    ListInput, SendError, SendInput, TestError, TestInput, TestOutbox, TransitionError,
 };
 use crate::services::segments;
 
@@ -52,6 +52,9 @@ fn notice(raw: Option<&str>) -> Option<String> {
         "paused",
         "resumed",
         "cancelled",
+        "sending",
+        "scheduled",
+        "test_sent",
     ];
     raw.filter(|n| KNOWN.contains(n)).map(str::to_owned)
 }
@@ -609,6 +612,275 @@ pub async fn transition(
         Err(TransitionError::Refused { .. }) => {
             console.error(StatusCode::CONFLICT, "newsletter_moved_on")
         }
+        Err(e) => console.internal(e),
+    }
+}
+
+/// What the confirmation page shows besides the form: the audience now, and what went wrong.
+struct SendScreen {
+    status: StatusCode,
+    errors: Value,
+    /// The draft changed (or the counts moved) since the page was shown: look again.
+    changed: bool,
+}
+
+/// The confirmation step before a send: how many people get it in each language, from which
+/// address, now or at a time in the member's time zone.
+async fn send_screen(
+    console: &Console,
+    id: NewsletterId,
+    form: &SendForm,
+    screen: SendScreen,
+) -> HttpResponse {
+    let state = &console.state;
+    let report = match service::get(&state.db, &console.principal, id.clone()).await {
+        Ok(report) => report,
+        Err(GetError::NotFound) => return console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => return console.internal(e),
+    };
+    let n = &report.newsletter;
+    if !matches!(n.status, NewsletterState::Draft | NewsletterState::Overdue) {
+        return console.redirect(&format!("/newsletters/{}", n.id.as_str()), None);
+    }
+    let (audience, problem) = match service::audience(&state.db, &state.settings.from, id).await {
+        Ok(audience) => (Some(audience), None),
+        Err(AudienceError::NoAudience) => (None, Some("no_audience".to_owned())),
+        Err(AudienceError::Unreadable(_)) => (None, Some("audience_gone".to_owned())),
+        Err(AudienceError::NotFound) => return console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => return console.internal(e),
+    };
+    let problem = problem.or_else(|| {
+        state
+            .settings
+            .postal_address
+            .is_none()
+            .then(|| "no_postal_address".to_owned())
+    });
+    let counts: Vec<Value> = audience
+        .iter()
+        .flat_map(|a| a.by_language.iter())
+        .map(|(language, count)| context! { language => language.as_str(), count => count })
+        .collect();
+    let total: i64 = audience
+        .iter()
+        .flat_map(|a| a.by_language.iter())
+        .map(|(_, c)| c)
+        .sum();
+    let key = if form.key.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        form.key.clone()
+    };
+    console.page(
+        screen.status,
+        "newsletters/send",
+        context! {
+            n => summary(n),
+            from => audience.as_ref().map(|a| a.from.clone()),
+            counts => counts,
+            total => total,
+            problem => problem,
+            has_spanish => spanish(n).is_some(),
+            version => audience.as_ref().map(|a| a.version.format(VERSION_FORMAT).to_string()),
+            key => key,
+            form => context! { when => if form.when.is_empty() { "now" } else { form.when.as_str() }, send_at => &form.send_at },
+            errors => screen.errors,
+            changed => screen.changed,
+        },
+    )
+}
+
+#[derive(Deserialize, Default)]
+pub struct SendForm {
+    /// `now` or `later`.
+    #[serde(default)]
+    when: String,
+    /// A date and time as a browser's datetime-local input sends it (`2026-12-08T09:30`), in the
+    /// member's time zone.
+    #[serde(default)]
+    send_at: String,
+    /// The draft's version the counts were shown for.
+    #[serde(default)]
+    version: String,
+    /// Makes a second click (or a resubmitted form) the same send.
+    #[serde(default)]
+    key: String,
+}
+
+pub async fn send_page(signed: Signed<SendNewsletters>, id: web::Path<String>) -> HttpResponse {
+    let console = &signed.console;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let screen = SendScreen {
+        status: StatusCode::OK,
+        errors: Value::from(()),
+        changed: false,
+    };
+    send_screen(console, id, &SendForm::default(), screen).await
+}
+
+/// `2026-12-08T09:30` in `zone`, as a UTC time; `None` when it is not such a time (or falls in a
+/// gap of a clock change).
+fn local_time(zone: chrono_tz::Tz, raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    let local = NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%dT%H:%M:%S"))
+        .ok()?;
+    zone.from_local_datetime(&local)
+        .earliest()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+pub async fn send(
+    posted: Posted<SendNewsletters, SendForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let form = &posted.form;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let mut errors = FieldErrors::new();
+    let send_at = match form.when.as_str() {
+        "now" => None,
+        "later" => {
+            let at = local_time(console.zone, &form.send_at);
+            if at.is_none() {
+                errors.add("send_at", "must be a date and time like 2026-12-31 18:00");
+            }
+            at
+        }
+        _ => return console.error(StatusCode::BAD_REQUEST, "bad_form"),
+    };
+    let read_version = NaiveDateTime::parse_from_str(&form.version, VERSION_FORMAT).ok();
+    if read_version.is_none() || form.key.is_empty() || form.key.len() > 100 {
+        return console.error(StatusCode::BAD_REQUEST, "bad_form");
+    }
+    if !errors.is_empty() {
+        let screen = SendScreen {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            errors: console.field_errors(&errors),
+            changed: false,
+        };
+        return send_screen(console, id, form, screen).await;
+    }
+    let input = SendInput {
+        send_at,
+        idempotency_key: Some(format!("console:{}", form.key)),
+        read_version,
+    };
+    let state = &console.state;
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    let shown = id.as_str().to_owned();
+    let result = service::send(
+        &state.db,
+        rendering(state),
+        &state.send_ready,
+        actor,
+        ip,
+        id.clone(),
+        input,
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            let notice = if send_at.is_some() {
+                "scheduled"
+            } else {
+                "sending"
+            };
+            console.redirect(&format!("/newsletters/{shown}"), Some(notice))
+        }
+        Err(SendError::Invalid(errors)) => {
+            let screen = SendScreen {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                errors: console.field_errors(&errors),
+                changed: false,
+            };
+            send_screen(console, id, form, screen).await
+        }
+        Err(SendError::ChangedMeanwhile) => {
+            // A fresh key: this member confirms the new counts as a new decision.
+            let retry = SendForm {
+                when: form.when.clone(),
+                send_at: form.send_at.clone(),
+                ..SendForm::default()
+            };
+            let screen = SendScreen {
+                status: StatusCode::CONFLICT,
+                errors: Value::from(()),
+                changed: true,
+            };
+            send_screen(console, id, &retry, screen).await
+        }
+        Err(SendError::NotSendable(_)) => console.redirect(&format!("/newsletters/{shown}"), None),
+        Err(SendError::NoPostalAddress) => {
+            let screen = SendScreen {
+                status: StatusCode::CONFLICT,
+                errors: Value::from(()),
+                changed: false,
+            };
+            send_screen(console, id, form, screen).await
+        }
+        Err(SendError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct TestForm {
+    /// Addresses, one per line or separated by commas.
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    language: String,
+}
+
+/// Test copies of a draft to the addresses given (the member's own by default).
+pub async fn test(
+    posted: Posted<WriteNewsletters, TestForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let form = &posted.form;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let to: Vec<String> = form
+        .to
+        .split(['\n', ','])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let input = TestInput {
+        to,
+        language: optional(&form.language),
+    };
+    let state = &console.state;
+    let outbox = TestOutbox {
+        limiter: &state.test_send_limiter,
+        mail_ready: &state.mail_ready,
+    };
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    let shown = id.as_str().to_owned();
+    match service::send_test(&state.db, rendering(state), outbox, actor, ip, id, input).await {
+        Ok(_) => console.redirect(&format!("/newsletters/{shown}"), Some("test_sent")),
+        Err(TestError::Invalid(errors)) => {
+            let messages: Vec<String> = errors
+                .iter()
+                .flat_map(|(_, messages)| messages.iter())
+                .map(|m| state.templates.console_message(console.language, m))
+                .collect();
+            console.page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "newsletters/test_refused",
+                context! { id => shown, messages => messages },
+            )
+        }
+        Err(TestError::TooMany) => console.error(StatusCode::TOO_MANY_REQUESTS, "too_many"),
+        Err(TestError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
         Err(e) => console.internal(e),
     }
 }

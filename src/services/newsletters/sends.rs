@@ -10,7 +10,7 @@ use crate::db::ids::NewsletterId;
 use crate::db::newsletters as store;
 use crate::db::states::NewsletterState;
 use crate::db::{self, deliveries, Db, DbError};
-use crate::domain::FieldErrors;
+use crate::domain::{FieldErrors, Language, SegmentFilter};
 use crate::email::newsletter::CompiledNewsletter;
 use crate::sending::prepare::{content_of, target_filter};
 
@@ -19,6 +19,31 @@ use crate::sending::prepare::{content_of, target_filter};
 pub struct SendInput {
     pub send_at: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
+    /// The newsletter's `updated_at` as the sender last saw it (on a confirmation page): a
+    /// change since is refused (`ChangedMeanwhile`) rather than sent unseen.
+    pub read_version: Option<NaiveDateTime>,
+}
+
+/// Whom a send would reach if it started now, per language, and from which address.
+#[derive(Debug)]
+pub struct Audience {
+    pub by_language: Vec<(Language, i64)>,
+    pub from: String,
+    /// The newsletter's `updated_at`: what the counts were taken for.
+    pub version: NaiveDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AudienceError {
+    #[error("no such newsletter")]
+    NotFound,
+    #[error("the newsletter has no audience yet")]
+    NoAudience,
+    /// Its segment was deleted, or its filter names a field or interest that no longer exists.
+    #[error("the newsletter's audience can no longer be read: {0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +66,41 @@ pub enum SendError {
     Internal(#[from] anyhow::Error),
 }
 
+/// How many people newsletter `id` would reach if its send started now, per language (the
+/// send fixes its recipients when it starts: confirmed people its segment or filter reaches), and
+/// the From address it would carry (`default_from` when it names none).
+pub async fn audience(
+    db: &Db,
+    default_from: &str,
+    id: NewsletterId,
+) -> Result<Audience, AudienceError> {
+    let backend = db.backend();
+    let default_from = default_from.to_owned();
+    db.run(move |conn| {
+        db::read_snapshot(conn, |conn| -> Result<Audience, AudienceError> {
+            let n = store::find_newsletter(conn, &id)?.ok_or(AudienceError::NotFound)?;
+            if n.segment_id.is_none() && n.filter.is_none() {
+                return Err(AudienceError::NoAudience);
+            }
+            let filter =
+                target_filter(conn, &n).map_err(|e| AudienceError::Unreadable(e.to_string()))?;
+            let mut by_language = Vec::new();
+            for language in Language::ALL {
+                let within =
+                    SegmentFilter::All(vec![filter.clone(), SegmentFilter::Language(language)]);
+                let count = db::segments::count_recipients(conn, &within, backend)?;
+                by_language.push((language, count));
+            }
+            Ok(Audience {
+                by_language,
+                from: n.from_address.unwrap_or(default_from),
+                version: n.updated_at,
+            })
+        })
+    })
+    .await
+}
+
 /// Pausing, resuming or cancelling a send.
 #[derive(Debug, thiserror::Error)]
 pub enum TransitionError {
@@ -55,7 +115,7 @@ pub enum TransitionError {
     Db(#[from] DbError),
 }
 
-from_diesel!(SendError, TransitionError);
+from_diesel!(SendError, TransitionError, AudienceError);
 
 /// When a send asked for at `send_at` starts: now, or a time within the coming year.
 fn start_time(
@@ -92,6 +152,7 @@ pub async fn send(
     let now = db::now();
     let send_at = start_time(input.send_at, now)?;
     let key = input.idempotency_key;
+    let read_version = input.read_version;
     // The templates are checked against the fields declared now (some may have been removed
     // since the draft was saved), apart from the database, before the transaction.
     let stored = find(db, &id).await?.ok_or(SendError::NotFound)?;
@@ -117,7 +178,8 @@ pub async fn send(
                 "the newsletter needs a segment_id or a filter before it is sent",
             )));
         }
-        if n.updated_at != stored.updated_at {
+        let seen = read_version.unwrap_or(stored.updated_at);
+        if n.updated_at != stored.updated_at || n.updated_at != seen {
             return Err(SendError::ChangedMeanwhile);
         }
         compiled.map_err(SendError::Invalid)?;
