@@ -76,6 +76,7 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/newsletters/edit.html",
     "console/newsletters/send.html",
     "console/newsletters/test_refused.html",
+    "console/newsletters/preview.html",
     // Exports
     "console/exports/form.html",
     // Staff, API keys, webhooks, audit log

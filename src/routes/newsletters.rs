@@ -245,6 +245,7 @@ pub async fn preview_newsletter(
     let body = body.map_err(ApiError::from_extractor)?.into_inner();
     let input = PreviewInput {
         subscriber_id: body.subscriber_id,
+        email: None,
         language: body.language,
     };
     let p = service::preview(&state.db, rendering(&state), &auth.principal, id, input).await?;

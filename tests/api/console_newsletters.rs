@@ -540,3 +540,75 @@ async fn nothing_is_sent_without_a_postal_address_or_an_audience_and_tests_reach
     assert_eq!(refused.status, 422);
     assert!(unescape(&refused.body).contains("indica de 1 a 10 direcciones"));
 }
+
+#[tokio::test]
+async fn the_preview_shows_a_persons_message_in_either_language_in_a_sandboxed_frame() {
+    let app = spawn_app().await;
+    app.add_subscriber(
+        "beto@example.org",
+        "confirmed",
+        "es",
+        Some("Beto"),
+        serde_json::json!({}),
+    );
+    let (_editor, id) = new_draft(&app).await;
+    let mut viewer = signed_in(&app, Role::Viewer).await;
+
+    let sample = unescape(&viewer.get(&format!("/newsletters/{id}/preview")).await.body);
+    assert!(sample.contains("Rally on Saturday"), "{sample}");
+    assert!(
+        sample.contains("Hello Ana, join us."),
+        "sample data in the text part"
+    );
+    assert!(
+        sample.contains("sandbox src=\"/admin/newsletters/"),
+        "{sample}"
+    );
+
+    let page = viewer
+        .get(&format!(
+            "/newsletters/{id}/preview?language=&person=beto%40example.org"
+        ))
+        .await;
+    assert_eq!(page.status, 200);
+    let body = unescape(&page.body);
+    assert!(
+        body.contains("Marcha el sábado") && body.contains("Hola Beto, acompáñanos."),
+        "his language, his name"
+    );
+    let english = unescape(
+        &viewer
+            .get(&format!(
+                "/newsletters/{id}/preview?language=en&person=beto%40example.org"
+            ))
+            .await
+            .body,
+    );
+    assert!(english.contains("Hello Beto, join us."));
+
+    let frame = viewer
+        .get(&format!(
+            "/newsletters/{id}/preview/frame?language=es&person=beto%40example.org"
+        ))
+        .await;
+    assert_eq!(frame.status, 200);
+    assert!(
+        frame.body.contains("<p>Hola Beto, acompáñanos.</p>"),
+        "{}",
+        frame.body
+    );
+    let csp = frame.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("sandbox;") && csp.contains("frame-ancestors 'self'"),
+        "{csp}"
+    );
+    assert_eq!(frame.headers["x-frame-options"], "SAMEORIGIN");
+
+    let unknown = viewer
+        .get(&format!(
+            "/newsletters/{id}/preview?person=nobody%40example.org"
+        ))
+        .await;
+    assert_eq!(unknown.status, 422);
+    assert!(unescape(&unknown.body).contains("is not anyone on the list"));
+}

@@ -38,7 +38,7 @@ const FORM_LIMIT: usize = 256 * 1024;
 /// The console's own headers: scripts and styles only from Enlace itself, never in a frame.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
-    frame-ancestors 'none'; base-uri 'none'";
+    frame-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Where the console lives: the public URL's path and the console's path (`/lista/admin`).
 pub fn prefix(state: &AppState) -> String {

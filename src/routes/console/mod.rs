@@ -109,6 +109,8 @@ console_routes! {
     "/newsletters/{id}/send-state" => { post => newsletters::transition [Editor] },
     "/newsletters/{id}/send" => { get => newsletters::send_page [Editor], post => newsletters::send [Editor] },
     "/newsletters/{id}/test" => { post => newsletters::test [Editor] },
+    "/newsletters/{id}/preview" => { get => newsletters::preview [Viewer] },
+    "/newsletters/{id}/preview/frame" => { get => newsletters::preview_frame [Viewer] },
 
     // Exports
     "/exports" => { get => exports::page [Editor] },

@@ -22,7 +22,8 @@ use crate::email::newsletter::Content;
 use crate::routes::newsletters::rendering;
 use crate::services::newsletters::{
     self as service, AudienceError, DeleteError, DraftError, DraftInput, GetError, ListError,
-    ListInput, SendError, SendInput, TestError, TestInput, TestOutbox, TransitionError,
+    ListInput, PreviewError, PreviewInput, SendError, SendInput, TestError, TestInput, TestOutbox,
+    TransitionError,
 };
 use crate::services::segments;
 
@@ -883,4 +884,132 @@ pub async fn test(
         Err(TestError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
         Err(e) => console.internal(e),
     }
+}
+
+#[derive(Deserialize, Default)]
+pub struct PreviewQuery {
+    #[serde(default)]
+    language: Option<String>,
+    /// A person's address: the message as they would get it. Blank: a sample person.
+    #[serde(default)]
+    person: Option<String>,
+}
+
+impl PreviewQuery {
+    fn input(&self) -> PreviewInput {
+        PreviewInput {
+            subscriber_id: None,
+            email: self.person.as_deref().and_then(optional),
+            language: self.language.as_deref().and_then(optional),
+        }
+    }
+}
+
+/// The message as a person (or a sample person) would get it, in either language: subject,
+/// From, the HTML at phone and desktop widths (each in a sandboxed frame) and the text part.
+pub async fn preview(
+    signed: Signed<ReadNewsletters>,
+    id: web::Path<String>,
+    query: web::Query<PreviewQuery>,
+) -> HttpResponse {
+    let console = &signed.console;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let state = &console.state;
+    let subject = match service::get(&state.db, &console.principal, id.clone()).await {
+        Ok(report) => report.newsletter.subject,
+        Err(GetError::NotFound) => return console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => return console.internal(e),
+    };
+    let input = query.input();
+    let result = service::preview(
+        &state.db,
+        rendering(state),
+        &console.principal,
+        id.clone(),
+        input,
+    )
+    .await;
+    let (status, shown, errors) = match result {
+        Ok(p) => (
+            StatusCode::OK,
+            Some(context! {
+                language => p.language.as_str(),
+                subject => p.subject,
+                from => p.from,
+                text => p.text,
+            }),
+            Value::from(()),
+        ),
+        Err(PreviewError::Invalid(errors)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            console.field_errors(&errors),
+        ),
+        Err(PreviewError::Forbidden) => return console.error(StatusCode::FORBIDDEN, "forbidden"),
+        Err(PreviewError::NotFound) => return console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => return console.internal(e),
+    };
+    let frame_query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("language", query.language.as_deref().unwrap_or_default())
+        .append_pair("person", query.person.as_deref().unwrap_or_default())
+        .finish();
+    console.page(
+        status,
+        "newsletters/preview",
+        context! {
+            id => id.as_str(),
+            newsletter_subject => subject,
+            preview => shown,
+            errors => errors,
+            query => context! {
+                language => query.language.clone().unwrap_or_default(),
+                person => query.person.clone().unwrap_or_default(),
+            },
+            frame_query => frame_query,
+        },
+    )
+}
+
+/// The HTML part alone, for the preview's frames: scripts, plugins, forms and navigation off
+/// (`sandbox`), nothing fetched but images, framed only by the console itself.
+pub async fn preview_frame(
+    signed: Signed<ReadNewsletters>,
+    id: web::Path<String>,
+    query: web::Query<PreviewQuery>,
+) -> HttpResponse {
+    use actix_web::http::header;
+    let console = &signed.console;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let state = &console.state;
+    let html = match service::preview(
+        &state.db,
+        rendering(state),
+        &console.principal,
+        id,
+        query.input(),
+    )
+    .await
+    {
+        Ok(p) => p.html,
+        Err(PreviewError::Invalid(_)) => {
+            return console.error(StatusCode::UNPROCESSABLE_ENTITY, "bad_form")
+        }
+        Err(PreviewError::Forbidden) => return console.error(StatusCode::FORBIDDEN, "forbidden"),
+        Err(PreviewError::NotFound) => return console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => return console.internal(e),
+    };
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::X_FRAME_OPTIONS, "SAMEORIGIN"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; \
+             frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+        ))
+        .body(html)
 }

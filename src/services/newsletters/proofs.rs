@@ -34,6 +34,8 @@ pub struct TestOutbox<'a> {
 #[derive(Debug, Default)]
 pub struct PreviewInput {
     pub subscriber_id: Option<String>,
+    /// The person by address instead (the console's search box); `subscriber_id` wins.
+    pub email: Option<String>,
     pub language: Option<String>,
 }
 
@@ -146,7 +148,7 @@ pub async fn preview(
     input: PreviewInput,
 ) -> Result<Preview, PreviewError> {
     let language = parse_language(input.language.as_deref()).map_err(PreviewError::Invalid)?;
-    if input.subscriber_id.is_some() && !actor.may_read_contacts() {
+    if (input.subscriber_id.is_some() || input.email.is_some()) && !actor.may_read_contacts() {
         return Err(PreviewError::Forbidden);
     }
     let no_such_subscriber =
@@ -159,16 +161,32 @@ pub async fn preview(
         ),
         None => None,
     };
+    let email =
+        match input.email.as_deref().map(str::trim) {
+            Some(raw) => Some(crate::domain::Email::parse(raw).map_err(|_| {
+                PreviewError::Invalid(FieldErrors::one("email", "no such subscriber"))
+            })?),
+            None => None,
+        };
     let (n, subscriber) = db
         .run(move |conn| {
             read_snapshot(conn, |conn| -> Result<_, PreviewError> {
                 let n = store::find_newsletter(conn, &id)?.ok_or(PreviewError::NotFound)?;
-                let subscriber = match subscriber_id {
-                    Some(sid) => Some(
+                let subscriber = match (subscriber_id, email) {
+                    (Some(sid), _) => Some(
                         db::subscribers::find_subscriber(conn, &sid)?
                             .ok_or_else(no_such_subscriber)?,
                     ),
-                    None => None,
+                    (None, Some(email)) => Some(
+                        db::subscribers::find_subscriber_by_email(conn, email.as_str())?
+                            .ok_or_else(|| {
+                                PreviewError::Invalid(FieldErrors::one(
+                                    "email",
+                                    "no such subscriber",
+                                ))
+                            })?,
+                    ),
+                    (None, None) => None,
                 };
                 Ok((n, subscriber))
             })
