@@ -1,7 +1,9 @@
-//! The admins' screens: staff accounts, API keys and the audit log. Every change goes through
-//! `services::staff`, the same use cases as the JSON API.
+//! The admins' screens: staff accounts and invitations, API keys, webhooks and the audit log,
+//! and the public page an invitation's link opens. Every change goes through `services::staff`
+//! and `services::webhooks`, the same use cases as the JSON API.
 
 pub mod audit;
+pub mod invitation;
 pub mod keys;
 pub mod staff;
 pub mod webhooks;
