@@ -84,6 +84,7 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/admin/webhook.html",
     "console/admin/webhook_secret.html",
     "console/admin/invitation.html",
+    "console/admin/confirm_action.html",
 ];
 
 /// The console's wording, kept apart from the public pages': the frame's strings are

@@ -282,8 +282,25 @@ async fn an_api_key_is_shown_once_works_and_can_be_revoked() {
     assert_eq!(app.count("api_keys"), 1);
     assert_eq!(app.count("api_keys WHERE revoked_at IS NULL"), 1);
 
-    // Revoking: the key stops working at once.
-    let done = admin.post("/api-keys", &revoke, &[]).await;
+    // Revoking asks first, saying what will happen; nothing changes until confirmed.
+    let ask = admin.post("/api-keys", &revoke, &[]).await;
+    assert_eq!(ask.status, 200);
+    assert!(
+        ask.body.contains("¿Revocar la clave de API"),
+        "{}",
+        ask.body
+    );
+    assert!(ask.body.contains("dejan de funcionar de inmediato"));
+    assert!(ask.body.contains("name=\"confirm\" value=\"yes\""));
+    assert_eq!(
+        app.get_as(&secret, "/api/v1/subscribers").await.status(),
+        200
+    );
+    assert_eq!(audits(&app, "api_key.revoke", &key_id), 0);
+    // Then the key stops working at once.
+    let done = admin
+        .post("/api-keys", &revoke, &[("confirm", "yes")])
+        .await;
     assert_eq!(done.status, 303);
     assert!(done.location().ends_with("notice=key_revoked"));
     assert_eq!(
@@ -294,6 +311,13 @@ async fn an_api_key_is_shown_once_works_and_can_be_revoked() {
     let list = admin.get("/api-keys?notice=key_revoked").await;
     assert!(list.body.contains("La clave de API está revocada."));
     assert!(list.body.contains("Revocada el"));
+    assert_eq!(
+        admin
+            .post("/api-keys", &revoke, &[("confirm", "yes")])
+            .await
+            .status,
+        404
+    );
     assert_eq!(admin.post("/api-keys", &revoke, &[]).await.status, 404);
 }
 
@@ -431,7 +455,22 @@ async fn an_admin_registers_tests_and_rotates_a_webhook_and_sees_its_deliveries(
     assert!(page.body.contains("<td>1</td>"));
 
     // Rotating the secret shows the new one once; the old one keeps signing for a day.
-    let rotated = admin.post(&path, &format!("{path}/rotate"), &[]).await;
+    let ask = admin.post(&path, &format!("{path}/rotate"), &[]).await;
+    assert_eq!(ask.status, 200);
+    assert!(
+        ask.body.contains("Make a new signing secret for"),
+        "{}",
+        ask.body
+    );
+    assert!(ask.body.contains("For the next 24 hours"));
+    assert_eq!(
+        app.query_one("SELECT secret AS v FROM webhook_endpoints"),
+        secret,
+        "nothing changes before the confirmation"
+    );
+    let rotated = admin
+        .post(&path, &format!("{path}/rotate"), &[("confirm", "yes")])
+        .await;
     assert_eq!(rotated.status, 200);
     let new_secret = shown_secret(&rotated.body);
     assert_ne!(new_secret, secret);
@@ -843,4 +882,138 @@ async fn admins_invite_list_resend_and_withdraw_through_the_api() {
     assert_eq!(res.status(), 404);
     assert_eq!(Browser::new(&app).get(&second).await.status, 404);
     assert_eq!(audits(&app, "staff.invitation_withdraw", &id), 1);
+}
+
+#[tokio::test]
+async fn an_admin_edits_switches_pages_through_and_deletes_a_webhook() {
+    let app = TestApp::builder()
+        .settings(|s| s.webhook_allow_private = true)
+        .spawn()
+        .await;
+    let mut admin = signed_in(&app, Role::Admin).await;
+    let form = [
+        ("url", "http://127.0.0.1:9/hooks"),
+        ("description", "CRM"),
+        ("events", "subscriber.created"),
+    ];
+    assert_eq!(
+        admin.post("/webhooks", "/webhooks", &form).await.status,
+        201
+    );
+    let id = app.query_one("SELECT id AS v FROM webhook_endpoints");
+    let path = format!("/webhooks/{id}");
+
+    // Edit: URL, description, events, and off; through the service, audited.
+    let edit = [
+        ("url", "http://127.0.0.1:9/other"),
+        ("description", "New CRM"),
+        ("events", "subscriber.updated"),
+        ("events", "subscriber.unsubscribed"),
+    ];
+    let done = admin.post(&path, &path, &edit).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.location().ends_with("notice=webhook_updated"));
+    assert_eq!(
+        app.query_one("SELECT url AS v FROM webhook_endpoints"),
+        "http://127.0.0.1:9/other"
+    );
+    assert_eq!(
+        app.count("webhook_endpoints WHERE enabled = FALSE AND description = 'New CRM'"),
+        1,
+        "an unticked box switches it off"
+    );
+    assert_eq!(audits(&app, "webhook.update", &id), 1);
+    let page = admin.get(&format!("{path}?notice=webhook_updated")).await;
+    assert!(page.body.contains("The endpoint is saved."));
+    assert!(page.body.contains("Enable the endpoint"));
+
+    // A refused edit: the errors, linked to their fields, in both languages; nothing changed.
+    let bad = [("url", "ftp://example.org"), ("description", "x")];
+    let refused = admin.post(&path, &path, &bad).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("href=\"#f-url\""), "{}", refused.body);
+    assert!(refused.body.contains("href=\"#event-1\""));
+    assert!(refused.body.contains("choose at least one event"));
+    assert!(refused
+        .body
+        .contains("value=\"ftp:&#x2f;&#x2f;example.org\""));
+    admin.language = "es";
+    let refused = admin.post(&path, &path, &bad).await;
+    assert!(refused.body.contains("Corrige esto primero"));
+    assert!(refused.body.contains("elige al menos un evento"));
+    admin.language = "en";
+    assert_eq!(audits(&app, "webhook.update", &id), 1);
+
+    // On and off with one button.
+    let on = admin
+        .post(&path, &format!("{path}/enabled"), &[("enabled", "true")])
+        .await;
+    assert_eq!(on.status, 303);
+    assert!(on.location().ends_with("notice=webhook_enabled"));
+    assert_eq!(app.count("webhook_endpoints WHERE enabled = TRUE"), 1);
+    let off = admin
+        .post(&path, &format!("{path}/enabled"), &[("enabled", "false")])
+        .await;
+    assert!(off.location().ends_with("notice=webhook_disabled"));
+    assert_eq!(app.count("webhook_endpoints WHERE enabled = FALSE"), 1);
+
+    // Deliveries, newest first, 50 to a page, following the cursor.
+    for i in 0..55 {
+        app.sql(&format!(
+            "INSERT INTO webhook_messages (id, endpoint_id, event_type, payload, state, attempts, created_at, updated_at) \
+             VALUES ('msg_{i:032x}', '{id}', 'subscriber.updated', '{{}}', 'delivered', 1, '2026-01-15 12:00:00', '2026-01-15 12:00:00')"
+        ));
+    }
+    let first = admin.get(&path).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(
+        first
+            .body
+            .matches("<code>subscriber.updated</code></th>")
+            .count(),
+        50
+    );
+    assert!(!first.body.contains("Newest deliveries"));
+    let older = format!("{path}?before=msg_{:032x}", 5);
+    assert!(first.body.contains(&format!("?before=msg_{:032x}", 5)));
+    let second = admin.get(&older).await;
+    assert_eq!(
+        second
+            .body
+            .matches("<code>subscriber.updated</code></th>")
+            .count(),
+        5
+    );
+    assert!(second.body.contains("Newest deliveries"));
+    assert!(!second.body.contains("Older deliveries"));
+    assert_eq!(
+        admin.get(&format!("{path}?before=nonsense")).await.status,
+        404
+    );
+
+    // Deleting asks first, then removes the endpoint and its log.
+    let ask = admin.post(&path, &format!("{path}/delete"), &[]).await;
+    assert_eq!(ask.status, 200);
+    assert!(
+        ask.body
+            .contains("Delete the endpoint http:&#x2f;&#x2f;127.0.0.1:9&#x2f;other?"),
+        "{}",
+        ask.body
+    );
+    assert_eq!(app.count("webhook_endpoints"), 1);
+    let gone = admin
+        .post(&path, &format!("{path}/delete"), &[("confirm", "yes")])
+        .await;
+    assert_eq!(gone.status, 303);
+    assert!(gone
+        .location()
+        .ends_with("/webhooks?notice=webhook_deleted"));
+    assert_eq!(app.count("webhook_endpoints"), 0);
+    assert_eq!(app.count("webhook_messages"), 0);
+    assert_eq!(audits(&app, "webhook.delete", &id), 1);
+    assert_eq!(admin.get(&path).await.status, 404);
+
+    // Editors may not.
+    let mut editor = signed_in(&app, Role::Editor).await;
+    assert_eq!(editor.post("/account", &path, &edit).await.status, 403);
 }

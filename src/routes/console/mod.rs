@@ -113,7 +113,9 @@ console_routes! {
     "/api-keys/{id}/revoke" => { post => admin::keys::revoke [Admin] },
     "/audit-log" => { get => admin::audit::page [Admin] },
     "/webhooks" => { get => admin::webhooks::page [Admin], post => admin::webhooks::create [Admin] },
-    "/webhooks/{id}" => { get => admin::webhooks::show [Admin] },
+    "/webhooks/{id}" => { get => admin::webhooks::show [Admin], post => admin::webhooks::update [Admin] },
+    "/webhooks/{id}/enabled" => { post => admin::webhooks::switch [Admin] },
+    "/webhooks/{id}/delete" => { post => admin::webhooks::delete [Admin] },
     "/webhooks/{id}/test" => { post => admin::webhooks::test [Admin] },
     "/webhooks/{id}/rotate" => { post => admin::webhooks::rotate [Admin] },
 }

@@ -295,6 +295,12 @@ fn link_of(invitation: Invitation) -> InvitationLink {
     }
 }
 
+/// The password an invitee chose, typed twice.
+pub struct ChosenPassword {
+    pub password: String,
+    pub repeated: String,
+}
+
 /// Accepts an invitation: the account is created with the chosen password (the rules every
 /// password follows) and the invitation's role and language, the invitation is used up, and a
 /// console session begins — all in one transaction.
@@ -304,8 +310,7 @@ pub async fn accept(
     origin: &str,
     ip: Option<&str>,
     token: String,
-    password: String,
-    repeated: String,
+    chosen: ChosenPassword,
     limits: auth::sessions::SessionLimits,
 ) -> Result<(auth::sessions::Started, staff_db::StaffMember), LinkError> {
     count_attempt(limiter, origin)?;
@@ -313,6 +318,7 @@ pub async fn accept(
     let Some(found) = db.run(move |conn| find_open(conn, &lookup)).await? else {
         return Err(LinkError::Invalid);
     };
+    let ChosenPassword { password, repeated } = chosen;
     let mut errors = FieldErrors::new();
     if let Err(e) = passwords::check_new_password(&password) {
         errors.add("password", e);

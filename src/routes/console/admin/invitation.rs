@@ -196,8 +196,10 @@ pub async fn accept(
         &origin,
         ip.as_deref(),
         token.clone(),
-        form.password,
-        form.password_again,
+        service::ChosenPassword {
+            password: form.password,
+            repeated: form.password_again,
+        },
         frame::limits(&state),
     )
     .await;
