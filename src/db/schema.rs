@@ -128,6 +128,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    staff_invitations (id) {
+        id -> Text,
+        email -> Text,
+        role -> Text,
+        language -> Text,
+        token_hash -> Text,
+        invited_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     subscriber_interests (subscriber_id, interest_slug) {
         subscriber_id -> Text,
         interest_slug -> Text,
@@ -370,6 +384,7 @@ diesel::joinable!(api_keys -> staff (created_by));
 diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(consent_events -> subscribers (subscriber_id));
 diesel::joinable!(console_sessions -> staff (staff_id));
+diesel::joinable!(staff_invitations -> staff (invited_by));
 diesel::joinable!(deliveries -> newsletters (newsletter_id));
 diesel::joinable!(delivery_results -> newsletters (newsletter_id));
 diesel::joinable!(import_parts -> imports (import_id));
@@ -405,6 +420,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     render_marks,
     segments,
     staff,
+    staff_invitations,
     subscriber_interests,
     subscribers,
     suppressions,

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::ids::{ApiKeyId, StaffId};
-use super::schema::{api_keys, staff};
+use super::schema::{api_keys, staff, staff_invitations};
 use super::AnyConnection;
 use crate::domain::Role;
 
@@ -230,4 +230,105 @@ pub fn revoke_api_key(
     .set(api_keys::revoked_at.eq(Some(now)))
     .execute(conn)
     .map(|n| n == 1)
+}
+
+crate::id_type! {
+    /// An open invitation to join the staff (`staff_invitations.id`).
+    pub struct InvitationId;
+}
+
+/// An invitation still open: the address, the role and console language it was made with, and
+/// the SHA-256 of its link's token.
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = staff_invitations, treat_none_as_default_value = false)]
+pub struct Invitation {
+    pub id: InvitationId,
+    pub email: String,
+    pub role: Role,
+    pub language: String,
+    pub token_hash: String,
+    pub invited_by: Option<StaffId>,
+    pub created_at: NaiveDateTime,
+    /// When the link now valid was sent (sending again replaces the link).
+    pub sent_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+pub fn insert_invitation(conn: &mut AnyConnection, invitation: &Invitation) -> QueryResult<()> {
+    diesel::insert_into(staff_invitations::table)
+        .values(invitation)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Every open invitation, newest first, with the address of who made it (while their account
+/// exists).
+pub fn list_invitations(
+    conn: &mut AnyConnection,
+) -> QueryResult<Vec<(Invitation, Option<String>)>> {
+    staff_invitations::table
+        .left_join(staff::table)
+        .order(staff_invitations::created_at.desc())
+        .select((Invitation::as_select(), staff::email.nullable()))
+        .load(conn)
+}
+
+pub fn find_invitation(
+    conn: &mut AnyConnection,
+    id: &InvitationId,
+) -> QueryResult<Option<Invitation>> {
+    staff_invitations::table
+        .find(id)
+        .select(Invitation::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_invitation_by_email(
+    conn: &mut AnyConnection,
+    email: &str,
+) -> QueryResult<Option<Invitation>> {
+    staff_invitations::table
+        .filter(staff_invitations::email.eq(email))
+        .select(Invitation::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The invitations whose links carry these token hashes and are still valid at `now`.
+pub fn find_open_invitations_by_token(
+    conn: &mut AnyConnection,
+    token_hashes: &[String],
+    now: NaiveDateTime,
+) -> QueryResult<Vec<Invitation>> {
+    staff_invitations::table
+        .filter(staff_invitations::token_hash.eq_any(token_hashes))
+        .filter(staff_invitations::expires_at.gt(now))
+        .select(Invitation::as_select())
+        .load(conn)
+}
+
+/// Gives an invitation a new link (its token's hash) and expiry; false when it is gone.
+pub fn renew_invitation(
+    conn: &mut AnyConnection,
+    id: &InvitationId,
+    token_hash: &str,
+    sent_at: NaiveDateTime,
+    expires_at: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(staff_invitations::table.find(id))
+        .set((
+            staff_invitations::token_hash.eq(token_hash),
+            staff_invitations::sent_at.eq(sent_at),
+            staff_invitations::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Deletes an invitation (withdrawn or accepted); false when it was gone already.
+pub fn delete_invitation(conn: &mut AnyConnection, id: &InvitationId) -> QueryResult<bool> {
+    diesel::delete(staff_invitations::table.find(id))
+        .execute(conn)
+        .map(|n| n == 1)
 }

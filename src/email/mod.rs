@@ -306,15 +306,19 @@ impl Mailer {
         if let Some(list_id) = mail.list_id {
             builder = builder.raw_header(header("List-Id", list_id));
         }
+        // A message that is not list mail (a staff invitation) has no unsubscribe link.
+        if !mail.unsubscribe_url.is_empty() {
+            builder = builder
+                .raw_header(header(
+                    "List-Unsubscribe",
+                    format!("<{}>", mail.unsubscribe_url),
+                ))
+                .raw_header(header(
+                    "List-Unsubscribe-Post",
+                    "List-Unsubscribe=One-Click".into(),
+                ));
+        }
         builder
-            .raw_header(header(
-                "List-Unsubscribe",
-                format!("<{}>", mail.unsubscribe_url),
-            ))
-            .raw_header(header(
-                "List-Unsubscribe-Post",
-                "List-Unsubscribe=One-Click".into(),
-            ))
             .raw_header(header("Content-Language", language.into()))
             .multipart(
                 MultiPart::alternative()

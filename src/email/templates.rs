@@ -42,6 +42,8 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "mail/already_subscribed.txt",
     "mail/newsletter_footer.html",
     "mail/newsletter_footer.txt",
+    "mail/staff_invitation.html",
+    "mail/staff_invitation.txt",
 ];
 
 /// The staff console's screens (rendered through HTTP in the console's tests, in both languages).
@@ -88,6 +90,8 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/admin/webhooks.html",
     "console/admin/webhook.html",
     "console/admin/webhook_secret.html",
+    "console/admin/invitation.html",
+    "console/admin/confirm_action.html",
 ];
 
 /// The console's wording, kept apart from the public pages': the frame's strings are
@@ -601,7 +605,7 @@ mod tests {
             token => "tok", name => "Ana <script>", language => "es", status => "unsubscribed",
             saved => true, errors => vec![error], interests => vec![item], preferences_url => "https://x/p",
             unsubscribe_url => "https://x/u", confirm_url => "https://x/c", expires_days => 7,
-            title => "T", message => "M",
+            title => "T", message => "M", invitation_url => "https://x/i", role => "editor",
         };
         for address in [None, Some("1 Main St, Phoenix AZ")] {
             let templates = Templates::new("Org", address).unwrap();

@@ -142,6 +142,32 @@ fn load_proposals(
         .collect())
 }
 
+/// The invitations whose current links the invitation mails of these jobs carry, by job id:
+/// a link withdrawn, used, replaced or expired since is absent.
+fn load_invitations(
+    conn: &mut db::AnyConnection,
+    jobs: &[ClaimedJob],
+) -> Result<HashMap<String, db::staff::Invitation>, db::DbError> {
+    let by_hash: HashMap<String, &str> = jobs
+        .iter()
+        .filter(|j| j.kind == super::INVITATION_MAIL_KIND)
+        .filter_map(|j| {
+            let payload: super::InvitationMail = serde_json::from_str(&j.payload).ok()?;
+            Some((tokens::hash_token(&payload.token), j.id.as_str()))
+        })
+        .collect();
+    if by_hash.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let hashes: Vec<String> = by_hash.keys().cloned().collect();
+    Ok(
+        db::staff::find_open_invitations_by_token(conn, &hashes, db::now())?
+            .into_iter()
+            .filter_map(|i| Some((by_hash.get(&i.token_hash)?.to_string(), i)))
+            .collect(),
+    )
+}
+
 impl Worker {
     /// Reads every claimed job's recipient in one database visit and renders the messages there
     /// too, on the blocking pool: rendering is CPU work that must not stall the async threads.
@@ -155,6 +181,7 @@ impl Worker {
             .run(move |conn| -> Result<_, db::DbError> {
                 let recipients = load_recipients(conn, &jobs)?;
                 let proposals = load_proposals(conn, &jobs)?;
+                let invitations = load_invitations(conn, &jobs)?;
                 let catalogue = if proposals.is_empty() {
                     Vec::new()
                 } else {
@@ -163,6 +190,10 @@ impl Worker {
                 Ok(jobs
                     .into_iter()
                     .map(|job| {
+                        if job.kind == super::INVITATION_MAIL_KIND {
+                            let prepared = renderer.invitation(&job, invitations.get(&job.id));
+                            return (job, prepared);
+                        }
                         let recipient = job
                             .subscriber_id
                             .as_ref()
@@ -263,6 +294,55 @@ impl MailRenderer {
         let payload: Payload = serde_json::from_str(&job.payload).unwrap_or_default();
         self.render(kind, &recipient, payload.token.as_deref()).map_err(|e| {
             tracing::error!(job_id = %job.id, kind = kind.job_kind(), error = format!("{e:#}"), "rendering a mail failed");
+            Outcome::from(SendError::Permanent(format!("rendering: {e:#}")))
+        })
+    }
+
+    /// A staff invitation, in the language it was made with; nothing when its link is no longer
+    /// the valid one.
+    fn invitation(&self, job: &ClaimedJob, invitation: Option<&db::staff::Invitation>) -> Prepared {
+        let Some(invitation) = invitation else {
+            return Err(Outcome::Dropped(
+                "the invitation was withdrawn, accepted, sent again or has expired",
+            ));
+        };
+        let Ok(payload) = serde_json::from_str::<super::InvitationMail>(&job.payload) else {
+            return Err(Outcome::from(SendError::Permanent(
+                "invitation payload unreadable".into(),
+            )));
+        };
+        let language = Language::parse(&invitation.language).unwrap_or_default();
+        let left = invitation.expires_at - crate::db::now();
+        let ctx = context! {
+            invitation_url => format!("{}{}", payload.link, payload.token),
+            role => invitation.role.as_str(),
+            expires_days => (left.num_hours() + 23) / 24,
+        };
+        let rendered = (|| -> anyhow::Result<OutgoingMail> {
+            let name = "mail/staff_invitation";
+            Ok(OutgoingMail {
+                to_email: invitation.email.clone(),
+                to_name: None,
+                language,
+                subject: self
+                    .templates
+                    .text(language, "console.admin.invitation_mail.subject"),
+                html: self
+                    .templates
+                    .render(&format!("{name}.html"), language, ctx.clone())?,
+                text: self
+                    .templates
+                    .render(&format!("{name}.txt"), language, ctx)?,
+                // Not list mail: no unsubscribe headers.
+                unsubscribe_url: String::new(),
+                from: None,
+                reply_to: None,
+                list_id: None,
+                message_id: None,
+            })
+        })();
+        rendered.map_err(|e| {
+            tracing::error!(job_id = %job.id, error = format!("{e:#}"), "rendering an invitation failed");
             Outcome::from(SendError::Permanent(format!("rendering: {e:#}")))
         })
     }

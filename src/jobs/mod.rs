@@ -229,6 +229,43 @@ pub fn enqueue_test_mail(
     )
 }
 
+/// A staff invitation's mail. The job carries the link (its token, as a confirmation mail's job
+/// does); the worker sends it only while that link is still the invitation's valid one.
+pub const INVITATION_MAIL_KIND: &str = "mail.staff_invitation";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct InvitationMail {
+    /// The invitation page's address, to which the token is added.
+    pub link: String,
+    pub token: String,
+}
+
+pub fn enqueue_invitation_mail(
+    conn: &mut AnyConnection,
+    link: &str,
+    token: &str,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    let payload = InvitationMail {
+        link: link.to_owned(),
+        token: token.to_owned(),
+    };
+    queue::insert_job(
+        conn,
+        &NewJob {
+            id: db::new_id(),
+            kind: INVITATION_MAIL_KIND,
+            payload: serde_json::to_string(&payload).unwrap_or_default(),
+            subscriber_id: None,
+            state: queue::JobState::Queued,
+            attempts: 0,
+            max_attempts: MAIL_MAX_ATTEMPTS,
+            run_at: now,
+            created_at: now,
+        },
+    )
+}
+
 /// Delay before attempt `n + 1`: 30 s doubling per attempt, capped at one hour, with jitter.
 /// Commits a job's outcome with `write` (in a transaction). A write that fails (a full disk, a
 /// database restarting) is tried again, with backoff, for as long as the job's lease leaves

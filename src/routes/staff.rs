@@ -1,4 +1,4 @@
-//! Staff sign-in, staff accounts, and API keys for scripts.
+//! Staff sign-in, staff accounts and invitations, and API keys for scripts.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -6,10 +6,14 @@ use serde::Deserialize;
 use super::HandlerResult;
 use crate::auth::{AdminOnly, AnyStaff, Authorized};
 use crate::db::ids::{ApiKeyId, StaffId};
+use crate::db::staff::InvitationId;
 use crate::error::ApiError;
+use crate::services::staff::invitations::{self, InvitationError, InviteError};
 use crate::services::staff::{self as service, Creator};
 use crate::state::AppState;
-use crate::views::staff::{ApiKeyView, AuditEntryView, CreatedApiKeyView, StaffView, TokenView};
+use crate::views::staff::{
+    ApiKeyView, AuditEntryView, CreatedApiKeyView, InvitationView, StaffView, TokenView,
+};
 use crate::views::{BeforePage, List};
 
 impl From<service::CreateMemberError> for ApiError {
@@ -82,6 +86,43 @@ impl From<service::RevokeKeyError> for ApiError {
     }
 }
 
+impl From<InviteError> for ApiError {
+    fn from(e: InviteError) -> Self {
+        match e {
+            InviteError::Invalid(errors) => Self::Validation(errors),
+            e @ (InviteError::HasAccount | InviteError::AlreadyInvited) => {
+                Self::Conflict(e.to_string())
+            }
+            InviteError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<InvitationError> for ApiError {
+    fn from(e: InvitationError) -> Self {
+        match e {
+            InvitationError::NotFound => Self::NotFound,
+            InvitationError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Where invitation links lead: the console's invitation page, to which the token is added.
+pub fn invitation_link_base(state: &AppState) -> String {
+    format!(
+        "{}{}/invitation/",
+        state.settings.base_url(),
+        state.settings.console_path
+    )
+}
+
+fn invitation_links<'a>(state: &'a AppState, base: &'a str) -> invitations::Links<'a> {
+    invitations::Links {
+        base,
+        mail_ready: &state.mail_ready,
+    }
+}
+
 fn gate(state: &AppState) -> service::Gate<'_> {
     service::Gate {
         limiter: &state.login_limiter,
@@ -144,6 +185,85 @@ pub async fn create_staff(
     };
     let member = service::create_member(&state.db, by, input).await?;
     Ok(HttpResponse::Created().json(StaffView::from(&member)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitationBody {
+    email: String,
+    role: String,
+    language: String,
+}
+
+/// Invites an address: Enlace mails it a single-use link to choose a password.
+pub async fn invite_staff(
+    auth: Authorized<AdminOnly>,
+    body: Result<super::json::Json<NewInvitationBody>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    // Credentials are checked before the body is looked at.
+    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let input = invitations::NewInvitation {
+        email: body.email,
+        role: body.role,
+        language: body.language,
+    };
+    let base = invitation_link_base(&state);
+    let links = invitation_links(&state, &base);
+    let (actor, ip) = (&auth.principal, auth.ip.as_deref());
+    let open = invitations::invite(&state.db, links, actor, ip, input).await?;
+    let view = InvitationView::new(&open.invitation, open.invited_by.as_deref(), db_now());
+    Ok(HttpResponse::Created().json(view))
+}
+
+fn db_now() -> chrono::NaiveDateTime {
+    crate::db::now()
+}
+
+pub async fn list_invitations(
+    _auth: Authorized<AdminOnly>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let open = invitations::list_invitations(&state.db).await?;
+    let now = db_now();
+    let data = open
+        .iter()
+        .map(|o| InvitationView::new(&o.invitation, o.invited_by.as_deref(), now));
+    Ok(HttpResponse::Ok().json(List::new(data)))
+}
+
+/// Withdraws an invitation: its link stops working.
+pub async fn withdraw_invitation(
+    auth: Authorized<AdminOnly>,
+    id: web::Path<uuid::Uuid>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let id = InvitationId::from(id.into_inner());
+    invitations::withdraw(&state.db, &auth.principal, auth.ip.as_deref(), id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Sends an invitation again with a new link, valid for another seven days; the old link dies.
+pub async fn resend_invitation(
+    auth: Authorized<AdminOnly>,
+    id: web::Path<uuid::Uuid>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let id = InvitationId::from(id.into_inner());
+    let base = invitation_link_base(&state);
+    let links = invitation_links(&state, &base);
+    let (actor, ip) = (&auth.principal, auth.ip.as_deref());
+    let invitation = invitations::resend(&state.db, links, actor, ip, id).await?;
+    let invited_by = match &invitation.invited_by {
+        Some(by) => service::list_members(&state.db)
+            .await?
+            .into_iter()
+            .find(|m| &m.id == by)
+            .map(|m| m.email),
+        None => None,
+    };
+    let view = InvitationView::new(&invitation, invited_by.as_deref(), db_now());
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[derive(Deserialize)]

@@ -196,7 +196,7 @@ pub struct DeliveriesQuery {
     limit: Option<i64>,
 }
 
-fn is_message_id(raw: &str) -> bool {
+pub(crate) fn is_message_id(raw: &str) -> bool {
     raw.strip_prefix("msg_").is_some_and(|rest| {
         rest.len() == 32
             && rest

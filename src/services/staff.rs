@@ -1,5 +1,8 @@
 //! Staff and keys: creating and changing staff accounts, signing in, changing one's own
-//! password, the API keys scripts use, and reading the audit log.
+//! password, the API keys scripts use, and reading the audit log. Invitations by e-mail are in
+//! `invitations`.
+
+pub mod invitations;
 
 use std::collections::HashMap;
 
@@ -341,7 +344,12 @@ pub async fn change_own_password(
 
 /// Counts an attempt against `key`; when over the limit, the seconds to wait (at least one).
 fn limit_attempt(gate: &Gate<'_>, key: String) -> Result<(), u64> {
-    gate.limiter.check_key(&key).map_err(|not_until| {
+    limit_attempt_on(gate.limiter, key)
+}
+
+/// `limit_attempt` with the limiter alone.
+fn limit_attempt_on(limiter: &DefaultKeyedRateLimiter<String>, key: String) -> Result<(), u64> {
+    limiter.check_key(&key).map_err(|not_until| {
         use governor::clock::{Clock, DefaultClock};
         not_until
             .wait_time_from(DefaultClock::default().now())

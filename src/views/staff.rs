@@ -160,3 +160,37 @@ pub struct KeyOwnerView<'a> {
     pub email: &'a str,
     pub id: &'a str,
 }
+
+/// An open staff invitation as admins read it (never its link or token).
+#[derive(Serialize)]
+pub struct InvitationView<'a> {
+    pub created_at: String,
+    pub email: &'a str,
+    pub expired: bool,
+    pub expires_at: String,
+    pub id: &'a str,
+    pub invited_by: Option<&'a str>,
+    pub language: &'a str,
+    pub role: &'a str,
+    pub sent_at: String,
+}
+
+impl<'a> InvitationView<'a> {
+    pub fn new(
+        invitation: &'a crate::db::staff::Invitation,
+        invited_by: Option<&'a str>,
+        now: chrono::NaiveDateTime,
+    ) -> Self {
+        Self {
+            created_at: offset_time(invitation.created_at),
+            email: &invitation.email,
+            expired: invitation.expires_at <= now,
+            expires_at: offset_time(invitation.expires_at),
+            id: &invitation.id,
+            invited_by,
+            language: &invitation.language,
+            role: invitation.role.as_str(),
+            sent_at: offset_time(invitation.sent_at),
+        }
+    }
+}

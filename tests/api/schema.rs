@@ -83,6 +83,7 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         deliveries,
         delivery_results,
         console_sessions,
+        staff_invitations,
         mail_events,
         provider_tokens,
         render_marks,

@@ -1,5 +1,6 @@
 //! API keys for scripts: the list (with when each was last used), creating one with scopes
-//! (its secret shown once, on the answer to the form), and revoking one.
+//! (its secret shown once, on the answer to the form), and revoking one (after a page that says
+//! what revoking does).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -111,13 +112,36 @@ pub async fn create(posted: Posted<AdminOnly, NewKeyForm>) -> HttpResponse {
 }
 
 #[derive(Deserialize)]
-pub struct RevokeForm {}
+pub struct RevokeForm {
+    /// `yes` once the admin has confirmed.
+    #[serde(default)]
+    confirm: String,
+}
 
 pub async fn revoke(posted: Posted<AdminOnly, RevokeForm>, id: web::Path<String>) -> HttpResponse {
     let console = &posted.console;
     let Some(id) = ApiKeyId::parse(&id) else {
         return console.error(StatusCode::NOT_FOUND, "not_found");
     };
+    if posted.form.confirm != "yes" {
+        let keys = match service::list_keys(&console.state.db).await {
+            Ok(keys) => keys,
+            Err(e) => return console.internal(e),
+        };
+        let Some((key, _)) = keys
+            .iter()
+            .find(|(k, _)| k.id == id && k.revoked_at.is_none())
+        else {
+            return console.error(StatusCode::NOT_FOUND, "not_found");
+        };
+        return super::confirm_page(
+            console,
+            "revoke_key",
+            &key.name,
+            &format!("/api-keys/{id}/revoke"),
+            "/api-keys",
+        );
+    }
     let (actor, ip) = (&console.principal, console.ip.as_deref());
     match service::revoke_key(&console.state.db, actor, ip, id).await {
         Ok(()) => console.redirect("/api-keys", Some("key_revoked")),

@@ -1,16 +1,40 @@
-//! The admins' screens: staff accounts, API keys and the audit log. Every change goes through
-//! `services::staff`, the same use cases as the JSON API.
+//! The admins' screens: staff accounts and invitations, API keys, webhooks and the audit log,
+//! and the public page an invitation's link opens. Every change goes through `services::staff`
+//! and `services::webhooks`, the same use cases as the JSON API.
 
 pub mod audit;
+pub mod invitation;
 pub mod keys;
 pub mod staff;
 pub mod webhooks;
 
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use minijinja::context;
 use serde::Deserialize;
+
+use crate::routes::console::frame::Console;
 
 /// A page's notice after a change (`?notice=…`), worded under `console.admin.notices`.
 #[derive(Deserialize)]
 pub struct NoticeQuery {
     #[serde(default)]
     notice: Option<String>,
+}
+
+/// The second step before an action that cannot be undone: a page saying what it will do
+/// (`console.admin.confirm_action.{what}`, about `name`), with a form that posts to `action`
+/// again, confirmed, and a way `back`.
+pub fn confirm_page(
+    console: &Console,
+    what: &str,
+    name: &str,
+    action: &str,
+    back: &str,
+) -> HttpResponse {
+    console.page(
+        StatusCode::OK,
+        "admin/confirm_action",
+        context! { what => what, name => name, action => action, back => back },
+    )
 }

@@ -1,6 +1,7 @@
-//! Staff accounts: the list, creating an account, changing a role, disabling and enabling.
-//! Demoting and disabling ask for confirmation first; the service refuses an admin who would
-//! demote or disable themselves.
+//! Staff accounts: the list, inviting someone by e-mail (and the open invitations, to send again
+//! or withdraw), creating an account with a first password, changing a role, disabling and
+//! enabling. Demoting and disabling ask for confirmation first; the service refuses an admin who
+//! would demote or disable themselves.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -13,6 +14,7 @@ use crate::db::ids::StaffId;
 use crate::db::staff::StaffMember;
 use crate::domain::FieldErrors;
 use crate::routes::console::frame::{Console, Posted, Signed};
+use crate::services::staff::invitations::{self, InvitationError, InviteError};
 use crate::services::staff::{self as service, CreateMemberError, Creator, UpdateMemberError};
 
 /// What the staff page shows besides the list.
@@ -24,13 +26,38 @@ struct Extra<'a> {
     notice: Option<&'a str>,
     /// A refused change, by key under `console.admin.staff.refused`.
     refused: Option<&'a str>,
+    /// The invitation form as sent back (email, role, language) and its errors.
+    invite: Option<(&'a str, &'a str, &'a str)>,
+    invite_errors: Option<Value>,
 }
 
 async fn staff_page(console: &Console, status: StatusCode, extra: Extra<'_>) -> HttpResponse {
-    let members = match service::list_members(&console.state.db).await {
-        Ok(members) => members,
-        Err(e) => return console.internal(e),
-    };
+    let db = &console.state.db;
+    let (members, open) =
+        match tokio::try_join!(service::list_members(db), invitations::list_invitations(db)) {
+            Ok(both) => both,
+            Err(e) => return console.internal(e),
+        };
+    let open: Vec<Value> = open
+        .iter()
+        .map(|o| {
+            let i = &o.invitation;
+            context! {
+                id => i.id.as_str(),
+                email => &i.email,
+                role => i.role.as_str(),
+                language => &i.language,
+                invited_by => &o.invited_by,
+                sent_at => i.sent_at,
+                expires_at => i.expires_at,
+                expired => o.expired(),
+            }
+        })
+        .collect();
+    let (invite_email, invite_role, invite_language) =
+        extra
+            .invite
+            .unwrap_or(("", "viewer", console.language.as_str()));
     let me = &console.session.member.id;
     let rows: Vec<Value> = members
         .iter()
@@ -54,6 +81,13 @@ async fn staff_page(console: &Console, status: StatusCode, extra: Extra<'_>) -> 
             form => context! { email => extra.email, role => extra.role },
             admin_notice => extra.notice,
             refused => extra.refused,
+            invitations => open,
+            invite => context! {
+                email => invite_email,
+                role => invite_role,
+                language => invite_language,
+            },
+            invite_errors => extra.invite_errors,
         },
     )
 }
@@ -104,6 +138,99 @@ pub async fn create(posted: Posted<AdminOnly, NewMemberForm>) -> HttpResponse {
         ..Extra::default()
     };
     staff_page(console, StatusCode::UNPROCESSABLE_ENTITY, extra).await
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    invite_email: String,
+    #[serde(default)]
+    invite_role: String,
+    #[serde(default)]
+    invite_language: String,
+}
+
+/// The service's field errors under the invitation form's field names.
+fn invite_errors(console: &Console, errors: FieldErrors) -> Value {
+    let mut renamed = FieldErrors::new();
+    renamed.merge_prefixed("invite_", errors);
+    console.field_errors(&renamed)
+}
+
+pub async fn invite(posted: Posted<AdminOnly, InviteForm>) -> HttpResponse {
+    let console = &posted.console;
+    let form = posted.form;
+    let state = &console.state;
+    let base = crate::routes::staff::invitation_link_base(state);
+    let links = invitations::Links {
+        base: &base,
+        mail_ready: &state.mail_ready,
+    };
+    let input = invitations::NewInvitation {
+        email: form.invite_email.clone(),
+        role: form.invite_role.clone(),
+        language: form.invite_language.clone(),
+    };
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    let (status, errors) = match invitations::invite(&state.db, links, actor, ip, input).await {
+        Ok(_) => return console.redirect("/staff", Some("invited")),
+        Err(InviteError::Invalid(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
+        Err(InviteError::HasAccount) => (
+            StatusCode::CONFLICT,
+            FieldErrors::one("email", "already has a staff account"),
+        ),
+        Err(InviteError::AlreadyInvited) => (
+            StatusCode::CONFLICT,
+            FieldErrors::one(
+                "email",
+                "already has an open invitation; send it again or withdraw it",
+            ),
+        ),
+        Err(e) => return console.internal(e),
+    };
+    let extra = Extra {
+        invite: Some((&form.invite_email, &form.invite_role, &form.invite_language)),
+        invite_errors: Some(invite_errors(console, errors)),
+        ..Extra::default()
+    };
+    staff_page(console, status, extra).await
+}
+
+#[derive(Deserialize)]
+pub struct EmptyForm {}
+
+/// Sends an invitation again with a new link; the old link stops working.
+pub async fn resend(posted: Posted<AdminOnly, EmptyForm>, id: web::Path<String>) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = crate::db::staff::InvitationId::parse(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let state = &console.state;
+    let base = crate::routes::staff::invitation_link_base(state);
+    let links = invitations::Links {
+        base: &base,
+        mail_ready: &state.mail_ready,
+    };
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    match invitations::resend(&state.db, links, actor, ip, id).await {
+        Ok(_) => console.redirect("/staff", Some("invitation_resent")),
+        Err(InvitationError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
+}
+
+/// Withdraws an invitation; its link stops working at once.
+pub async fn withdraw(posted: Posted<AdminOnly, EmptyForm>, id: web::Path<String>) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = crate::db::staff::InvitationId::parse(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    match invitations::withdraw(&console.state.db, actor, ip, id).await {
+        Ok(()) => console.redirect("/staff", Some("invitation_withdrawn")),
+        Err(InvitationError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
 }
 
 /// The member a path names, as they are now.

@@ -1,6 +1,8 @@
 //! Webhook endpoints: the list, registering one (its signing secret shown once, on the answer
-//! to the form), an endpoint's deliveries with their status and attempts, a test send, and
-//! rotating the secret (the new one shown once).
+//! to the form), an endpoint's page (its deliveries, newest first, a page at a time, with their
+//! status and attempts), changing it (URL, events, description, on or off), a test send, and,
+//! each after a page that says what it does, rotating the secret (the new one shown once) and
+//! deleting it. Every change goes through `services::webhooks`, as the JSON API's do.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -12,7 +14,9 @@ use crate::auth::ManageWebhooks;
 use crate::db::ids::WebhookEndpointId;
 use crate::db::webhooks::Endpoint;
 use crate::routes::console::frame::{Console, Posted, Signed};
-use crate::services::webhooks::{self as service, EndpointError, TestEndpointError};
+use crate::services::webhooks::{
+    self as service, EndpointError, TestEndpointError, UpdateEndpointError,
+};
 use crate::webhooks::EventType;
 
 /// Deliveries on an endpoint's page.
@@ -120,12 +124,23 @@ pub async fn create(posted: Posted<ManageWebhooks, NewEndpointForm>) -> HttpResp
     }
 }
 
+/// What an endpoint's page shows besides the endpoint and its deliveries.
+#[derive(Default)]
+struct View<'a> {
+    notice: Option<&'a str>,
+    refused: Option<&'a str>,
+    /// Where the page of deliveries starts (a message id), newest first when `None`.
+    before: Option<String>,
+    /// The edit form as sent back, with its errors.
+    form: Option<Value>,
+    errors: Option<Value>,
+}
+
 async fn endpoint_page(
     console: &Console,
     status: StatusCode,
     id: WebhookEndpointId,
-    notice: Option<&str>,
-    refused: Option<&str>,
+    view: View<'_>,
 ) -> HttpResponse {
     let db = &console.state.db;
     let endpoint = match service::get_endpoint(db, id.clone()).await {
@@ -135,7 +150,7 @@ async fn endpoint_page(
     };
     let query = service::DeliveryQuery {
         state: None,
-        cursor: None,
+        cursor: view.before.clone(),
         limit: DELIVERIES,
     };
     let page = match service::list_deliveries(db, id, query).await {
@@ -176,30 +191,196 @@ async fn endpoint_page(
         .messages
         .iter()
         .any(|(m, _)| m.state.as_str() == "pending");
+    let row = endpoint_row(&endpoint);
+    let form = view.form.unwrap_or_else(|| row.clone());
     console.page(
         status,
         "admin/webhook",
         context! {
-            endpoint => endpoint_row(&endpoint),
+            endpoint => row,
+            form => form,
+            errors => view.errors,
+            events => event_names(),
             disabled_reason => &endpoint.disabled_reason,
             deliveries => deliveries,
             pending => pending,
-            admin_notice => notice,
-            refused => refused,
+            older => page.next,
+            paged => view.before.is_some(),
+            admin_notice => view.notice,
+            refused => view.refused,
         },
     )
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    #[serde(default)]
+    notice: Option<String>,
+    /// The delivery page's start: the last message id of the page before.
+    #[serde(default)]
+    before: Option<String>,
 }
 
 pub async fn show(
     signed: Signed<ManageWebhooks>,
     id: web::Path<String>,
-    query: web::Query<NoticeQuery>,
+    query: web::Query<ShowQuery>,
 ) -> HttpResponse {
     let console = &signed.console;
     let Some(id) = WebhookEndpointId::parse(&id) else {
         return console.error(StatusCode::NOT_FOUND, "not_found");
     };
-    endpoint_page(console, StatusCode::OK, id, query.notice.as_deref(), None).await
+    let query = query.into_inner();
+    let before = query.before.filter(|b| !b.is_empty());
+    if before
+        .as_deref()
+        .is_some_and(|b| !crate::routes::webhooks::is_message_id(b))
+    {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    }
+    let view = View {
+        notice: query.notice.as_deref(),
+        before,
+        ..View::default()
+    };
+    endpoint_page(console, StatusCode::OK, id, view).await
+}
+
+#[derive(Deserialize)]
+pub struct EditForm {
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    events: Vec<String>,
+    /// A checkbox: present when on.
+    #[serde(default)]
+    enabled: Option<String>,
+}
+
+/// Changes an endpoint's URL, description, events and whether it is on, in one go.
+pub async fn update(
+    posted: Posted<ManageWebhooks, EditForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = WebhookEndpointId::parse(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let form = posted.form;
+    let enabled = form.enabled.is_some();
+    let again = context! {
+        id => id.as_str(),
+        url => &form.url,
+        description => &form.description,
+        events => &form.events,
+        enabled => enabled,
+    };
+    let change = service::EndpointChange {
+        url: Some(form.url.clone()),
+        events: Some(form.events.clone()),
+        description: Some(form.description.clone()),
+        enabled: Some(enabled),
+    };
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    let private = console.state.settings.webhook_allow_private;
+    let db = &console.state.db;
+    match service::update_endpoint(db, actor, ip, private, id.clone(), change).await {
+        Ok(_) => console.redirect(&format!("/webhooks/{id}"), Some("webhook_updated")),
+        Err(UpdateEndpointError::Invalid(errors)) => {
+            let view = View {
+                form: Some(again),
+                errors: Some(console.field_errors(&errors)),
+                ..View::default()
+            };
+            endpoint_page(console, StatusCode::UNPROCESSABLE_ENTITY, id, view).await
+        }
+        Err(UpdateEndpointError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EnabledForm {
+    #[serde(default)]
+    enabled: String,
+}
+
+/// Switches an endpoint on or off (off drops what was not delivered yet).
+pub async fn switch(
+    posted: Posted<ManageWebhooks, EnabledForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = WebhookEndpointId::parse(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let enabled = match posted.form.enabled.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => return console.error(StatusCode::BAD_REQUEST, "bad_form"),
+    };
+    let change = service::EndpointChange {
+        url: None,
+        events: None,
+        description: None,
+        enabled: Some(enabled),
+    };
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    let private = console.state.settings.webhook_allow_private;
+    let db = &console.state.db;
+    let notice = if enabled {
+        "webhook_enabled"
+    } else {
+        "webhook_disabled"
+    };
+    match service::update_endpoint(db, actor, ip, private, id.clone(), change).await {
+        Ok(_) => console.redirect(&format!("/webhooks/{id}"), Some(notice)),
+        Err(UpdateEndpointError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    /// `yes` once the admin has confirmed.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// The endpoint a path names, for a confirmation page.
+async fn endpoint_for(console: &Console, id: &WebhookEndpointId) -> Result<Endpoint, HttpResponse> {
+    match service::get_endpoint(&console.state.db, id.clone()).await {
+        Ok(Some(endpoint)) => Ok(endpoint),
+        Ok(None) => Err(console.error(StatusCode::NOT_FOUND, "not_found")),
+        Err(e) => Err(console.internal(e)),
+    }
+}
+
+/// Deletes an endpoint, with its delivery log, once confirmed.
+pub async fn delete(
+    posted: Posted<ManageWebhooks, ConfirmForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = WebhookEndpointId::parse(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    if posted.form.confirm != "yes" {
+        let endpoint = match endpoint_for(console, &id).await {
+            Ok(endpoint) => endpoint,
+            Err(response) => return response,
+        };
+        let (action, back) = (format!("/webhooks/{id}/delete"), format!("/webhooks/{id}"));
+        return super::confirm_page(console, "delete_webhook", &endpoint.url, &action, &back);
+    }
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    match service::delete_endpoint(&console.state.db, actor, ip, id).await {
+        Ok(()) => console.redirect("/webhooks", Some("webhook_deleted")),
+        Err(EndpointError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => console.internal(e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -220,22 +401,35 @@ pub async fn test(
     match service::test_endpoint(&state.db, &state.task_ready, actor, ip, id.clone()).await {
         Ok(_) => console.redirect(&path, Some("test_queued")),
         Err(TestEndpointError::Disabled) => {
-            endpoint_page(console, StatusCode::CONFLICT, id, None, Some("disabled")).await
+            let view = View {
+                refused: Some("disabled"),
+                ..View::default()
+            };
+            endpoint_page(console, StatusCode::CONFLICT, id, view).await
         }
         Err(TestEndpointError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
         Err(e) => console.internal(e),
     }
 }
 
-/// A new signing secret, shown on this answer only; the old one keeps signing for a day.
+/// A new signing secret, once confirmed, shown on this answer only; the old one keeps signing
+/// for a day.
 pub async fn rotate(
-    posted: Posted<ManageWebhooks, EmptyForm>,
+    posted: Posted<ManageWebhooks, ConfirmForm>,
     id: web::Path<String>,
 ) -> HttpResponse {
     let console = &posted.console;
     let Some(id) = WebhookEndpointId::parse(&id) else {
         return console.error(StatusCode::NOT_FOUND, "not_found");
     };
+    if posted.form.confirm != "yes" {
+        let endpoint = match endpoint_for(console, &id).await {
+            Ok(endpoint) => endpoint,
+            Err(response) => return response,
+        };
+        let (action, back) = (format!("/webhooks/{id}/rotate"), format!("/webhooks/{id}"));
+        return super::confirm_page(console, "rotate_secret", &endpoint.url, &action, &back);
+    }
     let (actor, ip) = (&console.principal, console.ip.as_deref());
     let db = &console.state.db;
     match service::rotate_secret(db, actor, ip, id.clone()).await {
