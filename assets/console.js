@@ -3,6 +3,10 @@
 // - [data-copy="ID"] buttons copy the text of element ID to the clipboard and say so.
 // - [data-refresh="SECONDS"] elements with an id are reloaded from the same page every
 //   SECONDS (live counts and progress), replacing their content; stops when hidden.
+// - form[data-autosave="URL"] posts itself to URL a few seconds after each change, keeps its
+//   `version` field current, and reports in its [data-autosave-status] element (whose data-saved,
+//   data-conflict, data-invalid and data-failed attributes hold the words); after a conflict it
+//   stops, so a colleague's newer save is never overwritten.
 "use strict";
 (function () {
   function copyButtons() {
@@ -41,8 +45,43 @@
     });
   }
 
+  function autosave() {
+    document.querySelectorAll("form[data-autosave]").forEach(function (form) {
+      var status = form.querySelector("[data-autosave-status]");
+      var version = form.querySelector("input[name=version]");
+      var timer = null, busy = false, dirty = false, stopped = false;
+      function say(key, extra) {
+        if (!status) return;
+        var words = status.getAttribute("data-" + key) || "";
+        status.textContent = words.replace("{time}", new Date().toLocaleTimeString(document.documentElement.lang, { hour: "2-digit", minute: "2-digit" })) + (extra ? " " + extra : "");
+      }
+      function save() {
+        timer = null;
+        if (busy || stopped || !dirty) return;
+        busy = true; dirty = false;
+        fetch(form.getAttribute("data-autosave"), {
+          method: "POST", credentials: "same-origin", body: new URLSearchParams(new FormData(form))
+        }).then(function (response) {
+          return response.json().catch(function () { return {}; }).then(function (body) {
+            if (response.ok && body.version) { version.value = body.version; say("saved"); }
+            else if (body.state === "conflict" || body.state === "gone") { stopped = true; say("conflict"); }
+            else if (body.state === "invalid") { say("invalid", (body.messages || []).join("; ")); }
+            else { say("failed"); }
+          });
+        }).catch(function () { dirty = true; say("failed"); })
+          .then(function () { busy = false; if (dirty && !stopped && !timer) timer = setTimeout(save, 5000); });
+      }
+      form.addEventListener("input", function () {
+        dirty = true;
+        if (!timer && !stopped) timer = setTimeout(save, 5000);
+      });
+      form.addEventListener("submit", function () { stopped = true; if (timer) clearTimeout(timer); });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     copyButtons();
     refreshers();
+    autosave();
   });
 })();

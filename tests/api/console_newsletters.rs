@@ -612,3 +612,77 @@ async fn the_preview_shows_a_persons_message_in_either_language_in_a_sandboxed_f
     assert_eq!(unknown.status, 422);
     assert!(unescape(&unknown.body).contains("is not anyone on the list"));
 }
+
+#[tokio::test]
+async fn autosave_keeps_the_version_current_and_stops_at_a_colleagues_save() {
+    let app = spawn_app().await;
+    let (mut editor, id) = new_draft(&app).await;
+    let edit = format!("/newsletters/{id}/edit");
+    let page = editor.get(&edit).await;
+    assert!(unescape(&page.body).contains(&format!(
+        "data-autosave=\"/admin/newsletters/{id}/autosave\""
+    )));
+    let first = field_value(&page.body, "version").unwrap();
+
+    let mut draft = DRAFT.to_vec();
+    draft[0] = ("subject", "Rally (draft 2)");
+    draft.push(("version", &first));
+    let saved = editor
+        .post(&edit, &format!("/newsletters/{id}/autosave"), &draft)
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let body: serde_json::Value = serde_json::from_str(&saved.body).unwrap();
+    assert_eq!(body["state"], "saved");
+    let second = body["version"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    let token = app.staff_token(Role::Viewer).await;
+    let api = app
+        .get_json_as(&token, &format!("/api/v1/newsletters/{id}"))
+        .await;
+    assert_eq!(api["subject"], "Rally (draft 2)");
+
+    // The next autosave carries the version the last one returned.
+    let mut draft = DRAFT.to_vec();
+    draft[0] = ("subject", "Rally (draft 3)");
+    draft.push(("version", &second));
+    let saved = editor
+        .post(&edit, &format!("/newsletters/{id}/autosave"), &draft)
+        .await;
+    assert_eq!(saved.status, 200);
+
+    // A page still holding an older version is stopped, and saves nothing.
+    let mut stale = DRAFT.to_vec();
+    stale[0] = ("subject", "Rally (from an old tab)");
+    stale.push(("version", &first));
+    let refused = editor
+        .post(&edit, &format!("/newsletters/{id}/autosave"), &stale)
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("\"conflict\""));
+    let api = app
+        .get_json_as(&token, &format!("/api/v1/newsletters/{id}"))
+        .await;
+    assert_eq!(api["subject"], "Rally (draft 3)");
+
+    // A draft that can't be saved as it stands says why, in the member's language.
+    editor.language = "es";
+    let current = field_value(&editor.get(&edit).await.body, "version").unwrap();
+    let mut broken = DRAFT.to_vec();
+    broken[6] = ("from", "nadie");
+    broken.push(("version", &current));
+    let invalid = editor
+        .post(&edit, &format!("/newsletters/{id}/autosave"), &broken)
+        .await;
+    assert_eq!(invalid.status, 422, "{}", invalid.body);
+    assert!(
+        invalid.body.contains("debe ser una dirección como"),
+        "{}",
+        invalid.body
+    );
+    // Without the form token nothing is saved.
+    let forged = editor
+        .post_raw(&format!("/newsletters/{id}/autosave"), &broken)
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(app.count("audit_log WHERE action = 'newsletter.update'"), 2);
+}

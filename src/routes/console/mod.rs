@@ -104,6 +104,7 @@ console_routes! {
     "/newsletters/new" => { get => newsletters::new_page [Editor] },
     "/newsletters/{id}" => { get => newsletters::show [Viewer] },
     "/newsletters/{id}/edit" => { get => newsletters::edit_page [Editor], post => newsletters::edit [Editor] },
+    "/newsletters/{id}/autosave" => { post => newsletters::autosave [Editor] },
     "/newsletters/{id}/duplicate" => { post => newsletters::duplicate [Editor] },
     "/newsletters/{id}/delete" => { post => newsletters::delete [Editor] },
     "/newsletters/{id}/send-state" => { post => newsletters::transition [Editor] },

@@ -1013,3 +1013,64 @@ pub async fn preview_frame(
         ))
         .body(html)
 }
+
+/// An autosave that saved nothing, as a problem document (RFC 9457) whose `state` tells the
+/// page what to say: `refused`, `invalid` (with the `messages`), `conflict`, `gone` or `failed`.
+fn unsaved(status: StatusCode, state: &str, messages: &[String]) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/problem+json")
+        .json(serde_json::json!({
+            "type": format!("urn:enlace:problem:autosave-{state}"),
+            "title": "The draft was not saved",
+            "status": status.as_u16(),
+            "state": state,
+            "messages": messages,
+        }))
+}
+
+/// The editor's autosave (`assets/console.js`): the same change as saving the form, answered in
+/// JSON so the page stays as it is — the new version when saved; when a colleague saved first,
+/// `409` and nothing saved; when the draft can't be saved as it stands, `422` with the messages.
+pub async fn autosave(
+    posted: Posted<WriteNewsletters, DraftForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let form = &posted.form;
+    let Some(id) = newsletter_id(&id) else {
+        return unsaved(StatusCode::NOT_FOUND, "gone", &[]);
+    };
+    let mut errors = FieldErrors::new();
+    let input = form.input(&mut errors);
+    if input.read_version.is_none() {
+        return unsaved(StatusCode::BAD_REQUEST, "refused", &[]);
+    }
+    let state = &console.state;
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    let refused = |errors: &FieldErrors| {
+        let messages: Vec<String> = errors
+            .iter()
+            .flat_map(|(_, messages)| messages.iter())
+            .map(|m| state.templates.console_message(console.language, m))
+            .collect();
+        unsaved(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &messages)
+    };
+    if !errors.is_empty() {
+        return refused(&errors);
+    }
+    match service::update(&state.db, rendering(state), actor, ip, id, input).await {
+        Ok(n) => HttpResponse::Ok().json(serde_json::json!({
+            "state": "saved",
+            "version": n.updated_at.format(VERSION_FORMAT).to_string(),
+        })),
+        Err(DraftError::Invalid(errors)) => refused(&errors),
+        Err(DraftError::ChangedMeanwhile) => unsaved(StatusCode::CONFLICT, "conflict", &[]),
+        Err(DraftError::NotFound | DraftError::NotADraft(_) | DraftError::NoLongerADraft) => {
+            unsaved(StatusCode::CONFLICT, "gone", &[])
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "autosaving a draft failed");
+            unsaved(StatusCode::INTERNAL_SERVER_ERROR, "failed", &[])
+        }
+    }
+}
