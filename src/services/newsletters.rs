@@ -57,6 +57,9 @@ pub struct Page {
 pub struct Report {
     pub newsletter: Newsletter,
     pub progress: Option<Progress>,
+    /// The messages not sent, by state and class of reason (`failed`, `550 5.1.1`, 3), with the
+    /// progress.
+    pub reasons: Option<Vec<(String, String, i64)>>,
     pub read_at: NaiveDateTime,
 }
 
@@ -187,18 +190,19 @@ pub async fn get(db: &Db, actor: &Principal, id: NewsletterId) -> Result<Report,
     db.run(move |conn| {
         read_snapshot(conn, |conn| -> Result<_, GetError> {
             let newsletter = store::find_newsletter(conn, &id)?.ok_or(GetError::NotFound)?;
-            let progress = if with_progress {
-                Some(deliveries::progress(
-                    conn,
-                    &id,
-                    now - Duration::seconds(30),
-                )?)
+            let (progress, reasons) = if with_progress {
+                let progress = deliveries::progress(conn, &id, now - Duration::seconds(30))?;
+                let reasons = (progress.failed + progress.skipped > 0)
+                    .then(|| db::delivery_results::reasons(conn, &id))
+                    .transpose()?;
+                (Some(progress), reasons)
             } else {
-                None
+                (None, None)
             };
             Ok(Report {
                 newsletter,
                 progress,
+                reasons,
                 read_at: now,
             })
         })

@@ -286,6 +286,7 @@ async fn sends_are_paused_resumed_and_cancelled_and_sent_newsletters_duplicated_
 
     // Cancelling a send.
     let second = send_plain(&app, &token).await;
+    app.engine.schedule(enlace::db::now()).await.unwrap();
     let cancelled = editor
         .post(
             &format!("/newsletters/{second}"),
@@ -296,6 +297,13 @@ async fn sends_are_paused_resumed_and_cancelled_and_sent_newsletters_duplicated_
     assert_eq!(cancelled.status, 303);
     app.run_sends().await;
     assert_eq!(app.mails().len(), 5, "nothing more after the cancel");
+    // Why the rest were not sent, by reason, in the member's language.
+    editor.language = "es";
+    let page = unescape(&editor.get(&format!("/newsletters/{second}")).await.body);
+    assert!(page.contains("Sin enviar, y por qué"), "{page}");
+    assert!(page.contains("Se canceló el envío") && page.contains("Se dejó fuera a propósito"));
+    assert!(page.contains("<td class=\"num\">5</td>"), "{page}");
+    editor.language = "en";
     let bad = editor
         .post(
             &format!("/newsletters/{second}"),

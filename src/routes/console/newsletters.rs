@@ -193,6 +193,21 @@ pub async fn show(
             minutes_left => minutes_left,
         }
     });
+    let reasons: Vec<Value> = report
+        .reasons
+        .iter()
+        .flatten()
+        .map(|(state, reason, count)| {
+            // An SMTP reply's class says whether retrying could ever help.
+            let kind = match reason.as_bytes().first() {
+                Some(b'5') => "permanent",
+                Some(b'4') => "temporary",
+                _ if state == "skipped" => "skipped",
+                _ => "local",
+            };
+            context! { state => state, reason => reason, kind => kind, count => count }
+        })
+        .collect();
     let status = n.status;
     let live = matches!(
         status,
@@ -217,6 +232,7 @@ pub async fn show(
             filter => &n.filter,
             pause_reason => &n.pause_reason,
             progress => progress,
+            reasons => reasons,
             live => live,
             may_write => console.principal.passes::<WriteNewsletters>(),
             may_send => console.principal.passes::<SendNewsletters>(),
