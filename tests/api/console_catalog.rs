@@ -442,12 +442,7 @@ async fn console_exports_are_gzipped_when_the_browser_accepts_it() {
     let mut editor = signed_in(&app, Role::Editor).await;
     let plain = editor.get("/exports/download?format=csv").await;
     assert_eq!(plain.status, 200);
-    let cookie = editor
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = editor.cookie_header();
     let res = app
         .client
         .get(app.url("/admin/exports/download?format=csv"))

@@ -226,6 +226,18 @@ pub async fn create(
     let mut n = new_draft();
     apply(&mut errors, &mut n, input);
     errors.into_result().map_err(DraftError::Invalid)?;
+    insert_draft(db, rendering, actor, ip, n, "newsletter.create").await
+}
+
+/// Checks a new draft as a whole and stores it, recording `action` in the audit log.
+async fn insert_draft(
+    db: &Db,
+    rendering: Rendering<'_>,
+    actor: &Principal,
+    ip: Option<&str>,
+    n: Newsletter,
+    action: &'static str,
+) -> Result<Newsletter, DraftError> {
     let content_errors = draft_content_errors(db, rendering, &n).await?;
     let dkim_domain = rendering.settings.dkim_signing_domain();
     let stored = n.clone();
@@ -233,13 +245,8 @@ pub async fn create(
     db.transaction(move |conn| -> Result<(), DraftError> {
         check_draft(conn, dkim_domain.as_deref(), &stored, content_errors)?;
         store::insert_newsletter(conn, &stored)?;
-        actor.audit(
-            conn,
-            ip.as_deref(),
-            "newsletter.create",
-            "newsletter",
-            Some(&stored.id),
-        )?;
+        let id = Some(stored.id.as_str());
+        actor.audit(conn, ip.as_deref(), action, "newsletter", id)?;
         Ok(())
     })
     .await?;
@@ -327,23 +334,5 @@ pub async fn duplicate(
     n.reply_to = source.reply_to;
     n.segment_id = source.segment_id;
     n.filter = source.filter;
-    let content_errors = draft_content_errors(db, rendering, &n).await?;
-    let dkim_domain = rendering.settings.dkim_signing_domain();
-    let stored = n.clone();
-    let (actor, ip) = (actor.clone(), ip.map(str::to_owned));
-    db.transaction(move |conn| -> Result<(), DraftError> {
-        check_draft(conn, dkim_domain.as_deref(), &stored, content_errors)?;
-        store::insert_newsletter(conn, &stored)?;
-        let id = Some(stored.id.as_str());
-        actor.audit(
-            conn,
-            ip.as_deref(),
-            "newsletter.duplicate",
-            "newsletter",
-            id,
-        )?;
-        Ok(())
-    })
-    .await?;
-    Ok(n)
+    insert_draft(db, rendering, actor, ip, n, "newsletter.duplicate").await
 }
