@@ -69,6 +69,7 @@ export ENLACE_SECRET_KEY="browser-test-key-0123456789abcdef-0123456789abcdef"
 export ENLACE_ORG_NAME="Our Group"   # the name in the README's consent sentence
 export ENLACE_FROM="Our Group <hello@example.org>"
 export ENLACE_LOG="warn"
+export ENLACE_WEBHOOK_ALLOW_PRIVATE=true  # the console's webhook flow posts to a receiver on loopback
 mkdir -p "$tmp/data" "$tmp/mail"
 rm -rf "$shots"
 mkdir -p "$shots"
@@ -85,8 +86,8 @@ staff_password="browser test passphrase $RANDOM$RANDOM"
   || die "enlace staff create failed"
 # The console's checks sign in as each role; the keyboard walk changes its own account's password.
 console_password="console test passphrase $RANDOM$RANDOM"
-for who in admin editor viewer keyboard; do
-  role="$who"; [ "$who" = keyboard ] && role=editor
+for who in admin editor viewer keyboard flows-en flows-es walker; do
+  case "$who" in keyboard) role=editor ;; flows-*|walker) role=admin ;; *) role="$who" ;; esac
   (cd "$tmp" && ENLACE_STAFF_PASSWORD="$console_password" "$enlace" staff create --email "console-$who@example.org" --role "$role" >/dev/null) \
     || die "enlace staff create ($who) failed"
 done
@@ -129,6 +130,8 @@ console_status=0
 ENLACE_URL="http://127.0.0.1:$HTTP_PORT" CONSOLE_PATH="${ENLACE_CONSOLE_PATH:-/admin}" SHOT_DIR="$shots/console" \
   STAFF_PASSWORD="$console_password" ADMIN_EMAIL="console-admin@example.org" EDITOR_EMAIL="console-editor@example.org" \
   VIEWER_EMAIL="console-viewer@example.org" KEYBOARD_EMAIL="console-keyboard@example.org" \
+  FLOWS_EN_EMAIL="console-flows-en@example.org" FLOWS_ES_EMAIL="console-flows-es@example.org" \
+  WALKER_EMAIL="console-walker@example.org" MAIL_DIR="$tmp/mail" \
   timeout 300 node browser/console.mjs || console_status=$?
 [ "$status" -ne 0 ] || status=$console_status
 if [ "$status" -ne 0 ]; then
