@@ -1,17 +1,17 @@
 // Keyboard-only walks of the console's busiest tasks (Tab, Shift+Tab, Enter, Space and the arrow
 // keys in a closed <select>; no mouse, no element.click()); every control passed must show its focus:
 //
-//   people    sign in, search people by address, open the person found, add a person with recorded
-//             consent (an interest ticked with Space)
+//   people    sign in, add a person with recorded consent (an interest ticked with Space), search
+//             for them by address and open them from the results
 //   import    choose the file (setInputFiles: a file chooser is the operating system's), upload, map
-//             a column with the arrow keys, choose consent, type the evidence, start, see it done
+//             an unrecognised column with the arrow keys, choose consent, type the evidence, start, see it done
 //   API key   name it, tick a scope, create it, copy it with the copy button, back to the list
 import { T, fill, focused, navTo, newTab, pressAndLoad, squash, tabTo, typeInto, ENLACE_URL } from "./console-kit.mjs";
 
 const csv = [
-  "email,name,Ciudad",
-  "kbd-one@imports.example,Uno,Lima",
-  "kbd-two@imports.example,Dos,Quito",
+  "email,Who,language",
+  "kbd-one@imports.example,Uno,es",
+  "kbd-two@imports.example,Dos,en",
   "broken address,Tres,",
 ].join("\n") + "\n";
 
@@ -32,16 +32,6 @@ async function signInByKeyboard(page, email, password) {
 
 async function peopleWalk(page, s) {
   const tp = T.en.people;
-  s.at("people: search by address");
-  await navTo(page, T.en.nav.people);
-  await typeInto(page, "f-email", "page-007@paging");
-  await pressAndLoad(page, "Enter", (u) => u.search.includes("email="));
-  s.at("people: open the person found");
-  await tabTo(page, /^page-007@paging\.example$/, { max: 60 });
-  await pressAndLoad(page, "Enter", (u) => /\/people\/[^/]+$/.test(u.pathname));
-  const heading = squash(await page.locator("h1").innerText());
-  if (heading !== "page-007@paging.example") throw new Error(`Enter on the result opened “${heading}”`);
-
   s.at("people: add a person");
   await navTo(page, T.en.nav.people);
   await tabTo(page, tp.add);
@@ -60,6 +50,16 @@ async function peopleWalk(page, s) {
   await pressAndLoad(page, "Enter", (u) => u.search.includes("notice=added"));
   const facts = squash(await page.locator("#profile-heading ~ dl.facts").first().innerText());
   if (!facts.includes("Kai Board")) throw new Error(`the added person's profile says “${facts}”`);
+
+  s.at("people: search by address");
+  await navTo(page, T.en.nav.people);
+  await typeInto(page, "f-email", "keyboard-person@");
+  await pressAndLoad(page, "Enter", (u) => u.search.includes("email="));
+  s.at("people: open the person found");
+  await tabTo(page, /^keyboard-person@flows\.example$/, { max: 60 });
+  await pressAndLoad(page, "Enter", (u) => /\/people\/[^/]+$/.test(u.pathname));
+  const heading = squash(await page.locator("h1").innerText());
+  if (heading !== "keyboard-person@flows.example") throw new Error(`Enter on the result opened “${heading}”`);
 }
 
 async function importWalk(page, s) {
@@ -70,11 +70,13 @@ async function importWalk(page, s) {
   await tabTo(page, new RegExp(`^${ti.upload}$`));
   await pressAndLoad(page, "Enter", (u) => u.pathname.includes("/imports/new/"));
 
-  s.at("import: map a column with the arrow keys");
-  await tabTo(page, "f-column-2");
-  const wanted = fill(ti.custom_field, { key: "city" });
-  const chosen = () => page.locator("#f-column-2").evaluate((el) => el.selectedOptions[0]?.textContent.trim());
+  s.at("import: map an unrecognised column with the arrow keys");
+  await tabTo(page, "f-column-1");
+  const wanted = ti.fields.name;
+  const chosen = () => page.locator("#f-column-1").evaluate((el) => el.selectedOptions[0]?.textContent.trim());
+  // Down through the list, then up if it lies above the choice made.
   for (let i = 0; i < 12 && (await chosen()) !== wanted; i += 1) await page.keyboard.press("ArrowDown");
+  for (let i = 0; i < 24 && (await chosen()) !== wanted; i += 1) await page.keyboard.press("ArrowUp");
   if ((await chosen()) !== wanted) throw new Error(`the arrow keys never reached “${wanted}” (at “${await chosen()}”)`);
 
   s.at("import: consent and evidence");

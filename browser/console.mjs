@@ -11,10 +11,18 @@
 //    runs axe-core again, so both palettes are checked for contrast.
 // 3. Keyboard alone (no mouse, no element.click()): signs in, uses the skip link, reaches the account
 //    page, switches to Spanish, changes the password, signs out, signs in with the new password.
-//    Every focused control must show a visible focus indicator.
+//    Every focused control must show a visible focus indicator. browser/console-keyboard.mjs walks a
+//    people search and adding a person, an import and creating an API key the same way.
+// 4. First of all, the main flows in both languages (browser/console-flows.mjs): people, interests
+//    and fields, an import, an export, staff, API keys and webhooks, and what viewers and editors may
+//    not do, by clicking and typing; what they leave behind is then part of the crawl.
+//
+// One line per flow and walk with its time; a failure names the step. BROWSER_FLOWS=0 skips the
+// flows (the keyboard walks need no data of theirs).
 //
 // New console pages are covered by the crawl as soon as a link leads to them. A keyboard walk for a
-// new area is a few lines in keyboardWalk(): navTo(page, "Entry") follows a navigation entry,
+// new area is a walk of a few lines in browser/console-keyboard.mjs, with the helpers of
+// browser/console-kit.mjs: navTo(page, "Entry") follows a navigation entry,
 // tabTo(page, "f-field" | /Name/) moves the focus with Tab (Shift+Tab with { back: true }),
 // tabThrough(page, [...]) asserts the exact Tab order, typeInto() types into a field and
 // pressAndLoad(page, "Enter", urlTest) submits or follows and waits for the next page.
@@ -26,6 +34,9 @@
 //   STAFF_PASSWORD  the password of every account below
 //   ADMIN_EMAIL, EDITOR_EMAIL, VIEWER_EMAIL, KEYBOARD_EMAIL   staff accounts (the last one, an
 //                   editor, is the one whose password the keyboard walk changes)
+//   FLOWS_EN_EMAIL, FLOWS_ES_EMAIL, WALKER_EMAIL   admins for the flows in each language and for
+//                   the keyboard walks of browser/console-keyboard.mjs
+//   MAIL_DIR        the SMTP sink's folder (the confirmation mail a flow sends)
 import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -436,4 +447,4 @@ if (violations.size || problems.length) {
   for (const p of [...new Set(problems)]) console.error(`  - ${p}`);
   process.exit(1);
 }
-console.log("console: all pages pass axe-core, the checks and the keyboard walk");
+console.log("console: all pages pass axe-core and the checks; every flow and keyboard walk passes");

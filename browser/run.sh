@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Headless Chromium walks the signup flow in English and Spanish against a fresh Enlace on SQLite:
 # the README's signup form → thank-you page → confirmation mail → confirm → welcome mail →
-# preferences → unsubscribe, then the staff API; then the staff console (browser/console.mjs): axe-core
-# on every page for each role in both languages, phone and desktop screenshots, a keyboard-only walk.
+# preferences → unsubscribe, then the staff API; then the staff console (browser/console.mjs): the main
+# flows in both languages by clicking and typing (browser/console-flows.mjs: people, interests and
+# fields, an import, an export, staff, API keys and webhooks; a viewer and an editor meet the forbidden
+# page), axe-core on every page for each role in both languages, phone and desktop screenshots, and
+# keyboard-only walks (sign-in and account; browser/console-keyboard.mjs: a people search and adding a
+# person, an import, an API key). One line per flow with its time.
 # Screenshots go to target/browser-screenshots/ (the console's to target/browser-screenshots/console/).
 #
 #   bash browser/run.sh
 #
 # Installs Debian's chromium when /usr/bin/chromium is missing and the npm packages when
 # browser/node_modules is missing. Everything listens on loopback only; the Enlace, the SMTP sink and
-# their temporary folder are removed on exit.
+# their temporary folder are removed on exit. The console's webhook flow runs its own receiver on a
+# free loopback port (so webhooks may reach loopback here: ENLACE_WEBHOOK_ALLOW_PRIVATE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
