@@ -133,7 +133,7 @@ async function until(probe, seconds, what) {
   }
 }
 
-// One at a time: the interests' order is shared by both languages' runs.
+// One at a time (a promise chain): for what both languages' runs share.
 let queue = Promise.resolve();
 const serially = (work) => {
   const run = queue.then(work, work);
@@ -339,63 +339,69 @@ async function catalog(page, lang, s, ctx) {
   const slug = `flow-${lang}`;
   const key = `flow_${lang}`;
 
-  s.at("create an interest");
-  await open(page, "/interests");
-  await page.locator("#f-slug").fill(slug);
-  await page.locator('[id="f-name.en"]').fill(`Flow test ${lang}`);
-  await page.locator('[id="f-name.es"]').fill(`Prueba ${lang}`);
-  await page.locator('[id="f-description.en"]').fill("Made by the browser test.");
-  await page.locator('[id="f-description.es"]').fill("Creado por la prueba del navegador.");
-  await page.locator("#f-public").check();
-  await go(page, page.getByRole("button", { name: tc.create_interest, exact: true }));
-  await notice(page, tc.notices.interest_created);
-  check((await h1(page)) === fill(tc.interest_heading, { slug }), `the new interest's page is headed “${await h1(page)}”`);
-
-  s.at("edit the interest and mark it private");
-  await page.locator('[id="f-name.en"]').fill(`Flow test ${lang}, edited`);
-  await page.locator("#f-public").uncheck();
-  await go(page, page.getByRole("button", { name: tc.save, exact: true }));
-  await notice(page, tc.notices.interest_saved);
-  check((await page.locator('[id="f-name.en"]').inputValue()) === `Flow test ${lang}, edited`, "the edited name is not kept");
-  check(!(await page.locator("#f-public").isChecked()), "the interest is still public");
-  await open(page, "/interests");
-  const row = page.locator("tbody tr", { has: page.locator(`a[href$="/interests/${slug}"]`) });
-  check((await text(row)).includes(`Flow test ${lang}, edited`) && (await text(row)).includes(tc.private), `the list shows “${await text(row)}”`);
-
-  s.at("move the interest up and down");
+  // From its creation to its deletion, one language at a time: the interests' order is shared (a
+  // new interest may land anywhere until staff first order them), and a move is relative to it.
   await serially(async () => {
+    s.at("create an interest");
+    await open(page, "/interests");
+    await page.locator("#f-slug").fill(slug);
+    await page.locator('[id="f-name.en"]').fill(`Flow test ${lang}`);
+    await page.locator('[id="f-name.es"]').fill(`Prueba ${lang}`);
+    await page.locator('[id="f-description.en"]').fill("Made by the browser test.");
+    await page.locator('[id="f-description.es"]').fill("Creado por la prueba del navegador.");
+    await page.locator("#f-public").check();
+    await go(page, page.getByRole("button", { name: tc.create_interest, exact: true }));
+    await notice(page, tc.notices.interest_created);
+    check((await h1(page)) === fill(tc.interest_heading, { slug }), `the new interest's page is headed “${await h1(page)}”`);
+
+    s.at("edit the interest and mark it private");
+    await page.locator('[id="f-name.en"]').fill(`Flow test ${lang}, edited`);
+    await page.locator("#f-public").uncheck();
+    await go(page, page.getByRole("button", { name: tc.save, exact: true }));
+    await notice(page, tc.notices.interest_saved);
+    check((await page.locator('[id="f-name.en"]').inputValue()) === `Flow test ${lang}, edited`, "the edited name is not kept");
+    check(!(await page.locator("#f-public").isChecked()), "the interest is still public");
+    await open(page, "/interests");
+    const row = page.locator("tbody tr", { has: page.locator(`a[href$="/interests/${slug}"]`) });
+    check((await text(row)).includes(`Flow test ${lang}, edited`) && (await text(row)).includes(tc.private), `the list shows “${await text(row)}”`);
+
+    s.at("move the interest up and down");
     await open(page, "/interests");
     const order = () => page.locator("tbody th a code").allInnerTexts();
     const before = await order();
     const at0 = before.indexOf(slug);
     check(at0 > 0, `the new interest is at position ${at0} of ${before.join(", ")}`);
+    const above = before[at0 - 1];
+    // Where `a` stands right before `b`.
+    const adjacent = (list, a, b) => list.indexOf(a) >= 0 && list.indexOf(b) === list.indexOf(a) + 1;
     await go(page, page.getByRole("button", { name: fill(tc.move_up, { slug }), exact: true }));
     await notice(page, tc.notices.interest_moved);
     const up = await order();
-    check(up.indexOf(slug) === at0 - 1 && up[at0] === before[at0 - 1], `after moving up the order is ${up.join(", ")}`);
+    check(adjacent(up, slug, above), `after moving ${slug} up the order is ${up.join(", ")}`);
     await go(page, page.getByRole("button", { name: fill(tc.move_down, { slug }), exact: true }));
     await notice(page, tc.notices.interest_moved);
-    check((await order()).join() === before.join(), `after moving down again the order is ${(await order()).join(", ")}`);
+    const down = await order();
+    check(adjacent(down, above, slug), `after moving ${slug} down again the order is ${down.join(", ")}`);
+
+    s.at("delete refused while people have it");
+    await Promise.all([1, 2].map((n) => addPerson(ctx.token, { email: `holder-${n}-${lang}@flows.example`, interests: [slug] })));
+    await open(page, `/interests/${slug}`);
+    await go(page, page.getByRole("button", { name: tc.delete, exact: true }), [409]);
+    const refusal = await text(page.locator("#delete-heading ~ [role=alert]"));
+    check(refusal === fill(tc.interest_in_use_count, { count: 2 }), `the refusal says “${refusal}”`);
+    await ctx.checkPage(page, `flows/${lang} interest in use`, lang);
+
+    s.at("forced delete: a wrong slug is refused");
+    await page.locator("#f-confirm").fill(`${slug}-typo`);
+    await go(page, page.getByRole("button", { name: tc.delete_anyway, exact: true }), [422]);
+    await fieldError(page, "f-confirm", message(lang, "does not match the slug"));
+
+    s.at("forced delete with the typed slug");
+    await page.locator("#f-confirm").fill(slug);
+    await go(page, page.getByRole("button", { name: tc.delete_anyway, exact: true }));
+    await notice(page, tc.notices.interest_deleted);
+    check((await page.locator(`a[href$="/interests/${slug}"]`).count()) === 0, "the deleted interest is still listed");
   });
-
-  s.at("delete refused while people have it");
-  await Promise.all([1, 2].map((n) => addPerson(ctx.token, { email: `holder-${n}-${lang}@flows.example`, interests: [slug] })));
-  await open(page, `/interests/${slug}`);
-  await go(page, page.getByRole("button", { name: tc.delete, exact: true }), [409]);
-  const refusal = await text(page.locator("#delete-heading ~ [role=alert]"));
-  check(refusal === fill(tc.interest_in_use_count, { count: 2 }), `the refusal says “${refusal}”`);
-  await ctx.checkPage(page, `flows/${lang} interest in use`, lang);
-
-  s.at("forced delete: a wrong slug is refused");
-  await page.locator("#f-confirm").fill(`${slug}-typo`);
-  await go(page, page.getByRole("button", { name: tc.delete_anyway, exact: true }), [422]);
-  await fieldError(page, "f-confirm", message(lang, "does not match the slug"));
-
-  s.at("forced delete with the typed slug");
-  await page.locator("#f-confirm").fill(slug);
-  await go(page, page.getByRole("button", { name: tc.delete_anyway, exact: true }));
-  await notice(page, tc.notices.interest_deleted);
-  check((await page.locator(`a[href$="/interests/${slug}"]`).count()) === 0, "the deleted interest is still listed");
 
   s.at("create a custom field");
   await open(page, "/fields");

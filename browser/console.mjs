@@ -82,9 +82,12 @@ async function checkPage(page, where, lang) {
   const facts = await page.evaluate(() => ({
     lang: document.documentElement.getAttribute("lang"),
     h1: document.querySelectorAll("h1").length,
+    stamps: (document.querySelector("main")?.innerText.match(/\b\d{4}-\d\d-\d\dT\d\d:\d\d\S*/g) ?? []).slice(0, 2),
   }));
   if (facts.lang !== lang) problem(`${here}: <html lang="${facts.lang}">, expected "${lang}"`);
   if (facts.h1 !== 1) problem(`${here}: ${facts.h1} <h1> elements, expected exactly one`);
+  // Dates are for people: in the member's time zone and words, never a machine's timestamp.
+  if (facts.stamps.length) problem(`${here}: shows a raw timestamp (${facts.stamps.join(", ")}), not a date in the member's time zone`);
   // Evaluated through the DevTools protocol, which the page's CSP does not govern: the page keeps
   // its policy, so a violation of its own still shows as a console error.
   if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(AXE_SOURCE);
