@@ -57,7 +57,7 @@ const ACCOUNTS = {
 };
 const KEYBOARD_EMAIL = env("KEYBOARD_EMAIL");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const TOTAL_SECONDS = Number(process.env.CONSOLE_SECONDS ?? 240);
+const TOTAL_SECONDS = Number(process.env.CONSOLE_SECONDS ?? 330);
 // A crawl stops after this many pages per role and language (a runaway list of links is a fault).
 const MAX_PAGES = Number(process.env.CONSOLE_MAX_PAGES ?? 80);
 // At most this many pages per path pattern (numbers and ids in a path count as one pattern):

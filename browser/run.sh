@@ -137,7 +137,7 @@ ENLACE_URL="http://127.0.0.1:$HTTP_PORT" CONSOLE_PATH="${ENLACE_CONSOLE_PATH:-/a
   VIEWER_EMAIL="console-viewer@example.org" KEYBOARD_EMAIL="console-keyboard@example.org" \
   FLOWS_EN_EMAIL="console-flows-en@example.org" FLOWS_ES_EMAIL="console-flows-es@example.org" \
   WALKER_EMAIL="console-walker@example.org" MAIL_DIR="$tmp/mail" \
-  timeout 300 node browser/console.mjs || console_status=$?
+  timeout 400 node browser/console.mjs || console_status=$?
 [ "$status" -ne 0 ] || status=$console_status
 if [ "$status" -ne 0 ]; then
   echo "--- Enlace log (last 40 lines)" >&2
