@@ -6,7 +6,7 @@
 //   import    choose the file (setInputFiles: a file chooser is the operating system's), upload, map
 //             an unrecognised column with the arrow keys, choose consent, type the evidence, start, see it done
 //   API key   name it, tick a scope, create it, copy it with the copy button, back to the list
-import { T, fill, focused, navTo, newTab, pressAndLoad, squash, tabTo, typeInto, ENLACE_URL } from "./console-kit.mjs";
+import { ENLACE_URL, T, at, fill, focused, navTo, newTab, pressAndLoad, squash, tabTo, typeInto } from "./console-kit.mjs";
 
 const csv = [
   "email,Who,language",
@@ -24,7 +24,7 @@ async function settle(page, probe, seconds, what) {
 }
 
 async function signInByKeyboard(page, email, password) {
-  await page.goto(`${ENLACE_URL}${(process.env.CONSOLE_PATH ?? "/admin").replace(/\/$/, "")}/sign-in?lang=en`);
+  await page.goto(at("/sign-in?lang=en"));
   await typeInto(page, "f-email", email);
   await typeInto(page, "f-password", password);
   await pressAndLoad(page, "Enter", (u) => !u.pathname.endsWith("/sign-in"));
