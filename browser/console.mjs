@@ -11,10 +11,18 @@
 //    runs axe-core again, so both palettes are checked for contrast.
 // 3. Keyboard alone (no mouse, no element.click()): signs in, uses the skip link, reaches the account
 //    page, switches to Spanish, changes the password, signs out, signs in with the new password.
-//    Every focused control must show a visible focus indicator.
+//    Every focused control must show a visible focus indicator. browser/console-keyboard.mjs walks a
+//    people search and adding a person, an import and creating an API key the same way.
+// 4. First of all, the main flows in both languages (browser/console-flows.mjs): people, interests
+//    and fields, an import, an export, staff, API keys and webhooks, and what viewers and editors may
+//    not do, by clicking and typing; what they leave behind is then part of the crawl.
+//
+// One line per flow and walk with its time; a failure names the step. BROWSER_FLOWS=0 skips the
+// flows (the keyboard walks need no data of theirs).
 //
 // New console pages are covered by the crawl as soon as a link leads to them. A keyboard walk for a
-// new area is a few lines in keyboardWalk(): navTo(page, "Entry") follows a navigation entry,
+// new area is a walk of a few lines in browser/console-keyboard.mjs, with the helpers of
+// browser/console-kit.mjs: navTo(page, "Entry") follows a navigation entry,
 // tabTo(page, "f-field" | /Name/) moves the focus with Tab (Shift+Tab with { back: true }),
 // tabThrough(page, [...]) asserts the exact Tab order, typeInto() types into a field and
 // pressAndLoad(page, "Enter", urlTest) submits or follows and waits for the next page.
@@ -26,18 +34,20 @@
 //   STAFF_PASSWORD  the password of every account below
 //   ADMIN_EMAIL, EDITOR_EMAIL, VIEWER_EMAIL, KEYBOARD_EMAIL   staff accounts (the last one, an
 //                   editor, is the one whose password the keyboard walk changes)
+//   FLOWS_EN_EMAIL, FLOWS_ES_EMAIL, WALKER_EMAIL   admins for the flows in each language and for
+//                   the keyboard walks of browser/console-keyboard.mjs
+//   MAIL_DIR        the SMTP sink's folder (the confirmation mail a flow sends)
 import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { runFlows } from "./console-flows.mjs";
+import { keyboardWalks } from "./console-keyboard.mjs";
+import {
+  CONSOLE, DESKTOP, ENLACE_URL, PHONE, env, fail, focused, label, navTo, newTab, pressAndLoad, signIn,
+  chooseLanguage, squash, tabThrough, tabTo, typeInto,
+} from "./console-kit.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) fail(`setting ${name} is missing`);
-  return value;
-};
-const ENLACE_URL = env("ENLACE_URL").replace(/\/$/, "");
-const CONSOLE = (process.env.CONSOLE_PATH ?? "/admin").replace(/\/$/, "");
 const SHOT_DIR = env("SHOT_DIR");
 const PASSWORD = env("STAFF_PASSWORD");
 const ACCOUNTS = {
@@ -47,61 +57,24 @@ const ACCOUNTS = {
 };
 const KEYBOARD_EMAIL = env("KEYBOARD_EMAIL");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const TOTAL_SECONDS = Number(process.env.CONSOLE_SECONDS ?? 240);
+const TOTAL_SECONDS = Number(process.env.CONSOLE_SECONDS ?? 330);
 // A crawl stops after this many pages per role and language (a runaway list of links is a fault).
 const MAX_PAGES = Number(process.env.CONSOLE_MAX_PAGES ?? 80);
 // At most this many pages per path pattern (numbers and ids in a path count as one pattern):
 // one person's page stands for all of them.
 const PER_PATTERN = 2;
-const PHONE = { width: 390, height: 844 };
-const DESKTOP = { width: 1280, height: 800 };
 const AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
-function fail(message) {
-  console.error(`FAIL: ${message}`);
-  process.exit(1);
-}
 const deadline = setTimeout(() => fail(`the console checks took longer than ${TOTAL_SECONDS} s`), TOTAL_SECONDS * 1000);
 
 const problems = [];
 // axe-core's findings, one entry per rule and element, with every page (and language) it is on.
 const violations = new Map();
 const problem = (text) => problems.push(text);
-const squash = (text) => String(text ?? "").replace(/\s+/g, " ").trim();
 const stats = { pages: {}, shots: 0, axeRuns: 0 };
 
 // --------------------------------------------------------------- pages
-// Console errors, uncaught exceptions and HTTP errors of one tab, collected as they come.
-function watch(page) {
-  const seen = [];
-  page.on("console", (msg) => {
-    // A missing favicon is no fault of a page.
-    if (msg.type() === "error" && !(msg.location()?.url ?? "").endsWith("/favicon.ico")) seen.push(`console error: ${squash(msg.text()).slice(0, 300)}`);
-  });
-  page.on("pageerror", (err) => seen.push(`script error: ${squash(err.message).slice(0, 300)}`));
-  page.on("response", (res) => {
-    const url = new URL(res.url());
-    if (res.status() >= 400 && url.pathname !== "/favicon.ico" && !page.expectError) {
-      seen.push(`${res.status()} for ${url.pathname}${url.search}`);
-    }
-  });
-  return seen;
-}
-
-async function newTab(browser, lang, viewport = DESKTOP, colorScheme = "light") {
-  const context = await browser.newContext({ viewport, colorScheme, locale: lang === "es" ? "es-MX" : "en-US" });
-  context.setDefaultTimeout(10_000);
-  const page = await context.newPage();
-  page.seen = watch(page);
-  return page;
-}
-
-const label = (url) => {
-  const u = new URL(url);
-  return `${u.pathname.slice(CONSOLE.length) || "/"}${u.search}`;
-};
-
 // axe-core, the <html lang>, one <h1>, and what the tab reported while loading the page.
 async function checkPage(page, where, lang) {
   const here = `${where} ${label(page.url())}`;
@@ -109,9 +82,12 @@ async function checkPage(page, where, lang) {
   const facts = await page.evaluate(() => ({
     lang: document.documentElement.getAttribute("lang"),
     h1: document.querySelectorAll("h1").length,
+    stamps: (document.querySelector("main")?.innerText.match(/\b\d{4}-\d\d-\d\dT\d\d:\d\d\S*/g) ?? []).slice(0, 2),
   }));
   if (facts.lang !== lang) problem(`${here}: <html lang="${facts.lang}">, expected "${lang}"`);
   if (facts.h1 !== 1) problem(`${here}: ${facts.h1} <h1> elements, expected exactly one`);
+  // Dates are for people: in the member's time zone and words, never a machine's timestamp.
+  if (facts.stamps.length) problem(`${here}: shows a raw timestamp (${facts.stamps.join(", ")}), not a date in the member's time zone`);
   // Evaluated through the DevTools protocol, which the page's CSP does not govern: the page keeps
   // its policy, so a violation of its own still shows as a console error.
   if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(AXE_SOURCE);
@@ -243,28 +219,6 @@ async function crawl(page, where, lang, onPage) {
   return count;
 }
 
-// --------------------------------------------------------------- signing in
-async function signIn(page, email, password, lang) {
-  await page.goto(`${ENLACE_URL}${CONSOLE}/sign-in?lang=${lang}`);
-  await page.locator("#f-email").fill(email);
-  await page.locator("#f-password").fill(password);
-  await Promise.all([page.waitForURL((u) => !u.pathname.endsWith("/sign-in")), page.locator('form[action$="/sign-in"] button[type="submit"]').click()]);
-}
-
-// The language, chosen as a member does: on the account page's preferences form.
-async function chooseLanguage(page, lang) {
-  await page.goto(`${ENLACE_URL}${CONSOLE}/account`);
-  await page.locator("#f-language").selectOption(lang);
-  await Promise.all([
-    page.waitForURL((u) => u.search.includes("notice=preferences_saved")),
-    page.locator('form[action$="/account/preferences"] button[type="submit"]').click(),
-  ]);
-  await page.waitForLoadState();
-  const got = await page.evaluate(() => document.documentElement.lang);
-  if (got !== lang) throw new Error(`after choosing “${lang}” on the account page the console is in “${got}”`);
-  page.seen.splice(0);
-}
-
 async function checkRole(browser, role) {
   const page = await newTab(browser, "en");
   try {
@@ -336,74 +290,6 @@ async function checkPublicPages(browser) {
 }
 
 // ------------------------------------------------------------ keyboard alone
-// What has the focus: its role-ish kind, its accessible name (label, text, aria-label), whether
-// the focus is visible (an outline or a box-shadow), and its id.
-async function focused(page) {
-  return page.evaluate(() => {
-    const el = document.activeElement;
-    if (!el || el === document.body) return { kind: "body", name: "", id: "", visible: false };
-    const style = getComputedStyle(el);
-    const outline = style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0;
-    const shadow = style.boxShadow && style.boxShadow !== "none";
-    const labels = el.labels ? [...el.labels].map((l) => l.innerText).join(" ") : "";
-    const name = (el.getAttribute("aria-label") || labels || el.innerText || el.value || "").replace(/\s+/g, " ").trim();
-    const kind = el.tagName.toLowerCase() === "input" ? `input[${el.type}]` : el.tagName.toLowerCase();
-    return { kind, name, id: el.id, visible: outline || shadow };
-  });
-}
-
-// Presses Tab (or Shift+Tab) until the focus is on a control whose name contains `name` (a string or
-// a RegExp, matched against the name or the id); every control passed on the way must show its focus.
-async function tabTo(page, name, { back = false, max = 40 } = {}) {
-  const matches = (f) => (name instanceof RegExp ? name.test(f.name) || name.test(f.id) : f.name.includes(name) || f.id === name);
-  const passed = [];
-  for (let i = 0; i < max; i += 1) {
-    await page.keyboard.press(back ? "Shift+Tab" : "Tab");
-    const f = await focused(page);
-    passed.push(`${f.kind} “${f.name.slice(0, 40)}”`);
-    if (f.kind !== "body" && !f.visible) {
-      throw new Error(`the focus on ${f.kind} “${f.name.slice(0, 60)}” (${label(page.url())}) is not visible`);
-    }
-    if (matches(f)) return f;
-  }
-  throw new Error(`${max} presses of ${back ? "Shift+Tab" : "Tab"} on ${label(page.url())} never reached “${name}”; passed ${passed.slice(0, 12).join(", ")}`);
-}
-
-// Presses Tab once per expected control: each must get the focus in this order, visibly. The
-// expected controls are ids or RegExps matched against the name.
-async function tabThrough(page, expected) {
-  for (const want of expected) {
-    await page.keyboard.press("Tab");
-    const f = await focused(page);
-    const ok = want instanceof RegExp ? want.test(f.name) || want.test(f.id) : f.id === want;
-    if (!ok) throw new Error(`on ${label(page.url())} Tab reached ${f.kind} “${f.name.slice(0, 40)}”${f.id ? ` (#${f.id})` : ""}, expected ${want}`);
-    if (!f.visible) throw new Error(`the focus on ${f.kind} “${f.name.slice(0, 60)}” (${label(page.url())}) is not visible`);
-  }
-}
-
-// Follows a navigation entry by keyboard from the top of a freshly loaded page; the page it opens
-// must mark that entry as the current one. For the walks of the console's areas.
-async function navTo(page, name) {
-  const f = await tabTo(page, name);
-  const inNav = await page.evaluate(() => Boolean(document.activeElement?.closest("nav")));
-  if (!inNav) throw new Error(`“${f.name}” is not in the navigation`);
-  await pressAndLoad(page, "Enter", () => true);
-  const current = await page.evaluate(() => document.querySelector('nav [aria-current="page"]')?.innerText.trim());
-  if (current !== name) throw new Error(`after following “${name}” the navigation marks “${current}” as current`);
-}
-
-// Presses a key that leads to another page and waits for it.
-async function pressAndLoad(page, key, urlTest) {
-  await Promise.all([page.waitForEvent("framenavigated", (frame) => frame === page.mainFrame()), page.keyboard.press(key)]);
-  await page.waitForLoadState();
-  if (!urlTest(new URL(page.url()))) throw new Error(`${key} led to ${label(page.url())}`);
-}
-
-async function typeInto(page, name, text) {
-  await tabTo(page, name);
-  await page.keyboard.type(text);
-}
-
 async function keyboardWalk(browser) {
   const page = await newTab(browser, "en");
   const newPassword = `${PASSWORD} changed by keyboard`;
@@ -519,16 +405,34 @@ const timed = async (name, run) => {
   }
   timings.push(`${name} ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 };
+// One line per flow or walk, with its time; a failure names its step.
+const flowReport = (name, seconds, error) => {
+  if (error) problem(`${name}, ${error}`);
+  if (seconds) console.log(`${error ? "FAIL" : "ok  "} ${name.padEnd(20)} ${seconds.toFixed(1).padStart(5)} s${error ? `: ${error}` : ""}`);
+};
 await timed("public pages", () => checkPublicPages(browser));
+// The flows first: what they leave (people with histories, an import with a report, a webhook with a
+// delivery) is then part of every role's crawl. BROWSER_FLOWS=0 skips them.
+if (process.env.BROWSER_FLOWS !== "0") {
+  await timed("flows", () => runFlows(browser, {
+    accounts: { en: env("FLOWS_EN_EMAIL"), es: env("FLOWS_ES_EMAIL"), viewer: ACCOUNTS.viewer, editor: ACCOUNTS.editor },
+    password: PASSWORD,
+    mailDir: env("MAIL_DIR"),
+    shotDir: SHOT_DIR,
+    checkPage,
+    report: flowReport,
+  }));
+}
 // The admin's pass (both widths, screenshots) alongside the editor's and the viewer's (axe only).
 await Promise.all([
   timed("admin", () => checkRole(browser, "admin")),
   (async () => {
     await timed("editor", () => checkRole(browser, "editor"));
     await timed("viewer", () => checkRole(browser, "viewer"));
+    await timed("keyboard", () => keyboardWalk(browser));
+    await timed("keyboard walks", () => keyboardWalks(browser, { email: env("WALKER_EMAIL"), password: PASSWORD, report: flowReport }));
   })(),
 ]);
-await timed("keyboard", () => keyboardWalk(browser));
 await browser.close();
 clearTimeout(deadline);
 
@@ -546,4 +450,4 @@ if (violations.size || problems.length) {
   for (const p of [...new Set(problems)]) console.error(`  - ${p}`);
   process.exit(1);
 }
-console.log("console: all pages pass axe-core, the checks and the keyboard walk");
+console.log("console: all pages pass axe-core and the checks; every flow and keyboard walk passes");

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Headless Chromium walks the signup flow in English and Spanish against a fresh Enlace on SQLite:
 # the README's signup form → thank-you page → confirmation mail → confirm → welcome mail →
-# preferences → unsubscribe, then the staff API; then the staff console (browser/console.mjs): axe-core
-# on every page for each role in both languages, phone and desktop screenshots, a keyboard-only walk.
+# preferences → unsubscribe, then the staff API; then the staff console (browser/console.mjs): the main
+# flows in both languages by clicking and typing (browser/console-flows.mjs: people, interests and
+# fields, an import, an export, staff, API keys and webhooks; a viewer and an editor meet the forbidden
+# page), axe-core on every page for each role in both languages, phone and desktop screenshots, and
+# keyboard-only walks (sign-in and account; browser/console-keyboard.mjs: a people search and adding a
+# person, an import, an API key). One line per flow with its time.
 # Screenshots go to target/browser-screenshots/ (the console's to target/browser-screenshots/console/).
 #
 #   bash browser/run.sh
 #
 # Installs Debian's chromium when /usr/bin/chromium is missing and the npm packages when
 # browser/node_modules is missing. Everything listens on loopback only; the Enlace, the SMTP sink and
-# their temporary folder are removed on exit.
+# their temporary folder are removed on exit. The console's webhook flow runs its own receiver on a
+# free loopback port (so webhooks may reach loopback here: ENLACE_WEBHOOK_ALLOW_PRIVATE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -69,6 +74,7 @@ export ENLACE_SECRET_KEY="browser-test-key-0123456789abcdef-0123456789abcdef"
 export ENLACE_ORG_NAME="Our Group"   # the name in the README's consent sentence
 export ENLACE_FROM="Our Group <hello@example.org>"
 export ENLACE_LOG="warn"
+export ENLACE_WEBHOOK_ALLOW_PRIVATE=true  # the console's webhook flow posts to a receiver on loopback
 mkdir -p "$tmp/data" "$tmp/mail"
 rm -rf "$shots"
 mkdir -p "$shots"
@@ -85,8 +91,8 @@ staff_password="browser test passphrase $RANDOM$RANDOM"
   || die "enlace staff create failed"
 # The console's checks sign in as each role; the keyboard walk changes its own account's password.
 console_password="console test passphrase $RANDOM$RANDOM"
-for who in admin editor viewer keyboard; do
-  role="$who"; [ "$who" = keyboard ] && role=editor
+for who in admin editor viewer keyboard flows-en flows-es walker; do
+  case "$who" in keyboard) role=editor ;; flows-*|walker) role=admin ;; *) role="$who" ;; esac
   (cd "$tmp" && ENLACE_STAFF_PASSWORD="$console_password" "$enlace" staff create --email "console-$who@example.org" --role "$role" >/dev/null) \
     || die "enlace staff create ($who) failed"
 done
@@ -129,7 +135,9 @@ console_status=0
 ENLACE_URL="http://127.0.0.1:$HTTP_PORT" CONSOLE_PATH="${ENLACE_CONSOLE_PATH:-/admin}" SHOT_DIR="$shots/console" \
   STAFF_PASSWORD="$console_password" ADMIN_EMAIL="console-admin@example.org" EDITOR_EMAIL="console-editor@example.org" \
   VIEWER_EMAIL="console-viewer@example.org" KEYBOARD_EMAIL="console-keyboard@example.org" \
-  timeout 300 node browser/console.mjs || console_status=$?
+  FLOWS_EN_EMAIL="console-flows-en@example.org" FLOWS_ES_EMAIL="console-flows-es@example.org" \
+  WALKER_EMAIL="console-walker@example.org" MAIL_DIR="$tmp/mail" \
+  timeout 400 node browser/console.mjs || console_status=$?
 [ "$status" -ne 0 ] || status=$console_status
 if [ "$status" -ne 0 ]; then
   echo "--- Enlace log (last 40 lines)" >&2

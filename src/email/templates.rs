@@ -440,7 +440,9 @@ fn when(state: &minijinja::State, value: Value) -> Result<String, minijinja::Err
     use chrono::{Datelike, TimeZone, Timelike};
     let raw = value.to_string();
     let parsed = chrono::NaiveDateTime::parse_from_str(&raw, "%Y-%m-%dT%H:%M:%S%.f")
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(&raw, "%Y-%m-%d %H:%M:%S%.f"));
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(&raw, "%Y-%m-%d %H:%M:%S%.f"))
+        // RFC 3339 with its offset (an import's times end in `Z`): the same instant in UTC.
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(&raw).map(|t| t.naive_utc()));
     let Ok(utc) = parsed else {
         return Ok(raw);
     };
