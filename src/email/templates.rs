@@ -550,6 +550,10 @@ mod tests {
             es("must be at most 500 characters of text"),
             "debe tener como máximo 500 caracteres de texto"
         );
+        assert_eq!(
+            es("repeats the address on line 2: only the first line with an address is imported"),
+            "repite el correo de la línea 2: solo se importa la primera línea con cada correo"
+        );
         assert_eq!(es("something new"), "something new");
         assert_eq!(
             templates.console_message(Language::En, "\"x y\" must look like <column>:<field>"),
