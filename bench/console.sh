@@ -18,7 +18,8 @@
 # average before and after, since other work on the machine moves these figures. Exits non-zero
 # if a page does not answer 200 or the server logged anything at warn level.
 #
-# Settings: COUNT (1000000), REPS (50), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres).
+# Settings: COUNT (1000000), REPS (50), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres),
+# ENLACE_BIN (a release binary to measure instead of building this checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,8 +37,12 @@ esac
 source bench/lib.sh
 install_missing sqlite3=sqlite3 psql=postgresql-client
 
-cargo build --release --quiet --bin enlace
-BIN="${CARGO_TARGET_DIR:-target}/release/enlace"
+if [ -n "${ENLACE_BIN:-}" ]; then
+  BIN="$ENLACE_BIN"   # a build kept aside, to compare one commit with another
+else
+  cargo build --release --quiet --bin enlace
+  BIN="${CARGO_TARGET_DIR:-target}/release/enlace"
+fi
 WORK="$(mktemp -d)"
 OUT=target/bench
 mkdir -p "$OUT"

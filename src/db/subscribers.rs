@@ -306,12 +306,15 @@ pub fn list_subscriber_interests(
         .load(conn)
 }
 
+/// People by status, as the triggers on `subscribers` keep them (exact, without counting).
 pub fn count_subscribers_by_status(
     conn: &mut AnyConnection,
 ) -> QueryResult<Vec<(SubscriberStatus, i64)>> {
-    subscribers::table
-        .group_by(subscribers::status)
-        .select((subscribers::status, diesel::dsl::count_star()))
+    use super::dashboard::subscriber_counts as counts;
+    counts::table
+        .filter(counts::people.gt(0))
+        .order(counts::status.asc())
+        .select((counts::status, counts::people))
         .load(conn)
 }
 
@@ -474,7 +477,7 @@ fn after_prefix(prefix: &str) -> Option<String> {
 /// at most `COMMON` index entries are looked at).
 fn is_common(conn: &mut AnyConnection, condition: Condition) -> QueryResult<bool> {
     subscribers::table
-        .select(subscribers::id)
+        .select(subscribers::email)
         .filter(condition)
         .offset(COMMON - 1)
         .limit(1)
@@ -543,8 +546,25 @@ fn holds_interest(conn: &mut AnyConnection, slug: &str) -> QueryResult<Condition
 
 /// A name containing `part` (lowercase), in any case.
 fn name_contains(conn: &AnyConnection, part: &str) -> Condition {
-    // SQLite's LIKE and lower() fold only ASCII: a name starting with a capital accented letter
-    // ("Ángela") is also looked for with each word of the search capitalised.
+    use diesel::sql_types::{Bool, Nullable};
+    type Maybe = Box<dyn BoxableExpression<subscribers::table, MultiBackend, SqlType = Nullable<Bool>>>;
+    let mut any: Maybe = match conn {
+        // LIKE already ignores ASCII case there: lower() would only cost time on every row.
+        AnyConnection::Sqlite(_) => Box::new(
+            subscribers::name
+                .like(like_pattern(part))
+                .escape('\\'),
+        ),
+        AnyConnection::Postgresql(_) => Box::new(
+            lower(subscribers::name)
+                .like(like_pattern(part))
+                .escape('\\'),
+        ),
+    };
+    // SQLite's LIKE and lower() fold only ASCII (and so does PostgreSQL's lower() under the C
+    // locale): a name starting with a capital accented letter ("Ángela") is also looked for
+    // with each word of the search capitalised. A second look over every row, so only when
+    // capitals beyond ASCII make a difference.
     let capitalised = part
         .split(' ')
         .map(|word| {
@@ -556,49 +576,47 @@ fn name_contains(conn: &AnyConnection, part: &str) -> Condition {
         })
         .collect::<Vec<_>>()
         .join(" ");
-    let as_written = subscribers::name
-        .like(like_pattern(&capitalised))
-        .escape('\\');
-    match conn {
-        // LIKE already ignores ASCII case there: lower() would only cost time on every row.
-        AnyConnection::Sqlite(_) => Box::new(
-            subscribers::name
-                .like(like_pattern(part))
-                .escape('\\')
-                .or(as_written)
-                .assume_not_null(),
-        ),
-        AnyConnection::Postgresql(_) => Box::new(
-            lower(subscribers::name)
-                .like(like_pattern(part))
-                .escape('\\')
-                .or(as_written)
-                .assume_not_null(),
-        ),
+    if capitalised.to_ascii_lowercase() != part.to_ascii_lowercase() {
+        any = Box::new(
+            any.or(subscribers::name
+                .like(like_pattern(&capitalised))
+                .escape('\\')),
+        );
     }
+    Box::new(any.assume_not_null())
 }
 
-/// A custom field holding `value`. Attributes are kept as compact JSON
+diesel::define_sql_function!(fn instr(haystack: diesel::sql_types::Text, needle: diesel::sql_types::Text) -> diesel::sql_types::Integer);
+
+/// A custom field holding `value`, exactly. Attributes are kept as compact JSON
 /// (`{"city":"Tucson","age":30}`): a string value is matched quoted, a number or true/false as
 /// it is written.
-fn attribute_is(key: &str, value: &str) -> Condition {
+fn attribute_is(conn: &AnyConnection, key: &str, value: &str) -> Condition {
     let key = serde_json::Value::String(key.to_owned()).to_string();
     let quoted = serde_json::Value::String(value.to_owned()).to_string();
-    let mut patterns = vec![like_pattern(&format!("{key}:{quoted}"))];
+    let mut texts = vec![format!("{key}:{quoted}")];
     if let Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) =
         serde_json::from_str::<serde_json::Value>(value)
     {
         for end in [",", "}"] {
-            patterns.push(like_pattern(&format!("{key}:{v}{end}")));
+            texts.push(format!("{key}:{v}{end}"));
         }
     }
-    let mut any: Condition = Box::new(
-        subscribers::attributes
-            .like(patterns[0].clone())
-            .escape('\\'),
-    );
-    for p in &patterns[1..] {
-        any = Box::new(any.or(subscribers::attributes.like(p.clone()).escape('\\')));
+    let holds = |text: &String| -> Condition {
+        match conn {
+            // instr() compares bytes, as PostgreSQL's LIKE does, where SQLite's LIKE would
+            // also take "ajo" for "Ajo"; and it is the quicker of the two over every row.
+            AnyConnection::Sqlite(_) => Box::new(instr(subscribers::attributes, text.clone()).gt(0)),
+            AnyConnection::Postgresql(_) => Box::new(
+                subscribers::attributes
+                    .like(like_pattern(text))
+                    .escape('\\'),
+            ),
+        }
+    };
+    let mut any = holds(&texts[0]);
+    for text in &texts[1..] {
+        any = Box::new(any.or(holds(text)));
     }
     any
 }
@@ -650,7 +668,7 @@ pub fn apply_filter<'a, ST: 'a>(
         query = query.filter(name_contains(conn, part));
     }
     if let Some((key, value)) = &f.attribute {
-        query = query.filter(attribute_is(key, value));
+        query = query.filter(attribute_is(conn, key, value));
     }
     if let Some(since) = f.updated_since {
         query = query.filter(subscribers::updated_at.ge(since));

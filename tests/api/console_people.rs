@@ -585,6 +585,10 @@ async fn searches_over_a_long_list_find_rare_and_common_matches_exactly_newest_f
         every_page(&mut viewer, "/people?field=city&value=Ajo").await,
         rare_ones
     );
+    // A field's value is matched exactly, capitals included, on both databases.
+    assert!(every_page(&mut viewer, "/people?field=city&value=ajo")
+        .await
+        .is_empty());
     assert_eq!(
         every_page(&mut viewer, "/people?status=unsubscribed").await,
         newest_first(&|i| i % 45 == 7)
