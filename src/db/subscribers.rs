@@ -547,14 +547,13 @@ fn holds_interest(conn: &mut AnyConnection, slug: &str) -> QueryResult<Condition
 /// A name containing `part` (lowercase), in any case.
 fn name_contains(conn: &AnyConnection, part: &str) -> Condition {
     use diesel::sql_types::{Bool, Nullable};
-    type Maybe = Box<dyn BoxableExpression<subscribers::table, MultiBackend, SqlType = Nullable<Bool>>>;
+    type Maybe =
+        Box<dyn BoxableExpression<subscribers::table, MultiBackend, SqlType = Nullable<Bool>>>;
     let mut any: Maybe = match conn {
         // LIKE already ignores ASCII case there: lower() would only cost time on every row.
-        AnyConnection::Sqlite(_) => Box::new(
-            subscribers::name
-                .like(like_pattern(part))
-                .escape('\\'),
-        ),
+        AnyConnection::Sqlite(_) => {
+            Box::new(subscribers::name.like(like_pattern(part)).escape('\\'))
+        }
         AnyConnection::Postgresql(_) => Box::new(
             lower(subscribers::name)
                 .like(like_pattern(part))
@@ -576,7 +575,7 @@ fn name_contains(conn: &AnyConnection, part: &str) -> Condition {
         })
         .collect::<Vec<_>>()
         .join(" ");
-    if capitalised.to_ascii_lowercase() != part.to_ascii_lowercase() {
+    if !capitalised.eq_ignore_ascii_case(part) {
         any = Box::new(
             any.or(subscribers::name
                 .like(like_pattern(&capitalised))
@@ -606,7 +605,9 @@ fn attribute_is(conn: &AnyConnection, key: &str, value: &str) -> Condition {
         match conn {
             // instr() compares bytes, as PostgreSQL's LIKE does, where SQLite's LIKE would
             // also take "ajo" for "Ajo"; and it is the quicker of the two over every row.
-            AnyConnection::Sqlite(_) => Box::new(instr(subscribers::attributes, text.clone()).gt(0)),
+            AnyConnection::Sqlite(_) => {
+                Box::new(instr(subscribers::attributes, text.clone()).gt(0))
+            }
             AnyConnection::Postgresql(_) => Box::new(
                 subscribers::attributes
                     .like(like_pattern(text))

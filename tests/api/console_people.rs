@@ -533,8 +533,13 @@ async fn an_address_is_found_by_its_start_in_full_or_by_its_domain() {
     // wildcards are only characters.
     let none = viewer.get("/people?email=mendez").await;
     assert_eq!(people_linked(&none), 0);
-    assert!(none.body.contains("The start of the address, or all of it."));
-    assert_eq!(people_linked(&viewer.get("/people?email=person_0").await), 0);
+    assert!(none
+        .body
+        .contains("The start of the address, or all of it."));
+    assert_eq!(
+        people_linked(&viewer.get("/people?email=person_0").await),
+        0
+    );
     assert_eq!(people_linked(&viewer.get("/people?email=%25").await), 0);
 }
 
@@ -580,7 +585,10 @@ async fn searches_over_a_long_list_find_rare_and_common_matches_exactly_newest_f
     let mut viewer = signed_in(&app, Role::Viewer).await;
 
     let rare_ones = newest_first(&|i| rare.contains(&i));
-    assert_eq!(every_page(&mut viewer, "/people?name=x%C3%B3chitl").await, rare_ones);
+    assert_eq!(
+        every_page(&mut viewer, "/people?name=x%C3%B3chitl").await,
+        rare_ones
+    );
     assert_eq!(
         every_page(&mut viewer, "/people?field=city&value=Ajo").await,
         rare_ones
@@ -598,7 +606,11 @@ async fn searches_over_a_long_list_find_rare_and_common_matches_exactly_newest_f
         newest_first(&|i| i % 100 == 0)
     );
     assert_eq!(
-        every_page(&mut viewer, "/people?interest=garden&language=es&email=person51").await,
+        every_page(
+            &mut viewer,
+            "/people?interest=garden&language=es&email=person51"
+        )
+        .await,
         newest_first(&|i| i >= 5100 && i % 2 == 1 && i % 100 != 0)
     );
     let garden_es = every_page(&mut viewer, "/people?interest=garden&language=es").await;
@@ -650,7 +662,10 @@ async fn the_dashboard_counts_people_by_status_exactly_as_the_list_changes() {
         .post(&person, &format!("/people/{id}/unsubscribe"), &[])
         .await;
     assert_eq!(done.status, 303);
-    let erase = format!("/people/{}/erase", &app.seed_people(&[Person::new("gone@example.org")])[0]);
+    let erase = format!(
+        "/people/{}/erase",
+        &app.seed_people(&[Person::new("gone@example.org")])[0]
+    );
     let erased = editor
         .post(&erase, &erase, &[("confirm", "gone@example.org")])
         .await;
