@@ -306,12 +306,15 @@ pub fn list_subscriber_interests(
         .load(conn)
 }
 
+/// People by status, as the triggers on `subscribers` keep them (exact, without counting).
 pub fn count_subscribers_by_status(
     conn: &mut AnyConnection,
 ) -> QueryResult<Vec<(SubscriberStatus, i64)>> {
-    subscribers::table
-        .group_by(subscribers::status)
-        .select((subscribers::status, diesel::dsl::count_star()))
+    use super::dashboard::subscriber_counts as counts;
+    counts::table
+        .filter(counts::people.gt(0))
+        .order(counts::status.asc())
+        .select((counts::status, counts::people))
         .load(conn)
 }
 
@@ -333,33 +336,19 @@ pub fn list_changed_subscribers(
     conn: &mut AnyConnection,
     q: &SubscriberQuery,
 ) -> QueryResult<Vec<(Subscriber, i64)>> {
-    let mut query = subscribers::table
+    let filter = PeopleFilter {
+        status: q.status,
+        language: q.language.clone(),
+        interest: q.interest.clone(),
+        address: q.email_contains.clone().map(AddressMatch::Contains),
+        updated_since: q.updated_since,
+        ..PeopleFilter::default()
+    };
+    let query = subscribers::table
         .select((Subscriber::as_select(), subscribers::change_seq))
         .filter(subscribers::change_seq.gt(q.after))
         .into_boxed();
-    if let Some(status) = &q.status {
-        query = query.filter(subscribers::status.eq(*status));
-    }
-    if let Some(language) = &q.language {
-        query = query.filter(subscribers::language.eq(language.clone()));
-    }
-    if let Some(slug) = &q.interest {
-        let members = subscriber_interests::table
-            .filter(subscriber_interests::interest_slug.eq(slug.clone()))
-            .select(subscriber_interests::subscriber_id);
-        query = query.filter(subscribers::id.eq_any(members));
-    }
-    if let Some(part) = &q.email_contains {
-        let escaped = part
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        query = query.filter(subscribers::email.like(format!("%{escaped}%")).escape('\\'));
-    }
-    if let Some(since) = q.updated_since {
-        query = query.filter(subscribers::updated_at.ge(since));
-    }
-    query
+    apply_filter(conn, query, &filter)?
         .order(subscribers::change_seq.asc())
         .limit(q.limit)
         .load(conn)
@@ -425,109 +414,339 @@ pub fn insert_tombstone(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) 
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
 
-/// Filters for staff searching the list; newest first, `before` is the id of the last person
-/// already shown (ids sort by creation time, so a page is a walk down the primary key).
-#[derive(Default, Clone)]
-pub struct PeopleQuery {
+type MultiBackend = <AnyConnection as Connection>::Backend;
+type Condition =
+    Box<dyn BoxableExpression<subscribers::table, MultiBackend, SqlType = diesel::sql_types::Bool>>;
+
+/// How an address filter looks for an address. Addresses are stored in canonical form
+/// (lower-cased), and the text looked for is lower-cased too.
+#[derive(Clone, Debug)]
+pub enum AddressMatch {
+    /// The text anywhere in the address (the JSON API's `email_contains`).
+    Contains(String),
+    /// Addresses that start with the text: found through the index on addresses.
+    StartsWith(String),
+    /// Addresses that end with the text (`@example.org`: everyone at a domain).
+    EndsWith(String),
+}
+
+/// The filters the JSON API's list and the console's search share. `apply_filter` is the one
+/// place each of them becomes SQL; the callers add their own cursor and order.
+#[derive(Default, Clone, Debug)]
+pub struct PeopleFilter {
     pub status: Option<SubscriberStatus>,
     pub language: Option<String>,
     pub interest: Option<String>,
-    /// Lowercase.
-    pub email_contains: Option<String>,
+    pub address: Option<AddressMatch>,
     /// Lowercase.
     pub name_contains: Option<String>,
     /// A custom field's key and the value it holds.
     pub attribute: Option<(String, String)>,
+    pub updated_since: Option<NaiveDateTime>,
+}
+
+/// From this many matches on, a filter that has an index of its own (an interest, the start of
+/// an address) is "common": the list is walked in the caller's order, checking each person,
+/// since a page of matches comes soon. Below it the matches are read through the filter's index
+/// and sorted, which is quick for a few thousand and saves walking a long list for them.
+const COMMON: i64 = 5_000;
+
+/// `%part%` for LIKE, with LIKE's own characters escaped by `\`.
+fn like_pattern(part: &str) -> String {
+    format!("%{}%", like_escape(part))
+}
+
+fn like_escape(part: &str) -> String {
+    part.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// The first string after every string that starts with `prefix`, in code point order (which
+/// is SQLite's BINARY order): `prefix` with its last character moved one on. None when there
+/// is no such string to write (the prefix ends in the last code point there is).
+fn after_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    let last = chars.pop()?;
+    let next = (u32::from(last) + 1..=0x10FFFF).find_map(char::from_u32)?;
+    chars.push(next);
+    Some(chars.into_iter().collect())
+}
+
+/// Whether the people `condition` picks out number at least `COMMON` (read through its index:
+/// at most `COMMON` index entries are looked at).
+fn is_common(conn: &mut AnyConnection, condition: Condition) -> QueryResult<bool> {
+    subscribers::table
+        .select(subscribers::email)
+        .filter(condition)
+        .offset(COMMON - 1)
+        .limit(1)
+        .first::<String>(conn)
+        .optional()
+        .map(|found| found.is_some())
+}
+
+/// The condition for an address that starts with `prefix`, written so each database can find
+/// the addresses through its index when they are few.
+fn address_starts_with(conn: &mut AnyConnection, prefix: &str) -> QueryResult<Condition> {
+    let like: Condition = Box::new(
+        subscribers::email
+            .like(format!("{}%", like_escape(prefix)))
+            .escape('\\'),
+    );
+    match (&*conn, after_prefix(prefix)) {
+        // SQLite uses no index for LIKE with an ESCAPE clause (nor for a case-insensitive LIKE
+        // on a case-sensitive index), but does for a range, which is the same set here.
+        (AnyConnection::Sqlite(_), Some(end)) => {
+            let range = || -> Condition {
+                Box::new(
+                    subscribers::email
+                        .ge(prefix.to_owned())
+                        .and(subscribers::email.lt(end.clone())),
+                )
+            };
+            // A short prefix matching thousands is found sooner walking the list than sorting
+            // thousands: then the range is left unindexable on purpose.
+            if is_common(conn, range())? {
+                Ok(like)
+            } else {
+                Ok(range())
+            }
+        }
+        // PostgreSQL's planner weighs the pattern against its statistics itself, and finds the
+        // prefix through subscribers_email_pattern_idx.
+        _ => Ok(like),
+    }
+}
+
+/// The condition for people who hold the interest `slug`: membership read from the interest's
+/// index when it has few members, a primary-key probe per person walked when it has many.
+fn holds_interest(conn: &mut AnyConnection, slug: &str) -> QueryResult<Condition> {
+    let members = || {
+        subscriber_interests::table
+            .filter(subscriber_interests::interest_slug.eq(slug.to_owned()))
+            .select(subscriber_interests::subscriber_id)
+    };
+    let common = members()
+        .offset(COMMON - 1)
+        .limit(1)
+        .first::<String>(conn)
+        .optional()?
+        .is_some();
+    Ok(if common {
+        Box::new(diesel::dsl::exists(
+            subscriber_interests::table
+                .filter(subscriber_interests::subscriber_id.eq(subscribers::id))
+                .filter(subscriber_interests::interest_slug.eq(slug.to_owned())),
+        ))
+    } else {
+        Box::new(subscribers::id.eq_any(members()))
+    })
+}
+
+/// A name containing `part` (lowercase), in any case.
+fn name_contains(conn: &AnyConnection, part: &str) -> Condition {
+    use diesel::sql_types::{Bool, Nullable};
+    type Maybe =
+        Box<dyn BoxableExpression<subscribers::table, MultiBackend, SqlType = Nullable<Bool>>>;
+    let mut any: Maybe = match conn {
+        // LIKE already ignores ASCII case there: lower() would only cost time on every row.
+        AnyConnection::Sqlite(_) => {
+            Box::new(subscribers::name.like(like_pattern(part)).escape('\\'))
+        }
+        AnyConnection::Postgresql(_) => Box::new(
+            lower(subscribers::name)
+                .like(like_pattern(part))
+                .escape('\\'),
+        ),
+    };
+    // SQLite's LIKE and lower() fold only ASCII (and so does PostgreSQL's lower() under the C
+    // locale): a name starting with a capital accented letter ("Ángela") is also looked for
+    // with each word of the search capitalised. A second look over every row, so only when
+    // capitals beyond ASCII make a difference.
+    let capitalised = part
+        .split(' ')
+        .map(|word| {
+            let mut letters = word.chars();
+            letters
+                .next()
+                .map(|first| first.to_uppercase().chain(letters).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !capitalised.eq_ignore_ascii_case(part) {
+        any = Box::new(
+            any.or(subscribers::name
+                .like(like_pattern(&capitalised))
+                .escape('\\')),
+        );
+    }
+    Box::new(any.assume_not_null())
+}
+
+diesel::define_sql_function!(fn instr(haystack: diesel::sql_types::Text, needle: diesel::sql_types::Text) -> diesel::sql_types::Integer);
+
+/// A custom field holding `value`, exactly. Attributes are kept as compact JSON
+/// (`{"city":"Tucson","age":30}`): a string value is matched quoted, a number or true/false as
+/// it is written.
+fn attribute_is(conn: &AnyConnection, key: &str, value: &str) -> Condition {
+    let key = serde_json::Value::String(key.to_owned()).to_string();
+    let quoted = serde_json::Value::String(value.to_owned()).to_string();
+    let mut texts = vec![format!("{key}:{quoted}")];
+    if let Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) =
+        serde_json::from_str::<serde_json::Value>(value)
+    {
+        for end in [",", "}"] {
+            texts.push(format!("{key}:{v}{end}"));
+        }
+    }
+    let holds = |text: &String| -> Condition {
+        match conn {
+            // instr() compares bytes, as PostgreSQL's LIKE does, where SQLite's LIKE would
+            // also take "ajo" for "Ajo"; and it is the quicker of the two over every row.
+            AnyConnection::Sqlite(_) => {
+                Box::new(instr(subscribers::attributes, text.clone()).gt(0))
+            }
+            AnyConnection::Postgresql(_) => Box::new(
+                subscribers::attributes
+                    .like(like_pattern(text))
+                    .escape('\\'),
+            ),
+        }
+    };
+    let mut any = holds(&texts[0]);
+    for text in &texts[1..] {
+        any = Box::new(any.or(holds(text)));
+    }
+    any
+}
+
+impl PeopleFilter {
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.language.is_none()
+            && self.interest.is_none()
+            && self.address.is_none()
+            && self.name_contains.is_none()
+            && self.attribute.is_none()
+            && self.updated_since.is_none()
+    }
+}
+
+/// `query` narrowed by every filter in `f`.
+pub fn apply_filter<'a, ST: 'a>(
+    conn: &mut AnyConnection,
+    mut query: subscribers::BoxedQuery<'a, MultiBackend, ST>,
+    f: &PeopleFilter,
+) -> QueryResult<subscribers::BoxedQuery<'a, MultiBackend, ST>> {
+    if let Some(status) = f.status {
+        query = query.filter(subscribers::status.eq(status));
+    }
+    if let Some(language) = &f.language {
+        query = query.filter(subscribers::language.eq(language.clone()));
+    }
+    if let Some(slug) = &f.interest {
+        query = query.filter(holds_interest(conn, slug)?);
+    }
+    match &f.address {
+        None => {}
+        Some(AddressMatch::Contains(part)) => {
+            query = query.filter(subscribers::email.like(like_pattern(part)).escape('\\'));
+        }
+        Some(AddressMatch::StartsWith(prefix)) => {
+            query = query.filter(address_starts_with(conn, prefix)?);
+        }
+        Some(AddressMatch::EndsWith(end)) => {
+            query = query.filter(
+                subscribers::email
+                    .like(format!("%{}", like_escape(end)))
+                    .escape('\\'),
+            );
+        }
+    }
+    if let Some(part) = &f.name_contains {
+        query = query.filter(name_contains(conn, part));
+    }
+    if let Some((key, value)) = &f.attribute {
+        query = query.filter(attribute_is(conn, key, value));
+    }
+    if let Some(since) = f.updated_since {
+        query = query.filter(subscribers::updated_at.ge(since));
+    }
+    Ok(query)
+}
+
+/// Filters for staff searching the list; newest first, `before` is the id of the last person
+/// already shown (ids sort by creation time, so a page is a walk down the primary key).
+#[derive(Default, Clone)]
+pub struct PeopleQuery {
+    pub filter: PeopleFilter,
     pub before: Option<String>,
     pub limit: i64,
 }
 
-/// `%part%` for LIKE, with LIKE's own characters escaped by `\`.
-fn like_pattern(part: &str) -> String {
-    let escaped = part
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
+/// How many of the newest people (after the cursor) a search looks through first.
+const WINDOW: i64 = 2_000;
 
 /// Up to `q.limit` people matching the filters, newest first, after `q.before`.
 pub fn search_people(conn: &mut AnyConnection, q: &PeopleQuery) -> QueryResult<Vec<Subscriber>> {
-    let mut query = subscribers::table
-        .select(Subscriber::as_select())
-        .into_boxed();
+    let before = q.before.clone();
+    let after_cursor = move || {
+        let mut query = subscribers::table
+            .select(Subscriber::as_select())
+            .into_boxed();
+        if let Some(before) = &before {
+            query = query.filter(subscribers::id.lt(before.clone()));
+        }
+        query
+    };
+    let filtered = |conn: &mut AnyConnection| apply_filter(conn, after_cursor(), &q.filter);
+    // The newest WINDOW people after the cursor, walked down the primary key: a search whose
+    // matches are not rare fills its page among them, and so does the unfiltered list.
+    let mut newest = subscribers::table.select(subscribers::id).into_boxed();
     if let Some(before) = &q.before {
-        query = query.filter(subscribers::id.lt(before.clone()));
+        newest = newest.filter(subscribers::id.lt(before.clone()));
     }
-    if let Some(status) = &q.status {
-        query = query.filter(subscribers::status.eq(*status));
-    }
-    if let Some(language) = &q.language {
-        query = query.filter(subscribers::language.eq(language.clone()));
-    }
-    if let Some(slug) = &q.interest {
-        let members = subscriber_interests::table
-            .filter(subscriber_interests::interest_slug.eq(slug.clone()))
-            .select(subscriber_interests::subscriber_id);
-        query = query.filter(subscribers::id.eq_any(members));
-    }
-    if let Some(part) = &q.email_contains {
-        query = query.filter(subscribers::email.like(like_pattern(part)).escape('\\'));
-    }
-    if let Some(part) = &q.name_contains {
-        // SQLite's lower() folds only ASCII: a name starting with a capital accented letter
-        // ("Ángela") is also looked for with each word of the search capitalised.
-        let capitalised = part
-            .split(' ')
-            .map(|word| {
-                let mut letters = word.chars();
-                letters
-                    .next()
-                    .map(|first| first.to_uppercase().chain(letters).collect::<String>())
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-        query = query.filter(
-            lower(subscribers::name)
-                .like(like_pattern(part))
-                .escape('\\')
-                .or(subscribers::name
-                    .like(like_pattern(&capitalised))
-                    .escape('\\')),
-        );
-    }
-    if let Some((key, value)) = &q.attribute {
-        // Attributes are kept as compact JSON (`{"city":"Tucson","age":30}`): a string value
-        // is matched quoted, a number or true/false as it is written.
-        let key = serde_json::Value::String(key.clone()).to_string();
-        let quoted = serde_json::Value::String(value.clone()).to_string();
-        let mut patterns = vec![like_pattern(&format!("{key}:{quoted}"))];
-        if let Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) =
-            serde_json::from_str::<serde_json::Value>(value)
-        {
-            for end in [",", "}"] {
-                patterns.push(like_pattern(&format!("{key}:{v}{end}")));
-            }
-        }
-        let mut any: Box<
-            dyn BoxableExpression<
-                subscribers::table,
-                <AnyConnection as diesel::Connection>::Backend,
-                SqlType = diesel::sql_types::Bool,
-            >,
-        > = Box::new(
-            subscribers::attributes
-                .like(patterns[0].clone())
-                .escape('\\'),
-        );
-        for p in &patterns[1..] {
-            any = Box::new(any.or(subscribers::attributes.like(p.clone()).escape('\\')));
-        }
-        query = query.filter(any);
-    }
-    query
+    let floor = newest
+        .order(subscribers::id.desc())
+        .offset(WINDOW - 1)
+        .limit(1)
+        .first::<String>(conn)
+        .optional()?;
+    let Some(floor) = floor.filter(|_| !q.filter.is_empty()) else {
+        return filtered(conn)?
+            .order(subscribers::id.desc())
+            .limit(q.limit)
+            .load(conn);
+    };
+    let found: Vec<Subscriber> = filtered(conn)?
+        .filter(subscribers::id.ge(floor))
         .order(subscribers::id.desc())
         .limit(q.limit)
+        .load(conn)?;
+    if found.len() as i64 >= q.limit {
+        return Ok(found);
+    }
+    // Rare matches, then: read in the table's own order and sorted, rather than walked for in
+    // id order (on SQLite a lookup in the table for each of a million ids). `id || ''` sorts as
+    // `id` does, but is no index's order, so neither database walks one for it.
+    filtered(conn)?
+        .order(subscribers::id.concat("").desc())
+        .limit(q.limit)
         .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after_prefix;
+
+    #[test]
+    fn the_end_of_a_prefix_range_is_the_prefix_moved_one_on() {
+        assert_eq!(after_prefix("user1").as_deref(), Some("user2"));
+        assert_eq!(after_prefix("rosa.").as_deref(), Some("rosa/"));
+        assert_eq!(after_prefix("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(after_prefix("a\u{10FFFF}"), None);
+        assert_eq!(after_prefix(""), None);
+    }
 }

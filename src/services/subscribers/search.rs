@@ -10,7 +10,7 @@ use crate::db::consent::{list_consent_events, ConsentEvent};
 use crate::db::deliveries::DeliveryRecord;
 use crate::db::ids::{NewsletterId, StaffId, SubscriberId};
 use crate::db::jobs::MailRecord;
-use crate::db::subscribers::{self as store, PeopleQuery};
+use crate::db::subscribers::{self as store, AddressMatch, PeopleFilter, PeopleQuery};
 use crate::db::{self, Db, DbError};
 use crate::domain::{FieldErrors, InterestSlug, Language, SubscriberStatus};
 
@@ -108,13 +108,22 @@ fn people_query(search: &PeopleSearch) -> Result<PeopleQuery, FieldErrors> {
         errors.add("limit", "must be between 1 and 500");
     }
     errors.into_result()?;
+    // An address is looked for from its start (through the index on addresses), or, given as
+    // `@domain`, by its end.
+    let address = email.map(|e| match e.strip_prefix('@') {
+        Some(_) => AddressMatch::EndsWith(e),
+        None => AddressMatch::StartsWith(e),
+    });
     Ok(PeopleQuery {
-        status: status.as_deref().and_then(SubscriberStatus::parse),
-        language,
-        interest,
-        email_contains: email,
-        name_contains: name,
-        attribute: field.zip(value),
+        filter: PeopleFilter {
+            status: status.as_deref().and_then(SubscriberStatus::parse),
+            language,
+            interest,
+            address,
+            name_contains: name,
+            attribute: field.zip(value),
+            updated_since: None,
+        },
         before,
         limit: search.limit,
     })
