@@ -73,6 +73,7 @@ export ENLACE_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT?tls=none"
 export ENLACE_SECRET_KEY="browser-test-key-0123456789abcdef-0123456789abcdef"
 export ENLACE_ORG_NAME="Our Group"   # the name in the README's consent sentence
 export ENLACE_FROM="Our Group <hello@example.org>"
+export ENLACE_POSTAL_ADDRESS="1 Main St, Phoenix, AZ"  # required in newsletters: the console's send step shows its form
 export ENLACE_LOG="warn"
 export ENLACE_WEBHOOK_ALLOW_PRIVATE=true  # the console's webhook flow posts to a receiver on loopback
 mkdir -p "$tmp/data" "$tmp/mail"
@@ -118,6 +119,11 @@ create_interest '{"slug":"news","name":{"en":"News and updates","es":"Noticias y
   "description":{"en":"A short update every month.","es":"Un breve resumen cada mes."}}'
 create_interest '{"slug":"events","name":{"en":"Events and actions","es":"Eventos y acciones"},
   "description":{"en":"Marches, meetings and volunteer days near you.","es":"Marchas, reuniones y jornadas de voluntariado cerca de ti."}}'
+# A draft newsletter in both languages, so the crawl reaches its page, editor, preview and send step.
+curl -fsS -o /dev/null "http://127.0.0.1:$HTTP_PORT/api/v1/newsletters" -H "Authorization: Bearer $token" \
+  -H 'Content-Type: application/json' -d '{"subject":"Rally on Saturday","html":"<p>Hello {{ name }}, join us at noon.</p>",
+  "variants":{"es":{"subject":"Marcha el sábado","html":"<p>Hola {{ name }}, acompáñanos al mediodía.</p>"}},
+  "filter":{"any":[{"language":"en"},{"language":"es"}]}}' || die "creating a draft newsletter failed"
 
 status=0
 # BROWSER_ONLY=console skips the signup walk (to check console changes quickly).
