@@ -176,22 +176,26 @@ pub fn counts(conn: &mut AnyConnection, newsletter_id: &str) -> QueryResult<Vec<
         .load(conn)
 }
 
-/// A newsletter's messages that were not sent, by state (`failed`, `skipped`) and class of
-/// reason (see `sending::outcome_class`), most first: the live rows' outcomes classed here,
-/// added to the rows already folded into results.
-pub fn reasons(
+/// A newsletter's messages that were not sent (`failed`, `skipped`): the live rows counted by
+/// state and outcome, and the rows already folded into results by state and class of reason.
+/// The caller classes the live outcomes (`sending::outcome_class`) and adds the two up.
+#[allow(clippy::type_complexity)]
+pub fn unsent(
     conn: &mut AnyConnection,
     newsletter_id: &str,
-) -> QueryResult<Vec<(String, String, i64)>> {
+) -> QueryResult<(
+    Vec<(String, Option<String>, i64)>,
+    Vec<(String, String, i64)>,
+)> {
     use crate::db::schema::deliveries;
     use diesel::dsl::count_star;
-    let live: Vec<(String, Option<String>, i64)> = deliveries::table
+    let live = deliveries::table
         .filter(deliveries::newsletter_id.eq(newsletter_id))
         .filter(deliveries::state.eq_any(["failed", "skipped"]))
         .group_by((deliveries::state, deliveries::outcome))
         .select((deliveries::state, deliveries::outcome, count_star()))
         .load(conn)?;
-    let folded: Vec<(String, String, i64)> = delivery_results::table
+    let folded = delivery_results::table
         .filter(delivery_results::newsletter_id.eq(newsletter_id))
         .filter(delivery_results::state.eq_any(["failed", "skipped"]))
         .select((
@@ -200,15 +204,5 @@ pub fn reasons(
             delivery_results::recipients,
         ))
         .load(conn)?;
-    let mut by_reason: std::collections::BTreeMap<(String, String), i64> = Default::default();
-    let live = live
-        .into_iter()
-        .map(|(state, outcome, n)| (state, crate::sending::outcome_class(outcome.as_deref()), n));
-    for (state, reason, n) in live.chain(folded) {
-        *by_reason.entry((state, reason)).or_default() += n;
-    }
-    let mut out: Vec<(String, String, i64)> =
-        by_reason.into_iter().map(|((s, r), n)| (s, r, n)).collect();
-    out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
-    Ok(out)
+    Ok((live, folded))
 }

@@ -193,8 +193,9 @@ pub async fn get(db: &Db, actor: &Principal, id: NewsletterId) -> Result<Report,
             let (progress, reasons) = if with_progress {
                 let progress = deliveries::progress(conn, &id, now - Duration::seconds(30))?;
                 let reasons = (progress.failed + progress.skipped > 0)
-                    .then(|| db::delivery_results::reasons(conn, &id))
-                    .transpose()?;
+                    .then(|| db::delivery_results::unsent(conn, &id))
+                    .transpose()?
+                    .map(|(live, folded)| unsent_by_reason(live, folded));
                 (Some(progress), reasons)
             } else {
                 (None, None)
@@ -208,6 +209,26 @@ pub async fn get(db: &Db, actor: &Principal, id: NewsletterId) -> Result<Report,
         })
     })
     .await
+}
+
+/// The messages not sent, by state and class of reason, most first: the live rows' outcomes
+/// classed as results keep them (`sending::outcome_class`), added to the rows already folded.
+fn unsent_by_reason(
+    live: Vec<(String, Option<String>, i64)>,
+    folded: Vec<(String, String, i64)>,
+) -> Vec<(String, String, i64)> {
+    let mut by_reason: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    let live = live.into_iter().map(|(state, outcome, n)| {
+        let reason = crate::sending::outcome_class(outcome.as_deref());
+        (state, reason, n)
+    });
+    for (state, reason, n) in live.chain(folded) {
+        *by_reason.entry((state, reason)).or_default() += n;
+    }
+    let mut out: Vec<(String, String, i64)> =
+        by_reason.into_iter().map(|((s, r), n)| (s, r, n)).collect();
+    out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
+    out
 }
 
 /// Deletes a draft (or a send cancelled before it started); anything else is kept as the record
