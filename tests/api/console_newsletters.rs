@@ -194,6 +194,12 @@ async fn sends_are_paused_resumed_and_cancelled_and_sent_newsletters_duplicated_
     assert!(page.contains("Scheduled for"), "{page}");
     app.engine.schedule(enlace::db::now()).await.unwrap();
 
+    let list = unescape(&editor.get("/newsletters").await.body);
+    assert!(
+        list.contains("0 of 5 handled"),
+        "the list shows a send's progress: {list}"
+    );
+    assert!(list.contains("id=\"newsletter-list\" data-refresh=\"5\""));
     let page = unescape(&editor.get(&format!("/newsletters/{id}")).await.body);
     assert!(
         page.contains("Sending") && page.contains("data-refresh"),

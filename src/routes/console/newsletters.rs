@@ -126,12 +126,33 @@ pub async fn list(signed: Signed<ReadNewsletters>, query: web::Query<ListQuery>)
         .more
         .then(|| page.items.last().map(|n| n.id.as_str().to_owned()))
         .flatten();
+    // The progress of each send under way (a list holds few), shown on its row.
+    let mut rows = Vec::with_capacity(page.items.len());
+    for n in &page.items {
+        let progress = if n.status == NewsletterState::Sending {
+            match service::get(&console.state.db, &console.principal, n.id.clone()).await {
+                Ok(report) => report.progress.map(|p| {
+                    context! { done => p.sent + p.failed + p.skipped, total => p.total }
+                }),
+                Err(GetError::NotFound) => None,
+                Err(e) => return console.internal(e),
+            }
+        } else {
+            None
+        };
+        rows.push(context! { progress => progress, ..summary(n) });
+    }
+    let live = page
+        .items
+        .iter()
+        .any(|n| n.status == NewsletterState::Sending);
     let states: Vec<&str> = NewsletterState::ALL.iter().map(|s| s.as_str()).collect();
     console.page(
         StatusCode::OK,
         "newsletters/list",
         context! {
-            newsletters => page.items.iter().map(summary).collect::<Vec<_>>(),
+            newsletters => rows,
+            live => live,
             states => states,
             status => status,
             next => next,
