@@ -13,6 +13,9 @@
 //   imports    a CSV with bad rows through the file input: detected columns, one mapped by hand,
 //              consent and its evidence, the progress page reaching done, the refused rows and their
 //              reasons, the downloaded report
+//   segments   the builder: conditions and a group chosen and typed, the count following each
+//              change, the JSON it writes, the JSON edited by hand, a refusal marked in place,
+//              saved, offered as a newsletter's audience, deleted (browser/console-segments.mjs)
 //   exports    a segment and a format chosen, the downloaded file's rows are exactly the segment's
 //   admin      a staff account created with a first password, its role changed, disabled; an API key
 //              with a scope shown once, copied, used against the JSON API from node, revoked (one or
@@ -27,6 +30,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { CONSOLE, ENLACE_URL, T, at, chooseLanguage, fill, message, newTab, signIn, squash } from "./console-kit.mjs";
+import { segments } from "./console-segments.mjs";
 
 const PAGING = 55; // more than one page of people (50)
 
@@ -43,19 +47,19 @@ class Steps {
   }
 }
 
-function check(ok, what) {
+export function check(ok, what) {
   if (!ok) throw new Error(what);
 }
 
 // Clicks something that leads to another page; returns the response (its status is checked).
-async function go(page, locator, want = [200]) {
+export async function go(page, locator, want = [200]) {
   const [response] = await Promise.all([page.waitForNavigation({ waitUntil: "load" }), locator.click()]);
   const status = response?.status();
   if (!want.includes(status)) throw new Error(`the page answered ${status} (${page.url()}), expected ${want.join(" or ")}`);
   return response;
 }
 
-async function open(page, path, want = [200]) {
+export async function open(page, path, want = [200]) {
   const response = await page.goto(at(path));
   const status = response?.status();
   if (!want.includes(status)) throw new Error(`${path} answered ${status}, expected ${want.join(" or ")}`);
@@ -165,7 +169,7 @@ async function staffToken(email, password) {
 }
 
 const recorded = { mode: "recorded", source: "browser test set-up", note: "agreed to hear from us" };
-const addPerson = (token, person) => api(token, "POST", "/subscribers", { consent: recorded, ...person });
+export const addPerson = (token, person) => api(token, "POST", "/subscribers", { consent: recorded, ...person });
 
 // Set up once for both languages: people to page through and a custom field to search by.
 async function setUp(token) {
@@ -702,7 +706,7 @@ async function roles(browser, lang, s, ctx) {
 }
 
 // ------------------------------------------------------------- running them
-const FLOWS = { people, catalog, imports, exports: exportsFlow, admin };
+const FLOWS = { people, catalog, segments, imports, exports: exportsFlow, admin };
 
 // A receiver for webhooks on loopback: answers 204 and keeps what it got.
 function hookReceiver() {

@@ -182,6 +182,7 @@ fn leaf() -> impl Strategy<Value = Value> {
         2 => word(&["en", "es", "ES", " es ", "fr"]).prop_map(|v| json!({ "language": v })),
         2 => word(&["example.org", "Example.ORG", "ejemplo.es", "xn--and-6ma2c.es"])
             .prop_map(|v| json!({ "email_domain": v })),
+        1 => word(&["homepage-form", "Homepage-Form", "fair"]).prop_map(|v| json!({ "source": v })),
         2 => range().prop_map(|r| json!({ "created": r })),
         2 => range().prop_map(|r| json!({ "confirmed": r })),
         8 => attribute,
@@ -231,6 +232,7 @@ fn seed(conn: &mut AnyConnection) {
                     s::created_at.eq(now - chrono::Duration::days(i as i64 * 40)),
                     s::updated_at.eq(now),
                     s::confirmed_at.eq((*status == "confirmed").then_some(now)),
+                    s::source.eq([Some("homepage-form"), None, Some("fair")][(i + j) % 3]),
                 ))
                 .execute(conn)
                 .unwrap();

@@ -223,6 +223,12 @@ fn compile(filter: &SegmentFilter, backend: Backend) -> Condition {
                 .replace('_', "\\_");
             Box::new(subscribers::email.like(format!("%@{escaped}")).escape('\\'))
         }
+        // `source` is NULL for people without one: `IS NOT NULL AND` keeps the part two-valued.
+        SegmentFilter::Source(source) => Box::new(
+            subscribers::source
+                .is_not_null()
+                .and(subscribers::source.assume_not_null().eq(source.clone())),
+        ),
         SegmentFilter::Created(range) => {
             let mut parts: Vec<Condition> = Vec::new();
             if let Some(after) = range.after {

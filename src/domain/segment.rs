@@ -15,6 +15,8 @@ pub const MAX_NODES: usize = 200;
 /// How many values an `in` list may hold.
 pub const MAX_LIST: usize = 100;
 const MAX_DOMAIN_CHARS: usize = 253;
+/// The longest `source` anything records (an import's).
+const MAX_SOURCE_CHARS: usize = 500;
 
 /// Path (`filter.all[2].attribute.op`) → what is wrong there.
 pub type FilterErrors = super::FieldErrors;
@@ -31,6 +33,8 @@ pub enum SegmentFilter {
     Confirmed(TimeRange),
     /// Lower-cased; matches the whole domain of an address, not its subdomains.
     EmailDomain(String),
+    /// The signup's `source`, exactly.
+    Source(String),
 }
 
 /// `after` is inclusive and `before` exclusive (UTC, microseconds), so ranges tile.
@@ -206,6 +210,15 @@ impl Parser {
                 _ => self.fail(&at, "must be \"en\" or \"es\""),
             },
             "email_domain" => self.domain(inner, &at).map(SegmentFilter::EmailDomain),
+            "source" => match inner.as_str() {
+                Some(s) if !s.is_empty() && s.chars().count() <= MAX_SOURCE_CHARS => {
+                    Some(SegmentFilter::Source(s.to_owned()))
+                }
+                _ => self.fail(
+                    &at,
+                    format!("must be text of 1 to {MAX_SOURCE_CHARS} characters"),
+                ),
+            },
             "created" => self.range(inner, &at).map(SegmentFilter::Created),
             "confirmed" => self.range(inner, &at).map(SegmentFilter::Confirmed),
             "attribute" => self.attribute(inner, &at).map(SegmentFilter::Attribute),
@@ -213,7 +226,7 @@ impl Parser {
                 path,
                 format!(
                     "unknown condition \"{}\"; use all, any, not, interest, language, attribute, \
-                     created, confirmed or email_domain",
+                     created, confirmed, email_domain or source",
                     short(other)
                 ),
             ),
@@ -477,7 +490,11 @@ impl SegmentFilter {
                     }
                 }
             }
-            Self::Language(_) | Self::Created(_) | Self::Confirmed(_) | Self::EmailDomain(_) => {}
+            Self::Language(_)
+            | Self::Created(_)
+            | Self::Confirmed(_)
+            | Self::EmailDomain(_)
+            | Self::Source(_) => {}
         }
     }
 
@@ -501,6 +518,7 @@ impl SegmentFilter {
             Self::Interest(slug) => json!({ "interest": slug }),
             Self::Language(language) => json!({ "language": language.as_str() }),
             Self::EmailDomain(domain) => json!({ "email_domain": domain }),
+            Self::Source(source) => json!({ "source": source }),
             Self::Created(r) => json!({ "created": range(r) }),
             Self::Confirmed(r) => json!({ "confirmed": range(r) }),
             Self::Attribute(c) => {

@@ -79,6 +79,9 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/newsletters/send.html",
     "console/newsletters/test_refused.html",
     "console/newsletters/preview.html",
+    // Segments
+    "console/segments/list.html",
+    "console/segments/edit.html",
     // Exports
     "console/exports/form.html",
     // Staff, API keys, webhooks, audit log
@@ -115,6 +118,8 @@ pub const CONSOLE_CATALOGS: &[(&str, Language, &str)] = console_catalogs![
     "admin",
     // Newsletters
     "newsletters",
+    // Segments
+    "segments",
 ];
 
 pub const CATALOGS: &[(Language, &str)] = &[

@@ -121,6 +121,7 @@ routes! {
     },
     "/api/v1/segments" => { get => segments::list_segments, post => segments::create_segment },
     "/api/v1/segments/preview" => { post => segments::preview_segment },
+    "/api/v1/segments/count" => { post => segments::count_segment },
     "/api/v1/segments/{id}" => {
         get => segments::get_segment,
         patch => segments::update_segment,

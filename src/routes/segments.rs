@@ -160,3 +160,15 @@ pub async fn preview_segment(
         sample: preview.sample.iter().map(Into::into).collect(),
     }))
 }
+
+/// How many confirmed subscribers a filter reaches: the count alone, for a segment builder that
+/// asks at every change.
+pub async fn count_segment(
+    _auth: Authorized<ReadContacts>,
+    body: Result<super::json::Json<PreviewBody>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let count = service::count(&state.db, body.filter).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "count": count })))
+}

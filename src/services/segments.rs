@@ -317,17 +317,31 @@ pub async fn delete(
     .await
 }
 
-/// Whom a filter reaches: the count and a sample, read from one snapshot.
-pub async fn preview(db: &Db, filter: Option<Value>) -> Result<Preview, PreviewSegmentError> {
+/// A filter given to preview or count, parsed (a missing one is refused).
+fn required_filter(filter: Option<Value>) -> Result<SegmentFilter, PreviewSegmentError> {
     let mut errors = FieldErrors::new();
     let filter = parse_filter(&mut errors, filter.as_ref());
     errors.into_result().map_err(PreviewSegmentError::Invalid)?;
-    let Some(filter) = filter else {
-        return Err(PreviewSegmentError::Invalid(FieldErrors::one(
-            "filter",
-            "is required",
-        )));
-    };
+    filter.ok_or_else(|| PreviewSegmentError::Invalid(FieldErrors::one("filter", "is required")))
+}
+
+/// How many people a filter reaches now: what a segment builder asks at every change, so it
+/// is the count alone (one pass over the subscribers; a preview's sample is a second).
+pub async fn count(db: &Db, filter: Option<Value>) -> Result<i64, PreviewSegmentError> {
+    let filter = required_filter(filter)?;
+    let backend = db.backend();
+    db.run(move |conn| {
+        read_snapshot(conn, |conn| -> Result<_, PreviewSegmentError> {
+            check_filter(conn, &filter)?.map_err(PreviewSegmentError::Invalid)?;
+            Ok(store::count_recipients(conn, &filter, backend)?)
+        })
+    })
+    .await
+}
+
+/// Whom a filter reaches: the count and a sample, read from one snapshot.
+pub async fn preview(db: &Db, filter: Option<Value>) -> Result<Preview, PreviewSegmentError> {
+    let filter = required_filter(filter)?;
     let backend = db.backend();
     db.run(move |conn| {
         read_snapshot(conn, |conn| -> Result<_, PreviewSegmentError> {

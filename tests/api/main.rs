@@ -11,6 +11,7 @@ mod console_client;
 mod console_imports;
 mod console_newsletters;
 mod console_people;
+mod console_segments;
 mod contact_counts;
 mod copy;
 mod data_folder;

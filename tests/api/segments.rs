@@ -28,6 +28,13 @@ fn add_person(app: &TestApp, p: &Person) {
         interests: p.interests.iter().map(|s| s.to_string()).collect(),
         created: time(p.created),
         confirmed: p.confirmed.map(time),
+        // Who signed up where: ana and ben on the website's form, cy at a fair, the rest
+        // without a source.
+        source: match p.email.split('@').next() {
+            Some("ana" | "ben" | "pat") => Some("homepage-form".into()),
+            Some("cy") => Some("fair".into()),
+            _ => None,
+        },
         ..helpers::Person::new(p.email)
     }]);
 }
@@ -133,6 +140,18 @@ async fn reached(app: &TestApp, token: &str, filter: Value) -> Vec<String> {
     let sample = body["sample"].as_array().unwrap();
     assert!(sample.len() < 10, "a sample this large may be cut short");
     assert_eq!(body["count"], sample.len(), "{filter}: {body}");
+    // The builder's count alone says the same.
+    let res = app
+        .send_as(
+            token,
+            "POST",
+            "/api/v1/segments/count",
+            json!({ "filter": filter }),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{filter}");
+    let counted: Value = res.json().await.unwrap();
+    assert_eq!(counted, json!({"count": body["count"]}), "{filter}");
     let names: BTreeSet<String> = sample
         .iter()
         .map(|s| {
@@ -192,6 +211,16 @@ async fn every_leaf_reaches_exactly_the_right_confirmed_people() {
     )
     .await;
     assert_reaches(&app, t, json!({"email_domain": "example"}), &[]).await;
+    // The signup's source, exactly; people without one are left out, and `not` takes them in.
+    assert_reaches(&app, t, json!({"source": "homepage-form"}), &["ana", "ben"]).await;
+    assert_reaches(&app, t, json!({"source": "Homepage-Form"}), &[]).await;
+    assert_reaches(
+        &app,
+        t,
+        json!({"not": {"source": "homepage-form"}}),
+        &["cy", "dee", "eve"],
+    )
+    .await;
     // after is inclusive, before exclusive.
     let created = |range: Value| json!({ "created": range });
     assert_reaches(
@@ -364,6 +393,18 @@ async fn problem(app: &TestApp, token: &str, filter: Value) -> Value {
     assert_eq!(res.status(), 422, "{filter}");
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     let body: Value = res.json().await.unwrap();
+    // The count refuses it with the same errors.
+    let res = app
+        .send_as(
+            token,
+            "POST",
+            "/api/v1/segments/count",
+            json!({ "filter": filter }),
+        )
+        .await;
+    assert_eq!(res.status(), 422, "{filter}");
+    let counted: Value = res.json().await.unwrap();
+    assert_eq!(counted["errors"], body["errors"], "{filter}");
     body["errors"].clone()
 }
 
@@ -412,6 +453,8 @@ async fn bad_filters_are_422_with_the_path_of_each_mistake() {
     )
     .await;
     assert_eq!(e["filter.any[1].interest"], json!(["is not an interest"]));
+    let e = problem(&app, t, json!({"source": ""})).await;
+    assert!(e["filter.source"].is_array(), "{e}");
     let e = problem(&app, t, json!({"any": []})).await;
     assert!(e["filter.any"].is_array(), "{e}");
     let mut deep = json!({"interest": "news"});

@@ -1,4 +1,4 @@
-//! The console's stylesheet and script, compiled into the binary and served by Enlace itself
+//! The console's stylesheet and scripts, compiled into the binary and served by Enlace itself
 //! (no CDN). Their URLs carry a hash of their content, so browsers may keep them for a year
 //! and still never use a stale copy after an upgrade.
 
@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 const CSS: &str = include_str!("../../../assets/console.css");
 const JS: &str = include_str!("../../../assets/console.js");
+const SEGMENTS_JS: &str = include_str!("../../../assets/segments.js");
 
 /// A short hash of both files, put in their URLs (`console.css?v=…`).
 pub fn version() -> &'static str {
@@ -18,6 +19,7 @@ pub fn version() -> &'static str {
         let digest = Sha256::new()
             .chain_update(CSS.as_bytes())
             .chain_update(JS.as_bytes())
+            .chain_update(SEGMENTS_JS.as_bytes())
             .finalize();
         crate::tokens::hex(&digest[..6])
     })
@@ -27,6 +29,7 @@ pub async fn asset(file: web::Path<String>) -> HttpResponse {
     let (body, kind) = match file.as_str() {
         "console.css" => (CSS, "text/css; charset=utf-8"),
         "console.js" => (JS, "text/javascript; charset=utf-8"),
+        "segments.js" => (SEGMENTS_JS, "text/javascript; charset=utf-8"),
         _ => return HttpResponse::NotFound().finish(),
     };
     HttpResponse::Ok()

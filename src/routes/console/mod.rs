@@ -20,6 +20,7 @@ pub mod frame;
 mod imports;
 mod newsletters;
 mod people;
+mod segments;
 mod sign_in;
 
 use actix_web::web;
@@ -113,6 +114,13 @@ console_routes! {
     "/newsletters/{id}/preview" => { get => newsletters::preview [Viewer] },
     "/newsletters/{id}/preview/frame" => { get => newsletters::preview_frame [Viewer] },
 
+    // Segments
+    "/segments" => { get => segments::list [Viewer], post => segments::create [Editor] },
+    "/segments/new" => { get => segments::new_page [Editor] },
+    "/segments/count" => { post => segments::count [Viewer] },
+    "/segments/{id}" => { get => segments::show [Viewer], post => segments::update [Editor] },
+    "/segments/{id}/delete" => { post => segments::delete [Editor] },
+
     // Exports
     "/exports" => { get => exports::page [Editor] },
     // gzip when the browser accepts it, as the API's export: the files are large and compress well.
@@ -144,6 +152,7 @@ const NAV: &[(&str, &str, Access)] = &[
     ("/people", "people", Access::Viewer),
     // Newsletters
     ("/newsletters", "newsletters", Access::Viewer),
+    ("/segments", "segments", Access::Viewer),
     // Interests and custom fields
     ("/interests", "interests", Access::Viewer),
     ("/fields", "fields", Access::Viewer),
