@@ -269,71 +269,13 @@ impl Mailer {
         Ok(self)
     }
 
-    /// Builds the message: multipart text + HTML, RFC 2369/8058 list headers, content language.
-    /// The bodies are encoded by `bodies`, which reuses what it encoded for the previous
-    /// message in the same language.
+    /// Builds the message (`compose`, with `ENLACE_FROM` as the default From).
     pub fn compose(
         &self,
         mail: OutgoingMail,
         bodies: &mut BodyEncoder,
     ) -> Result<Message, SendError> {
-        let address = mail
-            .to_email
-            .parse()
-            .map_err(|_| SendError::Permanent("the recipient address is not deliverable".into()))?;
-        // lettre encodes names and subjects (RFC 2047), so no header can be injected through them;
-        // it cannot write a line break or other control character at all, so those become spaces
-        // (a name stored before names were checked, a subject made from merge fields).
-        let to = Mailbox::new(
-            mail.to_name
-                .as_deref()
-                .map(one_line)
-                .filter(|n| !n.is_empty()),
-            address,
-        );
-        let header = |name: &'static str, value: String| {
-            HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
-        };
-        let language = mail.language.as_str();
-        let mut builder = Message::builder()
-            .from(mail.from.unwrap_or_else(|| self.from.clone()))
-            .to(to)
-            .subject(one_line(&mail.subject))
-            .message_id(mail.message_id);
-        if let Some(reply_to) = mail.reply_to {
-            builder = builder.reply_to(reply_to);
-        }
-        if let Some(list_id) = mail.list_id {
-            builder = builder.raw_header(header("List-Id", list_id));
-        }
-        // A message that is not list mail (a staff invitation) has no unsubscribe link.
-        if !mail.unsubscribe_url.is_empty() {
-            builder = builder
-                .raw_header(header(
-                    "List-Unsubscribe",
-                    format!("<{}>", mail.unsubscribe_url),
-                ))
-                .raw_header(header(
-                    "List-Unsubscribe-Post",
-                    "List-Unsubscribe=One-Click".into(),
-                ));
-        }
-        builder
-            .raw_header(header("Content-Language", language.into()))
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(bodies.encode(BodyKind(language, "text"), mail.text)),
-                    )
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(bodies.encode(BodyKind(language, "html"), mail.html)),
-                    ),
-            )
-            .map_err(|e| SendError::Permanent(format!("building the message: {e}")))
+        compose(&self.from, mail, bodies)
     }
 
     pub async fn send(&self, mail: OutgoingMail) -> Result<(), SendError> {
@@ -388,6 +330,102 @@ impl Mailer {
             .send_gated(&mail.envelope, mail.raw, gate)
             .await
     }
+}
+
+/// Builds a message: multipart text + HTML, RFC 2369/8058 list headers, content language;
+/// `default_from` is the From of a message that names none.
+/// The bodies are encoded by `bodies`, which reuses what it encoded for the previous
+/// message in the same language.
+pub fn compose(
+    default_from: &Mailbox,
+    mail: OutgoingMail,
+    bodies: &mut BodyEncoder,
+) -> Result<Message, SendError> {
+    let address = mail
+        .to_email
+        .parse()
+        .map_err(|_| SendError::Permanent("the recipient address is not deliverable".into()))?;
+    // lettre encodes names and subjects (RFC 2047), so no header can be injected through them;
+    // it cannot write a line break or other control character at all, so those become spaces
+    // (a name stored before names were checked, a subject made from merge fields).
+    let to = Mailbox::new(
+        mail.to_name
+            .as_deref()
+            .map(one_line)
+            .filter(|n| !n.is_empty()),
+        address,
+    );
+    let header = |name: &'static str, value: String| {
+        HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+    };
+    let language = mail.language.as_str();
+    let mut builder = Message::builder()
+        .from(mail.from.unwrap_or_else(|| default_from.clone()))
+        .to(to)
+        .subject(one_line(&mail.subject))
+        .message_id(mail.message_id);
+    if let Some(reply_to) = mail.reply_to {
+        builder = builder.reply_to(reply_to);
+    }
+    if let Some(list_id) = mail.list_id {
+        builder = builder.raw_header(header("List-Id", list_id));
+    }
+    // A message that is not list mail (a staff invitation) has no unsubscribe link.
+    if !mail.unsubscribe_url.is_empty() {
+        builder = builder
+            .raw_header(header(
+                "List-Unsubscribe",
+                format!("<{}>", mail.unsubscribe_url),
+            ))
+            .raw_header(header(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".into(),
+            ));
+    }
+    builder
+        .raw_header(header("Content-Language", language.into()))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(bodies.encode(BodyKind(language, "text"), mail.text)),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(bodies.encode(BodyKind(language, "html"), mail.html)),
+                ),
+        )
+        .map_err(|e| SendError::Permanent(format!("building the message: {e}")))
+}
+
+/// The headers of a message as `compose` writes them (the DKIM signature, added when sending,
+/// aside), for a preview: the main ones by name with their values as written (before RFC 2047
+/// encoding), and the whole block exactly as it goes on the wire.
+pub fn headers_of(
+    default_from: &Mailbox,
+    mail: OutgoingMail,
+) -> Result<(Vec<(&'static str, String)>, String), SendError> {
+    const SHOWN: [&str; 10] = [
+        "From",
+        "Reply-To",
+        "To",
+        "Subject",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "Content-Language",
+        "Message-ID",
+        "Date",
+    ];
+    let message = compose(default_from, mail, &mut BodyEncoder::new())?;
+    let headers = message.headers();
+    let named = SHOWN
+        .into_iter()
+        .filter_map(|name| headers.get_raw(name).map(|v| (name, v.to_owned())))
+        .collect();
+    Ok((named, headers.to_string()))
 }
 
 /// A message ready for the wire: its envelope and its bytes (signed, when DKIM is on).

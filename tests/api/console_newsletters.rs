@@ -700,3 +700,94 @@ async fn autosave_keeps_the_version_current_and_stops_at_a_colleagues_save() {
     assert_eq!(forged.status, 403);
     assert_eq!(app.count("audit_log WHERE action = 'newsletter.update'"), 2);
 }
+
+/// The header block of the preview page (`<pre>` after the wire-headers summary), unescaped.
+fn wire_headers(page: &str) -> String {
+    let body = unescape(page);
+    let after = body
+        .split("<summary>The headers exactly as they go on the wire</summary>")
+        .nth(1)
+        .expect("the wire headers on the preview");
+    let start = after.find('>').unwrap() + 1;
+    after[start..after.find("</pre>").unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn the_preview_shows_the_headers_the_message_then_goes_out_with() {
+    let (app, token) = sender_app().await;
+    app.add_subscriber(
+        "beto@example.org",
+        "confirmed",
+        "es",
+        Some("Beto Núñez"),
+        serde_json::json!({}),
+    );
+    let mut editor = signed_in(&app, Role::Editor).await;
+    let mut draft = DRAFT.to_vec();
+    draft.push(("reply_to", "Equipo <equipo@example.org>"));
+    draft.retain(|(k, v)| *k != "reply_to" || !v.is_empty());
+    let created = editor
+        .post("/newsletters/new", "/newsletters", &draft)
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let id = id_in(created.location());
+    let page = editor
+        .get(&format!(
+            "/newsletters/{id}/preview?person=beto%40example.org"
+        ))
+        .await;
+    assert_eq!(page.status, 200);
+    let shown = wire_headers(&page.body);
+    let body = unescape(&page.body);
+    assert!(
+        body.contains("<dt>List-Unsubscribe-Post</dt><dd>List-Unsubscribe=One-Click</dd>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<dt>Subject</dt><dd>Marcha el sábado</dd>"),
+        "{body}"
+    );
+
+    // Sent for real, the message to Beto carries the same headers; only the unsubscribe link
+    // (inert in the preview) and the date differ. Both are read by an independent parser.
+    let (status, _) =
+        crate::newsletters::post(&app, &token, &format!("/api/v1/newsletters/{id}/send")).await;
+    assert_eq!(status, 202);
+    app.run_sends().await;
+    let sent = app.mails_to("beto@example.org");
+    assert_eq!(sent.len(), 1);
+    let parse = |raw: &str| {
+        mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .expect("parsable headers")
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_ascii_lowercase(), format!("{:?}", h.value())))
+            .collect::<std::collections::BTreeMap<String, String>>()
+    };
+    let preview = parse(&format!(
+        "{}\r\n\r\n",
+        shown.replace("\r\n", "\n").replace('\n', "\r\n")
+    ));
+    let real = parse(&sent[0].raw);
+    for name in [
+        "From",
+        "Reply-To",
+        "To",
+        "Subject",
+        "List-Id",
+        "List-Unsubscribe-Post",
+        "Content-Language",
+        "Message-ID",
+        "MIME-Version",
+    ] {
+        let name = name.to_ascii_lowercase();
+        assert!(
+            preview.contains_key(&name),
+            "the preview lacks {name}: {shown}"
+        );
+        assert_eq!(preview.get(&name), real.get(&name), "{name}");
+    }
+    assert!(preview["list-unsubscribe"].contains("/unsubscribe/preview"));
+    assert!(!real["list-unsubscribe"].contains("/unsubscribe/preview"));
+}

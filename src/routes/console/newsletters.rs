@@ -976,6 +976,8 @@ pub async fn preview(
                 subject => p.subject,
                 from => p.from,
                 text => p.text,
+                headers => p.headers,
+                wire_headers => p.wire_headers,
             }),
             Value::from(()),
         ),

@@ -47,6 +47,10 @@ pub struct Preview {
     pub html: String,
     pub text: String,
     pub from: String,
+    /// The main headers the message goes out with, by name, as written (see `email::headers_of`).
+    pub headers: Vec<(&'static str, String)>,
+    /// Every header exactly as it goes on the wire (a DKIM signature is added when sending).
+    pub wire_headers: String,
 }
 
 /// Where test copies go, and in which language.
@@ -198,6 +202,7 @@ pub async fn preview(
     let templates = rendering.templates.clone();
     let links = inert_urls(rendering.settings);
     let default_from = rendering.settings.from.clone();
+    let list_id = rendering.settings.list_id();
     let _slot = rendering
         .render_slots
         .acquire()
@@ -227,16 +232,65 @@ pub async fn preview(
         };
         let out = render_inert(&templates, &links, &n.id, &compiled, person)
             .map_err(PreviewError::Invalid)?;
+        let from = n.from_address.clone().unwrap_or(default_from);
+        let (headers, wire_headers) = preview_headers(
+            &n,
+            &from,
+            (language, &out),
+            &links.0,
+            list_id,
+            subscriber.as_ref(),
+        )?;
         Ok(Preview {
             language,
             subject: out.subject,
             html: out.html,
             text: out.text,
-            from: n.from_address.unwrap_or(default_from),
+            from,
+            headers,
+            wire_headers,
         })
     })
     .await
     .map_err(anyhow::Error::from)?
+}
+
+/// The headers the newsletter's message to this person (or the sample person) goes out with,
+/// built by the same composer as every message sent; only the unsubscribe link is inert.
+fn preview_headers(
+    n: &store::Newsletter,
+    from: &str,
+    (language, out): (Language, &Rendered),
+    unsubscribe_url: &str,
+    list_id: String,
+    subscriber: Option<&db::subscribers::Subscriber>,
+) -> anyhow::Result<(Vec<(&'static str, String)>, String)> {
+    let mailbox = |raw: &str| -> anyhow::Result<lettre::message::Mailbox> {
+        raw.parse()
+            .map_err(|e| anyhow::anyhow!("stored mailbox: {e}"))
+    };
+    let from = mailbox(from)?;
+    let reply_to = n.reply_to.as_deref().map(mailbox).transpose()?;
+    let (to_email, to_name) = match subscriber {
+        Some(s) => (s.email.clone(), s.name.clone()),
+        None => ("ana@example.org".to_owned(), Some("Ana".to_owned())),
+    };
+    let who = subscriber.map_or("preview", |s| s.id.as_str());
+    let message_id = format!("<{}.{who}@{}>", n.id, from.email.domain());
+    let mail = crate::email::OutgoingMail {
+        to_email,
+        to_name,
+        language,
+        subject: out.subject.clone(),
+        text: out.text.clone(),
+        html: out.html.clone(),
+        unsubscribe_url: unsubscribe_url.to_owned(),
+        from: Some(from.clone()),
+        reply_to,
+        list_id: Some(list_id),
+        message_id: Some(message_id),
+    };
+    crate::email::headers_of(&from, mail).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Who a test-send allowance belongs to.
