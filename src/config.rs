@@ -84,6 +84,18 @@ pub struct Settings {
     #[arg(long, global = true, env = "ENLACE_TIME_ZONE", default_value = "UTC")]
     pub time_zone: String,
 
+    /// A newsletter's results show any count below this as "fewer than N" (in the API, the
+    /// console and the CSV), so results on a small audience cannot single anyone out. `1` shows
+    /// every count exactly.
+    #[arg(
+        long,
+        global = true,
+        env = "ENLACE_RESULTS_MIN_COUNT",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub results_min_count: u32,
+
     /// Days a newsletter keeps one delivery row per recipient after it finished (sent or
     /// cancelled); then they are folded into its results, counts by state, language, reason and
     /// hour that name nobody. `0` keeps them.

@@ -13,6 +13,7 @@ use chrono::{Duration, NaiveDateTime};
 use serde::Serialize;
 
 use crate::db::mail_events::{self, MailEventRow};
+use crate::db::newsletter_actions::{self, Action};
 use crate::db::{self, subscribers, AnyConnection, DbError};
 use crate::domain::{Email, SubscriberStatus, SuppressionReason};
 use crate::tokens;
@@ -210,9 +211,33 @@ fn try_apply_report(
         };
         row.outcome = outcome.as_str().to_owned();
         mail_events::insert_mail_event(conn, &row)?;
+        // Counted in the results of the last newsletter sent to the address (while the
+        // delivery ledger still holds it): a count by language and hour, nothing more.
+        if let Some(s) = &subscriber {
+            let since = report.occurred_at - Duration::days(ATTRIBUTION_DAYS);
+            if let Some(newsletter) = newsletter_actions::last_sent_to(conn, s.id.as_str(), since)?
+            {
+                let action = match report.kind {
+                    ReportKind::HardBounce => Action::HardBounce,
+                    ReportKind::SoftBounce => Action::SoftBounce,
+                    ReportKind::Complaint => Action::Complaint,
+                };
+                newsletter_actions::record(
+                    conn,
+                    &newsletter,
+                    &s.language,
+                    action,
+                    report.occurred_at,
+                )?;
+            }
+        }
         Ok(outcome)
     })
 }
+
+/// How long after a newsletter went to an address a bounce or complaint about that address is
+/// counted in its results.
+const ATTRIBUTION_DAYS: i64 = 30;
 
 fn bounce(
     conn: &mut AnyConnection,

@@ -206,3 +206,20 @@ pub fn unsent(
         .load(conn)?;
     Ok((live, folded))
 }
+
+/// Every folded line of a newsletter's results: (language, state, reason, hour, recipients).
+pub fn lines(
+    conn: &mut AnyConnection,
+    newsletter_id: &str,
+) -> QueryResult<Vec<(String, String, String, NaiveDateTime, i64)>> {
+    delivery_results::table
+        .filter(delivery_results::newsletter_id.eq(newsletter_id))
+        .select((
+            delivery_results::language,
+            delivery_results::state,
+            delivery_results::reason,
+            delivery_results::hour,
+            delivery_results::recipients,
+        ))
+        .load(conn)
+}

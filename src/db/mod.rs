@@ -15,6 +15,7 @@ pub mod imports;
 pub mod interests;
 pub mod jobs;
 pub mod mail_events;
+pub mod newsletter_actions;
 pub mod newsletters;
 pub mod retention;
 pub mod schema;

@@ -229,6 +229,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    newsletter_actions (newsletter_id, language, action, hour) {
+        newsletter_id -> Text,
+        language -> Text,
+        action -> Text,
+        hour -> Timestamp,
+        people -> BigInt,
+    }
+}
+
+diesel::table! {
     newsletters (id) {
         id -> Text,
         subject -> Text,
@@ -387,6 +397,7 @@ diesel::joinable!(console_sessions -> staff (staff_id));
 diesel::joinable!(staff_invitations -> staff (invited_by));
 diesel::joinable!(deliveries -> newsletters (newsletter_id));
 diesel::joinable!(delivery_results -> newsletters (newsletter_id));
+diesel::joinable!(newsletter_actions -> newsletters (newsletter_id));
 diesel::joinable!(import_parts -> imports (import_id));
 diesel::joinable!(import_problems -> imports (import_id));
 diesel::joinable!(jobs -> subscribers (subscriber_id));
@@ -414,6 +425,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     interests,
     jobs,
     mail_events,
+    newsletter_actions,
     newsletters,
     provider_tokens,
     readiness_probe,

@@ -79,6 +79,7 @@ pub const CONSOLE_TEMPLATES: &[(&str, &str)] = embedded![
     "console/newsletters/send.html",
     "console/newsletters/test_refused.html",
     "console/newsletters/preview.html",
+    "console/newsletters/results.html",
     // Segments
     "console/segments/list.html",
     "console/segments/edit.html",
@@ -120,6 +121,8 @@ pub const CONSOLE_CATALOGS: &[(&str, Language, &str)] = console_catalogs![
     "newsletters",
     // Segments
     "segments",
+    // A newsletter's results
+    "results",
 ];
 
 pub const CATALOGS: &[(Language, &str)] = &[

@@ -6,11 +6,33 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{check_rate_limit, evidence, negotiate_language, Page};
+use crate::db::ids::NewsletterId;
 use crate::domain::{FieldErrors, InterestSlug, Language, Name};
 use crate::error::ApiError;
 use crate::services::consent::{self as service, PreferencesError};
 use crate::signup::manage::PreferencesChange;
 use crate::state::AppState;
+
+/// `?from=` on a link in a newsletter: which newsletter it came from (the same for every
+/// recipient), so what the person does through it is counted in that newsletter's results.
+#[derive(Deserialize, Default)]
+pub struct FromNewsletter {
+    #[serde(default)]
+    from: Option<String>,
+}
+
+impl FromNewsletter {
+    fn newsletter(&self) -> Option<NewsletterId> {
+        self.from.as_deref().and_then(NewsletterId::parse)
+    }
+
+    /// The query to keep on the page's own forms.
+    fn query(&self) -> String {
+        self.newsletter()
+            .map(|id| format!("?from={}", id.as_str()))
+            .unwrap_or_default()
+    }
+}
 
 /// The subscriber id inside a genuine link.
 fn verify(state: &AppState, token: &str) -> Option<String> {
@@ -39,6 +61,7 @@ fn urls(state: &AppState, token: &str) -> String {
 pub async fn unsubscribe_page(
     req: HttpRequest,
     token: web::Path<String>,
+    from: web::Query<FromNewsletter>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(id) = verify(&state, &token) else {
@@ -50,7 +73,11 @@ pub async fn unsubscribe_page(
         language,
         StatusCode::OK,
         "unsubscribe",
-        context! { token => token.as_str(), preferences_url => urls(&state, &token) },
+        context! {
+            token => token.as_str(),
+            from => from.query(),
+            preferences_url => format!("{}{}", urls(&state, &token), from.query()),
+        },
     )
 }
 
@@ -60,13 +87,15 @@ pub async fn unsubscribe_page(
 pub async fn unsubscribe(
     req: HttpRequest,
     token: web::Path<String>,
+    from: web::Query<FromNewsletter>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(id) = verify(&state, &token) else {
         return invalid_link(&state, &req);
     };
     let evidence = evidence(&state, &req);
-    match service::unsubscribe(&state.db, &state.templates, &id, evidence).await {
+    let newsletter = from.newsletter();
+    match service::unsubscribe(&state.db, &state.templates, &id, evidence, newsletter).await {
         Ok(changed) => {
             if changed {
                 state.metrics.unsubscribe();
@@ -88,19 +117,21 @@ pub async fn unsubscribe(
 pub async fn preferences_page(
     req: HttpRequest,
     token: web::Path<String>,
+    from: web::Query<FromNewsletter>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(id) = verify(&state, &token) else {
         return invalid_link(&state, &req);
     };
-    render_preferences(&state, &req, &token, &id, false, FieldErrors::new()).await
+    let page = (token.as_str(), id.as_str(), from.query());
+    render_preferences(&state, &req, page, false, FieldErrors::new()).await
 }
 
+/// The preferences page of `(token, subscriber id, ?from= query)`.
 async fn render_preferences(
     state: &AppState,
     req: &HttpRequest,
-    token: &str,
-    id: &str,
+    (token, id, from): (&str, &str, String),
     saved: bool,
     errors: FieldErrors,
 ) -> HttpResponse {
@@ -134,6 +165,7 @@ async fn render_preferences(
     };
     let page = context! {
         token => token,
+        from => from,
         name => found.subscriber.name.unwrap_or_default(),
         language => language.as_str(),
         status => found.subscriber.status,
@@ -159,6 +191,7 @@ pub struct PreferencesForm {
 pub async fn update_preferences(
     req: HttpRequest,
     token: web::Path<String>,
+    from: web::Query<FromNewsletter>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
@@ -176,18 +209,29 @@ pub async fn update_preferences(
         }
     };
     if form.action.as_deref() == Some("unsubscribe") {
-        return unsubscribe(req, token, state).await;
+        return unsubscribe(req, token, from, state).await;
     }
     let current = subscriber_language(&state, &req, &id).await;
+    let page = (token.as_str(), id.as_str(), from.query());
     let change = match preferences_change(form, current) {
         Ok(change) => change,
-        Err(errors) => return render_preferences(&state, &req, &token, &id, false, errors).await,
+        Err(errors) => return render_preferences(&state, &req, page, false, errors).await,
     };
     let evidence = evidence(&state, &req);
-    match service::update_preferences(&state.db, &state.templates, &id, change, evidence).await {
-        Ok(()) => render_preferences(&state, &req, &token, &id, true, FieldErrors::new()).await,
+    let newsletter = from.newsletter();
+    let saved = service::update_preferences(
+        &state.db,
+        &state.templates,
+        &id,
+        change,
+        evidence,
+        newsletter,
+    )
+    .await;
+    match saved {
+        Ok(()) => render_preferences(&state, &req, page, true, FieldErrors::new()).await,
         Err(PreferencesError::Invalid(errors)) => {
-            render_preferences(&state, &req, &token, &id, false, errors).await
+            render_preferences(&state, &req, page, false, errors).await
         }
         Err(PreferencesError::NotFound) => invalid_link(&state, &req),
         Err(PreferencesError::Db(e)) => Page::error(&state, negotiate_language(&req), e.into()),

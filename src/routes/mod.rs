@@ -137,6 +137,7 @@ routes! {
         delete => newsletters::delete_newsletter,
     },
     "/api/v1/newsletters/{id}/preview" => { post => newsletters::preview_newsletter },
+    "/api/v1/newsletters/{id}/results" => { get => newsletters::newsletter_results },
     "/api/v1/newsletters/{id}/test" => { post => newsletters::test_newsletter },
     "/api/v1/newsletters/{id}/send" => { post => sends::send_newsletter },
     "/api/v1/newsletters/{id}/pause" => { post => sends::pause_newsletter },

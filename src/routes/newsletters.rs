@@ -155,6 +155,54 @@ pub async fn get_newsletter(
     Ok(HttpResponse::Ok().json(report_view(&report)))
 }
 
+#[derive(Deserialize)]
+pub struct ResultsQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+impl From<crate::services::newsletters::ResultsError> for ApiError {
+    fn from(e: crate::services::newsletters::ResultsError) -> Self {
+        use crate::services::newsletters::ResultsError;
+        match e {
+            ResultsError::NotFound => Self::NotFound,
+            ResultsError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// What a newsletter achieved, without tracking anyone: counts from the delivery ledger and of
+/// what people did through its links, by language and hour; small counts are not given exactly.
+/// `?format=csv` for a spreadsheet.
+pub async fn newsletter_results(
+    _auth: Authorized<ReadNewsletters>,
+    id: web::Path<String>,
+    query: web::Query<ResultsQuery>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ApiError::field("format", "must be json or csv")),
+    };
+    let results = service::results(&state.db, path_id(&id)?).await?;
+    let threshold = state.settings.results_min_count;
+    if csv {
+        let body = crate::views::results::csv(&results, threshold).map_err(ApiError::Internal)?;
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                actix_web::http::header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"results-{}.csv\"",
+                    results.newsletter.id.as_str()
+                ),
+            ))
+            .body(body));
+    }
+    Ok(HttpResponse::Ok().json(crate::views::results::ResultsView::new(&results, threshold)))
+}
+
 /// A draft as written in a request; every field optional for PATCH.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

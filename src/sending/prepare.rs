@@ -396,8 +396,16 @@ impl Engine {
     ) -> anyhow::Result<OutgoingMail> {
         let language = Language::parse(&subscriber.language).unwrap_or_default();
         let manage = self.tokens.sign(subscriber.id.parse()?);
-        let unsubscribe_url = format!("{}/unsubscribe/{manage}", self.base_url);
-        let preferences_url = format!("{}/preferences/{manage}", self.base_url);
+        // `?from=` names the newsletter (the same for every recipient), so an unsubscribe or a
+        // preference change made through these links is counted in its results.
+        let unsubscribe_url = format!(
+            "{}/unsubscribe/{manage}?from={newsletter_id}",
+            self.base_url
+        );
+        let preferences_url = format!(
+            "{}/preferences/{manage}?from={newsletter_id}",
+            self.base_url
+        );
         let attributes: serde_json::Value =
             serde_json::from_str(&subscriber.attributes).unwrap_or_default();
         let rendered = prepared.compiled.render(

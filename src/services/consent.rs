@@ -8,8 +8,9 @@ use tokio::sync::Notify;
 
 use crate::auth::{Actor, Principal};
 use crate::bounces::{apply_report, MailReport, ReportOutcome, SoftBouncePolicy};
-use crate::db::ids::SubscriberId;
+use crate::db::ids::{NewsletterId, SubscriberId};
 use crate::db::interests::{list_interests, list_public_interests, Interest};
+use crate::db::newsletter_actions::{self, Action};
 use crate::db::subscribers::{self as store, Subscriber};
 use crate::db::{self, Db, DbError};
 use crate::domain::{FieldErrors, Language};
@@ -107,17 +108,47 @@ pub async fn language_of(db: &Db, subscriber_id: &str) -> Result<Option<Language
 
 /// Unsubscribes from everything through the link in a mail; whether the status changed
 /// (a repeat, or someone erased since, changes nothing).
+///
+/// `from` is the newsletter whose link was followed, if one was: the unsubscribe is counted in
+/// its results (no more than a count by language and hour), in the same transaction.
 pub async fn unsubscribe(
     db: &Db,
     templates: &std::sync::Arc<Templates>,
     subscriber_id: &str,
     evidence: Evidence,
+    from: Option<NewsletterId>,
 ) -> Result<bool, DbError> {
     let (templates, id) = (templates.clone(), subscriber_id.to_owned());
     db.transaction(move |conn| {
-        manage::unsubscribe(conn, &templates, &id, &evidence, db::now()).map_err(DbError::from)
+        let now = db::now();
+        let changed = manage::unsubscribe(conn, &templates, &id, &evidence, now)?;
+        if changed {
+            count_for_newsletter(conn, from.as_ref(), &id, Action::Unsubscribe, now)?;
+        }
+        Ok::<_, DbError>(changed)
     })
     .await
+}
+
+/// Counts what a person did through a newsletter's link in that newsletter's results, under
+/// their language; a link without a newsletter counts nowhere.
+fn count_for_newsletter(
+    conn: &mut db::AnyConnection,
+    newsletter: Option<&NewsletterId>,
+    subscriber_id: &str,
+    action: Action,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    let Some(newsletter) = newsletter else {
+        return Ok(());
+    };
+    let language = match SubscriberId::parse(subscriber_id) {
+        Some(id) => store::find_subscriber(conn, &id)?.map(|s| s.language),
+        None => None,
+    };
+    let language = language.unwrap_or_else(|| db::delivery_results::UNKNOWN_LANGUAGE.to_owned());
+    newsletter_actions::record(conn, newsletter.as_str(), &language, action, now)?;
+    Ok(())
 }
 
 /// What the preferences page shows.
@@ -177,12 +208,18 @@ pub async fn update_preferences(
     subscriber_id: &str,
     change: PreferencesChange,
     evidence: Evidence,
+    from: Option<NewsletterId>,
 ) -> Result<(), PreferencesError> {
     let (templates, id) = (templates.clone(), subscriber_id.to_owned());
     let outcome = db
         .transaction(move |conn| {
-            manage::update_preferences(conn, &templates, &id, &change, &evidence, db::now())
-                .map_err(DbError::from)
+            let now = db::now();
+            let outcome =
+                manage::update_preferences(conn, &templates, &id, &change, &evidence, now)?;
+            if matches!(outcome, PreferencesOutcome::Saved) {
+                count_for_newsletter(conn, from.as_ref(), &id, Action::Preferences, now)?;
+            }
+            Ok::<_, DbError>(outcome)
         })
         .await?;
     match outcome {

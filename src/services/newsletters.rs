@@ -77,12 +77,14 @@ macro_rules! from_diesel {
 
 mod drafts;
 mod proofs;
+mod results;
 mod sends;
 
 pub use drafts::{create, duplicate, update, DraftError, DraftInput};
 pub use proofs::{
     preview, send_test, Preview, PreviewError, PreviewInput, TestError, TestInput, TestOutbox,
 };
+pub use results::{results, Counts, Results, ResultsError, Shown};
 pub use sends::{
     audience, cancel, pause, resume, send, Audience, AudienceError, SendError, SendInput,
     TransitionError,

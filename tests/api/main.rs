@@ -31,6 +31,7 @@ mod manage;
 mod newsletters;
 mod operations;
 mod queue;
+mod results;
 mod retention;
 mod rotation;
 mod schema;

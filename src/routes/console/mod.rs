@@ -14,12 +14,14 @@ mod account;
 mod admin;
 pub mod assets;
 mod catalog;
+mod chart;
 mod dashboard;
 mod exports;
 pub mod frame;
 mod imports;
 mod newsletters;
 mod people;
+mod results;
 mod segments;
 mod sign_in;
 
@@ -113,6 +115,8 @@ console_routes! {
     "/newsletters/{id}/test" => { post => newsletters::test [Editor] },
     "/newsletters/{id}/preview" => { get => newsletters::preview [Viewer] },
     "/newsletters/{id}/preview/frame" => { get => newsletters::preview_frame [Viewer] },
+    "/newsletters/{id}/results" => { get => results::page [Viewer] },
+    "/newsletters/{id}/results.csv" => { get => results::csv [Viewer] },
 
     // Segments
     "/segments" => { get => segments::list [Viewer], post => segments::create [Editor] },

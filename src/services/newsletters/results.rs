@@ -1,0 +1,206 @@
+//! A newsletter's results, without tracking anyone: from the delivery ledger (whom it went to,
+//! whether the relay took it, why not) and from the counts of what people did through its own
+//! links or reported about it (`newsletter_actions`). By language and by hour. Nothing here is
+//! about a person, and a small count is never given exactly (`Shown`).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+
+use crate::db::ids::NewsletterId;
+use crate::db::newsletter_actions::{self as actions, Action};
+use crate::db::newsletters as store;
+use crate::db::newsletters::Newsletter;
+use crate::db::{self, read_snapshot, Db, DbError};
+
+/// Everything counted for a newsletter, in one language, one hour, or all together.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Everyone it was addressed to.
+    pub recipients: i64,
+    /// Taken by the relay (SMTP 250).
+    pub accepted: i64,
+    /// Refused for good by the relay (a 5xx reply).
+    pub failed_permanent: i64,
+    /// Given up after temporary refusals (4xx replies) or failures on Enlace's side.
+    pub failed_temporary: i64,
+    /// Left out when their turn came (unsubscribed or suppressed meanwhile).
+    pub skipped: i64,
+    /// Not decided yet (the send is still going, paused or scheduled).
+    pub pending: i64,
+    pub unsubscribes: i64,
+    pub preference_changes: i64,
+    pub hard_bounces: i64,
+    pub soft_bounces: i64,
+    pub complaints: i64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.recipients += other.recipients;
+        self.accepted += other.accepted;
+        self.failed_permanent += other.failed_permanent;
+        self.failed_temporary += other.failed_temporary;
+        self.skipped += other.skipped;
+        self.pending += other.pending;
+        self.unsubscribes += other.unsubscribes;
+        self.preference_changes += other.preference_changes;
+        self.hard_bounces += other.hard_bounces;
+        self.soft_bounces += other.soft_bounces;
+        self.complaints += other.complaints;
+    }
+
+    /// Deliveries in `state` whose reason is of `class` (`550 5.1.1`, a word, or none).
+    fn deliveries(&mut self, state: &str, class: &str, n: i64) {
+        self.recipients += n;
+        match state {
+            "sent" => self.accepted += n,
+            "failed" if class.starts_with('5') => self.failed_permanent += n,
+            "failed" => self.failed_temporary += n,
+            "skipped" => self.skipped += n,
+            _ => self.pending += n,
+        }
+    }
+
+    fn action(&mut self, action: Action, n: i64) {
+        match action {
+            Action::Unsubscribe => self.unsubscribes += n,
+            Action::Preferences => self.preference_changes += n,
+            Action::HardBounce => self.hard_bounces += n,
+            Action::SoftBounce => self.soft_bounces += n,
+            Action::Complaint => self.complaints += n,
+        }
+    }
+
+    /// (name, count) of every figure, in the order results list them.
+    pub fn figures(&self) -> [(&'static str, i64); 11] {
+        [
+            ("recipients", self.recipients),
+            ("accepted", self.accepted),
+            ("failed_permanent", self.failed_permanent),
+            ("failed_temporary", self.failed_temporary),
+            ("skipped", self.skipped),
+            ("pending", self.pending),
+            ("hard_bounces", self.hard_bounces),
+            ("soft_bounces", self.soft_bounces),
+            ("complaints", self.complaints),
+            ("unsubscribes", self.unsubscribes),
+            ("preference_changes", self.preference_changes),
+        ]
+    }
+}
+
+/// A count as results may show it: exact from the threshold up, else only "fewer than".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    Exact(i64),
+    FewerThan(u32),
+}
+
+impl Shown {
+    /// With a threshold of 1 every count is exact (zero included).
+    pub fn of(n: i64, threshold: u32) -> Self {
+        if n >= i64::from(threshold) || threshold <= 1 {
+            Self::Exact(n)
+        } else {
+            Self::FewerThan(threshold)
+        }
+    }
+
+    /// The exact count, `None` when it is below the threshold.
+    pub fn exact(self) -> Option<i64> {
+        match self {
+            Self::Exact(n) => Some(n),
+            Self::FewerThan(_) => None,
+        }
+    }
+}
+
+/// A newsletter's results.
+#[derive(Debug)]
+pub struct Results {
+    pub newsletter: Newsletter,
+    pub total: Counts,
+    /// By the recipient's language (`unknown` once a person is gone).
+    pub languages: BTreeMap<String, Counts>,
+    /// By hour (when sent, or last due; when the action happened), oldest first.
+    pub hours: BTreeMap<NaiveDateTime, Counts>,
+    /// Messages not sent, by state and class of reason (`failed`, `550 5.1.1`), most first.
+    pub reasons: Vec<(String, String, i64)>,
+    pub read_at: NaiveDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("no such newsletter")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ResultsError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// The results of a newsletter, read from one snapshot.
+pub async fn results(db: &Db, id: NewsletterId) -> Result<Results, ResultsError> {
+    let now = db::now();
+    db.run(move |conn| {
+        read_snapshot(conn, |conn| -> Result<_, ResultsError> {
+            let newsletter = store::find_newsletter(conn, &id)?.ok_or(ResultsError::NotFound)?;
+            let mut languages: BTreeMap<String, Counts> = BTreeMap::new();
+            let mut hours: BTreeMap<NaiveDateTime, Counts> = BTreeMap::new();
+            let mut reasons: BTreeMap<(String, String), i64> = BTreeMap::new();
+            let mut tally = |language: &str, hour: NaiveDateTime, f: &dyn Fn(&mut Counts)| {
+                f(languages.entry(language.to_owned()).or_default());
+                f(hours.entry(hour).or_default());
+            };
+            for g in actions::live_groups(conn, id.as_str())? {
+                let class = crate::sending::outcome_class(g.outcome.as_deref());
+                let language = g
+                    .language
+                    .unwrap_or_else(|| db::delivery_results::UNKNOWN_LANGUAGE.to_owned());
+                if g.state == "failed" || g.state == "skipped" {
+                    *reasons.entry((g.state.clone(), class.clone())).or_default() += g.recipients;
+                }
+                tally(&language, g.hour, &|c| {
+                    c.deliveries(&g.state, &class, g.recipients)
+                });
+            }
+            for (language, state, reason, hour, n) in
+                db::delivery_results::lines(conn, id.as_str())?
+            {
+                if state == "failed" || state == "skipped" {
+                    *reasons.entry((state.clone(), reason.clone())).or_default() += n;
+                }
+                tally(&language, hour, &|c| c.deliveries(&state, &reason, n));
+            }
+            for (language, action, hour, n) in actions::for_newsletter(conn, id.as_str())? {
+                if let Some(action) = Action::parse(&action) {
+                    tally(&language, hour, &|c| c.action(action, n));
+                }
+            }
+            let mut total = Counts::default();
+            for counts in languages.values() {
+                total.add(counts);
+            }
+            let mut reasons: Vec<(String, String, i64)> = reasons
+                .into_iter()
+                .map(|((state, reason), n)| (state, reason, n))
+                .collect();
+            reasons.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.cmp(b)));
+            Ok(Results {
+                newsletter,
+                total,
+                languages,
+                hours,
+                reasons,
+                read_at: now,
+            })
+        })
+    })
+    .await
+}
