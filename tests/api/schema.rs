@@ -82,6 +82,7 @@ async fn every_column_in_schema_rs_exists_on_this_backend() {
         newsletters,
         deliveries,
         delivery_results,
+        newsletter_actions,
         console_sessions,
         staff_invitations,
         mail_events,
