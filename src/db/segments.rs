@@ -345,6 +345,43 @@ fn compare(backend: Backend, key: &str, op: &str, operand: &Scalar) -> Condition
     Box::new(f.sql(", 1=0)"))
 }
 
+/// Whether the value equals one of `values`, type and all (the text "30" never equals the
+/// number 30). On PostgreSQL one `jsonb` comparison per row, `(attributes::jsonb -> key) IN
+/// (to_jsonb(…), …)`: the stored text is parsed once, where reading the type and the value apart
+/// parses it twice per value. SQLite compares as `compare` does.
+fn equal_any(backend: Backend, key: &str, values: &[Scalar]) -> Condition {
+    match backend {
+        Backend::Postgres => {
+            let mut f = Fragment::new()
+                .sql("COALESCE((subscribers.attributes::jsonb -> ")
+                .text(key)
+                .sql(") IN (");
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    f = f.sql(", ");
+                }
+                f = match v {
+                    Scalar::Text(t) => f.sql("to_jsonb(CAST(").text(t).sql(" AS TEXT))"),
+                    Scalar::Number(n) => f
+                        .sql("to_jsonb(CAST(")
+                        .double(n.as_f64().unwrap_or(f64::NAN))
+                        .sql(" AS DOUBLE PRECISION))"),
+                    Scalar::Bool(b) => f
+                        .sql("to_jsonb(CAST(")
+                        .text(if *b { "true" } else { "false" })
+                        .sql(" AS BOOLEAN))"),
+                };
+            }
+            Box::new(f.sql("), 1=0)"))
+        }
+        Backend::Sqlite => values
+            .iter()
+            .map(|v| compare(backend, key, "=", v))
+            .reduce(|a, b| Box::new(a.or(b)))
+            .unwrap_or_else(never),
+    }
+}
+
 /// Where `needle` first occurs in the text value (1-based), compared with `op` and `at`.
 fn position(backend: Backend, key: &str, needle: &str, op: &str, at: &str) -> Condition {
     let function = match backend {
@@ -381,15 +418,15 @@ fn attribute(c: &AttributeCondition, backend: Backend) -> Condition {
     match (c.op, &c.value) {
         (Op::Exists, _) => exists(backend, key),
         (Op::NotExists, _) => Box::new(diesel::dsl::not(exists(backend, key))),
-        (Op::Eq, AttributeValue::One(v)) => compare(backend, key, "=", v),
-        (Op::Ne, AttributeValue::One(v)) => {
-            Box::new(diesel::dsl::not(compare(backend, key, "=", v)))
+        (Op::Eq, AttributeValue::One(v)) => equal_any(backend, key, std::slice::from_ref(v)),
+        (Op::Ne, AttributeValue::One(v)) => Box::new(diesel::dsl::not(equal_any(
+            backend,
+            key,
+            std::slice::from_ref(v),
+        ))),
+        (Op::In, AttributeValue::List(values)) if !values.is_empty() => {
+            equal_any(backend, key, values)
         }
-        (Op::In, AttributeValue::List(values)) => values
-            .iter()
-            .map(|v| compare(backend, key, "=", v))
-            .reduce(|a, b| Box::new(a.or(b)))
-            .unwrap_or_else(never),
         (Op::Contains, AttributeValue::One(Scalar::Text(t))) => position(backend, key, t, ">", "0"),
         (Op::StartsWith, AttributeValue::One(Scalar::Text(t))) => {
             position(backend, key, t, "=", "1")
