@@ -43,6 +43,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { runFlows } from "./console-flows.mjs";
 import { keyboardWalks } from "./console-keyboard.mjs";
+import { newsletterFlows, newsletterKeyboardWalk } from "./console-newsletters.mjs";
 import {
   CONSOLE, DESKTOP, ENLACE_URL, PHONE, env, fail, focused, label, navTo, newTab, pressAndLoad, signIn,
   chooseLanguage, squash, tabThrough, tabTo, typeInto,
@@ -422,6 +423,10 @@ if (process.env.BROWSER_FLOWS !== "0") {
     checkPage,
     report: flowReport,
   }));
+  await timed("newsletters", () => newsletterFlows(browser, {
+    accounts: { en: env("NEWSLETTERS_EN_EMAIL"), es: env("NEWSLETTERS_ES_EMAIL"), viewer: env("NEWSLETTERS_VIEWER_EMAIL") },
+    password: PASSWORD, mailDir: env("MAIL_DIR"), shotDir: SHOT_DIR, checkPage, report: flowReport,
+  }));
 }
 // The admin's pass (both widths, screenshots) alongside the editor's and the viewer's (axe only).
 await Promise.all([
@@ -431,6 +436,7 @@ await Promise.all([
     await timed("viewer", () => checkRole(browser, "viewer"));
     await timed("keyboard", () => keyboardWalk(browser));
     await timed("keyboard walks", () => keyboardWalks(browser, { email: env("WALKER_EMAIL"), password: PASSWORD, report: flowReport }));
+    await timed("keyboard newsletter", () => newsletterKeyboardWalk(browser, { email: env("NEWSLETTERS_KEYBOARD_EMAIL"), password: PASSWORD, report: flowReport }));
   })(),
 ]);
 await browser.close();

@@ -76,6 +76,9 @@ export ENLACE_FROM="Our Group <hello@example.org>"
 export ENLACE_POSTAL_ADDRESS="1 Main St, Phoenix, AZ"  # required in newsletters: the console's send step shows its form
 export ENLACE_LOG="warn"
 export ENLACE_WEBHOOK_ALLOW_PRIVATE=true  # the console's webhook flow posts to a receiver on loopback
+# One newsletter message a second per From address: a send of a few people lasts a few seconds, so
+# the console's newsletter flow sees its progress and can pause it before it is over.
+export ENLACE_SEND_RATE_PER_SENDER=1
 mkdir -p "$tmp/data" "$tmp/mail"
 rm -rf "$shots"
 mkdir -p "$shots"
@@ -92,8 +95,11 @@ staff_password="browser test passphrase $RANDOM$RANDOM"
   || die "enlace staff create failed"
 # The console's checks sign in as each role; the keyboard walk changes its own account's password.
 console_password="console test passphrase $RANDOM$RANDOM"
-for who in admin editor viewer keyboard flows-en flows-es walker; do
-  case "$who" in keyboard) role=editor ;; flows-*|walker) role=admin ;; *) role="$who" ;; esac
+for who in admin editor viewer keyboard flows-en flows-es walker newsletters-en newsletters-es newsletters-viewer newsletters-keyboard; do
+  case "$who" in
+    keyboard|newsletters-keyboard) role=editor ;; newsletters-viewer) role=viewer ;;
+    flows-*|walker|newsletters-*) role=admin ;; *) role="$who" ;;
+  esac
   (cd "$tmp" && ENLACE_STAFF_PASSWORD="$console_password" "$enlace" staff create --email "console-$who@example.org" --role "$role" >/dev/null) \
     || die "enlace staff create ($who) failed"
 done
@@ -143,6 +149,8 @@ ENLACE_URL="http://127.0.0.1:$HTTP_PORT" CONSOLE_PATH="${ENLACE_CONSOLE_PATH:-/a
   VIEWER_EMAIL="console-viewer@example.org" KEYBOARD_EMAIL="console-keyboard@example.org" \
   FLOWS_EN_EMAIL="console-flows-en@example.org" FLOWS_ES_EMAIL="console-flows-es@example.org" \
   WALKER_EMAIL="console-walker@example.org" MAIL_DIR="$tmp/mail" \
+  NEWSLETTERS_EN_EMAIL="console-newsletters-en@example.org" NEWSLETTERS_ES_EMAIL="console-newsletters-es@example.org" \
+  NEWSLETTERS_VIEWER_EMAIL="console-newsletters-viewer@example.org" NEWSLETTERS_KEYBOARD_EMAIL="console-newsletters-keyboard@example.org" \
   timeout 400 node browser/console.mjs || console_status=$?
 [ "$status" -ne 0 ] || status=$console_status
 if [ "$status" -ne 0 ]; then
