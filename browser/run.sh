@@ -4,9 +4,13 @@
 # preferences → unsubscribe, then the staff API; then the staff console (browser/console.mjs): the main
 # flows in both languages by clicking and typing (browser/console-flows.mjs: people, interests and
 # fields, an import, an export, staff, API keys and webhooks; a viewer and an editor meet the forbidden
-# page), axe-core on every page for each role in both languages, phone and desktop screenshots, and
-# keyboard-only walks (sign-in and account; browser/console-keyboard.mjs: a people search and adding a
-# person, an import, an API key). One line per flow with its time.
+# page; browser/console-newsletters.mjs: newsletters written in English and Spanish, autosaved, a
+# colleague's save not overwritten, previewed, test-sent, sent to the SMTP sink with the page following
+# its progress, scheduled in the member's time zone and cancelled, duplicated, paused and resumed, and
+# a viewer offered none of it), axe-core on every page for each role in both languages, phone and
+# desktop screenshots, and keyboard-only walks (sign-in and account; browser/console-keyboard.mjs: a
+# people search and adding a person, an import, an API key; a newsletter draft to its preview). One
+# line per flow with its time.
 # Screenshots go to target/browser-screenshots/ (the console's to target/browser-screenshots/console/).
 #
 #   bash browser/run.sh
