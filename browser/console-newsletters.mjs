@@ -163,6 +163,14 @@ async function staffToken(email, password) {
 const mails = (folder) => readdirSync(folder).filter((n) => n.endsWith(".json")).sort()
   .map((n) => JSON.parse(readFileSync(join(folder, n), "utf8")));
 
+// An instant as the console shows it in `zone`: `7 Dec 2026, 04:10`, the month in the page's language.
+function shownIn(zone, months, instant) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
+    timeZone: zone, year: "numeric", month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  }).formatToParts(instant).map((p) => [p.type, p.value]));
+  return `${Number(parts.day)} ${months[Number(parts.month) - 1]} ${parts.year}, ${parts.hour}:${parts.minute}`;
+}
+
 // Tomorrow at 09:30 in `zone`: the value typed into a datetime-local field, and the way the console
 // shows it (`8 Dec 2026, 09:30`, the month in the page's language).
 function tomorrowAt(zone, months) {
@@ -326,6 +334,9 @@ async function autosave(page, lang, s, ctx, state) {
   check(held.subject === state.subject, `the draft's subject is “${held.subject}”, expected the colleague's “${state.subject}”`);
   check(held.html === d.html, `the draft's HTML is “${held.html}”: the conflicting tab's text was saved`);
   check(held.text === state.text, "the draft lost the autosaved text part");
+  // The conflict page says when the colleague saved, in the member's time zone.
+  const savedAt = shownIn(ZONES[lang], T[lang].months, new Date(held.updated_at));
+  check(alert.includes(fill(tn.edit.conflict, { when: savedAt }).split(".")[0]), `the conflict page says “${alert}”, not that the colleague saved at ${savedAt}`);
   await go(page, page.getByRole("link", { name: tn.edit.open_again, exact: true }));
   check((await field(page, "subject").inputValue()) === state.subject, "the saved draft, opened again, does not show the colleague's subject");
 }
