@@ -15,8 +15,8 @@
 //   send       the audience set to a segment; the confirmation step shows the people per language,
 //              the total and the From address; sent now, the page follows the progress to sent by
 //              itself (no reload); every recipient's mail reaches the SMTP sink, in their language
-//   schedule   a second draft scheduled at a date and time in the member's time zone: its page shows
-//              that time, the list shows it under Scheduled; cancelled, it is under Cancelled
+//   schedule   a second draft scheduled at a date and time in the member's time zone: its page and
+//              its row under Scheduled in the list show that time; cancelled, it is under Cancelled
 //   duplicate  a sent newsletter duplicated: its editor opens with the same content; sent, then paused
 //              at once (sends go at one message a second per From address, ENLACE_SEND_RATE_PER_SENDER
 //              in browser/run.sh, so it can't be over yet), nothing goes out while paused; resumed,
@@ -527,13 +527,16 @@ async function schedule(page, lang, s, ctx) {
   check(line.includes(fill(tn.show.send_at, { when: when.shown })), `the page says “${line}”, expected “${fill(tn.show.send_at, { when: when.shown })}”`);
   await ctx.checkPage(page, `newsletters/${lang} scheduled`, lang);
 
-  s.at("schedule: under Scheduled in the list");
+  s.at("schedule: under Scheduled in the list, with its time");
   const listed = async (status) => {
     await open(page, "/newsletters");
     await go(page, page.locator("nav.tabs").getByRole("link", { name: tn.status[status], exact: true }));
-    return page.getByRole("link", { name: subject, exact: true }).count();
+    return page.locator("#newsletter-list tbody tr", { has: page.getByRole("link", { name: subject, exact: true }) });
   };
-  check((await listed("scheduled")) === 1, `“${subject}” is not under ${tn.status.scheduled}`);
+  const row = await listed("scheduled");
+  check((await row.count()) === 1, `“${subject}” is not under ${tn.status.scheduled}`);
+  const cells = await text(row);
+  check(cells.includes(fill(tn.show.send_at, { when: when.shown })), `its row says “${cells}”, not “${fill(tn.show.send_at, { when: when.shown })}”`);
 
   s.at("schedule: cancelled");
   await open(page, path);
@@ -541,8 +544,8 @@ async function schedule(page, lang, s, ctx) {
   await go(page, page.getByRole("button", { name: tn.show.cancel, exact: true }));
   await notice(page, tn.notices.cancelled);
   check((await badge(page)) === tn.status.cancelled, `after cancelling the state says “${await badge(page)}”`);
-  check((await listed("cancelled")) === 1, `“${subject}” is not under ${tn.status.cancelled}`);
-  check((await listed("scheduled")) === 0, `“${subject}” is still under ${tn.status.scheduled}`);
+  check((await (await listed("cancelled")).count()) === 1, `“${subject}” is not under ${tn.status.cancelled}`);
+  check((await (await listed("scheduled")).count()) === 0, `“${subject}” is still under ${tn.status.scheduled}`);
 }
 
 // ------------------------------------------------------------- 7. duplicate, then pause and resume
