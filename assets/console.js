@@ -50,10 +50,20 @@
       var status = form.querySelector("[data-autosave-status]");
       var version = form.querySelector("input[name=version]");
       var timer = null, busy = false, dirty = false, stopped = false;
+      // The time of a save, told in the member's time zone (the status's data-zone) as every time
+      // in the console is, else in the browser's.
+      function now() {
+        var options = { hour: "2-digit", minute: "2-digit" };
+        var zone = status.getAttribute("data-zone");
+        try {
+          if (zone) return new Date().toLocaleTimeString(document.documentElement.lang, Object.assign({ timeZone: zone }, options));
+        } catch (e) { /* a zone this browser does not know */ }
+        return new Date().toLocaleTimeString(document.documentElement.lang, options);
+      }
       function say(key, extra) {
         if (!status) return;
         var words = status.getAttribute("data-" + key) || "";
-        status.textContent = words.replace("{time}", new Date().toLocaleTimeString(document.documentElement.lang, { hour: "2-digit", minute: "2-digit" })) + (extra ? " " + extra : "");
+        status.textContent = words.replace("{time}", now()) + (extra ? " " + extra : "");
       }
       function save() {
         timer = null;

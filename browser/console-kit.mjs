@@ -26,7 +26,7 @@ export const at = (path) => `${ENLACE_URL}${CONSOLE}${path}`;
 const LOCALES = join(dirname(fileURLToPath(import.meta.url)), "..", "locales", "console");
 export const T = Object.fromEntries(["en", "es"].map((lang) => {
   const top = parseToml(readFileSync(join(LOCALES, `frame.${lang}.toml`), "utf8"));
-  for (const area of ["people", "catalog", "imports", "exports", "admin"]) {
+  for (const area of ["people", "catalog", "imports", "exports", "admin", "newsletters"]) {
     top[area] = parseToml(readFileSync(join(LOCALES, `${area}.${lang}.toml`), "utf8"));
   }
   return [lang, top];

@@ -16,9 +16,16 @@
 // 4. First of all, the main flows in both languages (browser/console-flows.mjs): people, interests
 //    and fields, an import, an export, staff, API keys and webhooks, and what viewers and editors may
 //    not do, by clicking and typing; what they leave behind is then part of the crawl.
+// 5. Then the newsletters in both languages (browser/console-newsletters.mjs): a draft written in
+//    English and Spanish side by side, its autosave and a colleague's save in a second tab (the
+//    conflict reported, nothing overwritten), the preview (sample data and a person, phone and
+//    desktop frames, text part), a test send and a send reaching the SMTP sink while the page
+//    follows its progress to sent, a send scheduled in the member's time zone and cancelled, a sent
+//    newsletter duplicated, sent, paused and resumed, and what a viewer is not offered; and a
+//    keyboard-only walk from a new draft to its preview.
 //
 // One line per flow and walk with its time; a failure names the step. BROWSER_FLOWS=0 skips the
-// flows (the keyboard walks need no data of theirs).
+// flows, the newsletters' included (the keyboard walks need no data of theirs).
 //
 // New console pages are covered by the crawl as soon as a link leads to them. A keyboard walk for a
 // new area is a walk of a few lines in browser/console-keyboard.mjs, with the helpers of
@@ -36,13 +43,17 @@
 //                   editor, is the one whose password the keyboard walk changes)
 //   FLOWS_EN_EMAIL, FLOWS_ES_EMAIL, WALKER_EMAIL   admins for the flows in each language and for
 //                   the keyboard walks of browser/console-keyboard.mjs
-//   MAIL_DIR        the SMTP sink's folder (the confirmation mail a flow sends)
+//   NEWSLETTERS_EN_EMAIL, NEWSLETTERS_ES_EMAIL, NEWSLETTERS_VIEWER_EMAIL, NEWSLETTERS_KEYBOARD_EMAIL
+//                   admins for the newsletters in each language, a viewer, and an editor for the
+//                   keyboard-only newsletter walk
+//   MAIL_DIR        the SMTP sink's folder (the mails the flows send: a confirmation, newsletters)
 import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { runFlows } from "./console-flows.mjs";
 import { keyboardWalks } from "./console-keyboard.mjs";
+import { newsletterFlows, newsletterKeyboardWalk } from "./console-newsletters.mjs";
 import {
   CONSOLE, DESKTOP, ENLACE_URL, PHONE, env, fail, focused, label, navTo, newTab, pressAndLoad, signIn,
   chooseLanguage, squash, tabThrough, tabTo, typeInto,
@@ -422,6 +433,10 @@ if (process.env.BROWSER_FLOWS !== "0") {
     checkPage,
     report: flowReport,
   }));
+  await timed("newsletters", () => newsletterFlows(browser, {
+    accounts: { en: env("NEWSLETTERS_EN_EMAIL"), es: env("NEWSLETTERS_ES_EMAIL"), viewer: env("NEWSLETTERS_VIEWER_EMAIL") },
+    password: PASSWORD, mailDir: env("MAIL_DIR"), shotDir: SHOT_DIR, checkPage, report: flowReport,
+  }));
 }
 // The admin's pass (both widths, screenshots) alongside the editor's and the viewer's (axe only).
 await Promise.all([
@@ -431,6 +446,7 @@ await Promise.all([
     await timed("viewer", () => checkRole(browser, "viewer"));
     await timed("keyboard", () => keyboardWalk(browser));
     await timed("keyboard walks", () => keyboardWalks(browser, { email: env("WALKER_EMAIL"), password: PASSWORD, report: flowReport }));
+    await timed("keyboard newsletter", () => newsletterKeyboardWalk(browser, { email: env("NEWSLETTERS_KEYBOARD_EMAIL"), password: PASSWORD, report: flowReport }));
   })(),
 ]);
 await browser.close();

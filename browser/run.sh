@@ -4,9 +4,13 @@
 # preferences → unsubscribe, then the staff API; then the staff console (browser/console.mjs): the main
 # flows in both languages by clicking and typing (browser/console-flows.mjs: people, interests and
 # fields, an import, an export, staff, API keys and webhooks; a viewer and an editor meet the forbidden
-# page), axe-core on every page for each role in both languages, phone and desktop screenshots, and
-# keyboard-only walks (sign-in and account; browser/console-keyboard.mjs: a people search and adding a
-# person, an import, an API key). One line per flow with its time.
+# page; browser/console-newsletters.mjs: newsletters written in English and Spanish, autosaved, a
+# colleague's save not overwritten, previewed, test-sent, sent to the SMTP sink with the page following
+# its progress, scheduled in the member's time zone and cancelled, duplicated, paused and resumed, and
+# a viewer offered none of it), axe-core on every page for each role in both languages, phone and
+# desktop screenshots, and keyboard-only walks (sign-in and account; browser/console-keyboard.mjs: a
+# people search and adding a person, an import, an API key; a newsletter draft to its preview). One
+# line per flow with its time.
 # Screenshots go to target/browser-screenshots/ (the console's to target/browser-screenshots/console/).
 #
 #   bash browser/run.sh
@@ -76,6 +80,9 @@ export ENLACE_FROM="Our Group <hello@example.org>"
 export ENLACE_POSTAL_ADDRESS="1 Main St, Phoenix, AZ"  # required in newsletters: the console's send step shows its form
 export ENLACE_LOG="warn"
 export ENLACE_WEBHOOK_ALLOW_PRIVATE=true  # the console's webhook flow posts to a receiver on loopback
+# One newsletter message a second per From address: a send of a few people lasts a few seconds, so
+# the console's newsletter flow sees its progress and can pause it before it is over.
+export ENLACE_SEND_RATE_PER_SENDER=1
 mkdir -p "$tmp/data" "$tmp/mail"
 rm -rf "$shots"
 mkdir -p "$shots"
@@ -92,8 +99,11 @@ staff_password="browser test passphrase $RANDOM$RANDOM"
   || die "enlace staff create failed"
 # The console's checks sign in as each role; the keyboard walk changes its own account's password.
 console_password="console test passphrase $RANDOM$RANDOM"
-for who in admin editor viewer keyboard flows-en flows-es walker; do
-  case "$who" in keyboard) role=editor ;; flows-*|walker) role=admin ;; *) role="$who" ;; esac
+for who in admin editor viewer keyboard flows-en flows-es walker newsletters-en newsletters-es newsletters-viewer newsletters-keyboard; do
+  case "$who" in
+    keyboard|newsletters-keyboard) role=editor ;; newsletters-viewer) role=viewer ;;
+    flows-*|walker|newsletters-*) role=admin ;; *) role="$who" ;;
+  esac
   (cd "$tmp" && ENLACE_STAFF_PASSWORD="$console_password" "$enlace" staff create --email "console-$who@example.org" --role "$role" >/dev/null) \
     || die "enlace staff create ($who) failed"
 done
@@ -143,6 +153,8 @@ ENLACE_URL="http://127.0.0.1:$HTTP_PORT" CONSOLE_PATH="${ENLACE_CONSOLE_PATH:-/a
   VIEWER_EMAIL="console-viewer@example.org" KEYBOARD_EMAIL="console-keyboard@example.org" \
   FLOWS_EN_EMAIL="console-flows-en@example.org" FLOWS_ES_EMAIL="console-flows-es@example.org" \
   WALKER_EMAIL="console-walker@example.org" MAIL_DIR="$tmp/mail" \
+  NEWSLETTERS_EN_EMAIL="console-newsletters-en@example.org" NEWSLETTERS_ES_EMAIL="console-newsletters-es@example.org" \
+  NEWSLETTERS_VIEWER_EMAIL="console-newsletters-viewer@example.org" NEWSLETTERS_KEYBOARD_EMAIL="console-newsletters-keyboard@example.org" \
   timeout 400 node browser/console.mjs || console_status=$?
 [ "$status" -ne 0 ] || status=$console_status
 if [ "$status" -ne 0 ]; then
