@@ -138,16 +138,66 @@ pub fn detach_finished_newsletters(
 }
 
 /// How many subscribers the filter reaches now (confirmed ones only).
+///
+/// On PostgreSQL each interest the filter names is a `LEFT JOIN` on `subscriber_interests`
+/// (its primary key makes it at most one row per person, so the count stays exact): the planner
+/// hashes each interest's members once, shared by its parallel workers, where `EXISTS` under
+/// `any` or `not` probes the index once per subscriber. SQLite reads `IN (…)` into a temporary
+/// index once already.
 pub fn count_recipients(
     conn: &mut AnyConnection,
     filter: &SegmentFilter,
     backend: Backend,
 ) -> QueryResult<i64> {
-    subscribers::table
-        .filter(condition(filter, backend))
-        .count()
-        .get_result(conn)
+    let mut interests = Vec::new();
+    filter.interests(&mut interests);
+    if backend == Backend::Sqlite || interests.is_empty() {
+        return subscribers::table
+            .filter(condition(filter, backend))
+            .count()
+            .get_result(conn);
+    }
+    let condition = confirmed_and(compile(filter, backend, Some(&interests)));
+    CountQuery {
+        interests,
+        condition,
+    }
+    .get_result(conn)
 }
+
+/// `SELECT COUNT(*) FROM subscribers LEFT JOIN subscriber_interests i0 ON … WHERE …`, one join
+/// per interest.
+struct CountQuery {
+    interests: Vec<String>,
+    condition: Condition,
+}
+
+impl QueryFragment<MultiBackend> for CountQuery {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        out.push_sql("SELECT COUNT(*) FROM subscribers");
+        for (i, slug) in self.interests.iter().enumerate() {
+            out.push_sql(&format!(
+                " LEFT JOIN subscriber_interests i{i} ON i{i}.subscriber_id = subscribers.id \
+                 AND i{i}.interest_slug = "
+            ));
+            out.push_bind_param::<Text, String>(slug)?;
+        }
+        out.push_sql(" WHERE ");
+        self.condition.walk_ast(out.reborrow())
+    }
+}
+
+impl QueryId for CountQuery {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for CountQuery {
+    type SqlType = diesel::sql_types::BigInt;
+}
+
+impl RunQueryDsl<AnyConnection> for CountQuery {}
 
 /// Up to `limit` of the subscribers the filter reaches, newest first.
 pub fn sample_recipients(
@@ -171,26 +221,38 @@ pub fn sample_recipients(
 /// Every part is two-valued (true or false, never NULL), so `not` is the exact complement:
 /// a missing attribute, or one of another JSON type, simply does not match a comparison.
 pub fn condition(filter: &SegmentFilter, backend: Backend) -> Condition {
+    confirmed_and(compile(filter, backend, None))
+}
+
+fn confirmed_and(condition: Condition) -> Condition {
     Box::new(
         subscribers::status
             .eq(crate::domain::SubscriberStatus::Confirmed)
-            .and(compile(filter, backend)),
+            .and(condition),
     )
 }
 
-fn compile(filter: &SegmentFilter, backend: Backend) -> Condition {
+/// `joined`: the interests a count has joined (`CountQuery`), each as `i{position}`; an
+/// interest condition is then whether its join found a row.
+fn compile(filter: &SegmentFilter, backend: Backend, joined: Option<&[String]>) -> Condition {
     match filter {
         SegmentFilter::All(children) => children
             .iter()
-            .map(|c| compile(c, backend))
+            .map(|c| compile(c, backend, joined))
             .reduce(|a, b| Box::new(a.and(b)))
             .unwrap_or_else(|| Box::new(Fragment::new().sql("1=1"))),
         SegmentFilter::Any(children) => children
             .iter()
-            .map(|c| compile(c, backend))
+            .map(|c| compile(c, backend, joined))
             .reduce(|a, b| Box::new(a.or(b)))
             .unwrap_or_else(never),
-        SegmentFilter::Not(inner) => Box::new(diesel::dsl::not(compile(inner, backend))),
+        SegmentFilter::Not(inner) => Box::new(diesel::dsl::not(compile(inner, backend, joined))),
+        SegmentFilter::Interest(slug) if joined.is_some() => {
+            let at = joined
+                .and_then(|slugs| slugs.iter().position(|s| s == slug))
+                .unwrap_or_default();
+            Box::new(Fragment::new().sql(&format!("(i{at}.subscriber_id IS NOT NULL)")))
+        }
         // SQLite reads `IN (subquery)` into a temporary index once. PostgreSQL turns either form
         // into a semi-join at the top of a filter, but under `any` or `not` it must keep `IN`
         // as a subplan, which it hashes only while the subscriber ids fit in `work_mem`; past
@@ -346,40 +408,74 @@ fn compare(backend: Backend, key: &str, op: &str, operand: &Scalar) -> Condition
 }
 
 /// Whether the value equals one of `values`, type and all (the text "30" never equals the
-/// number 30). On PostgreSQL one `jsonb` comparison per row, `(attributes::jsonb -> key) IN
-/// (to_jsonb(…), …)`: the stored text is parsed once, where reading the type and the value apart
-/// parses it twice per value. SQLite compares as `compare` does.
+/// number 30). Text is read once per row as text, the way one writes it by hand
+/// (`attributes::jsonb ->> key` on PostgreSQL, `json_extract` on SQLite), and its type is read
+/// only where the text matched; numbers and booleans compare as JSON on PostgreSQL
+/// (`-> key IN ('30'::jsonb, …)`, which also finds 30.0) and as `compare` does on SQLite.
 fn equal_any(backend: Backend, key: &str, values: &[Scalar]) -> Condition {
-    match backend {
-        Backend::Postgres => {
-            let mut f = Fragment::new()
-                .sql("COALESCE((subscribers.attributes::jsonb -> ")
-                .text(key)
-                .sql(") IN (");
-            for (i, v) in values.iter().enumerate() {
-                if i > 0 {
-                    f = f.sql(", ");
-                }
-                f = match v {
-                    Scalar::Text(t) => f.sql("to_jsonb(CAST(").text(t).sql(" AS TEXT))"),
-                    Scalar::Number(n) => f
-                        .sql("to_jsonb(CAST(")
-                        .double(n.as_f64().unwrap_or(f64::NAN))
-                        .sql(" AS DOUBLE PRECISION))"),
-                    Scalar::Bool(b) => f
-                        .sql("to_jsonb(CAST(")
-                        .text(if *b { "true" } else { "false" })
-                        .sql(" AS BOOLEAN))"),
-                };
+    let texts: Vec<&String> = values
+        .iter()
+        .filter_map(|v| match v {
+            Scalar::Text(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let others: Vec<&Scalar> = values
+        .iter()
+        .filter(|v| !matches!(v, Scalar::Text(_)))
+        .collect();
+    let mut parts: Vec<Condition> = Vec::new();
+    if !texts.is_empty() {
+        let (value, kind) = match backend {
+            Backend::Postgres => (
+                "COALESCE((subscribers.attributes::jsonb ->> ",
+                ") AND jsonb_typeof(subscribers.attributes::jsonb -> ",
+            ),
+            Backend::Sqlite => (
+                "COALESCE(json_extract(subscribers.attributes, '$.' || ",
+                ") AND json_type(subscribers.attributes, '$.' || ",
+            ),
+        };
+        let mut f = Fragment::new().sql(value).text(key).sql(") IN (");
+        for (i, t) in texts.iter().enumerate() {
+            if i > 0 {
+                f = f.sql(", ");
             }
-            Box::new(f.sql("), 1=0)"))
+            f = f.text(t);
         }
-        Backend::Sqlite => values
-            .iter()
-            .map(|v| compare(backend, key, "=", v))
-            .reduce(|a, b| Box::new(a.or(b)))
-            .unwrap_or_else(never),
+        let type_name = match backend {
+            Backend::Postgres => ") = 'string', 1=0)",
+            Backend::Sqlite => ") = 'text', 1=0)",
+        };
+        parts.push(Box::new(f.sql(kind).text(key).sql(type_name)));
     }
+    if !others.is_empty() {
+        match backend {
+            Backend::Postgres => {
+                let mut f = Fragment::new()
+                    .sql("COALESCE((subscribers.attributes::jsonb -> ")
+                    .text(key)
+                    .sql(") IN (");
+                for (i, v) in others.iter().enumerate() {
+                    if i > 0 {
+                        f = f.sql(", ");
+                    }
+                    let json = match v {
+                        Scalar::Number(n) => n.to_string(),
+                        Scalar::Bool(b) => b.to_string(),
+                        Scalar::Text(t) => serde_json::Value::from(t.as_str()).to_string(),
+                    };
+                    f = f.sql("CAST(").text(&json).sql(" AS jsonb)");
+                }
+                parts.push(Box::new(f.sql("), 1=0)")));
+            }
+            Backend::Sqlite => parts.extend(others.iter().map(|v| compare(backend, key, "=", v))),
+        }
+    }
+    parts
+        .into_iter()
+        .reduce(|a, b| Box::new(a.or(b)))
+        .unwrap_or_else(never)
 }
 
 /// Where `needle` first occurs in the text value (1-based), compared with `op` and `at`.

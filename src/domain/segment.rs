@@ -498,6 +498,18 @@ impl SegmentFilter {
         }
     }
 
+    /// The interests the filter names, each once, in the order they first appear.
+    pub fn interests(&self, found: &mut Vec<String>) {
+        match self {
+            Self::All(children) | Self::Any(children) => {
+                children.iter().for_each(|c| c.interests(found))
+            }
+            Self::Not(inner) => inner.interests(found),
+            Self::Interest(slug) if !found.contains(slug) => found.push(slug.clone()),
+            _ => {}
+        }
+    }
+
     /// The canonical form to store: the same shape as the input, normalised.
     pub fn to_json(&self) -> Value {
         let time = |t: &NaiveDateTime| t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true);

@@ -8,7 +8,7 @@
 //! the service layer and the shared job runner on purpose; measure before and after any change.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use lettre::address::Envelope;
@@ -101,10 +101,27 @@ pub struct SmtpPool {
     max_idle: usize,
 }
 
-/// An open connection, and whether its server accepts pipelined commands.
+/// An open connection, whether its server accepts pipelined commands, and since when it has
+/// waited in the pool.
 struct Connection {
     smtp: AsyncSmtpConnection,
     pipelining: bool,
+    idle_since: Instant,
+}
+
+/// How long a connection may wait in the pool. Servers close idle sessions (Postfix after 300 s,
+/// many after 60 s, announcing `421`); one kept longer than this is closed instead of used.
+const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// Whether a failure on a connection taken from the pool means the server had closed it: it
+/// broke (no reply), or it answered `421` (closing the channel; RFC 5321 §3.8) before the
+/// content went out. Either way nothing was delivered, and a new connection may try at once.
+fn closed_meanwhile(failure: &Failure) -> bool {
+    match failure {
+        Failure::Smtp(e) if !e.is_permanent() && !e.is_transient() => true,
+        Failure::Smtp(e) => e.status().is_some_and(|code| code.to_string() == "421"),
+        _ => false,
+    }
 }
 
 impl SmtpPool {
@@ -173,6 +190,7 @@ impl SmtpPool {
         Ok(Connection {
             smtp: conn,
             pipelining,
+            idle_since: Instant::now(),
         })
     }
 
@@ -202,7 +220,15 @@ impl SmtpPool {
     where
         Gate: Future<Output = Option<G>>,
     {
-        let reused = self.idle.lock().await.pop();
+        let reused = {
+            let mut idle = self.idle.lock().await;
+            // The newest is last; once one has waited too long, so have all before it.
+            let fresh = idle.pop().filter(|c| c.idle_since.elapsed() < MAX_IDLE);
+            if fresh.is_none() {
+                idle.clear();
+            }
+            fresh
+        };
         let was_reused = reused.is_some();
         let mut conn = match reused {
             Some(conn) => conn,
@@ -216,11 +242,9 @@ impl SmtpPool {
             begun = Some(gate())
         }))
         .await;
-        // An idle connection the server has since closed fails before MAIL FROM is accepted;
-        // one fresh attempt then is safe and saves a retry cycle.
-        if was_reused
-            && matches!(&opened, Err(Failure::Smtp(e)) if !e.is_permanent() && !e.is_transient())
-        {
+        // An idle connection the server has since closed fails before the content goes out
+        // (broken, or a `421`); one fresh attempt then is safe and saves a retry cycle.
+        if was_reused && matches!(&opened, Err(failure) if closed_meanwhile(failure)) {
             conn = match self.connect_with_timeout().await {
                 Ok(conn) => conn,
                 Err(e) => return Handed::NotSent(e),
@@ -265,7 +289,10 @@ impl SmtpPool {
     async fn keep(&self, conn: Connection) {
         let mut idle = self.idle.lock().await;
         if idle.len() < self.max_idle && !conn.smtp.has_broken() {
-            idle.push(conn);
+            idle.push(Connection {
+                idle_since: Instant::now(),
+                ..conn
+            });
         }
     }
 

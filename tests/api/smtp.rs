@@ -515,3 +515,79 @@ async fn an_address_that_needs_smtputf8_fails_at_once_where_the_relay_lacks_it()
     );
     assert_eq!(app.run_jobs_after(chrono::Duration::hours(2)).await, 0);
 }
+
+/// A server that closes an idle session says `421` to the next command (Postfix and most test
+/// sinks do this after a minute). The message that meets it goes out at once on a new connection,
+/// not after a retry's wait: nothing had been delivered.
+#[tokio::test]
+async fn a_kept_connection_the_server_closed_with_421_is_replaced_at_once() {
+    use enlace::email::{SmtpConfig, SmtpPool};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let delivered = Arc::new(Mutex::new(0usize));
+    let (seen, connections) = (delivered.clone(), Arc::new(Mutex::new(0usize)));
+    let opened = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            *opened.lock().unwrap() += 1;
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                socket.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                let (mut pending, mut in_data, mut done) = (String::new(), false, 0);
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    while let Some(end) = pending.find("\r\n") {
+                        let line: String = pending.drain(..end + 2).collect();
+                        let reply = if in_data {
+                            if line != ".\r\n" {
+                                continue;
+                            }
+                            in_data = false;
+                            done += 1;
+                            *seen.lock().unwrap() += 1;
+                            "250 2.0.0 queued\r\n"
+                        } else {
+                            match line
+                                .get(..4)
+                                .unwrap_or_default()
+                                .to_ascii_uppercase()
+                                .as_str()
+                            {
+                                // One message per session; then the session has "timed out".
+                                "MAIL" if done > 0 => {
+                                    let _ = socket.write_all(b"421 4.4.2 idle too long\r\n").await;
+                                    return;
+                                }
+                                "EHLO" => "250-test\r\n250 8BITMIME\r\n",
+                                "DATA" => {
+                                    in_data = true;
+                                    "354 go ahead\r\n"
+                                }
+                                _ => "250 ok\r\n",
+                            }
+                        };
+                        socket.write_all(reply.as_bytes()).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let pool = SmtpPool::new(
+        SmtpConfig::from_url(&format!("smtp://127.0.0.1:{port}")).unwrap(),
+        4,
+    );
+    let raw = b"Subject: hello\r\n\r\nHello\r\n";
+    for to in ["ana@example.org", "ben@example.org", "cy@example.org"] {
+        pool.send(&envelope_to(to), raw)
+            .await
+            .unwrap_or_else(|e| panic!("{to}: {e:?}"));
+    }
+    assert_eq!(*delivered.lock().unwrap(), 3);
+    assert_eq!(*connections.lock().unwrap(), 3, "a new connection for each");
+}
