@@ -22,7 +22,7 @@ BENCHES = [
     ("subscribe", "Subscribe", "POST /api/v1/subscribe, 64 connections (ceiling: a bare actix-web handler)"),
     ("blast", "Newsletter blast", "100,000 personalised messages to an SMTP sink (ceiling: a bare lettre client)"),
     ("export", "Export", "1,000,000 subscribers streamed (ceiling: the database's own CSV dump)"),
-    ("segments", "Segment count", "POST /api/v1/segments/preview over 1,000,000 subscribers (ceiling: the hand-written SQL count)"),
+    ("segments", "Segment count", "POST /api/v1/segments/count, the segment builder's count, over 1,000,000 subscribers (ceiling: the hand-written SQL count; the preview with its sample in the notes)"),
 ]
 BACKEND_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 

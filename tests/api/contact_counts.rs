@@ -185,11 +185,12 @@ fn is_progress(v: &Value) -> bool {
 }
 
 /// Every operation the walk covers, as openapi.yaml spells it.
-const WALKED: [(&str, &str); 11] = [
+const WALKED: [(&str, &str); 12] = [
     ("post", "/api/v1/segments"),
     ("get", "/api/v1/segments/{id}"),
     ("patch", "/api/v1/segments/{id}"),
     ("post", "/api/v1/segments/preview"),
+    ("post", "/api/v1/segments/count"),
     ("get", "/api/v1/newsletters/{id}"),
     ("post", "/api/v1/newsletters/{id}/send"),
     ("post", "/api/v1/newsletters/{id}/pause"),
@@ -249,6 +250,17 @@ async fn every_scope_gets_counts_only_with_the_right_to_read_contacts() {
         check(c, "preview", &a, "sample", &|v| {
             v.as_array().is_some_and(|s| s.len() == REACHED as usize)
         });
+        let a = answer(
+            app.send_as(
+                t,
+                "POST",
+                "/api/v1/segments/count",
+                json!({"filter": probe()}),
+            )
+            .await,
+        )
+        .await;
+        check(c, "count", &a, "count", &is_reached);
 
         let a = answer(app.get_as(t, &newsletter).await).await;
         seen(
