@@ -207,11 +207,11 @@ pub fn unsent(
     Ok((live, folded))
 }
 
-/// Every folded line of a newsletter's results: (language, state, reason, hour, recipients).
-pub fn lines(
-    conn: &mut AnyConnection,
-    newsletter_id: &str,
-) -> QueryResult<Vec<(String, String, String, NaiveDateTime, i64)>> {
+/// One folded line of a newsletter's results: (language, state, reason, hour, recipients).
+pub type Line = (String, String, String, NaiveDateTime, i64);
+
+/// Every folded line of a newsletter's results.
+pub fn lines(conn: &mut AnyConnection, newsletter_id: &str) -> QueryResult<Vec<Line>> {
     delivery_results::table
         .filter(delivery_results::newsletter_id.eq(newsletter_id))
         .select((

@@ -400,13 +400,13 @@ pub fn compose(
         .map_err(|e| SendError::Permanent(format!("building the message: {e}")))
 }
 
+/// The main headers by name, with their values as written, and the whole block as on the wire.
+pub type Headers = (Vec<(&'static str, String)>, String);
+
 /// The headers of a message as `compose` writes them (the DKIM signature, added when sending,
 /// aside), for a preview: the main ones by name with their values as written (before RFC 2047
 /// encoding), and the whole block exactly as it goes on the wire.
-pub fn headers_of(
-    default_from: &Mailbox,
-    mail: OutgoingMail,
-) -> Result<(Vec<(&'static str, String)>, String), SendError> {
+pub fn headers_of(default_from: &Mailbox, mail: OutgoingMail) -> Result<Headers, SendError> {
     const SHOWN: [&str; 10] = [
         "From",
         "Reply-To",

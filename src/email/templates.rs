@@ -616,7 +616,7 @@ mod tests {
         let item = context! { slug => "news", name => "News <b>", description => "Weekly", checked => true };
         let error = context! { field => "email", messages => vec!["is required"] };
         let ctx = context! {
-            token => "tok", name => "Ana <script>", language => "es", status => "unsubscribed",
+            token => "tok", from => "?from=x", name => "Ana <script>", language => "es", status => "unsubscribed",
             saved => true, errors => vec![error], interests => vec![item], preferences_url => "https://x/p",
             unsubscribe_url => "https://x/u", confirm_url => "https://x/c", expires_days => 7,
             title => "T", message => "M", invitation_url => "https://x/i", role => "editor",

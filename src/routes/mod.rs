@@ -14,6 +14,7 @@ pub(crate) mod json;
 mod manage;
 mod newsletters;
 mod pages;
+mod results;
 mod segments;
 mod sends;
 mod staff;

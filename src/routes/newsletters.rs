@@ -188,7 +188,7 @@ pub async fn newsletter_results(
     let results = service::results(&state.db, path_id(&id)?).await?;
     let threshold = state.settings.results_min_count;
     if csv {
-        let body = crate::views::results::csv(&results, threshold).map_err(ApiError::Internal)?;
+        let body = crate::routes::results::csv(&results, threshold).map_err(ApiError::Internal)?;
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .insert_header((
@@ -200,7 +200,11 @@ pub async fn newsletter_results(
             ))
             .body(body));
     }
-    Ok(HttpResponse::Ok().json(crate::views::results::ResultsView::new(&results, threshold)))
+    Ok(
+        HttpResponse::Ok().json(crate::routes::results::ResultsView::new(
+            &results, threshold,
+        )),
+    )
 }
 
 /// A draft as written in a request; every field optional for PATCH.

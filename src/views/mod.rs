@@ -14,7 +14,6 @@ pub mod catalog;
 pub mod events;
 pub mod imports;
 pub mod newsletters;
-pub mod results;
 pub mod segments;
 pub mod staff;
 pub mod subscribers;

@@ -140,7 +140,7 @@ pub async fn csv(signed: Signed<ReadNewsletters>, id: web::Path<String>) -> Http
         Ok(r) => r,
         Err(page) => return page,
     };
-    match crate::views::results::csv(&r, console.state.settings.results_min_count) {
+    match crate::routes::results::csv(&r, console.state.settings.results_min_count) {
         Ok(body) => HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .insert_header((

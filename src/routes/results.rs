@@ -1,14 +1,14 @@
-//! A newsletter's results as the API and the CSV give them: every count below the threshold
-//! (`ENLACE_RESULTS_MIN_COUNT`) is `null` in JSON and "fewer than N" in CSV, so results on a
-//! small audience cannot single anyone out.
+//! A newsletter's results as the API and the CSV (from the API and the console) give them:
+//! every count below the threshold (`ENLACE_RESULTS_MIN_COUNT`) is `null` in JSON and "fewer
+//! than N" in CSV, so results on a small audience cannot single anyone out.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::time as timestamp;
 use crate::services::newsletters::{Counts, Results, Shown};
+use crate::views::time as timestamp;
 
 /// Counts as shown: each figure exact, or `null` below the threshold.
 fn shown(counts: &Counts, threshold: u32) -> Map<String, Value> {
@@ -110,5 +110,5 @@ pub fn csv(r: &Results, threshold: u32) -> anyhow::Result<Vec<u8>> {
     for (hour, counts) in &r.hours {
         line("hour", timestamp(*hour), counts)?;
     }
-    Ok(out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
