@@ -39,7 +39,7 @@ fn body_of(html: &str) -> &str {
 async fn each_reader_gets_the_preheader_of_their_version_hidden_first_in_the_html() {
     let (app, token) = sender_app().await;
     app.add_subscriber("ana@example.org", "confirmed", "en", Some("Ana"), json!({}));
-    app.add_subscriber(
+    let beto = app.add_subscriber(
         "beto@example.org",
         "confirmed",
         "es",
@@ -60,6 +60,41 @@ async fn each_reader_gets_the_preheader_of_their_version_hidden_first_in_the_htm
     assert_eq!(n["variants"]["es"]["preheader"], "Novedades de mayo");
     let read = newsletter(&app, &token, n["id"].as_str().unwrap()).await;
     assert_eq!(read["preheader"], n["preheader"]);
+    // The preview and a test send show it as the message will.
+    let id = n["id"].as_str().unwrap();
+    let preview: Value = app
+        .send_as(
+            &token,
+            "POST",
+            &format!("/api/v1/newsletters/{id}/preview"),
+            json!({"subscriber_id": beto}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let spanish = format!("{HIDDEN}Novedades de mayo</div><p>Hola Beto</p>");
+    assert!(
+        preview["html"].as_str().unwrap().starts_with(&spanish),
+        "{preview}"
+    );
+    let res = app
+        .send_as(
+            &token,
+            "POST",
+            &format!("/api/v1/newsletters/{id}/test"),
+            json!({"to": ["editor@casa.example.org"], "language": "es"}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    app.run_jobs().await;
+    let test = &app.mails_to("editor@casa.example.org")[0];
+    assert!(
+        test.html
+            .starts_with(&format!("{HIDDEN}Novedades de mayo</div>")),
+        "{}",
+        test.html
+    );
 
     let mails = send(&app, &token, body, &["ana@example.org", "beto@example.org"]).await;
     let (en, es) = (&mails[0], &mails[1]);
