@@ -854,6 +854,14 @@ async fn editors_give_a_preheader_per_language_and_a_duplicate_keeps_it() {
     let body = unescape(&refused.body);
     assert!(body.contains("id=\"e-variants.es.preheader\""), "{body}");
     assert!(body.contains("must be one line of at most 200 characters"));
+    editor.language = "es";
+    let refused = editor.post(&edit, &edit, &change).await;
+    assert!(
+        unescape(&refused.body).contains("debe ser una sola línea de 200 caracteres como máximo"),
+        "{}",
+        refused.body
+    );
+    editor.language = "en";
     assert_eq!(
         app.get_json_as(&token, &path).await["variants"]["es"]["preheader"],
         "Trae a una amiga"
