@@ -669,6 +669,7 @@ fn templates_escape_merge_values_and_end() {
                         subject: "Hola {{ name }}".into(),
                         html: html.clone(),
                         text: None,
+                        preheader: None,
                     },
                 );
             }
@@ -677,6 +678,7 @@ fn templates_escape_merge_values_and_end() {
                     subject: case.subject.clone(),
                     html: case.html.clone(),
                     text: case.text.clone(),
+                    preheader: None,
                 },
                 variants,
             };

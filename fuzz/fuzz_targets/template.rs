@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
             subject,
             html,
             text,
+            preheader: None,
         },
         variants: BTreeMap::new(),
     };

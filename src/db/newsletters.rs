@@ -31,6 +31,8 @@ pub struct Newsletter {
     /// Why the engine paused it (its messages could not be rendered, a process died rendering
     /// it, its templates no longer compile); cleared when staff pause or resume it.
     pub pause_reason: Option<String>,
+    /// The default version's preview text (see `Content::preheader`).
+    pub preheader: Option<String>,
 }
 
 /// A draft's editable fields; `None` leaves a field as it is.
@@ -45,6 +47,7 @@ pub struct NewsletterChanges {
     pub reply_to: Option<Option<String>>,
     pub segment_id: Option<Option<SegmentId>>,
     pub filter: Option<Option<String>>,
+    pub preheader: Option<Option<String>>,
     pub updated_at: Option<NaiveDateTime>,
 }
 

@@ -258,6 +258,7 @@ diesel::table! {
         updated_at -> Timestamp,
         pause_reason -> Nullable<Text>,
         render_failures -> Integer,
+        preheader -> Nullable<Text>,
     }
 }
 

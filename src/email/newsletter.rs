@@ -15,6 +15,8 @@ mod rules;
 
 /// Longest subject accepted, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 300;
+/// Longest preheader accepted, in characters.
+pub const MAX_PREHEADER_CHARS: usize = 200;
 /// Largest HTML or text body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Template steps allowed per message. The language has no loops (see `rules`), so a template
@@ -36,6 +38,10 @@ pub struct Content {
     pub html: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The preview text mail apps show after the subject in the inbox list: plain text, not a
+    /// template, put at the start of the HTML part where readers of the message do not see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preheader: Option<String>,
 }
 
 /// The default content, and the versions chosen by a subscriber's language when present.
@@ -81,6 +87,14 @@ pub struct CompiledNewsletter {
     env: Environment<'static>,
     /// Which template set serves each language: a variant's, or the default one.
     sets: [&'static str; 2],
+    /// The preheader of the version each language gets, in the order of `sets`.
+    preheaders: [Option<String>; 2],
+}
+
+/// The version a language gets: its variant when there is one, else the default one (whole: a
+/// variant without a preheader has none, even when the default version has one).
+fn version_for(content: &NewsletterContent, language: Language) -> &Content {
+    content.variants.get(&language).unwrap_or(&content.default)
 }
 
 fn set_for(content: &NewsletterContent, language: Language) -> &'static str {
@@ -184,6 +198,10 @@ impl CompiledNewsletter {
                 set_for(content, Language::En),
                 set_for(content, Language::Es),
             ],
+            preheaders: [Language::En, Language::Es].map(|language| {
+                let preheader = version_for(content, language).preheader.as_deref();
+                preheader.map(|p| p.trim().to_owned())
+            }),
         };
         if errors.is_empty() {
             // Runtime errors (a filter applied to the wrong type, fuel exhausted) show on sample data.
@@ -216,10 +234,19 @@ impl CompiledNewsletter {
     }
 
     fn set(&self, language: Language) -> &'static str {
+        self.sets[Self::index(language)]
+    }
+
+    fn index(language: Language) -> usize {
         match language {
-            Language::En => self.sets[0],
-            Language::Es => self.sets[1],
+            Language::En => 0,
+            Language::Es => 1,
         }
+    }
+
+    /// The preheader of the version `language` gets, if it has one.
+    pub fn preheader(&self, language: Language) -> Option<&str> {
+        self.preheaders[Self::index(language)].as_deref()
     }
 
     /// Renders the subject, HTML and text for one person within `budget` (all three together).
@@ -295,7 +322,10 @@ impl CompiledNewsletter {
         Ok(Rendered {
             // A subject is one line, whatever the template produced.
             subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
-            html: insert_before_body_end(&html, &html_footer),
+            html: insert_before_body_end(
+                &insert_preheader(&html, self.preheader(data.language)),
+                &html_footer,
+            ),
             text: format!("{}\n\n{text_footer}\n", text.trim_end()),
         })
     }
@@ -332,6 +362,42 @@ impl std::io::Write for Bounded {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Puts the preheader, hidden, right after the opening `<body…>` tag when the HTML has one,
+/// else at the very start: mail apps take the first text of a message as its preview line.
+fn insert_preheader(html: &str, preheader: Option<&str>) -> String {
+    let Some(preheader) = preheader else {
+        return html.to_owned();
+    };
+    let block = format!(
+        "<div style=\"display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;\">{}</div>",
+        minijinja::HtmlEscape(preheader)
+    );
+    match body_start(html) {
+        Some(at) => format!("{}{block}{}", &html[..at], &html[at..]),
+        None => format!("{block}{html}"),
+    }
+}
+
+/// Where the content of the body starts: just past the `>` of the first `<body` tag (`<body>`
+/// or `<body` followed by attributes), if the HTML has one.
+fn body_start(html: &str) -> Option<usize> {
+    let lower = html.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("<body") {
+        let tag = from + found;
+        let after = tag + "<body".len();
+        match lower.as_bytes().get(after) {
+            Some(b'>' | b'/') | Some(b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') => {
+                return lower[after..].find('>').map(|end| after + end + 1);
+            }
+            // `<bodyx…>` is another tag.
+            Some(_) => from = after,
+            None => return None,
+        }
+    }
+    None
 }
 
 /// Puts the footer just before `</body>` when the HTML has one, else at the end.
@@ -372,6 +438,18 @@ pub fn check_content(errors: &mut FieldErrors, prefix: &str, content: &Content) 
     } else if content.html.len() > MAX_BODY_BYTES {
         push("html", "must be at most 512 KiB");
     }
+    if let Some(preheader) = &content.preheader {
+        if preheader.trim().is_empty() {
+            push(
+                "preheader",
+                "must not be empty (leave it out, or null, for none)",
+            );
+        } else if preheader.chars().count() > MAX_PREHEADER_CHARS
+            || preheader.chars().any(|c| c.is_control())
+        {
+            push("preheader", "must be one line of at most 200 characters");
+        }
+    }
     if let Some(text) = &content.text {
         if text.trim().is_empty() {
             push(
@@ -394,6 +472,7 @@ mod tests {
                 subject: subject.into(),
                 html: html.into(),
                 text: None,
+                preheader: None,
             },
             variants: BTreeMap::new(),
         }
@@ -514,6 +593,7 @@ mod tests {
                 subject: "Hola".into(),
                 html: "<p>Hola</p>".into(),
                 text: Some("Hola, texto".into()),
+                preheader: None,
             },
         );
         let compiled = CompiledNewsletter::compile(&c, &[], "Org", None).unwrap();
@@ -534,5 +614,109 @@ mod tests {
             "text derived from the HTML: {}",
             en.text
         );
+    }
+
+    const HIDDEN: &str = "<div style=\"display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;\">";
+
+    #[test]
+    fn the_preheader_opens_the_body_hidden_and_escaped() {
+        for (html, expected) in [
+            (
+                "<html><body class=\"x\">\n<p>Hi</p></body></html>",
+                format!("<html><body class=\"x\">{HIDDEN}Soon &amp; &lt;b&gt;more&lt;&#x2f;b&gt;</div>\n<p>Hi</p>"),
+            ),
+            (
+                "<HTML><BODY>Hi</BODY></HTML>",
+                format!("<HTML><BODY>{HIDDEN}Soon &amp; &lt;b&gt;more&lt;&#x2f;b&gt;</div>Hi"),
+            ),
+            (
+                "<p>No body tag</p>",
+                format!("{HIDDEN}Soon &amp; &lt;b&gt;more&lt;&#x2f;b&gt;</div><p>No body tag</p>"),
+            ),
+            (
+                "<bodyguard>x</bodyguard>",
+                format!("{HIDDEN}Soon &amp; &lt;b&gt;more&lt;&#x2f;b&gt;</div><bodyguard>"),
+            ),
+        ] {
+            let got = insert_preheader(html, Some("Soon & <b>more</b>"));
+            assert!(got.starts_with(&expected), "{got}");
+        }
+        assert_eq!(insert_preheader("<p>x</p>", None), "<p>x</p>");
+    }
+
+    #[test]
+    fn each_language_gets_the_preheader_of_its_version() {
+        let templates = Templates::new("Org", None).unwrap();
+        let attrs = serde_json::json!({});
+        let mut c = content("Hello", "<body><p>Hello {{ name }}</p></body>");
+        c.default.preheader = Some("What is new {{ name }}".into());
+        let compiled = CompiledNewsletter::compile(&c, &[], "Org", None).unwrap();
+        for language in Language::ALL {
+            let out = compiled
+                .render(&data(&attrs, language), &templates)
+                .unwrap();
+            // Not a template: merge tags stay as written.
+            assert!(
+                out.html.starts_with(&format!(
+                    "<body>{HIDDEN}What is new {{{{ name }}}}</div><p>"
+                )),
+                "{}",
+                out.html
+            );
+            assert!(!out.text.contains("What is new"), "{}", out.text);
+        }
+        // A Spanish version without a preheader has none: it is not the English one's.
+        c.variants.insert(
+            Language::Es,
+            Content {
+                subject: "Hola".into(),
+                html: "<body><p>Hola</p></body>".into(),
+                text: None,
+                preheader: None,
+            },
+        );
+        let compiled = CompiledNewsletter::compile(&c, &[], "Org", None).unwrap();
+        let es = compiled
+            .render(&data(&attrs, Language::Es), &templates)
+            .unwrap();
+        assert!(es.html.starts_with("<body><p>Hola</p>"), "{}", es.html);
+        c.variants.get_mut(&Language::Es).unwrap().preheader = Some("Novedades".into());
+        let compiled = CompiledNewsletter::compile(&c, &[], "Org", None).unwrap();
+        let es = compiled
+            .render(&data(&attrs, Language::Es), &templates)
+            .unwrap();
+        assert!(
+            es.html
+                .starts_with(&format!("<body>{HIDDEN}Novedades</div>")),
+            "{}",
+            es.html
+        );
+    }
+
+    #[test]
+    fn a_preheader_is_one_short_line() {
+        let check = |preheader: &str| {
+            let mut c = content("Hello", "<p>Hi</p>").default;
+            c.preheader = Some(preheader.into());
+            let mut errors = FieldErrors::new();
+            check_content(&mut errors, "variants.es.", &c);
+            errors
+        };
+        assert!(check(&"é".repeat(200)).is_empty());
+        for bad in [
+            "a".repeat(201),
+            "one\ntwo".into(),
+            "tab\there".into(),
+            " ".into(),
+        ] {
+            let errors = check(&bad);
+            assert!(!errors.is_empty(), "{bad:?}");
+            assert!(
+                serde_json::to_string(&errors)
+                    .unwrap()
+                    .contains("variants.es.preheader"),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -216,6 +216,8 @@ pub struct DraftBody {
     #[serde(default, deserialize_with = "super::json::nullable")]
     text: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::json::nullable")]
+    preheader: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::json::nullable")]
     variants: Option<Option<BTreeMap<Language, Content>>>,
     #[serde(default, deserialize_with = "super::json::nullable")]
     from: Option<Option<String>>,
@@ -233,6 +235,7 @@ impl From<DraftBody> for DraftInput {
             subject: body.subject,
             html: body.html,
             text: body.text,
+            preheader: body.preheader,
             variants: body.variants,
             from: body.from,
             reply_to: body.reply_to,

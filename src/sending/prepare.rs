@@ -92,6 +92,7 @@ pub fn content_of(newsletter: &Newsletter) -> anyhow::Result<NewsletterContent> 
             subject: newsletter.subject.clone(),
             html: newsletter.html.clone(),
             text: newsletter.text.clone(),
+            preheader: newsletter.preheader.clone(),
         },
         variants: serde_json::from_str(&newsletter.variants).context("stored variants")?,
     })

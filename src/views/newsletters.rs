@@ -21,6 +21,7 @@ pub struct NewsletterView<'a> {
     pub html: &'a str,
     pub id: &'a str,
     pub pause_reason: Option<&'a str>,
+    pub preheader: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressView>,
     pub reply_to: Option<&'a str>,
@@ -47,6 +48,7 @@ impl<'a> NewsletterView<'a> {
             html: &n.html,
             id: &n.id,
             pause_reason: n.pause_reason.as_deref(),
+            preheader: n.preheader.as_deref(),
             progress,
             reply_to: n.reply_to.as_deref(),
             segment_id: n.segment_id.as_deref(),

@@ -791,3 +791,114 @@ async fn the_preview_shows_the_headers_the_message_then_goes_out_with() {
     assert!(preview["list-unsubscribe"].contains("/unsubscribe/preview"));
     assert!(!real["list-unsubscribe"].contains("/unsubscribe/preview"));
 }
+
+#[tokio::test]
+async fn editors_give_a_preheader_per_language_and_a_duplicate_keeps_it() {
+    let app = spawn_app().await;
+    let mut editor = signed_in(&app, Role::Editor).await;
+    let mut draft = DRAFT.to_vec();
+    draft.push(("preheader", "Bring a friend & <a sign>"));
+    draft.push(("variants.es.preheader", "Trae a una amiga"));
+    let created = editor
+        .post("/newsletters/new", "/newsletters", &draft)
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let id = id_in(created.location());
+    let token = app.staff_token(Role::Viewer).await;
+    let path = format!("/api/v1/newsletters/{id}");
+    let api = app.get_json_as(&token, &path).await;
+    assert_eq!(api["preheader"], "Bring a friend & <a sign>");
+    assert_eq!(api["variants"]["es"]["preheader"], "Trae a una amiga");
+
+    // The page shows both, escaped; the editor has them under each subject, in both languages.
+    let page = editor.get(&format!("/newsletters/{id}")).await;
+    assert!(
+        page.body
+            .contains("Preheader: Bring a friend &amp; &lt;a sign&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Trae a una amiga"));
+    let edit = format!("/newsletters/{id}/edit");
+    let form = editor.get(&edit).await;
+    assert_eq!(
+        field_value(&form.body, "preheader")
+            .as_deref()
+            .map(unescape),
+        Some("Bring a friend & <a sign>".into())
+    );
+    assert_eq!(
+        field_value(&form.body, "variants.es.preheader").as_deref(),
+        Some("Trae a una amiga")
+    );
+    let body = unescape(&form.body);
+    assert!(
+        body.find("name=\"subject\"") < body.find("name=\"preheader\"")
+            && body.find("name=\"preheader\"") < body.find("name=\"html\""),
+        "under the subject"
+    );
+    assert!(body.contains("The preview line mail apps show after the subject"));
+    editor.language = "es";
+    let form_es = unescape(&editor.get(&edit).await.body);
+    assert!(form_es.contains("Texto de vista previa"), "{form_es}");
+    editor.language = "en";
+
+    // Too long: shown at its field, nothing saved; emptied: none.
+    let version = field_value(&form.body, "version").unwrap();
+    let long = "x".repeat(201);
+    let mut change = DRAFT.to_vec();
+    change.push(("variants.es.preheader", &long));
+    change.push(("version", &version));
+    let refused = editor.post(&edit, &edit, &change).await;
+    assert_eq!(refused.status, 422);
+    let body = unescape(&refused.body);
+    assert!(body.contains("id=\"e-variants.es.preheader\""), "{body}");
+    assert!(body.contains("must be one line of at most 200 characters"));
+    editor.language = "es";
+    let refused = editor.post(&edit, &edit, &change).await;
+    assert!(
+        unescape(&refused.body).contains("debe ser una sola línea de 200 caracteres como máximo"),
+        "{}",
+        refused.body
+    );
+    editor.language = "en";
+    assert_eq!(
+        app.get_json_as(&token, &path).await["variants"]["es"]["preheader"],
+        "Trae a una amiga"
+    );
+    let mut change = DRAFT.to_vec();
+    change.push(("preheader", "  "));
+    change.push(("variants.es.preheader", "Ven el sábado"));
+    change.push(("version", &version));
+    let saved = editor.post(&edit, &edit, &change).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let api = app.get_json_as(&token, &path).await;
+    assert_eq!(api["preheader"], serde_json::Value::Null);
+    assert_eq!(api["variants"]["es"]["preheader"], "Ven el sábado");
+    let page = unescape(&editor.get(&format!("/newsletters/{id}")).await.body);
+    assert!(page.contains("No preheader"), "{page}");
+
+    // A copy keeps both.
+    let mut change = DRAFT.to_vec();
+    change.push(("preheader", "Bring a friend"));
+    change.push(("variants.es.preheader", "Ven el sábado"));
+    let version = field_value(&editor.get(&edit).await.body, "version").unwrap();
+    change.push(("version", &version));
+    assert_eq!(editor.post(&edit, &edit, &change).await.status, 303);
+    let copy = editor
+        .post(
+            &format!("/newsletters/{id}"),
+            &format!("/newsletters/{id}/duplicate"),
+            &[],
+        )
+        .await;
+    assert_eq!(copy.status, 303, "{}", copy.body);
+    let copied = app
+        .get_json_as(
+            &token,
+            &format!("/api/v1/newsletters/{}", id_in(copy.location())),
+        )
+        .await;
+    assert_eq!(copied["preheader"], "Bring a friend");
+    assert_eq!(copied["variants"]["es"]["preheader"], "Ven el sábado");
+}

@@ -30,6 +30,7 @@ mod key_creators;
 mod manage;
 mod newsletters;
 mod operations;
+mod preheaders;
 mod queue;
 mod results;
 mod retention;

@@ -508,6 +508,7 @@ fn stored(id: &str, status: &str, html: &str) -> Newsletter {
         created_at: now,
         updated_at: now,
         pause_reason: None,
+        preheader: None,
     }
 }
 

@@ -242,8 +242,18 @@ pub async fn show(
             n => summary(n),
             from => &n.from_address,
             reply_to => &n.reply_to,
-            english => context! { subject => &n.subject, html => &n.html, text => &n.text },
-            spanish => es.map(|c| context! { subject => c.subject, html => c.html, text => c.text }),
+            english => context! {
+                subject => &n.subject,
+                preheader => &n.preheader,
+                html => &n.html,
+                text => &n.text,
+            },
+            spanish => es.map(|c| context! {
+                subject => c.subject,
+                preheader => c.preheader,
+                html => c.html,
+                text => c.text,
+            }),
             audience => match (&segment, audience_of(n).as_str()) {
                 (Some(_), _) => "segment".to_owned(),
                 (None, "everyone" | "filter" | "none") => audience_of(n),
@@ -278,11 +288,15 @@ pub struct DraftForm {
     #[serde(default)]
     subject: String,
     #[serde(default)]
+    preheader: String,
+    #[serde(default)]
     html: String,
     #[serde(default)]
     text: String,
     #[serde(default, rename = "variants.es.subject")]
     es_subject: String,
+    #[serde(default, rename = "variants.es.preheader")]
+    es_preheader: String,
     #[serde(default, rename = "variants.es.html")]
     es_html: String,
     #[serde(default, rename = "variants.es.text")]
@@ -316,9 +330,14 @@ impl DraftForm {
         let es = spanish(n);
         Self {
             subject: n.subject.clone(),
+            preheader: n.preheader.clone().unwrap_or_default(),
             html: n.html.clone(),
             text: n.text.clone().unwrap_or_default(),
             es_subject: es.as_ref().map(|c| c.subject.clone()).unwrap_or_default(),
+            es_preheader: es
+                .as_ref()
+                .and_then(|c| c.preheader.clone())
+                .unwrap_or_default(),
             es_html: es.as_ref().map(|c| c.html.clone()).unwrap_or_default(),
             es_text: es.and_then(|c| c.text).unwrap_or_default(),
             from: n.from_address.clone().unwrap_or_default(),
@@ -331,9 +350,11 @@ impl DraftForm {
     fn value(&self) -> Value {
         context! {
             subject => &self.subject,
+            preheader => &self.preheader,
             html => &self.html,
             text => &self.text,
             es_subject => &self.es_subject,
+            es_preheader => &self.es_preheader,
             es_html => &self.es_html,
             es_text => &self.es_text,
             from => &self.from,
@@ -344,16 +365,23 @@ impl DraftForm {
     }
 
     /// The change the form asks for. A Spanish version left wholly blank means none (Spanish
-    /// readers get the English one); a blank text part is derived from the HTML.
+    /// readers get the English one); a blank text part is derived from the HTML; a blank
+    /// preheader means none.
     fn input(&self, errors: &mut FieldErrors) -> DraftInput {
-        let spanish_given = [&self.es_subject, &self.es_html, &self.es_text]
-            .iter()
-            .any(|v| !v.trim().is_empty());
+        let spanish_given = [
+            &self.es_subject,
+            &self.es_preheader,
+            &self.es_html,
+            &self.es_text,
+        ]
+        .iter()
+        .any(|v| !v.trim().is_empty());
         let variants = spanish_given.then(|| {
             let es = Content {
                 subject: self.es_subject.trim().to_owned(),
                 html: typed(&self.es_html),
                 text: optional(&self.es_text).map(|t| typed(&t)),
+                preheader: optional(&self.es_preheader),
             };
             BTreeMap::from([(Language::Es, es)])
         });
@@ -376,6 +404,7 @@ impl DraftForm {
             subject: Some(self.subject.trim().to_owned()),
             html: Some(typed(&self.html)),
             text: Some(optional(&self.text).map(|t| typed(&t))),
+            preheader: Some(optional(&self.preheader)),
             variants: Some(variants),
             from: Some(optional(&self.from)),
             reply_to: Some(optional(&self.reply_to)),

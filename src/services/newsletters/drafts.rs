@@ -23,6 +23,7 @@ pub struct DraftInput {
     pub subject: Option<String>,
     pub html: Option<String>,
     pub text: Option<Option<String>>,
+    pub preheader: Option<Option<String>>,
     pub variants: Option<Option<BTreeMap<Language, Content>>>,
     pub from: Option<Option<String>>,
     pub reply_to: Option<Option<String>>,
@@ -86,6 +87,9 @@ fn apply(errors: &mut FieldErrors, n: &mut Newsletter, input: DraftInput) {
     }
     if let Some(text) = input.text {
         n.text = text;
+    }
+    if let Some(preheader) = input.preheader {
+        n.preheader = preheader.map(|p| p.trim().to_owned());
     }
     if let Some(variants) = input.variants {
         n.variants =
@@ -204,6 +208,7 @@ fn new_draft() -> Newsletter {
         created_at: now,
         updated_at: now,
         pause_reason: None,
+        preheader: None,
     }
 }
 
@@ -297,6 +302,7 @@ pub async fn update(
             reply_to: Some(n.reply_to.clone()),
             segment_id: Some(n.segment_id.clone()),
             filter: Some(n.filter.clone()),
+            preheader: Some(n.preheader.clone()),
             updated_at: Some(n.updated_at),
         };
         if !store::update_draft(conn, &n.id, &changes)? {
@@ -329,6 +335,7 @@ pub async fn duplicate(
     n.subject = source.subject;
     n.html = source.html;
     n.text = source.text;
+    n.preheader = source.preheader;
     n.variants = source.variants;
     n.from_address = source.from_address;
     n.reply_to = source.reply_to;
