@@ -7,6 +7,8 @@
 //   `version` field current, and reports in its [data-autosave-status] element (whose data-saved,
 //   data-conflict, data-invalid and data-failed attributes hold the words); after a conflict it
 //   stops, so a colleague's newer save is never overwritten.
+// - button[data-insert] puts its text (a merge field) where the cursor is in the text box of its
+//   form that last had the focus (the first text area until one has), as if typed there.
 "use strict";
 (function () {
   function copyButtons() {
@@ -89,7 +91,35 @@
     });
   }
 
+  function insertButtons() {
+    document.querySelectorAll("button[data-insert]").forEach(function (button) {
+      var form = button.closest("form");
+      if (!form) return;
+      button.hidden = false;
+      var hint = form.querySelector("[data-insert-hint]");
+      if (hint) hint.hidden = false;
+      if (!form.lastBox) {
+        form.lastBox = form.querySelector("textarea");
+        form.addEventListener("focusin", function (e) {
+          var t = e.target;
+          if (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && t.type === "text")) form.lastBox = t;
+        });
+      }
+      button.addEventListener("click", function () {
+        var box = form.lastBox;
+        if (!box) return;
+        var text = button.getAttribute("data-insert");
+        var start = box.selectionStart || 0, end = box.selectionEnd || start;
+        box.value = box.value.slice(0, start) + text + box.value.slice(end);
+        box.focus();
+        box.setSelectionRange(start + text.length, start + text.length);
+        box.dispatchEvent(new Event("input", { bubbles: true }));
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    insertButtons();
     copyButtons();
     refreshers();
     autosave();

@@ -246,6 +246,16 @@ async function draft(page, lang, s, ctx, state) {
   await field(page, "variants.es.text").fill(d.es_text);
   await field(page, "from").fill(d.from);
   await page.locator("#f-audience").selectOption("everyone");
+  // A merge field inserted where the cursor is, in the box last used (the Spanish text part),
+  // then taken out again.
+  const esText = field(page, "variants.es.text");
+  await esText.click();
+  await esText.press("End");
+  await page.locator("details", { has: page.locator("button[data-insert]") }).locator("summary").click();
+  await page.locator('button[data-insert="{{ name }}"]').click();
+  const inserted = await esText.inputValue();
+  check(inserted === `${d.es_text}{{ name }}`, `inserting {{ name }} made the Spanish text “${inserted}”`);
+  await esText.fill(d.es_text);
   await ctx.checkPage(page, `newsletters/${lang} new draft`, lang);
 
   s.at("save the new draft");
@@ -559,6 +569,7 @@ async function duplicate(page, lang, s, ctx, state) {
   check(/\/newsletters\/[^/]+\/edit$/.test(new URL(page.url()).pathname), `duplicating led to ${page.url()}`);
   check(!page.url().includes(state.id), "duplicating opened the sent newsletter's own editor");
   check((await h1(page)) === tn.edit.edit_title, `the copy's editor is headed “${await h1(page)}”`);
+  await notice(page, tn.notices.duplicated);
   const same = {
     subject: state.subject, html: d.html, text: state.text,
     "variants.es.subject": d.es_subject, "variants.es.html": d.es_html, "variants.es.text": state.esText, from: d.from,

@@ -270,6 +270,16 @@ async fn sends_are_paused_resumed_and_cancelled_and_sent_newsletters_duplicated_
     );
     let copy_id = id_in(copy.location());
     assert_ne!(copy_id, id);
+    let opened = editor
+        .get(copy.location().trim_start_matches("/admin"))
+        .await;
+    assert!(
+        opened
+            .body
+            .contains("This is a new draft copied from the newsletter."),
+        "{}",
+        opened.body
+    );
     assert_eq!(app.count("newsletters WHERE status = 'draft'"), 1);
     assert_eq!(
         app.count("audit_log WHERE action = 'newsletter.duplicate'"),

@@ -424,6 +424,8 @@ struct EditorScreen<'a> {
     /// A colleague saved the draft after this editor opened it: when, and nothing was saved.
     conflict: Option<String>,
     has_filter: bool,
+    /// A notice of this area to show (`duplicated` after a duplicate opens its copy).
+    notice: Option<String>,
 }
 
 async fn editor(console: &Console, form: &DraftForm, screen: EditorScreen<'_>) -> HttpResponse {
@@ -453,6 +455,7 @@ async fn editor(console: &Console, form: &DraftForm, screen: EditorScreen<'_>) -
             may_choose_later => screen.id.is_none() || form.audience == "none",
             segments => segments,
             field_keys => keys,
+            area_notice => screen.notice,
         },
     )
 }
@@ -468,6 +471,7 @@ pub async fn new_page(signed: Signed<WriteNewsletters>) -> HttpResponse {
         errors: Value::from(()),
         conflict: None,
         has_filter: false,
+        notice: None,
     };
     editor(&signed.console, &form, screen).await
 }
@@ -483,6 +487,7 @@ fn invalid_screen<'a>(
         errors: console.field_errors(errors),
         conflict: None,
         has_filter: false,
+        notice: None,
     }
 }
 
@@ -509,7 +514,11 @@ pub async fn create(posted: Posted<WriteNewsletters, DraftForm>) -> HttpResponse
     }
 }
 
-pub async fn edit_page(signed: Signed<WriteNewsletters>, id: web::Path<String>) -> HttpResponse {
+pub async fn edit_page(
+    signed: Signed<WriteNewsletters>,
+    id: web::Path<String>,
+    query: web::Query<NoticeQuery>,
+) -> HttpResponse {
     let console = &signed.console;
     let Some(id) = newsletter_id(&id) else {
         return console.error(StatusCode::NOT_FOUND, "not_found");
@@ -528,6 +537,7 @@ pub async fn edit_page(signed: Signed<WriteNewsletters>, id: web::Path<String>) 
         errors: Value::from(()),
         conflict: None,
         has_filter: audience_of(&n) == "filter",
+        notice: notice(query.notice.as_deref()),
     };
     editor(console, &DraftForm::from_newsletter(&n), screen).await
 }
@@ -583,6 +593,7 @@ pub async fn edit(
                 errors: Value::from(()),
                 conflict: Some(saved_at),
                 has_filter: false,
+                notice: None,
             };
             editor(console, form, screen).await
         }
