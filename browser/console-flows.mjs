@@ -29,7 +29,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
-import { CONSOLE, ENLACE_URL, T, at, chooseLanguage, fill, message, newTab, signIn, squash } from "./console-kit.mjs";
+import { CONSOLE, ENLACE_URL, T, api, at, chooseLanguage, fill, message, newTab, signIn, squash, staffToken } from "./console-kit.mjs";
 import { segments } from "./console-segments.mjs";
 
 const PAGING = 55; // more than one page of people (50)
@@ -146,27 +146,7 @@ const serially = (work) => {
 };
 
 // ------------------------------------------------------------- the JSON API (setting up only)
-async function api(token, method, path, body) {
-  const res = await fetch(`${ENLACE_URL}/api/v1${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const type = res.headers.get("content-type") ?? "";
-  const data = type.includes("json") ? await res.json() : await res.text();
-  if (res.status >= 400) throw new Error(`${method} /api/v1${path}: ${res.status} ${JSON.stringify(data).slice(0, 200)}`);
-  return data;
-}
 
-async function staffToken(email, password) {
-  const res = await fetch(`${ENLACE_URL}/api/v1/auth/token`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ email, password }),
-  });
-  if (!res.ok) throw new Error(`staff sign-in to the API: ${res.status}`);
-  return (await res.json()).access_token;
-}
 
 const recorded = { mode: "recorded", source: "browser test set-up", note: "agreed to hear from us" };
 export const addPerson = (token, person) => api(token, "POST", "/subscribers", { consent: recorded, ...person });

@@ -42,6 +42,29 @@ export function message(lang, text) {
   return text;
 }
 
+// ---------------------------------------------------------------- the JSON API (setting up only)
+export async function api(token, method, path, body) {
+  const res = await fetch(`${ENLACE_URL}/api/v1${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const type = res.headers.get("content-type") ?? "";
+  const data = type.includes("json") ? await res.json() : await res.text();
+  if (res.status >= 400) throw new Error(`${method} /api/v1${path}: ${res.status} ${JSON.stringify(data).slice(0, 200)}`);
+  return data;
+}
+
+export async function staffToken(email, password) {
+  const res = await fetch(`${ENLACE_URL}/api/v1/auth/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ email, password }),
+  });
+  if (!res.ok) throw new Error(`staff sign-in to the API: ${res.status}`);
+  return (await res.json()).access_token;
+}
+
 // ---------------------------------------------------------------- tabs
 // Console errors, uncaught exceptions and HTTP errors of one tab, collected as they come.
 export function watch(page) {

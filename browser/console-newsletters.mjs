@@ -31,7 +31,7 @@
 // their own, so the counts are exact) and a segment of them are set up through the JSON API first.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { CONSOLE, ENLACE_URL, T, at, fill, navTo, newTab, pressAndLoad, signIn, squash, tabTo, typeInto } from "./console-kit.mjs";
+import { CONSOLE, ENLACE_URL, T, api, at, fill, navTo, newTab, pressAndLoad, signIn, squash, staffToken, tabTo, typeInto } from "./console-kit.mjs";
 
 // Each language's admin works in a time zone of their own: a scheduled time is shown in it.
 const ZONES = { en: "America/Phoenix", es: "America/Mexico_City" };
@@ -137,27 +137,7 @@ async function progress(page, tn) {
   return doneFirst ? { done: a, total: b, said } : { done: b, total: a, said };
 }
 
-async function api(token, method, path, body) {
-  const res = await fetch(`${ENLACE_URL}/api/v1${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const type = res.headers.get("content-type") ?? "";
-  const data = type.includes("json") ? await res.json() : await res.text();
-  if (res.status >= 400) throw new Error(`${method} /api/v1${path}: ${res.status} ${JSON.stringify(data).slice(0, 200)}`);
-  return data;
-}
 
-async function staffToken(email, password) {
-  const res = await fetch(`${ENLACE_URL}/api/v1/auth/token`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ email, password }),
-  });
-  if (!res.ok) throw new Error(`staff sign-in to the API: ${res.status}`);
-  return (await res.json()).access_token;
-}
 
 // Every mail the SMTP sink kept.
 const mails = (folder) => readdirSync(folder).filter((n) => n.endsWith(".json")).sort()

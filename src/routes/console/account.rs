@@ -5,15 +5,10 @@ use actix_web::{web, HttpResponse};
 use minijinja::{context, Value};
 use serde::Deserialize;
 
+use super::frame::NoticeQuery;
 use super::frame::{self, Console, Posted, Signed, SESSION_COOKIE};
 use crate::auth::AnyStaff;
 use crate::services::staff::{self as service, ChangePasswordError, Gate, PreferencesError};
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    #[serde(default)]
-    notice: Option<String>,
-}
 
 fn account_page(
     console: &Console,

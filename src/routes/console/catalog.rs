@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use minijinja::{context, Value};
 use serde::Deserialize;
 
+use super::frame::NoticeQuery;
 use super::frame::{Console, Posted, Signed};
 use crate::auth::{ReadContacts, WriteContacts};
 use crate::db::interests::{CustomField, Interest};
@@ -14,12 +15,6 @@ use crate::services::catalog::{
     self as service, CreateFieldError, CreateInterestError, DeleteFieldError, DeleteInterestError,
     MoveError, UpdateFieldError, UpdateInterestError,
 };
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    #[serde(default)]
-    notice: Option<String>,
-}
 
 /// A notice of this area named by the query (`?notice=interest_created`), if it is one.
 fn notice(query: &NoticeQuery) -> Option<String> {

@@ -7,15 +7,10 @@ use actix_web::{web, HttpResponse};
 use minijinja::context;
 
 use super::chart::chart;
+use super::frame::NoticeQuery;
 use super::frame::Signed;
 use crate::auth::AnyStaff;
 use crate::services::dashboard::{self as service, Day};
-
-#[derive(serde::Deserialize)]
-pub struct NoticeQuery {
-    #[serde(default)]
-    notice: Option<String>,
-}
 
 pub async fn page(signed: Signed<AnyStaff>, query: web::Query<NoticeQuery>) -> HttpResponse {
     let console = &signed.console;

@@ -83,6 +83,13 @@ pub fn browser_language(req: &HttpRequest) -> Language {
     crate::routes::negotiate_language(req)
 }
 
+/// `?notice=…` on a page a change redirected to: which notice of its area to show.
+#[derive(serde::Deserialize)]
+pub struct NoticeQuery {
+    #[serde(default)]
+    pub notice: Option<String>,
+}
+
 /// A signed-in member's page context.
 #[derive(Clone)]
 pub struct Console {

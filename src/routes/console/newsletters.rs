@@ -12,6 +12,7 @@ use chrono::NaiveDateTime;
 use minijinja::{context, Value};
 use serde::Deserialize;
 
+use super::frame::NoticeQuery;
 use super::frame::{Console, Posted, Signed};
 use crate::auth::{ReadNewsletters, SendNewsletters, WriteNewsletters};
 use crate::db::ids::NewsletterId;
@@ -161,12 +162,6 @@ pub async fn list(signed: Signed<ReadNewsletters>, query: web::Query<ListQuery>)
             area_notice => notice(query.notice.as_deref()),
         },
     )
-}
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    #[serde(default)]
-    notice: Option<String>,
 }
 
 fn newsletter_id(raw: &str) -> Option<NewsletterId> {

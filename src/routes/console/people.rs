@@ -15,6 +15,7 @@ use minijinja::{context, Value};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
+use super::frame::NoticeQuery;
 use super::frame::{Console, Posted, Signed};
 use crate::auth::{ExportContacts, ReadContacts, WriteContacts};
 use crate::db::ids::SubscriberId;
@@ -55,11 +56,6 @@ pub struct ListQuery {
     field: Option<String>,
     value: Option<String>,
     after: Option<String>,
-    notice: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-pub struct NoticeQuery {
     notice: Option<String>,
 }
 

@@ -8,6 +8,7 @@ use actix_web::{web, HttpResponse};
 use minijinja::{context, Value};
 use serde::Deserialize;
 
+use super::frame::NoticeQuery;
 use super::frame::{Console, Posted, Signed};
 use crate::auth::{ReadContacts, ReadNewsletters, WriteNewsletters};
 use crate::db::ids::SegmentId;
@@ -20,12 +21,6 @@ use crate::services::segments::{
 
 /// The filter a new segment starts from: everyone who reads Spanish.
 const STARTER: &str = r#"{"all":[{"language":"es"}]}"#;
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    #[serde(default)]
-    notice: Option<String>,
-}
 
 fn notice(raw: Option<&str>) -> Option<String> {
     const KNOWN: &[&str] = &["created", "saved", "deleted"];
@@ -230,7 +225,6 @@ async fn again(
     form: &SegmentForm,
     id: Option<String>,
     errors: FieldErrors,
-    status: StatusCode,
 ) -> HttpResponse {
     let mut count = None;
     let mut errors = errors;
@@ -248,7 +242,7 @@ async fn again(
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
-        status
+        StatusCode::UNPROCESSABLE_ENTITY
     };
     let screen = Screen {
         status,
@@ -261,85 +255,62 @@ async fn again(
 }
 
 pub async fn create(posted: Posted<WriteNewsletters, SegmentForm>) -> HttpResponse {
-    let console = &posted.console;
-    let form = &posted.form;
-    let mut errors = FieldErrors::new();
-    let filter = form.filter(&mut errors);
-    if form.action == "count" || !errors.is_empty() {
-        return again(
-            console,
-            form,
-            None,
-            errors,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    }
-    let input = SegmentInput {
-        name: Some(form.name.clone()),
-        filter,
-    };
-    let (db, actor, ip) = (&console.state.db, &console.principal, console.ip.as_deref());
-    match service::create(db, actor, ip, input).await {
-        Ok(created) => console.redirect(
-            &format!("/segments/{}", created.segment.id.as_str()),
-            Some("created"),
-        ),
-        Err(CreateSegmentError::Invalid(errors)) => {
-            again(
-                console,
-                form,
-                None,
-                errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-        Err(e) => console.internal(e),
-    }
+    save(&posted.console, &posted.form, None).await
 }
 
 pub async fn update(
     posted: Posted<WriteNewsletters, SegmentForm>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let console = &posted.console;
-    let form = &posted.form;
-    let Some(id) = segment_id(&id) else {
-        return console.error(StatusCode::NOT_FOUND, "not_found");
-    };
-    let shown = Some(id.as_str().to_owned());
+    match segment_id(&id) {
+        Some(id) => save(&posted.console, &posted.form, Some(id)).await,
+        None => posted.console.error(StatusCode::NOT_FOUND, "not_found"),
+    }
+}
+
+/// What became of a save.
+enum Saved {
+    /// Where the segment is now, and the notice to show there.
+    At(SegmentId, &'static str),
+    Invalid(FieldErrors),
+    NotFound,
+    Failed(String),
+}
+
+/// Saves the form as a new segment (`existing` none) or over one; with `action=count` (and when
+/// the filter is not JSON) shows the form again instead, with its count or what is wrong.
+async fn save(console: &Console, form: &SegmentForm, existing: Option<SegmentId>) -> HttpResponse {
+    let shown = existing.as_ref().map(|id| id.as_str().to_owned());
     let mut errors = FieldErrors::new();
     let filter = form.filter(&mut errors);
     if form.action == "count" || !errors.is_empty() {
-        return again(
-            console,
-            form,
-            shown,
-            errors,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        return again(console, form, shown, errors).await;
     }
     let input = SegmentInput {
         name: Some(form.name.clone()),
         filter,
     };
     let (db, actor, ip) = (&console.state.db, &console.principal, console.ip.as_deref());
-    match service::update(db, actor, ip, id.clone(), input).await {
-        Ok(_) => console.redirect(&format!("/segments/{}", id.as_str()), Some("saved")),
-        Err(UpdateSegmentError::Invalid(errors)) => {
-            again(
-                console,
-                form,
-                shown,
-                errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
+    let saved = match existing {
+        None => match service::create(db, actor, ip, input).await {
+            Ok(created) => Saved::At(created.segment.id, "created"),
+            Err(CreateSegmentError::Invalid(errors)) => Saved::Invalid(errors),
+            Err(e) => Saved::Failed(e.to_string()),
+        },
+        Some(id) => match service::update(db, actor, ip, id.clone(), input).await {
+            Ok(_) => Saved::At(id, "saved"),
+            Err(UpdateSegmentError::Invalid(errors)) => Saved::Invalid(errors),
+            Err(UpdateSegmentError::NotFound) => Saved::NotFound,
+            Err(e) => Saved::Failed(e.to_string()),
+        },
+    };
+    match saved {
+        Saved::At(id, notice) => {
+            console.redirect(&format!("/segments/{}", id.as_str()), Some(notice))
         }
-        Err(UpdateSegmentError::NotFound) => console.error(StatusCode::NOT_FOUND, "not_found"),
-        Err(e) => console.internal(e),
+        Saved::Invalid(errors) => again(console, form, shown, errors).await,
+        Saved::NotFound => console.error(StatusCode::NOT_FOUND, "not_found"),
+        Saved::Failed(e) => console.internal(e),
     }
 }
 

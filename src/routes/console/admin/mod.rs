@@ -8,20 +8,14 @@ pub mod keys;
 pub mod staff;
 pub mod webhooks;
 
+pub use super::frame::NoticeQuery;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use minijinja::context;
-use serde::Deserialize;
 
 use crate::routes::console::frame::Console;
 
 /// A page's notice after a change (`?notice=…`), worded under `console.admin.notices`.
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    #[serde(default)]
-    notice: Option<String>,
-}
-
 /// The second step before an action that cannot be undone: a page saying what it will do
 /// (`console.admin.confirm_action.{what}`, about `name`), with a form that posts to `action`
 /// again, confirmed, and a way `back`.
