@@ -60,8 +60,8 @@ cargo build --release --quiet --example blast_ceiling
 if [ -z "${BENCH_BIN:-}" ]; then
   cargo build --release --quiet --bin enlace
 fi
-BIN="${BENCH_BIN:-target/release/enlace}"
-CEILING=target/release/examples/blast_ceiling
+BIN="${BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release/enlace}"
+CEILING="${CARGO_TARGET_DIR:-target}/release/examples/blast_ceiling"
 WORK="$(mktemp -d)"
 # The sink's dump of every message (≈ 1 GB for 100,000) goes to memory, not disk.
 DUMPS="$(mktemp -d /dev/shm/enlace-blast.XXXXXX)"

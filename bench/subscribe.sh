@@ -28,8 +28,8 @@ if ! command -v wrk >/dev/null || [ ! -x /usr/sbin/smtp-sink ]; then
 fi
 
 cargo build --release --quiet --bin enlace --example ceiling
-BIN=target/release/enlace
-CEILING=target/release/examples/ceiling
+BIN="${CARGO_TARGET_DIR:-target}/release/enlace"
+CEILING="${CARGO_TARGET_DIR:-target}/release/examples/ceiling"
 WORK="$(mktemp -d)"
 OUT=target/bench
 mkdir -p "$OUT"
