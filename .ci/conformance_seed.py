@@ -196,6 +196,7 @@ bindings = {
     "getNewsletter": ("id", "newsletter"),
     "updateNewsletter": ("id", "newsletter"),
     "previewNewsletter": ("id", "newsletter"),
+    "getNewsletterResults": ("id", "newsletter"),
     "testNewsletter": ("id", "newsletter"),
     "deleteNewsletter": ("id", "deletable_newsletter"),
     "sendNewsletter": ("id", "sendable"),
@@ -235,6 +236,7 @@ references = {
     "createSegment": [("body.filter.interest", "interest_slug")],
     "updateSegment": [("body.filter.interest", "interest_slug")],
     "previewSegment": [("body.filter.interest", "interest_slug")],
+    "countSegment": [("body.filter.interest", "interest_slug")],
     "createNewsletter": [("body.segment_id", "segment")],
     "updateNewsletter": [("body.segment_id", "segment")],
     "previewNewsletter": [("body.subscriber_id", "subscriber")],
@@ -257,6 +259,8 @@ refused_though_valid = {
     "createSegment": "an attribute condition's value must suit the field's declared type",
     "updateSegment": "an attribute condition's value must suit the field's declared type",
     "previewSegment": "an attribute condition's value must suit the field's declared type",
+    "countSegment": "an attribute condition's value must suit the field's declared type",
+    "previewNewsletter": "subscriber_id must name a subscriber on the list",
     # 2. A syntax JSON Schema cannot state exactly: an RFC 5322 mailbox (`from`, `reply_to`,
     #    with the DKIM domain rule), a template that compiles, a CSV file whose header matches
     #    the declared fields and the `map` parameters.
@@ -277,7 +281,7 @@ staff_only = ["listStaff", "createStaff", "changeOwnPassword", "updateStaff", "l
 # of invalid variants each, nearly all answered by the same validation code. Their coverage
 # phase keeps to valid values; fuzzing still sends them invalid ones.
 positive_coverage_only = ["createNewsletter", "updateNewsletter", "createSegment", "updateSegment",
-                          "previewSegment"]
+                          "previewSegment", "countSegment"]
 
 
 def toml_string(value):
