@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod backup;
 pub mod bounces;
+pub mod clicks;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -53,6 +53,8 @@ pub struct Application {
     pub tasks: Arc<TaskWorker>,
     pub engine: Arc<Engine>,
     pub db: Db,
+    /// Click counts not yet written (written every few seconds, and at a stop).
+    pub clicks: Arc<crate::clicks::ClickCounter>,
     worker_task: Option<(Arc<Notify>, watch::Sender<bool>)>,
     /// Held while serving, so `enlace restore` refuses to replace the database under us.
     _serving_lock: Option<crate::backup::ServingLock>,
@@ -144,6 +146,7 @@ impl Application {
             templates: templates.clone(),
             tokens: manage_tokens.clone(),
             base_url: settings.base_url(),
+            links: crate::clicks::LinkSigner::new(&secret, &previous, &settings.base_url()),
             list_id: settings.list_id(),
             concurrency: settings.send_concurrency,
             max_attempts: settings.send_max_attempts,
@@ -238,6 +241,8 @@ impl Application {
             jwt.clone(),
             settings.trusted_proxies.clone(),
         ));
+        let clicks = Arc::new(crate::clicks::ClickCounter::new());
+        clicks.clone().spawn(db.clone());
         let state = web::Data::new(AppState {
             db: db.clone(),
             settings,
@@ -262,6 +267,8 @@ impl Application {
             render_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            clicks: clicks.clone(),
+            click_targets: Default::default(),
         });
         let console_path = state.settings.console_path.clone();
         let server = HttpServer::new(move || {
@@ -372,6 +379,7 @@ impl Application {
             tasks,
             engine,
             db,
+            clicks,
             worker_task,
             _serving_lock: serving_lock,
         })
@@ -384,6 +392,10 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (requests in flight finish), then stops the worker.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        // The clicks counted in memory are written before the process ends.
+        if let Err(e) = self.clicks.flush_all(&self.db).await {
+            tracing::warn!(error = %e, "could not write the last click counts");
+        }
         if let Some((wake, stop)) = self.worker_task {
             let _ = stop.send(true);
             wake.notify_one();

@@ -47,6 +47,10 @@ pub struct AppState {
     /// Staff-side template work (checking a draft, previews, test copies) done at once, each on a
     /// blocking thread of its own: one per core.
     pub render_slots: tokio::sync::Semaphore,
+    /// Clicks on counted links, gathered in memory and written in batches.
+    pub clicks: Arc<crate::clicks::ClickCounter>,
+    /// Where each counted link leads, read once per newsletter.
+    pub click_targets: crate::services::clicks::ClickTargets,
 }
 
 impl AppState {

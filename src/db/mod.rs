@@ -16,6 +16,7 @@ pub mod interests;
 pub mod jobs;
 pub mod mail_events;
 pub mod newsletter_actions;
+pub mod newsletter_clicks;
 pub mod newsletters;
 pub mod retention;
 pub mod schema;

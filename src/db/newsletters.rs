@@ -33,6 +33,10 @@ pub struct Newsletter {
     pub pause_reason: Option<String>,
     /// The default version's preview text (see `Content::preheader`).
     pub preheader: Option<String>,
+    /// Its links go through Enlace's click-counting redirect (see `crate::clicks`).
+    pub count_clicks: bool,
+    /// A copy without personal merge fields is public in the archive once it is sent.
+    pub archived: bool,
 }
 
 /// A draft's editable fields; `None` leaves a field as it is.
@@ -48,6 +52,8 @@ pub struct NewsletterChanges {
     pub segment_id: Option<Option<SegmentId>>,
     pub filter: Option<Option<String>>,
     pub preheader: Option<Option<String>>,
+    pub count_clicks: Option<bool>,
+    pub archived: Option<bool>,
     pub updated_at: Option<NaiveDateTime>,
 }
 

@@ -229,6 +229,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    newsletter_clicks (newsletter_id, link, hour) {
+        newsletter_id -> Text,
+        link -> Integer,
+        hour -> Timestamp,
+        clicks -> BigInt,
+        scanner_clicks -> BigInt,
+    }
+}
+
+diesel::table! {
     newsletter_actions (newsletter_id, language, action, hour) {
         newsletter_id -> Text,
         language -> Text,
@@ -259,6 +269,8 @@ diesel::table! {
         pause_reason -> Nullable<Text>,
         render_failures -> Integer,
         preheader -> Nullable<Text>,
+        count_clicks -> Bool,
+        archived -> Bool,
     }
 }
 
@@ -399,6 +411,7 @@ diesel::joinable!(staff_invitations -> staff (invited_by));
 diesel::joinable!(deliveries -> newsletters (newsletter_id));
 diesel::joinable!(delivery_results -> newsletters (newsletter_id));
 diesel::joinable!(newsletter_actions -> newsletters (newsletter_id));
+diesel::joinable!(newsletter_clicks -> newsletters (newsletter_id));
 diesel::joinable!(import_parts -> imports (import_id));
 diesel::joinable!(import_problems -> imports (import_id));
 diesel::joinable!(jobs -> subscribers (subscriber_id));
@@ -427,6 +440,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     mail_events,
     newsletter_actions,
+    newsletter_clicks,
     newsletters,
     provider_tokens,
     readiness_probe,

@@ -2,6 +2,7 @@
 //! handlers, and a test compares it with openapi.yaml in both directions.
 
 pub mod base_path;
+mod clicks;
 mod confirm;
 pub mod console;
 mod events;
@@ -71,6 +72,9 @@ macro_rules! method_name {
     };
     (delete) => {
         "DELETE"
+    };
+    (head) => {
+        "HEAD"
     };
 }
 
@@ -162,6 +166,7 @@ routes! {
     "/readyz" => { get => health::readyz },
     "/metrics" => { get => health::metrics },
     "/openapi.yaml" => { get => health::openapi },
+    "/l/{newsletter}/{link}" => { get => clicks::follow, head => clicks::follow },
 }
 
 /// 405 problem+json with the methods the path does serve in `Allow` (RFC 9110, section 15.5.6).

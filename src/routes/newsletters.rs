@@ -45,6 +45,7 @@ pub fn rendering(state: &AppState) -> Rendering<'_> {
         settings: &state.settings,
         templates: &state.templates,
         render_slots: &state.render_slots,
+        links: &state.engine.links,
     }
 }
 
@@ -217,6 +218,8 @@ pub struct DraftBody {
     text: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::json::nullable")]
     preheader: Option<Option<String>>,
+    count_clicks: Option<bool>,
+    archived: Option<bool>,
     #[serde(default, deserialize_with = "super::json::nullable")]
     variants: Option<Option<BTreeMap<Language, Content>>>,
     #[serde(default, deserialize_with = "super::json::nullable")]
@@ -236,6 +239,8 @@ impl From<DraftBody> for DraftInput {
             html: body.html,
             text: body.text,
             preheader: body.preheader,
+            count_clicks: body.count_clicks,
+            archived: body.archived,
             variants: body.variants,
             from: body.from,
             reply_to: body.reply_to,

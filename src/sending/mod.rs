@@ -56,6 +56,8 @@ pub struct Engine {
     pub templates: Arc<Templates>,
     pub tokens: ManageTokens,
     pub base_url: String,
+    /// Signs the links of newsletters that count clicks.
+    pub links: crate::clicks::LinkSigner,
     pub list_id: String,
     pub concurrency: usize,
     pub max_attempts: i32,

@@ -98,6 +98,20 @@ pub fn content_of(newsletter: &Newsletter) -> anyhow::Result<NewsletterContent> 
     })
 }
 
+/// The content as its messages carry it: with click counting on, each countable link of the
+/// HTML leads through Enlace's redirect (the same link for every recipient).
+pub fn mail_content(
+    newsletter: &Newsletter,
+    links: &crate::clicks::LinkSigner,
+) -> anyhow::Result<NewsletterContent> {
+    let content = content_of(newsletter)?;
+    Ok(if newsletter.count_clicks {
+        crate::clicks::rewrite(&content, newsletter.id.as_str(), links)
+    } else {
+        content
+    })
+}
+
 /// A newsletter compiled for sending.
 pub struct PreparedNewsletter {
     pub compiled: CompiledNewsletter,
@@ -116,6 +130,7 @@ impl NewsletterCache {
         declared: &[String],
         org: &str,
         postal_address: Option<&str>,
+        links: &crate::clicks::LinkSigner,
     ) -> anyhow::Result<Arc<PreparedNewsletter>> {
         let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, prepared)) = cache.get(newsletter.id.as_str()) {
@@ -124,7 +139,12 @@ impl NewsletterCache {
             }
         }
         let compiled =
-            CompiledNewsletter::compile(&content_of(newsletter)?, declared, org, postal_address)
+            CompiledNewsletter::compile(
+                &mail_content(newsletter, links)?,
+                declared,
+                org,
+                postal_address,
+            )
                 .map_err(|errors| {
                     let found: Vec<String> = errors
                         .iter()
@@ -206,6 +226,7 @@ pub(super) async fn prepare(
                             &declared,
                             engine.templates.org(),
                             engine.templates.postal_address(),
+                            &engine.links,
                         )
                         .map_err(|e| format!("{e:#}"))
                 })

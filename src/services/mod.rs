@@ -15,6 +15,7 @@
 //! - nothing here imports `routes` or `startup`.
 
 pub mod catalog;
+pub mod clicks;
 pub mod consent;
 pub mod dashboard;
 pub mod exports;

@@ -34,6 +34,8 @@ pub struct Rendering<'a> {
     pub settings: &'a Settings,
     pub templates: &'a Arc<Templates>,
     pub render_slots: &'a Semaphore,
+    /// Signs counted links, so a preview or test copy shows the links the send will have.
+    pub links: &'a crate::clicks::LinkSigner,
 }
 
 /// Which page of the list: newsletters in one state (or all), after the one named by `cursor`.

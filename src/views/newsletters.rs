@@ -14,6 +14,8 @@ use crate::db::states::NewsletterState;
 /// A newsletter with its content, and the progress of its send when the reader may see it.
 #[derive(Serialize)]
 pub struct NewsletterView<'a> {
+    pub archived: bool,
+    pub count_clicks: bool,
     pub created_at: String,
     pub filter: Option<Value>,
     pub finished_at: Option<String>,
@@ -38,6 +40,8 @@ pub struct NewsletterView<'a> {
 impl<'a> NewsletterView<'a> {
     pub fn new(n: &'a Newsletter, progress: Option<ProgressView>) -> Self {
         Self {
+            archived: n.archived,
+            count_clicks: n.count_clicks,
             created_at: offset_time(n.created_at),
             filter: n
                 .filter

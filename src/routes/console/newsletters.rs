@@ -304,6 +304,11 @@ pub struct DraftForm {
     /// segment's id.
     #[serde(default)]
     audience: String,
+    /// A ticked box's value (`on`), absent when unticked.
+    #[serde(default)]
+    count_clicks: Option<String>,
+    #[serde(default)]
+    archived: Option<String>,
     /// The draft's `updated_at` when the editor was opened (none for a new draft).
     #[serde(default)]
     version: String,
@@ -338,6 +343,8 @@ impl DraftForm {
             from: n.from_address.clone().unwrap_or_default(),
             reply_to: n.reply_to.clone().unwrap_or_default(),
             audience: audience_of(n),
+            count_clicks: n.count_clicks.then(|| "on".to_owned()),
+            archived: n.archived.then(|| "on".to_owned()),
             version: n.updated_at.format(VERSION_FORMAT).to_string(),
         }
     }
@@ -355,6 +362,8 @@ impl DraftForm {
             from => &self.from,
             reply_to => &self.reply_to,
             audience => &self.audience,
+            count_clicks => self.count_clicks.is_some(),
+            archived => self.archived.is_some(),
             version => &self.version,
         }
     }
@@ -400,6 +409,8 @@ impl DraftForm {
             html: Some(typed(&self.html)),
             text: Some(optional(&self.text).map(|t| typed(&t))),
             preheader: Some(optional(&self.preheader)),
+            count_clicks: Some(self.count_clicks.is_some()),
+            archived: Some(self.archived.is_some()),
             variants: Some(variants),
             from: Some(optional(&self.from)),
             reply_to: Some(optional(&self.reply_to)),

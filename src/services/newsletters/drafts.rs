@@ -24,6 +24,10 @@ pub struct DraftInput {
     pub html: Option<String>,
     pub text: Option<Option<String>>,
     pub preheader: Option<Option<String>>,
+    /// Count clicks on its links (off unless asked for).
+    pub count_clicks: Option<bool>,
+    /// Publish it in the public archive once sent (off unless asked for).
+    pub archived: Option<bool>,
     pub variants: Option<Option<BTreeMap<Language, Content>>>,
     pub from: Option<Option<String>>,
     pub reply_to: Option<Option<String>>,
@@ -90,6 +94,12 @@ fn apply(errors: &mut FieldErrors, n: &mut Newsletter, input: DraftInput) {
     }
     if let Some(preheader) = input.preheader {
         n.preheader = preheader.map(|p| p.trim().to_owned());
+    }
+    if let Some(count_clicks) = input.count_clicks {
+        n.count_clicks = count_clicks;
+    }
+    if let Some(archived) = input.archived {
+        n.archived = archived;
     }
     if let Some(variants) = input.variants {
         n.variants =
@@ -209,6 +219,8 @@ fn new_draft() -> Newsletter {
         updated_at: now,
         pause_reason: None,
         preheader: None,
+        count_clicks: false,
+        archived: false,
     }
 }
 
@@ -303,6 +315,8 @@ pub async fn update(
             segment_id: Some(n.segment_id.clone()),
             filter: Some(n.filter.clone()),
             preheader: Some(n.preheader.clone()),
+            count_clicks: Some(n.count_clicks),
+            archived: Some(n.archived),
             updated_at: Some(n.updated_at),
         };
         if !store::update_draft(conn, &n.id, &changes)? {
@@ -336,6 +350,8 @@ pub async fn duplicate(
     n.html = source.html;
     n.text = source.text;
     n.preheader = source.preheader;
+    n.count_clicks = source.count_clicks;
+    n.archived = source.archived;
     n.variants = source.variants;
     n.from_address = source.from_address;
     n.reply_to = source.reply_to;

@@ -17,7 +17,7 @@ use crate::domain::{Email, FieldErrors, Language};
 use crate::email::newsletter::{CompiledNewsletter, MergeData, Rendered};
 use crate::email::Templates;
 use crate::jobs::TestMail;
-use crate::sending::prepare::content_of;
+use crate::sending::prepare::mail_content;
 
 /// Test copies per request.
 const MAX_TEST_RECIPIENTS: usize = 10;
@@ -196,7 +196,7 @@ pub async fn preview(
             })
         })
         .await?;
-    let compiled = compile_apart::<PreviewError>(db, rendering, content_of(&n)?)
+    let compiled = compile_apart::<PreviewError>(db, rendering, mail_content(&n, rendering.links)?)
         .await?
         .map_err(PreviewError::Invalid)?;
     let templates = rendering.templates.clone();
@@ -337,7 +337,7 @@ pub async fn send_test(
     }
     // Read, then compile and render apart from the database; only the queueing is a write.
     let n = find(db, &id).await?.ok_or(TestError::NotFound)?;
-    let compiled = compile_apart::<TestError>(db, rendering, content_of(&n)?)
+    let compiled = compile_apart::<TestError>(db, rendering, mail_content(&n, rendering.links)?)
         .await?
         .map_err(TestError::Invalid)?;
     let templates = rendering.templates.clone();

@@ -1,0 +1,2 @@
+ALTER TABLE newsletters DROP COLUMN archived;
+ALTER TABLE newsletters DROP COLUMN count_clicks;
