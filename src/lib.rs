@@ -3,8 +3,8 @@
 pub mod auth;
 pub mod backup;
 pub mod bounces;
-pub mod clicks;
 pub mod cli;
+pub mod clicks;
 pub mod client;
 pub mod config;
 pub mod copy;

@@ -36,10 +36,7 @@ pub fn add(conn: &mut AnyConnection, batch: &[ClickCount]) -> QueryResult<usize>
         .into_iter()
         .collect();
     let mut written = 0;
-    for count in batch
-        .iter()
-        .filter(|c| existing.contains(&c.newsletter_id))
-    {
+    for count in batch.iter().filter(|c| existing.contains(&c.newsletter_id)) {
         let row = (
             newsletter_clicks::newsletter_id.eq(&count.newsletter_id),
             newsletter_clicks::link.eq(count.link),
@@ -47,23 +44,25 @@ pub fn add(conn: &mut AnyConnection, batch: &[ClickCount]) -> QueryResult<usize>
             newsletter_clicks::clicks.eq(count.clicks),
             newsletter_clicks::scanner_clicks.eq(count.scanner_clicks),
         );
-        written += crate::on_backend!(&mut *conn, |c| diesel::insert_into(
-            newsletter_clicks::table
-        )
-        .values(row)
-        .on_conflict((
-            newsletter_clicks::newsletter_id,
-            newsletter_clicks::link,
-            newsletter_clicks::hour,
-        ))
-        .do_update()
-        .set((
-            newsletter_clicks::clicks
-                .eq(newsletter_clicks::clicks + excluded(newsletter_clicks::clicks)),
-            newsletter_clicks::scanner_clicks.eq(newsletter_clicks::scanner_clicks
-                + excluded(newsletter_clicks::scanner_clicks)),
-        ))
-        .execute(c))?;
+        written +=
+            crate::on_backend!(&mut *conn, |c| diesel::insert_into(
+                newsletter_clicks::table
+            )
+            .values(row)
+            .on_conflict((
+                newsletter_clicks::newsletter_id,
+                newsletter_clicks::link,
+                newsletter_clicks::hour,
+            ))
+            .do_update()
+            .set((
+                newsletter_clicks::clicks
+                    .eq(newsletter_clicks::clicks + excluded(newsletter_clicks::clicks)),
+                newsletter_clicks::scanner_clicks
+                    .eq(newsletter_clicks::scanner_clicks
+                        + excluded(newsletter_clicks::scanner_clicks)),
+            ))
+            .execute(c))?;
     }
     Ok(written)
 }

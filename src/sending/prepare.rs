@@ -138,23 +138,22 @@ impl NewsletterCache {
                 return Ok(prepared.clone());
             }
         }
-        let compiled =
-            CompiledNewsletter::compile(
-                &mail_content(newsletter, links)?,
-                declared,
-                org,
-                postal_address,
+        let compiled = CompiledNewsletter::compile(
+            &mail_content(newsletter, links)?,
+            declared,
+            org,
+            postal_address,
+        )
+        .map_err(|errors| {
+            let found: Vec<String> = errors
+                .iter()
+                .map(|(field, problems)| format!("{field}: {}", problems.join("; ")))
+                .collect();
+            anyhow::anyhow!(
+                "its content does not pass the checks: {}",
+                found.join(" | ")
             )
-                .map_err(|errors| {
-                    let found: Vec<String> = errors
-                        .iter()
-                        .map(|(field, problems)| format!("{field}: {}", problems.join("; ")))
-                        .collect();
-                    anyhow::anyhow!(
-                        "its content does not pass the checks: {}",
-                        found.join(" | ")
-                    )
-                })?;
+        })?;
         let mailbox = |raw: &Option<String>| -> anyhow::Result<Option<Mailbox>> {
             raw.as_deref()
                 .map(str::parse)

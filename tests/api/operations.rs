@@ -126,7 +126,7 @@ async fn the_openapi_document_is_served_and_matches_the_routes() {
     for (path, item) in doc["paths"].as_mapping().unwrap() {
         for (method, _) in item.as_mapping().unwrap() {
             let method = method.as_str().unwrap();
-            if ["get", "post", "put", "patch", "delete"].contains(&method) {
+            if ["get", "head", "post", "put", "patch", "delete"].contains(&method) {
                 documented.insert((method.to_owned(), path.as_str().unwrap().to_owned()));
             }
         }

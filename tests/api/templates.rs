@@ -509,6 +509,8 @@ fn stored(id: &str, status: &str, html: &str) -> Newsletter {
         updated_at: now,
         pause_reason: None,
         preheader: None,
+        count_clicks: false,
+        archived: false,
     }
 }
 
