@@ -86,7 +86,7 @@ pub use drafts::{create, duplicate, update, DraftError, DraftInput};
 pub use proofs::{
     preview, send_test, Preview, PreviewError, PreviewInput, TestError, TestInput, TestOutbox,
 };
-pub use results::{results, Counts, Results, ResultsError, Shown};
+pub use results::{results, Clicks, Counts, LinkClicks, Results, ResultsError, Shown};
 pub use sends::{
     audience, cancel, pause, resume, send, Audience, AudienceError, SendError, SendInput,
     TransitionError,

@@ -25,6 +25,8 @@ pub struct TestApp {
     pub tasks: Arc<TaskWorker>,
     pub engine: Arc<Engine>,
     pub db: Db,
+    /// Click counts not yet written (`flush_clicks` writes them).
+    pub clicks: Arc<enlace::clicks::ClickCounter>,
     pub sent: Arc<Mutex<Vec<SentMessage>>>,
     pub database_url: String,
     dir: PathBuf,
@@ -223,6 +225,7 @@ async fn spawn(
     let engine = app.engine.clone();
     let tasks = app.tasks.clone();
     let db = app.db.clone();
+    let clicks = app.clicks.clone();
     tokio::spawn(app.run_until_stopped());
     // Idle connections are dropped well before the server's 5 s keep-alive ends them, so a slow
     // step (seeding hundreds of people on a busy machine) never reuses a connection the server
@@ -239,6 +242,7 @@ async fn spawn(
         tasks,
         engine,
         db,
+        clicks,
         sent,
         database_url,
         dir,
@@ -438,6 +442,11 @@ impl TestApp {
     }
 
     /// Runs the newsletter engine as if it were `offset` later (retries, schedules).
+    /// Counts every click held or gathered in memory and writes them, as a stop does.
+    pub async fn flush_clicks(&self) {
+        self.clicks.flush_all(&self.db).await.unwrap();
+    }
+
     pub async fn run_sends_after(&self, offset: chrono::Duration) -> usize {
         self.engine.run_pending(db::now() + offset).await.unwrap()
     }

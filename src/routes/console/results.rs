@@ -14,7 +14,7 @@ use super::chart::chart_hiding;
 use super::frame::{Console, Signed};
 use crate::auth::ReadNewsletters;
 use crate::db::ids::NewsletterId;
-use crate::services::newsletters::{self as service, Counts, Results, ResultsError, Shown};
+use crate::services::newsletters::{self as service, Clicks, Counts, Results, ResultsError, Shown};
 
 /// Over this many hours, the chart shows days instead.
 const HOURLY_UP_TO: i64 = 72;
@@ -39,27 +39,71 @@ fn figures(counts: &Counts, threshold: u32) -> BTreeMap<&'static str, Option<i64
         .collect()
 }
 
-/// The counts by hour, or by day (in the member's time zone) when they span more than
-/// `HOURLY_UP_TO` hours; each with its label.
-fn buckets(console: &Console, r: &Results) -> Vec<(String, Counts)> {
-    let (Some(first), Some(last)) = (r.hours.keys().next(), r.hours.keys().next_back()) else {
+/// Figures by hour, or by day (in the member's time zone) when they span more than
+/// `HOURLY_UP_TO` hours; each with its label, those of one label added up with `add`.
+fn buckets<T: Copy>(
+    console: &Console,
+    hours: &BTreeMap<NaiveDateTime, T>,
+    add: impl Fn(&mut T, &T),
+) -> Vec<(String, T)> {
+    let (Some(first), Some(last)) = (hours.keys().next(), hours.keys().next_back()) else {
         return Vec::new();
     };
     let hourly = (*last - *first).num_hours() <= HOURLY_UP_TO;
     let local = |t: &NaiveDateTime| console.zone.from_utc_datetime(t);
-    let mut out: Vec<(String, Counts)> = Vec::new();
-    for (hour, counts) in &r.hours {
+    let mut out: Vec<(String, T)> = Vec::new();
+    for (hour, counts) in hours {
         let label = if hourly {
             local(hour).format("%m-%d %H:00").to_string()
         } else {
             local(hour).format("%Y-%m-%d").to_string()
         };
         match out.last_mut() {
-            Some((l, c)) if *l == label => c.add(counts),
+            Some((l, c)) if *l == label => add(c, counts),
             _ => out.push((label, *counts)),
         }
     }
     out
+}
+
+/// The clicks section: totals, each link, and a chart over time.
+fn clicks_section(
+    console: &Console,
+    clicks: &Clicks,
+    shown: impl Fn(i64) -> Option<i64> + Copy,
+    hidden: &str,
+) -> Value {
+    let points = buckets(console, &clicks.hours, |a, b| {
+        a.0 += b.0;
+        a.1 += b.1;
+    });
+    let chart = chart_hiding(
+        &points,
+        |p| p.0.clone(),
+        &[("clicks", |p| p.1 .0), ("scanner_clicks", |p| p.1 .1)],
+        points.len().div_ceil(8).max(1),
+        shown,
+        hidden,
+    );
+    let links: Vec<Value> = clicks
+        .links
+        .iter()
+        .map(|l| {
+            context! {
+                place => l.place + 1,
+                url => &l.url,
+                clicks => shown(l.clicks),
+                scanner_clicks => shown(l.scanner_clicks),
+            }
+        })
+        .collect();
+    context! {
+        clicks => shown(clicks.clicks),
+        scanner_clicks => shown(clicks.scanner_clicks),
+        links => links,
+        chart => chart,
+        any => !points.is_empty(),
+    }
 }
 
 pub async fn page(signed: Signed<ReadNewsletters>, id: web::Path<String>) -> HttpResponse {
@@ -74,7 +118,7 @@ pub async fn page(signed: Signed<ReadNewsletters>, id: web::Path<String>) -> Htt
         .templates
         .console_message(console.language, &format!("fewer than {threshold}"));
     let shown = |n: i64| Shown::of(n, threshold).exact();
-    let points = buckets(console, &r);
+    let points = buckets(console, &r.hours, Counts::add);
     let every = points.len().div_ceil(8).max(1);
     let delivery = chart_hiding(
         &points,
@@ -128,6 +172,7 @@ pub async fn page(signed: Signed<ReadNewsletters>, id: web::Path<String>) -> Htt
             actions_chart => actions,
             over_time => table,
             not_sent => not_sent,
+            clicks => r.clicks.as_ref().map(|c| clicks_section(console, c, shown, &hidden)),
             live => r.newsletter.status == crate::db::states::NewsletterState::Sending,
         },
     )

@@ -117,6 +117,29 @@ impl Shown {
     }
 }
 
+/// The clicks on one counted link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkClicks {
+    /// Its place among the newsletter's counted links.
+    pub place: i32,
+    /// Where it leads.
+    pub url: String,
+    pub clicks: i64,
+    pub scanner_clicks: i64,
+}
+
+/// Clicks on a newsletter's links, counted per link and hour and never per person. `clicks` are
+/// people's; `scanner_clicks` came from link scanners and prefetchers and are left out of them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Clicks {
+    pub clicks: i64,
+    pub scanner_clicks: i64,
+    /// Every counted link, in its order in the newsletter, clicked or not.
+    pub links: Vec<LinkClicks>,
+    /// (clicks, scanner clicks) by hour, oldest first.
+    pub hours: BTreeMap<NaiveDateTime, (i64, i64)>,
+}
+
 /// A newsletter's results.
 #[derive(Debug)]
 pub struct Results {
@@ -128,6 +151,8 @@ pub struct Results {
     pub hours: BTreeMap<NaiveDateTime, Counts>,
     /// Messages not sent, by state and class of reason (`failed`, `550 5.1.1`), most first.
     pub reasons: Vec<(String, String, i64)>,
+    /// Its clicks, when it counts them (`count_clicks`).
+    pub clicks: Option<Clicks>,
     pub read_at: NaiveDateTime,
 }
 
@@ -192,15 +217,54 @@ pub async fn results(db: &Db, id: NewsletterId) -> Result<Results, ResultsError>
                 .map(|((state, reason), n)| (state, reason, n))
                 .collect();
             reasons.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.cmp(b)));
+            let clicks = if newsletter.count_clicks {
+                Some(clicks_of(conn, &newsletter)?)
+            } else {
+                None
+            };
             Ok(Results {
                 newsletter,
                 total,
                 languages,
                 hours,
                 reasons,
+                clicks,
                 read_at: now,
             })
         })
     })
     .await
+}
+
+/// A newsletter's clicks: its counted links (read from its content, as the redirect reads them)
+/// with their counts.
+fn clicks_of(conn: &mut db::AnyConnection, n: &Newsletter) -> Result<Clicks, ResultsError> {
+    let urls = crate::sending::prepare::content_of(n)
+        .map(|c| crate::clicks::links(&c))
+        .unwrap_or_default();
+    let mut out = Clicks {
+        links: urls
+            .into_iter()
+            .enumerate()
+            .map(|(place, url)| LinkClicks {
+                place: place as i32,
+                url,
+                clicks: 0,
+                scanner_clicks: 0,
+            })
+            .collect(),
+        ..Clicks::default()
+    };
+    for row in crate::db::newsletter_clicks::for_newsletter(conn, n.id.as_str())? {
+        out.clicks += row.clicks;
+        out.scanner_clicks += row.scanner_clicks;
+        let hour = out.hours.entry(row.hour).or_default();
+        hour.0 += row.clicks;
+        hour.1 += row.scanner_clicks;
+        if let Some(link) = out.links.get_mut(row.link as usize) {
+            link.clicks += row.clicks;
+            link.scanner_clicks += row.scanner_clicks;
+        }
+    }
+    Ok(out)
 }
