@@ -148,6 +148,7 @@ impl Application {
             base_url: settings.base_url(),
             links: crate::clicks::LinkSigner::new(&secret, &previous, &settings.base_url()),
             list_id: settings.list_id(),
+            results_min_count: settings.results_min_count,
             concurrency: settings.send_concurrency,
             max_attempts: settings.send_max_attempts,
             overdue_after: chrono::Duration::minutes(i64::from(settings.send_overdue_minutes)),

@@ -202,7 +202,7 @@ pub async fn newsletter_results(
             .body(body));
     }
     Ok(
-        HttpResponse::Ok().json(crate::routes::results::ResultsView::new(
+        HttpResponse::Ok().json(crate::sending::results::ResultsView::new(
             &results, threshold,
         )),
     )

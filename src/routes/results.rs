@@ -1,4 +1,5 @@
-//! A newsletter's results as the API and the CSV (from the API and the console) give them:
+//! A newsletter's results as the CSV (from the API and the console) gives them (the JSON is
+//! `sending::results::ResultsView`, which the `newsletter.finished` webhook carries too):
 //! every count below the threshold (`ENLACE_RESULTS_MIN_COUNT`) is `null` in JSON and "fewer
 //! than N" in CSV, so results on a small audience cannot single anyone out.
 
@@ -6,129 +7,11 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
 
-use serde::Serialize;
-use serde_json::{Map, Value};
-
-use crate::services::newsletters::{Clicks, Counts, Results, Shown};
+use crate::services::newsletters::{Counts, Results, Shown};
 use crate::views::time as timestamp;
 
-/// Counts as shown: each figure exact, or `null` below the threshold.
-fn shown(counts: &Counts, threshold: u32) -> Map<String, Value> {
-    counts
-        .figures()
-        .into_iter()
-        .map(|(name, n)| {
-            let value = Shown::of(n, threshold)
-                .exact()
-                .map_or(Value::Null, Value::from);
-            (name.to_owned(), value)
-        })
-        .collect()
-}
-
-/// A count as JSON shows it: the number, or `null` below the threshold.
-fn one(n: i64, threshold: u32) -> Value {
-    Shown::of(n, threshold)
-        .exact()
-        .map_or(Value::Null, Value::from)
-}
-
-/// Clicks as shown (see `Clicks`).
-fn clicks_view(c: &Clicks, threshold: u32) -> Value {
-    let links: Vec<Value> = c
-        .links
-        .iter()
-        .map(|l| {
-            serde_json::json!({
-                "link": l.place,
-                "url": l.url,
-                "clicks": one(l.clicks, threshold),
-                "scanner_clicks": one(l.scanner_clicks, threshold),
-            })
-        })
-        .collect();
-    let hours: Vec<Value> = c
-        .hours
-        .iter()
-        .map(|(hour, (clicks, scanner))| {
-            serde_json::json!({
-                "hour": timestamp(*hour),
-                "clicks": one(*clicks, threshold),
-                "scanner_clicks": one(*scanner, threshold),
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "clicks": one(c.clicks, threshold),
-        "scanner_clicks": one(c.scanner_clicks, threshold),
-        "links": links,
-        "hours": hours,
-    })
-}
-
-#[derive(Serialize)]
-pub struct ResultsView {
-    /// `null` when the newsletter does not count clicks.
-    clicks: Value,
-    hours: Vec<Map<String, Value>>,
-    languages: BTreeMap<String, Map<String, Value>>,
-    newsletter_id: String,
-    not_sent: Vec<Map<String, Value>>,
-    read_at: String,
-    status: &'static str,
-    /// Counts below this are `null`: "fewer than" it.
-    threshold: u32,
-    total: Map<String, Value>,
-}
-
-impl ResultsView {
-    pub fn new(r: &Results, threshold: u32) -> Self {
-        let hours = r
-            .hours
-            .iter()
-            .map(|(hour, counts)| {
-                let mut m = Map::new();
-                m.insert("hour".into(), timestamp(*hour).into());
-                m.extend(shown(counts, threshold));
-                m
-            })
-            .collect();
-        let not_sent = r
-            .reasons
-            .iter()
-            .map(|(state, reason, n)| {
-                let mut m = Map::new();
-                m.insert("state".into(), state.clone().into());
-                m.insert("reason".into(), reason.clone().into());
-                m.insert(
-                    "count".into(),
-                    Shown::of(*n, threshold)
-                        .exact()
-                        .map_or(Value::Null, Value::from),
-                );
-                m
-            })
-            .collect();
-        Self {
-            clicks: r
-                .clicks
-                .as_ref()
-                .map_or(Value::Null, |c| clicks_view(c, threshold)),
-            newsletter_id: r.newsletter.id.as_str().to_owned(),
-            status: r.newsletter.status.as_str(),
-            threshold,
-            total: shown(&r.total, threshold),
-            languages: r
-                .languages
-                .iter()
-                .map(|(l, c)| (l.clone(), shown(c, threshold)))
-                .collect(),
-            hours,
-            not_sent,
-            read_at: timestamp(r.read_at),
-        }
-    }
-}
+/// An hour's line: its delivery and action counts, and its (clicks, scanner clicks).
+type HourLine<'a> = (Option<&'a Counts>, Option<(i64, i64)>);
 
 /// The results as CSV: a header, then one line for everyone, one per language and one per hour
 /// (`scope`, `key`, then every figure); a count below the threshold reads "fewer than N". A
@@ -181,7 +64,7 @@ pub fn csv(r: &Results, threshold: u32) -> anyhow::Result<Vec<u8>> {
     for (language, counts) in &r.languages {
         line("language", language.clone(), Some(counts), None)?;
     }
-    let mut hours: BTreeMap<NaiveDateTime, (Option<&Counts>, Option<(i64, i64)>)> = BTreeMap::new();
+    let mut hours: BTreeMap<NaiveDateTime, HourLine> = BTreeMap::new();
     for (hour, counts) in &r.hours {
         hours.entry(*hour).or_default().0 = Some(counts);
     }

@@ -19,6 +19,7 @@ mod lease;
 pub mod prepare;
 mod recheck;
 mod recorder;
+pub mod results;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +60,8 @@ pub struct Engine {
     /// Signs the links of newsletters that count clicks.
     pub links: crate::clicks::LinkSigner,
     pub list_id: String,
+    /// Counts below this are not given exactly in results (`ENLACE_RESULTS_MIN_COUNT`).
+    pub results_min_count: u32,
     pub concurrency: usize,
     pub max_attempts: i32,
     /// A scheduled send found later than this past its time is held for staff.
@@ -251,6 +254,7 @@ impl Engine {
                 }
             }
         }
+        let threshold = self.results_min_count;
         let finished = self
             .db
             .transaction(move |c| -> Result<_, db::DbError> {
@@ -261,6 +265,12 @@ impl Engine {
                     crate::webhooks::EventType::NewsletterFinished,
                     &finished,
                     now,
+                    Some(
+                        &move |c: &mut db::AnyConnection, n: &newsletters::Newsletter| {
+                            results::summarize(c, n.clone(), now)
+                                .map(|r| results::summary_json(&r, threshold))
+                        },
+                    ),
                 )?;
                 Ok(finished)
             })

@@ -64,6 +64,7 @@ pub async fn start(
                 crate::webhooks::EventType::NewsletterStarted,
                 &started,
                 now,
+                None,
             )?;
             Ok(Some(count))
         })

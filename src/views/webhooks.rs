@@ -26,13 +26,16 @@ pub struct ErasedEvent<'a> {
     pub id: &'a str,
 }
 
-/// The `data` of `newsletter.started` and `newsletter.finished`: the newsletter and its counts.
+/// The `data` of `newsletter.started` and `newsletter.finished`: the newsletter and its counts
+/// (and, when it finished, its results as the results API gives them).
 #[derive(Serialize)]
 pub struct NewsletterEvent<'a> {
     pub failed: i64,
     pub finished_at: Option<String>,
     pub id: &'a str,
     pub recipients: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<serde_json::Value>,
     pub segment_id: Option<&'a str>,
     pub sent: i64,
     pub skipped: i64,
@@ -48,6 +51,7 @@ impl<'a> NewsletterEvent<'a> {
             finished_at: n.finished_at.map(time),
             id: &n.id,
             recipients: progress.total,
+            results: None,
             segment_id: n.segment_id.as_deref(),
             sent: progress.sent,
             skipped: progress.skipped,

@@ -190,11 +190,16 @@ pub fn emit_erased(
 }
 
 /// Queues `newsletter.started` or `newsletter.finished` for each of `ids`.
+/// A newsletter's results as an event carries them (the caller knows how they are read).
+pub type Summary =
+    dyn Fn(&mut AnyConnection, &db::newsletters::Newsletter) -> QueryResult<serde_json::Value>;
+
 pub fn emit_newsletters(
     conn: &mut AnyConnection,
     event: EventType,
     ids: &[String],
     now: NaiveDateTime,
+    results: Option<&Summary>,
 ) -> QueryResult<usize> {
     if ids.is_empty() {
         return Ok(0);
@@ -213,7 +218,10 @@ pub fn emit_newsletters(
             continue;
         };
         let progress = db::deliveries::progress(conn, id, now)?;
-        let data = NewsletterEvent::new(&newsletter, &progress);
+        let mut data = NewsletterEvent::new(&newsletter, &progress);
+        if let Some(summarize) = results {
+            data.results = Some(summarize(conn, &newsletter)?);
+        }
         total += outbox.emit(conn, event, None, data, now)?;
     }
     Ok(total)

@@ -144,7 +144,11 @@ async fn clicks_are_counted_per_link_with_scanners_apart_and_every_recipient_get
         assert!(!mail.text.contains("/l/"), "{}", mail.text);
     }
     assert!(mails[0].html.contains("mailto:hola@example.org"));
-    assert!(mails[0].html.contains("&#x2f;preferences&#x2f;"), "{}", mails[0].html);
+    assert!(
+        mails[0].html.contains("&#x2f;preferences&#x2f;"),
+        "{}",
+        mails[0].html
+    );
 
     // Each reader clicks the rally link in their own browser; two read it twice.
     for (i, link) in [&en[0], &en[0], &en[0], &es[0], &es[0]].iter().enumerate() {

@@ -531,6 +531,23 @@ async fn newsletter_start_and_finish_are_announced() {
     assert_eq!(finished["status"], "sent");
     assert_eq!(finished["sent"], 3);
     assert!(finished["finished_at"].is_string());
+    // The finished event carries the results as the results API gives them, small counts
+    // hidden the same way (three recipients are "fewer than 5").
+    assert!(started.get("results").is_none(), "{started}");
+    let mut results = finished["results"].clone();
+    assert_eq!(results["threshold"], 5, "{finished}");
+    assert_eq!(results["total"]["recipients"], serde_json::Value::Null);
+    assert_eq!(results["clicks"], serde_json::Value::Null);
+    let mut api: serde_json::Value = app
+        .get_as(&admin, &format!("/api/v1/newsletters/{id}/results"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    for r in [&mut results, &mut api] {
+        r.as_object_mut().unwrap().remove("read_at");
+    }
+    assert_eq!(results, api);
     assert_eq!(got.len(), 2);
     assert_all_verified(&receiver);
 }
