@@ -776,6 +776,11 @@ impl TestApp {
         found.trim_start_matches(&self.address).to_owned()
     }
 
+    /// The data folder (the SQLite database and its journal, the secret key, the outbox).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     pub fn conn(&self) -> r2d2_conn::Conn {
         self.db.get().unwrap()
     }

@@ -2,6 +2,7 @@ mod addresses;
 mod attacks;
 mod backup;
 mod blast;
+mod click_privacy;
 mod clicks;
 mod confirm;
 mod conformance;
