@@ -2,7 +2,7 @@
 # Every benchmark in one run, on SQLite and PostgreSQL, each with its ceiling measured in the same
 # run; then rewrites the generated section of docs/benchmarks.md and draws docs/benchmarks.png.
 #
-#   bench/all.sh            # subscribe, blast, export, segments; about 10 minutes on 2 cores after the build
+#   bench/all.sh            # subscribe, blast, export, segments, clicks; about 12 minutes on 2 cores after the build
 #   BENCHES="segments export" bench/all.sh    # a subset (the doc then shows only those)
 #
 # Run it on an otherwise idle machine: the load generator, Enlace, the database and the SMTP sink
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BENCHES="${BENCHES:-subscribe blast export segments}"
+BENCHES="${BENCHES:-subscribe blast export segments clicks}"
 VENV="${ENLACE_BENCH_VENV:-/var/tmp/enlace-bench-venv}"
 OUT=target/bench
 mkdir -p "$OUT"
@@ -24,16 +24,16 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import matplotlib' 2>
 fi
 
 # Build once before anything is timed.
-cargo build --release --quiet --bin enlace --example ceiling --example blast_ceiling
+cargo build --release --quiet --bin enlace --example ceiling --example blast_ceiling --example redirect_ceiling
 
-rm -f "$OUT"/{subscribe,blast,export,segments}.tsv
+rm -f "$OUT"/{subscribe,blast,export,segments,clicks}.tsv
 failed=()
 for bench in $BENCHES; do
   echo "=================== bench/$bench"
   start=$(date +%s)
   case "$bench" in
     subscribe) bench/subscribe.sh ;;
-    blast | export | segments) "bench/$bench.sh" both ;;
+    blast | export | segments | clicks) "bench/$bench.sh" both ;;
     *) echo "unknown benchmark $bench" >&2; false ;;
   esac || failed+=("$bench")
   echo "=================== bench/$bench took $(( $(date +%s) - start )) s"
