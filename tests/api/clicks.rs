@@ -421,3 +421,61 @@ async fn without_click_counting_links_are_sent_as_written_and_a_test_copy_counts
     assert_eq!(follow(&app, "GET", &links[1], Some(BROWSER)).await.0, 404);
     assert_eq!(follow(&app, "GET", &links[0], Some(BROWSER)).await.0, 302);
 }
+
+#[tokio::test]
+async fn editors_switch_click_counting_on_and_off_in_the_console() {
+    let app = TestApp::builder().spawn().await;
+    let mut editor = signed_in(&app, Role::Editor).await;
+    let form = editor.get("/newsletters/new").await.body;
+    assert!(
+        form.contains(r#"name="count_clicks" value="on" aria-describedby="h-count_clicks">"#),
+        "unticked unless chosen: {form}"
+    );
+    let draft = [
+        ("subject", "Rally"),
+        (
+            "html",
+            "<p><a href=\"https://example.org/rally\">Rally</a></p>",
+        ),
+        ("audience", "everyone"),
+        ("count_clicks", "on"),
+    ];
+    let created = editor
+        .post("/newsletters/new", "/newsletters", &draft)
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let id = created
+        .location()
+        .trim_start_matches("/admin/newsletters/")
+        .split(['?', '/'])
+        .next()
+        .unwrap()
+        .to_owned();
+    let token = app.staff_token(Role::Viewer).await;
+    let path = format!("/api/v1/newsletters/{id}");
+    assert_eq!(app.get_json_as(&token, &path).await["count_clicks"], true);
+    let form = editor.get(&format!("/newsletters/{id}/edit")).await.body;
+    assert!(
+        form.contains(r#"name="count_clicks" value="on" checked"#),
+        "{form}"
+    );
+    // Saved without the box ticked: off again.
+    let version = crate::console_client::field_value(&form, "version").unwrap();
+    let changed = editor
+        .post(
+            &format!("/newsletters/{id}/edit"),
+            &format!("/newsletters/{id}/edit"),
+            &[
+                ("subject", "Rally"),
+                (
+                    "html",
+                    "<p><a href=\"https://example.org/rally\">Rally</a></p>",
+                ),
+                ("audience", "everyone"),
+                ("version", &version),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, 303, "{}", changed.body);
+    assert_eq!(app.get_json_as(&token, &path).await["count_clicks"], false);
+}
