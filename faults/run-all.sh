@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL=(kill-serve kill-signups unsubscribe-mid-send disk-full slow-clients staff-load pg-restart two-senders two-instances pg-tls)   # one after another
+ALL=(kill-serve kill-signups unsubscribe-mid-send clicks-crash disk-full slow-clients staff-load pg-restart two-senders two-instances pg-tls)   # one after another
 BACKGROUND=smtp-down                      # alongside them
 LIMIT_S="${LIMIT_S:-300}"                 # per script, then it is stopped
 if [ "$#" -gt 0 ]; then
