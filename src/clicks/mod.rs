@@ -306,7 +306,8 @@ mod tests {
         assert!(s.check_place("n1", "").is_none());
         // A rotated key still accepts what the previous one signed.
         let rotated = LinkSigner::new(b"new", &[b"k".to_vec()], "https://lists.example.org");
-        assert!(rotated.check_place("n1", segment).is_some());
+        let (_, tag) = rotated.check_place("n1", segment).unwrap();
+        assert!(rotated.check_target("n1", 3, "https://example.org/x", &tag));
         let other = LinkSigner::new(b"other", &[], "https://lists.example.org");
         assert!(other.check_place("n1", segment).is_none());
     }
