@@ -33,7 +33,7 @@ pub struct Newsletter {
     pub pause_reason: Option<String>,
     /// The default version's preview text (see `Content::preheader`).
     pub preheader: Option<String>,
-    /// Its links go through Enlace's click-counting redirect (see `crate::clicks`).
+    /// Its links go through Enlace's click-counting redirect (the `clicks` module).
     pub count_clicks: bool,
     /// A copy without personal merge fields is public in the archive once it is sent.
     pub archived: bool,
