@@ -5,25 +5,15 @@
 
 use std::time::Instant;
 
-use actix_web::http::{header, Method, StatusCode};
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
-use minijinja::context;
 
+use super::manage::invalid_link;
 use super::{client_ip, hyphenated_uuid, negotiate_language, Page};
 use crate::clicks::scanners;
 use crate::db::ids::NewsletterId;
 use crate::db::newsletter_actions::hour_of;
 use crate::state::AppState;
-
-fn unknown_link(state: &AppState, req: &HttpRequest) -> HttpResponse {
-    Page::render(
-        state,
-        negotiate_language(req),
-        StatusCode::NOT_FOUND,
-        "link_invalid",
-        context! {},
-    )
-}
 
 pub async fn follow(
     req: HttpRequest,
@@ -35,14 +25,14 @@ pub async fn follow(
     let Some((id, (place, tag))) = hyphenated_uuid(&newsletter)
         .and_then(|id| signer.check_place(&id, &link).map(|found| (id, found)))
     else {
-        return unknown_link(&state, &req);
+        return invalid_link(&state, &req);
     };
     let Some(id) = NewsletterId::parse(&id) else {
-        return unknown_link(&state, &req);
+        return invalid_link(&state, &req);
     };
     let targets = match state.click_targets.get(&state.db, id).await {
         Ok(Some(targets)) => targets,
-        Ok(None) => return unknown_link(&state, &req),
+        Ok(None) => return invalid_link(&state, &req),
         Err(e) => return Page::error(&state, negotiate_language(&req), e.into()),
     };
     let Some(target) = targets
@@ -50,7 +40,7 @@ pub async fn follow(
         .get(place as usize)
         .filter(|t| signer.check_target(&targets.newsletter_id, place, t, &tag))
     else {
-        return unknown_link(&state, &req);
+        return invalid_link(&state, &req);
     };
     if targets.counting {
         let agent = req

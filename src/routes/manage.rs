@@ -39,7 +39,8 @@ fn verify(state: &AppState, token: &str) -> Option<String> {
     state.manage_tokens.verify(token).map(|id| id.to_string())
 }
 
-fn invalid_link(state: &AppState, req: &HttpRequest) -> HttpResponse {
+/// The page for a link that is not (or no longer) valid, in the reader's language.
+pub(super) fn invalid_link(state: &AppState, req: &HttpRequest) -> HttpResponse {
     Page::render(
         state,
         negotiate_language(req),

@@ -12,7 +12,7 @@ use diesel::sql_types::Text;
 use enlace::auth::Role;
 use enlace::db::AnyConnection;
 
-use crate::clicks::{counted_links, follow, sent_with_clicks};
+use crate::clicks::{counted_links, sent_with_clicks};
 use crate::helpers::TestApp;
 use crate::newsletters::POSTAL;
 

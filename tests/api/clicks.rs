@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::console_client::signed_in;
 use crate::helpers::{Mail, TestApp};
 use crate::newsletters::{create, post, POSTAL};
+use crate::results::results;
 
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
 
@@ -87,12 +88,16 @@ pub async fn follow(
     (res.status().as_u16(), location)
 }
 
-async fn results(app: &TestApp, token: &str, id: &str) -> Value {
-    let res = app
-        .get_as(token, &format!("/api/v1/newsletters/{id}/results"))
-        .await;
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
+/// A newsletter's results as CSV.
+async fn csv(app: &TestApp, token: &str, id: &str) -> String {
+    app.get_as(
+        token,
+        &format!("/api/v1/newsletters/{id}/results?format=csv"),
+    )
+    .await
+    .text()
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -198,15 +203,7 @@ async fn clicks_are_counted_per_link_with_scanners_apart_and_every_recipient_get
     assert_eq!(clicks["hours"][0]["clicks"], 8);
 
     // The CSV and the console page give the same counts.
-    let csv = app
-        .get_as(
-            &token,
-            &format!("/api/v1/newsletters/{id}/results?format=csv"),
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+    let csv = csv(&app, &token, &id).await;
     let header = csv.lines().next().unwrap();
     assert!(header.ends_with(",clicks,scanner_clicks"), "{csv}");
     assert!(
@@ -252,15 +249,7 @@ async fn small_click_counts_are_shown_only_as_fewer_than_the_threshold() {
         "one click is fewer than 5"
     );
     assert_eq!(r["clicks"]["scanner_clicks"], Value::Null);
-    let csv = app
-        .get_as(
-            &token,
-            &format!("/api/v1/newsletters/{id}/results?format=csv"),
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+    let csv = csv(&app, &token, &id).await;
     assert!(
         csv.lines()
             .any(|l| l == "link,https://example.org/donate,,,,,,,,,,,,fewer than 5,fewer than 5"),

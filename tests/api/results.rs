@@ -96,7 +96,8 @@ async fn act(app: &TestApp, id: &str, mails: &[Mail]) {
     assert_eq!(res.status(), 200);
 }
 
-async fn results(app: &TestApp, viewer: &str, id: &str) -> Value {
+/// A newsletter's results as the API gives them.
+pub async fn results(app: &TestApp, viewer: &str, id: &str) -> Value {
     let res = app
         .get_as(viewer, &format!("/api/v1/newsletters/{id}/results"))
         .await;
