@@ -84,7 +84,7 @@ impl ClickCounter {
     }
 
     /// A client's key for the burst check: a hash salted per process, never written anywhere.
-    pub fn client(&self, address: Option<&str>, user_agent: Option<&str>) -> u64 {
+    pub fn client(&self, address: Option<std::net::IpAddr>, user_agent: Option<&str>) -> u64 {
         let mut h = self.salt.build_hasher();
         address.hash(&mut h);
         user_agent.hash(&mut h);
@@ -280,8 +280,8 @@ mod tests {
         let c = ClickCounter::new();
         let n: Arc<str> = Arc::from("n1");
         let start = Instant::now();
-        let person = c.client(Some("192.0.2.1"), Some("Firefox"));
-        let gateway = c.client(Some("192.0.2.9"), Some("Firefox"));
+        let person = c.client(Some([192, 0, 2, 1].into()), Some("Firefox"));
+        let gateway = c.client(Some([192, 0, 2, 9].into()), Some("Firefox"));
         assert_ne!(person, gateway);
         // A person opens two links; a gateway opens three at once.
         c.record(n.clone(), 0, hour(), person, false, start);
@@ -301,7 +301,7 @@ mod tests {
             HashMap::from([(0, (1, 1)), (1, (1, 1)), (2, (0, 2))])
         );
         // The same link opened again and again by one client is a person clicking.
-        let again = c.client(Some("192.0.2.2"), Some("Safari"));
+        let again = c.client(Some([192, 0, 2, 2].into()), Some("Safari"));
         for _ in 0..5 {
             c.record(n.clone(), 1, hour(), again, false, start + WINDOW);
         }

@@ -56,6 +56,17 @@ const SCANNER_AGENTS: &[&str] = &[
     "perl",
 ];
 
+/// The words of `SCANNER_AGENTS`, looked for in one pass, in any case.
+fn scanner_words() -> &'static aho_corasick::AhoCorasick {
+    static WORDS: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(SCANNER_AGENTS)
+            .expect("the scanner words are plain strings")
+    })
+}
+
 /// Whether a request is a scanner's by its method and user agent: a HEAD request (a browser
 /// following a link asks with GET), no user agent, or one naming a scanner or an HTTP library.
 pub fn by_request(method_is_head: bool, user_agent: Option<&str>) -> bool {
@@ -65,8 +76,7 @@ pub fn by_request(method_is_head: bool, user_agent: Option<&str>) -> bool {
     let Some(agent) = user_agent.map(str::trim).filter(|a| !a.is_empty()) else {
         return true;
     };
-    let agent = agent.to_ascii_lowercase();
-    SCANNER_AGENTS.iter().any(|word| agent.contains(word))
+    scanner_words().is_match(agent)
 }
 
 #[cfg(test)]

@@ -47,8 +47,8 @@ pub async fn follow(
             .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        let address = client_ip(&req, &state.settings.trusted_proxies).map(|ip| ip.to_string());
-        let client = state.clicks.client(address.as_deref(), agent);
+        let address = client_ip(&req, &state.settings.trusted_proxies);
+        let client = state.clicks.client(address, agent);
         state.clicks.record(
             targets.newsletter_id.clone(),
             place,

@@ -3,7 +3,7 @@
 //! (it cannot change after that) and kept in memory, so a click reads nothing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use crate::db::ids::NewsletterId;
 use crate::db::newsletters;
@@ -22,7 +22,7 @@ pub struct Targets {
 
 /// Newsletters' links already read, by newsletter id.
 #[derive(Default)]
-pub struct ClickTargets(Mutex<HashMap<String, Arc<Targets>>>);
+pub struct ClickTargets(RwLock<HashMap<String, Arc<Targets>>>);
 
 /// Newsletters whose links are kept in memory at once; past this the cache starts again.
 const KEPT: usize = 1_024;
@@ -32,7 +32,7 @@ impl ClickTargets {
     pub async fn get(&self, db: &Db, id: NewsletterId) -> Result<Option<Arc<Targets>>, DbError> {
         if let Some(found) = self
             .0
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(id.as_str())
         {
@@ -55,7 +55,7 @@ impl ClickTargets {
         });
         // Once started, its content is fixed: keep it. A draft's may still change.
         if started {
-            let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut kept = self.0.write().unwrap_or_else(|p| p.into_inner());
             if kept.len() >= KEPT {
                 kept.clear();
             }
