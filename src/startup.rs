@@ -269,6 +269,7 @@ impl Application {
             ),
             clicks: clicks.clone(),
             click_targets: Default::default(),
+            archive: Default::default(),
         });
         let console_path = state.settings.console_path.clone();
         let server = HttpServer::new(move || {
