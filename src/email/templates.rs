@@ -643,13 +643,13 @@ mod tests {
             title => "T", message => "M", invitation_url => "https://x/i", role => "editor",
             archive_url => "https://x/archive/es/1", list_url => "https://x/archive/es",
             page_url => "https://x/archive/es/1", feed_url => "https://x/archive/es/feed.atom",
-            other_url => "https://x/archive/en", other_list_url => "https://x/archive/en",
+            other_url => "https://x/archive/en", other_lang => "en",
             content_url => "https://x/archive/es/1/content",
             alternates => vec![context! { hreflang => "en", href => "https://x/archive/en/1" }],
             canonical_url => "https://x/archive/es/1", subject => "Hola <b>",
             content_lang => "en", fallback => true, page => 2, newer_url => "https://x/archive/es",
             older_url => "https://x/archive/es?page=3",
-            items => vec![context! { url => "https://x/archive/es/1", subject => "S <i>", day => 7, month0 => 11, year => 2026, date => "2026-12-07" }],
+            items => vec![context! { url => "https://x/archive/es/1", subject => "S <i>", lang => "en", day => 7, month0 => 11, year => 2026, date => "2026-12-07" }],
             sent => context! { day => 7, month0 => 11, year => 2026, date => "2026-12-07" },
         };
         for address in [None, Some("1 Main St, Phoenix AZ")] {
