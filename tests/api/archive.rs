@@ -394,3 +394,46 @@ async fn archive_pages_keep_the_public_pages_security_headers() {
     assert_eq!(copy.headers()["x-frame-options"], "SAMEORIGIN");
     assert_eq!(copy.headers()["referrer-policy"], "no-referrer");
 }
+
+#[tokio::test]
+async fn the_console_shows_where_a_newsletter_stands_and_publishes_or_withdraws_it() {
+    use crate::console_client::signed_in;
+    use enlace::auth::Role;
+    let (app, token) = app_with_people().await;
+    let id = sent(&app, &token, draft(false, true)).await;
+    let show = format!("/newsletters/{id}");
+    let form = format!("/newsletters/{id}/archived");
+
+    let mut viewer = signed_in(&app, Role::Viewer).await;
+    let seen = viewer.get(&show).await.body.replace("&#x2f;", "/");
+    assert!(seen.contains("Not in the public archive."), "{seen}");
+    assert!(!seen.contains(&form), "viewers get no button");
+    let refused = viewer.post(&show, &form, &[("archived", "true")]).await;
+    assert_eq!(refused.status, 403);
+
+    let mut editor = signed_in(&app, Role::Editor).await;
+    editor.language = "es";
+    let before = editor.get(&show).await.body.replace("&#x2f;", "/");
+    assert!(before.contains("Publicar en el archivo") && before.contains(&form), "{before}");
+    let published = editor.post(&show, &form, &[("archived", "true")]).await;
+    assert_eq!(published.status, 303, "{}", published.body);
+    assert!(published.location().ends_with("?notice=archived"));
+    let after = editor
+        .get(&format!("{show}?notice=archived"))
+        .await
+        .body
+        .replace("&#x2f;", "/");
+    assert!(after.contains("El boletín está en el archivo público."), "{after}");
+    for language in ["en", "es"] {
+        let url = format!("{}/archive/{language}/{id}", app.address);
+        assert!(after.contains(&format!("href=\"{url}\"")), "{after}");
+    }
+    assert!(after.contains("Retirar del archivo"));
+    assert_eq!(page(&app, &format!("/archive/es/{id}")).await.0, 200);
+
+    let withdrawn = editor.post(&show, &form, &[("archived", "false")]).await;
+    assert!(withdrawn.location().ends_with("?notice=withdrawn"));
+    assert_eq!(page(&app, &format!("/archive/es/{id}")).await.0, 404);
+    assert_eq!(editor.post(&show, &form, &[("archived", "maybe")]).await.status, 400);
+    assert_eq!(app.count("audit_log WHERE action IN ('newsletter.archive', 'newsletter.withdraw')"), 2);
+}
