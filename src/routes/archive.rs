@@ -246,6 +246,8 @@ pub async fn archive_page(
             other_url => page_url(&base, other(language), id),
             other_lang => other(language).as_str(),
             content_url => format!("{page}/content"),
+            // Room for a newsletter's usual 600 pixels.
+            wide => true,
         },
     );
     with_policy(response, &page_content_security_policy())
