@@ -27,11 +27,7 @@ pub struct Listed {
 }
 
 /// Public newsletters, newest send first, `limit` of them after skipping `offset`.
-pub fn list_public(
-    conn: &mut AnyConnection,
-    offset: i64,
-    limit: i64,
-) -> QueryResult<Vec<Listed>> {
+pub fn list_public(conn: &mut AnyConnection, offset: i64, limit: i64) -> QueryResult<Vec<Listed>> {
     newsletters::table
         .filter(newsletters::archived.eq(true))
         .filter(newsletters::status.eq_any(PUBLIC_STATES))

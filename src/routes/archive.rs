@@ -20,7 +20,10 @@ use crate::state::AppState;
 
 /// The archive page's policy: the public pages' own, and a frame from Enlace itself (the copy).
 pub fn page_content_security_policy() -> String {
-    format!("{}; frame-src 'self'", super::pages::CONTENT_SECURITY_POLICY)
+    format!(
+        "{}; frame-src 'self'",
+        super::pages::CONTENT_SECURITY_POLICY
+    )
 }
 
 /// The copy in its frame: a sandbox without scripts, forms or same-origin rights (links may open
@@ -116,8 +119,12 @@ pub struct ListQuery {
 fn page_number(raw: Option<&str>) -> Option<i64> {
     match raw {
         None => Some(1),
-        Some(raw) if !raw.is_empty() && raw.len() <= 4 && raw.bytes().all(|b| b.is_ascii_digit()) => {
-            raw.parse().ok().filter(|n| (1..=service::MAX_PAGE).contains(n))
+        Some(raw)
+            if !raw.is_empty() && raw.len() <= 4 && raw.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            raw.parse()
+                .ok()
+                .filter(|n| (1..=service::MAX_PAGE).contains(n))
         }
         Some(_) => None,
     }
@@ -195,7 +202,11 @@ async fn published(
     (raw_language, raw_id): (&str, &str),
 ) -> Result<(Language, std::sync::Arc<Published>), HttpResponse> {
     let Some(language) = path_language(raw_language) else {
-        return Err(Page::error(state, negotiate_language(req), ApiError::NotFound));
+        return Err(Page::error(
+            state,
+            negotiate_language(req),
+            ApiError::NotFound,
+        ));
     };
     let Some(id) = super::hyphenated_uuid(raw_id).and_then(|id| NewsletterId::parse(&id)) else {
         return Err(not_public(state, language));
@@ -227,7 +238,8 @@ pub async fn archive_page(
         .filter(|l| found.copy(*l).written_in == *l)
         .map(|l| context! { hreflang => l.as_str(), href => page_url(&base, l, id) })
         .collect();
-    alternates.push(context! { hreflang => "x-default", href => page_url(&base, Language::En, id) });
+    alternates
+        .push(context! { hreflang => "x-default", href => page_url(&base, Language::En, id) });
     let page = page_url(&base, language, id);
     let response = Page::render(
         &state,
@@ -272,7 +284,10 @@ pub async fn archive_content(
         .insert_header((header::X_FRAME_OPTIONS, "SAMEORIGIN"))
         // Search engines are pointed at the page around it.
         .insert_header(("x-robots-tag", "noindex"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, COPY_CONTENT_SECURITY_POLICY))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            COPY_CONTENT_SECURITY_POLICY,
+        ))
         .body(copy.html.clone())
 }
 
@@ -326,7 +341,12 @@ fn link(rel: &str, href: String, mime_type: &str, hreflang: Language) -> atom::L
     }
 }
 
-fn feed(state: &AppState, base: &str, language: Language, items: &[std::sync::Arc<Published>]) -> atom::Feed {
+fn feed(
+    state: &AppState,
+    base: &str,
+    language: Language,
+    items: &[std::sync::Arc<Published>],
+) -> atom::Feed {
     let templates = &state.templates;
     let list = list_url(base, language);
     let feed_url = format!("{list}/feed.atom");
@@ -339,7 +359,10 @@ fn feed(state: &AppState, base: &str, language: Language, items: &[std::sync::Ar
             let id = uuid::Uuid::parse_str(n.id.as_str()).unwrap_or_default();
             atom::Entry {
                 // One per newsletter and language, the same at every request.
-                id: format!("urn:uuid:{}", uuid::Uuid::new_v5(&id, language.as_str().as_bytes())),
+                id: format!(
+                    "urn:uuid:{}",
+                    uuid::Uuid::new_v5(&id, language.as_str().as_bytes())
+                ),
                 title: text(&copy.subject, other),
                 updated: utc(n.sent_at),
                 published: Some(utc(n.sent_at)),
@@ -389,5 +412,4 @@ mod tests {
             assert_eq!(page_number(Some(bad)), None, "{bad}");
         }
     }
-
 }

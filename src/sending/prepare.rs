@@ -432,9 +432,9 @@ impl Engine {
         );
         let attributes: serde_json::Value =
             serde_json::from_str(&subscriber.attributes).unwrap_or_default();
-        let archive_url = prepared.archived.then(|| {
-            crate::email::newsletter::page_url(&self.base_url, language, newsletter_id)
-        });
+        let archive_url = prepared
+            .archived
+            .then(|| crate::email::newsletter::page_url(&self.base_url, language, newsletter_id));
         let rendered = prepared.compiled.render_with_link(
             &MergeData {
                 name: subscriber.name.as_deref(),

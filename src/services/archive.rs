@@ -241,13 +241,9 @@ fn render(
     base_url: &str,
 ) -> anyhow::Result<Published> {
     let mail = crate::sending::prepare::mail_content(newsletter, links)?;
-    let compiled = CompiledNewsletter::compile(
-        &mail,
-        declared,
-        templates.org(),
-        templates.postal_address(),
-    )
-    .map_err(|errors| anyhow::anyhow!("its content does not pass the checks: {errors:?}"))?;
+    let compiled =
+        CompiledNewsletter::compile(&mail, declared, templates.org(), templates.postal_address())
+            .map_err(|errors| anyhow::anyhow!("its content does not pass the checks: {errors:?}"))?;
     let id = newsletter.id.as_str();
     let copies = Language::ALL.map(|language| -> anyhow::Result<PublicCopy> {
         let page_url = content::page_url(base_url, language, id);

@@ -13,8 +13,18 @@ fn everyone() -> Value {
 
 /// The people the newsletter goes to: (address, language, name, city).
 const PEOPLE: [(&str, &str, Option<&str>, &str); 3] = [
-    ("ana.zenteno@example.org", "en", Some("Ana Zenteno"), "Tucsonville"),
-    ("beto.quispe@example.org", "es", Some("Beto Quispe"), "Nogalesita"),
+    (
+        "ana.zenteno@example.org",
+        "en",
+        Some("Ana Zenteno"),
+        "Tucsonville",
+    ),
+    (
+        "beto.quispe@example.org",
+        "es",
+        Some("Beto Quispe"),
+        "Nogalesita",
+    ),
     ("carla.x@example.org", "es", None, "Yumaville"),
 ];
 
@@ -98,7 +108,10 @@ fn assert_names_nobody(what: &str, html: &str, tokens: &[String]) {
         assert!(!unescaped.contains(local), "{what} shows {local}");
     }
     for token in tokens {
-        assert!(!unescaped.contains(token.as_str()), "{what} holds a manage token");
+        assert!(
+            !unescaped.contains(token.as_str()),
+            "{what} holds a manage token"
+        );
     }
     assert!(
         !unescaped.contains("/unsubscribe/") && !unescaped.contains("/preferences/"),
@@ -123,8 +136,15 @@ async fn an_archived_newsletter_is_public_in_both_languages_and_names_nobody() {
         assert!(top.contains(&url.as_str()), "{}", mail.text);
         let escaped = url.replace('/', "&#x2f;");
         let at = mail.html.find(&escaped).expect("the link in the HTML");
-        let greeting = mail.html.find(if language == "en" { "Hi " } else { "Hola " });
+        let greeting = mail
+            .html
+            .find(if language == "en" { "Hi " } else { "Hola " });
         assert!(at < greeting.unwrap(), "before the content: {}", mail.html);
+        if language == "en" {
+            // The preheader stays first: it is what inboxes show after the subject.
+            let preheader = mail.html.find("Town hall on Saturday").unwrap();
+            assert!(preheader < at, "{}", mail.html);
+        }
         tokens.push(manage_token(&app, &mail));
         mail_links.push(hrefs(&mail.html));
     }
@@ -139,12 +159,18 @@ async fn an_archived_newsletter_is_public_in_both_languages_and_names_nobody() {
         assert_eq!(status, 200, "{list}");
         assert!(list.contains(&format!("<html lang=\"{language}\">")));
         assert!(list.contains(subject), "{list}");
-        assert!(list.contains(&format!("href=\"{base}/archive/{language}/{id}\"")), "{list}");
+        assert!(
+            list.contains(&format!("href=\"{base}/archive/{language}/{id}\"")),
+            "{list}"
+        );
         for l in ["en", "es"] {
-            let alternate = format!("<link rel=\"alternate\" hreflang=\"{l}\" href=\"{base}/archive/{l}\">");
+            let alternate =
+                format!("<link rel=\"alternate\" hreflang=\"{l}\" href=\"{base}/archive/{l}\">");
             assert!(list.contains(&alternate), "{alternate} in {list}");
         }
-        assert!(list.contains(&format!("<link rel=\"alternate\" hreflang=\"x-default\" href=\"{base}/archive/en\">")));
+        assert!(list.contains(&format!(
+            "<link rel=\"alternate\" hreflang=\"x-default\" href=\"{base}/archive/en\">"
+        )));
         assert!(list.contains(&format!(
             "<link rel=\"alternate\" type=\"application/atom+xml\" href=\"{base}/archive/{language}/feed.atom\""
         )));
@@ -155,11 +181,17 @@ async fn an_archived_newsletter_is_public_in_both_languages_and_names_nobody() {
         assert_eq!(status, 200, "{html}");
         assert!(html.contains(&format!("<h1>{subject}</h1>")), "{html}");
         for l in ["en", "es"] {
-            let alternate = format!("<link rel=\"alternate\" hreflang=\"{l}\" href=\"{base}/archive/{l}/{id}\">");
+            let alternate = format!(
+                "<link rel=\"alternate\" hreflang=\"{l}\" href=\"{base}/archive/{l}/{id}\">"
+            );
             assert!(html.contains(&alternate), "{alternate} in {html}");
         }
-        assert!(html.contains(&format!("<link rel=\"canonical\" href=\"{base}/archive/{language}/{id}\">")));
-        assert!(html.contains(&format!("href=\"{base}/archive/{other}/{id}\" hreflang=\"{other}\"")));
+        assert!(html.contains(&format!(
+            "<link rel=\"canonical\" href=\"{base}/archive/{language}/{id}\">"
+        )));
+        assert!(html.contains(&format!(
+            "href=\"{base}/archive/{other}/{id}\" hreflang=\"{other}\""
+        )));
         assert!(html.contains(&format!("src=\"{base}/archive/{language}/{id}/content\"")));
         assert!(html.contains("sandbox=\""), "{html}");
         assert!(!html.contains("<script"), "no script on a public page");
@@ -177,11 +209,17 @@ async fn an_archived_newsletter_is_public_in_both_languages_and_names_nobody() {
         assert!(!counted.is_empty(), "counted links in {copy}");
         let reader = PEOPLE.iter().position(|p| p.1 == language).unwrap();
         for link in &counted {
-            assert!(mail_links[reader].contains(link), "{link} is a link of the message");
+            assert!(
+                mail_links[reader].contains(link),
+                "{link} is a link of the message"
+            );
         }
         // The personal links of the template lead to the note about readers' own links.
         if language == "en" {
-            assert!(hrefs(&copy).contains(&format!("{base}/archive/en/{id}#links")), "{copy}");
+            assert!(
+                hrefs(&copy).contains(&format!("{base}/archive/en/{id}#links")),
+                "{copy}"
+            );
         }
     }
 }
@@ -237,21 +275,38 @@ async fn readers_without_a_version_in_their_language_get_the_other_one_said_so()
     let (status, es) = page(&app, &format!("/archive/es/{id}")).await;
     assert_eq!(status, 200);
     assert!(es.contains("<html lang=\"es\">"));
-    assert!(es.contains("<h1 lang=\"en\">News for friend in</h1>"), "{es}");
-    assert!(es.contains("class=\"notice warn\""), "the page says so: {es}");
+    assert!(
+        es.contains("<h1 lang=\"en\">News for friend in</h1>"),
+        "{es}"
+    );
+    assert!(
+        es.contains("class=\"notice warn\""),
+        "the page says so: {es}"
+    );
     assert!(es.contains("<iframe class=\"newsletter\" src=\"") && es.contains("lang=\"en\""));
     // Only the English version is an alternate; the Spanish page points to it as canonical.
-    assert!(es.contains(&format!("<link rel=\"canonical\" href=\"{base}/archive/en/{id}\">")));
+    assert!(es.contains(&format!(
+        "<link rel=\"canonical\" href=\"{base}/archive/en/{id}\">"
+    )));
     assert!(es.contains(&format!("hreflang=\"en\" href=\"{base}/archive/en/{id}\"")));
-    assert!(!es.contains(&format!("hreflang=\"es\" href=\"{base}/archive/es/{id}\"")), "{es}");
+    assert!(
+        !es.contains(&format!("hreflang=\"es\" href=\"{base}/archive/es/{id}\"")),
+        "{es}"
+    );
     let res = app.get(&format!("/archive/es/{id}/content")).await;
     assert_eq!(res.headers()["content-language"], "en");
     let copy = res.text().await.unwrap();
     // Merge fields neutral, the footer in the page's language.
     assert!(copy.contains("Hi friend () from </p>"), "{copy}");
-    assert!(copy.contains("id=\"links\" ") && copy.contains("lang=\"es\""), "{copy}");
+    assert!(
+        copy.contains("id=\"links\" ") && copy.contains("lang=\"es\""),
+        "{copy}"
+    );
     let (_, list) = page(&app, "/archive/es").await;
-    assert!(list.contains("lang=\"en\">News for friend in</a>"), "{list}");
+    assert!(
+        list.contains("lang=\"en\">News for friend in</a>"),
+        "{list}"
+    );
 }
 
 #[tokio::test]
@@ -271,7 +326,10 @@ async fn only_archived_newsletters_whose_send_started_are_public() {
     let unknown = "01a24db3-1cb4-7731-aa5d-be93868ef9e3";
     let (_, reference) = page(&app, &format!("/archive/en/{unknown}")).await;
     for id in [not_archived.as_str(), draft_id.as_str(), unknown] {
-        for path in [format!("/archive/en/{id}"), format!("/archive/es/{id}/content")] {
+        for path in [
+            format!("/archive/en/{id}"),
+            format!("/archive/es/{id}/content"),
+        ] {
             let (status, body) = page(&app, &path).await;
             assert_eq!(status, 404, "{path}");
             assert!(!body.contains("<iframe"));
@@ -279,17 +337,29 @@ async fn only_archived_newsletters_whose_send_started_are_public() {
         // Not archived, never sent, unknown: the same answer.
         assert_eq!(page(&app, &format!("/archive/en/{id}")).await.1, reference);
     }
-    for path in ["/archive/en/not-an-id", "/archive/fr", "/archive/fr/feed.atom", "/archive/EN"] {
+    for path in [
+        "/archive/en/not-an-id",
+        "/archive/fr",
+        "/archive/fr/feed.atom",
+        "/archive/EN",
+    ] {
         assert_eq!(page(&app, path).await.0, 404, "{path}");
     }
-    for path in ["/archive/en?page=0", "/archive/en?page=x", "/archive/es?page=1001"] {
+    for path in [
+        "/archive/en?page=0",
+        "/archive/en?page=x",
+        "/archive/es?page=1001",
+    ] {
         assert_eq!(page(&app, path).await.0, 400, "{path}");
     }
     let (status, list) = page(&app, "/archive/en?page=2").await;
     assert_eq!(status, 200);
     assert!(list.contains("class=\"notice\""), "an empty page: {list}");
     let (_, list) = page(&app, "/archive/en").await;
-    assert!(!list.contains(&not_archived) && !list.contains(&draft_id), "{list}");
+    assert!(
+        !list.contains(&not_archived) && !list.contains(&draft_id),
+        "{list}"
+    );
 
     // Scheduled or overdue is not public yet; sending and paused are (the first messages
     // carry the link); cancelled is not.
@@ -320,25 +390,43 @@ async fn staff_publish_a_sent_newsletter_and_withdraw_it_at_once() {
     let res = put(json!({"archived": true})).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
-    assert_eq!((body["archived"].clone(), body["status"].clone()), (json!(true), json!("sent")));
+    assert_eq!(
+        (body["archived"].clone(), body["status"].clone()),
+        (json!(true), json!("sent"))
+    );
     assert_eq!(page(&app, &format!("/archive/en/{id}")).await.0, 200);
     assert!(page(&app, "/archive/es").await.1.contains(&id));
     // Setting it again changes nothing and records nothing.
     assert_eq!(put(json!({"archived": true})).await.status(), 200);
-    assert_eq!(app.count("audit_log WHERE action = 'newsletter.archive'"), 1);
+    assert_eq!(
+        app.count("audit_log WHERE action = 'newsletter.archive'"),
+        1
+    );
 
     let res = put(json!({"archived": false})).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["archived"], false);
-    for gone in [format!("/archive/en/{id}"), format!("/archive/es/{id}/content")] {
+    for gone in [
+        format!("/archive/en/{id}"),
+        format!("/archive/es/{id}/content"),
+    ] {
         let (status, body) = page(&app, &gone).await;
         assert_eq!(status, 404, "{gone}");
-        assert!(body.contains(&format!("href=\"{}/archive/", app.address)), "a way to the list");
+        assert!(
+            body.contains(&format!("href=\"{}/archive/", app.address)),
+            "a way to the list"
+        );
     }
     assert!(!page(&app, "/archive/en").await.1.contains(&id));
     let feed = app.get("/archive/en/feed.atom").await.text().await.unwrap();
-    assert!(feed_rs::parser::parse(feed.as_bytes()).unwrap().entries.is_empty());
-    assert_eq!(app.count("audit_log WHERE action = 'newsletter.withdraw'"), 1);
+    assert!(feed_rs::parser::parse(feed.as_bytes())
+        .unwrap()
+        .entries
+        .is_empty());
+    assert_eq!(
+        app.count("audit_log WHERE action = 'newsletter.withdraw'"),
+        1
+    );
 
     // Bad input is a problem document.
     let res = put(json!({"archived": "yes"})).await;
@@ -355,7 +443,9 @@ async fn staff_publish_a_sent_newsletter_and_withdraw_it_at_once() {
         .unwrap();
     assert_eq!(res.status(), 400);
     let unknown = "/api/v1/newsletters/01a24db3-1cb4-7731-aa5d-be93868ef9e3/archived";
-    let res = app.send_as(&token, "PUT", unknown, json!({"archived": true})).await;
+    let res = app
+        .send_as(&token, "PUT", unknown, json!({"archived": true}))
+        .await;
     assert_eq!(res.status(), 404);
 }
 
@@ -375,8 +465,17 @@ async fn archive_pages_keep_the_public_pages_security_headers() {
         format!("/archive/en/{}", "01a24db3-1cb4-7731-aa5d-be93868ef9e3"),
     ] {
         let res = app.get(&path).await;
-        for name in ["x-content-type-options", "referrer-policy", "x-frame-options", "cache-control"] {
-            assert_eq!(res.headers().get(name), reference.headers().get(name), "{name} of {path}");
+        for name in [
+            "x-content-type-options",
+            "referrer-policy",
+            "x-frame-options",
+            "cache-control",
+        ] {
+            assert_eq!(
+                res.headers().get(name),
+                reference.headers().get(name),
+                "{name} of {path}"
+            );
         }
         let csp = res.headers()["content-security-policy"].to_str().unwrap();
         if path.ends_with(&id) {
@@ -414,7 +513,10 @@ async fn the_console_shows_where_a_newsletter_stands_and_publishes_or_withdraws_
     let mut editor = signed_in(&app, Role::Editor).await;
     editor.language = "es";
     let before = editor.get(&show).await.body.replace("&#x2f;", "/");
-    assert!(before.contains("Publicar en el archivo") && before.contains(&form), "{before}");
+    assert!(
+        before.contains("Publicar en el archivo") && before.contains(&form),
+        "{before}"
+    );
     let published = editor.post(&show, &form, &[("archived", "true")]).await;
     assert_eq!(published.status, 303, "{}", published.body);
     assert!(published.location().ends_with("?notice=archived"));
@@ -423,7 +525,10 @@ async fn the_console_shows_where_a_newsletter_stands_and_publishes_or_withdraws_
         .await
         .body
         .replace("&#x2f;", "/");
-    assert!(after.contains("El boletín está en el archivo público."), "{after}");
+    assert!(
+        after.contains("El boletín está en el archivo público."),
+        "{after}"
+    );
     for language in ["en", "es"] {
         let url = format!("{}/archive/{language}/{id}", app.address);
         assert!(after.contains(&format!("href=\"{url}\"")), "{after}");
@@ -434,6 +539,15 @@ async fn the_console_shows_where_a_newsletter_stands_and_publishes_or_withdraws_
     let withdrawn = editor.post(&show, &form, &[("archived", "false")]).await;
     assert!(withdrawn.location().ends_with("?notice=withdrawn"));
     assert_eq!(page(&app, &format!("/archive/es/{id}")).await.0, 404);
-    assert_eq!(editor.post(&show, &form, &[("archived", "maybe")]).await.status, 400);
-    assert_eq!(app.count("audit_log WHERE action IN ('newsletter.archive', 'newsletter.withdraw')"), 2);
+    assert_eq!(
+        editor
+            .post(&show, &form, &[("archived", "maybe")])
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app.count("audit_log WHERE action IN ('newsletter.archive', 'newsletter.withdraw')"),
+        2
+    );
 }

@@ -102,9 +102,12 @@ fn open_links_on_top(html: &str) -> String {
         }
         None
     };
-    let at = after_tag("<head")
-        .or_else(|| body_start(html))
-        .or_else(|| lower.trim_start().starts_with("<!doctype").then(|| after_tag("<!doctype"))?);
+    let at = after_tag("<head").or_else(|| body_start(html)).or_else(|| {
+        lower
+            .trim_start()
+            .starts_with("<!doctype")
+            .then(|| after_tag("<!doctype"))?
+    });
     match at {
         Some(at) => format!("{}{BASE}{}", &html[..at], &html[at..]),
         None => format!("{BASE}{html}"),
@@ -156,12 +159,28 @@ mod tests {
         let out = c.render_public(Language::En, &links, &templates).unwrap();
         assert_eq!(out.subject, "Hi friend in");
         assert!(out.html.contains("<p>Hi friend () of </p>"), "{}", out.html);
-        assert!(out.html.contains("href=\"https:&#x2f;&#x2f;x.org&#x2f;archive&#x2f;en&#x2f;1#links\""), "{}", out.html);
-        assert!(out.html.starts_with("<html><head><base target=\"_top\"><title>"), "{}", out.html);
-        assert!(!out.html.contains("/unsubscribe/") && !out.html.contains("&#x2f;unsubscribe&#x2f;"));
+        assert!(
+            out.html
+                .contains("href=\"https:&#x2f;&#x2f;x.org&#x2f;archive&#x2f;en&#x2f;1#links\""),
+            "{}",
+            out.html
+        );
+        assert!(
+            out.html
+                .starts_with("<html><head><base target=\"_top\"><title>"),
+            "{}",
+            out.html
+        );
+        assert!(
+            !out.html.contains("/unsubscribe/") && !out.html.contains("&#x2f;unsubscribe&#x2f;")
+        );
         // The preheader is for inboxes: not in the copy.
         assert!(!out.html.contains("Soon"), "{}", out.html);
-        assert!(out.html.contains("1 Main St") && out.html.contains("id=\"links\""), "{}", out.html);
+        assert!(
+            out.html.contains("1 Main St") && out.html.contains("id=\"links\""),
+            "{}",
+            out.html
+        );
         assert!(out.text.starts_with("Hi friend () of"), "{}", out.text);
     }
 
@@ -179,9 +198,18 @@ mod tests {
     fn links_open_on_top_whatever_the_document_looks_like() {
         for (html, expected) in [
             ("<HEAD lang=x><p>", "<HEAD lang=x><base target=\"_top\"><p>"),
-            ("<!DOCTYPE html><p>x</p>", "<!DOCTYPE html><base target=\"_top\"><p>x</p>"),
-            ("<body><p>x</p></body>", "<body><base target=\"_top\"><p>x</p></body>"),
-            ("<header>x</header>", "<base target=\"_top\"><header>x</header>"),
+            (
+                "<!DOCTYPE html><p>x</p>",
+                "<!DOCTYPE html><base target=\"_top\"><p>x</p>",
+            ),
+            (
+                "<body><p>x</p></body>",
+                "<body><base target=\"_top\"><p>x</p></body>",
+            ),
+            (
+                "<header>x</header>",
+                "<base target=\"_top\"><header>x</header>",
+            ),
             ("<p>x</p>", "<base target=\"_top\"><p>x</p>"),
         ] {
             assert_eq!(open_links_on_top(html), expected);

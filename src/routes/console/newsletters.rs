@@ -679,8 +679,9 @@ pub struct TransitionForm {
 /// started), and its pages.
 fn archive_view(state: &AppState, n: &Newsletter) -> Value {
     let base = state.settings.base_url();
-    let public =
-        n.archived && n.started_at.is_some() && crate::db::archive::PUBLIC_STATES.contains(&n.status);
+    let public = n.archived
+        && n.started_at.is_some()
+        && crate::db::archive::PUBLIC_STATES.contains(&n.status);
     context! {
         archived => n.archived,
         public => public,
@@ -712,8 +713,7 @@ pub async fn set_archived(
     };
     let shown = id.as_str().to_owned();
     let (actor, ip) = (&console.principal, console.ip.as_deref());
-    match crate::services::archive::set_archived(&console.state.db, actor, ip, id, archived).await
-    {
+    match crate::services::archive::set_archived(&console.state.db, actor, ip, id, archived).await {
         Ok(()) => console.redirect(
             &format!("/newsletters/{shown}"),
             Some(if archived { "archived" } else { "withdrawn" }),

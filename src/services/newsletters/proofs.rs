@@ -119,9 +119,8 @@ fn render_inert(
     compiled: &CompiledNewsletter,
     person: Person<'_>,
 ) -> Result<Rendered, FieldErrors> {
-    let view_online = archive_base.map(|base| {
-        crate::email::newsletter::page_url(base, person.language, newsletter_id)
-    });
+    let view_online = archive_base
+        .map(|base| crate::email::newsletter::page_url(base, person.language, newsletter_id));
     compiled
         .render_with_link(
             &MergeData {
