@@ -43,6 +43,25 @@ pub fn list_public(conn: &mut AnyConnection, offset: i64, limit: i64) -> QueryRe
         .load(conn)
 }
 
+/// What tells whether a public newsletter's kept copy is still its own; `None` as `find_public`.
+pub fn find_public_listed(
+    conn: &mut AnyConnection,
+    id: &NewsletterId,
+) -> QueryResult<Option<Listed>> {
+    newsletters::table
+        .find(id)
+        .filter(newsletters::archived.eq(true))
+        .filter(newsletters::status.eq_any(PUBLIC_STATES))
+        .filter(newsletters::started_at.is_not_null())
+        .select((
+            newsletters::id,
+            newsletters::started_at,
+            newsletters::updated_at,
+        ))
+        .first(conn)
+        .optional()
+}
+
 /// A newsletter if it is public; `None` for one that is not archived, not (yet) sent, or unknown.
 pub fn find_public(conn: &mut AnyConnection, id: &NewsletterId) -> QueryResult<Option<Newsletter>> {
     newsletters::table

@@ -167,14 +167,9 @@ pub async fn find(
     publishing: Publishing<'_>,
     id: NewsletterId,
 ) -> Result<Arc<Published>, ArchiveError> {
+    // Only what tells whether the kept copy is still its own: the content is read on a miss.
     let found = db
-        .run(move |conn| -> Result<_, DbError> {
-            Ok(store::find_public(conn, &id)?.map(|n| Listed {
-                id: n.id,
-                started_at: n.started_at,
-                updated_at: n.updated_at,
-            }))
-        })
+        .run(move |conn| store::find_public_listed(conn, &id).map_err(DbError::from))
         .await?
         .ok_or(ArchiveError::NotFound)?;
     published(db, cache, publishing, found)
