@@ -5,7 +5,6 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use atom_syndication as atom;
 use chrono::{Datelike, NaiveDateTime, TimeZone};
 use minijinja::{context, Value};
 use serde::Deserialize;
@@ -146,53 +145,51 @@ pub async fn archive_list(
     };
     let base = state.settings.base_url();
     let p = publishing(&state, &base);
-    {
-        let found = service::list(&state.db, &state.archive, p, page, service::PAGE_SIZE).await;
-        let found = match found {
-            Ok(found) => found,
-            Err(e) => return Page::error(&state, language, e.into()),
-        };
-        let list = list_url(&base, language);
-        let items: Vec<Value> = found
-            .items
-            .iter()
-            .map(|n| {
-                let copy = n.copy(language);
-                let sent = date(&state, n.sent_at);
-                context! {
-                    url => page_url(&base, language, n.id.as_str()),
-                    subject => &copy.subject,
-                    lang => copy.written_in.as_str(),
-                    ..sent
-                }
-            })
-            .collect();
-        let alternates: Vec<Value> = Language::ALL
-            .iter()
-            .map(|l| context! { hreflang => l.as_str(), href => list_url(&base, *l) })
-            .chain(std::iter::once(
-                context! { hreflang => "x-default", href => list_url(&base, Language::En) },
-            ))
-            .collect();
-        Page::render(
-            &state,
-            language,
-            StatusCode::OK,
-            "archive_list",
+    let found = service::list(&state.db, &state.archive, p, page, service::PAGE_SIZE).await;
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => return Page::error(&state, language, e.into()),
+    };
+    let list = list_url(&base, language);
+    let items: Vec<Value> = found
+        .items
+        .iter()
+        .map(|n| {
+            let copy = n.copy(language);
+            let sent = date(&state, n.sent_at);
             context! {
-                items,
-                alternates,
-                feed_url => format!("{list}/feed.atom"),
-                other_url => list_url(&base, other(language)),
-                other_lang => other(language).as_str(),
-                newer_url => (page > 1).then(|| match page {
-                    2 => list.clone(),
-                    _ => format!("{list}?page={}", page - 1),
-                }),
-                older_url => found.more.then(|| format!("{list}?page={}", page + 1)),
-            },
-        )
-    }
+                url => page_url(&base, language, n.id.as_str()),
+                subject => &copy.subject,
+                lang => copy.written_in.as_str(),
+                ..sent
+            }
+        })
+        .collect();
+    let alternates: Vec<Value> = Language::ALL
+        .iter()
+        .map(|l| context! { hreflang => l.as_str(), href => list_url(&base, *l) })
+        .chain(std::iter::once(
+            context! { hreflang => "x-default", href => list_url(&base, Language::En) },
+        ))
+        .collect();
+    Page::render(
+        &state,
+        language,
+        StatusCode::OK,
+        "archive_list",
+        context! {
+            items,
+            alternates,
+            feed_url => format!("{list}/feed.atom"),
+            other_url => list_url(&base, other(language)),
+            other_lang => other(language).as_str(),
+            newer_url => (page > 1).then(|| match page {
+                2 => list.clone(),
+                _ => format!("{list}?page={}", page - 1),
+            }),
+            older_url => found.more.then(|| format!("{list}?page={}", page + 1)),
+        },
+    )
 }
 
 /// The newsletter `raw_id` in the archive of `raw_language`, or the answer to give instead.
@@ -303,100 +300,20 @@ pub async fn archive_feed(
     };
     let base = state.settings.base_url();
     let p = publishing(&state, &base);
+    let found = service::list(&state.db, &state.archive, p, 1, service::FEED_SIZE).await;
+    let items = match found {
+        Ok(found) => found.items,
+        Err(e) => return Page::error(&state, language, e.into()),
+    };
+    match crate::views::archive::feed(&state.templates, &base, language, &items)
+        .write_to(Vec::new())
     {
-        let found = service::list(&state.db, &state.archive, p, 1, service::FEED_SIZE).await;
-        let items = match found {
-            Ok(found) => found.items,
-            Err(e) => return Page::error(&state, language, e.into()),
-        };
-        match feed(&state, &base, language, &items).write_to(Vec::new()) {
-            Ok(xml) => HttpResponse::Ok()
-                .content_type("application/atom+xml; charset=utf-8")
-                .insert_header((header::CONTENT_LANGUAGE, language.as_str()))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .body(xml),
-            Err(e) => Page::error(&state, language, ApiError::Internal(e.into())),
-        }
-    }
-}
-
-fn utc(at: NaiveDateTime) -> atom::FixedDateTime {
-    chrono::Utc.from_utc_datetime(&at).fixed_offset()
-}
-
-fn text(value: &str, lang: Option<Language>) -> atom::Text {
-    atom::Text {
-        lang: lang.map(|l| l.as_str().to_owned()),
-        ..atom::Text::plain(value)
-    }
-}
-
-fn link(rel: &str, href: String, mime_type: &str, hreflang: Language) -> atom::Link {
-    atom::Link {
-        rel: rel.to_owned(),
-        href,
-        mime_type: Some(mime_type.to_owned()),
-        hreflang: Some(hreflang.as_str().to_owned()),
-        ..Default::default()
-    }
-}
-
-fn feed(
-    state: &AppState,
-    base: &str,
-    language: Language,
-    items: &[std::sync::Arc<Published>],
-) -> atom::Feed {
-    let templates = &state.templates;
-    let list = list_url(base, language);
-    let feed_url = format!("{list}/feed.atom");
-    let entries = items
-        .iter()
-        .map(|n| {
-            let copy = n.copy(language);
-            // Written in another language than the feed's: said so on its title and summary.
-            let other = (copy.written_in != language).then_some(copy.written_in);
-            let id = uuid::Uuid::parse_str(n.id.as_str()).unwrap_or_default();
-            atom::Entry {
-                // One per newsletter and language, the same at every request.
-                id: format!(
-                    "urn:uuid:{}",
-                    uuid::Uuid::new_v5(&id, language.as_str().as_bytes())
-                ),
-                title: text(&copy.subject, other),
-                updated: utc(n.sent_at),
-                published: Some(utc(n.sent_at)),
-                links: vec![link(
-                    "alternate",
-                    page_url(base, language, n.id.as_str()),
-                    "text/html",
-                    copy.written_in,
-                )],
-                summary: Some(text(&copy.summary, other)),
-                ..Default::default()
-            }
-        })
-        .collect();
-    atom::Feed {
-        title: atom::Text::plain(templates.text(language, "pages.archive.feed_title")),
-        subtitle: Some(atom::Text::plain(
-            templates.text(language, "pages.archive.feed_subtitle"),
-        )),
-        id: feed_url.clone(),
-        updated: items
-            .first()
-            .map_or_else(|| utc(crate::db::now()), |n| utc(n.sent_at)),
-        authors: vec![atom::Person {
-            name: templates.org().to_owned(),
-            ..Default::default()
-        }],
-        links: vec![
-            link("self", feed_url, "application/atom+xml", language),
-            link("alternate", list, "text/html", language),
-        ],
-        lang: Some(language.as_str().to_owned()),
-        entries,
-        ..Default::default()
+        Ok(xml) => HttpResponse::Ok()
+            .content_type("application/atom+xml; charset=utf-8")
+            .insert_header((header::CONTENT_LANGUAGE, language.as_str()))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(xml),
+        Err(e) => Page::error(&state, language, ApiError::Internal(e.into())),
     }
 }
 
