@@ -296,7 +296,10 @@ pub async fn set_archived(
         if n.archived == archived {
             return Ok(());
         }
-        if !store::set_archived(conn, &id, archived, db::now())? {
+        // Later than the version it replaces even if the clock stepped back: what was compiled
+        // from that version (for sending, for the archive) is then never taken for this one.
+        let now = db::now().max(n.updated_at + chrono::Duration::microseconds(1));
+        if !store::set_archived(conn, &id, archived, now)? {
             return Err(ArchiveError::NotFound);
         }
         let action = if archived {
