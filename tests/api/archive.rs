@@ -551,3 +551,41 @@ async fn the_console_shows_where_a_newsletter_stands_and_publishes_or_withdraws_
         2
     );
 }
+
+#[tokio::test]
+async fn under_a_sub_path_every_archive_link_carries_it() {
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.public_url.set_path("/lista/");
+            s.postal_address = Some("1 Main St, Phoenix AZ".into());
+        })
+        .spawn()
+        .await;
+    let token = app.staff_token(enlace::auth::Role::Editor).await;
+    app.add_subscriber("ana@example.org", "confirmed", "es", None, json!({}));
+    let body =
+        json!({"subject": "Hola", "html": "<p>Hola</p>", "archived": true, "filter": everyone()});
+    let id = sent(&app, &token, body).await;
+    let mail = app.mails_to("ana@example.org").pop().unwrap();
+    let page_path = format!("/lista/archive/es/{id}");
+    assert!(
+        mail.text.contains(&format!("{}{page_path}", app.address)),
+        "{}",
+        mail.text
+    );
+    let (status, html) = page(&app, &page_path).await;
+    assert_eq!(status, 200);
+    let content = format!("{}{page_path}/content", app.address);
+    assert!(html.contains(&format!("src=\"{content}\"")), "{html}");
+    assert!(html.contains(&format!(
+        "href=\"{}/lista/archive/es/feed.atom\"",
+        app.address
+    )));
+    assert_eq!(page(&app, &format!("{page_path}/content")).await.0, 200);
+    let (status, list) = page(&app, "/lista/archive/es").await;
+    assert_eq!(status, 200);
+    assert!(
+        list.contains(&format!("href=\"{}{page_path}\"", app.address)),
+        "{list}"
+    );
+}
