@@ -236,9 +236,17 @@ fn render(
     base_url: &str,
 ) -> anyhow::Result<Published> {
     let mail = crate::sending::prepare::mail_content(newsletter, links)?;
-    let compiled =
-        CompiledNewsletter::compile(&mail, declared, templates.org(), templates.postal_address())
-            .map_err(|errors| anyhow::anyhow!("its content does not pass the checks: {errors:?}"))?;
+    // Every field the content names counts as declared: the copy gives each an empty value
+    // anyway, so a field deleted since the send does not take the newsletter off the archive.
+    let mut declared = declared.to_vec();
+    declared.extend(fields_named(&mail));
+    let compiled = CompiledNewsletter::compile(
+        &mail,
+        &declared,
+        templates.org(),
+        templates.postal_address(),
+    )
+    .map_err(|errors| anyhow::anyhow!("its content does not pass the checks: {errors:?}"))?;
     let id = newsletter.id.as_str();
     let copies = Language::ALL.map(|language| -> anyhow::Result<PublicCopy> {
         let page_url = content::page_url(base_url, language, id);
@@ -267,6 +275,27 @@ fn render(
         sent_at: newsletter.started_at.unwrap_or(newsletter.updated_at),
         copies: [en?, es?],
     })
+}
+
+/// The custom fields a newsletter's templates name (`attributes.city`, `attributes['city']`).
+fn fields_named(content: &content::NewsletterContent) -> Vec<String> {
+    let pattern =
+        regex_lite::Regex::new(r#"attributes(?:\.([A-Za-z0-9_]+)|\[\s*['"]([^'"]+)['"]\s*\])"#)
+            .expect("a valid pattern");
+    let versions = std::iter::once(&content.default).chain(content.variants.values());
+    let mut found: Vec<String> = versions
+        .flat_map(|v| [Some(&v.subject), Some(&v.html), v.text.as_ref()])
+        .flatten()
+        .flat_map(|source| {
+            pattern
+                .captures_iter(source)
+                .filter_map(|c| c.get(1).or(c.get(2)).map(|m| m.as_str().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// The start of a text on one line, cut at a word within `SUMMARY_CHARS`.
@@ -316,6 +345,32 @@ pub async fn set_archived(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fields_a_content_names_are_found_in_every_version() {
+        use crate::email::newsletter::{Content, NewsletterContent};
+        let version = |subject: &str, html: &str| Content {
+            subject: subject.into(),
+            html: html.into(),
+            text: Some("{{ attributes['home city'] }}".into()),
+            preheader: None,
+        };
+        let content = NewsletterContent {
+            default: version(
+                "{{ attributes.city }}",
+                "{% if attributes.zone %}x{% endif %}",
+            ),
+            variants: [(
+                Language::Es,
+                version("{{ attributes[\"size\"] }}", "{{ name }}"),
+            )]
+            .into(),
+        };
+        assert_eq!(
+            fields_named(&content),
+            ["city", "home city", "size", "zone"]
+        );
+    }
 
     #[test]
     fn a_summary_is_one_line_cut_at_a_word() {

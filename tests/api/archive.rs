@@ -589,3 +589,28 @@ async fn under_a_sub_path_every_archive_link_carries_it() {
         "{list}"
     );
 }
+
+#[tokio::test]
+async fn a_field_deleted_after_the_send_leaves_the_copy_public() {
+    let (app, token) = app_with_people().await;
+    let res = app
+        .send_as(
+            &token,
+            "POST",
+            "/api/v1/fields",
+            json!({"key": "zone", "type": "text"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let body = json!({"subject": "Zone {{ attributes.zone }}", "html": "<p>In {{ attributes.zone or 'your area' }}</p>",
+                      "archived": true, "filter": everyone()});
+    let id = sent(&app, &token, body).await;
+    let res = app
+        .send_as(&token, "DELETE", "/api/v1/fields/zone", json!(null))
+        .await;
+    assert_eq!(res.status(), 204);
+    let (status, copy) = page(&app, &format!("/archive/en/{id}/content")).await;
+    assert_eq!(status, 200, "{copy}");
+    assert!(copy.contains("<p>In your area</p>"), "{copy}");
+    assert!(page(&app, "/archive/en").await.1.contains(&id));
+}
