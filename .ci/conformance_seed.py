@@ -136,6 +136,18 @@ draft = {"subject": "Hello {{ name or 'friend' }}", "html": "<p>Hi {{ name or 'f
 newsletter = call("POST", "/api/v1/newsletters", draft, K)
 to_send = call("POST", "/api/v1/newsletters", dict(draft, subject="To send"), K)
 to_delete = call("POST", "/api/v1/newsletters", dict(draft, subject="To delete"), K)
+# A newsletter in the public archive: published and sent (to nobody: its filter matches no one),
+# so the archive's pages have one to show.
+published = call("POST", "/api/v1/newsletters",
+                 {"subject": "In the archive", "html": "<p>Hi {{ name or 'friend' }}</p>", "archived": True,
+                  "filter": {"email_domain": "nobody.invalid"}}, K)
+call("POST", f"/api/v1/newsletters/{published['id']}/send", None, K)
+for _ in range(100):
+    if call("GET", f"/api/v1/newsletters/{published['id']}", token=K)["status"] == "sent":
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("seed: the archived newsletter was not sent within 10 s")
 csv = b"email,name,city\nimported@example.org,Imported,Tucson\n"
 imported = call(
     "POST",
@@ -167,6 +179,7 @@ dictionaries = {
     "newsletter_cursor": [newsletter["id"], to_send["id"]],
     "sendable": [to_send["id"]],
     "deletable_newsletter": [to_delete["id"]],
+    "archived_newsletter": [published["id"]],
     "import": [imported["id"]],
     "webhook": [webhook["id"]],
     "deletable_webhook": [spare_webhook["id"]],
@@ -203,6 +216,10 @@ bindings = {
     "pauseNewsletter": ("id", "sendable"),
     "resumeNewsletter": ("id", "sendable"),
     "cancelNewsletter": ("id", "sendable"),
+    # The draft, so that the published newsletter stays public for the archive's operations.
+    "setNewsletterArchived": ("id", "newsletter"),
+    "archivePage": ("id", "archived_newsletter"),
+    "archiveContent": ("id", "archived_newsletter"),
     "getImport": ("id", "import"),
     "cancelImport": ("id", "import"),
     "getWebhook": ("id", "webhook"),
@@ -332,5 +349,5 @@ for operation, extra in settings.items():
 
 with open(OUT, "w") as f:
     f.write("\n".join(lines))
-print(f"seeded: 3 interests, 3 fields, 5 subscribers, 2 segments, 3 newsletters, 1 import, "
+print(f"seeded: 3 interests, 3 fields, 5 subscribers, 2 segments, 4 newsletters, 1 import, "
       f"2 webhooks, 2 staff, 2 API keys; {len(bindings)} path parameters bound to real objects")

@@ -10,8 +10,10 @@
 # a viewer offered none of it), axe-core on every page for each role in both languages, phone and
 # desktop screenshots, and keyboard-only walks (sign-in and account; browser/console-keyboard.mjs: a
 # people search and adding a person, an import, an API key; a newsletter draft to its preview). One
-# line per flow with its time.
-# Screenshots go to target/browser-screenshots/ (the console's to target/browser-screenshots/console/).
+# line per flow with its time. Last, the public archive (browser/archive.mjs): two newsletters published
+# and sent, the list and their pages in both languages on a phone and a computer, with axe-core.
+# Screenshots go to target/browser-screenshots/ (the console's to target/browser-screenshots/console/,
+# the archive's to target/browser-screenshots/archive/).
 #
 #   bash browser/run.sh
 #
@@ -136,8 +138,9 @@ curl -fsS -o /dev/null "http://127.0.0.1:$HTTP_PORT/api/v1/newsletters" -H "Auth
   "filter":{"any":[{"language":"en"},{"language":"es"}]}}' || die "creating a draft newsletter failed"
 
 status=0
-# BROWSER_ONLY=console skips the signup walk (to check console changes quickly).
-if [ "${BROWSER_ONLY:-}" != console ]; then
+# BROWSER_ONLY=console skips the signup walk (to check console changes quickly); BROWSER_ONLY=archive
+# runs the archive's walk alone.
+if [ -z "${BROWSER_ONLY:-}" ]; then
 say "headless Chromium walks the signup flow (English, Spanish)"
 ENLACE_URL="http://127.0.0.1:$HTTP_PORT" PAGE_PORT="$PAGE_PORT" MAIL_DIR="$tmp/mail" SHOT_DIR="$shots" \
   ORG="$ENLACE_ORG_NAME" STAFF_EMAIL="$staff_email" STAFF_PASSWORD="$staff_password" \
@@ -146,8 +149,9 @@ fi
 
 # The staff console: axe-core on every page each role reaches in English and Spanish, phone and
 # desktop screenshots, a keyboard-only walk. Runs even when the signup walk failed.
-say "headless Chromium checks the staff console (axe-core, phone and desktop, keyboard alone)"
 console_status=0
+if [ "${BROWSER_ONLY:-}" != archive ]; then
+say "headless Chromium checks the staff console (axe-core, phone and desktop, keyboard alone)"
 ENLACE_URL="http://127.0.0.1:$HTTP_PORT" CONSOLE_PATH="${ENLACE_CONSOLE_PATH:-/admin}" SHOT_DIR="$shots/console" \
   STAFF_PASSWORD="$console_password" ADMIN_EMAIL="console-admin@example.org" EDITOR_EMAIL="console-editor@example.org" \
   VIEWER_EMAIL="console-viewer@example.org" KEYBOARD_EMAIL="console-keyboard@example.org" \
@@ -156,7 +160,16 @@ ENLACE_URL="http://127.0.0.1:$HTTP_PORT" CONSOLE_PATH="${ENLACE_CONSOLE_PATH:-/a
   NEWSLETTERS_EN_EMAIL="console-newsletters-en@example.org" NEWSLETTERS_ES_EMAIL="console-newsletters-es@example.org" \
   NEWSLETTERS_VIEWER_EMAIL="console-newsletters-viewer@example.org" NEWSLETTERS_KEYBOARD_EMAIL="console-newsletters-keyboard@example.org" \
   timeout 400 node browser/console.mjs || console_status=$?
+fi
 [ "$status" -ne 0 ] || status=$console_status
+
+# Last, as it publishes newsletters the console's checks do not expect.
+say "headless Chromium reads the public archive (axe-core, phone and desktop, both languages)"
+archive_status=0
+ENLACE_URL="http://127.0.0.1:$HTTP_PORT" SHOT_DIR="$shots/archive" ORG="$ENLACE_ORG_NAME" \
+  STAFF_EMAIL="$staff_email" STAFF_PASSWORD="$staff_password" \
+  timeout 180 node browser/archive.mjs || archive_status=$?
+[ "$status" -ne 0 ] || status=$archive_status
 if [ "$status" -ne 0 ]; then
   echo "--- Enlace log (last 40 lines)" >&2
   tail -n 40 "$tmp/enlace.log" >&2

@@ -270,6 +270,7 @@ impl Application {
             ),
             clicks: clicks.clone(),
             click_targets: Default::default(),
+            archive: Default::default(),
         });
         let console_path = state.settings.console_path.clone();
         let server = HttpServer::new(move || {
@@ -431,7 +432,7 @@ fn security_headers() -> DefaultHeaders {
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            crate::routes::pages::CONTENT_SECURITY_POLICY,
         ))
 }
 

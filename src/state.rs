@@ -51,6 +51,8 @@ pub struct AppState {
     pub clicks: Arc<crate::clicks::ClickCounter>,
     /// Where each counted link leads, read once per newsletter.
     pub click_targets: crate::services::clicks::ClickTargets,
+    /// The public copies of archived newsletters, rendered once each.
+    pub archive: crate::services::archive::ArchiveCache,
 }
 
 impl AppState {

@@ -1,6 +1,7 @@
 //! Database access: one connection type for SQLite and PostgreSQL, the pool, migrations, and the
 //! helper that runs diesel (which is synchronous) on the blocking thread pool.
 
+pub mod archive;
 pub mod audit;
 pub mod batch;
 pub mod canonical;

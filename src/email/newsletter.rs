@@ -11,7 +11,10 @@ use super::Templates;
 use crate::domain::Language;
 use crate::error::FieldErrors;
 
+mod public;
 mod rules;
+
+pub use public::{list_url, page_url, PublicLinks};
 
 /// Longest subject accepted, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 300;
@@ -311,6 +314,18 @@ impl CompiledNewsletter {
         data: &MergeData<'_>,
         templates: &Templates,
     ) -> Result<Rendered, minijinja::Error> {
+        self.render_with_link(data, templates, None)
+    }
+
+    /// The message for one recipient, with the footer in their language and, for a newsletter
+    /// in the public archive, a "view in your browser" link to its archived copy at the top of
+    /// both parts (`view_online`: the same address for every reader of the language).
+    pub fn render_with_link(
+        &self,
+        data: &MergeData<'_>,
+        templates: &Templates,
+        view_online: Option<&str>,
+    ) -> Result<Rendered, minijinja::Error> {
         let (subject, html, text) = self
             .render_parts(data, RENDER_TIME_BUDGET)
             .map_err(|(_, e)| e)?;
@@ -319,6 +334,16 @@ impl CompiledNewsletter {
             data.unsubscribe_url,
             data.preferences_url,
         )?;
+        let (html, text) = match view_online {
+            Some(url) => {
+                let (html_link, text_link) = templates.view_online(data.language, url)?;
+                (
+                    insert_at_body_start(&html, &html_link),
+                    format!("{}\n\n{text}", text_link.trim_end()),
+                )
+            }
+            None => (html, text),
+        };
         Ok(Rendered {
             // A subject is one line, whatever the template produced.
             subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -374,6 +399,11 @@ fn insert_preheader(html: &str, preheader: Option<&str>) -> String {
         "<div style=\"display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;\">{}</div>",
         minijinja::HtmlEscape(preheader)
     );
+    insert_at_body_start(html, &block)
+}
+
+/// Puts `block` right after the opening `<body…>` tag when the HTML has one, else at the start.
+fn insert_at_body_start(html: &str, block: &str) -> String {
     match body_start(html) {
         Some(at) => format!("{}{block}{}", &html[..at], &html[at..]),
         None => format!("{block}{html}"),

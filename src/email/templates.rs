@@ -31,6 +31,9 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "pages/unsubscribed.html",
     "pages/preferences.html",
     "pages/error.html",
+    "pages/archive_list.html",
+    "pages/archive_page.html",
+    "pages/archive_gone.html",
     "mail/base.html",
     "mail/footer.txt",
     "mail/footer_links.html",
@@ -42,6 +45,9 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "mail/already_subscribed.txt",
     "mail/newsletter_footer.html",
     "mail/newsletter_footer.txt",
+    "mail/view_online.html",
+    "mail/view_online.txt",
+    "mail/archive_footer.html",
     "mail/staff_invitation.html",
     "mail/staff_invitation.txt",
 ];
@@ -273,6 +279,21 @@ impl Templates {
             .render_newsletter_footers(language, unsubscribe, preferences)
             .ok()?;
         (rendered == skeleton.fill(unsubscribe, preferences)).then_some(skeleton)
+    }
+
+    /// The "view in your browser" link (HTML, text) at the top of a message of a newsletter in
+    /// the public archive: `archive_url` is its archive page in the reader's language, the same
+    /// for every reader of that language.
+    pub fn view_online(
+        &self,
+        language: Language,
+        archive_url: &str,
+    ) -> Result<(String, String), minijinja::Error> {
+        let ctx = context! { archive_url };
+        Ok((
+            self.render("mail/view_online.html", language, ctx.clone())?,
+            self.render("mail/view_online.txt", language, ctx)?,
+        ))
     }
 
     /// Renders `name` for a reader of `language`, with the shared variables added to `ctx`.
@@ -620,6 +641,16 @@ mod tests {
             saved => true, errors => vec![error], interests => vec![item], preferences_url => "https://x/p",
             unsubscribe_url => "https://x/u", confirm_url => "https://x/c", expires_days => 7,
             title => "T", message => "M", invitation_url => "https://x/i", role => "editor",
+            archive_url => "https://x/archive/es/1", list_url => "https://x/archive/es",
+            page_url => "https://x/archive/es/1", feed_url => "https://x/archive/es/feed.atom",
+            other_url => "https://x/archive/en", other_lang => "en",
+            content_url => "https://x/archive/es/1/content",
+            alternates => vec![context! { hreflang => "en", href => "https://x/archive/en/1" }],
+            canonical_url => "https://x/archive/es/1", subject => "Hola <b>",
+            content_lang => "en", fallback => true, page => 2, newer_url => "https://x/archive/es",
+            older_url => "https://x/archive/es?page=3",
+            items => vec![context! { url => "https://x/archive/es/1", subject => "S <i>", lang => "en", day => 7, month0 => 11, year => 2026, date => "2026-12-07" }],
+            sent => context! { day => 7, month0 => 11, year => 2026, date => "2026-12-07" },
         };
         for address in [None, Some("1 Main St, Phoenix AZ")] {
             let templates = Templates::new("Org", address).unwrap();

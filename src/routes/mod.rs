@@ -1,6 +1,7 @@
 //! HTTP routes. The table below is the single list of what the server serves: it registers the
 //! handlers, and a test compares it with openapi.yaml in both directions.
 
+mod archive;
 pub mod base_path;
 mod clicks;
 mod confirm;
@@ -14,7 +15,7 @@ mod interests;
 pub(crate) mod json;
 mod manage;
 mod newsletters;
-mod pages;
+pub(crate) mod pages;
 mod results;
 mod segments;
 mod sends;
@@ -88,6 +89,10 @@ routes! {
     "/confirm/{token}/renew" => { post => confirm::renew },
     "/unsubscribe/{token}" => { get => manage::unsubscribe_page, post => manage::unsubscribe },
     "/preferences/{token}" => { get => manage::preferences_page, post => manage::update_preferences },
+    "/archive/{language}" => { get => archive::archive_list },
+    "/archive/{language}/feed.atom" => { get => archive::archive_feed },
+    "/archive/{language}/{id}" => { get => archive::archive_page },
+    "/archive/{language}/{id}/content" => { get => archive::archive_content },
     "/api/v1/auth/token" => { post => staff::issue_token },
     "/api/v1/staff" => { get => staff::list_staff, post => staff::create_staff },
     "/api/v1/staff/me/password" => { put => staff::change_own_password },
@@ -151,6 +156,7 @@ routes! {
     "/api/v1/newsletters/{id}/pause" => { post => sends::pause_newsletter },
     "/api/v1/newsletters/{id}/resume" => { post => sends::resume_newsletter },
     "/api/v1/newsletters/{id}/cancel" => { post => sends::cancel_newsletter },
+    "/api/v1/newsletters/{id}/archived" => { put => newsletters::set_newsletter_archived },
     "/api/v1/events" => { post => events::record_events },
     "/api/v1/events/ses" => { post => events::ses_events },
     "/api/v1/events/postmark" => { post => events::postmark_events },

@@ -347,3 +347,24 @@ pub async fn test_newsletter(
         service::send_test(&state.db, rendering(&state), outbox, who, ip, id, input).await?;
     Ok(HttpResponse::Accepted().json(QueuedTestsView { queued }))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivedBody {
+    archived: bool,
+}
+
+/// Publishes a newsletter in the public archive or withdraws it, whatever its state (drafts
+/// too); a sent one is public, or gone, at once. Answers the newsletter.
+pub async fn set_newsletter_archived(
+    auth: Authorized<WriteNewsletters>,
+    id: web::Path<String>,
+    body: Result<super::json::Json<ArchivedBody>, actix_web::Error>,
+    state: web::Data<AppState>,
+) -> HandlerResult {
+    let id = path_id(&id)?;
+    let body = body.map_err(ApiError::from_extractor)?.into_inner();
+    let (who, ip) = (&auth.principal, auth.ip.as_deref());
+    crate::services::archive::set_archived(&state.db, who, ip, id.clone(), body.archived).await?;
+    Ok(HttpResponse::Ok().json(report_view(&service::get(&state.db, who, id).await?)))
+}

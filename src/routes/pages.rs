@@ -8,6 +8,10 @@ use crate::domain::Language;
 use crate::error::{ApiError, FieldErrors};
 use crate::state::AppState;
 
+/// The public pages' Content-Security-Policy (set on every answer that has none of its own): no
+/// script at all, styles only inline, forms post to Enlace, never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 pub struct Page;
 
 impl Page {

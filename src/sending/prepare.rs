@@ -118,6 +118,8 @@ pub struct PreparedNewsletter {
     pub compiled: CompiledNewsletter,
     pub from: Option<Mailbox>,
     pub reply_to: Option<Mailbox>,
+    /// In the public archive: each message links to its archive page ("view in your browser").
+    pub archived: bool,
 }
 
 /// Compiled newsletters by id, rebuilt when the row changed.
@@ -165,6 +167,7 @@ impl NewsletterCache {
             compiled,
             from: mailbox(&newsletter.from_address)?,
             reply_to: mailbox(&newsletter.reply_to)?,
+            archived: newsletter.archived,
         });
         if cache.len() > 64 {
             cache.clear();
@@ -430,7 +433,10 @@ impl Engine {
         );
         let attributes: serde_json::Value =
             serde_json::from_str(&subscriber.attributes).unwrap_or_default();
-        let rendered = prepared.compiled.render(
+        let archive_url = prepared
+            .archived
+            .then(|| crate::email::newsletter::page_url(&self.base_url, language, newsletter_id));
+        let rendered = prepared.compiled.render_with_link(
             &MergeData {
                 name: subscriber.name.as_deref(),
                 email: &subscriber.email,
@@ -440,6 +446,7 @@ impl Engine {
                 preferences_url: &preferences_url,
             },
             &self.templates,
+            archive_url.as_deref(),
         )?;
         let from_domain = prepared
             .from

@@ -14,6 +14,7 @@
 //!   error enum to an answer (`impl From<…Error> for ApiError` beside the handlers);
 //! - nothing here imports `routes` or `startup`.
 
+pub mod archive;
 pub mod catalog;
 pub mod clicks;
 pub mod consent;

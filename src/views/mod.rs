@@ -10,6 +10,7 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod archive;
 pub mod catalog;
 pub mod events;
 pub mod imports;

@@ -1,4 +1,5 @@
 mod addresses;
+mod archive;
 mod attacks;
 mod backup;
 mod blast;

@@ -111,6 +111,7 @@ console_routes! {
     "/newsletters/{id}/duplicate" => { post => newsletters::duplicate [Editor] },
     "/newsletters/{id}/delete" => { post => newsletters::delete [Editor] },
     "/newsletters/{id}/send-state" => { post => newsletters::transition [Editor] },
+    "/newsletters/{id}/archived" => { post => newsletters::set_archived [Editor] },
     "/newsletters/{id}/send" => { get => newsletters::send_page [Editor], post => newsletters::send [Editor] },
     "/newsletters/{id}/test" => { post => newsletters::test [Editor] },
     "/newsletters/{id}/preview" => { get => newsletters::preview [Viewer] },

@@ -27,6 +27,7 @@ use crate::services::newsletters::{
     TransitionError,
 };
 use crate::services::segments;
+use crate::state::AppState;
 
 /// Newsletters per page of the list.
 const PAGE: i64 = 25;
@@ -57,6 +58,8 @@ fn notice(raw: Option<&str>) -> Option<String> {
         "sending",
         "scheduled",
         "test_sent",
+        "archived",
+        "withdrawn",
     ];
     raw.filter(|n| KNOWN.contains(n)).map(str::to_owned)
 }
@@ -272,6 +275,7 @@ pub async fn show(
                     | NewsletterState::Sending
                     | NewsletterState::Paused
             ),
+            archive => archive_view(&console.state, n),
             area_notice => notice(query.notice.as_deref()),
         },
     )
@@ -669,6 +673,56 @@ pub async fn delete(
 pub struct TransitionForm {
     #[serde(default)]
     action: String,
+}
+
+/// Where a newsletter stands in the public archive: chosen or not, public now (its send has
+/// started), and its pages.
+fn archive_view(state: &AppState, n: &Newsletter) -> Value {
+    let base = state.settings.base_url();
+    let public = n.archived
+        && n.started_at.is_some()
+        && crate::db::archive::PUBLIC_STATES.contains(&n.status);
+    context! {
+        archived => n.archived,
+        public => public,
+        cancelled => n.status == NewsletterState::Cancelled,
+        en_url => crate::email::newsletter::page_url(&base, Language::En, n.id.as_str()),
+        es_url => crate::email::newsletter::page_url(&base, Language::Es, n.id.as_str()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ArchivedForm {
+    #[serde(default)]
+    archived: String,
+}
+
+/// Publishes the newsletter in the public archive (`archived=true`) or withdraws it.
+pub async fn set_archived(
+    posted: Posted<WriteNewsletters, ArchivedForm>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let console = &posted.console;
+    let Some(id) = newsletter_id(&id) else {
+        return console.error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let archived = match posted.form.archived.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => return console.error(StatusCode::BAD_REQUEST, "bad_form"),
+    };
+    let shown = id.as_str().to_owned();
+    let (actor, ip) = (&console.principal, console.ip.as_deref());
+    match crate::services::archive::set_archived(&console.state.db, actor, ip, id, archived).await {
+        Ok(()) => console.redirect(
+            &format!("/newsletters/{shown}"),
+            Some(if archived { "archived" } else { "withdrawn" }),
+        ),
+        Err(crate::services::archive::ArchiveError::NotFound) => {
+            console.error(StatusCode::NOT_FOUND, "not_found")
+        }
+        Err(e) => console.internal(e),
+    }
 }
 
 /// Pauses, resumes or cancels a send (`action`).

@@ -110,16 +110,19 @@ struct Person<'a> {
 }
 
 /// Renders a preview or test message with inert links; a template that fails is a problem with
-/// the draft's `html`.
+/// the draft's `html`. `archive_base` (the public URL, for a newsletter in the archive) adds the
+/// "view in your browser" link its messages carry.
 fn render_inert(
     templates: &Templates,
     (unsubscribe_url, preferences_url): &(String, String),
-    newsletter_id: &str,
+    (newsletter_id, archive_base): (&str, Option<&str>),
     compiled: &CompiledNewsletter,
     person: Person<'_>,
 ) -> Result<Rendered, FieldErrors> {
+    let view_online = archive_base
+        .map(|base| crate::email::newsletter::page_url(base, person.language, newsletter_id));
     compiled
-        .render(
+        .render_with_link(
             &MergeData {
                 name: person.name,
                 email: person.email,
@@ -129,6 +132,7 @@ fn render_inert(
                 preferences_url,
             },
             templates,
+            view_online.as_deref(),
         )
         .map_err(|e| {
             tracing::warn!(newsletter_id, error = %e, "a newsletter preview or test could not be rendered");
@@ -201,6 +205,7 @@ pub async fn preview(
         .map_err(PreviewError::Invalid)?;
     let templates = rendering.templates.clone();
     let links = inert_urls(rendering.settings);
+    let archive_base = n.archived.then(|| rendering.settings.base_url());
     let default_from = rendering.settings.from.clone();
     let list_id = rendering.settings.list_id();
     let _slot = rendering
@@ -230,8 +235,14 @@ pub async fn preview(
             language,
             attributes: &attributes,
         };
-        let out = render_inert(&templates, &links, &n.id, &compiled, person)
-            .map_err(PreviewError::Invalid)?;
+        let out = render_inert(
+            &templates,
+            &links,
+            (&n.id, archive_base.as_deref()),
+            &compiled,
+            person,
+        )
+        .map_err(PreviewError::Invalid)?;
         let from = n.from_address.clone().unwrap_or(default_from);
         let (headers, wire_headers) = preview_headers(
             &n,
@@ -342,6 +353,7 @@ pub async fn send_test(
         .map_err(TestError::Invalid)?;
     let templates = rendering.templates.clone();
     let links = inert_urls(rendering.settings);
+    let archive_base = n.archived.then(|| rendering.settings.base_url());
     let slot = rendering
         .render_slots
         .acquire()
@@ -357,7 +369,13 @@ pub async fn send_test(
                     language,
                     attributes: &empty,
                 };
-                let out = render_inert(&templates, &links, &n.id, &compiled, person)?;
+                let out = render_inert(
+                    &templates,
+                    &links,
+                    (&n.id, archive_base.as_deref()),
+                    &compiled,
+                    person,
+                )?;
                 Ok(TestMail {
                     to: address.clone(),
                     language,
