@@ -185,7 +185,7 @@ fn is_progress(v: &Value) -> bool {
 }
 
 /// Every operation the walk covers, as openapi.yaml spells it.
-const WALKED: [(&str, &str); 12] = [
+const WALKED: [(&str, &str); 13] = [
     ("post", "/api/v1/segments"),
     ("get", "/api/v1/segments/{id}"),
     ("patch", "/api/v1/segments/{id}"),
@@ -196,6 +196,7 @@ const WALKED: [(&str, &str); 12] = [
     ("post", "/api/v1/newsletters/{id}/pause"),
     ("post", "/api/v1/newsletters/{id}/resume"),
     ("post", "/api/v1/newsletters/{id}/cancel"),
+    ("put", "/api/v1/newsletters/{id}/archived"),
     ("delete", "/api/v1/interests/{slug}"),
     ("delete", "/api/v1/fields/{key}"),
 ];
@@ -286,6 +287,17 @@ async fn every_scope_gets_counts_only_with_the_right_to_read_contacts() {
             seen(op, check(c, op, &a, "progress", &is_progress));
         }
         app.set_newsletter_status(Some(&f.newsletter), "sent");
+        let a = answer(
+            app.send_as(
+                t,
+                "PUT",
+                &format!("{newsletter}/archived"),
+                json!({"archived": true}),
+            )
+            .await,
+        )
+        .await;
+        seen("archive", check(c, "archive", &a, "progress", &is_progress));
 
         let a = answer(
             app.send_as(t, "DELETE", "/api/v1/interests/news", json!(null))
@@ -344,6 +356,7 @@ async fn every_scope_gets_counts_only_with_the_right_to_read_contacts() {
         "pause",
         "resume",
         "cancel",
+        "archive",
         "force-delete interest",
     ] {
         assert!(
