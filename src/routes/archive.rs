@@ -305,8 +305,7 @@ pub async fn archive_feed(
         Ok(found) => found.items,
         Err(e) => return Page::error(&state, language, e.into()),
     };
-    match crate::views::archive::feed(&state.templates, &base, language, &items)
-        .write_to(Vec::new())
+    match super::archive_feed::feed(&state.templates, &base, language, &items).write_to(Vec::new())
     {
         Ok(xml) => HttpResponse::Ok()
             .content_type("application/atom+xml; charset=utf-8")

@@ -2,6 +2,7 @@
 //! handlers, and a test compares it with openapi.yaml in both directions.
 
 mod archive;
+mod archive_feed;
 pub mod base_path;
 mod clicks;
 mod confirm;

@@ -10,7 +10,6 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 use serde_json::Value;
 
-pub mod archive;
 pub mod catalog;
 pub mod events;
 pub mod imports;
