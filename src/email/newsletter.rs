@@ -467,6 +467,9 @@ pub fn check_content(errors: &mut FieldErrors, prefix: &str, content: &Content) 
         push("html", "is required");
     } else if content.html.len() > MAX_BODY_BYTES {
         push("html", "must be at most 512 KiB");
+    } else if content.html.contains('\0') {
+        // Not text any mail or database takes (PostgreSQL refuses NUL in text).
+        push("html", "must not contain NUL characters");
     }
     if let Some(preheader) = &content.preheader {
         if preheader.trim().is_empty() {
@@ -488,6 +491,8 @@ pub fn check_content(errors: &mut FieldErrors, prefix: &str, content: &Content) 
             );
         } else if text.len() > MAX_BODY_BYTES {
             push("text", "must be at most 512 KiB");
+        } else if text.contains('\0') {
+            push("text", "must not contain NUL characters");
         }
     }
 }

@@ -696,3 +696,38 @@ async fn a_send_whose_templates_stop_compiling_is_paused_not_sent_broken() {
         "no name reads as empty, not \"none\""
     );
 }
+
+#[tokio::test]
+async fn a_nul_character_in_a_body_is_refused_not_stored() {
+    // PostgreSQL refuses NUL in text; nothing else would deliver it either.
+    let app = TestApp::builder().spawn().await;
+    let token = app.staff_token(Role::Editor).await;
+    let n = create(&app, &token, json!({"subject": "S", "html": "<p>B</p>"})).await;
+    let path = format!("/api/v1/newsletters/{}", n["id"].as_str().unwrap());
+    for (body, field) in [
+        (
+            json!({"html": "<p>a\u{0}b</p>", "count_clicks": true, "archived": true}),
+            "html",
+        ),
+        (json!({"text": "a\u{0}b"}), "text"),
+        (
+            json!({"variants": {"es": {"subject": "S", "html": "<p>\u{0}</p>"}}}),
+            "variants.es.html",
+        ),
+    ] {
+        let res = app.send_as(&token, "PATCH", &path, body).await;
+        assert_eq!(res.status(), 422);
+        let problem: Value = res.json().await.unwrap();
+        assert!(problem["errors"][field].is_array(), "{problem}");
+    }
+    let res = app
+        .send_as(
+            &token,
+            "POST",
+            "/api/v1/newsletters",
+            json!({"subject": "S", "html": "\u{0}"}),
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert_eq!(app.get_json_as(&token, &path).await["html"], "<p>B</p>");
+}
