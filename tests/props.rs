@@ -622,7 +622,9 @@ fn template() -> impl Strategy<Value = String> {
     vec(template_piece(), 0..8).prop_map(|p| p.concat())
 }
 
-/// Merge values carry this; a raw `<q7` in the HTML would mean a value went in unescaped.
+/// Merge values carry this; the whole of it raw in the HTML would mean a value went in
+/// unescaped. (`<q7` alone is not proof: a template may put its own `<` before `{{ name[1:] }}`,
+/// a value whose first character is cut off, and the value's `>` is then still escaped.)
 const MARKER: &str = "<q7 onmouseover=alert(1)>";
 
 #[derive(Debug, Clone)]
@@ -698,7 +700,11 @@ fn templates_escape_merge_values_and_end() {
                     preferences_url: "https://example.org/preferences/x",
                 };
                 if let Ok(out) = compiled.render(&data, &templates) {
-                    prop_assert!(!out.html.contains("<q7"), "unescaped in:\n{}", out.html);
+                    prop_assert!(
+                        !out.html.contains(MARKER) && !out.html.contains("<q7>"),
+                        "unescaped in:\n{}",
+                        out.html
+                    );
                     prop_assert!(!out.subject.contains(['\r', '\n']), "{:?}", out.subject);
                 }
             }
